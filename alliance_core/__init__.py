@@ -1,0 +1,40 @@
+"""alliance_core: multilevel meta-analysis of the alliance-outcome correlation.
+
+A short pipeline of verbs over one result object, named as a meta-analyst knows them::
+
+    import alliance_core as ac
+    dat = ac.escalc(df, r="r", n="n", measure="ZCOR")       # copy with yi, vi
+    res = ac.fit(dat, moderators=["ptr", "rater"], cluster="study")
+    res.coefficients, res.sigma2, res.QM, res.I2
+    res.predict({"ptr": [1, 5, 10]}, transform="r")
+    print(res.summary())
+
+The package never imports streamlit: it serves the dashboard, notebooks and scripts alike.
+"""
+
+from alliance_core.design import ModelDesign, ModeratorTerm, build_design, level_order
+from alliance_core.effect_sizes import escalc, patient_therapist_ratio, r_to_z, transf, z_to_r
+from alliance_core.errors import AnalysisError
+from alliance_core.fitting import fit
+from alliance_core.mapping import ColumnMapping
+from alliance_core.results import MetaResult, WaldTest
+
+ptr = patient_therapist_ratio
+
+__all__ = [
+    "AnalysisError",
+    "ColumnMapping",
+    "MetaResult",
+    "ModelDesign",
+    "ModeratorTerm",
+    "WaldTest",
+    "build_design",
+    "escalc",
+    "fit",
+    "level_order",
+    "patient_therapist_ratio",
+    "ptr",
+    "r_to_z",
+    "transf",
+    "z_to_r",
+]

@@ -1,0 +1,258 @@
+"""Moderators to a model matrix, coded the way R codes them for metafor.
+
+Numeric columns enter as they are. Text, categorical and boolean columns are treatment-coded
+(one dummy per non-reference level), with the alphabetically first level as the reference unless
+the caller names one, so that coefficient labels and estimates line up with
+``rma(yi, vi, mods = ~ ptr + rater)`` row for row: ``intrcpt``, ``ptr``, ``raterobserver``, ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from alliance_core.errors import AnalysisError
+
+INTERCEPT = "intrcpt"
+
+
+def level_order(levels) -> list[str]:
+    """Alphabetical order of category labels, ignoring case (lower case first on ties).
+
+    R's ``factor()`` sorts levels by the collation of its locale, which differs between
+    machines; this fixed rule is the one the project's metafor reference scripts use too.
+    """
+    return sorted({str(level) for level in levels}, key=lambda s: (s.casefold(), s.swapcase()))
+
+
+def is_categorical(series: pd.Series) -> bool:
+    """Text, categorical and boolean columns are categorical; numbers are numeric."""
+    return not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+
+
+def _codes_and_labels(series: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Integer codes per row (-1 where missing) and the text label of each code.
+
+    Booleans become R's 'TRUE'/'FALSE' so that labels read like metafor's (``pdTRUE``).
+    Factorising first keeps this fast for long columns: only the distinct values are turned
+    into text.
+    """
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    if pd.api.types.is_bool_dtype(series):
+        labels = ["TRUE" if value else "FALSE" for value in uniques]
+    else:
+        labels = [str(value) for value in uniques]
+    return np.asarray(codes), labels
+
+
+@dataclass(frozen=True)
+class ModeratorTerm:
+    """One moderator column and the coefficient columns it becomes."""
+
+    column: str
+    kind: str  # "numeric" or "categorical"
+    levels: tuple[str, ...] = ()  # categorical: reference first, then the others in order
+    mean: float | None = None  # numeric: mean over the fitted rows (for "typical" predictions)
+
+    @property
+    def reference(self) -> str | None:
+        return self.levels[0] if self.kind == "categorical" else None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        if self.kind == "numeric":
+            return (self.column,)
+        return tuple(f"{self.column}{level}" for level in self.levels[1:])
+
+    def columns_for(self, values: pd.Series, what: str) -> np.ndarray:
+        """This term's columns of the model matrix for the given values."""
+        if self.kind == "numeric":
+            numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+            if np.isnan(numbers).any():
+                bad = values[np.isnan(numbers)].iloc[0]
+                raise AnalysisError(
+                    f"{what}: moderator '{self.column}' needs a number, got '{bad}'."
+                )
+            return numbers[:, None]
+        codes, labels = _codes_and_labels(values)
+        return self.dummies(codes, labels, values, what)
+
+    def dummies(
+        self, codes: np.ndarray, labels: list[str], values: pd.Series, what: str
+    ) -> np.ndarray:
+        """Treatment-coded columns from factorised values (see ``_codes_and_labels``)."""
+        position = {level: i for i, level in enumerate(self.levels)}
+        level_of_code = np.array([position.get(label, -1) for label in labels] + [-1])
+        # codes of -1 (missing) index the trailing -1 entry.
+        rows = level_of_code[codes]
+        if (rows < 0).any():
+            raw = values.iloc[int(np.argmax(rows < 0))]
+            shown = "a missing value" if pd.isna(raw) else f"'{raw}'"
+            raise AnalysisError(
+                f"{what}: moderator '{self.column}' has level {shown}, which the model does not "
+                f"know (levels: {', '.join(self.levels)})."
+            )
+        # One dummy per non-reference level: column j is 1 where the row's level is j + 1.
+        return (rows[:, None] == np.arange(1, len(self.levels))[None, :]).astype(float)
+
+
+@dataclass(frozen=True)
+class ModelDesign:
+    """The moderators of a model and the coefficient labels they produce (intercept first)."""
+
+    terms: tuple[ModeratorTerm, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (INTERCEPT, *(label for term in self.terms for label in term.labels))
+
+    @property
+    def moderators(self) -> tuple[str, ...]:
+        return tuple(term.column for term in self.terms)
+
+    def term(self, column: str) -> ModeratorTerm:
+        for term in self.terms:
+            if term.column == column:
+                return term
+        raise AnalysisError(f"'{column}' is not a moderator of this model.")
+
+    def matrix(self, frame: pd.DataFrame, what: str = "Data") -> np.ndarray:
+        """Model matrix X (intercept column first) for the rows of ``frame``."""
+        blocks = [np.ones((len(frame), 1))]
+        for term in self.terms:
+            if term.column not in frame.columns:
+                raise AnalysisError(f"{what}: moderator column '{term.column}' is missing.")
+            blocks.append(term.columns_for(frame[term.column], what))
+        return np.hstack(blocks)
+
+    def typical_values(self) -> dict[str, object]:
+        """Reference level of each categorical moderator and mean of each numeric one."""
+        return {
+            term.column: term.mean if term.kind == "numeric" else term.reference
+            for term in self.terms
+        }
+
+    def coefficient_indices(self, terms: Sequence[str]) -> list[int]:
+        """Positions of coefficients named either by label (``raterobserver``) or by moderator
+        column (``rater``: all of its dummies), in model order."""
+        names = self.names
+        chosen: set[int] = set()
+        for term in terms:
+            if term in names:
+                chosen.add(names.index(term))
+                continue
+            matches = [
+                i
+                for i, label in enumerate(names)
+                for t in self.terms
+                if t.column == term and label in t.labels
+            ]
+            if not matches:
+                raise AnalysisError(
+                    f"'{term}' is neither a coefficient ({', '.join(names)}) nor a moderator of this model."
+                )
+            chosen.update(matches)
+        return sorted(chosen)
+
+
+def build_design(
+    data: pd.DataFrame,
+    moderators: Sequence[str] | None,
+    reference: Mapping[str, object] | None = None,
+) -> ModelDesign:
+    """Read the coding of each moderator off the (already complete) rows of ``data``."""
+    return build_design_matrix(data, moderators, reference)[0]
+
+
+def build_design_matrix(
+    data: pd.DataFrame,
+    moderators: Sequence[str] | None,
+    reference: Mapping[str, object] | None = None,
+) -> tuple[ModelDesign, np.ndarray]:
+    """The coding of each moderator and the model matrix of ``data``, in one pass per column."""
+    reference = dict(reference or {})
+    moderators = list(moderators or [])
+    if len(set(moderators)) != len(moderators):
+        raise AnalysisError("A moderator is listed twice; list each column once.")
+    unused = sorted(set(reference) - set(moderators))
+    if unused:
+        raise AnalysisError(
+            f"A reference level was given for '{unused[0]}', which is not among the moderators."
+        )
+    terms = []
+    blocks = [np.ones((len(data), 1))]
+    for column in moderators:
+        if column not in data.columns:
+            raise AnalysisError(f"Moderator column '{column}' is not in the data.")
+        series = data[column]
+        if is_categorical(series):
+            codes, labels = _codes_and_labels(series)
+            term = _categorical_term(column, labels, reference.get(column))
+            blocks.append(term.dummies(codes, labels, series, "Data"))
+        else:
+            if column in reference:
+                raise AnalysisError(
+                    f"Moderator '{column}' is numeric, so it has no reference level."
+                )
+            values = series.to_numpy(dtype=float)
+            if values.size and values.min() == values.max():
+                raise AnalysisError(
+                    f"Moderator '{column}' has the same value ({values[0]:g}) in every "
+                    "analysed row, so its effect cannot be estimated. Remove it from the model."
+                )
+            term = ModeratorTerm(column=column, kind="numeric", mean=float(values.mean()))
+            blocks.append(values[:, None])
+        terms.append(term)
+    return ModelDesign(terms=tuple(terms)), np.hstack(blocks)
+
+
+def _categorical_term(column: str, labels: list[str], reference) -> ModeratorTerm:
+    levels = level_order(labels)
+    if len(levels) < 2:
+        only = levels[0] if levels else "nothing"
+        raise AnalysisError(
+            f"Moderator '{column}' has a single level ('{only}') in the analysed rows, so it cannot "
+            "explain differences between effect sizes. Remove it or change the filter."
+        )
+    if reference is not None:
+        reference = (
+            "TRUE" if reference is True else "FALSE" if reference is False else str(reference)
+        )
+        if reference not in levels:
+            raise AnalysisError(
+                f"Reference level '{reference}' is not a level of '{column}' "
+                f"(levels: {', '.join(levels)})."
+            )
+        levels.remove(reference)
+        levels.insert(0, reference)
+    return ModeratorTerm(column=column, kind="categorical", levels=tuple(levels))
+
+
+def _nearly_singular(Xs: np.ndarray) -> bool:
+    eigenvalues = np.linalg.eigvalsh(Xs.T @ Xs)
+    return bool(eigenvalues[0] <= 1e-10 * eigenvalues[-1])
+
+
+def check_full_rank(X: np.ndarray, names: Sequence[str], moderator_of: Mapping[str, str]) -> None:
+    """Raise if a coefficient is (nearly) a linear combination of the ones before it, naming it.
+
+    Like metafor, the test is on the eigenvalues of the cross-product X'X (columns scaled to unit
+    length so that a moderator measured in large units is not mistaken for a collinear one).
+    """
+    scale = np.linalg.norm(X, axis=0)
+    scale[scale == 0] = 1.0
+    Xs = X / scale
+    if not _nearly_singular(Xs):
+        return
+    for j in range(1, Xs.shape[1] + 1):
+        if _nearly_singular(Xs[:, :j]):
+            label = names[j - 1]
+            column = moderator_of.get(label, label)
+            raise AnalysisError(
+                f"Moderator '{column}' (coefficient '{label}') is collinear with the intercept or "
+                "the moderators before it, so its effect cannot be separated from theirs. "
+                "Remove one of them."
+            )

@@ -1,0 +1,424 @@
+"""Numerical core: marginal covariances, generalised least squares and variance components.
+
+Two models share this code. The two-level random-effects model has the marginal covariance
+M = diag(vi + tau2). The three-level model with effect sizes nested in studies has
+M = sigma2_study * Z Z' + diag(vi + sigma2_es), where Z maps effect sizes to studies: a block
+per study, each block a diagonal plus a constant. Every product with M^-1 uses the closed form of
+that block's inverse (Sherman-Morrison), so no k x k matrix is ever formed and time and memory
+grow linearly in the number of effect sizes.
+
+Variance components are found by maximising the (restricted) log-likelihood with Newton steps
+on the observed information, falling back to Fisher scoring (metafor's algorithm for rma.uni)
+where the observed information is not positive definite, with step halving and the constraint
+that variances are non-negative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+from alliance_core.errors import AnalysisError
+
+LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+class NestedCovariance:
+    """M = sigma2_study * Z Z' + diag(vi + sigma2_es) for rows sorted by study.
+
+    ``starts`` are the first row of each study (for ``np.add.reduceat``); ``None`` means each
+    row is its own unit and there is no study component (the two-level model, sigma2_es = tau2).
+    """
+
+    def __init__(
+        self, vi: np.ndarray, starts: np.ndarray | None, sigma2_study: float, sigma2_es: float
+    ):
+        self.vi = vi
+        self.starts = starts
+        self.sigma2_study = float(sigma2_study) if starts is not None else 0.0
+        self.sigma2_es = float(sigma2_es)
+        d = vi + self.sigma2_es
+        if np.any(d <= 0):
+            raise AnalysisError("Some marginal variances are not positive; check the vi column.")
+        self.u = 1.0 / d
+        if starts is not None:
+            sizes = np.diff(np.append(starts, len(vi)))
+            self.study_of_row = np.repeat(np.arange(len(starts)), sizes)
+            self.s = np.add.reduceat(self.u, starts)
+            self.alpha = self.sigma2_study / (1.0 + self.sigma2_study * self.s)
+        else:
+            self.study_of_row = None
+            self.s = None
+            self.alpha = None
+
+    # -- products with M^-1 -------------------------------------------------------------
+    def study_sum(self, values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(values, self.starts, axis=0)
+
+    def solve(self, values: np.ndarray) -> np.ndarray:
+        """M^-1 @ values, block by block: D^-1 v - alpha_i u (u' v) with u = D^-1 1."""
+        u = self.u if values.ndim == 1 else self.u[:, None]
+        weighted = u * values
+        if self.starts is None or self.sigma2_study == 0.0:
+            return weighted
+        alpha = self.alpha if values.ndim == 1 else self.alpha[:, None]
+        correction = (alpha * self.study_sum(weighted))[self.study_of_row]
+        return weighted - u * correction
+
+    def logdet(self) -> float:
+        value = -float(np.sum(np.log(self.u)))
+        if self.starts is not None and self.sigma2_study > 0.0:
+            value += float(np.sum(np.log1p(self.sigma2_study * self.s)))
+        return value
+
+    def inverse_diagonal(self) -> np.ndarray:
+        if self.starts is None or self.sigma2_study == 0.0:
+            return self.u
+        return self.u - self.alpha[self.study_of_row] * self.u**2
+
+
+@dataclass(frozen=True)
+class GLSFit:
+    """Generalised least squares under a given marginal covariance."""
+
+    beta: np.ndarray
+    vb: np.ndarray  # (X' M^-1 X)^-1
+    residuals: np.ndarray
+    rss: float  # r' M^-1 r
+    logdet_M: float
+    logdet_XtWX: float
+    G: np.ndarray  # M^-1 X
+    e: np.ndarray  # M^-1 r  (equals P y)
+
+
+def gls(y: np.ndarray, X: np.ndarray, cov: NestedCovariance) -> GLSFit:
+    """Weighted least squares b = (X'M^-1 X)^-1 X'M^-1 y, with the pieces later steps reuse."""
+    p = X.shape[1]
+    solved = cov.solve(np.column_stack([X, y]))  # one pass over the studies for X and y
+    G, Wy = solved[:, :p], solved[:, p]
+    A = X.T @ G
+    try:
+        chol = np.linalg.cholesky(A)
+    except np.linalg.LinAlgError as error:
+        raise AnalysisError(
+            "The weighted moderator matrix is singular; a moderator may be constant or collinear."
+        ) from error
+    inv_chol = np.linalg.inv(chol)
+    vb = inv_chol.T @ inv_chol
+    beta = vb @ (X.T @ Wy)
+    residuals = y - X @ beta
+    e = Wy - G @ beta  # M^-1 (y - X b)
+    return GLSFit(
+        beta=beta,
+        vb=vb,
+        residuals=residuals,
+        rss=float(residuals @ e),
+        logdet_M=cov.logdet(),
+        logdet_XtWX=2.0 * float(np.sum(np.log(np.diag(chol)))),
+        G=G,
+        e=e,
+    )
+
+
+def log_likelihood(fit: GLSFit, k: int, p: int, reml: bool, logdet_XtX: float) -> float:
+    """metafor's log-likelihood: ML, or REML including +1/2 log|X'X| (metafor's ``REMLf=TRUE``)."""
+    if reml:
+        return (
+            -0.5 * ((k - p) * LOG_2PI + fit.logdet_M + fit.logdet_XtWX + fit.rss) + 0.5 * logdet_XtX
+        )
+    return -0.5 * (k * LOG_2PI + fit.logdet_M + fit.rss)
+
+
+def logdet_crossprod(X: np.ndarray) -> float:
+    sign, value = np.linalg.slogdet(X.T @ X)
+    return float(value)
+
+
+# -- derivatives of the (restricted) log-likelihood in the variance components -------------
+def _derivatives(
+    y: np.ndarray, X: np.ndarray, cov: NestedCovariance, fit: GLSFit, reml: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Score, expected information and observed information for (sigma2_study, sigma2_es).
+
+    With P = M^-1 - G A^-1 G' (REML; M^-1 alone for ML), M_study = Z Z' and M_es = I:
+      score_r     = -1/2 tr(P M_r) + 1/2 y'P M_r P y
+      expected_rs =  1/2 tr(P M_r P M_s)
+      observed_rs = -1/2 tr(P M_r P M_s) + (M_r P y)' P (M_s P y)
+    (for ML the traces use M^-1 and the quadratic forms keep P: beta is profiled out).
+    All traces reduce to sums over studies and p x p products; none needs a k x k matrix.
+    Per-study sums are stacked so that each pass over the data serves several terms.
+    """
+    u = cov.u
+    G = fit.G
+    e = fit.e
+    A_inv = fit.vb
+    p = G.shape[1]
+    GtG = G.T @ G
+    GtMG = G.T @ cov.solve(G)
+    with_study = cov.starts is not None
+
+    tr_minv = float(np.sum(cov.inverse_diagonal()))
+    tr_P_es = tr_minv
+    if reml:
+        AG = A_inv @ GtG
+        tr_P_es -= float(np.trace(AG))
+
+    if with_study:
+        s, alpha = cov.s, cov.alpha
+        damp = 1.0 / (1.0 + cov.sigma2_study * s)
+        q = u * damp[cov.study_of_row]  # rows of M^-1 Z
+        sums = cov.study_sum(np.column_stack([u**2, u**3, e, G, q[:, None] * G]))
+        u2, u3, e_by_study = sums[:, 0], sums[:, 1], sums[:, 2]
+        S, Q = sums[:, 3 : 3 + p], sums[:, 3 + p :]
+        frob_minv = float(np.sum(u2 - 2.0 * alpha * u3 + alpha**2 * u2**2))
+    else:
+        frob_minv = float(np.sum(u**2))
+
+    tr_PP = frob_minv
+    if reml:
+        tr_PP += -2.0 * float(np.sum(A_inv * GtMG)) + float(np.sum(AG * AG.T))
+
+    n_par = 2 if with_study else 1
+    score = np.zeros(n_par)
+    expected = np.zeros((n_par, n_par))
+    score[-1] = -0.5 * tr_P_es + 0.5 * float(e @ e)
+    expected[-1, -1] = 0.5 * tr_PP
+    if with_study:
+        c = s * damp  # 1' M_i^-1 1
+        tr_P_st = float(np.sum(c))
+        tr_PZZPZZ = float(np.sum(c**2))
+        tr_PZZP = float(np.sum(q**2))
+        if reml:
+            StS = S.T @ S
+            AS = A_inv @ StS
+            SA = S @ A_inv
+            row_quad = np.sum(SA * S, axis=1)
+            tr_P_st -= float(np.trace(AS))
+            tr_PZZPZZ += -2.0 * float(np.sum(c * row_quad)) + float(np.sum(AS * AS.T))
+            tr_PZZP += -2.0 * float(np.sum((Q @ A_inv) * S)) + float(np.sum(AG * AS.T))
+        score[0] = -0.5 * tr_P_st + 0.5 * float(e_by_study @ e_by_study)
+        expected[0, 0] = 0.5 * tr_PZZPZZ
+        expected[0, 1] = expected[1, 0] = 0.5 * tr_PZZP
+        M_e = np.column_stack([e_by_study[cov.study_of_row], e])
+    else:
+        M_e = e[:, None]
+    # P applied to the columns M_r P y, all at once.
+    P_M_e = cov.solve(M_e) - G @ (A_inv @ (G.T @ M_e))
+    observed = -expected + M_e.T @ P_M_e
+    observed = 0.5 * (observed + observed.T)
+    return score, expected, observed
+
+
+@dataclass(frozen=True)
+class VarianceFit:
+    theta: np.ndarray  # (sigma2_study, sigma2_es) or (tau2,)
+    iterations: int
+    loglik: float
+
+
+def maximise_likelihood(
+    y: np.ndarray,
+    X: np.ndarray,
+    vi: np.ndarray,
+    starts: np.ndarray | None,
+    theta0: np.ndarray,
+    reml: bool,
+    logdet_XtX: float,
+    tol: float = 1e-11,
+    max_iter: int = 200,
+) -> VarianceFit:
+    """Maximise the (restricted) log-likelihood over non-negative variance components."""
+    k, p = X.shape
+    theta = np.maximum(np.asarray(theta0, dtype=float), 0.0)
+
+    def make_cov(t: np.ndarray) -> NestedCovariance:
+        if starts is None:
+            return NestedCovariance(vi, None, 0.0, t[0])
+        return NestedCovariance(vi, starts, t[0], t[1])
+
+    def evaluate(t: np.ndarray) -> tuple[NestedCovariance, GLSFit, float]:
+        cov = make_cov(t)
+        fit = gls(y, X, cov)
+        return cov, fit, log_likelihood(fit, k, p, reml, logdet_XtX)
+
+    cov, fit, ll = evaluate(theta)
+    for iteration in range(1, max_iter + 1):
+        score, expected, observed = _derivatives(y, X, cov, fit, reml)
+        # A component at zero whose score points below zero stays at the boundary.
+        free = ~((theta <= 0.0) & (score <= 0.0))
+        if not free.any():
+            return VarianceFit(theta=theta, iterations=iteration, loglik=ll)
+        g = score[free]
+        step = _newton_or_scoring_step(
+            g, observed[np.ix_(free, free)], expected[np.ix_(free, free)]
+        )
+        t_len = 1.0
+        while True:
+            candidate = theta.copy()
+            candidate[free] = np.maximum(theta[free] + t_len * step, 0.0)
+            new_cov, new_fit, new_ll = evaluate(candidate)
+            if new_ll >= ll - 1e-13 * abs(ll) or t_len < 1e-10:
+                break
+            t_len /= 2.0
+        change = np.max(np.abs(candidate - theta) / (1.0 + np.abs(theta)))
+        theta, cov, fit, ll = candidate, new_cov, new_fit, new_ll
+        if change < tol:
+            return VarianceFit(theta=theta, iterations=iteration, loglik=ll)
+    raise AnalysisError(
+        f"The {'REML' if reml else 'ML'} estimation of the variance components did not converge "
+        f"in {max_iter} iterations. Try the {'ML' if reml else 'REML'} estimator, fewer moderators, "
+        "or check the data for extreme values."
+    )
+
+
+def _newton_or_scoring_step(
+    score: np.ndarray, observed: np.ndarray, expected: np.ndarray
+) -> np.ndarray:
+    try:
+        np.linalg.cholesky(observed)
+        return np.linalg.solve(observed, score)
+    except np.linalg.LinAlgError:
+        pass
+    try:
+        return np.linalg.solve(expected, score)
+    except np.linalg.LinAlgError:
+        return score / max(np.max(np.abs(np.diag(expected))), 1e-12)
+
+
+# -- two-level moment estimators (metafor rma.uni) ----------------------------------------
+def weighted_residual_q(y: np.ndarray, X: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """Q = sum w (y - X b)^2 at the weighted least-squares fit, and tr(P) for those weights."""
+    Xw = X * weights[:, None]
+    A = X.T @ Xw
+    A_inv = np.linalg.inv(A)
+    beta = A_inv @ (Xw.T @ y)
+    resid = y - X @ beta
+    q = float(np.sum(weights * resid**2))
+    tr_p = float(np.sum(weights) - np.sum(A_inv * (Xw.T @ Xw)))
+    return q, tr_p
+
+
+def tau2_dersimonian_laird(y: np.ndarray, vi: np.ndarray, X: np.ndarray) -> float:
+    """DerSimonian-Laird: tau2 = (Q - (k - p)) / tr(P), P at weights 1/vi; truncated at 0."""
+    k, p = X.shape
+    q, tr_p = weighted_residual_q(y, X, 1.0 / vi)
+    return max(0.0, (q - (k - p)) / tr_p)
+
+
+def tau2_hedges(y: np.ndarray, vi: np.ndarray, X: np.ndarray) -> float:
+    """Hedges (HE): tau2 = (RSS_OLS - tr(P V)) / (k - p), P the OLS residual maker; truncated at 0."""
+    k, p = X.shape
+    return max(0.0, _hedges_unbounded(y, vi, X))
+
+
+def _hedges_unbounded(y: np.ndarray, vi: np.ndarray, X: np.ndarray) -> float:
+    k, p = X.shape
+    XtX_inv = np.linalg.inv(X.T @ X)
+    resid = y - X @ (XtX_inv @ (X.T @ y))
+    tr_pv = float(np.sum(vi) - np.sum(XtX_inv * (X.T @ (X * vi[:, None]))))
+    return (float(resid @ resid) - tr_pv) / (k - p)
+
+
+def tau2_sidik_jonkman(y: np.ndarray, vi: np.ndarray, X: np.ndarray) -> tuple[float, float]:
+    """Sidik-Jonkman: tau2_0 = var(y) (k-1)/k, then tau2 = tau2_0 * Q(tau2_0) / (k - p).
+
+    Returns (tau2, tau2_0); metafor's starting value ignores the moderators.
+    """
+    k, p = X.shape
+    tau2_0 = float(np.var(y))  # numpy's default ddof=0 is var(y) * (k - 1) / k
+    q, _ = weighted_residual_q(y, X, 1.0 / (vi + tau2_0))
+    return tau2_0 * q / (k - p), tau2_0
+
+
+def generalised_q(tau2: float, y: np.ndarray, vi: np.ndarray, X: np.ndarray) -> float:
+    """Generalised Q statistic sum w (y - X b)^2 with weights w = 1/(vi + tau2)."""
+    return _generalised_q_and_slope(tau2, y, vi, X)[0]
+
+
+def _generalised_q_and_slope(
+    tau2: float, y: np.ndarray, vi: np.ndarray, X: np.ndarray
+) -> tuple[float, float]:
+    """Q(tau2) and dQ/dtau2 = -sum w^2 (y - X b)^2 (b is optimal, so it does not move Q)."""
+    w = 1.0 / (vi + tau2)
+    Xw = X * w[:, None]
+    beta = np.linalg.solve(X.T @ Xw, Xw.T @ y)
+    resid = y - X @ beta
+    weighted_sq = w * resid * resid
+    return float(weighted_sq.sum()), -float((w * weighted_sq).sum())
+
+
+def _solve_generalised_q(target: float, y, vi, X, lower: float, upper: float) -> float:
+    """tau2 in [lower, upper] with Q(tau2) = target, for Q decreasing in tau2.
+
+    Newton steps, kept inside a bracket that shrinks with every evaluation (bisection when a
+    step would leave it), so it converges like Newton but cannot diverge.
+    """
+    x = lower
+    for _ in range(500):
+        q, slope = _generalised_q_and_slope(x, y, vi, X)
+        gap = q - target
+        if gap > 0:
+            lower = x
+        else:
+            upper = x
+        if gap == 0.0:
+            return x
+        step = x - gap / slope if slope < 0 else np.inf
+        candidate = step if lower < step < upper else 0.5 * (lower + upper)
+        if abs(candidate - x) <= 1e-15 + 1e-13 * abs(x):
+            return float(candidate)
+        x = candidate
+    return float(x)
+
+
+def tau2_paule_mandel(y: np.ndarray, vi: np.ndarray, X: np.ndarray) -> float:
+    """Paule-Mandel: the tau2 at which the generalised Q equals its expectation k - p."""
+    k, p = X.shape
+    target = k - p
+    if generalised_q(0.0, y, vi, X) < target:
+        return 0.0
+    upper = max(100.0, 10.0 * _mad(y) ** 2)
+    if generalised_q(upper, y, vi, X) > target:
+        raise AnalysisError(
+            "The Paule-Mandel estimator found no tau2 below "
+            f"{upper:g}; the effect sizes are too heterogeneous for it. Try REML or DL."
+        )
+    return _solve_generalised_q(target, y, vi, X, 0.0, upper)
+
+
+def _mad(values: np.ndarray) -> float:
+    """Median absolute deviation scaled like R's mad() (constant 1.4826)."""
+    return 1.4826 * float(np.median(np.abs(values - np.median(values))))
+
+
+def q_profile_interval(
+    y: np.ndarray, vi: np.ndarray, X: np.ndarray, tau2: float, level: float
+) -> tuple[float, float]:
+    """Q-profile confidence interval for tau2 (Viechtbauer 2007; metafor ``confint.rma.uni``).
+
+    The bounds are the tau2 values at which the generalised Q statistic equals the upper and
+    lower alpha/2 quantiles of the chi-square distribution with k - p degrees of freedom;
+    a bound whose equation has no solution in [0, max(100, 10 tau2)] sits at that end.
+    """
+    k, p = X.shape
+    alpha = 1.0 - level
+    crit_upper = float(special.chdtri(k - p, alpha / 2.0))  # upper alpha/2 quantile
+    crit_lower = float(special.chdtri(k - p, 1.0 - alpha / 2.0))  # lower alpha/2 quantile
+    upper_limit = max(100.0, 10.0 * tau2)
+    q_at_zero = generalised_q(0.0, y, vi, X)
+    q_at_max = generalised_q(upper_limit, y, vi, X)
+    if q_at_zero < crit_lower:
+        return 0.0, 0.0
+    if q_at_max > crit_lower:
+        upper = upper_limit
+    else:
+        upper = _solve_generalised_q(crit_lower, y, vi, X, 0.0, upper_limit)
+    if q_at_zero < crit_upper:
+        lower = 0.0
+    elif q_at_max > crit_upper:
+        lower = upper_limit
+    else:
+        lower = _solve_generalised_q(crit_upper, y, vi, X, 0.0, upper)
+    return float(lower), float(upper)
