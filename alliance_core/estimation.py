@@ -227,45 +227,64 @@ def maximise_likelihood(
     reml: bool,
     logdet_XtX: float,
     tol: float = 1e-11,
-    max_iter: int = 200,
+    max_iter: int = 300,
 ) -> VarianceFit:
-    """Maximise the (restricted) log-likelihood over non-negative variance components."""
+    """Maximise the (restricted) log-likelihood over non-negative variance components.
+
+    Fisher scoring (metafor's algorithm for ``rma.uni``) until the steps are small, then Newton
+    steps on the observed information for fast final convergence. Steps are never projected
+    onto the boundary: a step that would make a variance negative is shortened until it
+    stays feasible, and any step that lowers the likelihood is halved. The likelihood in a
+    variance component need not be concave, and jumping to zero could land on a local
+    maximum at the boundary that metafor's path never visits.
+    """
     k, p = X.shape
     theta = np.maximum(np.asarray(theta0, dtype=float), 0.0)
 
-    def make_cov(t: np.ndarray) -> NestedCovariance:
-        if starts is None:
-            return NestedCovariance(vi, None, 0.0, t[0])
-        return NestedCovariance(vi, starts, t[0], t[1])
-
     def evaluate(t: np.ndarray) -> tuple[NestedCovariance, GLSFit, float]:
-        cov = make_cov(t)
+        if starts is None:
+            cov = NestedCovariance(vi, None, 0.0, t[0])
+        else:
+            cov = NestedCovariance(vi, starts, t[0], t[1])
         fit = gls(y, X, cov)
         return cov, fit, log_likelihood(fit, k, p, reml, logdet_XtX)
 
     cov, fit, ll = evaluate(theta)
+    # A variance this small is zero for every reported digit; below it, a component heading
+    # for the boundary is put there so the others can converge.
+    negligible = 1e-10 * float(np.mean(vi))
+    use_newton = False
     for iteration in range(1, max_iter + 1):
         score, expected, observed = _derivatives(y, X, cov, fit, reml)
-        # A component at zero whose score points below zero stays at the boundary.
-        free = ~((theta <= 0.0) & (score <= 0.0))
+        at_boundary = (theta <= negligible) & (score <= 0.0)
+        if at_boundary.any() and (theta[at_boundary] > 0).any():
+            theta = np.where(at_boundary, 0.0, theta)
+            cov, fit, ll = evaluate(theta)
+            score, expected, observed = _derivatives(y, X, cov, fit, reml)
+            at_boundary = (theta <= 0.0) & (score <= 0.0)
+        free = ~at_boundary
         if not free.any():
             return VarianceFit(theta=theta, iterations=iteration, loglik=ll)
-        g = score[free]
-        step = _newton_or_scoring_step(
-            g, observed[np.ix_(free, free)], expected[np.ix_(free, free)]
-        )
-        t_len = 1.0
-        while True:
-            candidate = theta.copy()
-            candidate[free] = np.maximum(theta[free] + t_len * step, 0.0)
-            new_cov, new_fit, new_ll = evaluate(candidate)
-            if new_ll >= ll - 1e-13 * abs(ll) or t_len < 1e-10:
+        directions = []
+        if use_newton and _positive_definite(observed[np.ix_(free, free)]):
+            directions.append(observed)
+        directions.append(expected)
+        directions.append(np.diag(np.maximum(np.diag(expected), 1e-300)))
+        candidate, new_cov, new_fit, new_ll = theta, cov, fit, ll
+        for info in directions:
+            step = _constrained_step(theta, score, info, free)
+            accepted = _line_search(theta, step, ll, evaluate)
+            if accepted is not None:
+                candidate, new_cov, new_fit, new_ll = accepted
                 break
-            t_len /= 2.0
-        change = np.max(np.abs(candidate - theta) / (1.0 + np.abs(theta)))
+        change = float(np.max(np.abs(candidate - theta) / (1.0 + np.abs(theta))))
         theta, cov, fit, ll = candidate, new_cov, new_fit, new_ll
+        if change < 1e-4:
+            use_newton = True
         if change < tol:
-            return VarianceFit(theta=theta, iterations=iteration, loglik=ll)
+            return VarianceFit(
+                theta=np.where(theta <= negligible, 0.0, theta), iterations=iteration, loglik=ll
+            )
     raise AnalysisError(
         f"The {'REML' if reml else 'ML'} estimation of the variance components did not converge "
         f"in {max_iter} iterations. Try the {'ML' if reml else 'REML'} estimator, fewer moderators, "
@@ -273,18 +292,61 @@ def maximise_likelihood(
     )
 
 
-def _newton_or_scoring_step(
-    score: np.ndarray, observed: np.ndarray, expected: np.ndarray
+def _positive_definite(matrix: np.ndarray) -> bool:
+    try:
+        np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:
+        return False
+    return True
+
+
+def _constrained_step(
+    theta: np.ndarray, score: np.ndarray, info: np.ndarray, free: np.ndarray
 ) -> np.ndarray:
+    """Step info^-1 score for the free components, kept inside the non-negative region.
+
+    A component whose step would cross zero covers 90% of its distance to zero instead, and
+    the other components are re-solved given that shorter step (the maximiser of the same
+    quadratic model along the rest). A variance whose maximum is at the boundary then
+    approaches zero geometrically instead of jumping there: the likelihood need not be concave
+    in a variance, and a jump could land on a local maximum at zero that a continuous path,
+    like metafor's, never reaches.
+    """
+    step = np.zeros_like(theta)
+    active = free.copy()
+    fixed = np.zeros_like(free)
+    for _ in range(theta.size):
+        rest = active & ~fixed
+        if rest.any():
+            rhs = score[rest] - info[np.ix_(rest, fixed)] @ step[fixed]
+            step[rest] = _solve_or_scale(info[np.ix_(rest, rest)], rhs)
+        crossing = rest & (theta + step < 0.0)
+        if not crossing.any():
+            break
+        step[crossing] = -0.9 * theta[crossing]
+        fixed |= crossing
+    return step
+
+
+def _solve_or_scale(info: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     try:
-        np.linalg.cholesky(observed)
-        return np.linalg.solve(observed, score)
+        return np.linalg.solve(info, rhs)
     except np.linalg.LinAlgError:
-        pass
-    try:
-        return np.linalg.solve(expected, score)
-    except np.linalg.LinAlgError:
-        return score / max(np.max(np.abs(np.diag(expected))), 1e-12)
+        return rhs / max(float(np.max(np.abs(np.diag(info)))), 1e-300)
+
+
+def _line_search(theta, step, ll, evaluate, max_halvings: int = 40):
+    """First of step, step/2, step/4, ... that does not lower the log-likelihood."""
+    if not np.any(step):
+        return None
+    shrink = 1.0
+    for _ in range(max_halvings):
+        candidate = np.maximum(theta + shrink * step, 0.0)
+        new_cov, new_fit, new_ll = evaluate(candidate)
+        if new_ll >= ll - 1e-13 * abs(ll):
+            return candidate, new_cov, new_fit, new_ll
+        shrink /= 2.0
+    return None
 
 
 # -- two-level moment estimators (metafor rma.uni) ----------------------------------------

@@ -126,7 +126,8 @@ class MetaResult:
 
         Columns: pred, se, ci_lb, ci_ub (confidence interval of the average effect) and pi_lb,
         pi_ub (prediction interval for a new effect size: se^2 plus tau2, or plus
-        sigma2_study + sigma2_es in the three-level model). ``transform="r"`` back-transforms
+        sigma2_study + sigma2_es in the three-level model; NaN for equal-effects models, which
+        assume no heterogeneity). ``transform="r"`` back-transforms
         Fisher z to r (se is then NaN, as metafor gives NA). Moderators missing from
         ``newdata`` are held at the mean (numeric) or reference level (categorical) when
         ``fill_typical`` is true; the values used are returned alongside.
@@ -136,7 +137,9 @@ class MetaResult:
         pred = X_new @ self.beta
         se = np.sqrt(np.einsum("ij,jk,ik->i", X_new, self.vb, X_new))
         crit = self.critical_value
-        pi_se = np.sqrt(se**2 + self.total_heterogeneity)
+        # An equal-effects model assumes no true heterogeneity, so it has no prediction
+        # interval (metafor reports NA for it).
+        pi_se = np.sqrt(se**2 + self.total_heterogeneity) if self.method != "EE" else np.nan
         out = pd.DataFrame(
             {
                 "pred": pred,
