@@ -23,6 +23,9 @@ from scipy import special
 from alliance_core.errors import AnalysisError
 
 LOG_2PI = float(np.log(2.0 * np.pi))
+# Fisher scoring leads (it follows metafor's path between local maxima); once its steps are
+# this small, Newton steps on the observed information finish in a few iterations.
+NEWTON_FROM = 1e-2
 
 
 class NestedCovariance:
@@ -279,7 +282,7 @@ def maximise_likelihood(
                 break
         change = float(np.max(np.abs(candidate - theta) / (1.0 + np.abs(theta))))
         theta, cov, fit, ll = candidate, new_cov, new_fit, new_ll
-        if change < 1e-4:
+        if change < NEWTON_FROM:
             use_newton = True
         if change < tol:
             return VarianceFit(

@@ -16,7 +16,13 @@ from scipy import special
 from alliance_core import estimation as est
 from alliance_core.design import ModelDesign, build_design_matrix, check_full_rank
 from alliance_core.errors import AnalysisError
-from alliance_core.results import MODEL_THREE_LEVEL, MODEL_TWO_LEVEL, MetaResult, wald_test
+from alliance_core.results import (
+    MODEL_THREE_LEVEL,
+    MODEL_TWO_LEVEL,
+    MetaResult,
+    ModelInputs,
+    wald_test,
+)
 
 TWO_LEVEL_METHODS = ("EE", "FE", "DL", "HE", "PM", "SJ", "ML", "REML")
 THREE_LEVEL_METHODS = ("ML", "REML")
@@ -330,13 +336,6 @@ def _fit_two_level(
     parms = p + (0 if method == "EE" else 1)
     fit_stats = _fit_statistics(loglik_ml, loglik_reml, y, v, k, p, parms, reml=(method == "REML"))
 
-    tau2_ci = I2_ci = H2_ci = None
-    if method != "EE" and k > p:
-        tau2_ci = est.q_profile_interval(y, v, X, tau2, level)
-        I2_ci = tuple(100.0 * t / (vt + t) for t in tau2_ci)
-        H2_ci = tuple(t / vt + 1.0 for t in tau2_ci)
-
-    R2 = _pseudo_r2_two_level(y, v, X, method, tau2, logdet_xtx) if p > 1 else None
     return MetaResult(
         model=MODEL_TWO_LEVEL,
         method=method,
@@ -363,10 +362,6 @@ def _fit_two_level(
         I2=I2,
         I2_levels=None,
         H2=H2,
-        R2=R2,
-        tau2_ci=tau2_ci,
-        I2_ci=I2_ci,
-        H2_ci=H2_ci,
         weights=_weights_series(1.0 / (v + tau2), frame.index),
         data=frame,
         dropped=dropped,
@@ -374,6 +369,7 @@ def _fit_two_level(
         vi_column=vi_col,
         cluster=None,
         iterations=iterations,
+        inputs=ModelInputs(y=y, v=v, X=X, typical_variance=vt),
         **fit_stats,
     )
 
@@ -417,9 +413,15 @@ def _three_level_start(y, v, X) -> np.ndarray:
     return np.array([total / 2.0, total / 2.0])
 
 
-def _estimate_sigma2(y, v, X, starts, method, logdet_xtx):
+def _estimate_sigma2(y, v, X, starts, method, logdet_xtx, start=None):
     result = est.maximise_likelihood(
-        y, X, v, starts, _three_level_start(y, v, X), reml=(method == "REML"), logdet_XtX=logdet_xtx
+        y,
+        X,
+        v,
+        starts,
+        _three_level_start(y, v, X) if start is None else start,
+        reml=(method == "REML"),
+        logdet_XtX=logdet_xtx,
     )
     return result.theta, result.iterations
 
@@ -460,12 +462,6 @@ def _fit_three_level(
     loglik_reml = est.log_likelihood(gls, k, p, reml=True, logdet_XtX=logdet_xtx)
     fit_stats = _fit_statistics(loglik_ml, loglik_reml, y, v, k, p, p + 2, reml=(method == "REML"))
 
-    R2 = None
-    if p > 1:
-        theta0, _ = _estimate_sigma2(ys, vs, np.ones((k, 1)), starts, method, 0.0)
-        total0 = float(theta0.sum())
-        R2 = max(0.0, 100.0 * (total0 - total) / total0) if total0 > 0 else None
-
     weights_sorted = cov.inverse_diagonal()
     weights = np.empty(k)
     weights[order] = weights_sorted
@@ -495,10 +491,6 @@ def _fit_three_level(
         I2=I2,
         I2_levels=I2_levels,
         H2=H2,
-        R2=R2,
-        tau2_ci=None,
-        I2_ci=None,
-        H2_ci=None,
         weights=_weights_series(weights, frame.index),
         data=frame,
         dropped=dropped,
@@ -506,5 +498,39 @@ def _fit_three_level(
         vi_column=vi_col,
         cluster=cluster,
         iterations=iterations,
+        inputs=ModelInputs(y=y, v=v, X=X, typical_variance=vt, order=order, starts=starts),
         **fit_stats,
     )
+
+
+# -- derived statistics computed on first use (MetaResult.R2, MetaResult.tau2_ci) ----------
+def pseudo_r2(res: MetaResult) -> float | None:
+    """Pseudo-R^2 in percent against the same model without moderators; None without them.
+
+    Two-level: metafor's max(0, 100 (tau2_0 - tau2) / tau2_0) (0 when tau2_0 = 0), and for
+    equal-effects models the weighted adjusted R^2. Three-level: the same on
+    sigma2_study + sigma2_es (None when the model without moderators has no heterogeneity).
+    """
+    if res.p == 1:
+        return None
+    inputs = res.inputs
+    if not res.is_three_level:
+        return _pseudo_r2_two_level(inputs.y, inputs.v, inputs.X, res.method, res.tau2, 0.0)
+    ys, vs = inputs.y[inputs.order], inputs.v[inputs.order]
+    total = res.total_heterogeneity
+    # The optimum of the model without moderators does not depend on the starting point;
+    # starting near the full model's total (split evenly, kept away from zero) saves work.
+    warm = np.full(2, max(total, 1e-3 * float(np.mean(vs))) / 2.0)
+    theta0, _ = _estimate_sigma2(
+        ys, vs, np.ones((res.k, 1)), inputs.starts, res.method, 0.0, start=warm
+    )
+    total0 = float(theta0.sum())
+    return max(0.0, 100.0 * (total0 - total) / total0) if total0 > 0 else None
+
+
+def tau2_confidence_interval(res: MetaResult) -> tuple[float, float] | None:
+    """Q-profile interval for tau2 of a two-level random-effects model, else None."""
+    if res.is_three_level or res.method == "EE" or res.k <= res.p:
+        return None
+    inputs = res.inputs
+    return est.q_profile_interval(inputs.y, inputs.v, inputs.X, res.tau2, res.level)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,22 @@ class WaldTest:
         if self.distribution == "F":
             return f"F({self.df}, {self.df2}) = {self.statistic:.4f}, p = {_format_p(self.pval)}"
         return f"QM(df = {self.df}) = {self.statistic:.4f}, p = {_format_p(self.pval)}"
+
+
+@dataclass(frozen=True, eq=False)
+class ModelInputs:
+    """What a fit was computed from, kept so that derived statistics can be computed later.
+
+    Arrays are in the row order of ``MetaResult.data``; ``order``/``starts`` group the rows
+    by study for the three-level model.
+    """
+
+    y: np.ndarray
+    v: np.ndarray
+    X: np.ndarray
+    typical_variance: float  # metafor's vt = (k - p) / tr(P) at the fixed-effects weights
+    order: np.ndarray | None = None
+    starts: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,15 +93,11 @@ class MetaResult:
     I2: float
     I2_levels: pd.Series | None
     H2: float
-    R2: float | None
     loglik: float
     deviance: float
     aic: float
     bic: float
     aicc: float
-    tau2_ci: tuple[float, float] | None
-    I2_ci: tuple[float, float] | None
-    H2_ci: tuple[float, float] | None
     weights: pd.Series  # percent, indexed by the rows of ``data``
     data: pd.DataFrame  # the analysed rows (original index), with yi and vi
     dropped: pd.DataFrame  # rows left out: index of the original data, column 'reason'
@@ -92,7 +105,41 @@ class MetaResult:
     vi_column: str
     cluster: str | None
     iterations: int
+    inputs: ModelInputs = field(repr=False)
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+    # -- derived statistics that need more fitting, computed on first use -----------------
+    # (cached_property writes to the instance __dict__, which a frozen dataclass allows)
+    @cached_property
+    def R2(self) -> float | None:
+        """Pseudo-R^2 (percent): the share of heterogeneity the moderators account for,
+        against the same model without moderators (metafor's ``R2``; three-level: on the sum
+        of the variance components). None without moderators."""
+        from alliance_core.fitting import pseudo_r2
+
+        return pseudo_r2(self)
+
+    @cached_property
+    def tau2_ci(self) -> tuple[float, float] | None:
+        """Q-profile confidence interval for tau2 (metafor ``confint``); two-level
+        random-effects models only."""
+        from alliance_core.fitting import tau2_confidence_interval
+
+        return tau2_confidence_interval(self)
+
+    @property
+    def I2_ci(self) -> tuple[float, float] | None:
+        if self.tau2_ci is None:
+            return None
+        vt = self.inputs.typical_variance
+        return tuple(100.0 * t / (vt + t) for t in self.tau2_ci)
+
+    @property
+    def H2_ci(self) -> tuple[float, float] | None:
+        if self.tau2_ci is None:
+            return None
+        vt = self.inputs.typical_variance
+        return tuple(t / vt + 1.0 for t in self.tau2_ci)
 
     # -- convenience --------------------------------------------------------------------
     @property
