@@ -1,0 +1,196 @@
+"""The what-if choices of an analysis, and their round trip through a URL and a JSON file.
+
+Everything a user can choose in the dashboard's sidebar lives in one immutable
+``AnalysisSettings``. It serialises to a URL query string (so an instructor can hand a class a
+link to one scenario) and to JSON (a settings file the app can load again).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+
+from alliance_core.errors import AnalysisError
+
+MODELS = {"two-level": "2L", "three-level": "3L"}
+TWO_LEVEL_METHODS = ("REML", "ML", "DL", "PM", "HE", "SJ", "EE")
+THREE_LEVEL_METHODS = ("REML", "ML")
+TESTS = ("z", "t")
+PTR_SCALES = ("log", "raw")
+PTR = "PTR"  # the moderator name the dashboard uses for the Patient-Therapist Ratio
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """One analysis: which data, which model, which moderators, which rows.
+
+    ``test`` is "z" or "t"; "t" means Knapp-Hartung in the two-level model and t tests on
+    k - p degrees of freedom in the three-level model (see ``engine_test``). ``moderators``
+    may include ``"PTR"``, entered as log(PTR) or PTR according to ``ptr_scale``.
+    ``filters`` keep only rows whose value in a column is among the listed levels.
+    """
+
+    dataset: str = "alliance_simulated"
+    model: str = "three-level"
+    method: str = "REML"
+    test: str = "z"
+    moderators: tuple[str, ...] = (PTR,)
+    reference: Mapping[str, str] = field(default_factory=dict)
+    filters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    ptr_scale: str = "log"
+    page: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise AnalysisError(f"Unknown model '{self.model}'; choose two-level or three-level.")
+        methods = THREE_LEVEL_METHODS if self.model == "three-level" else TWO_LEVEL_METHODS
+        if self.method not in methods:
+            raise AnalysisError(
+                f"The {self.model} model is not fitted by '{self.method}'; choose one of "
+                f"{', '.join(methods)}."
+            )
+        if self.test not in TESTS:
+            raise AnalysisError(f"Unknown test '{self.test}'; choose z or t.")
+        if self.ptr_scale not in PTR_SCALES:
+            raise AnalysisError(f"Unknown PTR scale '{self.ptr_scale}'; choose log or raw.")
+        # Normalise containers so that equal settings compare and hash equal (cache keys).
+        object.__setattr__(self, "moderators", tuple(self.moderators))
+        object.__setattr__(self, "reference", dict(sorted(dict(self.reference).items())))
+        object.__setattr__(
+            self,
+            "filters",
+            {
+                column: tuple(levels)
+                for column, levels in sorted(dict(self.filters).items())
+                if levels
+            },
+        )
+
+    @property
+    def engine_test(self) -> str:
+        """The test name ``alliance_core.fit`` expects for this model."""
+        if self.test == "z":
+            return "z"
+        return "knha" if self.model == "two-level" else "t"
+
+    def with_changes(self, **changes) -> AnalysisSettings:
+        return replace(self, **changes)
+
+    def cache_key(self) -> str:
+        """A stable text key: equal settings give equal keys."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    # -- JSON ------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["moderators"] = list(self.moderators)
+        data["filters"] = {column: list(levels) for column, levels in self.filters.items()}
+        data["reference"] = dict(self.reference)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps({"alliance_dashboard_settings": 1, **self.to_dict()}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> AnalysisSettings:
+        """Settings from a file written by ``to_json``; AnalysisError when it is not one."""
+        try:
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise AnalysisError(f"The settings file is not valid JSON ({error}).") from error
+        if not isinstance(data, dict) or "alliance_dashboard_settings" not in data:
+            raise AnalysisError("This JSON file is not a settings file saved by the dashboard.")
+        known = {name for name in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - known - {"alliance_dashboard_settings"})
+        if unknown:
+            raise AnalysisError(f"The settings file has unknown entries: {', '.join(unknown)}.")
+        values = {key: value for key, value in data.items() if key in known}
+        try:
+            values["moderators"] = tuple(str(m) for m in values.get("moderators", ()))
+            values["filters"] = {
+                str(c): tuple(map(str, v)) for c, v in values.get("filters", {}).items()
+            }
+            values["reference"] = {str(c): str(v) for c, v in values.get("reference", {}).items()}
+        except (AttributeError, TypeError) as error:
+            raise AnalysisError(
+                "The settings file's moderators, filters or references are malformed."
+            ) from error
+        return cls(**values)
+
+    # -- URL query string ------------------------------------------------------------------
+    def to_query(self) -> dict[str, str | list[str]]:
+        """Query parameters; lists become repeated keys (?mod=PTR&mod=design)."""
+        query: dict[str, str | list[str]] = {
+            "ds": self.dataset,
+            "model": MODELS[self.model],
+            "est": self.method,
+            "test": self.test,
+            "ptr": self.ptr_scale,
+        }
+        if self.moderators:
+            query["mod"] = list(self.moderators)
+        else:
+            query["mod"] = "none"
+        if self.reference:
+            query["ref"] = [f"{column}:{level}" for column, level in self.reference.items()]
+        if self.filters:
+            query["keep"] = [
+                f"{column}:{level}" for column, levels in self.filters.items() for level in levels
+            ]
+        if self.page:
+            query["page"] = self.page
+        return query
+
+    @classmethod
+    def from_query(
+        cls, query: Mapping[str, object], default: AnalysisSettings | None = None
+    ) -> AnalysisSettings:
+        """Settings from query parameters (values may be strings or lists of strings).
+
+        Parameters that are absent keep the default's value; a malformed one raises
+        AnalysisError naming it, so the dashboard can say which part of a link it ignored.
+        """
+        base = default or cls()
+
+        def values(key: str) -> list[str]:
+            raw = query.get(key)
+            if raw is None:
+                return []
+            return [str(v) for v in raw] if isinstance(raw, list | tuple) else [str(raw)]
+
+        def one(key: str, fallback: str) -> str:
+            found = values(key)
+            return found[-1] if found else fallback
+
+        model_codes = {code: name for name, code in MODELS.items()}
+        model_code = one("model", MODELS[base.model])
+        if model_code not in model_codes:
+            raise AnalysisError(f"Link parameter model={model_code} is not 2L or 3L.")
+        changes: dict[str, object] = {
+            "dataset": one("ds", base.dataset),
+            "model": model_codes[model_code],
+            "method": one("est", base.method),
+            "test": one("test", base.test),
+            "ptr_scale": one("ptr", base.ptr_scale),
+            "page": one("page", base.page or "") or None,
+        }
+        mods = values("mod")
+        if mods:
+            changes["moderators"] = () if mods == ["none"] else tuple(mods)
+        if "ref" in query:
+            changes["reference"] = dict(_split_pair(item, "ref") for item in values("ref"))
+        if "keep" in query:
+            filters: dict[str, list[str]] = {}
+            for item in values("keep"):
+                column, level = _split_pair(item, "keep")
+                filters.setdefault(column, []).append(level)
+            changes["filters"] = {column: tuple(levels) for column, levels in filters.items()}
+        return replace(base, **changes)
+
+
+def _split_pair(item: str, key: str) -> tuple[str, str]:
+    column, sep, level = item.partition(":")
+    if not sep or not column:
+        raise AnalysisError(f"Link parameter {key}={item} should read column:level.")
+    return column, level
