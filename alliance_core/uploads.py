@@ -282,8 +282,10 @@ def _reject_binary(text: str, data: bytes, file_name: str) -> None:
             f"'{file_name}' looks like UTF-16 ('Unicode text') without a byte-order mark. "
             "Save it as 'CSV UTF-8' and upload that."
         )
+    # A stray control character (a vertical tab from a cell's line break) is tolerated;
+    # random binary data has about one in ten.
     controls = len(_CONTROL_CHARACTERS.findall(sample))
-    if "\x00" in sample or controls > 0.01 * len(sample):
+    if "\x00" in sample or controls > 0.05 * len(sample):
         raise AnalysisError(
             f"'{file_name}' is not a text table (it contains binary data). Upload a CSV, TSV or "
             ".xlsx file."
@@ -394,9 +396,12 @@ def _parse_records(text: str, delimiter: str, file_name: str) -> tuple[list, lis
             pending_blanks = 0
             rows.append(record)
     except csv.Error as exc:
+        reason = str(exc)
+        if "field limit" in reason:
+            reason = f"a cell is longer than {csv.field_size_limit():,} characters"
         raise AnalysisError(
             f"'{file_name}' could not be read as {DELIMITER_NAMES.get(delimiter, delimiter)}-"
-            f"separated text near line {records.line_num:,}: {exc}."
+            f"separated text near line {records.line_num:,}: {reason}."
         ) from None
     if header is None:
         raise AnalysisError(f"'{file_name}' is empty.")
@@ -940,13 +945,12 @@ class ValidationReport:
         head = f"{self.n_usable:,} of {self.n_rows:,} rows usable"
         if left_out == 0:
             return head + "."
-        rows_by_kind: dict[str, list[int]] = {}
+        rows_by_kind: dict[str, dict[int, None]] = {}  # dicts keep rows in order, once each
         for problem in self.exclusions:
-            rows = rows_by_kind.setdefault(problem.kind, [])
-            if problem.row not in rows:
-                rows.append(problem.row)
+            rows_by_kind.setdefault(problem.kind, {})[problem.row] = None
         reasons = [
-            f"{len(rows):,} with {kind} ({_row_list(rows)})" for kind, rows in rows_by_kind.items()
+            f"{len(rows):,} with {kind} ({_row_list(list(rows))})"
+            for kind, rows in rows_by_kind.items()
         ]
         detail = ": " + ", ".join(reasons) if reasons else ""
         return f"{head}; {left_out:,} left out{detail}."
