@@ -199,6 +199,14 @@ def test_a_row_with_more_cells_than_the_header_is_an_error_naming_the_row():
         read_table(data, "x.csv")
 
 
+def test_a_cell_longer_than_a_csv_field_may_be_is_an_analysis_error():
+    data = b"label,r\n" + b"x" * 200_000 + b",0.3\n"
+    with pytest.raises(
+        AnalysisError, match=r"near line 2: a cell is longer than 131,072 characters"
+    ):
+        read_table(data, "x.csv")
+
+
 def test_a_single_column_is_read_and_reported():
     table = read_table(b"r\n0.1\n0.2\n", "x.csv")
     assert table.frame["r"].tolist() == [0.1, 0.2]
@@ -510,6 +518,22 @@ def test_non_numeric_values_are_quoted_verbatim():
     problem = only(report.problems, column="n")
     assert problem.value == " 12 pts "
     assert "' 12 pts ' is not a number" in problem.message
+
+
+@pytest.mark.parametrize("value", ["1_000", "٣٠", "0x10", "1,000.5", "50 patients", "-nan", True])
+def test_only_plain_numbers_count_as_numbers(value):
+    report = checked(with_cell("n", 0, value), R_MAPPING)
+    problem = only(report.problems, column="n")
+    assert problem.kind == "a non-numeric n"
+    assert problem.value == value
+
+
+@pytest.mark.parametrize(("value", "number"), [("1e2", 100), ("+60", 60), ("−0.5", -0.5)])
+def test_plain_number_notations_are_read(value, number):
+    column = "r" if number < 1 else "n"
+    report = checked(with_cell(column, 0, value), R_MAPPING)
+    assert report.problems == ()
+    assert report.usable[column].iloc[0] == number
 
 
 def test_text_numbers_with_spaces_are_accepted():
