@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import copy
 import csv
+import datetime
 import io
 
 import numpy as np
+import openpyxl
 import pandas as pd
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -33,44 +35,43 @@ FAST = settings(
 
 FILE_NAMES = st.sampled_from(["sheet.csv", "sheet.tsv", "sheet.txt", "sheet.xlsx", "sheet"])
 
-TRICKY_CELLS = st.sampled_from(
-    [
-        "",
-        " ",
-        "NA",
-        "nan",
-        "NaN",
-        "-nan",
-        "inf",
-        "-Infinity",
-        "1e308",
-        "1e309",
-        "-0",
-        "0,25",
-        "0.25",
-        "1,234",
-        "1.234",
-        "1_000",
-        "٣",
-        "−0.3",
-        '"',
-        '""',
-        'a"b',
-        "a,b",
-        "a;b",
-        "\t",
-        "\n",
-        "\r\n",
-        ".",
-        "#N/A",
-        "Müller",
-        "\ufeff",
-        "\x00",
-        "9" * 400,
-        "x" * 5000,
-        "x" * 140_000,  # longer than a CSV field may be
-    ]
-)
+TRICKY_CELL_VALUES = [
+    "",
+    " ",
+    "NA",
+    "nan",
+    "NaN",
+    "-nan",
+    "inf",
+    "-Infinity",
+    "1e308",
+    "1e309",
+    "-0",
+    "0,25",
+    "0.25",
+    "1,234",
+    "1.234",
+    "1_000",
+    "٣",
+    "−0.3",
+    '"',
+    '""',
+    'a"b',
+    "a,b",
+    "a;b",
+    "\t",
+    "\n",
+    "\r\n",
+    ".",
+    "#N/A",
+    "Müller",
+    "\ufeff",
+    "\x00",
+    "9" * 400,
+    "x" * 5000,
+    "x" * 140_000,  # longer than a CSV field may be
+]
+TRICKY_CELLS = st.sampled_from(TRICKY_CELL_VALUES)
 CELLS = st.one_of(
     TRICKY_CELLS,
     st.text(max_size=12),
@@ -85,7 +86,6 @@ def mostly(usual, other):
 
 
 def assert_fails_cleanly(error: AnalysisError) -> None:
-    assert isinstance(error, AnalysisError)
     assert str(error).strip()
 
 
@@ -191,7 +191,7 @@ def csv_files(draw):
     return buffer.getvalue().encode(encoding, errors="replace")
 
 
-@FAST
+@settings(FAST, max_examples=60)
 @given(data=csv_files(), name=FILE_NAMES)
 def test_reader_then_validator_on_csv_with_hostile_cells(data, name):
     table = read_or_fail(data, name)
@@ -199,6 +199,56 @@ def test_reader_then_validator_on_csv_with_hostile_cells(data, name):
         return
     mapping = suggest_mapping(table.frame.columns)
     assert set(mapping.columns()) <= set(table.frame.columns)
+    report = table.validate(mapping)
+    assert_report_is_consistent(table.frame, mapping, report, table.report.first_data_row)
+    event(f"validated ok={report.ok}")
+
+
+EXCEL_VALUES = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**15), max_value=10**15),
+    st.booleans(),
+    st.datetimes(min_value=datetime.datetime(1900, 3, 1), max_value=datetime.datetime(2100, 1, 1)),
+    st.sampled_from([cell for cell in TRICKY_CELL_VALUES if cell.isprintable()]),
+    PRINTABLE,
+)
+EXCEL_FITTING = {
+    "study": st.sampled_from(["A", "B", 1, 2]),
+    "es_id": st.integers(1, 3),
+    "r": st.floats(-1, 1),
+    "n": st.integers(3, 500),
+    "therapists": st.integers(0, 5),
+    "yi": st.floats(-2, 2),
+    "vi": st.floats(0, 1),
+    "design": st.sampled_from(["RCT", "other"]),
+}
+
+
+@st.composite
+def workbooks(draw):
+    """.xlsx bytes: a random header and native cells of every kind, mostly fitting the
+    column's name; now and then a row with a cell too many."""
+    header = draw(mostly(HEADER, st.lists(st.one_of(HEADER_NAMES, EXCEL_VALUES), max_size=5)))
+    cells = [mostly(EXCEL_FITTING.get(name, PRINTABLE), EXCEL_VALUES) for name in header]
+    rows = draw(st.lists(st.tuples(*cells).map(list), max_size=6))
+    if rows and draw(st.sampled_from(range(5))) == 2:
+        rows[-1].append("extra")
+    workbook = openpyxl.Workbook()
+    for row in [header, *rows]:
+        workbook.active.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+@settings(FAST, max_examples=25)
+@given(data=workbooks())
+def test_reader_then_validator_on_workbooks_with_random_cells(data):
+    table = read_or_fail(data, "sheet.xlsx")
+    if table is None:
+        return
+    mapping = suggest_mapping(table.frame.columns)
     report = table.validate(mapping)
     assert_report_is_consistent(table.frame, mapping, report, table.report.first_data_row)
     event(f"validated ok={report.ok}")
@@ -347,7 +397,7 @@ def assert_usable_rows_are_valid(df, mapping, report) -> None:
         assert not usable[moderator].isna().any()
 
 
-@FAST
+@settings(FAST, max_examples=60)
 @given(
     table=tables_and_mappings(),
     decimal=st.sampled_from([".", ","]),
