@@ -39,7 +39,6 @@ import math
 import numbers
 import re
 import warnings
-import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -467,14 +466,10 @@ def _read_excel(
             # are still read, and the warnings mean nothing to the user.
             warnings.simplefilter("ignore", UserWarning)
             workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many types on damaged or foreign zip files
-        if isinstance(exc, zipfile.BadZipFile | KeyError | ValueError | OSError | TypeError):
-            reason = "it is damaged or not an .xlsx workbook"
-        else:
-            reason = f"{type(exc).__name__}"
+    except Exception:  # openpyxl raises many types (zip, XML, key errors) on damaged files
         raise AnalysisError(
-            f"'{file_name}' could not be opened as an Excel workbook ({reason}). "
-            "Open it in a spreadsheet program and save it as .xlsx or CSV."
+            f"'{file_name}' could not be opened as an Excel workbook: it is damaged or not an "
+            ".xlsx file. Open it in a spreadsheet program and save it as .xlsx or CSV."
         ) from None
     try:
         sheet_names = tuple(workbook.sheetnames)
@@ -487,10 +482,10 @@ def _read_excel(
         header, rows, header_row = _sheet_records(worksheet, file_name, sheet_name)
     except AnalysisError:
         raise
-    except Exception as exc:  # damaged sheet XML surfaces only while reading rows
+    except Exception:  # damaged sheet XML surfaces only while reading rows
         raise AnalysisError(
-            f"'{file_name}' could not be read: the workbook is damaged "
-            f"({type(exc).__name__}). Save it again as .xlsx or CSV."
+            f"'{file_name}' could not be read: the workbook is damaged. Open it in a "
+            "spreadsheet program and save it again as .xlsx or CSV."
         ) from None
     finally:
         workbook.close()
@@ -673,7 +668,7 @@ def _column_values(cells: Sequence, decimal: str) -> pd.Series:
     """Numbers if every filled cell is a number, otherwise text (spaces trimmed)."""
     values = _all_numbers(cells, decimal)
     if values is None:
-        return pd.Series([_text_or_none(cell) for cell in cells], dtype=object)
+        return pd.Series([_text_or_none(cell, decimal) for cell in cells], dtype=object)
     whole = np.isfinite(values).all() and np.all(values == np.round(values))
     if whole and (np.abs(values) < 2**53).all():  # whole numbers a float holds exactly
         return pd.Series(values.astype(np.int64))
@@ -691,10 +686,17 @@ def _all_numbers(cells: Sequence, decimal: str) -> np.ndarray | None:
     return values
 
 
-def _text_or_none(cell) -> str | None:
-    if _read_cell(cell)[0] == "missing":
+def _text_or_none(cell, decimal: str) -> str | None:
+    """A cell of a text column; a workbook's numbers written with the table's decimal mark,
+    so that ``validate`` reads them back as the numbers they are."""
+    kind, number = _read_cell(cell, decimal)
+    if kind == "missing":
         return None
-    return cell.strip() if isinstance(cell, str) else _cell_text(cell)
+    if isinstance(cell, str):
+        return cell.strip()
+    if kind == "number":
+        return _cell_text(number).replace(".", decimal)
+    return _cell_text(cell)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -271,6 +271,17 @@ def test_excel_text_cells_with_decimal_commas_are_read_and_reported():
     assert table.report.notes
 
 
+def test_excel_numbers_in_a_text_column_stay_numbers_for_validation():
+    # One text cell keeps the column as text; the native numbers must still validate.
+    data = xlsx_bytes({"Coding": [["r", "n"], [0.25, 50], ["abc", 60], ["0,3", 70]]})
+    table = read_table(data, "sheet.xlsx")
+    assert table.report.decimal == ","
+    assert table.frame["r"].tolist() == ["0,25", "abc", "0,3"]
+    report = table.validate(ColumnMapping(r="r", n="n"))
+    assert [(p.row, p.value) for p in report.problems] == [(3, "abc")]
+    assert report.usable["r"].tolist() == [0.25, 0.3]
+
+
 def test_a_workbook_named_csv_is_read_as_a_workbook():
     data = xlsx_bytes({"Coding": [["r", "n"], [0.3, 50]]})
     table = read_table(data, "export.csv")
