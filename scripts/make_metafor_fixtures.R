@@ -58,6 +58,21 @@ data_columns <- function(d, moderators) {
 
 n_cases <- 0
 timings <- c()
+checks <- list()
+
+# One row of the convergence summary printed at the end.
+check_row <- function(id, model, conv) {
+  val <- function(x) if (is.null(x)) NA_real_ else as.numeric(unclass(x)[[1]])
+  if (is.null(conv$diff_vs_scoring)) return(NULL)
+  data.frame(case = id, model = model,
+             max_rel = val(conv$diff_vs_scoring$max_rel),
+             max_abs = val(conv$diff_vs_scoring$max_abs),
+             perturbation_ok = isTRUE(val(conv$perturbation_ok) == 1),
+             loglik_own_vs_metafor = abs(val(conv$loglik_metafor) - val(conv$loglik_own_formula)),
+             beta_rel_change = val(conv$at_scoring_estimate$max_rel_change_estimate),
+             se_rel_change = val(conv$at_scoring_estimate$max_rel_change_se),
+             default_optimizer_rel = val(conv$default_optimizer$diff_vs_scoring$max_rel))
+}
 
 write_case <- function(id, source, d, settings) {
   t0 <- proc.time()[["elapsed"]]
@@ -76,6 +91,7 @@ write_case <- function(id, source, d, settings) {
   )
   write_json_file(fixture, file.path(out_dir, paste0(id, ".json")))
   n_cases <<- n_cases + 1
+  checks[[id]] <<- check_row(id, settings$model, conv)
   timings[id] <<- proc.time()[["elapsed"]] - t0
   invisible(res)
 }
@@ -112,7 +128,7 @@ m <- escalc(measure = "ZCOR", ri = ri, ni = ni, data = dat.molloy2014)
 molloy <- make_data(m$yi, m$vi, study = seq_len(nrow(m)),
                     meanage = m$meanage, quality = m$quality, design = m$design)
 molloy_src <- paste("metadat::dat.molloy2014 (Molloy, O'Carroll & Ferguson 2014);",
-                    ZCOR_NOTE, "; study = row number")
+                    paste0(ZCOR_NOTE, "; study = row number"))
 for (method in ALL_METHODS) for (test in c("z", "knha")) {
   id <- sprintf("molloy2014_%s_%s", tolower(method), test)
   write_case(id, molloy_src, molloy, two_level(method, test))
@@ -154,8 +170,8 @@ for (method in ALL_METHODS) for (test in c("z", "knha")) {
 
 mc <- escalc(measure = "ZCOR", ri = ri, ni = ni, data = dat.mcdaniel1994)
 mcd <- make_data(mc$yi, mc$vi, study = mc$study, type = mc$type, struct = mc$struct)
-mcd_src <- paste("metadat::dat.mcdaniel1994 (McDaniel et al. 1994);", ZCOR_NOTE,
-                 "; rows with missing type or struct dropped")
+mcd_src <- paste("metadat::dat.mcdaniel1994 (McDaniel et al. 1994);",
+                 paste0(ZCOR_NOTE, "; rows with missing type or struct dropped"))
 mcd <- complete_rows(mcd, c("type", "struct"))
 write_case("mcdaniel1994_reml_z", mcd_src, mcd, two_level("REML", "z"))
 for (method in c("EE", "DL", "PM", "REML")) for (test in c("z", "knha")) {
@@ -240,8 +256,8 @@ for (method in c("ML", "REML")) for (test in c("z", "t")) {
 cr <- escalc(measure = "ZCOR", ri = ri, ni = ni, data = dat.crede2010)
 crede <- make_data(cr$yi, cr$vi, study = cr$studyid, source = cr$source,
                    criterion = cr$criterion)
-crede_src <- paste("metadat::dat.crede2010 (Crede, Roch & Kieszczynka 2010);", ZCOR_NOTE,
-                   "; study = studyid, es = row number within study",
+crede_src <- paste("metadat::dat.crede2010 (Crede, Roch & Kieszczynka 2010);",
+                   paste0(ZCOR_NOTE, "; study = studyid, es = row number within study"),
                    "(the sampleid level is not modelled)")
 write_case("crede2010_reml_z", crede_src, crede, three_level("REML", "z"))
 for (method in c("ML", "REML")) for (test in c("z", "t")) {
@@ -259,10 +275,12 @@ write_case("crede2010_twolevel_reml_knha_mods", crede_src, crede,
                      wald_terms = c("sourcedissertation", "sourceother")))
 
 # ---------------------------------------------------------------------------
-# Simulated data (correlations analysed as Fisher z, vi = 1/(n - 3))
+# Simulated data: yi drawn on the Fisher z scale, vi = 1/(n - 3) for integer n
 
-sim_src <- function(text) paste("simulated in scripts/make_metafor_fixtures.R:", text,
-                                "; yi = atanh(r), vi = 1/(n - 3)")
+sim_src <- function(text) {
+  paste0("simulated in scripts/make_metafor_fixtures.R: ", text,
+         "; yi drawn on the Fisher z scale, vi = 1/(n - 3) for integer sample sizes n")
+}
 
 # Tiny meta-analysis: k = 5.
 set.seed(20240501)
@@ -327,8 +345,8 @@ for (test in c("z", "t")) {
 }
 
 # Alliance-outcome style data: effect sizes nested in studies, PTR and rater
-# moderators, plus an alliance measure with six levels (mixed-case names test
-# the code-point ordering of levels: "CALPAS" < "WAI" < "other").
+# moderators, plus an alliance measure with six levels whose mixed-case names
+# test the locale-free level order ("CALPAS" < "HAq" < "other" < "TSR").
 set.seed(20240504)
 n_st <- 40
 m_es <- sample(1:4, n_st, replace = TRUE, prob = c(0.3, 0.3, 0.25, 0.15))
@@ -368,7 +386,7 @@ for (test in c("z", "knha")) {
                        wald_terms = c("raterobserver", "ratertherapist")))
 }
 measure_terms <- function(ref) {
-  lev <- sort(unique(alliance$measure), method = "radix")
+  lev <- level_order(alliance$measure)
   paste0("measure", setdiff(lev, ref))
 }
 for (cfg in list(list("two-level", "REML", "z", "CALPAS"),
@@ -392,6 +410,19 @@ for (cfg in list(list("two-level", "REML", "z", "CALPAS"),
 # ---------------------------------------------------------------------------
 # Summary
 
+tab <- do.call(rbind, checks)
+for (model in c("two-level", "three-level")) {
+  t <- tab[tab$model == model, ]
+  cat(sprintf(paste0("%s ML/REML cases: %d; variance components vs exact scoring: max rel %.1e, ",
+                     "max abs %.1e; perturbation check passed in all: %s; |loglik own - metafor| ",
+                     "<= %.1e; coefficient change at exact optimum: estimate %.1e, se %.1e%s\n"),
+              model, nrow(t), max(t$max_rel, na.rm = TRUE), max(t$max_abs),
+              all(t$perturbation_ok), max(t$loglik_own_vs_metafor),
+              max(t$beta_rel_change), max(t$se_rel_change),
+              if (model == "three-level")
+                sprintf("; metafor default nlminb: max rel %.1e",
+                        max(t$default_optimizer_rel, na.rm = TRUE)) else ""))
+}
 files <- list.files(out_dir, pattern = "\\.json$", full.names = TRUE)
 cat(sprintf("wrote %d cases to %s (%.2f MB); slowest case %.1f s (%s)\n",
             n_cases, out_dir, sum(file.size(files)) / 2^20, max(timings),

@@ -169,10 +169,25 @@ as_category <- function(x) {
   x
 }
 
+# Alphabetical order of category labels that does not depend on the locale
+# (R's factor() sorts by the locale's collation, which differs between
+# machines): compare case-folded labels by code point, and on ties put lower
+# case first.  The same rule as Python's
+# sorted(levels, key=lambda s: (s.casefold(), s.swapcase())) for ASCII labels.
+level_order <- function(levels) {
+  levels <- unique(as.character(levels))
+  swapcase <- vapply(levels, function(s) {
+    ch <- strsplit(s, "")[[1]]
+    up <- ch == toupper(ch) & ch != tolower(ch)
+    paste(ifelse(up, tolower(ch), toupper(ch)), collapse = "")
+  }, character(1), USE.NAMES = FALSE)
+  levels[order(tolower(levels), swapcase, method = "radix")]
+}
+
 # Categorical moderators: character, logical or factor columns, plus any column
-# named in settings$categorical or settings$reference.  Levels are sorted in
-# C-locale (code point) order, which is what Python's sorted() gives, and the
-# reference level is moved to the front (treatment contrasts).
+# named in settings$categorical or settings$reference.  Levels follow
+# level_order() and the reference level is moved to the front (treatment
+# contrasts).
 prepare_data <- function(data, s) {
   d <- as.data.frame(data, stringsAsFactors = FALSE, check.names = FALSE)
   needed <- c("yi", "vi", "study", if (s$model == "three-level") "es", s$moderators)
@@ -199,7 +214,7 @@ prepare_data <- function(data, s) {
       m %in% s$categorical || m %in% names(s$reference)
     if (is_cat) {
       x <- as_category(x)
-      lev <- sort(unique(x), method = "radix")
+      lev <- level_order(x[!is.na(x)])
       ref <- s$reference[[m]] %||% lev[1]
       if (!ref %in% lev)
         stop("reference level '", ref, "' of '", m, "' does not occur in the data (",
