@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
+from scipy import sparse, special
 
 from alliance_core.errors import AnalysisError
 
@@ -139,78 +139,167 @@ def logdet_crossprod(X: np.ndarray) -> float:
     return float(value)
 
 
-# -- derivatives of the (restricted) log-likelihood in the variance components -------------
-def _derivatives(
-    y: np.ndarray, X: np.ndarray, cov: NestedCovariance, fit: GLSFit, reml: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+# -- the likelihood from per-study sums ---------------------------------------------------
+class StudySums:
+    """Everything the (restricted) likelihood and its derivatives need, from per-study sums.
+
+    For study i with u_j = 1/(vi_j + sigma2_es), M_i^-1 = diag(u) - alpha_i u u' with
+    alpha_i = sigma2_study / (1 + sigma2_study s_i), s_i = sum u_j. Then, for the augmented
+    matrix Xa = [X, y] and B^(j)_i = sum_(rows of i) u^j Xa (a row vector),
+      Xa' M^-1 Xa = Xa' U Xa   - sum_i alpha_i B1_i' B1_i,
+    and Xa' M^-2 Xa, Xa' M^-3 Xa expand the same way in B1, B2, B3 and the sums of u^2, u^3.
+    One pass over the effect sizes per likelihood evaluation, then only p x p and
+    per-study work: that is what keeps a fit on 100,000 effect sizes linear in k.
+    """
+
+    def __init__(self, Xa: np.ndarray, vi: np.ndarray, studies, theta: np.ndarray, order: int):
+        self.theta = theta
+        self.with_study = studies is not None
+        sigma2_study = float(theta[0]) if self.with_study else 0.0
+        sigma2_es = float(theta[-1])
+        u = 1.0 / (vi + sigma2_es)
+        self.u = u
+        q = Xa.shape[1]
+        powers = [u] if order == 1 else [u, u * u, u * u * u]
+        weighted = np.hstack([Xa * w[:, None] for w in powers] + [w[:, None] for w in powers])
+        # Xa' U^j Xa for j = 1..order in one matrix product.
+        stacked = weighted[:, : order * q].T @ Xa
+        self.cross = [stacked[j * q : (j + 1) * q] for j in range(order)]
+        self.logdet_M = -float(np.sum(np.log(u)))
+        if not self.with_study:
+            self.C = list(self.cross)
+            return
+        # Per-study sums as one sparse product with the study indicator matrix (studies x k).
+        sums = studies @ weighted
+        self.B = [sums[:, j * q : (j + 1) * q] for j in range(order)]
+        self.s = [sums[:, order * q + j] for j in range(order)]  # sums of u, u^2, u^3
+        s1 = self.s[0]
+        self.alpha = sigma2_study / (1.0 + sigma2_study * s1)
+        self.damp = 1.0 / (1.0 + sigma2_study * s1)
+        self.logdet_M += float(np.sum(np.log1p(sigma2_study * s1)))
+        a, B1 = self.alpha, self.B[0]
+        self.C = [self.cross[0] - (B1 * a[:, None]).T @ B1]
+        if order >= 3:
+            B2, B3 = self.B[1], self.B[2]
+            s2, s3 = self.s[1], self.s[2]
+            b21 = (B2 * a[:, None]).T @ B1
+            self.C.append(self.cross[1] - (b21 + b21.T) + (B1 * (a * a * s2)[:, None]).T @ B1)
+            b31 = (B3 * a[:, None]).T @ B1
+            b21_sq = (B2 * (a * a * s2)[:, None]).T @ B1
+            self.C.append(
+                self.cross[2]
+                - (b31 + b31.T + (B2 * a[:, None]).T @ B2)
+                + (b21_sq + b21_sq.T + (B1 * (a * a * s3)[:, None]).T @ B1)
+                - (B1 * (a**3 * s2 * s2)[:, None]).T @ B1
+            )
+
+
+def study_indicator(starts: np.ndarray, k: int) -> sparse.csr_array:
+    """Sparse (studies x k) matrix with a 1 where an effect size belongs to a study."""
+    sizes = np.diff(np.append(starts, k))
+    rows = np.repeat(np.arange(len(starts)), sizes)
+    return sparse.csr_array((np.ones(k), (rows, np.arange(k))), shape=(len(starts), k))
+
+
+@dataclass(frozen=True)
+class ProfiledFit:
+    """beta and the likelihood at given variance components, from ``StudySums``."""
+
+    sums: StudySums
+    beta: np.ndarray
+    A_inv: np.ndarray  # (X' M^-1 X)^-1
+    c: np.ndarray  # (-beta, 1): residuals are Xa @ c
+    rss: float
+    loglik: float
+
+
+def profile(sums: StudySums, p: int, k: int, reml: bool, logdet_XtX: float) -> ProfiledFit:
+    C1 = sums.C[0]
+    A = C1[:p, :p]
+    try:
+        chol = np.linalg.cholesky(A)
+    except np.linalg.LinAlgError as error:
+        raise AnalysisError(
+            "The weighted moderator matrix is singular; a moderator may be constant or collinear."
+        ) from error
+    inv_chol = np.linalg.inv(chol)
+    A_inv = inv_chol.T @ inv_chol
+    beta = A_inv @ C1[:p, p]
+    c = np.append(-beta, 1.0)
+    rss = float(c @ C1 @ c)
+    logdet_A = 2.0 * float(np.sum(np.log(np.diag(chol))))
+    if reml:
+        ll = -0.5 * ((k - p) * LOG_2PI + sums.logdet_M + logdet_A + rss) + 0.5 * logdet_XtX
+    else:
+        ll = -0.5 * (k * LOG_2PI + sums.logdet_M + rss)
+    return ProfiledFit(sums=sums, beta=beta, A_inv=A_inv, c=c, rss=rss, loglik=ll)
+
+
+def _derivatives(fit: ProfiledFit, p: int, reml: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Score, expected information and observed information for (sigma2_study, sigma2_es).
 
-    With P = M^-1 - G A^-1 G' (REML; M^-1 alone for ML), M_study = Z Z' and M_es = I:
+    With P = M^-1 - G A^-1 G' (G = M^-1 X; REML; M^-1 alone for ML), M_study = Z Z', M_es = I:
       score_r     = -1/2 tr(P M_r) + 1/2 y'P M_r P y
       expected_rs =  1/2 tr(P M_r P M_s)
       observed_rs = -1/2 tr(P M_r P M_s) + (M_r P y)' P (M_s P y)
     (for ML the traces use M^-1 and the quadratic forms keep P: beta is profiled out).
-    All traces reduce to sums over studies and p x p products; none needs a k x k matrix.
-    Per-study sums are stacked so that each pass over the data serves several terms.
+    Every term reduces to the p x p matrices X' M^-j X and per-study sums (``StudySums``).
     """
-    u = cov.u
-    G = fit.G
-    e = fit.e
-    A_inv = fit.vb
-    p = G.shape[1]
-    GtG = G.T @ G
-    GtMG = G.T @ cov.solve(G)
-    with_study = cov.starts is not None
+    sums = fit.sums
+    C2, C3 = sums.C[1], sums.C[2]
+    A_inv, c = fit.A_inv, fit.c
+    G_G = C2[:p, :p]  # X' M^-2 X
+    G_MG = C3[:p, :p]  # X' M^-3 X
+    Gt_e = C2[:p, :] @ c  # X' M^-2 r
+    e_e = float(c @ C2 @ c)  # r' M^-2 r
+    e_M_e = float(c @ C3 @ c)  # r' M^-3 r
+    AG = A_inv @ G_G
 
-    tr_minv = float(np.sum(cov.inverse_diagonal()))
-    tr_P_es = tr_minv
+    if sums.with_study:
+        s1, s2, s3 = sums.s
+        alpha, damp = sums.alpha, sums.damp
+        tr_minv = float(np.sum(s1 - alpha * s2))
+        frob_minv = float(np.sum(s2 - 2.0 * alpha * s3 + alpha**2 * s2**2))
+    else:
+        u = sums.u
+        tr_minv = float(np.sum(u))
+        frob_minv = float(np.sum(u * u))
+
+    tr_P_es, tr_PP = tr_minv, frob_minv
     if reml:
-        AG = A_inv @ GtG
         tr_P_es -= float(np.trace(AG))
+        tr_PP += -2.0 * float(np.sum(A_inv * G_MG)) + float(np.sum(AG * AG.T))
+    quad_ee = e_M_e - float(Gt_e @ A_inv @ Gt_e)
 
-    if with_study:
-        s, alpha = cov.s, cov.alpha
-        damp = 1.0 / (1.0 + cov.sigma2_study * s)
-        q = u * damp[cov.study_of_row]  # rows of M^-1 Z
-        sums = cov.study_sum(np.column_stack([u**2, u**3, e, G, q[:, None] * G]))
-        u2, u3, e_by_study = sums[:, 0], sums[:, 1], sums[:, 2]
-        S, Q = sums[:, 3 : 3 + p], sums[:, 3 + p :]
-        frob_minv = float(np.sum(u2 - 2.0 * alpha * u3 + alpha**2 * u2**2))
-    else:
-        frob_minv = float(np.sum(u**2))
+    if not sums.with_study:
+        score = np.array([-0.5 * tr_P_es + 0.5 * e_e])
+        expected = np.array([[0.5 * tr_PP]])
+        observed = -expected + quad_ee
+        return score, expected, observed
 
-    tr_PP = frob_minv
+    B1, B2 = sums.B[0], sums.B[1]
+    cs = s1 * damp  # 1' M_i^-1 1
+    S = damp[:, None] * B1[:, :p]  # Z' M^-1 X
+    Q = damp[:, None] * (B2[:, :p] - (alpha * s2)[:, None] * B1[:, :p])  # Z' M^-2 X
+    t = damp * (B1 @ c)  # Z' M^-1 r  (= Z' P y)
+    v = damp * (B2 @ c - alpha * s2 * (B1 @ c))  # Z' M^-2 r
+    tr_P_st = float(np.sum(cs))
+    tr_PZZPZZ = float(np.sum(cs**2))
+    tr_PZZP = float(np.sum(damp**2 * s2))
+    StS = S.T @ S
+    AS = A_inv @ StS
     if reml:
-        tr_PP += -2.0 * float(np.sum(A_inv * GtMG)) + float(np.sum(AG * AG.T))
-
-    n_par = 2 if with_study else 1
-    score = np.zeros(n_par)
-    expected = np.zeros((n_par, n_par))
-    score[-1] = -0.5 * tr_P_es + 0.5 * float(e @ e)
-    expected[-1, -1] = 0.5 * tr_PP
-    if with_study:
-        c = s * damp  # 1' M_i^-1 1
-        tr_P_st = float(np.sum(c))
-        tr_PZZPZZ = float(np.sum(c**2))
-        tr_PZZP = float(np.sum(q**2))
-        if reml:
-            StS = S.T @ S
-            AS = A_inv @ StS
-            SA = S @ A_inv
-            row_quad = np.sum(SA * S, axis=1)
-            tr_P_st -= float(np.trace(AS))
-            tr_PZZPZZ += -2.0 * float(np.sum(c * row_quad)) + float(np.sum(AS * AS.T))
-            tr_PZZP += -2.0 * float(np.sum((Q @ A_inv) * S)) + float(np.sum(AG * AS.T))
-        score[0] = -0.5 * tr_P_st + 0.5 * float(e_by_study @ e_by_study)
-        expected[0, 0] = 0.5 * tr_PZZPZZ
-        expected[0, 1] = expected[1, 0] = 0.5 * tr_PZZP
-        M_e = np.column_stack([e_by_study[cov.study_of_row], e])
-    else:
-        M_e = e[:, None]
-    # P applied to the columns M_r P y, all at once.
-    P_M_e = cov.solve(M_e) - G @ (A_inv @ (G.T @ M_e))
-    observed = -expected + M_e.T @ P_M_e
-    observed = 0.5 * (observed + observed.T)
+        row_quad = np.sum((S @ A_inv) * S, axis=1)
+        tr_P_st -= float(np.trace(AS))
+        tr_PZZPZZ += -2.0 * float(np.sum(cs * row_quad)) + float(np.sum(AS * AS.T))
+        tr_PZZP += -2.0 * float(np.sum((Q @ A_inv) * S)) + float(np.sum(AG * AS.T))
+    score = np.array([-0.5 * tr_P_st + 0.5 * float(t @ t), -0.5 * tr_P_es + 0.5 * e_e])
+    expected = 0.5 * np.array([[tr_PZZPZZ, tr_PZZP], [tr_PZZP, tr_PP]])
+    St = S.T @ t
+    A_St = A_inv @ St
+    quad_ss = float(np.sum(cs * t * t)) - float(St @ A_St)
+    quad_se = float(t @ v) - float(A_St @ Gt_e)
+    observed = -expected + np.array([[quad_ss, quad_se], [quad_se, quad_ee]])
     return score, expected, observed
 
 
@@ -242,28 +331,31 @@ def maximise_likelihood(
     maximum at the boundary that metafor's path never visits.
     """
     k, p = X.shape
+    Xa = np.column_stack([X, y])
     theta = np.maximum(np.asarray(theta0, dtype=float), 0.0)
+    studies = study_indicator(starts, k) if starts is not None else None
 
-    def evaluate(t: np.ndarray) -> tuple[NestedCovariance, GLSFit, float]:
-        if starts is None:
-            cov = NestedCovariance(vi, None, 0.0, t[0])
-        else:
-            cov = NestedCovariance(vi, starts, t[0], t[1])
-        fit = gls(y, X, cov)
-        return cov, fit, log_likelihood(fit, k, p, reml, logdet_XtX)
+    def evaluate(t: np.ndarray, order: int = 1) -> ProfiledFit:
+        return profile(StudySums(Xa, vi, studies, t, order), p, k, reml, logdet_XtX)
 
-    cov, fit, ll = evaluate(theta)
+    def with_derivatives(t: np.ndarray) -> tuple[ProfiledFit, float]:
+        fitted = evaluate(t, order=3)
+        return fitted, fitted.loglik
+
+    fit, ll = with_derivatives(theta)
     # A variance this small is zero for every reported digit; below it, a component heading
     # for the boundary is put there so the others can converge.
     negligible = 1e-10 * float(np.mean(vi))
     use_newton = False
     for iteration in range(1, max_iter + 1):
-        score, expected, observed = _derivatives(y, X, cov, fit, reml)
+        if len(fit.sums.C) < 3:  # accepted by a line search: add the higher-order sums
+            fit, ll = with_derivatives(theta)
+        score, expected, observed = _derivatives(fit, p, reml)
         at_boundary = (theta <= negligible) & (score <= 0.0)
         if at_boundary.any() and (theta[at_boundary] > 0).any():
             theta = np.where(at_boundary, 0.0, theta)
-            cov, fit, ll = evaluate(theta)
-            score, expected, observed = _derivatives(y, X, cov, fit, reml)
+            fit, ll = with_derivatives(theta)
+            score, expected, observed = _derivatives(fit, p, reml)
             at_boundary = (theta <= 0.0) & (score <= 0.0)
         free = ~at_boundary
         if not free.any():
@@ -273,15 +365,15 @@ def maximise_likelihood(
             directions.append(observed)
         directions.append(expected)
         directions.append(np.diag(np.maximum(np.diag(expected), 1e-300)))
-        candidate, new_cov, new_fit, new_ll = theta, cov, fit, ll
+        candidate, new_fit = theta, fit
         for info in directions:
             step = _constrained_step(theta, score, info, free)
-            accepted = _line_search(theta, step, ll, evaluate)
+            accepted = _line_search(theta, step, score, ll, evaluate)
             if accepted is not None:
-                candidate, new_cov, new_fit, new_ll = accepted
+                candidate, new_fit = accepted
                 break
         change = float(np.max(np.abs(candidate - theta) / (1.0 + np.abs(theta))))
-        theta, cov, fit, ll = candidate, new_cov, new_fit, new_ll
+        theta, fit, ll = candidate, new_fit, new_fit.loglik
         if change < NEWTON_FROM:
             use_newton = True
         if change < tol:
@@ -338,16 +430,24 @@ def _solve_or_scale(info: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         return rhs / max(float(np.max(np.abs(np.diag(info)))), 1e-300)
 
 
-def _line_search(theta, step, ll, evaluate, max_halvings: int = 40):
-    """First of step, step/2, step/4, ... that does not lower the log-likelihood."""
+def _line_search(theta, step, score, ll, evaluate, max_halvings: int = 40):
+    """First of step, step/2, step/4, ... that does not lower the log-likelihood.
+
+    Close to the maximum the gain a step promises (about score . step / 2) falls below the
+    rounding noise of the log-likelihood itself; such a step is taken as it is, since the
+    quadratic model that proposed it is then accurate.
+    """
     if not np.any(step):
         return None
+    promised = 0.5 * float(score @ step)
     shrink = 1.0
     for _ in range(max_halvings):
         candidate = np.maximum(theta + shrink * step, 0.0)
-        new_cov, new_fit, new_ll = evaluate(candidate)
-        if new_ll >= ll - 1e-13 * abs(ll):
-            return candidate, new_cov, new_fit, new_ll
+        new_fit = evaluate(candidate)
+        if new_fit.loglik >= ll - 1e-13 * abs(ll) or (
+            shrink == 1.0 and 0.0 <= promised < 1e-10 * (1.0 + abs(ll))
+        ):
+            return candidate, new_fit
         shrink /= 2.0
     return None
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from scipy import special
+from threadpoolctl import ThreadpoolController
 
 from alliance_core import estimation as est
 from alliance_core.design import ModelDesign, build_design_matrix, check_full_rank
@@ -28,6 +29,12 @@ TWO_LEVEL_METHODS = ("EE", "FE", "DL", "HE", "PM", "SJ", "ML", "REML")
 THREE_LEVEL_METHODS = ("ML", "REML")
 TWO_LEVEL_TESTS = ("z", "knha", "t")
 THREE_LEVEL_TESTS = ("z", "t")
+
+
+# The matrices of a meta-analysis are small (p x p, k x p): BLAS threads cost more in
+# start-up and contention than they save, and on a busy two-core server they can slow a fit
+# down tenfold. Fits therefore run single-threaded; the limit is restored afterwards.
+_BLAS = ThreadpoolController()
 
 
 def fit(
@@ -54,6 +61,11 @@ def fit(
 
     Rows with a missing value in any used column are left out and listed in ``result.dropped``.
     """
+    with _BLAS.limit(limits=1, user_api="blas"):
+        return _fit(data, yi, vi, moderators, reference, method, cluster, test, level)
+
+
+def _fit(data, yi, vi, moderators, reference, method, cluster, test, level) -> MetaResult:
     method = _normalise_method(method)
     model = MODEL_TWO_LEVEL if cluster is None else MODEL_THREE_LEVEL
     _check_settings(model, method, test, level)
@@ -513,6 +525,11 @@ def pseudo_r2(res: MetaResult) -> float | None:
     """
     if res.p == 1:
         return None
+    with _BLAS.limit(limits=1, user_api="blas"):
+        return _pseudo_r2(res)
+
+
+def _pseudo_r2(res: MetaResult) -> float | None:
     inputs = res.inputs
     if not res.is_three_level:
         return _pseudo_r2_two_level(inputs.y, inputs.v, inputs.X, res.method, res.tau2, 0.0)
@@ -533,4 +550,5 @@ def tau2_confidence_interval(res: MetaResult) -> tuple[float, float] | None:
     if res.is_three_level or res.method == "EE" or res.k <= res.p:
         return None
     inputs = res.inputs
-    return est.q_profile_interval(inputs.y, inputs.v, inputs.X, res.tau2, res.level)
+    with _BLAS.limit(limits=1, user_api="blas"):
+        return est.q_profile_interval(inputs.y, inputs.v, inputs.X, res.tau2, res.level)
