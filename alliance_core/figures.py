@@ -313,7 +313,7 @@ def forest_figure(
     names. The dashed bar under it is the prediction interval for the true effect of a new study.
     ``subgroup`` adds a diamond per level of that column from a separate intercept-only fit
     (see :func:`alliance_core.subgroups.subgroup_fits`). ``transform="r"`` shows correlations,
-    ``None``/``"z"`` Fisher's z.
+    ``"z"`` Fisher's z, ``None`` effect sizes of another kind as analysed.
     """
     scale = _check_transform(transform)
     cols = _columns(columns)
@@ -367,28 +367,37 @@ def forest_figure(
 
 @dataclass(frozen=True)
 class _Scale:
-    """Display scale of effects: Fisher z as analysed, or r = tanh(z)."""
+    """Display scale of effects: "r" = tanh(z), "z" = Fisher's z as analysed, or "none" for
+    effect sizes of another kind (e.g. standardised mean differences) shown as analysed."""
 
     name: str
 
     @property
     def symbol(self) -> str:
-        return "r" if self.name == "r" else "z"
+        return {"r": "r", "z": "z"}.get(self.name, "yi")
 
     @property
     def title(self) -> str:
-        return "Correlation r" if self.name == "r" else "Fisher's z"
+        return {"r": "Correlation r", "z": "Fisher's z"}.get(self.name, "Effect size")
+
+    @property
+    def model_title(self) -> str:
+        """Name of the analysed (untransformed) scale."""
+        return "model scale" if self.name == "none" else "Fisher's z"
 
     def __call__(self, z):
         return np.tanh(z) if self.name == "r" else np.asarray(z, dtype=float)
 
 
 def _check_transform(transform: str | None) -> _Scale:
-    if transform in (None, "none", "z"):
-        return _Scale("z")
-    if transform == "r":
-        return _Scale("r")
-    raise AnalysisError(f"Unknown transformation '{transform}'. Use 'r' or None (Fisher's z).")
+    if transform in ("r", "z"):
+        return _Scale(transform)
+    if transform in (None, "none"):
+        return _Scale("none")
+    raise AnalysisError(
+        f"Unknown scale '{transform}'. Use 'r' (correlations), 'z' (Fisher's z) or None "
+        "(effect sizes as analysed)."
+    )
 
 
 def _intervals(yi, vi, scale: _Scale, crit: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -728,8 +737,9 @@ def funnel_figure(
     ``contours``: their boundaries are at +/- z_{alpha/2} * SE on Fisher's z (tanh of that on the
     r scale). The vertical line is the pooled estimate of an intercept-only model, with its
     pseudo-confidence funnel estimate +/- z_{level} * SE. A meta-regression's funnel shows
-    residuals, yi minus the fitted value, around 0 on Fisher's z (as metafor's funnel does for
-    models with moderators); ``scale`` is then ignored.
+    residuals, yi minus the fitted value, around 0 (as metafor's funnel does for models with
+    moderators), on the model scale: residuals have no r-scale counterpart. ``scale`` is "r",
+    "z" (Fisher's z) or None (effect sizes of another kind, as analysed).
 
     Hooks for publication-bias overlays (all on Fisher's z): ``egger_line`` = {"intercept": b0,
     "slope": b1} draws effect = b0 + b1 * SE; ``imputed`` (columns yi, vi) draws trim-and-fill
@@ -738,7 +748,7 @@ def funnel_figure(
     show = _check_transform(scale)
     residuals = res.p > 1
     if residuals:
-        show = _Scale("z")
+        show = _Scale("z") if show.name == "r" else show
     alphas = _check_contours(contours)
     data = res.data
     se = np.sqrt(data["vi"].to_numpy())
@@ -757,12 +767,14 @@ def funnel_figure(
     notes = _funnel_notes(res, residuals, alphas, scale)
     caption_height = _caption(fig, notes, width=110)
     x_title = (
-        "Residual: observed minus fitted effect (Fisher's z)"
+        f"Residual: observed minus fitted effect ({show.model_title})"
         if residuals
         else f"Effect size ({show.title})"
     )
     fig.update_xaxes(title_text=x_title, range=[-x_edge, x_edge], zeroline=False)
-    fig.update_yaxes(title_text="Standard error (Fisher's z)", range=[se_max, 0.0], zeroline=False)
+    fig.update_yaxes(
+        title_text=f"Standard error ({show.model_title})", range=[se_max, 0.0], zeroline=False
+    )
     fig.update_layout(
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "xanchor": "left"},
         margin={"l": 70, "r": 20, "t": 70, "b": 80 + caption_height},
@@ -971,7 +983,7 @@ def _funnel_notes(res: MetaResult, residuals: bool, alphas, scale) -> list[str]:
         + ("zero residual." if residuals else "pooled estimate.")
     ]
     if residuals:
-        moved = " (shown on Fisher's z whatever the scale asked for)" if scale == "r" else ""
+        moved = " (on Fisher's z: residuals have no r-scale counterpart)" if scale == "r" else ""
         notes.append(
             "The model has moderators, so the funnel shows residuals: each effect size minus "
             f"its fitted value{moved}."

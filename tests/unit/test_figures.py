@@ -402,6 +402,24 @@ def test_forest_subgroup_diamonds_come_from_separate_fits(overall, dat):
     assert "alliance_rater = other: not estimated (2 studies" in caption
 
 
+def test_forest_reads_columns_through_a_mapping(dat):
+    renamed = dat.rename(columns={"n": "patients", "label": "citation"})
+    res = ac.fit(renamed, cluster="study")
+    fig = figures.forest_figure(res, columns={"n": "patients", "label": "citation"}, sort_by=None)
+    first = renamed[renamed["study"] == renamed["study"].iloc[0]].iloc[0]
+    hover = one(fig, "studies").hovertext[0]
+    assert hover.startswith(f"<b>{first['citation']}</b>")
+    assert f"Patients: {first['patients']}" in hover
+
+
+def test_forest_scales(overall):
+    on_z = figures.forest_figure(overall, transform="z")
+    assert one(on_z, "diamond").x[1] == pytest.approx(overall.beta[0])
+    assert on_z.layout.xaxis.title.text.startswith("Fisher's z")
+    as_analysed = figures.forest_figure(overall, transform=None)
+    assert as_analysed.layout.xaxis.title.text.startswith("Effect size")
+
+
 def test_forest_rejects_an_unknown_sort(overall):
     with pytest.raises(ac.AnalysisError, match="unknown sort"):
         figures.forest_figure(overall, sort_by="weight")
