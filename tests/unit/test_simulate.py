@@ -166,6 +166,16 @@ def test_mean_r_matches_mean_sample_correlation_with_few_therapists(n_therapists
     assert abs(mean - expected) < Z_TOLERANCE * se
 
 
+def test_small_studies_show_the_small_sample_bias_of_r():
+    # With ICC = 0 the study is a plain bivariate normal sample, so E[r] is below ρ by
+    # about ρ(1 − ρ²)/(2(N − 1)); with N = 10 that is several standard errors of the mean.
+    params = fixed_design(10, 10, 6000, icc=0.0, slope_between=0.0, slope_within=0.5)
+    mean, se = mean_and_se(simulate_meta_analysis(params)["r"])
+    rho = expected_correlation(10, 10, *model_args(params))
+    assert abs(mean - mean_sample_correlation(10, 10, *model_args(params))) < Z_TOLERANCE * se
+    assert rho - mean > Z_TOLERANCE * se
+
+
 def test_measurement_error_and_same_rater_variance_enter_as_derived():
     # All effect sizes rated by patients on both sides, so the shared rater term applies.
     errors = dict(alliance_error_var=0.4, outcome_error_var=0.3, same_rater_var=0.1)
