@@ -124,7 +124,9 @@ _DATASETS: tuple[DatasetInfo, ...] = (
             "performance. Two categorical moderators, interview type and structure, both with "
             "some missing values; no therapist counts."
         ),
-        mapping=ColumnMapping(study="study", r="ri", n="ni", moderators=("type", "struct")),
+        # One correlation per study: the study number identifies effect sizes, and leaving
+        # the study role empty keeps the dashboard on the two-level model.
+        mapping=ColumnMapping(es_id="study", r="ri", n="ni", moderators=("type", "struct")),
         filename="mcdaniel1994.csv",
         effect_measure="ZCOR",
     ),

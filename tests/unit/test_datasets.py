@@ -72,6 +72,9 @@ def test_dataset_loads_and_its_mapping_fits(name):
         assert ((therapists >= 1) & (therapists <= table[mapping.n])).all()
     if mapping.es_id is not None:
         assert table[mapping.es_id].is_unique
+    if mapping.study is not None:
+        # A study role means a three-level model: some study must have several effect sizes.
+        assert table[mapping.study].value_counts().max() > 1
     if mapping.study is not None and mapping.es_id is not None:
         # Every effect size belongs to exactly one study.
         assert (table.groupby(mapping.es_id)[mapping.study].nunique() == 1).all()
