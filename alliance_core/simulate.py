@@ -16,7 +16,8 @@ therapists mixes γ_b and γ_w. That is the Patient–Therapist Ratio (PTR) mech
 A meta-analysis adds three things on top of that patient-level model:
 
 * study heterogeneity: each study's two slopes are shifted by a common δ_s ~ N(0, sd²_study);
-* several effect sizes per study, one per alliance rater × outcome rater pairing. Each is a
+* several effect sizes per study, each with its own alliance rater and outcome rater (drawn
+  independently, so a pairing can recur, as with two outcome measures). Each is a
   re-measurement of the same patients: alliance and outcome get independent measurement error
   (variances ``alliance_error_var`` and ``outcome_error_var``), the outcome's slope on the
   alliance is shifted by ν_j ~ N(0, sd²_es) (a measure's own validity), and when the same rater
