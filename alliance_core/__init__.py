@@ -8,21 +8,55 @@ A short pipeline of verbs over one result object, named as a meta-analyst knows 
     res.coefficients, res.sigma2, res.QM, res.I2
     res.predict({"ptr": [1, 5, 10]}, transform="r")
     print(res.summary())
+    fig = ac.ptr_curve_figure(res, ptr_column="ptr")           # plotly Figure
 
 The package never imports streamlit: it serves the dashboard, notebooks and scripts alike.
 """
 
+from alliance_core import datasets, figures, reading, simulate, uploads
+from alliance_core.analysis import AnalysisRun, effect_size_table, run_analysis
+from alliance_core.datasets import DEFAULT_DATASET, list_datasets, load_dataset
 from alliance_core.design import ModelDesign, ModeratorTerm, build_design, level_order
 from alliance_core.effect_sizes import escalc, patient_therapist_ratio, r_to_z, transf, z_to_r
 from alliance_core.errors import AnalysisError
+from alliance_core.figures import (
+    export_figure,
+    forest_figure,
+    funnel_figure,
+    ptr_curve_figure,
+    ptr_slope_readout,
+)
 from alliance_core.fitting import fit
 from alliance_core.mapping import ColumnMapping
 from alliance_core.results import MetaResult, WaldTest
+from alliance_core.settings import AnalysisSettings
+from alliance_core.simulate import SimulationParameters, simulate_meta_analysis
+from alliance_core.subgroups import subgroup_fits
 
 ptr = patient_therapist_ratio
 
 __all__ = [
+    "DEFAULT_DATASET",
     "AnalysisError",
+    "AnalysisRun",
+    "AnalysisSettings",
+    "SimulationParameters",
+    "datasets",
+    "effect_size_table",
+    "export_figure",
+    "figures",
+    "forest_figure",
+    "funnel_figure",
+    "list_datasets",
+    "load_dataset",
+    "ptr_curve_figure",
+    "ptr_slope_readout",
+    "reading",
+    "run_analysis",
+    "simulate",
+    "simulate_meta_analysis",
+    "subgroup_fits",
+    "uploads",
     "ColumnMapping",
     "MetaResult",
     "ModelDesign",

@@ -136,7 +136,7 @@ def _check_settings(model: str, method: str, test: str, level: float) -> None:
 
 def _complete_rows(data: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     columns = list(dict.fromkeys(columns))
-    missing = np.column_stack([data[column].isna().to_numpy() for column in columns])
+    missing = data[columns].isna().to_numpy()
     incomplete = missing.any(axis=1)
     reasons = [
         "missing " + ", ".join(f"'{c}'" for c, gone in zip(columns, row, strict=True) if gone)
