@@ -7,11 +7,12 @@ and run again, so the page sees the same session state it would see in the brows
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.util import patch_config_options
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_PATH = REPO_ROOT / "app.py"
@@ -37,7 +38,13 @@ def new_app() -> AppTest:
 
 def exception_messages(at: AppTest) -> list[str]:
     """Messages (with tracebacks) of every exception element the last run displayed."""
-    return [f"{e.message}\n{''.join(e.stack)}" for e in at.exception]
+    return [f"{e.message}\n" + "\n".join(e.stack_trace) for e in at.exception]
+
+
+def assert_ran_cleanly(at: AppTest) -> None:
+    """Fail with the app's own messages and tracebacks if the last run showed an exception."""
+    if at.exception:
+        pytest.fail("the app raised:\n" + "\n\n".join(exception_messages(at)), pytrace=False)
 
 
 def run_page(page: str, at: AppTest | None = None) -> AppTest:
@@ -48,9 +55,18 @@ def run_page(page: str, at: AppTest | None = None) -> AppTest:
     """
     at = new_app() if at is None else at
     at.run()
-    if at.exception:
-        pytest.fail("app.py raised before switching page:\n" + "\n".join(exception_messages(at)))
+    assert_ran_cleanly(at)
     return at.switch_page(page).run()
+
+
+@pytest.fixture(autouse=True)
+def full_error_details() -> Iterator[None]:
+    """Show the real message and traceback of an app exception in test failures.
+
+    .streamlit/config.toml redacts them for users (client.showErrorDetails = "none").
+    """
+    with patch_config_options({"client.showErrorDetails": "full"}):
+        yield
 
 
 @pytest.fixture
@@ -63,6 +79,12 @@ def app_test() -> AppTest:
 def open_page() -> Callable[..., AppTest]:
     """The `run_page` helper: `open_page("pages/data.py")` returns the page's AppTest."""
     return run_page
+
+
+@pytest.fixture
+def ran_cleanly() -> Callable[[AppTest], None]:
+    """The `assert_ran_cleanly` helper: `ran_cleanly(at)` after `at.run()`."""
+    return assert_ran_cleanly
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -1,0 +1,24 @@
+"""app.py and every page run under AppTest without raising."""
+
+from __future__ import annotations
+
+from alliance_core.datasets import DEFAULT_DATASET, list_datasets
+
+
+def test_app_runs_and_offers_the_dataset_choice(app_test, ran_cleanly):
+    at = app_test.run()
+
+    ran_cleanly(at)
+    choices = [box for box in at.sidebar.selectbox if box.label == "Dataset"]
+    assert len(choices) == 1, "the sidebar should hold one selectbox labelled 'Dataset'"
+    dataset = choices[0]
+    assert len(dataset.options) == len(list_datasets())
+    default = next(info for info in list_datasets() if info.name == DEFAULT_DATASET)
+    shown = dataset.options[dataset.index]
+    assert default.name in shown or default.title in shown
+
+
+def test_every_page_runs(open_page, ran_cleanly, page_path):
+    at = open_page(page_path)
+
+    ran_cleanly(at)
