@@ -96,12 +96,8 @@ class GLSFit:
     e: np.ndarray  # M^-1 r  (equals P y)
 
 
-def gls(y: np.ndarray, X: np.ndarray, cov: NestedCovariance) -> GLSFit:
-    """Weighted least squares b = (X'M^-1 X)^-1 X'M^-1 y, with the pieces later steps reuse."""
-    p = X.shape[1]
-    solved = cov.solve(np.column_stack([X, y]))  # one pass over the studies for X and y
-    G, Wy = solved[:, :p], solved[:, p]
-    A = X.T @ G
+def inverse_and_logdet(A: np.ndarray) -> tuple[np.ndarray, float]:
+    """Inverse and log-determinant of the positive definite X' M^-1 X, via Cholesky."""
     try:
         chol = np.linalg.cholesky(A)
     except np.linalg.LinAlgError as error:
@@ -109,7 +105,15 @@ def gls(y: np.ndarray, X: np.ndarray, cov: NestedCovariance) -> GLSFit:
             "The weighted moderator matrix is singular; a moderator may be constant or collinear."
         ) from error
     inv_chol = np.linalg.inv(chol)
-    vb = inv_chol.T @ inv_chol
+    return inv_chol.T @ inv_chol, 2.0 * float(np.sum(np.log(np.diag(chol))))
+
+
+def gls(y: np.ndarray, X: np.ndarray, cov: NestedCovariance) -> GLSFit:
+    """Weighted least squares b = (X'M^-1 X)^-1 X'M^-1 y, with the pieces later steps reuse."""
+    p = X.shape[1]
+    solved = cov.solve(np.column_stack([X, y]))  # one pass over the studies for X and y
+    G, Wy = solved[:, :p], solved[:, p]
+    vb, logdet_A = inverse_and_logdet(X.T @ G)
     beta = vb @ (X.T @ Wy)
     residuals = y - X @ beta
     e = Wy - G @ beta  # M^-1 (y - X b)
@@ -119,7 +123,7 @@ def gls(y: np.ndarray, X: np.ndarray, cov: NestedCovariance) -> GLSFit:
         residuals=residuals,
         rss=float(residuals @ e),
         logdet_M=cov.logdet(),
-        logdet_XtWX=2.0 * float(np.sum(np.log(np.diag(chol)))),
+        logdet_XtWX=logdet_A,
         G=G,
         e=e,
     )
@@ -215,19 +219,10 @@ class ProfiledFit:
 
 def profile(sums: StudySums, p: int, k: int, reml: bool, logdet_XtX: float) -> ProfiledFit:
     C1 = sums.C[0]
-    A = C1[:p, :p]
-    try:
-        chol = np.linalg.cholesky(A)
-    except np.linalg.LinAlgError as error:
-        raise AnalysisError(
-            "The weighted moderator matrix is singular; a moderator may be constant or collinear."
-        ) from error
-    inv_chol = np.linalg.inv(chol)
-    A_inv = inv_chol.T @ inv_chol
+    A_inv, logdet_A = inverse_and_logdet(C1[:p, :p])
     beta = A_inv @ C1[:p, p]
     c = np.append(-beta, 1.0)
     rss = float(c @ C1 @ c)
-    logdet_A = 2.0 * float(np.sum(np.log(np.diag(chol))))
     if reml:
         ll = -0.5 * ((k - p) * LOG_2PI + sums.logdet_M + logdet_A + rss) + 0.5 * logdet_XtX
     else:
