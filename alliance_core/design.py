@@ -40,7 +40,7 @@ def _codes_and_labels(series: pd.Series) -> tuple[np.ndarray, list[str]]:
     Factorising first keeps this fast for long columns: only the distinct values are turned
     into text.
     """
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    codes, uniques = series.array.factorize(use_na_sentinel=True)
     if pd.api.types.is_bool_dtype(series):
         labels = ["TRUE" if value else "FALSE" for value in uniques]
     else:

@@ -136,7 +136,10 @@ def _check_settings(model: str, method: str, test: str, level: float) -> None:
 
 def _complete_rows(data: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     columns = list(dict.fromkeys(columns))
-    missing = data[columns].isna().to_numpy()
+    # Column arrays' own isna(): several times faster than DataFrame.isna() on text columns.
+    missing = np.column_stack(
+        [np.asarray(data[column].array.isna(), dtype=bool) for column in columns]
+    )
     incomplete = missing.any(axis=1)
     reasons = [
         "missing " + ", ".join(f"'{c}'" for c, gone in zip(columns, row, strict=True) if gone)
