@@ -1,24 +1,61 @@
-"""Entrypoint of the dashboard: page setup, the dataset choice, and navigation."""
+"""Entrypoint of the dashboard: page setup, the shared sidebar and the navigation.
+
+The sidebar (data and what-if choices) is built here, so it is the same on every page and its
+widgets keep their values when the user changes page. The URL mirrors the choices after every
+run, so the address bar is always a link to the current view.
+"""
 
 from pathlib import Path
 
 import streamlit as st
 
-from alliance_core.datasets import DEFAULT_DATASET, list_datasets
+from pages import _ui as ui
 
-st.set_page_config(page_title="Alliance–outcome meta-analysis", layout="wide")
+st.set_page_config(
+    page_title="Alliance–outcome meta-analysis",
+    page_icon=":material/handshake:",
+    layout="wide",
+)
 
-datasets = {info.name: info for info in list_datasets()}
-names = list(datasets)
-with st.sidebar:
-    # Keyed widget in the entrypoint: every page reads the choice from st.session_state.
-    st.selectbox(
-        "Dataset",
-        names,
-        index=names.index(DEFAULT_DATASET),
-        format_func=lambda name: datasets[name].title,
-        key="dataset",
-    )
+PAGES_DIR = Path(__file__).parent / "pages"  # absolute: the app runs from any directory
+pages = {
+    "overview": st.Page(
+        PAGES_DIR / "overview.py", title="Overview", icon=":material/insights:", default=True
+    ),
+    "data": st.Page(
+        PAGES_DIR / "data.py", title="Data", icon=":material/table_view:", url_path="data"
+    ),
+    "forest": st.Page(
+        PAGES_DIR / "forest.py",
+        title="Forest plot",
+        icon=":material/align_horizontal_left:",
+        url_path="forest",
+    ),
+    "funnel": st.Page(
+        PAGES_DIR / "funnel.py",
+        title="Publication bias",
+        icon=":material/filter_list:",
+        url_path="funnel",
+    ),
+    "moderators": st.Page(
+        PAGES_DIR / "moderators.py",
+        title="Moderators & PTR",
+        icon=":material/tune:",
+        url_path="moderators",
+    ),
+    "methods": st.Page(
+        PAGES_DIR / "methods.py", title="Methods", icon=":material/menu_book:", url_path="methods"
+    ),
+}
+current = st.navigation(list(pages.values()))
 
-pages = Path(__file__).parent / "pages"
-st.navigation([st.Page(pages / "data.py", title="Data")]).run()
+ctx = None
+with ui.shown_errors("The sidebar"):
+    ctx = ui.build_sidebar(current, pages)
+if ctx is None:
+    st.stop()
+st.session_state[ui.CONTEXT] = ctx
+ui.write_url(ctx)
+ui.show_notices(ctx)
+with ui.shown_errors("This page"):
+    current.run()

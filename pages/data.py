@@ -1,12 +1,86 @@
-"""Data page: the chosen dataset as a table, with where it comes from."""
+"""Data: what goes into the analysis, where it comes from, and your own coding sheet."""
 
 import streamlit as st
 
-from alliance_core.datasets import list_datasets, load_dataset
+from alliance_core import uploads
+from alliance_core.analysis import apply_filters
+from alliance_core.errors import AnalysisError
+from pages import _tables as tables
+from pages import _ui as ui
 
-info = next(d for d in list_datasets() if d.name == st.session_state["dataset"])
-st.title(info.title)
-if info.simulated:
-    st.info("Simulated data: generated for teaching, not collected from real studies.")
-st.caption(info.citation)
-st.dataframe(load_dataset(info.name), hide_index=True)
+ctx = ui.context()
+ui.page_header("Data", ctx, needs_data=False)
+data = ctx.data
+
+if data is not None:
+    if data.info is not None:
+        st.markdown(data.info.description)
+        st.caption(f"**Source:** {data.info.citation}  \n**Licence:** {data.info.licence}")
+
+    st.subheader("Rows in the analysis")
+    try:
+        run = ui.fitted(ctx)
+    except AnalysisError as error:
+        run = None
+        st.error(str(error), icon=":material/error:")
+    if run is not None:
+        analysed = tables.analysed_rows(run)
+        st.markdown(
+            f"**{len(analysed):,}** effect sizes from **{run.result.n_studies:,}** studies go "
+            f"into the model (of {len(data.table):,} usable rows)."
+        )
+        ui.analysis_notes(run)
+        st.dataframe(analysed, hide_index=True, width="stretch", height=360)
+        ui.result_downloads(run, ctx)
+    else:
+        filtered = apply_filters(data.table, ctx.settings.filters)
+        st.caption(f"{len(filtered):,} rows after the filter; the model could not be fitted.")
+        st.dataframe(filtered, hide_index=True, width="stretch", height=360)
+
+st.subheader("Use your own coding sheet")
+st.file_uploader(
+    "Upload a coding sheet: CSV, TSV or Excel (.xlsx), one row per effect size",
+    type=["csv", "tsv", "txt", "xlsx", "xlsm"],
+    key=ui.UPLOAD_FILE,
+    on_change=ui.receive_upload,
+)
+if st.session_state.get(ui.UPLOAD_ERROR):
+    st.error(st.session_state[ui.UPLOAD_ERROR], icon=":material/error:")
+
+view = ui.upload_view()
+if view is not None:
+    st.markdown(f"**Uploaded:** {view.record.name}")
+    report = view.uploaded.report
+    st.info(report.describe(), icon=":material/description:")
+    for note in report.notes:
+        st.caption(f":material/info: {note}")
+
+    st.markdown("**Column roles** (suggested from the column names; change any of them)")
+    ui.mapping_editor(view)
+
+    st.markdown("**Validation**")
+    validation = view.validation
+    if not validation.ok:
+        st.error(validation.summary(), icon=":material/error:")
+    elif validation.problems:
+        st.warning(validation.summary(), icon=":material/warning:")
+    else:
+        st.success(validation.summary(), icon=":material/check_circle:")
+    if view.problem and validation.ok:
+        st.error(view.problem, icon=":material/error:")
+    if validation.problems:
+        st.caption("Row numbers are spreadsheet rows: the header is row 1.")
+        st.dataframe(validation.problems_frame(), hide_index=True, width="stretch")
+    if ctx.data is None or ctx.data.upload is None:
+        st.caption("Choose **Your upload** under *Data source* in the sidebar to analyse it.")
+
+with st.expander("File format and template", icon=":material/help:"):
+    st.download_button(
+        "Download the template (CSV)",
+        data=uploads.template_csv(),
+        file_name="alliance-coding-sheet-template.csv",
+        mime="text/csv",
+        on_click="ignore",
+        icon=":material/download:",
+    )
+    st.markdown(uploads.FORMAT_DESCRIPTION)

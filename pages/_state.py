@@ -1,0 +1,294 @@
+"""The sidebar's what-if choices as plain data, without Streamlit.
+
+Choices arrive from three places: the sidebar's widgets, a shared link (URL query string) and a
+settings file. Any of them can ask for something the current table cannot give (a three-level
+model without a study column, PTR without therapist counts, a reference level the filter
+removed). ``reconcile`` turns such a request into valid ``AnalysisSettings`` and says, in a
+sentence each, what it had to change, so that a link or a file never fails silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import pandas as pd
+
+from alliance_core.analysis import apply_filters, available_moderators
+from alliance_core.datasets import DEFAULT_DATASET, DatasetInfo, list_datasets
+from alliance_core.design import is_categorical, level_order
+from alliance_core.errors import AnalysisError
+from alliance_core.mapping import ColumnMapping
+from alliance_core.settings import (
+    PTR,
+    PTR_SCALES,
+    TESTS,
+    THREE_LEVEL_METHODS,
+    TWO_LEVEL_METHODS,
+    AnalysisSettings,
+)
+
+SOURCE_BUNDLED = "bundled"
+SOURCE_UPLOAD = "upload"
+# AnalysisSettings.dataset of an uploaded table; links never carry it (the file is not in them).
+UPLOAD_DATASET = "upload"
+# Link parameters AnalysisSettings.to_query writes, in the order they are applied: the model
+# before the estimator, because which estimators exist depends on the model.
+LINK_PARAMETERS = ("model", "est", "test", "ptr", "mod", "ref", "keep", "page")
+
+
+def methods_for(model: str) -> tuple[str, ...]:
+    return THREE_LEVEL_METHODS if model == "three-level" else TWO_LEVEL_METHODS
+
+
+def mapping_key(mapping: ColumnMapping) -> str:
+    """A short stable text for a mapping (part of cache keys)."""
+    text = json.dumps(asdict(mapping), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class DataChoices:
+    """What the active table offers the sidebar.
+
+    ``categorical`` maps each text (or yes/no) column among the mapped moderators to its levels in
+    the whole table, in the order the model uses (its first level is the default reference).
+    """
+
+    dataset: str
+    has_study: bool
+    has_therapists: bool
+    moderators: tuple[str, ...]
+    categorical: Mapping[str, tuple[str, ...]]
+
+    @property
+    def filter_columns(self) -> tuple[str, ...]:
+        """Columns a filter can keep levels of: categorical moderators with two or more levels."""
+        return tuple(c for c, levels in self.categorical.items() if len(levels) >= 2)
+
+
+def offered_choices(dataset: str, mapping: ColumnMapping, table: pd.DataFrame) -> DataChoices:
+    categorical = {
+        column: tuple(level_order(table[column].dropna().unique()))
+        for column in mapping.moderators
+        if column in table.columns and is_categorical(table[column])
+    }
+    return DataChoices(
+        dataset=dataset,
+        has_study=mapping.study is not None,
+        has_therapists=mapping.has_therapists,
+        moderators=tuple(available_moderators(table, mapping)),
+        categorical=categorical,
+    )
+
+
+def default_settings(dataset: str, mapping: ColumnMapping) -> AnalysisSettings:
+    """Where a dataset starts: three-level when it has studies, PTR when it has therapist counts."""
+    return AnalysisSettings(
+        dataset=dataset,
+        model="three-level" if mapping.study else "two-level",
+        method="REML",
+        test="z",
+        moderators=(PTR,) if mapping.has_therapists else (),
+    )
+
+
+@dataclass(frozen=True)
+class Draft:
+    """Choices as asked for, possibly inconsistent (e.g. a filter column with no level picked)."""
+
+    dataset: str
+    model: str = "three-level"
+    method: str = "REML"
+    test: str = "z"
+    moderators: tuple[str, ...] = ()
+    reference: Mapping[str, str] = field(default_factory=dict)
+    filters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    ptr_scale: str = "log"
+    page: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: AnalysisSettings) -> Draft:
+        return cls(
+            dataset=settings.dataset,
+            model=settings.model,
+            method=settings.method,
+            test=settings.test,
+            moderators=tuple(settings.moderators),
+            reference=dict(settings.reference),
+            filters={c: tuple(v) for c, v in settings.filters.items()},
+            ptr_scale=settings.ptr_scale,
+            page=settings.page,
+        )
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """Valid settings for the table, the filter columns picked (also those with no level yet),
+    and what had to change to get there."""
+
+    settings: AnalysisSettings
+    filter_columns: tuple[str, ...]
+    filter_levels: Mapping[str, tuple[str, ...]]
+    notes: tuple[str, ...]
+
+    def reference_levels(self, table: pd.DataFrame, column: str) -> tuple[str, ...]:
+        """Levels of a categorical moderator left after the filter (the first is the default)."""
+        return _levels_present(apply_filters(table, self.settings.filters), column)
+
+
+def _levels_present(rows: pd.DataFrame, column: str) -> tuple[str, ...]:
+    return tuple(level_order(rows[column].dropna().unique()))
+
+
+def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconciled:
+    """Valid ``AnalysisSettings`` for ``table`` that keep as much of ``draft`` as it allows."""
+    notes: list[str] = []
+
+    model = draft.model
+    if model == "three-level" and not choices.has_study:
+        notes.append(
+            "The three-level model needs a study column (several effect sizes per study); this "
+            "table has none, so the two-level model is used."
+        )
+        model = "two-level"
+    method = draft.method
+    if method not in methods_for(model):
+        notes.append(
+            f"The {model} model is not fitted by '{method}' here; REML is used "
+            f"(available: {', '.join(methods_for(model))})."
+        )
+        method = "REML"
+    test = draft.test if draft.test in TESTS else "z"
+    ptr_scale = draft.ptr_scale if draft.ptr_scale in PTR_SCALES else "log"
+
+    moderators: list[str] = []
+    for moderator in draft.moderators:
+        if moderator in moderators:
+            continue
+        if moderator in choices.moderators:
+            moderators.append(moderator)
+        elif moderator == PTR:
+            notes.append(
+                "PTR needs the number of therapists per study, which this table does not have; "
+                "it was left out of the moderators."
+            )
+        else:
+            notes.append(f"'{moderator}' is not a moderator column of this table; it was left out.")
+
+    filter_columns: list[str] = []
+    filter_levels: dict[str, tuple[str, ...]] = {}
+    for column, levels in draft.filters.items():
+        if column not in choices.filter_columns:
+            notes.append(
+                f"The filter on '{column}' was dropped: this table has no categorical column of "
+                "that name with two or more levels."
+            )
+            continue
+        known = choices.categorical[column]
+        kept = tuple(dict.fromkeys(str(level) for level in levels if str(level) in known))
+        unknown = [str(level) for level in levels if str(level) not in known]
+        if unknown:
+            notes.append(
+                f"The filter on '{column}' ignores level(s) {', '.join(unknown)}, which the table "
+                f"does not have (levels: {', '.join(known)})."
+            )
+        filter_columns.append(column)
+        filter_levels[column] = kept
+    filters = {column: levels for column, levels in filter_levels.items() if levels}
+
+    rows = apply_filters(table, filters)
+    reference: dict[str, str] = {}
+    for column, level in draft.reference.items():
+        if column not in moderators or column not in choices.categorical:
+            continue  # a reference only matters for a categorical moderator in the model
+        present = _levels_present(rows, column)
+        if str(level) not in present:
+            notes.append(
+                f"'{level}' is not a level of '{column}' in the analysed rows; the reference "
+                f"level is {present[0] if present else 'the first level'} instead."
+            )
+        elif present and str(level) != present[0]:
+            reference[column] = str(level)  # the default reference is left implicit
+
+    settings = AnalysisSettings(
+        dataset=choices.dataset,
+        model=model,
+        method=method,
+        test=test,
+        moderators=tuple(moderators),
+        reference=reference,
+        filters=filters,
+        ptr_scale=ptr_scale,
+        page=draft.page,
+    )
+    return Reconciled(settings, tuple(filter_columns), filter_levels, tuple(notes))
+
+
+# -- links -----------------------------------------------------------------------------------
+def link_query(settings: AnalysisSettings) -> dict[str, list[str]]:
+    """The query parameters of a link to this view, every value as a list (repeated keys).
+
+    An uploaded table cannot travel in a link, so a link made while analysing one names no
+    dataset: it opens the same choices on the default dataset.
+    """
+    query = settings.to_query()
+    if settings.dataset == UPLOAD_DATASET:
+        query.pop("ds", None)
+    return {
+        key: list(value) if isinstance(value, list) else [value] for key, value in query.items()
+    }
+
+
+def settings_from_link(
+    query: Mapping[str, Sequence[str]],
+    defaults_for: Callable[[str], AnalysisSettings],
+    datasets: Sequence[DatasetInfo] | None = None,
+) -> tuple[AnalysisSettings, list[str]]:
+    """Settings from a link's query parameters, and a sentence for every parameter not used.
+
+    A malformed parameter is skipped (its default stays) rather than discarding the whole link;
+    ``defaults_for(dataset)`` gives the starting point of the dataset the link names.
+    """
+    names = [info.name for info in (datasets or list_datasets())]
+    problems: list[str] = []
+    unknown = sorted(set(query) - set(LINK_PARAMETERS) - {"ds"})
+    for key in unknown:
+        problems.append(f"Link parameter '{key}' is not one the dashboard knows; it was ignored.")
+    dataset = (list(query.get("ds") or []) or [DEFAULT_DATASET])[-1]
+    if dataset not in names:
+        problems.append(
+            f"Link parameter ds={dataset}: no bundled dataset has this name (bundled: "
+            f"{', '.join(names)}); the default dataset is shown."
+        )
+        dataset = DEFAULT_DATASET
+    settings = defaults_for(dataset)
+    for key in LINK_PARAMETERS:
+        values = [str(v) for v in query.get(key) or []]
+        if not values:
+            continue
+        try:
+            settings = AnalysisSettings.from_query({key: values}, default=settings)
+        except AnalysisError as error:
+            message = str(error)
+            if not message.startswith("Link parameter"):
+                message = f"Link parameter {key}={','.join(values)}: {message}"
+            problems.append(f"{message} The default is used instead.")
+    return settings, problems
+
+
+# -- uploads ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UploadRecord:
+    """An uploaded file exactly as received; it is never edited (exclusions are a view)."""
+
+    name: str
+    content: bytes = field(repr=False)
+    sha: str
+
+    @classmethod
+    def from_bytes(cls, content: bytes, name: str) -> UploadRecord:
+        content = bytes(content)
+        return cls(name=name, content=content, sha=hashlib.sha256(content).hexdigest())

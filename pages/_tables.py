@@ -1,0 +1,387 @@
+"""Tables and files built from a fitted model, for display and download (no Streamlit here).
+
+Numbers come from the ``MetaResult``; this module only lays them out: display tables with
+sensibly rounded text, and a tidy results CSV with full precision.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from alliance_core.analysis import AnalysisRun
+from alliance_core.figures import MAX_PROFILES
+from alliance_core.results import MetaResult
+
+PROFILE_NAME = "Profile name"
+
+
+# -- number formats ----------------------------------------------------------------------------
+def fmt_p(p: float | None) -> str:
+    """APA style: no leading zero, three decimals, "< .001" below that."""
+    if p is None or not np.isfinite(p):
+        return "–"
+    if p < 0.001:
+        return "< .001"
+    return f"{p:.3f}".replace("0.", ".", 1)
+
+
+def fmt_num(value: float | None, digits: int = 2) -> str:
+    """Fixed decimals with a true minus sign; "–" for missing values."""
+    if value is None or not np.isfinite(value):
+        return "–"
+    text = f"{value:.{digits}f}"
+    if text.startswith("-"):
+        text = "\u2212" + text[1:]
+    return text
+
+
+def fmt_small(value: float | None) -> str:
+    """Variance components: four decimals, or three significant digits when that shows zero."""
+    if value is None or not np.isfinite(value):
+        return "–"
+    text = fmt_num(value, 4)
+    if text.lstrip("\u2212") == "0.0000" and value != 0:
+        return f"{value:.3g}"
+    return text
+
+
+def fmt_interval(low: float, high: float, digits: int = 2) -> str:
+    return f"[{fmt_num(low, digits)}, {fmt_num(high, digits)}]"
+
+
+def test_label(statistic: float, df: int | None, df2: int | None) -> str:
+    """ "QM(3) = 9.02" for a chi-square test, "F(3, 807) = 3.01" for an F test."""
+    if df2 is not None:
+        return f"F({df}, {df2}) = {statistic:.2f}"
+    return f"QM({df}) = {statistic:.2f}"
+
+
+# -- display tables ----------------------------------------------------------------------------
+def term_labels(res: MetaResult) -> dict[str, str]:
+    """Readable names of coefficients: "alliance_rater = observer (vs patient)", "log PTR"."""
+    labels = {"intrcpt": "Intercept"}
+    for term in res.design.terms:
+        if term.kind == "numeric":
+            labels[term.column] = term.column.replace("log_PTR", "log PTR")
+            continue
+        for level in term.levels[1:]:
+            labels[f"{term.column}{level}"] = f"{term.column} = {level} (vs {term.reference})"
+    return labels
+
+
+def coefficient_table(res: MetaResult) -> pd.DataFrame:
+    """The meta-regression coefficients (Fisher's z scale for correlations) for display."""
+    stat = "z" if res.ddf is None else "t"
+    labels = term_labels(res)
+    coefficients = res.coefficients
+    return pd.DataFrame(
+        {
+            "Term": [labels.get(term, term) for term in coefficients.index],
+            "Estimate": [fmt_num(v, 3) for v in coefficients["estimate"]],
+            "SE": [fmt_num(v, 3) for v in coefficients["se"]],
+            stat: [fmt_num(v, 2) for v in coefficients["statistic"]],
+            "p": [fmt_p(v) for v in coefficients["pval"]],
+            f"{res.level:.0%} CI": [
+                fmt_interval(lo, hi, 3)
+                for lo, hi in zip(coefficients["ci_lb"], coefficients["ci_ub"], strict=True)
+            ],
+        }
+    )
+
+
+def categorical_moderators(res: MetaResult) -> list[str]:
+    return [term.column for term in res.design.terms if term.kind == "categorical"]
+
+
+def wald_table(res: MetaResult) -> pd.DataFrame:
+    """One omnibus test per categorical moderator: are all its level differences zero?"""
+    rows = []
+    for column in categorical_moderators(res):
+        test = res.wald_test([column])
+        rows.append(
+            {
+                "Moderator": column,
+                "Levels": len(res.design.term(column).levels),
+                "Test": test_label(test.statistic, test.df, test.df2),
+                "p": fmt_p(test.pval),
+            }
+        )
+    return pd.DataFrame(rows, columns=["Moderator", "Levels", "Test", "p"])
+
+
+def heterogeneity_table(res: MetaResult) -> pd.DataFrame:
+    """Variance components, I² (total and by level) and the Q test, with what each means."""
+    rows: list[tuple[str, str, str]] = []
+    if res.is_three_level:
+        rows += [
+            (
+                "σ² between studies",
+                fmt_small(res.sigma2["study"]),
+                "variance of true effects between studies (Fisher's z)",
+            ),
+            (
+                "σ² within studies",
+                fmt_small(res.sigma2["es"]),
+                "variance of true effects between effect sizes of one study",
+            ),
+            (
+                "I² total",
+                f"{res.I2:.1f}%",
+                "share of observed variation that is not sampling error",
+            ),
+            (
+                "I² between studies",
+                f"{res.I2_levels['study']:.1f}%",
+                "part of I² at the study level",
+            ),
+            (
+                "I² within studies",
+                f"{res.I2_levels['es']:.1f}%",
+                "part of I² at the effect-size level",
+            ),
+        ]
+    elif res.method == "EE":
+        rows.append(("τ²", "0 (assumed)", "an equal-effects model assumes no true heterogeneity"))
+        rows.append(("I²", f"{res.I2:.1f}%", "share of observed variation beyond sampling error"))
+    else:
+        ci = res.tau2_ci
+        tau2 = fmt_small(res.tau2) + (f" [{fmt_small(ci[0])}, {fmt_small(ci[1])}]" if ci else "")
+        i2_ci = res.I2_ci
+        i2 = f"{res.I2:.1f}%" + (f" [{i2_ci[0]:.1f}%, {i2_ci[1]:.1f}%]" if i2_ci else "")
+        rows += [
+            ("τ²", tau2, "variance of true effects (Fisher's z), with its Q-profile CI"),
+            ("τ", fmt_num(math.sqrt(res.tau2), 3), "standard deviation of true effects"),
+            ("I²", i2, "share of observed variation that is not sampling error"),
+            ("H²", fmt_num(res.H2, 2), "total variation relative to sampling variation"),
+        ]
+    residual = "residual " if res.p > 1 else ""
+    rows.append(
+        (
+            f"Q ({residual}heterogeneity)",
+            f"Q({res.QE_df}) = {res.QE:.1f}, p {_p_phrase(res.QE_pval)}",
+            "tests whether effects differ more than sampling error explains",
+        )
+    )
+    return pd.DataFrame(rows, columns=["Statistic", "Value", "Meaning"])
+
+
+def _p_phrase(p: float) -> str:
+    text = fmt_p(p)
+    return text if text.startswith("<") else f"= {text}"
+
+
+# -- downloads ---------------------------------------------------------------------------------
+RESULT_COLUMNS = [
+    "section",
+    "name",
+    "estimate",
+    "se",
+    "statistic",
+    "df",
+    "df2",
+    "pval",
+    "ci_lb",
+    "ci_ub",
+    "pi_lb",
+    "pi_ub",
+]
+
+
+def results_frame(run: AnalysisRun, on_r_scale: bool = True) -> pd.DataFrame:
+    """Everything the Overview and Moderators pages show, one tidy row per number, full precision.
+
+    Sections: "coefficient" (model scale: Fisher's z for correlations), "prediction" (the
+    average effect at typical moderator values, as r when ``on_r_scale``), "heterogeneity",
+    "test" (QE, QM and one Wald test per categorical moderator) and "model" (k, studies, fit).
+    """
+    res = run.result
+    rows: list[dict] = []
+    for term, row in res.coefficients.iterrows():
+        rows.append(
+            {
+                "section": "coefficient",
+                "name": term,
+                "estimate": row["estimate"],
+                "se": row["se"],
+                "statistic": row["statistic"],
+                "df": res.ddf,
+                "pval": row["pval"],
+                "ci_lb": row["ci_lb"],
+                "ci_ub": row["ci_ub"],
+            }
+        )
+    pred = res.predict(transform="r" if on_r_scale else None).iloc[0]
+    rows.append(
+        {
+            "section": "prediction",
+            "name": ("r" if on_r_scale else "effect")
+            + (" at typical moderator values" if res.p > 1 else " (pooled)"),
+            **{key: pred[key] for key in ("ci_lb", "ci_ub", "pi_lb", "pi_ub")},
+            "estimate": pred["pred"],
+        }
+    )
+    if res.is_three_level:
+        for level, value in res.sigma2.items():
+            rows.append({"section": "heterogeneity", "name": f"sigma2_{level}", "estimate": value})
+        for level, value in res.I2_levels.items():
+            rows.append({"section": "heterogeneity", "name": f"I2_{level}", "estimate": value})
+    else:
+        ci = res.tau2_ci if res.method != "EE" else None
+        rows.append(
+            {
+                "section": "heterogeneity",
+                "name": "tau2",
+                "estimate": res.tau2,
+                "se": res.tau2_se,
+                "ci_lb": ci[0] if ci else None,
+                "ci_ub": ci[1] if ci else None,
+            }
+        )
+        rows.append({"section": "heterogeneity", "name": "H2", "estimate": res.H2})
+    rows.append({"section": "heterogeneity", "name": "I2", "estimate": res.I2})
+    if res.R2 is not None:
+        rows.append({"section": "heterogeneity", "name": "R2", "estimate": res.R2})
+    rows.append(
+        {
+            "section": "test",
+            "name": "QE",
+            "statistic": res.QE,
+            "df": res.QE_df,
+            "pval": res.QE_pval,
+        }
+    )
+    if res.QM is not None:
+        rows.append(
+            {
+                "section": "test",
+                "name": "QM",
+                "statistic": res.QM,
+                "df": res.QM_df,
+                "df2": res.QM_df2,
+                "pval": res.QM_pval,
+            }
+        )
+    for column in categorical_moderators(res):
+        test = res.wald_test([column])
+        rows.append(
+            {
+                "section": "test",
+                "name": f"wald_{column}",
+                "statistic": test.statistic,
+                "df": test.df,
+                "df2": test.df2,
+                "pval": test.pval,
+            }
+        )
+    for name, value in (
+        ("k", res.k),
+        ("studies", res.n_studies),
+        ("logLik", res.loglik),
+        ("AIC", res.aic),
+        ("BIC", res.bic),
+    ):
+        rows.append({"section": "model", "name": name, "estimate": value})
+    frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    for column in ("df", "df2"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def results_csv(run: AnalysisRun, on_r_scale: bool = True) -> bytes:
+    return results_frame(run, on_r_scale).to_csv(index=False).encode("utf-8")
+
+
+def analysed_rows(run: AnalysisRun) -> pd.DataFrame:
+    """The rows the model was fitted to: after the filter and without rows it left out."""
+    return run.result.data
+
+
+def data_csv(run: AnalysisRun) -> bytes:
+    return analysed_rows(run).to_csv(index=False).encode("utf-8")
+
+
+# -- what-if profiles --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProfileColumns:
+    """The moderators a profile can set (PTR is the curve's x axis, so never one of them)."""
+
+    categorical: Mapping[str, tuple[str, ...]]
+    numeric: tuple[str, ...]
+
+    @classmethod
+    def of(cls, res: MetaResult, ptr_column: str | None) -> ProfileColumns:
+        categorical = {}
+        numeric = []
+        for term in res.design.terms:
+            if term.column == ptr_column:
+                continue
+            if term.kind == "categorical":
+                categorical[term.column] = tuple(term.levels)
+            else:
+                numeric.append(term.column)
+        return cls(categorical, tuple(numeric))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (*self.categorical, *self.numeric)
+
+    def empty_editor_frame(self) -> pd.DataFrame:
+        columns = {PROFILE_NAME: pd.Series(dtype="string")}
+        for column in self.categorical:
+            columns[column] = pd.Series(dtype="string")
+        for column in self.numeric:
+            columns[column] = pd.Series(dtype="float")
+        return pd.DataFrame(columns)
+
+
+def profiles_from_rows(rows: pd.DataFrame, columns: ProfileColumns) -> tuple[list[dict], list[str]]:
+    """What-if profiles ({"name", "values"}) from the editor's rows, and notes on rows not used.
+
+    A blank cell leaves that moderator at its typical value; a row with no name is named
+    "Profile i"; a row with nothing in it is skipped; beyond four profiles the rest are dropped.
+    """
+    profiles: list[dict] = []
+    notes: list[str] = []
+    for position, (_, row) in enumerate(rows.iterrows(), start=1):
+        values: dict[str, object] = {}
+        for column in columns.categorical:
+            value = row.get(column)
+            if _filled(value):
+                if str(value) not in columns.categorical[column]:
+                    notes.append(f"Row {position}: '{value}' is not a level of {column}; ignored.")
+                    continue
+                values[column] = str(value)
+        for column in columns.numeric:
+            value = row.get(column)
+            if _filled(value):
+                try:
+                    values[column] = float(value)
+                except (TypeError, ValueError):
+                    notes.append(f"Row {position}: {column} needs a number, not '{value}'.")
+        name = row.get(PROFILE_NAME)
+        name = str(name).strip() if _filled(name) else ""
+        if not values and not name:
+            continue
+        profiles.append({"name": name or f"Profile {len(profiles) + 1}", "values": values})
+    if len(profiles) > MAX_PROFILES:
+        notes.append(
+            f"Only the first {MAX_PROFILES} profiles are drawn ({len(profiles)} were given)."
+        )
+        profiles = profiles[:MAX_PROFILES]
+    return profiles, notes
+
+
+def _filled(value) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return value.strip() != ""
+    try:
+        return not pd.isna(value)
+    except (TypeError, ValueError):
+        return True

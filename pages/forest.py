@@ -1,0 +1,54 @@
+"""Forest plot: every study's effect with its interval, and the pooled estimate."""
+
+import streamlit as st
+
+from alliance_core.figures import forest_figure
+from pages import _ui as ui
+
+SORTS = {
+    "effect": "Effect size",
+    "precision": "Precision (most precise first)",
+    "year": "Year",
+    "ptr": "PTR",
+    "label": "Label",
+    None: "Data order",
+}
+
+ctx = ui.context()
+if ui.page_header("Forest plot", ctx):
+    run = ui.fitted(ctx)
+    res = run.result
+    columns = ui.figure_columns(ctx.data)
+    sorts = [s for s in SORTS if s is None or ui.can_sort_by(s, columns, res.data)]
+    left, middle, right = st.columns(3)
+    sort_by = left.selectbox("Sort rows by", sorts, format_func=SORTS.get, key="forest:sort")
+    groups = [c for c in ctx.choices.categorical if c in res.data.columns]
+    subgroup = middle.selectbox(
+        "Subgroup diamonds for",
+        [None, *groups],
+        format_func=lambda c: "— none —" if c is None else c,
+        key="forest:subgroup",
+        help="A separate average (same model, no moderators) for each level of this column.",
+    )
+    show_all = right.toggle(
+        "Show every effect size",
+        key="forest:all",
+        disabled=not res.is_three_level,
+        help="Three-level model: one row per effect size, grouped under its study, instead of "
+        "one pooled row per study.",
+    )
+    fig = forest_figure(
+        res,
+        sort_by=sort_by,
+        subgroup=subgroup,
+        show_all_effect_sizes=show_all and res.is_three_level,
+        transform="r" if ctx.data.correlations else None,
+        columns=columns,
+    )
+    ui.plot(fig, key="forest:figure")
+    ui.analysis_notes(run)
+    ui.figure_downloads(
+        fig,
+        "forest-plot",
+        version=f"{ui.analysis_key(ctx.settings)}|{sort_by}|{subgroup}|{show_all}",
+    )

@@ -1,0 +1,140 @@
+"""Methods: the models, formulas and references behind the numbers, and the data card."""
+
+import pandas as pd
+import streamlit as st
+
+from alliance_core import datasets
+from pages import _ui as ui
+
+ctx = ui.context()
+ui.page_header("Methods", ctx, needs_data=False)
+
+st.subheader("Effect sizes: Fisher's z")
+st.markdown(
+    "A correlation's sampling distribution is skewed near ±1, so each correlation r from n "
+    "patients is analysed as Fisher's z, whose sampling variance depends only on n. Results "
+    "are transformed back to r for display."
+)
+st.latex(
+    r"z_i = \operatorname{atanh}(r_i) = \tfrac12 \ln\frac{1 + r_i}{1 - r_i}, \qquad v_i = \frac{1}{n_i - 3}, \qquad r = \tanh(z)"
+)
+
+st.subheader("Two-level random-effects model")
+st.markdown(
+    "Every effect size comes from its own study. The true effects vary around an average μ "
+    "with variance τ² (heterogeneity); each observed effect adds sampling error with its known "
+    "variance vᵢ."
+)
+st.latex(r"z_i = \mu + u_i + e_i, \qquad u_i \sim N(0, \tau^2), \qquad e_i \sim N(0, v_i)")
+
+st.subheader("Three-level model: effect sizes nested in studies")
+st.markdown(
+    "Many studies report several correlations (patient- and therapist-rated alliance, several "
+    "outcomes). These share the study's sample and design, so they are not independent. The "
+    "three-level model gives each study a true effect and lets its effect sizes vary around it "
+    "(metafor: `rma.mv(yi, vi, random = ~ 1 | study/es)`)."
+)
+st.latex(
+    r"z_{ij} = \mu + u_i + w_{ij} + e_{ij}, \quad u_i \sim N(0, \sigma^2_{\text{study}}), \quad "
+    r"w_{ij} \sim N(0, \sigma^2_{\text{es}}), \quad e_{ij} \sim N(0, v_{ij})"
+)
+
+st.subheader("Meta-regression (moderators)")
+st.markdown(
+    "With moderators, the average μ becomes a linear predictor: numeric moderators enter as "
+    "they are, categorical ones as one indicator per level beyond the reference level. "
+    "**QE** tests whether the effects vary more than sampling error explains once the "
+    "moderators are accounted for (residual heterogeneity); **QM** tests whether all moderator "
+    "coefficients are zero. **R²** is the share of heterogeneity (τ², or σ²_study + σ²_es) "
+    "that the moderators account for compared with the model without them."
+)
+st.latex(r"z_i = \mathbf{x}_i^\top \boldsymbol\beta + u_i + e_i")
+
+st.subheader("Estimators and tests")
+st.markdown(
+    "- **REML** (restricted maximum likelihood) estimates the variance components; it is the "
+    "default of metafor and of the published alliance meta-analyses. **ML** maximises the full "
+    "likelihood (needed to compare models with different moderators by likelihood). The "
+    "two-level model also offers the moment and other estimators **DL** (DerSimonian–Laird), "
+    "**PM** (Paule–Mandel), **HE** (Hedges), **SJ** (Sidik–Jonkman), and **EE**, an "
+    "equal-effects model that assumes no heterogeneity at all.\n"
+    "- **z tests** treat the estimated variance components as known. The **Knapp–Hartung** "
+    "adjustment (two-level) rescales the standard errors and uses t and F distributions with "
+    "k − p degrees of freedom; the three-level model uses t tests on k − p degrees of freedom. "
+    "Both give wider, more honest intervals when there are few studies."
+)
+st.markdown("**Heterogeneity in percent** (ṽ: a typical sampling variance, as in metafor):")
+st.latex(
+    r"I^2 = \frac{\hat\tau^2}{\hat\tau^2 + \tilde v}, \qquad "
+    r"I^2_{\text{study}} = \frac{\hat\sigma^2_{\text{study}}}{\hat\sigma^2_{\text{study}} + "
+    r"\hat\sigma^2_{\text{es}} + \tilde v}, \qquad "
+    r"\text{prediction interval: } \hat\mu \pm c \sqrt{\operatorname{SE}(\hat\mu)^2 + \hat\tau^2}"
+)
+
+st.subheader("The Patient–Therapist Ratio (PTR)")
+st.markdown(
+    "PTR is the number of patients in a study divided by its number of therapists. With one "
+    "therapist treating everyone, all differences in alliance are differences between "
+    "patients; with one therapist per patient, therapist and patient differences are fully "
+    "mixed. If the therapist's part of the alliance is what drives outcome, studies with a low "
+    "PTR (many therapists) should show larger alliance–outcome correlations: a **negative "
+    "moderation slope**.\n\n"
+    "The relation is not a straight line. In a worked model, alliance a = u_t + e combines a "
+    "therapist part u_t (variance σ²_u) and a patient part e (variance σ²_e), and outcome "
+    "y = γ_b·u_t + γ_w·e + ε. The observed correlation mixes γ_b and γ_w in proportion to the "
+    "therapist and patient variance a study's sample contains, and the therapist share of the "
+    "observed alliance variance changes roughly like 1 − 1/T for T therapists: steeply for the "
+    "first few therapists, then hardly at all. Entering **log PTR** captures this curvature; "
+    "the Moderators & PTR page draws the fitted curve on either axis."
+)
+
+st.subheader("References")
+st.markdown(
+    "- Flückiger, C., Del Re, A. C., Wampold, B. E., & Horvath, A. O. (2018). *Psychotherapy*, "
+    "55(4), 316–340. 295 independent studies, more than 30,000 patients, three-level REML "
+    "meta-analysis; face-to-face therapy r = .278, 95% CI [.256, .299].\n"
+    "- Horvath, A. O., Del Re, A. C., Flückiger, C., & Symonds, D. (2011). *Psychotherapy*, "
+    "48(1), 9–16. r = .275, k = 190.\n"
+    "- Del Re, A. C., Flückiger, C., Horvath, A. O., Symonds, D., & Wampold, B. E. (2012). "
+    "*Clinical Psychology Review*, 32, 642–649. REML meta-regression: PTR a significant "
+    "moderator, also with controls.\n"
+    "- Del Re, A. C., Flückiger, C., Horvath, A. O., & Wampold, B. E. (2021). *Journal of "
+    "Consulting and Clinical Psychology*, 89(5), 371–378. Two- and three-level models, k = 152 "
+    "studies, 827 effect sizes; PTR remained a significant moderator.\n"
+    "- Murphy, R., & Hutton, P. (2018). *Journal of Child Psychology and Psychiatry* "
+    "(adolescents). k = 28, r = .29 [.21, .37], I² = 80%; PTR not significant (p = .26 alone, "
+    "p = .22 with controls).\n"
+    "- Baldwin, S. A., Wampold, B. E., & Imel, Z. E. (2007). *Journal of Consulting and "
+    "Clinical Psychology*, 75(6), 842–852. The therapist part of the alliance predicted "
+    "outcome, the patient part did not.\n"
+    "- Knapp, G., & Hartung, J. (2003). Improved tests for a random effects meta-regression "
+    "with a single covariate. *Statistics in Medicine*, 22(17), 2693–2710.\n"
+    "- Viechtbauer, W. (2010). Conducting meta-analyses in R with the metafor package. "
+    "*Journal of Statistical Software*, 36(3), 1–48. The reference implementation these "
+    "results are tested against."
+)
+
+st.subheader("Data card")
+data = ctx.data
+if data is not None and data.info is not None:
+    if data.simulated:
+        st.markdown(":orange-badge[:material/science: SIMULATED] These are not real studies.")
+    st.markdown(datasets.data_card(data.info.name))
+elif data is not None and data.upload is not None:
+    view = data.upload
+    st.markdown(
+        f"**Uploaded file:** {view.record.name}  \n{view.uploaded.report.describe()}  \n"
+        f"{view.validation.summary()}"
+    )
+    roles = {role: getattr(view.mapping, role) for role in ui.MAPPING_ROLES}
+    roles["moderators"] = ", ".join(view.mapping.moderators) or None
+    st.dataframe(
+        pd.DataFrame(
+            [(ui.MAPPING_ROLES.get(role, "Moderators"), column) for role, column in roles.items()],
+            columns=["Role", "Column"],
+        ),
+        hide_index=True,
+        width="content",
+    )
+else:
+    st.caption(ctx.problem or "No data chosen.")

@@ -1,0 +1,162 @@
+"""Moderators & PTR: the meta-regression, its tests, and the PTR moderation curve."""
+
+import streamlit as st
+
+from alliance_core import reading
+from alliance_core.analysis import AnalysisRun
+from alliance_core.figures import ptr_curve_figure, ptr_slope_readout
+from pages import _tables as tables
+from pages import _ui as ui
+
+
+@st.fragment
+def ptr_section(run: AnalysisRun, ctx: ui.Context) -> None:
+    """The curve and its what-if profiles: editing them redraws this part only."""
+    res = run.result
+    st.markdown(reading.ptr_effect(res, run.ptr_column))
+    left, right = st.columns(2)
+    colour_columns = [c for c in ctx.choices.categorical if c in res.data.columns]
+    color_by = left.selectbox(
+        "Colour bubbles by",
+        [None, *colour_columns],
+        format_func=lambda c: "— one colour —" if c is None else c,
+        key="ptr:colour",
+    )
+    log_axis = right.toggle(
+        "Logarithmic PTR axis",
+        value=ctx.settings.ptr_scale == "log",
+        key="ptr:log_axis",
+        help="On a linear axis a log-PTR model draws a curve: the correlation falls fastest "
+        "between one and a few patients per therapist.",
+    )
+
+    columns = tables.ProfileColumns.of(res, run.ptr_column)
+    profiles: list[dict] = []
+    if columns.names:
+        st.markdown(
+            "**What-if profiles** — each row draws a curve for studies with the values you set "
+            f"(blank = typical value; at most {tables.MAX_PROFILES} rows)."
+        )
+        config = {tables.PROFILE_NAME: st.column_config.TextColumn(tables.PROFILE_NAME)}
+        for column, levels in columns.categorical.items():
+            config[column] = st.column_config.SelectboxColumn(column, options=list(levels))
+        for column in columns.numeric:
+            config[column] = st.column_config.NumberColumn(column)
+        edited = st.data_editor(
+            columns.empty_editor_frame(),
+            num_rows="dynamic",
+            column_config=config,
+            hide_index=True,
+            width="stretch",
+            # A new set of moderators starts a new, empty editor.
+            key="ptr:profiles:" + "|".join(columns.names),
+        )
+        profiles, notes = tables.profiles_from_rows(edited, columns)
+        for note in notes:
+            st.caption(f":material/info: {note}")
+    else:
+        st.caption(
+            "Add other moderators to compose what-if profiles (e.g. observer-rated alliance)."
+        )
+
+    fig = ptr_curve_figure(
+        res,
+        ptr_column="PTR",
+        scale="log" if log_axis else "raw",
+        color_by=color_by,
+        profiles=profiles or None,
+    )
+    ui.plot(fig, key="ptr:figure")
+
+    st.markdown("**How much does the correlation change?**")
+    low, high = float(run.data["PTR"].min()), float(run.data["PTR"].max())
+    a, b = st.columns(2)
+    from_ptr = a.number_input(
+        "From PTR",
+        min_value=1.0,
+        value=max(1.0, round(low, 1)),
+        step=1.0,
+        format="%g",
+        key="ptr:from",
+    )
+    to_ptr = b.number_input(
+        "To PTR",
+        min_value=1.0,
+        value=min(10.0, high) if high > 1 else 10.0,
+        step=1.0,
+        format="%g",
+        key="ptr:to",
+    )
+    for profile in profiles or [{"name": "", "values": {}}]:
+        readout = ptr_slope_readout(
+            res,
+            ptr_column="PTR",
+            from_ptr=from_ptr,
+            to_ptr=to_ptr,
+            profile_values=profile["values"],
+        )
+        prefix = f"**{profile['name']}:** " if profile["name"] else ""
+        st.markdown(prefix + readout.sentence)
+    ui.figure_downloads(
+        fig,
+        "ptr-curve",
+        version=f"{ui.analysis_key(ctx.settings)}|{color_by}|{log_axis}|{profiles}",
+    )
+
+
+ctx = ui.context()
+if ui.page_header("Moderators & PTR", ctx):
+    run = ui.fitted(ctx)
+    res = run.result
+    if res.p == 1:
+        st.info(
+            "No moderators in the model yet: choose some in the sidebar (for example PTR) to "
+            "see which study characteristics explain differences between effects.",
+            icon=":material/tune:",
+        )
+    else:
+        st.subheader("Meta-regression")
+        scale = "Fisher's z" if ctx.data.correlations else "the effect-size scale"
+        st.caption(
+            f"Coefficients are on {scale}. The intercept is the expected effect when every "
+            "numeric moderator is 0 (for log PTR: one patient per therapist) and every "
+            "categorical moderator is at its reference level; each other coefficient is a "
+            "change from there."
+        )
+        st.dataframe(tables.coefficient_table(res), hide_index=True, width="stretch")
+        cols = st.columns(3)
+        cols[0].metric(
+            "Test of moderators",
+            tables.test_label(res.QM, res.QM_df, res.QM_df2),
+            help="Omnibus test that all moderator coefficients are zero.",
+        )
+        cols[1].metric("p (moderators)", tables.fmt_p(res.QM_pval))
+        cols[2].metric(
+            "R² (heterogeneity explained)",
+            "–" if res.R2 is None else f"{res.R2:.1f}%",
+            help="Pseudo-R²: how much smaller the heterogeneity is than without moderators.",
+        )
+        st.markdown(ui.plain(reading.moderator_test(res), ctx))
+        wald = tables.wald_table(res)
+        if not wald.empty:
+            st.markdown(
+                "**Does each categorical moderator matter?** (all its levels tested together)"
+            )
+            st.dataframe(wald, hide_index=True, width="content")
+        ui.analysis_notes(run)
+        ui.result_downloads(run, ctx)
+
+    st.subheader("PTR: patients per therapist")
+    if not ctx.choices.has_therapists:
+        st.info(
+            "This table has no number of therapists per study, so PTR cannot be computed.",
+            icon=":material/info:",
+        )
+    elif run.ptr_column is None:
+        st.info(
+            "Add **PTR** to the moderators in the sidebar to see whether studies with more "
+            "patients per therapist show a weaker alliance–outcome link.",
+            icon=":material/tune:",
+        )
+    else:
+        ptr_section(run, ctx)
