@@ -54,8 +54,11 @@ with ui.shown_errors("The sidebar"):
     ctx = ui.build_sidebar(current, pages)
 if ctx is None:
     st.stop()
-st.session_state[ui.CONTEXT] = ctx
 ui.write_url(ctx)
 ui.show_notices(ctx)
-with ui.shown_errors("This page"):
-    current.run()
+ui.set_context(ctx)
+try:
+    with ui.shown_errors("This page"):
+        current.run()
+finally:
+    ui.set_context(None)

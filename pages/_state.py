@@ -29,6 +29,7 @@ from alliance_core.settings import (
     TWO_LEVEL_METHODS,
     AnalysisSettings,
 )
+from alliance_core.uploads import UploadedTable, read_table, suggest_mapping
 
 SOURCE_BUNDLED = "bundled"
 SOURCE_UPLOAD = "upload"
@@ -292,3 +293,21 @@ class UploadRecord:
     def from_bytes(cls, content: bytes, name: str) -> UploadRecord:
         content = bytes(content)
         return cls(name=name, content=content, sha=hashlib.sha256(content).hexdigest())
+
+
+def accept_upload(
+    content: bytes,
+    file_name: str,
+    read: Callable[[str, str, bytes], UploadedTable] | None = None,
+) -> tuple[UploadRecord, UploadedTable, ColumnMapping]:
+    """A received file: its record, the table read from it, and the suggested column roles.
+
+    ``read(sha, file_name, content)`` reads the table (the dashboard passes its cached reader);
+    AnalysisError, with a message for the user, when the file is not a readable table.
+    """
+    record = UploadRecord.from_bytes(content, file_name)
+    if read is None:
+        uploaded = read_table(record.content, record.name)
+    else:
+        uploaded = read(record.sha, record.name, record.content)
+    return record, uploaded, suggest_mapping(uploaded.frame.columns)

@@ -36,7 +36,8 @@ def fmt_num(value: float | None, digits: int = 2) -> str:
         return "–"
     text = f"{value:.{digits}f}"
     if text.startswith("-"):
-        text = "\u2212" + text[1:]
+        # A value that rounds to zero is shown as 0, not as "−0.000".
+        text = text[1:] if float(text) == 0 else "\u2212" + text[1:]
     return text
 
 
@@ -330,12 +331,13 @@ class ProfileColumns:
     def names(self) -> tuple[str, ...]:
         return (*self.categorical, *self.numeric)
 
-    def empty_editor_frame(self) -> pd.DataFrame:
-        columns = {PROFILE_NAME: pd.Series(dtype="string")}
+    def empty_editor_frame(self, rows: int = MAX_PROFILES) -> pd.DataFrame:
+        """Blank rows to fill in: blank rows draw nothing, so no "add row" step is needed."""
+        columns = {PROFILE_NAME: pd.Series([None] * rows, dtype="string")}
         for column in self.categorical:
-            columns[column] = pd.Series(dtype="string")
+            columns[column] = pd.Series([None] * rows, dtype="string")
         for column in self.numeric:
-            columns[column] = pd.Series(dtype="float")
+            columns[column] = pd.Series([None] * rows, dtype="float")
         return pd.DataFrame(columns)
 
 

@@ -11,10 +11,12 @@ render what ``alliance_core`` returns. Pure logic lives in ``pages/_state.py`` a
 from __future__ import annotations
 
 import logging
+import threading
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
+from typing import NoReturn
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -43,6 +45,7 @@ from pages._state import (
     Draft,
     Reconciled,
     UploadRecord,
+    accept_upload,
     default_settings,
     link_query,
     mapping_key,
@@ -83,7 +86,6 @@ PENDING = "_pending_settings"  # settings from a link or file, applied at the ne
 NOTICES = "_notices"  # sentences on what a link or file asked for and did not get
 INITIALISED = "_initialised"
 ACTIVE = "_active_table"  # identity of the table the widgets were set up for
-CONTEXT = "_context"
 
 
 def reference_key(column: str) -> str:
@@ -303,8 +305,37 @@ class Context:
         return "log_PTR" if self.settings.ptr_scale == "log" else "PTR"
 
 
+# The Context of the script run in progress: app.py sets it before running the page and clears
+# it afterwards, so a page can tell whether it was reached through app.py in this very run.
+_this_run = threading.local()
+
+
+def set_context(ctx: Context | None) -> None:
+    _this_run.context = ctx
+
+
 def context() -> Context:
-    return st.session_state[CONTEXT]
+    """The Context app.py built in this run (the page's sidebar choices and data)."""
+    ctx = getattr(_this_run, "context", None)
+    if ctx is None:
+        _run_through_app()
+    return ctx
+
+
+def _run_through_app() -> NoReturn:
+    """Run again, this time through app.py.
+
+    Streamlit treats an app whose entrypoint has a ``pages/`` folder beside it as an old-style
+    multipage app until ``st.navigation`` has run once in the process (AppTest resets this on
+    every run). Until then a page address (``/moderators`` opened on a freshly started server,
+    ``AppTest.switch_page``) runs the page script alone, without the sidebar. Doing what
+    ``st.navigation`` itself does (switch that mode off) and rerunning sends the same page
+    address through app.py.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
+    st.rerun()
 
 
 def current_query() -> dict[str, list[str]]:
@@ -601,15 +632,14 @@ def receive_upload() -> None:
             ss.pop(key, None)
         ss[SOURCE] = SOURCE_BUNDLED
         return
-    record = UploadRecord.from_bytes(file.getvalue(), file.name)
     try:
-        uploaded = read_upload(record.sha, record.name, record.content)
+        record, _, mapping = accept_upload(file.getvalue(), file.name, read=read_upload)
     except AnalysisError as error:
         ss[UPLOAD_ERROR] = str(error)
         return
     ss.pop(UPLOAD_ERROR, None)
     ss[UPLOAD] = record
-    ss[UPLOAD_MAPPING] = suggest_mapping(uploaded.frame.columns)
+    ss[UPLOAD_MAPPING] = mapping
     ss[SOURCE] = SOURCE_UPLOAD
 
 

@@ -34,8 +34,8 @@ def ptr_section(run: AnalysisRun, ctx: ui.Context) -> None:
     profiles: list[dict] = []
     if columns.names:
         st.markdown(
-            "**What-if profiles** — each row draws a curve for studies with the values you set "
-            f"(blank = typical value; at most {tables.MAX_PROFILES} rows)."
+            "**What-if profiles**: fill in a row to draw a curve for studies with those values "
+            "(a blank cell holds that moderator at its typical value; blank rows draw nothing)."
         )
         config = {tables.PROFILE_NAME: st.column_config.TextColumn(tables.PROFILE_NAME)}
         for column, levels in columns.categorical.items():
@@ -44,7 +44,7 @@ def ptr_section(run: AnalysisRun, ctx: ui.Context) -> None:
             config[column] = st.column_config.NumberColumn(column)
         edited = st.data_editor(
             columns.empty_editor_frame(),
-            num_rows="dynamic",
+            num_rows="fixed",
             column_config=config,
             hide_index=True,
             width="stretch",
