@@ -1,0 +1,1179 @@
+"""Patient-level analysis: the alliance split into a therapist part and a patient part.
+
+Baldwin, Wampold & Imel (2007) asked whose doing the alliance–outcome link is. With patient-level
+data (patients nested in therapists) the alliance a_ij of patient i of therapist j splits into
+the therapist's mean alliance ā_j (the therapist part) and the patient's deviation a_ij − ā_j
+(the patient part), and both enter a linear mixed model with a random intercept per therapist:
+
+    outcome_ij = β0 + β_B·ā_j + β_W·(a_ij − ā_j) [+ γ'x_ij] + u_j + ε_ij,
+    u_j ~ N(0, τ²),  ε_ij ~ N(0, σ²).
+
+β_B (``between``) is the between-therapist slope, β_W (``within``) the within-therapist slope.
+Their difference β_B − β_W is computed from the two estimates and their covariance (a Wald
+contrast of one fit). It equals the coefficient of ā_j when the model is written with raw
+alliance and therapist mean instead (the "contextual effect"); the contrast was chosen because it
+keeps the two slopes a reader asks about as the model's own coefficients.
+
+Reading β_B. A therapist's mean alliance over a few patients is a noisy measure of the therapist
+part: with σ²_u and σ²_e the therapist and patient variances of alliance and n patients per
+therapist, its reliability is λ = σ²_u / (σ²_u + σ²_e/n) = n·ICC / (1 + (n − 1)·ICC). When the
+outcome follows y = γ_B·u + γ_W·e + …, the model estimates β_B = γ_W + (γ_B − γ_W)·λ: the
+between slope is pulled towards the within slope, and their difference shrinks by λ (Lüdtke et
+al., 2008, "manifest aggregation"). The result reports the average λ so that a reader can judge
+this; the tests use the formula as the truth the estimates must recover.
+
+Inference. Fixed effects come from statsmodels' ``MixedLM`` (REML by default). Tests and intervals
+use t distributions with "containment" degrees of freedom, as HLM does (Raudenbush & Bryk, 2002):
+a term that is constant within every therapist (the intercept, β_B, the difference, therapist-
+level covariates) has T − p₂ df, where p₂ counts such terms; a term that varies within therapists
+has N − T − p₁ df, p₁ counting those. With few therapists a normal reference would make the
+between-slope interval too narrow.
+
+Therapist ICCs come from intercept-only mixed models of alliance and of outcome:
+ICC = τ² / (τ² + σ²).
+
+Every user mistake raises :class:`~alliance_core.errors.AnalysisError` with a message naming the
+row and column; statsmodels' warnings are captured and turned into notes on the result.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from scipy import special
+from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+from alliance_core.errors import AnalysisError
+from alliance_core.figures import OKABE_ITO, _rgba, _style
+from alliance_core.uploads import DECIMAL_NAMES, MISSING_MARKERS, Problem, _parse_numbers
+
+METHODS = ("REML", "ML")
+INTERCEPT = "intercept"
+BETWEEN = "alliance_between"
+WITHIN = "alliance_within"
+# Columns added to the analysed data: therapist mean and centred alliance, therapist mean outcome.
+DERIVED_COLUMNS = ("alliance_mean", "alliance_within", "outcome_mean")
+# Below this many therapists the therapist variance and the between slope are poorly determined.
+FEW_THERAPISTS = 10
+# Below this average reliability the therapist means are noisy enough to say so in the reading.
+LOW_RELIABILITY = 0.7
+BETWEEN_COLOUR = OKABE_ITO[0]  # blue
+WITHIN_COLOUR = OKABE_ITO[1]  # orange: the pair stays distinct for every common colour vision
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class PatientDataReport:
+    """Every problem found in a patient-level table, and the rows that can be analysed.
+
+    ``problems`` use the upload checks' :class:`~alliance_core.uploads.Problem` (spreadsheet row,
+    column, value, message, severity "error" / "excluded" / "warning"). ``usable`` is a new frame
+    with the analysable rows (original index labels kept): the therapist column as it was, the
+    alliance, outcome and covariate columns as floats. When ``ok`` is False, ``usable`` is empty
+    and the errors say why.
+    """
+
+    problems: tuple[Problem, ...]
+    usable: pd.DataFrame
+    n_rows: int
+    therapist: str
+    alliance: str
+    outcome: str
+    covariates: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity == "error")
+
+    @property
+    def warnings(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity == "warning")
+
+    @property
+    def exclusions(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity == "excluded")
+
+    @property
+    def n_usable(self) -> int:
+        return len(self.usable)
+
+    @property
+    def n_therapists(self) -> int:
+        return int(self.usable[self.therapist].nunique()) if len(self.usable) else 0
+
+    @property
+    def excluded_rows(self) -> tuple[int, ...]:
+        """Spreadsheet rows left out of the analysis, each once, in order."""
+        return tuple(dict.fromkeys(p.row for p in self.exclusions))
+
+    def problems_frame(self) -> pd.DataFrame:
+        """The problems as a table (row, column, value, severity, message) for display."""
+        columns = ["row", "column", "value", "severity", "message"]
+        frame = pd.DataFrame(
+            [{name: getattr(p, name) for name in columns} for p in self.problems], columns=columns
+        )
+        frame["row"] = frame["row"].astype("Int64")
+        return frame
+
+    def summary(self) -> str:
+        """A few sentences: what is usable, what was left out and why, what to watch."""
+        parts = []
+        if not self.ok:
+            reasons = list(dict.fromkeys(p.message for p in self.errors))
+            parts.append("Cannot analyse this table: " + " ".join(reasons))
+        parts.append(self._usable_sentence())
+        cautions = list(dict.fromkeys(p.kind for p in self.warnings))
+        if cautions:
+            parts.append("Warnings: " + "; ".join(self._warning_text(kind) for kind in cautions))
+        return " ".join(parts)
+
+    def _usable_sentence(self) -> str:
+        head = (
+            f"{self.n_usable:,} of {self.n_rows:,} patients usable "
+            f"({_count(self.n_therapists, 'therapist')})"
+        )
+        left_out = len(self.excluded_rows)
+        if left_out == 0:
+            return head + "."
+        rows_by_kind: dict[str, dict[int, None]] = {}
+        for problem in self.exclusions:
+            rows_by_kind.setdefault(problem.kind, {})[problem.row] = None
+        reasons = ", ".join(
+            f"{len(rows):,} with {kind} ({_row_list(list(rows))})"
+            for kind, rows in rows_by_kind.items()
+        )
+        return f"{head}; {left_out:,} left out: {reasons}."
+
+    def _warning_text(self, kind: str) -> str:
+        messages = [p.message for p in self.warnings if p.kind == kind]
+        if len(messages) == 1:
+            return messages[0]
+        return f"{len(messages)} × {kind} (first: {messages[0]})"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _row_list(rows: list[int], shown: int = 5) -> str:
+    word = "row" if len(rows) == 1 else "rows"
+    listed = ", ".join(str(row) for row in rows[:shown])
+    return f"{word} {listed}" + (", …" if len(rows) > shown else "")
+
+
+def _plain(value):
+    """A cell as a plain Python value (numpy scalars unwrapped, NaN as None)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _is_missing(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().casefold() in MISSING_MARKERS
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
+
+
+def validate_patient_data(
+    df: pd.DataFrame,
+    therapist: str = "therapist",
+    alliance: str = "alliance",
+    outcome: str = "outcome",
+    covariates: Sequence[str] = (),
+    *,
+    decimal: str = ".",
+    first_data_row: int = 2,
+) -> PatientDataReport:
+    """Check a patient-level table (one row per patient) for the therapist/alliance analysis.
+
+    Row checks (severity "excluded", the row is left out and listed): a missing therapist,
+    alliance, outcome or covariate; a cell that is not a number (quoted as written) or not
+    finite in a numeric column. Table checks after those rows are left out: a column missing or
+    present twice, one column in two roles (error); no usable patient (error); a single therapist
+    (error: the decomposition needs more than one therapist mean) or two (error: two therapist
+    means fit any line exactly, leaving nothing to test the between slope with); fewer than
+    ``FEW_THERAPISTS`` therapists (warning); a therapist with one patient (warning, one per
+    therapist at that patient's row: no within-therapist information); alliance the same for
+    every patient, or within every therapist, or the same mean for every therapist, a constant
+    outcome or covariate (error).
+
+    Row numbers are spreadsheet rows: ``first_data_row`` (default 2, the header being row 1)
+    plus the row's position, as in :mod:`alliance_core.uploads`. ``decimal`` is the decimal mark
+    of numbers stored as text. ``df`` is never changed.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise AnalysisError("The patient-level analysis needs a table (a pandas DataFrame).")
+    if decimal not in DECIMAL_NAMES:
+        raise AnalysisError(f"Decimal mark '{decimal}' is not supported; use '.' or ','.")
+    roles = (therapist, alliance, outcome, tuple(covariates))
+    return _PatientCheck(df, *roles, decimal=decimal, first_row=first_data_row).run()
+
+
+class _PatientCheck:
+    """The state of one validation: the problems found and the rows left out."""
+
+    def __init__(self, df, therapist, alliance, outcome, covariates, *, decimal, first_row):
+        self.df = df
+        self.therapist = therapist
+        self.alliance = alliance
+        self.outcome = outcome
+        self.covariates = covariates
+        self.decimal = decimal
+        self.row_numbers = first_row + np.arange(len(df))
+        self.problems: list[Problem] = []
+        self.excluded = np.zeros(len(df), dtype=bool)
+        self.numbers: dict[str, np.ndarray] = {}
+
+    @property
+    def numeric_roles(self) -> dict[str, str]:
+        roles = {self.alliance: "alliance", self.outcome: "outcome"}
+        for covariate in self.covariates:
+            roles.setdefault(covariate, "covariate")
+        return roles
+
+    def run(self) -> PatientDataReport:
+        self._check_columns()
+        if not self._has_errors():
+            self._check_therapist_cells()
+            for column, role in self.numeric_roles.items():
+                self._check_number_cells(column, role)
+        usable = self._usable_frame() if not self._has_errors() else None
+        if usable is not None:
+            self._check_table(usable)
+        if self._has_errors() or usable is None:
+            usable = self.df.iloc[0:0].copy()
+        self.problems.sort(key=lambda p: (p.row is not None, p.row or 0))
+        return PatientDataReport(
+            problems=tuple(self.problems),
+            usable=usable,
+            n_rows=len(self.df),
+            therapist=self.therapist,
+            alliance=self.alliance,
+            outcome=self.outcome,
+            covariates=self.covariates,
+        )
+
+    # --- recording -----------------------------------------------------------------------
+    def _has_errors(self) -> bool:
+        return any(p.severity == "error" for p in self.problems)
+
+    def _error(self, column, message: str, kind: str, row=None, value=None) -> None:
+        self.problems.append(Problem(row, column, value, message, "error", kind))
+
+    def _warn(self, column, message: str, kind: str, row=None, value=None) -> None:
+        self.problems.append(Problem(row, column, value, message, "warning", kind))
+
+    def _leave_out(self, position: int, column: str, value, reason: str, kind: str) -> None:
+        row = int(self.row_numbers[position])
+        text = f"Row {row}, column '{column}': {reason} — row left out."
+        self.problems.append(Problem(row, column, _plain(value), text, "excluded", kind))
+        self.excluded[position] = True
+
+    # --- columns -------------------------------------------------------------------------
+    def _check_columns(self) -> None:
+        roles = [
+            (self.therapist, "therapist"),
+            (self.alliance, "alliance"),
+            (self.outcome, "outcome"),
+        ] + [(c, "covariate") for c in self.covariates]
+        available = ", ".join(map(str, self.df.columns)) or "none"
+        counts = pd.Series(list(self.df.columns), dtype=object).value_counts()
+        for column, role in dict.fromkeys(roles):
+            if column not in self.df.columns:
+                self._error(
+                    column,
+                    f"Column '{column}' ({role}) is not in the table (columns: {available}).",
+                    "a missing column",
+                )
+            elif counts.get(column, 0) > 1:
+                self._error(
+                    column,
+                    f"Column '{column}' appears {counts[column]} times in the table; rename the "
+                    "copies so that each column name is unique.",
+                    "a duplicated column",
+                )
+        seen: dict[str, str] = {}
+        for column, role in roles:
+            if column in seen and seen[column] != role:
+                self._error(
+                    column,
+                    f"Column '{column}' is chosen both as {seen[column]} and as {role}; each role "
+                    "needs its own column.",
+                    "one column in two roles",
+                )
+            seen.setdefault(column, role)
+
+    # --- cells ---------------------------------------------------------------------------
+    def _check_therapist_cells(self) -> None:
+        series = self.df[self.therapist]
+        if series.dtype.kind in "iufcmMb":
+            missing = series.isna().to_numpy(dtype=bool)
+        else:
+            missing = np.array([_is_missing(value) for value in series.tolist()], dtype=bool)
+        for position in np.flatnonzero(missing):
+            value = series.iloc[position]
+            self._leave_out(position, self.therapist, value, "no therapist", "no therapist")
+
+    def _check_number_cells(self, column: str, role: str) -> None:
+        series = self.df[column]
+        values, missing, text = _parse_numbers(series, self.decimal)
+        self.numbers[column] = values
+        if len(series) and text.any() and not (~missing & ~text).any():
+            example = series.iloc[int(np.argmax(text))]
+            self._error(
+                column,
+                f"Column '{column}' ({role}) holds no numbers (e.g. '{example}'); choose the "
+                f"column with the {role} scores.",
+                "a column without numbers",
+            )
+            return
+        infinite = ~missing & ~text & ~np.isfinite(values)
+        for position in np.flatnonzero(missing | text | infinite):
+            value = series.iloc[position]
+            if missing[position]:
+                self._leave_out(position, column, value, f"missing {role}", f"a missing {role}")
+            elif text[position]:
+                self._leave_out(
+                    position,
+                    column,
+                    value,
+                    f"'{value}' is not a number",
+                    "a value that is not a number",
+                )
+            else:
+                self._leave_out(
+                    position, column, value, f"{value} is not a finite number", "an infinite value"
+                )
+
+    def _usable_frame(self) -> pd.DataFrame:
+        keep = ~self.excluded
+        usable = self.df.loc[keep, [self.therapist]].copy()
+        for column in self.numeric_roles:
+            usable[column] = self.numbers[column][keep]
+        return usable
+
+    # --- the table of usable patients -----------------------------------------------------
+    def _check_table(self, usable: pd.DataFrame) -> None:
+        if usable.empty:
+            message = "No patient can be analysed." if len(self.df) else "The table has no rows."
+            self._error(None, message, "no usable rows")
+            return
+        caseload = usable.groupby(self.therapist, sort=False).size()
+        if not self._enough_therapists(caseload, usable):
+            return
+        self._warn_single_patients(caseload, usable)
+        self._check_alliance_spread(usable)
+        for column in (self.outcome, *self.covariates):
+            values = usable[column].to_numpy()
+            if np.ptp(values) == 0:
+                role = self.numeric_roles[column]
+                self._error(
+                    column,
+                    f"Column '{column}' ({role}) has the same value ({_plain(values[0])}) for "
+                    "every usable patient"
+                    + (
+                        ", so there is nothing to predict."
+                        if column == self.outcome
+                        else "; leave it out of the covariates."
+                    ),
+                    f"a constant {role}",
+                )
+
+    def _enough_therapists(self, caseload: pd.Series, usable: pd.DataFrame) -> bool:
+        n_therapists = len(caseload)
+        if n_therapists == 1:
+            self._error(
+                self.therapist,
+                f"All {len(usable):,} usable patients have the same therapist "
+                f"('{caseload.index[0]}'). With a single therapist the alliance cannot be split "
+                "into a therapist part and a patient part, so the patient-level analysis is "
+                "impossible; it needs patients of several therapists.",
+                "a single therapist",
+            )
+            return False
+        if n_therapists == 2:
+            self._error(
+                self.therapist,
+                "The usable patients have only two therapists. Two therapist means fit any line "
+                "exactly, so the between-therapist slope cannot be tested; the analysis needs "
+                f"at least three therapists (better {FEW_THERAPISTS} or more).",
+                "two therapists",
+            )
+            return False
+        if n_therapists < FEW_THERAPISTS:
+            self._warn(
+                self.therapist,
+                f"Only {n_therapists} therapists: the between-therapist slope rests on "
+                f"{n_therapists} therapist means, so its interval is wide and the therapist "
+                "variance is poorly estimated.",
+                "few therapists",
+            )
+        return True
+
+    def _warn_single_patients(self, caseload: pd.Series, usable: pd.DataFrame) -> None:
+        alone = set(caseload.index[caseload.to_numpy() == 1])
+        if not alone:
+            return
+        # Positions, not index labels: a user's frame may repeat labels.
+        for position, therapist in zip(
+            np.flatnonzero(~self.excluded), usable[self.therapist].tolist(), strict=True
+        ):
+            if therapist not in alone:
+                continue
+            row = int(self.row_numbers[position])
+            self._warn(
+                self.therapist,
+                f"Row {row}, column '{self.therapist}': therapist '{therapist}' has one patient; "
+                "they count towards the between-therapist slope but carry no within-therapist "
+                "information.",
+                "a therapist with one patient",
+                row=row,
+                value=_plain(therapist),
+            )
+
+    def _check_alliance_spread(self, usable: pd.DataFrame) -> None:
+        alliance = usable[self.alliance]
+        if np.ptp(alliance.to_numpy()) == 0:
+            self._error(
+                self.alliance,
+                f"Alliance (column '{self.alliance}') has the same value ({_plain(alliance.iloc[0])}) "
+                "for every usable patient: there is no alliance variation to relate to outcome.",
+                "a constant alliance",
+            )
+            return
+        by_therapist = alliance.groupby(usable[self.therapist], sort=False)
+        if (by_therapist.max() == by_therapist.min()).all():
+            self._error(
+                self.alliance,
+                f"Alliance (column '{self.alliance}') does not vary within any therapist's "
+                "patients, so the within-therapist slope cannot be estimated (are the values "
+                "therapist averages rather than patient ratings?).",
+                "no alliance variation within therapists",
+            )
+        elif np.ptp(by_therapist.mean().to_numpy()) == 0:
+            self._error(
+                self.alliance,
+                f"Every therapist has the same mean alliance (column '{self.alliance}'), so the "
+                "between-therapist slope cannot be estimated.",
+                "equal therapist means",
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# The mixed model
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slope:
+    """One fixed effect: estimate, standard error, t statistic on ``df`` degrees of freedom,
+    two-sided p-value and confidence interval at the result's level."""
+
+    estimate: float
+    se: float
+    statistic: float
+    df: int
+    pval: float
+    ci_lb: float
+    ci_ub: float
+
+    def confidence_interval(self) -> tuple[float, float]:
+        return (self.ci_lb, self.ci_ub)
+
+
+@dataclass(frozen=True)
+class _MixedFit:
+    fe_params: np.ndarray
+    cov_fe: np.ndarray
+    therapist_var: float
+    residual_var: float
+    converged: bool
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class PatientLevelResult:
+    """A fitted patient-level model (Baldwin, Wampold & Imel, 2007); see the module docstring.
+
+    ``between``, ``within`` and ``difference`` (between − within) are :class:`Slope` objects;
+    ``coefficients`` lists every fixed effect, ``vb`` their covariance. ``therapist_var`` (τ²)
+    and ``residual_var`` (σ²) are the outcome model's variance components. ``data`` holds the
+    analysed patients with the therapist mean and centred alliance (columns ``alliance_mean``,
+    ``alliance_within``, ``outcome_mean``).
+
+    ``icc_alliance`` and ``icc_outcome`` (the therapists' shares of alliance and outcome
+    variance, from intercept-only models) and ``alliance_mean_reliability`` (the average
+    reliability of a therapist's mean alliance, n_j·ICC / (1 + (n_j − 1)·ICC)) need two more
+    mixed-model fits; like metafor's derived statistics they are computed on first use and then
+    kept. ``notes`` (exclusions, warnings, convergence) includes those fits' notes.
+    """
+
+    between: Slope
+    within: Slope
+    difference: Slope
+    coefficients: pd.DataFrame
+    vb: pd.DataFrame
+    therapist_var: float
+    residual_var: float
+    n_patients: int
+    n_therapists: int
+    caseload: pd.Series
+    method: str
+    level: float
+    therapist: str
+    alliance: str
+    outcome: str
+    covariates: tuple[str, ...]
+    data: pd.DataFrame
+    validation: PatientDataReport
+    model_converged: bool
+    model_notes: tuple[str, ...] = ()
+
+    # -- derived statistics that need more fitting, computed on first use -----------------
+    # (cached_property writes to the instance __dict__, which a frozen dataclass allows)
+    @cached_property
+    def _icc_fits(self) -> tuple[_MixedFit, _MixedFit]:
+        groups = pd.factorize(self.data[self.therapist])[0]
+        intercept = np.ones((self.n_patients, 1))
+        reml = self.method == "REML"
+        return (
+            _fit_mixed(
+                self.data[self.alliance].to_numpy(),
+                intercept,
+                groups,
+                reml,
+                "the alliance ICC model",
+            ),
+            _fit_mixed(
+                self.data[self.outcome].to_numpy(), intercept, groups, reml, "the outcome ICC model"
+            ),
+        )
+
+    @property
+    def icc_alliance(self) -> float:
+        """τ²/(τ² + σ²) of alliance: the therapists' share of alliance variance."""
+        return _icc(self._icc_fits[0])
+
+    @property
+    def icc_outcome(self) -> float:
+        """τ²/(τ² + σ²) of outcome (no predictors): the therapists' share of outcome variance."""
+        return _icc(self._icc_fits[1])
+
+    @property
+    def alliance_mean_reliability(self) -> float:
+        """Average over therapists of n_j·ICC / (1 + (n_j − 1)·ICC) (Spearman–Brown)."""
+        n = self.caseload.to_numpy(dtype=float)
+        icc = self.icc_alliance
+        return float(np.mean(n * icc / (1.0 + (n - 1.0) * icc)))
+
+    @property
+    def converged(self) -> bool:
+        return self.model_converged and all(fit.converged for fit in self._icc_fits)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        icc_notes = [note for fit in self._icc_fits for note in fit.notes]
+        return tuple(dict.fromkeys([*self.model_notes, *icc_notes]))
+
+    def summary(self) -> str:
+        return _format_summary(self)
+
+    def describe(self, higher_is_better: bool | None = True, alpha: float = 0.05) -> str:
+        """A plain-language reading of the two slopes and their difference.
+
+        ``higher_is_better`` says how to word outcomes: True "better", False "worse" for higher
+        scores (e.g. symptom scales), None neutral ("higher outcome scores").
+        """
+        return _describe(self, higher_is_better, alpha)
+
+    def __repr__(self) -> str:
+        return (
+            f"<PatientLevelResult {self.method} patients={self.n_patients} "
+            f"therapists={self.n_therapists} between={self.between.estimate:.4g} "
+            f"within={self.within.estimate:.4g} difference={self.difference.estimate:.4g}>"
+        )
+
+
+def fit_patient_level(
+    df: pd.DataFrame,
+    therapist: str = "therapist",
+    alliance: str = "alliance",
+    outcome: str = "outcome",
+    covariates: Sequence[str] = (),
+    method: str = "REML",
+    *,
+    level: float = 0.95,
+    decimal: str = ".",
+    first_data_row: int = 2,
+) -> PatientLevelResult:
+    """Fit the between/within-therapist model of outcome on alliance (see the module docstring).
+
+    The table is checked by :func:`validate_patient_data` first; rows it leaves out are listed
+    in the notes, and any error raises ``AnalysisError`` with its message. ``method`` is "REML"
+    (default) or "ML"; ``level`` the confidence level of the intervals. ``df`` is not changed.
+    """
+    method = str(method).upper()
+    if method not in METHODS:
+        raise AnalysisError(f"Unknown estimation method '{method}'; choose REML or ML.")
+    if not 0.0 < level < 1.0:
+        raise AnalysisError(f"Confidence level {level} must lie between 0 and 1 (e.g. 0.95).")
+    covariates = tuple(covariates)
+    report = validate_patient_data(
+        df,
+        therapist,
+        alliance,
+        outcome,
+        covariates,
+        decimal=decimal,
+        first_data_row=first_data_row,
+    )
+    if not report.ok:
+        raise AnalysisError(" ".join(dict.fromkeys(p.message for p in report.errors)))
+
+    clash = [c for c in (therapist, alliance, outcome, *covariates) if c in DERIVED_COLUMNS]
+    if clash:
+        raise AnalysisError(
+            f"Column '{clash[0]}' has a name the analysis uses for a column it computes "
+            f"({', '.join(DERIVED_COLUMNS)}); rename it."
+        )
+    data = _decomposed(report.usable, therapist, alliance, outcome)
+    groups = pd.factorize(data[therapist])[0]
+    names = (INTERCEPT, BETWEEN, WITHIN, *covariates)
+    X = np.column_stack(
+        [np.ones(len(data)), *(data[c].to_numpy() for c in (*DERIVED_COLUMNS[:2], *covariates))]
+    )
+    _check_rank(X, names)
+    reml = method == "REML"
+    main = _fit_mixed(data[outcome].to_numpy(), X, groups, reml, "the outcome model")
+
+    slopes, difference = _inference(main, X, groups, names, level)
+    caseload = data.groupby(therapist, sort=False).size().rename("patients")
+    notes = [*_validation_notes(report), *main.notes]
+
+    return PatientLevelResult(
+        between=slopes[1],
+        within=slopes[2],
+        difference=difference,
+        coefficients=_coefficient_table(names, slopes),
+        vb=pd.DataFrame(main.cov_fe, index=list(names), columns=list(names)),
+        therapist_var=main.therapist_var,
+        residual_var=main.residual_var,
+        n_patients=len(data),
+        n_therapists=len(caseload),
+        caseload=caseload,
+        method=method,
+        level=level,
+        therapist=therapist,
+        alliance=alliance,
+        outcome=outcome,
+        covariates=covariates,
+        data=data,
+        validation=report,
+        model_converged=main.converged,
+        model_notes=tuple(dict.fromkeys(notes)),
+    )
+
+
+def _decomposed(usable: pd.DataFrame, therapist: str, alliance: str, outcome: str) -> pd.DataFrame:
+    """The usable rows with the therapist mean and the patient's deviation from it."""
+    data = usable.copy()
+    by_therapist = data.groupby(therapist, sort=False)
+    data["alliance_mean"] = by_therapist[alliance].transform("mean")
+    data["alliance_within"] = data[alliance] - data["alliance_mean"]
+    data["outcome_mean"] = by_therapist[outcome].transform("mean")
+    return data
+
+
+def _check_rank(X: np.ndarray, names: Sequence[str]) -> None:
+    """Name the first covariate that adds nothing the earlier columns do not already hold."""
+    if np.linalg.matrix_rank(X) == X.shape[1]:
+        return
+    for p in range(2, X.shape[1] + 1):
+        if np.linalg.matrix_rank(X[:, :p]) < p:
+            culprit = names[p - 1]
+            raise AnalysisError(
+                f"Covariate '{culprit}' is a linear combination of the alliance parts and the "
+                "covariates before it (for example a therapist-level variable that only "
+                "restates the therapist's mean alliance); leave it out."
+            )
+
+
+def _containment_df(X: np.ndarray, groups: np.ndarray, names: Sequence[str]) -> list[int]:
+    """Degrees of freedom per fixed effect: T − p₂ for therapist-level terms, N − T − p₁ else."""
+    n, n_therapists = len(groups), int(groups.max()) + 1
+    counts = np.bincount(groups)
+    means = np.stack([np.bincount(groups, X[:, j]) / counts for j in range(X.shape[1])], axis=1)
+    therapist_level = np.all(np.isclose(X, means[groups]), axis=0)
+    p2 = int(therapist_level.sum())
+    p1 = len(names) - p2
+    df_between, df_within = n_therapists - p2, n - n_therapists - p1
+    if df_between < 1:
+        raise AnalysisError(
+            f"{n_therapists} therapists for {p2} therapist-level terms (intercept, mean alliance "
+            "and therapist-level covariates): the between-therapist slope needs more therapists "
+            "than that. Remove therapist-level covariates or add therapists."
+        )
+    if df_within < 1:
+        raise AnalysisError(
+            "Too few patients beyond one per therapist to estimate the within-therapist slope "
+            "and the patient-level covariates; remove covariates or add patients."
+        )
+    return [df_between if level else df_within for level in therapist_level]
+
+
+def _inference(
+    main: _MixedFit, X: np.ndarray, groups: np.ndarray, names: Sequence[str], level: float
+) -> tuple[list[Slope], Slope]:
+    """t tests and intervals of every fixed effect, and of the contrast between − within."""
+    df_by_term = _containment_df(X, groups, names)
+    crit = {d: float(special.stdtrit(d, 0.5 + level / 2.0)) for d in set(df_by_term)}
+    slopes = [
+        _slope(main.fe_params[i], main.cov_fe[i, i], df_by_term[i], crit[df_by_term[i]])
+        for i in range(len(names))
+    ]
+    contrast = np.zeros(len(names))
+    contrast[[names.index(BETWEEN), names.index(WITHIN)]] = (1.0, -1.0)
+    # The difference is a therapist-level contrast (the contextual effect), hence its df.
+    df_between = df_by_term[names.index(BETWEEN)]
+    difference = _slope(
+        contrast @ main.fe_params,
+        contrast @ main.cov_fe @ contrast,
+        df_between,
+        crit[df_between],
+    )
+    return slopes, difference
+
+
+def _slope(estimate: float, variance: float, df: int, crit: float) -> Slope:
+    se = float(np.sqrt(variance)) if variance > 0 else float("nan")
+    statistic = float(estimate) / se if se > 0 else float("nan")
+    pval = float(2.0 * special.stdtr(df, -abs(statistic))) if np.isfinite(statistic) else np.nan
+    return Slope(
+        estimate=float(estimate),
+        se=se,
+        statistic=statistic,
+        df=int(df),
+        pval=pval,
+        ci_lb=float(estimate) - crit * se,
+        ci_ub=float(estimate) + crit * se,
+    )
+
+
+def _coefficient_table(names: Sequence[str], slopes: Sequence[Slope]) -> pd.DataFrame:
+    table = pd.DataFrame(
+        {
+            "estimate": [s.estimate for s in slopes],
+            "se": [s.se for s in slopes],
+            "tval": [s.statistic for s in slopes],
+            "df": [s.df for s in slopes],
+            "pval": [s.pval for s in slopes],
+            "ci_lb": [s.ci_lb for s in slopes],
+            "ci_ub": [s.ci_ub for s in slopes],
+        },
+        index=pd.Index(list(names), name="term"),
+    )
+    return table
+
+
+def _icc(fit: _MixedFit) -> float:
+    total = fit.therapist_var + fit.residual_var
+    return float(fit.therapist_var / total) if total > 0 else float("nan")
+
+
+def _validation_notes(report: PatientDataReport) -> list[str]:
+    notes = []
+    if report.exclusions:
+        notes.append(report._usable_sentence())
+    notes.extend(dict.fromkeys(p.message for p in report.warnings if p.row is None))
+    alone = [p for p in report.warnings if p.kind == "a therapist with one patient"]
+    if alone:
+        notes.append(
+            f"{_count(len(alone), 'therapist')} with one patient: they count towards the "
+            "between-therapist slope but carry no within-therapist information."
+        )
+    return notes
+
+
+# -- statsmodels, quietly ---------------------------------------------------------------------
+
+
+def _start_values(y: np.ndarray, X: np.ndarray, groups: np.ndarray) -> MixedLMParams:
+    """Least-squares coefficients and the ANOVA (moment) estimate of τ²/σ² as start values.
+
+    Near the answer BFGS needs few steps; the ANOVA estimate for unbalanced groups uses the
+    effective group size n₀ = (N − Σn_j²/N)/(T − 1) (Searle, Casella & McCulloch, 1992).
+    """
+    beta = np.linalg.lstsq(X, y, rcond=None)[0]
+    residual = y - X @ beta
+    counts = np.bincount(groups)
+    n, n_groups = len(y), len(counts)
+    group_mean = np.bincount(groups, residual) / counts
+    within = residual - group_mean[groups]
+    ms_within = float(within @ within) / max(n - n_groups, 1)
+    ms_between = float(counts @ group_mean**2) / (n_groups - 1)
+    n0 = (n - float(counts @ counts) / n) / (n_groups - 1)
+    ms_within = max(ms_within, 1e-12 * max(float(residual @ residual), 1.0))
+    ratio = max((ms_between - ms_within) / n0, 0.01 * ms_within) / ms_within
+    return MixedLMParams.from_components(beta, np.array([[ratio]]))
+
+
+def _fit_mixed(
+    y: np.ndarray, X: np.ndarray, groups: np.ndarray, reml: bool, what: str
+) -> _MixedFit:
+    """A random-intercept MixedLM fit with warnings turned into notes, errors into AnalysisError.
+
+    The first attempt starts from moment estimates with statsmodels' default optimisers (BFGS,
+    then L-BFGS, then CG); if that fails, Powell and Nelder–Mead are tried from the same start.
+    """
+    start = _start_values(y, X, groups)
+    fitted, messages, failure = None, [], None
+    for options in ({}, {"method": ["powell", "nm"]}):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                attempt = MixedLM(y, X, groups=groups).fit(reml=reml, start_params=start, **options)
+                usable = _finite_fit(attempt, X.shape[1])
+            except (np.linalg.LinAlgError, ValueError, ArithmeticError) as error:
+                failure, usable = error, False
+        if usable:
+            fitted = attempt
+            messages = [
+                str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)
+            ]
+            if fitted.converged:
+                break
+    if fitted is None:
+        detail = f" ({failure})" if failure else ""
+        raise AnalysisError(
+            f"The mixed model could not be estimated for {what}{detail}. Check that alliance and "
+            "outcome vary within and between therapists, and that covariates are not redundant."
+        )
+    notes = _convergence_notes(messages, fitted.converged, what)
+    p = X.shape[1]
+    return _MixedFit(
+        fe_params=np.asarray(fitted.fe_params, dtype=float),
+        cov_fe=np.asarray(fitted.cov_params(), dtype=float)[:p, :p],
+        therapist_var=float(np.asarray(fitted.cov_re)[0, 0]),
+        residual_var=float(fitted.scale),
+        converged=bool(fitted.converged),
+        notes=notes,
+    )
+
+
+def _finite_fit(fitted, p: int) -> bool:
+    cov = np.asarray(fitted.cov_params(), dtype=float)[:p, :p]
+    return bool(np.all(np.isfinite(fitted.fe_params)) and np.all(np.isfinite(np.diag(cov))))
+
+
+def _convergence_notes(messages: list[str], converged: bool, what: str) -> tuple[str, ...]:
+    """Plain-language notes for statsmodels' ConvergenceWarnings (other warnings are dropped:
+    they restate what these notes say, in numerical terms)."""
+    notes = []
+    if any("boundary" in m for m in messages):
+        notes.append(
+            f"In {what} the therapist variance is estimated at (or near) zero: the therapists "
+            "differ no more than their patients' scatter explains."
+        )
+    if any("Hessian" in m for m in messages):
+        notes.append(
+            f"In {what} the uncertainty of the variance estimates could not be fully computed; "
+            "the slopes' standard errors do not depend on it."
+        )
+    if not converged:
+        notes.append(
+            f"The estimation of {what} did not fully converge; treat its results with caution."
+        )
+    return tuple(notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and printing
+# ---------------------------------------------------------------------------------------------
+
+
+def _number(value: float) -> str:
+    """Three significant digits with a true minus sign: slopes come in any outcome unit."""
+    text = f"{value:.3g}"
+    if float(text) == 0.0:
+        text = text.lstrip("-")
+    return text.replace("-", "\u2212")
+
+
+def _p(p: float) -> str:
+    if not np.isfinite(p):
+        return "p not available"
+    return "p < .001" if p < 0.001 else "p = " + f"{p:.3f}".removeprefix("0")
+
+
+def _estimate_text(slope: Slope, level: float) -> str:
+    return (
+        f"{_number(slope.estimate)}, {level * 100:g}% CI {_number(slope.ci_lb)} to "
+        f"{_number(slope.ci_ub)}, {_p(slope.pval)}"
+    )
+
+
+def _outcomes(sign: float, higher_is_better: bool | None) -> str:
+    if higher_is_better is None:
+        return "higher outcome scores" if sign > 0 else "lower outcome scores"
+    better = (sign > 0) == higher_is_better
+    return "better outcomes" if better else "worse outcomes"
+
+
+def _describe(res: PatientLevelResult, higher_is_better: bool | None, alpha: float) -> str:
+    between, within, difference = res.between, res.within, res.difference
+    level = res.level
+    if between.pval < alpha:
+        first = (
+            "Therapists whose patients on average report a stronger alliance get "
+            f"{_outcomes(between.estimate, higher_is_better)} (between-therapist slope "
+            f"{_estimate_text(between, level)})."
+        )
+    else:
+        first = (
+            "These data do not show that therapists whose patients on average report a stronger "
+            f"alliance get different outcomes (between-therapist slope "
+            f"{_estimate_text(between, level)})."
+        )
+    if within.pval < alpha:
+        second = (
+            "Within therapists, patients who report a stronger alliance than their therapist's "
+            f"other patients get {_outcomes(within.estimate, higher_is_better)} (within-therapist "
+            f"slope {_estimate_text(within, level)})."
+        )
+    else:
+        second = (
+            "Within therapists, a patient's alliance relative to their therapist's other "
+            "patients shows no clear link with outcome (within-therapist slope "
+            f"{_estimate_text(within, level)})."
+        )
+    sentences = [first, second, _difference_sentence(difference, level, alpha)]
+    if res.alliance_mean_reliability < LOW_RELIABILITY:
+        sentences.append(
+            "Each therapist's mean alliance rests on few patients (average reliability "
+            f"{res.alliance_mean_reliability:.2f}), which pulls the between-therapist slope "
+            "towards the within-therapist slope, so a real difference would look smaller here "
+            "than it is."
+        )
+    sentences.append(
+        f"Based on {res.n_patients:,} patients of {_count(res.n_therapists, 'therapist')}; "
+        f"therapists account for {res.icc_alliance:.0%} of the alliance variance and "
+        f"{res.icc_outcome:.0%} of the outcome variance."
+    )
+    return " ".join(sentences)
+
+
+def _difference_sentence(difference: Slope, level: float, alpha: float) -> str:
+    text = _estimate_text(difference, level)
+    if difference.pval >= alpha:
+        return (
+            f"The two slopes do not differ significantly (difference {text}), so these data "
+            "cannot say whether the link lies more with therapists or with patients."
+        )
+    if difference.estimate > 0:
+        return (
+            f"The between-therapist slope is the larger one (difference {text}): here the "
+            "alliance–outcome link runs more through therapists, whose patients as a group form "
+            "better alliances, than through individual patients."
+        )
+    return (
+        f"The within-therapist slope is the larger one (difference between − within {text}): "
+        "here the link runs more through which patients form a good alliance than through the "
+        "therapist."
+    )
+
+
+_TERM_LABELS = {
+    INTERCEPT: "intercept",
+    BETWEEN: "alliance: therapist mean (between)",
+    WITHIN: "alliance: patient deviation (within)",
+}
+
+
+def _format_summary(res: PatientLevelResult) -> str:
+    caseload = res.caseload.to_numpy()
+    lines = [
+        "Patient-level analysis: alliance split into therapist and patient parts "
+        "(Baldwin, Wampold & Imel, 2007)",
+        f"Linear mixed model, random intercept for therapist ({res.method}); "
+        f"{res.n_patients:,} patients, {res.n_therapists:,} therapists "
+        f"(caseload median {np.median(caseload):g}, range {caseload.min()}–{caseload.max()})",
+        "",
+        f"  {res.outcome} = b0 + b_between · therapist mean {res.alliance}"
+        f" + b_within · ({res.alliance} − therapist mean)"
+        + "".join(f" + b · {c}" for c in res.covariates)
+        + " + u_therapist + e",
+        "",
+    ]
+    table = res.coefficients.rename(index=lambda name: _TERM_LABELS.get(name, name))
+    lines.append(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    d = res.difference
+    lines += [
+        "",
+        f"Difference between − within = {d.estimate:.4f} (se {d.se:.4f}, t({d.df}) = "
+        f"{d.statistic:.3f}, {_p(d.pval)}, {res.level * 100:g}% CI {d.ci_lb:.4f} to "
+        f"{d.ci_ub:.4f})",
+        f"Therapist variance (tau^2) = {res.therapist_var:.4f}   "
+        f"residual variance (sigma^2) = {res.residual_var:.4f}",
+        f"ICC of alliance = {res.icc_alliance:.3f} (average reliability of a therapist's mean "
+        f"alliance = {res.alliance_mean_reliability:.3f});  ICC of outcome = "
+        f"{res.icc_outcome:.3f}",
+        "t tests with containment df: therapist-level terms T − p2, patient-level N − T − p1.",
+    ]
+    lines += list(res.notes)
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure
+# ---------------------------------------------------------------------------------------------
+
+
+def therapist_means_figure(result: PatientLevelResult) -> go.Figure:
+    """Two panels: therapist means with the between slope, patient deviations with the within slope.
+
+    Left: each therapist's mean alliance against mean outcome, bubble area proportional to the
+    caseload, and the fitted between-therapist line (covariates at their means). Right: each
+    patient's alliance and outcome as deviations from their therapist's means, with the fitted
+    within-therapist line through the origin. Traces carry ``meta={"role": ...}`` tags
+    ("therapist means", "between line", "patient deviations", "within line").
+    """
+    data = result.data
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(
+            "Between therapists: each therapist's mean",
+            "Within therapists: patients around their therapist's mean",
+        ),
+        horizontal_spacing=0.1,
+    )
+    _add_therapist_means(fig, result, data)
+    _add_patient_deviations(fig, result, data)
+    fig.update_xaxes(title_text="Therapist's mean alliance", row=1, col=1)
+    fig.update_yaxes(title_text="Therapist's mean outcome", row=1, col=1)
+    fig.update_xaxes(
+        title_text="Patient's alliance minus their therapist's mean", row=1, col=2, zeroline=True
+    )
+    fig.update_yaxes(
+        title_text="Patient's outcome minus their therapist's mean", row=1, col=2, zeroline=True
+    )
+    fig.update_layout(
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.08, "x": 0, "xanchor": "left"},
+        margin={"l": 70, "r": 20, "t": 100, "b": 70},
+        hovermode="closest",
+    )
+    return _style(fig, height=520)
+
+
+def _add_therapist_means(fig: go.Figure, result: PatientLevelResult, data: pd.DataFrame) -> None:
+    means = data.groupby(result.therapist, sort=False).agg(
+        alliance=("alliance_mean", "first"),
+        outcome=("outcome_mean", "first"),
+        patients=("alliance_mean", "size"),
+    )
+    # Bubble area proportional to caseload; the largest bubble is 28 px across.
+    sizeref = 2.0 * means["patients"].max() / 28.0**2
+    hover = [
+        f"<b>Therapist {label}</b><br>{row.patients} patients<br>"
+        f"mean alliance {row.alliance:.2f}<br>mean outcome {row.outcome:.2f}"
+        for label, row in means.iterrows()
+    ]
+    fig.add_trace(
+        go.Scatter(
+            x=means["alliance"],
+            y=means["outcome"],
+            mode="markers",
+            marker={
+                "size": means["patients"],
+                "sizemode": "area",
+                "sizeref": sizeref,
+                "sizemin": 3,
+                "color": _rgba(BETWEEN_COLOUR, 0.45),
+                "line": {"width": 0.8, "color": BETWEEN_COLOUR},
+            },
+            name="Therapists (bubble area = patients)",
+            hovertext=hover,
+            hovertemplate="%{hovertext}<extra></extra>",
+            meta={"role": "therapist means"},
+        ),
+        row=1,
+        col=1,
+    )
+    x = np.linspace(means["alliance"].min(), means["alliance"].max(), 50)
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=_between_line(result, x),
+            mode="lines",
+            line={"color": BETWEEN_COLOUR, "width": 3},
+            name=f"Between-therapist slope {_number(result.between.estimate)}",
+            hoverinfo="skip",
+            meta={"role": "between line"},
+        ),
+        row=1,
+        col=1,
+    )
+
+
+def _between_line(result: PatientLevelResult, x: np.ndarray) -> np.ndarray:
+    """b0 + b_between·x, with the within part at 0 and covariates at their means."""
+    beta = result.coefficients["estimate"]
+    covariate_part = sum(beta[c] * result.data[c].mean() for c in result.covariates)
+    return beta[INTERCEPT] + beta[BETWEEN] * x + covariate_part
+
+
+def _add_patient_deviations(fig: go.Figure, result: PatientLevelResult, data: pd.DataFrame) -> None:
+    deviation = data[result.outcome] - data["outcome_mean"]
+    fig.add_trace(
+        go.Scatter(
+            x=data["alliance_within"],
+            y=deviation,
+            mode="markers",
+            marker={
+                "size": 6,
+                "color": _rgba(WITHIN_COLOUR, 0.4),
+                "line": {"width": 0.5, "color": WITHIN_COLOUR},
+            },
+            name="Patients (relative to their therapist)",
+            hovertemplate=(
+                "alliance %{x:+.2f} vs therapist's mean<br>outcome %{y:+.2f} vs therapist's "
+                "mean<extra></extra>"
+            ),
+            meta={"role": "patient deviations"},
+        ),
+        row=1,
+        col=2,
+    )
+    x = np.linspace(data["alliance_within"].min(), data["alliance_within"].max(), 50)
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=result.within.estimate * x,
+            mode="lines",
+            line={"color": WITHIN_COLOUR, "width": 3},
+            name=f"Within-therapist slope {_number(result.within.estimate)}",
+            hoverinfo="skip",
+            meta={"role": "within line"},
+        ),
+        row=1,
+        col=2,
+    )
