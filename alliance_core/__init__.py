@@ -13,7 +13,7 @@ A short pipeline of verbs over one result object, named as a meta-analyst knows 
 The package never imports streamlit: it serves the dashboard, notebooks and scripts alike.
 """
 
-from alliance_core import datasets, figures, reading, simulate, uploads
+from alliance_core import datasets, figures, patient_level, reading, simulate, teaching, uploads
 from alliance_core.analysis import AnalysisRun, effect_size_table, run_analysis
 from alliance_core.datasets import DEFAULT_DATASET, list_datasets, load_dataset
 from alliance_core.design import ModelDesign, ModeratorTerm, build_design, level_order
@@ -28,14 +28,30 @@ from alliance_core.figures import (
 )
 from alliance_core.fitting import fit
 from alliance_core.mapping import ColumnMapping
+from alliance_core.patient_level import (
+    PatientLevelResult,
+    fit_patient_level,
+    therapist_means_figure,
+    validate_patient_data,
+)
 from alliance_core.results import MetaResult, WaldTest
 from alliance_core.settings import AnalysisSettings
 from alliance_core.simulate import SimulationParameters, simulate_meta_analysis
 from alliance_core.subgroups import subgroup_fits
+from alliance_core.teaching import PRESETS, SimulationRun, run_simulation
 
 ptr = patient_therapist_ratio
 
 __all__ = [
+    "PRESETS",
+    "PatientLevelResult",
+    "SimulationRun",
+    "fit_patient_level",
+    "patient_level",
+    "run_simulation",
+    "teaching",
+    "therapist_means_figure",
+    "validate_patient_data",
     "DEFAULT_DATASET",
     "AnalysisError",
     "AnalysisRun",
