@@ -43,6 +43,12 @@ pages = {
         icon=":material/tune:",
         url_path="moderators",
     ),
+    "simulator": st.Page(
+        PAGES_DIR / "simulator.py",
+        title="Simulator",
+        icon=":material/science:",
+        url_path="simulator",
+    ),
     "methods": st.Page(
         PAGES_DIR / "methods.py", title="Methods", icon=":material/menu_book:", url_path="methods"
     ),

@@ -1,0 +1,179 @@
+"""Simulator (teaching): why PTR could moderate the alliance–outcome correlation.
+
+Simulates patients inside studies, meta-analyses the studies' correlations with the model
+chosen in the sidebar, and shows the fitted PTR curve next to the curve theory predicts.
+A second part fits the patient-level model of Baldwin, Wampold & Imel (2007) to simulated or
+uploaded patient data.
+"""
+
+from dataclasses import replace
+
+import streamlit as st
+
+from alliance_core import uploads
+from alliance_core.patient_level import fit_patient_level, therapist_means_figure
+from alliance_core.simulate import SimulationParameters, simulate_patients
+from alliance_core.teaching import PRESETS, run_simulation
+from pages import _ui as ui
+from pages._tables import fmt_interval, fmt_num, fmt_p
+
+ctx = ui.context()
+ui.page_header("Simulator", ctx, needs_data=False)
+st.markdown(
+    ":orange-badge[:material/science: SIMULATED] Everything on this page is simulated for "
+    "teaching: no real studies or patients."
+)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def simulated_run(params: SimulationParameters, model: str, method: str, ptr_scale: str):
+    # The run is a pure function of its inputs (the seed is a parameter), so it is cached.
+    return run_simulation(params, model=model, method=method, ptr_scale=ptr_scale)
+
+
+settings = ctx.settings
+model = settings.model if settings else "three-level"
+method = settings.method if settings else "REML"
+ptr_scale = settings.ptr_scale if settings else "log"
+
+st.header("A simulated literature")
+st.markdown(
+    "Each simulated study has patients and therapists. A patient's alliance is a therapist "
+    "part (shared by a therapist's patients) plus a patient part; outcome follows each part "
+    "with its own slope. The study reports the correlation of alliance and outcome, and the "
+    f"studies are meta-analysed with the sidebar's model ({model}, {method}) and "
+    f"{'log PTR' if ptr_scale == 'log' else 'PTR'} as the moderator."
+)
+preset_name = st.selectbox("Start from a preset", list(PRESETS), key="sim:preset")
+preset = PRESETS[preset_name]
+st.caption(preset.shows)
+base = preset.params
+with st.form("sim:form"):
+    left, middle, right = st.columns(3)
+    icc = left.slider(
+        "Therapist share of alliance variance (ICC)",
+        0.0,
+        0.9,
+        float(base.icc),
+        0.05,
+        help="How much of the alliance differs between therapists rather than between patients.",
+    )
+    between = middle.slider(
+        "Between-therapist slope",
+        0.0,
+        2.0,
+        float(base.slope_between),
+        0.05,
+        help="Outcome gain per unit of a therapist's typical alliance.",
+    )
+    within = right.slider(
+        "Within-therapist slope",
+        0.0,
+        2.0,
+        float(base.slope_within),
+        0.05,
+        help="Outcome gain per unit of a patient's alliance relative to the therapist's others.",
+    )
+    left, middle, right = st.columns(3)
+    studies = left.slider("Number of studies", 20, 500, int(base.n_studies), 10)
+    ptr_median = middle.slider(
+        "Typical patients per therapist (median PTR)", 1.0, 30.0, float(base.ptr_median), 0.5
+    )
+    seed = right.number_input("Seed", 0, 10**6, int(base.seed), 1)
+    st.form_submit_button("Run the simulation", type="primary")
+
+params = replace(
+    base,
+    icc=icc,
+    slope_between=between,
+    slope_within=within,
+    n_studies=int(studies),
+    ptr_median=ptr_median,
+    seed=int(seed),
+)
+with ui.shown_errors("The simulation"), st.spinner("Simulating patients and studies…"):
+    sim = simulated_run(params, model, method, ptr_scale)
+    row = sim.slope
+    cols = st.columns(4)
+    cols[0].metric("Effect sizes (k)", f"{sim.result.k}")
+    cols[1].metric("Studies", f"{sim.result.n_studies}")
+    cols[2].metric("Fitted PTR slope", fmt_num(row["estimate"], 3), help="On Fisher's z.")
+    cols[3].metric("Theory's slope", fmt_num(sim.theory_slope, 3))
+    st.caption(
+        f"Fitted slope {fmt_interval(row['ci_lb'], row['ci_ub'], 3)} ({int(100 * sim.result.level)}% CI), "
+        f"p {fmt_p(row['pval'])}; simulated and fitted in {sim.seconds:.2f} s."
+    )
+    ui.plot(sim.figure(log_x=True), key="sim:figure")
+    st.markdown(sim.describe())
+
+st.header("Patient-level analysis")
+st.markdown(
+    "With patient-level data the alliance can be split directly into a therapist part (the "
+    "therapist's mean alliance over their patients) and a patient part (the patient's "
+    "deviation from that mean), as in Baldwin, Wampold & Imel (2007). A mixed model with a "
+    "random intercept for therapists estimates the outcome's slope on each part."
+)
+source = st.radio(
+    "Patient data",
+    ["Simulate one study", "Upload patient-level data"],
+    horizontal=True,
+    key="sim:patients_source",
+)
+patients = None
+columns = {"therapist": "therapist", "alliance": "alliance", "outcome": "outcome"}
+if source == "Simulate one study":
+    left, right = st.columns(2)
+    n_therapists = left.slider("Therapists", 3, 80, 20, key="sim:n_therapists")
+    per_therapist = right.slider("Patients per therapist", 2, 40, 8, key="sim:per_therapist")
+    patients = simulate_patients(
+        params, n_patients=n_therapists * per_therapist, n_therapists=n_therapists, rng=int(seed)
+    )
+    st.caption(
+        f"{len(patients)} simulated patients of {n_therapists} therapists, from the slopes and "
+        "ICC chosen above."
+    )
+else:
+    upload = st.file_uploader(
+        "Patient-level CSV, TSV or Excel file (one row per patient)",
+        type=["csv", "tsv", "txt", "xlsx"],
+        key="sim:patient_upload",
+    )
+    if upload is not None:
+        with ui.shown_errors("Reading the file"):
+            table = uploads.read_table(upload.getvalue(), upload.name)
+            st.caption(table.report.describe())
+            patients = table.frame
+            names = list(patients.columns)
+            left, middle, right = st.columns(3)
+            columns = {
+                "therapist": left.selectbox("Therapist id column", names, key="sim:col_t"),
+                "alliance": middle.selectbox(
+                    "Alliance column", names, index=min(1, len(names) - 1), key="sim:col_a"
+                ),
+                "outcome": right.selectbox(
+                    "Outcome column", names, index=min(2, len(names) - 1), key="sim:col_o"
+                ),
+            }
+
+if patients is not None:
+    with ui.shown_errors("The patient-level model"):
+        result = fit_patient_level(patients, **columns)
+        cols = st.columns(3)
+        slopes = [
+            ("Between-therapist slope", result.between),
+            ("Within-therapist slope", result.within),
+            ("Difference (between − within)", result.difference),
+        ]
+        for col, (label, slope) in zip(cols, slopes, strict=True):
+            col.metric(label, fmt_num(slope.estimate, 3))
+            col.caption(
+                f"{fmt_interval(slope.ci_lb, slope.ci_ub, 3)} "
+                f"({int(100 * result.level)}% CI), p {fmt_p(slope.pval)}"
+            )
+        cols = st.columns(3)
+        cols[0].metric("Therapists", f"{result.n_therapists}")
+        cols[1].metric("Therapist share of alliance (ICC)", fmt_num(result.icc_alliance, 2))
+        cols[2].metric("Therapist share of outcome (ICC)", fmt_num(result.icc_outcome, 2))
+        ui.plot(therapist_means_figure(result), key="sim:patients_figure")
+        st.markdown(result.describe())
+        ui.bullet_notes(result.notes)
