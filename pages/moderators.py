@@ -123,7 +123,7 @@ if ui.page_header("Moderators & PTR", ctx):
             "categorical moderator is at its reference level; each other coefficient is a "
             "change from there."
         )
-        st.dataframe(tables.coefficient_table(res), hide_index=True, width="stretch")
+        st.table(tables.coefficient_table(res).set_index("Term"))
         cols = st.columns(3)
         cols[0].metric(
             "Test of moderators",
@@ -142,7 +142,7 @@ if ui.page_header("Moderators & PTR", ctx):
             st.markdown(
                 "**Does each categorical moderator matter?** (all its levels tested together)"
             )
-            st.dataframe(wald, hide_index=True, width="content")
+            st.table(wald.set_index("Moderator"))
         ui.analysis_notes(run)
         ui.result_downloads(run, ctx)
 

@@ -58,7 +58,7 @@ if ui.page_header("Overview", ctx):
         st.markdown(reading.ptr_effect(res, run.ptr_column))
 
     st.subheader("Heterogeneity")
-    st.dataframe(tables.heterogeneity_table(res), hide_index=True, width="stretch")
+    st.table(tables.heterogeneity_table(res).set_index("Statistic"))
     ui.analysis_notes(run)
 
     st.subheader("Downloads")

@@ -46,10 +46,19 @@ def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
+def shown_table(at: AppTest, index: str):
+    """The static table whose first column is `index` ("Statistic", "Term", "Moderator")."""
+    return next(t.value for t in at.table if t.value.index.name == index)
+
+
 def statistic(at: AppTest, name: str) -> str:
     """A value of the Overview's heterogeneity table."""
-    table = next(df.value for df in at.dataframe if "Statistic" in df.value.columns)
-    return table.set_index("Statistic").loc[name, "Value"]
+    return shown_table(at, "Statistic").loc[name, "Value"]
+
+
+def terms(at: AppTest) -> list[str]:
+    """The coefficient labels of the Moderators page's meta-regression table."""
+    return shown_table(at, "Term").index.tolist()
 
 
 def expected_result(name: str, **settings):
@@ -125,15 +134,15 @@ def test_model_estimator_and_moderators_change_the_numbers_shown():
     assert statistic(at, "τ²").startswith(tables.fmt_small(dl.tau2))
 
     at.switch_page("pages/moderators.py").run()
-    before = at.dataframe[0].value
+    before = shown_table(at, "Term")
     at.multiselect(key=ui.MODERATORS).select("design").run()
     assert_clean(at)
-    after = at.dataframe[0].value
+    after = shown_table(at, "Term")
     with_design = expected_result(
         DEFAULT_DATASET, model="two-level", method="DL", moderators=("PTR", "design")
     )
     assert len(after) == len(before) + 1
-    assert after["Term"].tolist()[-1] == "design = RCT (vs other)"
+    assert after.index[-1] == "design = RCT (vs other)"
     assert after["Estimate"].tolist() == [
         tables.fmt_num(v, 3) for v in with_design.coefficients["estimate"]
     ]
@@ -145,24 +154,24 @@ def test_model_estimator_and_moderators_change_the_numbers_shown():
 def test_knapp_hartung_turns_the_coefficient_tests_into_t_tests():
     at = open_with({"model": "2L"})
     at.switch_page("pages/moderators.py").run()
-    assert "z" in at.dataframe[0].value.columns
+    assert "z" in shown_table(at, "Term").columns
 
     at.radio(key=ui.TEST).set_value("t").run()
 
     assert_clean(at)
-    assert "t" in at.dataframe[0].value.columns
+    assert "t" in shown_table(at, "Term").columns
     assert metrics(at)["Test of moderators"].startswith("F(1, ")
 
 
 def test_a_reference_level_choice_reaches_the_model():
     at = open_with({"mod": ["alliance_rater"]})
     at.switch_page("pages/moderators.py").run()
-    assert "alliance_rater = patient (vs observer)" in at.dataframe[0].value["Term"].tolist()
+    assert "alliance_rater = patient (vs observer)" in terms(at)
 
     at.selectbox(key=ui.reference_key("alliance_rater")).set_value("patient").run()
 
     assert_clean(at)
-    assert "alliance_rater = observer (vs patient)" in at.dataframe[0].value["Term"].tolist()
+    assert "alliance_rater = observer (vs patient)" in terms(at)
     assert at.query_params["ref"] == "alliance_rater:patient"
 
 
