@@ -274,11 +274,16 @@ def _cached_fit(
     return run
 
 
-def fitted(ctx: Context) -> AnalysisRun:
-    """The model for the current choices; AnalysisError (a sentence for the user) if none."""
+def fitted(ctx: Context, *, without_moderators: bool = False) -> AnalysisRun:
+    """The model for the current choices; AnalysisError (a sentence for the user) if none.
+
+    ``without_moderators`` gives the same model (data, filters, estimator, test) with no
+    moderators: the pooled estimate a meta-analysis reports first.
+    """
     if ctx.data is None or ctx.settings is None:
         raise AnalysisError(ctx.problem or "No data to analyse.")
-    out = _cached_fit(ctx.data.key, analysis_key(ctx.settings), ctx.data, ctx.settings)
+    settings = ctx.settings.with_changes(moderators=()) if without_moderators else ctx.settings
+    out = _cached_fit(ctx.data.key, analysis_key(settings), ctx.data, settings)
     if isinstance(out, str):
         raise AnalysisError(out)
     return out

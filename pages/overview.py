@@ -8,22 +8,21 @@ from pages import _ui as ui
 
 ctx = ui.context()
 if ui.page_header("Overview", ctx):
+    # The pooled estimate and the total heterogeneity come from the model without moderators
+    # (same data, filters, model and estimator); the moderators' part is summarised below it.
     run = ui.fitted(ctx)
+    pooled = ui.fitted(ctx, without_moderators=True).result
     res = run.result
     on_r = ctx.data.correlations
-    pred = res.predict(transform="r" if on_r else None).iloc[0]
-    level = f"{res.level:.0%}"
+    pred = pooled.predict(transform="r" if on_r else None).iloc[0]
+    level = f"{pooled.level:.0%}"
     symbol = "r" if on_r else "effect"
-    average = f"Average {symbol}" if res.p == 1 else f"Predicted {symbol}"
 
     cols = st.columns(5)
     cols[0].metric(
-        average,
+        f"Pooled {symbol}",
         tables.fmt_num(pred["pred"]),
-        help="The estimated mean of the true effects."
-        if res.p == 1
-        else "The model's prediction for a study with every numeric moderator at its mean and "
-        "every categorical moderator at its reference level.",
+        help="The estimated mean of the true effects (the model without moderators).",
     )
     cols[1].metric(
         f"{level} confidence interval",
@@ -36,13 +35,8 @@ if ui.page_header("Overview", ctx):
         help="Where the true effect of a new, similar study is expected to lie: wider than the "
         "confidence interval because true effects differ between studies.",
     )
-    cols[3].metric("Effect sizes (k)", f"{res.k:,}")
-    cols[4].metric("Studies", f"{res.n_studies:,}")
-    if res.p > 1:
-        st.caption(
-            f"Predicted {symbol}: for a study at the mean of every numeric moderator and the "
-            "reference level of every categorical one."
-        )
+    cols[3].metric("Effect sizes (k)", f"{pooled.k:,}")
+    cols[4].metric("Studies", f"{pooled.n_studies:,}")
     if on_r:
         st.caption(
             "Correlations are pooled as Fisher's z = atanh(r) and shown back as r; the "
@@ -50,15 +44,26 @@ if ui.page_header("Overview", ctx):
         )
 
     st.subheader("In plain words")
-    st.markdown(ui.plain(reading.pooled_effect(res, on_r_scale=on_r), ctx))
-    st.markdown(ui.plain(reading.heterogeneity(res), ctx))
+    st.markdown(ui.plain(reading.pooled_effect(pooled, on_r_scale=on_r), ctx))
+    st.markdown(ui.plain(reading.heterogeneity(pooled), ctx))
     if res.p > 1:
         st.markdown(ui.plain(reading.moderator_test(res), ctx))
     if run.ptr_column:
         st.markdown(reading.ptr_effect(res, run.ptr_column))
+    if res.p > 1:
+        st.page_link(
+            ctx.pages["moderators"],
+            label="The moderators in detail: Moderators & PTR",
+            icon=":material/tune:",
+        )
 
     st.subheader("Heterogeneity")
-    st.table(tables.heterogeneity_table(res).set_index("Statistic"))
+    st.table(tables.heterogeneity_table(pooled).set_index("Statistic"))
+    if res.p > 1:
+        st.caption(
+            "Without moderators. With the chosen moderators, the heterogeneity left over is "
+            f"I² = {res.I2:.1f}% (Moderators & PTR page)."
+        )
     ui.analysis_notes(run)
 
     st.subheader("Downloads")

@@ -32,6 +32,7 @@ TITLES = {
     "pages/forest.py": "Forest plot",
     "pages/funnel.py": "Publication bias",
     "pages/moderators.py": "Moderators & PTR",
+    "pages/simulator.py": "Simulator",
     "pages/methods.py": "Methods",
 }
 
@@ -103,12 +104,16 @@ def test_every_page_renders_on_every_dataset(dataset, page):
 
 def test_the_default_view_shows_the_models_numbers():
     at = open_with()
-    res = expected_result(DEFAULT_DATASET, moderators=("PTR",))
+    # The Overview reports the pooled model (no moderators) and the PTR moderation in words.
+    res = expected_result(DEFAULT_DATASET, moderators=())
+    with_ptr = expected_result(DEFAULT_DATASET, moderators=("PTR",))
 
     assert_clean(at)
     pred = res.predict(transform="r").iloc[0]
     shown = metrics(at)
-    assert shown["Predicted r"] == tables.fmt_num(pred["pred"])
+    assert shown["Pooled r"] == tables.fmt_num(pred["pred"])
+    slope = f"{with_ptr.coefficients.loc['log_PTR', 'estimate']:.3f}"
+    assert any(slope in md.value for md in at.main.markdown)
     assert shown["95% prediction interval"] == tables.fmt_interval(pred["pi_lb"], pred["pi_ub"])
     assert shown["Effect sizes (k)"] == f"{res.k:,}"
     assert shown["Studies"] == f"{res.n_studies:,}"
@@ -122,14 +127,15 @@ def test_model_estimator_and_moderators_change_the_numbers_shown():
 
     at.radio(key=ui.MODEL).set_value("two-level").run()
     assert_clean(at)
-    two_level = expected_result(DEFAULT_DATASET, model="two-level", moderators=("PTR",))
+    # The Overview's heterogeneity table is that of the model without moderators.
+    two_level = expected_result(DEFAULT_DATASET, model="two-level", moderators=())
     assert statistic(at, "τ²").startswith(tables.fmt_small(two_level.tau2))
     assert statistic(at, "I²").startswith(f"{two_level.I2:.1f}%")
     assert statistic(at, "I²") != three_level
 
     at.selectbox(key=ui.METHOD).set_value("DL").run()
     assert_clean(at)
-    dl = expected_result(DEFAULT_DATASET, model="two-level", method="DL", moderators=("PTR",))
+    dl = expected_result(DEFAULT_DATASET, model="two-level", method="DL", moderators=())
     assert dl.tau2 != pytest.approx(two_level.tau2)
     assert statistic(at, "τ²").startswith(tables.fmt_small(dl.tau2))
 
