@@ -136,7 +136,7 @@ def test_switching_dataset_updates_the_overview_and_the_link(page):
     res = expected(AnalysisSettings(dataset="crede2010", moderators=()))
     assert metric(page, "Effect sizes (k)") == f"{res.k:,}"
     assert metric(page, "Studies") == f"{res.n_studies:,}"
-    assert metric(page, "Average r") == tables.fmt_num(res.predict(transform="r")["pred"].iloc[0])
+    assert metric(page, "Pooled r") == tables.fmt_num(res.predict(transform="r")["pred"].iloc[0])
     assert "ds=crede2010" in page.url
     assert page.get_by_text("SIMULATED").count() == 0
     assert_healthy(page)
