@@ -726,7 +726,7 @@ def _order_values(res: MetaResult, order_by) -> tuple[str, np.ndarray]:
         raise AnalysisError(
             f"Cumulative meta-analysis: {len(values)} ordering values for {res.k} effect sizes."
         )
-    return "the given order", values
+    return "the given values", values
 
 
 def _r_order(values: np.ndarray, decreasing: bool) -> np.ndarray:

@@ -195,6 +195,16 @@ def test_exact_kendall_p_beyond_where_r_overflows():
     assert pval == pytest.approx(2 * stats.norm.sf(abs(z)), rel=0.02)
 
 
+def test_kendall_p_uses_the_normal_approximation_for_many_effect_sizes():
+    rng = np.random.default_rng(4)
+    n = 600
+    x = rng.normal(size=n)
+    tau, pval, exact = kendall_test(x, 0.1 * x + rng.normal(size=n))
+    z = 3 * tau * np.sqrt(n * (n - 1)) / np.sqrt(2 * (2 * n + 5))  # S / sd(S) without ties
+    assert not exact
+    assert pval == pytest.approx(2 * stats.norm.sf(abs(z)), rel=1e-12)
+
+
 # -- trim and fill -------------------------------------------------------------------------
 @pytest.mark.parametrize("name", cases_with("trimfill"))
 def test_trim_and_fill_matches_metafor_trimfill(name):
