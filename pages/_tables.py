@@ -344,8 +344,9 @@ class ProfileColumns:
 def profiles_from_rows(rows: pd.DataFrame, columns: ProfileColumns) -> tuple[list[dict], list[str]]:
     """What-if profiles ({"name", "values"}) from the editor's rows, and notes on rows not used.
 
-    A blank cell leaves that moderator at its typical value; a row with no name is named
-    "Profile i"; a row with nothing in it is skipped; beyond four profiles the rest are dropped.
+    A blank cell leaves that moderator at its typical value; a row with no name is named by
+    the values it sets; a row with nothing in it is skipped; beyond four profiles the rest are
+    dropped.
     """
     profiles: list[dict] = []
     notes: list[str] = []
@@ -369,7 +370,12 @@ def profiles_from_rows(rows: pd.DataFrame, columns: ProfileColumns) -> tuple[lis
         name = str(name).strip() if _filled(name) else ""
         if not values and not name:
             continue
-        profiles.append({"name": name or f"Profile {len(profiles) + 1}", "values": values})
+        # An unnamed profile is named by what it sets, which reads well in the legend.
+        described = ", ".join(
+            f"{column} = {value:g}" if isinstance(value, float) else f"{column} = {value}"
+            for column, value in values.items()
+        )
+        profiles.append({"name": name or described, "values": values})
     if len(profiles) > MAX_PROFILES:
         notes.append(
             f"Only the first {MAX_PROFILES} profiles are drawn ({len(profiles)} were given)."

@@ -728,7 +728,10 @@ def plot(fig: go.Figure, key: str) -> None:
         fig,
         key=key,
         theme="streamlit",
-        config={"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}},
+        # No mode bar: it would cover the figures' top rows (the forest plot's column headers)
+        # on hover; dragging still zooms, a double click resets, and files come from the
+        # download buttons.
+        config={"displayModeBar": False},
     )
 
 
@@ -871,6 +874,7 @@ def mapping_editor(view: UploadView) -> None:
             label,
             [None, *columns],
             format_func=lambda column: "— none —" if column is None else str(column),
+            placeholder="— none —",
             key=mapping_key_of(role),
             on_change=update_upload_mapping,
         )

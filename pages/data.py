@@ -30,12 +30,12 @@ if data is not None:
             f"into the model (of {len(data.table):,} usable rows)."
         )
         ui.analysis_notes(run)
-        st.dataframe(analysed, hide_index=True, width="stretch", height=360)
+        st.dataframe(analysed, hide_index=True, width="stretch")
         ui.result_downloads(run, ctx)
     else:
         filtered = apply_filters(data.table, ctx.settings.filters)
         st.caption(f"{len(filtered):,} rows after the filter; the model could not be fitted.")
-        st.dataframe(filtered, hide_index=True, width="stretch", height=360)
+        st.dataframe(filtered, hide_index=True, width="stretch")
 
 st.subheader("Use your own coding sheet")
 st.file_uploader(

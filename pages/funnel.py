@@ -8,7 +8,16 @@ from pages import _ui as ui
 ctx = ui.context()
 if ui.page_header("Publication bias", ctx):
     run = ui.fitted(ctx)
-    res = run.result
+    has_moderators = run.result.p > 1
+    residuals = st.toggle(
+        "Residuals of the model with moderators",
+        key="funnel:residuals",
+        disabled=not has_moderators,
+        help="Off: each observed effect around the pooled estimate (the model without "
+        "moderators), the classic funnel. On: what the moderators leave unexplained, around 0.",
+    )
+    shown = run if residuals and has_moderators else ui.fitted(ctx, without_moderators=True)
+    res = shown.result
     st.markdown(
         "Each point is an effect size, placed by its size and its standard error (small, "
         "imprecise studies at the bottom). Without publication bias the points scatter "
@@ -33,5 +42,9 @@ if ui.page_header("Publication bias", ctx):
         "between small and large studies. Formal tests (Egger's regression test, trim-and-fill) "
         "are planned for a later version of the dashboard."
     )
-    ui.analysis_notes(run)
-    ui.figure_downloads(fig, "funnel-plot", version=f"{ui.analysis_key(ctx.settings)}|{colour}")
+    ui.analysis_notes(shown)
+    ui.figure_downloads(
+        fig,
+        "funnel-plot",
+        version=f"{ui.analysis_key(ctx.settings)}|{residuals}|{colour}",
+    )

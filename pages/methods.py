@@ -45,8 +45,9 @@ st.markdown(
     "they are, categorical ones as one indicator per level beyond the reference level. "
     "**QE** tests whether the effects vary more than sampling error explains once the "
     "moderators are accounted for (residual heterogeneity); **QM** tests whether all moderator "
-    "coefficients are zero. **R²** is the share of heterogeneity (τ², or σ²_study + σ²_es) "
-    "that the moderators account for compared with the model without them."
+    "coefficients are zero. **R²** is the share of heterogeneity ($\\tau^2$, or "
+    "$\\sigma^2_{study} + \\sigma^2_{es}$) that the moderators account for compared with the "
+    "model without them."
 )
 st.latex(r"z_i = \mathbf{x}_i^\top \boldsymbol\beta + u_i + e_i")
 
@@ -79,12 +80,13 @@ st.markdown(
     "mixed. If the therapist's part of the alliance is what drives outcome, studies with a low "
     "PTR (many therapists) should show larger alliance–outcome correlations: a **negative "
     "moderation slope**.\n\n"
-    "The relation is not a straight line. In a worked model, alliance a = u_t + e combines a "
-    "therapist part u_t (variance σ²_u) and a patient part e (variance σ²_e), and outcome "
-    "y = γ_b·u_t + γ_w·e + ε. The observed correlation mixes γ_b and γ_w in proportion to the "
-    "therapist and patient variance a study's sample contains, and the therapist share of the "
-    "observed alliance variance changes roughly like 1 − 1/T for T therapists: steeply for the "
-    "first few therapists, then hardly at all. Entering **log PTR** captures this curvature; "
+    "The relation is not a straight line. In a worked model, alliance $a = u_t + e$ combines "
+    "a therapist part $u_t$ (variance $\\sigma^2_u$) and a patient part $e$ (variance "
+    "$\\sigma^2_e$), and outcome $y = \\gamma_b u_t + \\gamma_w e + \\varepsilon$. The observed "
+    "correlation mixes $\\gamma_b$ and $\\gamma_w$ in proportion to the therapist and patient "
+    "variance a study's sample contains, and the therapist share of the observed alliance "
+    "variance changes roughly like $1 - 1/T$ for $T$ therapists: steeply for the first few "
+    "therapists, then hardly at all. Entering **log PTR** captures this curvature; "
     "the Moderators & PTR page draws the fitted curve on either axis."
 )
 

@@ -315,5 +315,10 @@ def test_profiles_beyond_four_are_dropped_with_a_note(default_run):
 
     profiles, notes = tables.profiles_from_rows(rows, columns)
 
-    assert [p["name"] for p in profiles] == [f"Profile {i}" for i in range(1, 5)]
+    assert [p["name"] for p in profiles] == [
+        "alliance_rater = observer",
+        "alliance_rater = patient",
+        "alliance_rater = therapist",
+        "alliance_rater = other",
+    ]
     assert notes and "first 4" in notes[0]
