@@ -13,8 +13,20 @@ A short pipeline of verbs over one result object, named as a meta-analyst knows 
 The package never imports streamlit: it serves the dashboard, notebooks and scripts alike.
 """
 
-from alliance_core import datasets, figures, patient_level, reading, simulate, teaching, uploads
+from alliance_core import (
+    bias,
+    datasets,
+    figures,
+    patient_level,
+    reading,
+    sensitivity,
+    simulate,
+    specification,
+    teaching,
+    uploads,
+)
 from alliance_core.analysis import AnalysisRun, effect_size_table, run_analysis
+from alliance_core.bias import egger_test, pet_peese, rank_correlation_test, trim_and_fill
 from alliance_core.datasets import DEFAULT_DATASET, list_datasets, load_dataset
 from alliance_core.design import ModelDesign, ModeratorTerm, build_design, level_order
 from alliance_core.effect_sizes import escalc, patient_therapist_ratio, r_to_z, transf, z_to_r
@@ -35,14 +47,27 @@ from alliance_core.patient_level import (
     validate_patient_data,
 )
 from alliance_core.results import MetaResult, WaldTest
+from alliance_core.sensitivity import cumulative, influence_diagnostics, leave_one_out
 from alliance_core.settings import AnalysisSettings
 from alliance_core.simulate import SimulationParameters, simulate_meta_analysis
+from alliance_core.specification import specification_curve
 from alliance_core.subgroups import subgroup_fits
 from alliance_core.teaching import PRESETS, SimulationRun, run_simulation
 
 ptr = patient_therapist_ratio
 
 __all__ = [
+    "bias",
+    "cumulative",
+    "egger_test",
+    "influence_diagnostics",
+    "leave_one_out",
+    "pet_peese",
+    "rank_correlation_test",
+    "sensitivity",
+    "specification",
+    "specification_curve",
+    "trim_and_fill",
     "PRESETS",
     "PatientLevelResult",
     "SimulationRun",
