@@ -116,14 +116,18 @@ def wald_table(res: MetaResult) -> pd.DataFrame:
 
 
 def heterogeneity_table(res: MetaResult) -> pd.DataFrame:
-    """Variance components, I² (total and by level) and the Q test, with what each means."""
+    """Variance components, I² (total and by level) and the Q test, with what each means.
+
+    Variances are on the model scale: Fisher's z for correlations, else the effect size as
+    given (the caption under the table says which).
+    """
     rows: list[tuple[str, str, str]] = []
     if res.is_three_level:
         rows += [
             (
                 "σ² between studies",
                 fmt_small(res.sigma2["study"]),
-                "variance of true effects between studies (Fisher's z)",
+                "variance of true effects between studies (model scale)",
             ),
             (
                 "σ² within studies",
@@ -155,7 +159,7 @@ def heterogeneity_table(res: MetaResult) -> pd.DataFrame:
         i2_ci = res.I2_ci
         i2 = f"{res.I2:.1f}%" + (f" [{i2_ci[0]:.1f}%, {i2_ci[1]:.1f}%]" if i2_ci else "")
         rows += [
-            ("τ²", tau2, "variance of true effects (Fisher's z), with its Q-profile CI"),
+            ("τ²", tau2, "variance of true effects (model scale), with its Q-profile CI"),
             ("τ", fmt_num(math.sqrt(res.tau2), 3), "standard deviation of true effects"),
             ("I²", i2, "share of observed variation that is not sampling error"),
             ("H²", fmt_num(res.H2, 2), "total variation relative to sampling variation"),
