@@ -43,6 +43,12 @@ pages = {
         icon=":material/tune:",
         url_path="moderators",
     ),
+    "sensitivity": st.Page(
+        PAGES_DIR / "sensitivity.py",
+        title="Sensitivity",
+        icon=":material/troubleshoot:",
+        url_path="sensitivity",
+    ),
     "simulator": st.Page(
         PAGES_DIR / "simulator.py",
         title="Simulator",

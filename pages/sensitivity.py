@@ -1,0 +1,146 @@
+"""Sensitivity: does one study carry the result, and does PTR survive other modelling choices?"""
+
+import pandas as pd
+import streamlit as st
+
+from alliance_core.analysis import LOG_PTR_COLUMN, PTR_COLUMN, apply_filters
+from alliance_core.sensitivity import cumulative, influence_diagnostics, leave_one_out
+from alliance_core.settings import PTR
+from alliance_core.specification import specification_curve
+from pages import _ui as ui
+
+ctx = ui.context()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def leave_one_out_table(data_key: str, settings_key: str, _res) -> tuple[pd.DataFrame, str]:
+    # A refit per study: cached on the analysis, like the fit itself.
+    result = leave_one_out(_res)
+    return result.table, result.describe()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def influence_table(data_key: str, settings_key: str, _res) -> tuple[pd.DataFrame, str]:
+    result = influence_diagnostics(_res)
+    # Three-level models are judged study by study (Cook's distance of a whole study).
+    table = result.studies if result.studies is not None else result.effect_sizes
+    return table.sort_values("influential", ascending=False), result.describe()
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def cached_curve(data_key, settings_key, controls, ptr_column, _data, _settings, _bar):
+    """Every specification for these choices; the progress bar moves only when fitting."""
+    rows = apply_filters(_data.table, _settings.filters)
+    roles = {"yi": "yi", "vi": "vi"}
+    models = ("two-level",)
+    if _data.mapping.study:
+        roles["study"] = _data.mapping.study
+        models = ("two-level", "three-level")
+    return specification_curve(
+        rows,
+        roles,
+        ptr_column,
+        list(controls),
+        models=models,
+        methods=(_settings.method,),
+        progress=lambda done, total: _bar.progress(done / total, text=f"{done} of {total}"),
+        test=_settings.test,
+        reference={c: v for c, v in _settings.reference.items() if c in controls} or None,
+    )
+
+
+if ui.page_header("Sensitivity", ctx):
+    run = ui.fitted(ctx)
+    res = run.result
+    data_key, settings_key = ctx.data.key, ui.analysis_key(ctx.settings)
+    unit = "study" if res.is_three_level else "effect size"
+
+    st.header("Leave one out")
+    st.markdown(
+        f"The model is refitted {res.n_studies if res.is_three_level else res.k} times, each "
+        f"time without one {unit}"
+        + (" (with all its effect sizes)" if res.is_three_level else "")
+        + ". If one of them carries the result, its row stands out."
+    )
+    with ui.shown_errors("Leave-one-out"), st.spinner("Refitting without each " + unit + "…"):
+        table, text = leave_one_out_table(data_key, settings_key, res)
+        st.markdown(text)
+        followed = [c for c in table.columns if c.startswith("coef_")]
+        order = "coef_estimate" if "coef_estimate" in table.columns else "estimate"
+        change = (table[order] - table[order].median()).abs()
+        shown = table.assign(change=change).sort_values("change", ascending=False)
+        st.caption(
+            f"The {min(10, len(shown))} {unit} rows that move "
+            f"{'the followed coefficient' if followed else 'the estimate'} most:"
+        )
+        st.dataframe(shown.drop(columns="change").head(10), width="stretch")
+        with st.expander(f"All {len(table)} refits"):
+            st.dataframe(table, width="stretch")
+
+    st.header("Influence diagnostics")
+    with ui.shown_errors("Influence diagnostics"), st.spinner("Computing influence diagnostics…"):
+        table, text = influence_table(data_key, settings_key, res)
+        st.markdown(text)
+        with st.expander("The diagnostics"):
+            st.dataframe(table, width="stretch")
+
+    year = ctx.data.mapping.year
+    if year:
+        st.header("Cumulative meta-analysis")
+        with ui.shown_errors("The cumulative meta-analysis"):
+            pooled = ui.fitted(ctx, without_moderators=True).result
+            steps = cumulative(pooled, order_by=year)
+            st.markdown(steps.describe())
+            ok = steps.table[steps.table["error"].isna()]
+            st.line_chart(ok.reset_index(drop=True)[["estimate", "ci_lb", "ci_ub"]], height=260)
+            st.caption(
+                f"Pooled estimate (model scale) as {unit} rows are added in order of "
+                f"{year}, with its confidence interval."
+            )
+
+    st.header("Specification curve")
+    if not ctx.data.mapping.has_therapists:
+        st.info("The specification curve follows PTR, which needs therapist counts.")
+    else:
+        st.markdown(
+            "PTR is always in the model. Every subset of the chosen control moderators is a "
+            "specification, fitted with both the two-level and the three-level model; the "
+            "curve shows the PTR coefficient of each, sorted, and how often it is significant."
+        )
+        candidates = [m for m in ctx.choices.moderators if m != PTR]
+        default = [m for m in ctx.settings.moderators if m != PTR] or candidates[:6]
+        controls = st.multiselect(
+            "Control moderators (at most 8: 2^8 = 256 subsets)",
+            candidates,
+            default=default,
+            max_selections=8,
+            key="spec:controls",
+        )
+        # A toggle rather than a button: the curve stays on screen while the user explores,
+        # and the fits are cached on (data, settings, controls), so only a change refits.
+        if st.toggle("Fit every specification", key="spec:run"):
+            ptr_column = LOG_PTR_COLUMN if ctx.settings.ptr_scale == "log" else PTR_COLUMN
+            bar = st.progress(0.0, text="Fitting specifications…")
+            with ui.shown_errors("The specification curve"):
+                curve = cached_curve(
+                    data_key, settings_key, tuple(controls), ptr_column, ctx.data, ctx.settings, bar
+                )
+                bar.empty()
+                current = {
+                    "controls": [m for m in ctx.settings.moderators if m in controls],
+                    "model": ctx.settings.model,
+                    "method": ctx.settings.method,
+                }
+                st.metric(
+                    "Specifications with a significant PTR coefficient",
+                    f"{curve.share_significant:.0%}",
+                )
+                ui.plot(curve.figure(current=current), key="spec:figure")
+                st.markdown(curve.describe())
+                st.download_button(
+                    "Specifications (CSV)",
+                    curve.table.to_csv().encode(),
+                    file_name=f"{ui.download_stem(ctx)}-specifications.csv",
+                    mime="text/csv",
+                    key="spec:download",
+                )
