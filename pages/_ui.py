@@ -22,11 +22,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from alliance_core import datasets
+from alliance_core import bias, datasets
 from alliance_core.analysis import AnalysisRun, effect_size_table, run_analysis
 from alliance_core.datasets import DEFAULT_DATASET, DatasetInfo
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import export_figure
+from alliance_core.fitting import fit
 from alliance_core.mapping import ColumnMapping
 from alliance_core.settings import PTR, AnalysisSettings
 from alliance_core.uploads import (
@@ -907,3 +908,76 @@ def can_sort_by(sort: str, columns: dict[str, str], rows: pd.DataFrame) -> bool:
     if sort == "label":
         return True  # rows are always labelled (study names or numbers)
     return column is not None and column in rows.columns
+
+
+# -- publication bias ---------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class BiasTests:
+    """The formal small-study/publication-bias tests of the pooled model, with what failed."""
+
+    egger: object | None
+    rank: object | None
+    trim_fill: object | None
+    pet_peese: object | None
+    problems: tuple[tuple[str, str], ...]
+    trim_fill_note: str | None
+
+    def readings(self, transform: str | None) -> list[tuple[str, str]]:
+        out = []
+        if self.egger is not None:
+            out.append(("Egger's regression test", self.egger.describe(transform=transform)))
+        if self.rank is not None:
+            out.append(("Begg and Mazumdar's rank correlation", self.rank.describe()))
+        if self.trim_fill is not None:
+            text = self.trim_fill.describe(transform=transform)
+            out.append(
+                ("Trim-and-fill", f"{self.trim_fill_note} {text}" if self.trim_fill_note else text)
+            )
+        if self.pet_peese is not None:
+            out.append(("PET-PEESE", self.pet_peese.describe(transform=transform)))
+        out.extend(self.problems)
+        return out
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _bias_tests(data_key: str, settings_key: str, _pooled) -> BiasTests:
+    results: dict[str, object | None] = {
+        "egger": None,
+        "rank": None,
+        "trim_fill": None,
+        "pet_peese": None,
+    }
+    problems = []
+    note = None
+    steps = {
+        "egger": ("Egger's regression test", lambda: bias.egger_test(_pooled)),
+        "rank": (
+            "Begg and Mazumdar's rank correlation",
+            lambda: bias.rank_correlation_test(_pooled),
+        ),
+        "trim_fill": ("Trim-and-fill", lambda: _trim_and_fill(_pooled)),
+        "pet_peese": ("PET-PEESE", lambda: bias.pet_peese(_pooled)),
+    }
+    for key, (name, compute) in steps.items():
+        try:
+            results[key] = compute()
+        except AnalysisError as error:
+            problems.append((name, f"Not available here: {error}"))
+    if _pooled.is_three_level and results["trim_fill"] is not None:
+        note = (
+            "Trim-and-fill assumes independent effects, so it was run on one aggregated effect "
+            "per study (inverse-variance mean of its effect sizes, two-level model)."
+        )
+    return BiasTests(problems=tuple(problems), trim_fill_note=note, **results)
+
+
+def _trim_and_fill(pooled):
+    if not pooled.is_three_level:
+        return bias.trim_and_fill(pooled)
+    studies = bias.aggregate_by_study(pooled)
+    method = pooled.method if pooled.method in ("REML", "ML") else "REML"
+    return bias.trim_and_fill(fit(studies, method=method))
+
+
+def bias_tests(ctx: Context, pooled) -> BiasTests:
+    return _bias_tests(ctx.data.key, analysis_key(ctx.settings.with_changes(moderators=())), pooled)

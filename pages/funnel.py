@@ -25,26 +25,44 @@ if ui.page_header("Publication bias", ctx):
         "with weak or null results are missing (often in the shaded non-significant region), "
         "the bottom of the funnel looks lopsided."
     )
+    # Formal tests use the model without moderators (same data, filters and estimator):
+    # asymmetry of the pooled effects is what they are about.
+    pooled = ui.fitted(ctx, without_moderators=True).result
+    transform = "r" if ctx.data.correlations else None
+    tests = ui.bias_tests(ctx, pooled)
     colour = st.toggle(
         "Colour points by study",
         key="funnel:colour",
         disabled=not res.is_three_level,
         help="Three-level model: points of one study share a colour.",
     )
+    overlays = {}
+    if res.p == 1 and tests.egger is not None:
+        # Overlays live in the funnel's coordinates only without moderators.
+        overlays["egger_line"] = tests.egger.funnel_line()
+        if tests.trim_fill is not None and not res.is_three_level:
+            overlays["imputed"] = tests.trim_fill.filled
+            overlays["adjusted_estimate"] = tests.trim_fill.estimate
     fig = funnel_figure(
         res,
         scale="r" if ctx.data.correlations else None,
         color_by_study=colour and res.is_three_level,
+        **overlays,
     )
     ui.plot(fig, key="funnel:figure")
     st.caption(
         "A funnel plot is a visual check only: asymmetry can also come from true differences "
-        "between small and large studies. Formal tests (Egger's regression test, trim-and-fill) "
-        "are planned for a later version of the dashboard."
+        "between small and large studies."
+        + (
+            " Overlays: Egger's regression line and, for the two-level model, trim-and-fill's "
+            "imputed effects (open markers) with the adjusted estimate."
+            if overlays
+            else ""
+        )
     )
-    ui.analysis_notes(shown)
-    ui.figure_downloads(
-        fig,
-        "funnel-plot",
-        version=f"{ui.analysis_key(ctx.settings)}|{residuals}|{colour}",
-    )
+
+    st.subheader("Formal tests")
+    for name, outcome in tests.readings(transform):
+        st.markdown(f"**{name}.** {outcome}")
+    ui.analysis_notes(run)
+    ui.figure_downloads(fig, "funnel-plot", version=f"{ui.analysis_key(ctx.settings)}|{colour}")

@@ -1,0 +1,48 @@
+"""The Publication bias page shows the engine's formal tests of the pooled model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from alliance_core import bias
+from alliance_core.analysis import run_analysis
+from alliance_core.datasets import dataset_info, load_dataset
+from alliance_core.settings import AnalysisSettings
+
+APP = Path(__file__).resolve().parents[2] / "app.py"
+
+
+def open_bias_page(query: dict) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    at.query_params.update(query)
+    at.run()
+    at.switch_page("pages/funnel.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def pooled(name: str, **settings):
+    info = dataset_info(name)
+    chosen = AnalysisSettings(dataset=name, moderators=(), **settings)
+    return run_analysis(load_dataset(name), info.mapping, chosen).result
+
+
+def test_two_level_page_reports_egger_rank_and_trim_and_fill():
+    at = open_bias_page({"ds": "molloy2014"})
+    res = pooled("molloy2014", model="two-level")
+    shown = [md.value for md in at.markdown]
+    assert f"**Egger's regression test.** {bias.egger_test(res).describe(transform='r')}" in shown
+    assert (
+        f"**Begg and Mazumdar's rank correlation.** {bias.rank_correlation_test(res).describe()}"
+        in shown
+    )
+    assert f"**Trim-and-fill.** {bias.trim_and_fill(res).describe(transform='r')}" in shown
+
+
+def test_three_level_trim_and_fill_runs_on_study_aggregates_and_says_so():
+    at = open_bias_page({})
+    text = next(md.value for md in at.markdown if md.value.startswith("**Trim-and-fill.**"))
+    assert "aggregated effect per study" in text
