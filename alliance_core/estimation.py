@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import sparse, special
 
 from alliance_core.errors import AnalysisError
@@ -447,6 +448,29 @@ def _line_search(theta, step, score, ll, evaluate, max_halvings: int = 40):
             return candidate, new_fit
         shrink /= 2.0
     return None
+
+
+# -- the three-level model's bookkeeping -----------------------------------------------------
+def study_blocks(studies) -> tuple[np.ndarray, np.ndarray, int]:
+    """Row order grouping each study's rows together, where each study starts, and the count.
+
+    ``studies`` holds study labels, or integer codes (which skip the coding step).
+    """
+    studies = np.asarray(studies)
+    codes = studies if studies.dtype.kind in "iu" else pd.factorize(studies, sort=False)[0]
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    return order, starts, len(starts)
+
+
+def three_level_start(y: np.ndarray, v: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """metafor's starting values: half each of max(0.002, var(y - X b_FE) - 1/mean(1/vi))."""
+    w = 1.0 / v
+    Xw = X * w[:, None]
+    beta_fe = np.linalg.solve(X.T @ Xw, Xw.T @ y)
+    total = max(0.002, float(np.var(y - X @ beta_fe, ddof=1)) - 1.0 / float(np.mean(w)))
+    return np.array([total / 2.0, total / 2.0])
 
 
 # -- two-level moment estimators (metafor rma.uni) ----------------------------------------

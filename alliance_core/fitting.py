@@ -410,31 +410,13 @@ def _pseudo_r2_two_level(y, v, X, method, tau2, logdet_xtx) -> float:
 
 
 # -- three-level model --------------------------------------------------------------------
-def _study_blocks(frame: pd.DataFrame, cluster: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Row order that groups each study's effect sizes together, and where each study starts."""
-    codes, uniques = pd.factorize(frame[cluster], sort=False)
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-    return order, starts, len(uniques)
-
-
-def _three_level_start(y, v, X) -> np.ndarray:
-    """metafor's starting values: half each of max(0.002, var(y - X b_FE) - 1/mean(1/vi))."""
-    w = 1.0 / v
-    Xw = X * w[:, None]
-    beta_fe = np.linalg.solve(X.T @ Xw, Xw.T @ y)
-    total = max(0.002, float(np.var(y - X @ beta_fe, ddof=1)) - 1.0 / float(np.mean(w)))
-    return np.array([total / 2.0, total / 2.0])
-
-
 def _estimate_sigma2(y, v, X, starts, method, logdet_xtx, start=None):
     result = est.maximise_likelihood(
         y,
         X,
         v,
         starts,
-        _three_level_start(y, v, X) if start is None else start,
+        est.three_level_start(y, v, X) if start is None else start,
         reml=(method == "REML"),
         logdet_XtX=logdet_xtx,
     )
@@ -445,7 +427,7 @@ def _fit_three_level(
     frame, y, v, X, design, method, test, level, dropped, yi_col, vi_col, cluster
 ) -> MetaResult:
     k, p = X.shape
-    order, starts, n_studies = _study_blocks(frame, cluster)
+    order, starts, n_studies = est.study_blocks(frame[cluster].to_numpy())
     if n_studies < 2:
         raise AnalysisError(
             f"Column '{cluster}' names a single study; the three-level model needs effect sizes from "

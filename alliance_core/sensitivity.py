@@ -190,38 +190,16 @@ def _refit_two_level(y, v, X, method, test, level, start) -> Refit:
     return Refit(gls.beta, vb, ddf, level, k, k, np.array([tau2]), s2w, QE, QE_pval, I2, H2)
 
 
-def study_blocks(studies) -> tuple[np.ndarray, np.ndarray, int]:
-    """Row order grouping each study's rows together, where each study starts, and the count.
-
-    ``studies`` holds study labels, or integer codes (which skip the coding step).
-    """
-    studies = np.asarray(studies)
-    codes = studies if studies.dtype.kind in "iu" else pd.factorize(studies, sort=False)[0]
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-    return order, starts, len(starts)
-
-
-def metafor_three_level_start(y, v, X) -> np.ndarray:
-    """metafor's starting values: half each of max(0.002, var(y - X b_FE) - 1/mean(1/vi))."""
-    w = 1.0 / v
-    Xw = X * w[:, None]
-    beta_fe = np.linalg.solve(X.T @ Xw, Xw.T @ y)
-    total = max(0.002, float(np.var(y - X @ beta_fe, ddof=1)) - 1.0 / float(np.mean(w)))
-    return np.array([total / 2.0, total / 2.0])
-
-
 def _refit_three_level(y, v, X, studies, method, test, level, start) -> Refit:
     k, p = X.shape
-    order, starts, n_studies = study_blocks(studies)
+    order, starts, n_studies = est.study_blocks(studies)
     if n_studies < 2 or n_studies == k:
         raise AnalysisError(
             f"{n_studies} stud{'y' if n_studies == 1 else 'ies'} with {k} effect sizes: the "
             "three-level model needs two or more studies, at least one with several effect sizes."
         )
     ys, vs, Xs = y[order], v[order], X[order]
-    theta0 = metafor_three_level_start(ys, vs, Xs) if start is None else np.asarray(start, float)
+    theta0 = est.three_level_start(ys, vs, Xs) if start is None else np.asarray(start, float)
     result = est.maximise_likelihood(
         ys,
         Xs,
