@@ -54,7 +54,13 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import OKABE_ITO, _rgba, _style
-from alliance_core.uploads import DECIMAL_NAMES, MISSING_MARKERS, Problem, _parse_numbers
+from alliance_core.uploads import (
+    DECIMAL_NAMES,
+    MISSING_MARKERS,
+    Problem,
+    ProblemReport,
+    _parse_numbers,
+)
 
 METHODS = ("REML", "ML")
 INTERCEPT = "intercept"
@@ -76,7 +82,7 @@ WITHIN_COLOUR = OKABE_ITO[1]  # orange: the pair stays distinct for every common
 
 
 @dataclass(frozen=True, eq=False)
-class PatientDataReport:
+class PatientDataReport(ProblemReport):
     """Every problem found in a patient-level table, and the rows that can be analysed.
 
     ``problems`` use the upload checks' :class:`~alliance_core.uploads.Problem` (spreadsheet row,
@@ -95,26 +101,6 @@ class PatientDataReport:
     covariates: tuple[str, ...]
 
     @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    @property
-    def errors(self) -> tuple[Problem, ...]:
-        return tuple(p for p in self.problems if p.severity == "error")
-
-    @property
-    def warnings(self) -> tuple[Problem, ...]:
-        return tuple(p for p in self.problems if p.severity == "warning")
-
-    @property
-    def exclusions(self) -> tuple[Problem, ...]:
-        return tuple(p for p in self.problems if p.severity == "excluded")
-
-    @property
-    def n_usable(self) -> int:
-        return len(self.usable)
-
-    @property
     def n_therapists(self) -> int:
         return int(self.usable[self.therapist].nunique()) if len(self.usable) else 0
 
@@ -122,15 +108,6 @@ class PatientDataReport:
     def excluded_rows(self) -> tuple[int, ...]:
         """Spreadsheet rows left out of the analysis, each once, in order."""
         return tuple(dict.fromkeys(p.row for p in self.exclusions))
-
-    def problems_frame(self) -> pd.DataFrame:
-        """The problems as a table (row, column, value, severity, message) for display."""
-        columns = ["row", "column", "value", "severity", "message"]
-        frame = pd.DataFrame(
-            [{name: getattr(p, name) for name in columns} for p in self.problems], columns=columns
-        )
-        frame["row"] = frame["row"].astype("Int64")
-        return frame
 
     def summary(self) -> str:
         """A few sentences: what is usable, what was left out and why, what to watch."""

@@ -875,21 +875,15 @@ class Problem:
     kind: str
 
 
-@dataclass(frozen=True, eq=False)
-class ValidationReport:
-    """Result of ``validate``: every problem, and the rows that can be analysed.
+class ProblemReport:
+    """What every validation report derives from its ``problems`` and ``usable`` rows.
 
-    ``usable`` is a new frame with the rows that can go into the analysis (original index
-    labels kept) and the effect-size columns as numbers (n and n_therapists as integers).
-    ``excluded_rows`` holds the index labels of the other rows. When ``ok`` is False no row is
-    usable and the problems with severity "error" say why.
+    Shared by the coding-sheet report (``ValidationReport``) and the patient-level report
+    (``alliance_core.patient_level.PatientDataReport``).
     """
 
     problems: tuple[Problem, ...]
-    excluded_rows: tuple
     usable: pd.DataFrame
-    n_rows: int
-    mapping: ColumnMapping
 
     @property
     def n_usable(self) -> int:
@@ -913,20 +907,28 @@ class ValidationReport:
 
     def problems_frame(self) -> pd.DataFrame:
         """The problems as a table (row, column, value, severity, message) for display."""
-        records = [
-            {
-                "row": p.row,
-                "column": p.column,
-                "value": p.value,
-                "severity": p.severity,
-                "message": p.message,
-            }
-            for p in self.problems
-        ]
         columns = ["row", "column", "value", "severity", "message"]
+        records = [{name: getattr(p, name) for name in columns} for p in self.problems]
         frame = pd.DataFrame(records, columns=columns)
         frame["row"] = frame["row"].astype("Int64")  # whole numbers even where a row is absent
         return frame
+
+
+@dataclass(frozen=True, eq=False)
+class ValidationReport(ProblemReport):
+    """Result of ``validate``: every problem, and the rows that can be analysed.
+
+    ``usable`` is a new frame with the rows that can go into the analysis (original index
+    labels kept) and the effect-size columns as numbers (n and n_therapists as integers).
+    ``excluded_rows`` holds the index labels of the other rows. When ``ok`` is False no row is
+    usable and the problems with severity "error" say why.
+    """
+
+    problems: tuple[Problem, ...]
+    excluded_rows: tuple
+    usable: pd.DataFrame
+    n_rows: int
+    mapping: ColumnMapping
 
     def summary(self) -> str:
         """A few sentences: how many rows are usable, why the others are left out."""
