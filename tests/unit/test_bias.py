@@ -10,13 +10,10 @@ distribution is checked against its closed form and an independent implementatio
 
 from __future__ import annotations
 
-import functools
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from bias_cases import cases_with, load
 from scipy import stats
 
 import alliance_core as ac
@@ -31,35 +28,9 @@ from alliance_core.bias import (
 )
 from alliance_core.errors import AnalysisError
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "metafor_bias"
 RTOL = 1e-6
 P_ATOL = 1e-7
 VAR_ATOL = 1e-8
-
-
-@functools.cache
-def load(name: str) -> tuple[dict, ac.MetaResult]:
-    case = json.loads((FIXTURES / f"{name}.json").read_text())
-    s = case["settings"]
-    res = ac.fit(
-        pd.DataFrame(case["data"]),
-        moderators=s.get("moderators") or None,
-        reference=s.get("reference") or None,
-        method=s["method"],
-        test=s["test"],
-        cluster="study" if s["model"] == "three-level" else None,
-    )
-    return case, res
-
-
-def cases_with(analysis: str) -> list[str]:
-    """Fixture cases whose results include ``analysis`` (a top-level key of "results")."""
-    return [path.stem for path in sorted(FIXTURES.glob("*.json")) if analysis in results_of(path)]
-
-
-@functools.cache
-def results_of(path: Path) -> frozenset[str]:
-    return frozenset(json.loads(path.read_text())["results"])
 
 
 def close(actual, expected, rtol=RTOL, atol=0.0, what=""):

@@ -11,13 +11,10 @@ where rma.mv's own precision is the limit (documented at the constants below).
 
 from __future__ import annotations
 
-import functools
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from bias_cases import cases_with, load
 
 import alliance_core as ac
 from alliance_core.errors import AnalysisError
@@ -28,7 +25,6 @@ from alliance_core.sensitivity import (
     refit,
 )
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "metafor_bias"
 RTOL = 1e-6
 P_ATOL = 1e-7
 VAR_ATOL = 1e-8
@@ -39,31 +35,6 @@ VAR_ATOL = 1e-8
 THREE_LEVEL_VAR_RTOL = 1e-5
 THREE_LEVEL_COOK_RTOL = 1e-4
 COEFFICIENT_FIELDS = ("estimate", "se", "statistic", "pval", "ci_lb", "ci_ub")
-
-
-@functools.cache
-def load(name: str) -> tuple[dict, ac.MetaResult]:
-    case = json.loads((FIXTURES / f"{name}.json").read_text())
-    s = case["settings"]
-    res = ac.fit(
-        pd.DataFrame(case["data"]),
-        moderators=s.get("moderators") or None,
-        reference=s.get("reference") or None,
-        method=s["method"],
-        test=s["test"],
-        cluster="study" if s["model"] == "three-level" else None,
-    )
-    return case, res
-
-
-def cases_with(analysis: str) -> list[str]:
-    """Fixture cases whose results include ``analysis`` (a top-level key of "results")."""
-    return [path.stem for path in sorted(FIXTURES.glob("*.json")) if analysis in results_of(path)]
-
-
-@functools.cache
-def results_of(path: Path) -> frozenset[str]:
-    return frozenset(json.loads(path.read_text())["results"])
 
 
 def close(actual, expected, rtol=RTOL, atol=0.0, what=""):
