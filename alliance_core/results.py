@@ -107,6 +107,9 @@ class MetaResult:
     iterations: int
     inputs: ModelInputs = field(repr=False)
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Correlation of the sampling errors of one study's effect sizes (the CHE working model,
+    # metafor ``vcalc(vi, cluster, obs, rho)``); None: independent sampling errors.
+    rho: float | None = None
 
     # -- derived statistics that need more fitting, computed on first use -----------------
     # (cached_property writes to the instance __dict__, which a frozen dataclass allows)
