@@ -9,7 +9,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages import _ui as ui
+from pages import _render as render
+from pages import _sidebar as sidebar
 
 st.set_page_config(
     page_title="Alliance–outcome meta-analysis",
@@ -62,15 +63,15 @@ pages = {
 current = st.navigation(list(pages.values()))
 
 ctx = None
-with ui.shown_errors("The sidebar"):
-    ctx = ui.build_sidebar(current, pages)
+with render.shown_errors("The sidebar"):
+    ctx = sidebar.build_sidebar(current, pages)
 if ctx is None:
     st.stop()
-ui.write_url(ctx)
-ui.show_notices(ctx)
-ui.set_context(ctx)
+sidebar.write_url(ctx)
+sidebar.show_notices(ctx)
+sidebar.set_context(ctx)
 try:
-    with ui.shown_errors("This page"):
+    with render.shown_errors("This page"):
         current.run()
 finally:
-    ui.set_context(None)
+    sidebar.set_context(None)

@@ -5,11 +5,15 @@ import streamlit as st
 from alliance_core import uploads
 from alliance_core.analysis import apply_filters
 from alliance_core.errors import AnalysisError
+from pages import _loading as loading
+from pages import _render as render
+from pages import _session as session
+from pages import _sidebar as sidebar
 from pages import _tables as tables
-from pages import _ui as ui
+from pages import _upload_form as upload_form
 
-ctx = ui.context()
-ui.page_header("Data", ctx, needs_data=False)
+ctx = sidebar.context()
+render.page_header("Data", ctx, needs_data=False)
 data = ctx.data
 
 if data is not None:
@@ -19,7 +23,7 @@ if data is not None:
 
     st.subheader("Rows in the analysis")
     try:
-        run = ui.fitted(ctx)
+        run = loading.fitted(ctx)
     except AnalysisError as error:
         run = None
         st.error(str(error), icon=":material/error:")
@@ -29,9 +33,9 @@ if data is not None:
             f"**{len(analysed):,}** effect sizes from **{run.result.n_studies:,}** studies go "
             f"into the model (of {len(data.table):,} usable rows)."
         )
-        ui.analysis_notes(run)
+        render.analysis_notes(run)
         st.dataframe(analysed, hide_index=True, width="stretch")
-        ui.result_downloads(run, ctx)
+        render.result_downloads(run, ctx)
     else:
         filtered = apply_filters(data.table, ctx.settings.filters)
         st.caption(f"{len(filtered):,} rows after the filter; the model could not be fitted.")
@@ -41,13 +45,13 @@ st.subheader("Use your own coding sheet")
 st.file_uploader(
     "Upload a coding sheet: CSV, TSV or Excel (.xlsx), one row per effect size",
     type=["csv", "tsv", "txt", "xlsx", "xlsm"],
-    key=ui.UPLOAD_FILE,
-    on_change=ui.receive_upload,
+    key=session.UPLOAD_FILE,
+    on_change=upload_form.receive_upload,
 )
-if st.session_state.get(ui.UPLOAD_ERROR):
-    st.error(st.session_state[ui.UPLOAD_ERROR], icon=":material/error:")
+if st.session_state.get(session.UPLOAD_ERROR):
+    st.error(st.session_state[session.UPLOAD_ERROR], icon=":material/error:")
 
-view = ui.upload_view()
+view = loading.upload_view()
 if view is not None:
     st.markdown(f"**Uploaded:** {view.record.name}")
     report = view.uploaded.report
@@ -56,7 +60,7 @@ if view is not None:
         st.caption(f":material/info: {note}")
 
     st.markdown("**Column roles** (suggested from the column names; change any of them)")
-    ui.mapping_editor(view)
+    upload_form.mapping_editor(view)
 
     st.markdown("**Validation**")
     validation = view.validation

@@ -3,7 +3,9 @@
 import streamlit as st
 
 from alliance_core.figures import forest_figure
-from pages import _ui as ui
+from pages import _loading as loading
+from pages import _render as render
+from pages import _sidebar as sidebar
 
 SORTS = {
     "effect": "Effect size",
@@ -14,12 +16,12 @@ SORTS = {
     None: "Data order",
 }
 
-ctx = ui.context()
-if ui.page_header("Forest plot", ctx):
-    run = ui.fitted(ctx)
+ctx = sidebar.context()
+if render.page_header("Forest plot", ctx):
+    run = loading.fitted(ctx)
     res = run.result
-    columns = ui.figure_columns(ctx.data)
-    sorts = [s for s in SORTS if s is None or ui.can_sort_by(s, columns, res.data)]
+    columns = render.figure_columns(ctx.data)
+    sorts = [s for s in SORTS if s is None or render.can_sort_by(s, columns, res.data)]
     left, middle, right = st.columns(3)
     sort_by = left.selectbox("Sort rows by", sorts, format_func=SORTS.get, key="forest:sort")
     groups = [c for c in ctx.choices.categorical if c in res.data.columns]
@@ -45,10 +47,10 @@ if ui.page_header("Forest plot", ctx):
         transform="r" if ctx.data.correlations else None,
         columns=columns,
     )
-    ui.plot(fig, key="forest:figure")
-    ui.analysis_notes(run)
-    ui.figure_downloads(
+    render.plot(fig, key="forest:figure")
+    render.analysis_notes(run)
+    render.figure_downloads(
         fig,
         "forest-plot",
-        version=f"{ui.analysis_key(ctx.settings)}|{sort_by}|{subgroup}|{show_all}",
+        version=f"{loading.analysis_key(ctx.settings)}|{sort_by}|{subgroup}|{show_all}",
     )

@@ -3,11 +3,13 @@
 import streamlit as st
 
 from alliance_core.figures import funnel_figure
-from pages import _ui as ui
+from pages import _loading as loading
+from pages import _render as render
+from pages import _sidebar as sidebar
 
-ctx = ui.context()
-if ui.page_header("Publication bias", ctx):
-    run = ui.fitted(ctx)
+ctx = sidebar.context()
+if render.page_header("Publication bias", ctx):
+    run = loading.fitted(ctx)
     has_moderators = run.result.p > 1
     residuals = st.toggle(
         "Residuals of the model with moderators",
@@ -16,7 +18,7 @@ if ui.page_header("Publication bias", ctx):
         help="Off: each observed effect around the pooled estimate (the model without "
         "moderators), the classic funnel. On: what the moderators leave unexplained, around 0.",
     )
-    shown = run if residuals and has_moderators else ui.fitted(ctx, without_moderators=True)
+    shown = run if residuals and has_moderators else loading.fitted(ctx, without_moderators=True)
     res = shown.result
     st.markdown(
         "Each point is an effect size, placed by its size and its standard error (small, "
@@ -27,9 +29,9 @@ if ui.page_header("Publication bias", ctx):
     )
     # Formal tests use the model without moderators (same data, filters and estimator):
     # asymmetry of the pooled effects is what they are about.
-    pooled = ui.fitted(ctx, without_moderators=True).result
+    pooled = loading.fitted(ctx, without_moderators=True).result
     transform = "r" if ctx.data.correlations else None
-    tests = ui.bias_tests(ctx, pooled)
+    tests = loading.bias_tests(ctx, pooled)
     colour = st.toggle(
         "Colour points by study",
         key="funnel:colour",
@@ -49,7 +51,7 @@ if ui.page_header("Publication bias", ctx):
         color_by_study=colour and res.is_three_level,
         **overlays,
     )
-    ui.plot(fig, key="funnel:figure")
+    render.plot(fig, key="funnel:figure")
     st.caption(
         "A funnel plot is a visual check only: asymmetry can also come from true differences "
         "between small and large studies."
@@ -64,5 +66,7 @@ if ui.page_header("Publication bias", ctx):
     st.subheader("Formal tests")
     for name, outcome in tests.readings(transform):
         st.markdown(f"**{name}.** {outcome}")
-    ui.analysis_notes(run)
-    ui.figure_downloads(fig, "funnel-plot", version=f"{ui.analysis_key(ctx.settings)}|{colour}")
+    render.analysis_notes(run)
+    render.figure_downloads(
+        fig, "funnel-plot", version=f"{loading.analysis_key(ctx.settings)}|{colour}"
+    )

@@ -4,10 +4,12 @@ import pandas as pd
 import streamlit as st
 
 from alliance_core import datasets
-from pages import _ui as ui
+from pages import _render as render
+from pages import _sidebar as sidebar
+from pages import _upload_form as upload_form
 
-ctx = ui.context()
-ui.page_header("Methods", ctx, needs_data=False)
+ctx = sidebar.context()
+render.page_header("Methods", ctx, needs_data=False)
 
 st.subheader("Effect sizes: Fisher's z")
 st.markdown(
@@ -128,11 +130,14 @@ elif data is not None and data.upload is not None:
         f"**Uploaded file:** {view.record.name}  \n{view.uploaded.report.describe()}  \n"
         f"{view.validation.summary()}"
     )
-    roles = {role: getattr(view.mapping, role) for role in ui.MAPPING_ROLES}
+    roles = {role: getattr(view.mapping, role) for role in upload_form.MAPPING_ROLES}
     roles["moderators"] = ", ".join(view.mapping.moderators) or None
     st.dataframe(
         pd.DataFrame(
-            [(ui.MAPPING_ROLES.get(role, "Moderators"), column) for role, column in roles.items()],
+            [
+                (upload_form.MAPPING_ROLES.get(role, "Moderators"), column)
+                for role, column in roles.items()
+            ],
             columns=["Role", "Column"],
         ),
         hide_index=True,

@@ -5,12 +5,14 @@ import streamlit as st
 from alliance_core import reading
 from alliance_core.analysis import AnalysisRun
 from alliance_core.figures import ptr_curve_figure, ptr_slope_readout
+from pages import _loading as loading
+from pages import _render as render
+from pages import _sidebar as sidebar
 from pages import _tables as tables
-from pages import _ui as ui
 
 
 @st.fragment
-def ptr_section(run: AnalysisRun, ctx: ui.Context) -> None:
+def ptr_section(run: AnalysisRun, ctx: sidebar.Context) -> None:
     """The curve and its what-if profiles: editing them redraws this part only."""
     res = run.result
     st.markdown(reading.ptr_effect(res, run.ptr_column))
@@ -66,7 +68,7 @@ def ptr_section(run: AnalysisRun, ctx: ui.Context) -> None:
         color_by=color_by,
         profiles=profiles or None,
     )
-    ui.plot(fig, key="ptr:figure")
+    render.plot(fig, key="ptr:figure")
 
     st.markdown("**How much does the correlation change?**")
     low, high = float(run.data["PTR"].min()), float(run.data["PTR"].max())
@@ -97,16 +99,16 @@ def ptr_section(run: AnalysisRun, ctx: ui.Context) -> None:
         )
         prefix = f"**{profile['name']}:** " if profile["name"] else ""
         st.markdown(prefix + readout.sentence)
-    ui.figure_downloads(
+    render.figure_downloads(
         fig,
         "ptr-curve",
-        version=f"{ui.analysis_key(ctx.settings)}|{color_by}|{log_axis}|{profiles}",
+        version=f"{loading.analysis_key(ctx.settings)}|{color_by}|{log_axis}|{profiles}",
     )
 
 
-ctx = ui.context()
-if ui.page_header("Moderators & PTR", ctx):
-    run = ui.fitted(ctx)
+ctx = sidebar.context()
+if render.page_header("Moderators & PTR", ctx):
+    run = loading.fitted(ctx)
     res = run.result
     if res.p == 1:
         st.info(
@@ -136,15 +138,15 @@ if ui.page_header("Moderators & PTR", ctx):
             "–" if res.R2 is None else f"{res.R2:.1f}%",
             help="Pseudo-R²: how much smaller the heterogeneity is than without moderators.",
         )
-        st.markdown(ui.plain(reading.moderator_test(res), ctx))
+        st.markdown(render.plain(reading.moderator_test(res), ctx))
         wald = tables.wald_table(res)
         if not wald.empty:
             st.markdown(
                 "**Does each categorical moderator matter?** (all its levels tested together)"
             )
             st.table(wald.set_index("Moderator"))
-        ui.analysis_notes(run)
-        ui.result_downloads(run, ctx)
+        render.analysis_notes(run)
+        render.result_downloads(run, ctx)
 
     st.subheader("PTR: patients per therapist")
     if not ctx.choices.has_therapists:

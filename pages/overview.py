@@ -3,15 +3,17 @@
 import streamlit as st
 
 from alliance_core import reading
+from pages import _loading as loading
+from pages import _render as render
+from pages import _sidebar as sidebar
 from pages import _tables as tables
-from pages import _ui as ui
 
-ctx = ui.context()
-if ui.page_header("Overview", ctx):
+ctx = sidebar.context()
+if render.page_header("Overview", ctx):
     # The pooled estimate and the total heterogeneity come from the model without moderators
     # (same data, filters, model and estimator); the moderators' part is summarised below it.
-    run = ui.fitted(ctx)
-    pooled = ui.fitted(ctx, without_moderators=True).result
+    run = loading.fitted(ctx)
+    pooled = loading.fitted(ctx, without_moderators=True).result
     res = run.result
     on_r = ctx.data.correlations
     pred = pooled.predict(transform="r" if on_r else None).iloc[0]
@@ -44,10 +46,10 @@ if ui.page_header("Overview", ctx):
         )
 
     st.subheader("In plain words")
-    st.markdown(ui.plain(reading.pooled_effect(pooled, on_r_scale=on_r), ctx))
-    st.markdown(ui.plain(reading.heterogeneity(pooled), ctx))
+    st.markdown(render.plain(reading.pooled_effect(pooled, on_r_scale=on_r), ctx))
+    st.markdown(render.plain(reading.heterogeneity(pooled), ctx))
     if res.p > 1:
-        st.markdown(ui.plain(reading.moderator_test(res), ctx))
+        st.markdown(render.plain(reading.moderator_test(res), ctx))
     if run.ptr_column:
         st.markdown(reading.ptr_effect(res, run.ptr_column))
     if res.p > 1:
@@ -64,7 +66,7 @@ if ui.page_header("Overview", ctx):
             "Without moderators. With the chosen moderators, the heterogeneity left over is "
             f"I² = {res.I2:.1f}% (Moderators & PTR page)."
         )
-    ui.analysis_notes(run)
+    render.analysis_notes(run)
 
     st.subheader("Downloads")
-    ui.result_downloads(run, ctx)
+    render.result_downloads(run, ctx)

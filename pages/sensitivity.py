@@ -7,9 +7,11 @@ from alliance_core.analysis import LOG_PTR_COLUMN, PTR_COLUMN, apply_filters
 from alliance_core.sensitivity import cumulative, influence_diagnostics, leave_one_out
 from alliance_core.settings import PTR
 from alliance_core.specification import specification_curve
-from pages import _ui as ui
+from pages import _loading as loading
+from pages import _render as render
+from pages import _sidebar as sidebar
 
-ctx = ui.context()
+ctx = sidebar.context()
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -49,10 +51,10 @@ def cached_curve(data_key, settings_key, controls, ptr_column, _data, _settings,
     )
 
 
-if ui.page_header("Sensitivity", ctx):
-    run = ui.fitted(ctx)
+if render.page_header("Sensitivity", ctx):
+    run = loading.fitted(ctx)
     res = run.result
-    data_key, settings_key = ctx.data.key, ui.analysis_key(ctx.settings)
+    data_key, settings_key = ctx.data.key, loading.analysis_key(ctx.settings)
     unit = "study" if res.is_three_level else "effect size"
 
     st.header("Leave one out")
@@ -62,7 +64,7 @@ if ui.page_header("Sensitivity", ctx):
         + (" (with all its effect sizes)" if res.is_three_level else "")
         + ". If one of them carries the result, its row stands out."
     )
-    with ui.shown_errors("Leave-one-out"), st.spinner("Refitting without each " + unit + "…"):
+    with render.shown_errors("Leave-one-out"), st.spinner("Refitting without each " + unit + "…"):
         table, text = leave_one_out_table(data_key, settings_key, res)
         st.markdown(text)
         followed = [c for c in table.columns if c.startswith("coef_")]
@@ -78,7 +80,10 @@ if ui.page_header("Sensitivity", ctx):
             st.dataframe(table, width="stretch")
 
     st.header("Influence diagnostics")
-    with ui.shown_errors("Influence diagnostics"), st.spinner("Computing influence diagnostics…"):
+    with (
+        render.shown_errors("Influence diagnostics"),
+        st.spinner("Computing influence diagnostics…"),
+    ):
         table, text = influence_table(data_key, settings_key, res)
         st.markdown(text)
         with st.expander("The diagnostics"):
@@ -87,8 +92,8 @@ if ui.page_header("Sensitivity", ctx):
     year = ctx.data.mapping.year
     if year:
         st.header("Cumulative meta-analysis")
-        with ui.shown_errors("The cumulative meta-analysis"):
-            pooled = ui.fitted(ctx, without_moderators=True).result
+        with render.shown_errors("The cumulative meta-analysis"):
+            pooled = loading.fitted(ctx, without_moderators=True).result
             steps = cumulative(pooled, order_by=year)
             st.markdown(steps.describe())
             ok = steps.table[steps.table["error"].isna()]
@@ -121,7 +126,7 @@ if ui.page_header("Sensitivity", ctx):
         if st.toggle("Fit every specification", key="spec:run"):
             ptr_column = LOG_PTR_COLUMN if ctx.settings.ptr_scale == "log" else PTR_COLUMN
             bar = st.progress(0.0, text="Fitting specifications…")
-            with ui.shown_errors("The specification curve"):
+            with render.shown_errors("The specification curve"):
                 curve = cached_curve(
                     data_key, settings_key, tuple(controls), ptr_column, ctx.data, ctx.settings, bar
                 )
@@ -135,12 +140,12 @@ if ui.page_header("Sensitivity", ctx):
                     "Specifications with a significant PTR coefficient",
                     f"{curve.share_significant:.0%}",
                 )
-                ui.plot(curve.figure(current=current), key="spec:figure")
+                render.plot(curve.figure(current=current), key="spec:figure")
                 st.markdown(curve.describe())
                 st.download_button(
                     "Specifications (CSV)",
                     curve.table.to_csv().encode(),
-                    file_name=f"{ui.download_stem(ctx)}-specifications.csv",
+                    file_name=f"{render.download_stem(ctx)}-specifications.csv",
                     mime="text/csv",
                     key="spec:download",
                 )

@@ -14,11 +14,12 @@ from alliance_core import uploads
 from alliance_core.patient_level import fit_patient_level, therapist_means_figure
 from alliance_core.simulate import SimulationParameters, simulate_patients
 from alliance_core.teaching import PRESETS, run_simulation
-from pages import _ui as ui
+from pages import _render as render
+from pages import _sidebar as sidebar
 from pages._tables import fmt_interval, fmt_num, fmt_p
 
-ctx = ui.context()
-ui.page_header("Simulator", ctx, needs_data=False)
+ctx = sidebar.context()
+render.page_header("Simulator", ctx, needs_data=False)
 st.markdown(
     ":orange-badge[:material/science: SIMULATED] Everything on this page is simulated for "
     "teaching: no real studies or patients."
@@ -91,7 +92,7 @@ params = replace(
     ptr_median=ptr_median,
     seed=int(seed),
 )
-with ui.shown_errors("The simulation"), st.spinner("Simulating patients and studies…"):
+with render.shown_errors("The simulation"), st.spinner("Simulating patients and studies…"):
     sim = simulated_run(params, model, method, ptr_scale)
     row = sim.slope
     cols = st.columns(4)
@@ -103,7 +104,7 @@ with ui.shown_errors("The simulation"), st.spinner("Simulating patients and stud
         f"Fitted slope {fmt_interval(row['ci_lb'], row['ci_ub'], 3)} ({int(100 * sim.result.level)}% CI), "
         f"p {fmt_p(row['pval'])}; simulated and fitted in {sim.seconds:.2f} s."
     )
-    ui.plot(sim.figure(log_x=True), key="sim:figure")
+    render.plot(sim.figure(log_x=True), key="sim:figure")
     st.markdown(sim.describe())
 
 st.header("Patient-level analysis")
@@ -139,7 +140,7 @@ else:
         key="sim:patient_upload",
     )
     if upload is not None:
-        with ui.shown_errors("Reading the file"):
+        with render.shown_errors("Reading the file"):
             table = uploads.read_table(upload.getvalue(), upload.name)
             st.caption(table.report.describe())
             patients = table.frame
@@ -156,7 +157,7 @@ else:
             }
 
 if patients is not None:
-    with ui.shown_errors("The patient-level model"):
+    with render.shown_errors("The patient-level model"):
         result = fit_patient_level(patients, **columns)
         cols = st.columns(3)
         slopes = [
@@ -174,6 +175,6 @@ if patients is not None:
         cols[0].metric("Therapists", f"{result.n_therapists}")
         cols[1].metric("Therapist share of alliance (ICC)", fmt_num(result.icc_alliance, 2))
         cols[2].metric("Therapist share of outcome (ICC)", fmt_num(result.icc_outcome, 2))
-        ui.plot(therapist_means_figure(result), key="sim:patients_figure")
+        render.plot(therapist_means_figure(result), key="sim:patients_figure")
         st.markdown(result.describe())
-        ui.bullet_notes(result.notes)
+        render.bullet_notes(result.notes)

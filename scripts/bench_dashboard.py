@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # app.py imports `pages._ui`; tests.e2e holds the browser setup
+sys.path.insert(0, str(REPO_ROOT))  # app.py imports the `pages._*` helpers; tests.e2e holds the browser setup
 
 MODERATOR = "design"
 PAGE = "pages/moderators.py"
@@ -62,14 +62,15 @@ def summary(name: str, seconds: list[float], target: float) -> str:
 def bench_server(toggles: int, warmup: int) -> tuple[list[float], list[float]]:
     from streamlit.testing.v1 import AppTest
 
-    from pages import _ui as ui
+    from pages import _loading as loading
+    from pages import _session as session
 
     at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=120)
     at.run()
     at.switch_page(PAGE).run()
 
     def toggle() -> float:
-        box = at.multiselect(key=ui.MODERATORS)
+        box = at.multiselect(key=session.MODERATORS)
         box = box.unselect(MODERATOR) if MODERATOR in box.value else box.select(MODERATOR)
         start = time.perf_counter()
         box.run()
@@ -83,7 +84,7 @@ def bench_server(toggles: int, warmup: int) -> tuple[list[float], list[float]]:
     cached = [toggle() for _ in range(toggles)]
     refitted = []
     for _ in range(toggles):
-        ui._cached_fit.clear()
+        loading.cached_fit.clear()
         refitted.append(toggle())
     return cached, refitted
 

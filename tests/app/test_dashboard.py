@@ -8,8 +8,9 @@ from streamlit.testing.v1 import AppTest
 from alliance_core.analysis import run_analysis
 from alliance_core.datasets import DEFAULT_DATASET, dataset_info, list_datasets, load_dataset
 from alliance_core.settings import AnalysisSettings
+from pages import _render as render
+from pages import _session as session
 from pages import _tables as tables
-from pages import _ui as ui
 from pages._state import UploadRecord
 from tests.app.conftest import exception_messages, new_app, page_paths
 
@@ -97,7 +98,7 @@ def test_every_page_renders_on_every_dataset(dataset, page):
     assert_clean(at)
     # Pages added later are checked for a title; the known ones for theirs.
     assert at.title and at.title[0].value == TITLES.get(page, at.title[0].value)
-    assert at.selectbox(key=ui.DATASET).value == dataset
+    assert at.selectbox(key=session.DATASET).value == dataset
     assert at.query_params["page"] == page.removeprefix("pages/").removesuffix(".py")
     if dataset_info(dataset).simulated:
         assert any("SIMULATED" in md.value for md in at.main.markdown)
@@ -127,7 +128,7 @@ def test_model_estimator_and_moderators_change_the_numbers_shown():
     at = open_with()
     three_level = statistic(at, "I² total")
 
-    at.radio(key=ui.MODEL).set_value("two-level").run()
+    at.radio(key=session.MODEL).set_value("two-level").run()
     assert_clean(at)
     # The Overview's heterogeneity table is that of the model without moderators.
     two_level = expected_result(DEFAULT_DATASET, model="two-level", moderators=())
@@ -135,7 +136,7 @@ def test_model_estimator_and_moderators_change_the_numbers_shown():
     assert statistic(at, "I²").startswith(f"{two_level.I2:.1f}%")
     assert statistic(at, "I²") != three_level
 
-    at.selectbox(key=ui.METHOD).set_value("DL").run()
+    at.selectbox(key=session.METHOD).set_value("DL").run()
     assert_clean(at)
     dl = expected_result(DEFAULT_DATASET, model="two-level", method="DL", moderators=())
     assert dl.tau2 != pytest.approx(two_level.tau2)
@@ -143,7 +144,7 @@ def test_model_estimator_and_moderators_change_the_numbers_shown():
 
     at.switch_page("pages/moderators.py").run()
     before = shown_table(at, "Term")
-    at.multiselect(key=ui.MODERATORS).select("design").run()
+    at.multiselect(key=session.MODERATORS).select("design").run()
     assert_clean(at)
     after = shown_table(at, "Term")
     with_design = expected_result(
@@ -164,7 +165,7 @@ def test_knapp_hartung_turns_the_coefficient_tests_into_t_tests():
     at.switch_page("pages/moderators.py").run()
     assert "z" in shown_table(at, "Term").columns
 
-    at.radio(key=ui.TEST).set_value("t").run()
+    at.radio(key=session.TEST).set_value("t").run()
 
     assert_clean(at)
     assert "t" in shown_table(at, "Term").columns
@@ -176,7 +177,7 @@ def test_a_reference_level_choice_reaches_the_model():
     at.switch_page("pages/moderators.py").run()
     assert "alliance_rater = patient (vs observer)" in terms(at)
 
-    at.selectbox(key=ui.reference_key("alliance_rater")).set_value("patient").run()
+    at.selectbox(key=session.reference_key("alliance_rater")).set_value("patient").run()
 
     assert_clean(at)
     assert "alliance_rater = observer (vs patient)" in terms(at)
@@ -187,7 +188,7 @@ def test_datasets_without_therapist_counts_explain_why_ptr_is_missing():
     at = open_with({"ds": "crede2010"})
 
     assert_clean(at)
-    assert "PTR" not in at.multiselect(key=ui.MODERATORS).options
+    assert "PTR" not in at.multiselect(key=session.MODERATORS).options
     assert any("therapists per study" in c.value for c in at.sidebar.caption)
 
 
@@ -206,14 +207,14 @@ def test_a_link_restores_every_sidebar_choice():
     at = open_with(query)
 
     assert_clean(at)
-    assert at.selectbox(key=ui.DATASET).value == "crede2010"
-    assert at.radio(key=ui.MODEL).value == "two-level"
-    assert at.selectbox(key=ui.METHOD).value == "DL"
-    assert at.radio(key=ui.TEST).value == "t"
-    assert at.multiselect(key=ui.MODERATORS).value == ["class", "source"]
-    assert at.selectbox(key=ui.reference_key("source")).value == "journal"
-    assert at.multiselect(key=ui.FILTER_COLUMNS).value == ["criterion"]
-    assert at.multiselect(key=ui.keep_key("criterion")).value == ["grade"]
+    assert at.selectbox(key=session.DATASET).value == "crede2010"
+    assert at.radio(key=session.MODEL).value == "two-level"
+    assert at.selectbox(key=session.METHOD).value == "DL"
+    assert at.radio(key=session.TEST).value == "t"
+    assert at.multiselect(key=session.MODERATORS).value == ["class", "source"]
+    assert at.selectbox(key=session.reference_key("source")).value == "journal"
+    assert at.multiselect(key=session.FILTER_COLUMNS).value == ["criterion"]
+    assert at.multiselect(key=session.keep_key("criterion")).value == ["grade"]
     assert at.query_params == {**query, "ptr": "log"}
 
 
@@ -221,14 +222,14 @@ def test_changing_a_widget_writes_the_link():
     at = open_with()
     assert at.query_params["model"] == "3L"
 
-    at.radio(key=ui.MODEL).set_value("two-level").run()
+    at.radio(key=session.MODEL).set_value("two-level").run()
     assert at.query_params["model"] == "2L"
 
-    at.multiselect(key=ui.MODERATORS).select("design").run()
+    at.multiselect(key=session.MODERATORS).select("design").run()
     assert at.query_params["mod"] == ["PTR", "design"]
 
-    at.multiselect(key=ui.FILTER_COLUMNS).select("alliance_rater").run()
-    at.multiselect(key=ui.keep_key("alliance_rater")).unselect("other").run()
+    at.multiselect(key=session.FILTER_COLUMNS).select("alliance_rater").run()
+    at.multiselect(key=session.keep_key("alliance_rater")).unselect("other").run()
     assert at.query_params["keep"] == [
         "alliance_rater:observer",
         "alliance_rater:patient",
@@ -242,7 +243,7 @@ def test_a_link_opens_the_page_it_names():
 
     assert_clean(at)
     assert at.title[0].value == "Moderators & PTR"
-    assert at.multiselect(key=ui.MODERATORS).value == ["PTR", "design"]
+    assert at.multiselect(key=session.MODERATORS).value == ["PTR", "design"]
 
 
 def test_a_malformed_link_warns_naming_the_parameter_and_uses_defaults():
@@ -252,8 +253,8 @@ def test_a_malformed_link_warns_naming_the_parameter_and_uses_defaults():
     warnings = " ".join(w.value for w in at.warning)
     assert "model=4L" in warnings
     assert "'nonsense'" in warnings
-    assert at.radio(key=ui.MODEL).value == "three-level"
-    assert at.multiselect(key=ui.MODERATORS).value == ["PTR"]
+    assert at.radio(key=session.MODEL).value == "three-level"
+    assert at.multiselect(key=session.MODERATORS).value == ["PTR"]
     assert metrics(at)["Effect sizes (k)"] == "811"
 
 
@@ -263,21 +264,21 @@ def test_settings_loaded_from_a_file_replace_the_sidebar_choices():
         dataset="assink2016", model="three-level", method="ML", moderators=("deltype",)
     )
 
-    at.session_state[ui.PENDING] = AnalysisSettings.from_json(saved.to_json())
+    at.session_state[session.PENDING] = AnalysisSettings.from_json(saved.to_json())
     at.run()
 
     assert_clean(at)
-    assert at.selectbox(key=ui.DATASET).value == "assink2016"
-    assert at.selectbox(key=ui.METHOD).value == "ML"
-    assert at.multiselect(key=ui.MODERATORS).value == ["deltype"]
+    assert at.selectbox(key=session.DATASET).value == "assink2016"
+    assert at.selectbox(key=session.METHOD).value == "ML"
+    assert at.multiselect(key=session.MODERATORS).value == ["deltype"]
 
 
 # -- uploads and user mistakes --------------------------------------------------------------------
 def test_an_upload_with_a_bad_row_names_the_row_and_column_and_is_analysed_without_it():
     at = open_with()
     # What the Data page's uploader callback stores (the uploader itself is covered in e2e).
-    at.session_state[ui.UPLOAD] = UploadRecord.from_bytes(BAD_ROW_CSV, "sheet.csv")
-    at.session_state[ui.SOURCE] = "upload"
+    at.session_state[session.UPLOAD] = UploadRecord.from_bytes(BAD_ROW_CSV, "sheet.csv")
+    at.session_state[session.SOURCE] = "upload"
     at.run()
 
     assert not at.exception
@@ -298,10 +299,10 @@ def test_a_moderator_with_one_level_shows_an_error_and_the_app_keeps_working():
     assert not at.exception
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "single level" in errors[0]
-    assert not any(ui.UNEXPECTED in e for e in errors)
-    assert at.multiselect(key=ui.MODERATORS).value == ["alliance_rater"]
+    assert not any(render.UNEXPECTED in e for e in errors)
+    assert at.multiselect(key=session.MODERATORS).value == ["alliance_rater"]
 
-    at.multiselect(key=ui.keep_key("alliance_rater")).select("patient").run()
+    at.multiselect(key=session.keep_key("alliance_rater")).select("patient").run()
 
     assert_clean(at)
     assert metrics(at)["Effect sizes (k)"].replace(",", "").isdigit()
@@ -311,6 +312,6 @@ def test_three_level_is_not_offered_without_a_study_column():
     at = open_with({"ds": "molloy2014"})
 
     assert_clean(at)
-    assert at.radio(key=ui.MODEL).value == "two-level"
-    assert at.radio(key=ui.MODEL).disabled
-    assert any(option.startswith("DL") for option in at.selectbox(key=ui.METHOD).options)
+    assert at.radio(key=session.MODEL).value == "two-level"
+    assert at.radio(key=session.MODEL).disabled
+    assert any(option.startswith("DL") for option in at.selectbox(key=session.METHOD).options)

@@ -1,0 +1,282 @@
+"""The active table and the cached computations every page shares.
+
+Loads the bundled dataset or the upload (cached per dataset, per file content and mapping),
+fits the model for the current settings (cached per data key and settings) and runs the
+publication-bias tests of the pooled model. Pages never fit on their own.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import streamlit as st
+
+from alliance_core import bias, datasets
+from alliance_core.analysis import AnalysisRun, effect_size_table, run_analysis
+from alliance_core.datasets import DEFAULT_DATASET, DatasetInfo
+from alliance_core.errors import AnalysisError
+from alliance_core.fitting import fit
+from alliance_core.mapping import ColumnMapping
+from alliance_core.settings import AnalysisSettings
+from alliance_core.uploads import (
+    UploadedTable,
+    ValidationReport,
+    read_table,
+    suggest_mapping,
+)
+from pages import _session as session
+from pages._state import (
+    SOURCE_BUNDLED,
+    SOURCE_UPLOAD,
+    UPLOAD_DATASET,
+    UploadRecord,
+    default_settings,
+    mapping_key,
+)
+
+if TYPE_CHECKING:  # types only: importing them at run time would make an import cycle
+    from pages import _sidebar as sidebar
+
+
+# -- the active table ------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class UploadView:
+    """An upload as the Data page shows it: how it was read, mapped and checked."""
+
+    record: UploadRecord
+    uploaded: UploadedTable
+    mapping: ColumnMapping
+    validation: ValidationReport
+    table: pd.DataFrame | None  # effect sizes of the usable rows; None if none can be analysed
+    problem: str | None
+
+
+@dataclass(frozen=True, eq=False)
+class ActiveData:
+    """The table the analysis runs on, bundled or uploaded."""
+
+    key: str  # cache key: changes with the table and its mapping
+    identity: str  # which table: a new one resets the what-if choices
+    dataset: str  # AnalysisSettings.dataset
+    title: str
+    simulated: bool
+    mapping: ColumnMapping
+    rows: pd.DataFrame  # rows offered to the analysis (for an upload: the usable ones)
+    table: pd.DataFrame  # effect_size_table(rows, mapping): yi, vi, PTR, log_PTR
+    info: DatasetInfo | None = None
+    upload: UploadView | None = None
+
+    @property
+    def correlations(self) -> bool:
+        """Effects are correlations (analysed as Fisher's z, shown as r)."""
+        return self.mapping.uses_correlations
+
+    @property
+    def n_studies(self) -> int:
+        if self.mapping.study and self.mapping.study in self.table.columns:
+            return int(self.table[self.mapping.study].nunique())
+        return len(self.table)
+
+
+@st.cache_data(show_spinner=False)
+def bundled_tables(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A bundled dataset's rows and effect-size table (cached per dataset)."""
+    info = datasets.dataset_info(name)
+    rows = datasets.load_dataset(name)
+    return rows, effect_size_table(rows, info.mapping)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def read_upload(sha: str, file_name: str, _content: bytes) -> UploadedTable:
+    """The uploaded file as a table (cached per file content)."""
+    return read_table(_content, file_name)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _checked_upload(
+    sha: str, mapping_id: str, file_name: str, _content: bytes, _mapping: ColumnMapping
+) -> tuple[ValidationReport, pd.DataFrame | None, str | None]:
+    report = read_upload(sha, file_name, _content).validate(_mapping)
+    if not report.ok:
+        return report, None, report.summary()
+    try:
+        return report, effect_size_table(report.usable, _mapping), None
+    except AnalysisError as error:
+        return report, None, str(error)
+
+
+def upload_view() -> UploadView | None:
+    """The current upload, read, mapped and validated (None before any upload)."""
+    ss = st.session_state
+    record: UploadRecord | None = ss.get(session.UPLOAD)
+    if record is None:
+        return None
+    uploaded = read_upload(record.sha, record.name, record.content)
+    mapping = ss.get(session.UPLOAD_MAPPING) or suggest_mapping(uploaded.frame.columns)
+    report, table, problem = _checked_upload(
+        record.sha, mapping_key(mapping), record.name, record.content, mapping
+    )
+    return UploadView(record, uploaded, mapping, report, table, problem)
+
+
+def active_data() -> tuple[ActiveData | None, str | None]:
+    """The table to analyse, or None and the reason there is none yet."""
+    ss = st.session_state
+    if ss.get(session.SOURCE, SOURCE_BUNDLED) == SOURCE_UPLOAD:
+        view = upload_view()
+        if view is None:
+            return None, "No file uploaded yet: upload your coding sheet on the Data page."
+        if view.table is None:
+            return None, (
+                f"'{view.record.name}' cannot be analysed yet. {view.problem} "
+                "Fix the column mapping or the file on the Data page."
+            )
+        return (
+            ActiveData(
+                key=f"upload:{view.record.sha}:{mapping_key(view.mapping)}",
+                identity=f"upload:{view.record.sha}",
+                dataset=UPLOAD_DATASET,
+                title=f"Your upload: {view.record.name}",
+                simulated=False,
+                mapping=view.mapping,
+                rows=view.validation.usable,
+                table=view.table,
+                upload=view,
+            ),
+            None,
+        )
+    name = ss.get(session.DATASET, DEFAULT_DATASET)
+    info = datasets.dataset_info(name)
+    rows, table = bundled_tables(name)
+    return (
+        ActiveData(
+            key=f"bundled:{name}",
+            identity=name,
+            dataset=name,
+            title=info.title,
+            simulated=info.simulated,
+            mapping=info.mapping,
+            rows=rows,
+            table=table,
+            info=info,
+        ),
+        None,
+    )
+
+
+def defaults_for(dataset: str) -> AnalysisSettings:
+    return default_settings(dataset, datasets.dataset_info(dataset).mapping)
+
+
+# -- the fit ---------------------------------------------------------------------------------
+def analysis_key(settings: AnalysisSettings) -> str:
+    """Cache key of a fit: the settings without the page (every page shares one fit)."""
+    return settings.with_changes(page=None).cache_key()
+
+
+@st.cache_data(show_spinner="Fitting the model…", max_entries=64)
+def cached_fit(
+    data_key: str, settings_key: str, _data: ActiveData, _settings: AnalysisSettings
+) -> AnalysisRun | str:
+    """The fitted model, or the user-facing reason it cannot be fitted (also cached, so a
+    model that does not converge is not refitted on every rerun)."""
+    try:
+        run = run_analysis(_data.rows, _data.mapping, _settings, table=_data.table)
+    except AnalysisError as error:
+        return str(error)
+    # Derived statistics refit the model; compute them once here so the cached copy has them.
+    for name in ("R2", "tau2_ci"):
+        with suppress(AnalysisError):
+            getattr(run.result, name)
+    return run
+
+
+def fitted(ctx: sidebar.Context, *, without_moderators: bool = False) -> AnalysisRun:
+    """The model for the current choices; AnalysisError (a sentence for the user) if none.
+
+    ``without_moderators`` gives the same model (data, filters, estimator, test) with no
+    moderators: the pooled estimate a meta-analysis reports first.
+    """
+    if ctx.data is None or ctx.settings is None:
+        raise AnalysisError(ctx.problem or "No data to analyse.")
+    settings = ctx.settings.with_changes(moderators=()) if without_moderators else ctx.settings
+    out = cached_fit(ctx.data.key, analysis_key(settings), ctx.data, settings)
+    if isinstance(out, str):
+        raise AnalysisError(out)
+    return out
+
+
+# -- publication bias ---------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class BiasTests:
+    """The formal small-study/publication-bias tests of the pooled model, with what failed."""
+
+    egger: object | None
+    rank: object | None
+    trim_fill: object | None
+    pet_peese: object | None
+    problems: tuple[tuple[str, str], ...]
+    trim_fill_note: str | None
+
+    def readings(self, transform: str | None) -> list[tuple[str, str]]:
+        out = []
+        if self.egger is not None:
+            out.append(("Egger's regression test", self.egger.describe(transform=transform)))
+        if self.rank is not None:
+            out.append(("Begg and Mazumdar's rank correlation", self.rank.describe()))
+        if self.trim_fill is not None:
+            text = self.trim_fill.describe(transform=transform)
+            out.append(
+                ("Trim-and-fill", f"{self.trim_fill_note} {text}" if self.trim_fill_note else text)
+            )
+        if self.pet_peese is not None:
+            out.append(("PET-PEESE", self.pet_peese.describe(transform=transform)))
+        out.extend(self.problems)
+        return out
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _bias_tests(data_key: str, settings_key: str, _pooled) -> BiasTests:
+    results: dict[str, object | None] = {
+        "egger": None,
+        "rank": None,
+        "trim_fill": None,
+        "pet_peese": None,
+    }
+    problems = []
+    note = None
+    steps = {
+        "egger": ("Egger's regression test", lambda: bias.egger_test(_pooled)),
+        "rank": (
+            "Begg and Mazumdar's rank correlation",
+            lambda: bias.rank_correlation_test(_pooled),
+        ),
+        "trim_fill": ("Trim-and-fill", lambda: _trim_and_fill(_pooled)),
+        "pet_peese": ("PET-PEESE", lambda: bias.pet_peese(_pooled)),
+    }
+    for key, (name, compute) in steps.items():
+        try:
+            results[key] = compute()
+        except AnalysisError as error:
+            problems.append((name, f"Not available here: {error}"))
+    if _pooled.is_three_level and results["trim_fill"] is not None:
+        note = (
+            "Trim-and-fill assumes independent effects, so it was run on one aggregated effect "
+            "per study (inverse-variance mean of its effect sizes, two-level model)."
+        )
+    return BiasTests(problems=tuple(problems), trim_fill_note=note, **results)
+
+
+def _trim_and_fill(pooled):
+    if not pooled.is_three_level:
+        return bias.trim_and_fill(pooled)
+    studies = bias.aggregate_by_study(pooled)
+    method = pooled.method if pooled.method in ("REML", "ML") else "REML"
+    return bias.trim_and_fill(fit(studies, method=method))
+
+
+def bias_tests(ctx: sidebar.Context, pooled) -> BiasTests:
+    return _bias_tests(ctx.data.key, analysis_key(ctx.settings.with_changes(moderators=())), pooled)

@@ -1,0 +1,61 @@
+"""Session-state keys of the dashboard's widgets and stores, and the labels the widgets show.
+
+One place for the names, so the sidebar, the pages and the tests agree on them.
+"""
+
+from __future__ import annotations
+
+# -- session-state keys ----------------------------------------------------------------------
+# Widget keys (the sidebar's widgets live in app.py, so they exist on every page).
+SOURCE = "source"
+DATASET = "dataset"
+MODEL = "model"
+METHOD = "method"
+TEST = "test"
+MODERATORS = "moderators"
+PTR_SCALE = "ptr_scale"
+FILTER_COLUMNS = "filter_columns"
+SETTINGS_FILE = "settings_file"
+UPLOAD_FILE = "upload_file"
+# Plain keys: Streamlit never cleans them up, so they survive pages without the widget.
+UPLOAD = "_upload"  # UploadRecord: the file's bytes and name, never modified
+UPLOAD_MAPPING = "_upload_mapping"  # ColumnMapping the user confirmed on the Data page
+UPLOAD_ERROR = "_upload_error"  # why the last file could not be read
+LAST_DATASET = "_last_dataset"  # the bundled dataset to return to after an upload
+PENDING = "_pending_settings"  # settings from a link or file, applied at the next run
+NOTICES = "_notices"  # sentences on what a link or file asked for and did not get
+INITIALISED = "_initialised"
+ACTIVE = "_active_table"  # identity of the table the widgets were set up for
+
+
+def reference_key(column: str) -> str:
+    return f"reference:{column}"
+
+
+def keep_key(column: str) -> str:
+    return f"keep:{column}"
+
+
+MODEL_LABELS = {
+    "two-level": "Two-level (one true effect per study)",
+    "three-level": "Three-level (effect sizes nested in studies)",
+}
+METHOD_LABELS = {
+    "REML": "REML (restricted ML)",
+    "ML": "ML (maximum likelihood)",
+    "DL": "DL (DerSimonian–Laird)",
+    "PM": "PM (Paule–Mandel)",
+    "HE": "HE (Hedges)",
+    "SJ": "SJ (Sidik–Jonkman)",
+    "EE": "EE (equal effects)",
+}
+PTR_SCALE_LABELS = {"log": "log PTR", "raw": "PTR"}
+
+
+def test_labels(model: str) -> dict[str, str]:
+    t_label = "Knapp–Hartung" if model == "two-level" else "t (k − p df)"
+    return {"z": "z (normal)", "t": t_label}
+
+
+def moderator_label(name: str) -> str:
+    return name

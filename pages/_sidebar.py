@@ -1,0 +1,377 @@
+"""The shared what-if sidebar, the page Context, the link and the settings file.
+
+app.py calls :func:`build_sidebar` once per run: it loads the active table, turns the sidebar's
+widgets (or, on the first run, the link's query string) into valid ``AnalysisSettings`` and
+leaves a :class:`Context` for the page, which the page reads with :func:`context`.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from dataclasses import dataclass, replace
+from typing import NoReturn
+
+import pandas as pd
+import streamlit as st
+
+from alliance_core import datasets
+from alliance_core.datasets import DEFAULT_DATASET
+from alliance_core.errors import AnalysisError
+from alliance_core.settings import PTR, AnalysisSettings
+from pages import _loading as loading
+from pages import _session as session
+from pages._state import (
+    SOURCE_BUNDLED,
+    SOURCE_UPLOAD,
+    UPLOAD_DATASET,
+    DataChoices,
+    Draft,
+    Reconciled,
+    default_settings,
+    link_query,
+    methods_for,
+    offered_choices,
+    reconcile,
+    settings_from_link,
+)
+
+
+# -- the sidebar -----------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Context:
+    """What a page needs: the table, the valid settings, and the page registry."""
+
+    data: loading.ActiveData | None
+    settings: AnalysisSettings | None
+    choices: DataChoices | None
+    reconciled: Reconciled | None
+    notices: tuple[str, ...]
+    problem: str | None
+    pages: dict[str, st.Page]
+
+    @property
+    def ptr_column(self) -> str | None:
+        """The model column of PTR (log_PTR or PTR) when PTR is a moderator."""
+        if self.settings is None or PTR not in self.settings.moderators:
+            return None
+        return "log_PTR" if self.settings.ptr_scale == "log" else "PTR"
+
+
+# The Context of the script run in progress: app.py sets it before running the page and clears
+# it afterwards, so a page can tell whether it was reached through app.py in this very run.
+_this_run = threading.local()
+
+
+def set_context(ctx: Context | None) -> None:
+    _this_run.context = ctx
+
+
+def context() -> Context:
+    """The Context app.py built in this run (the page's sidebar choices and data)."""
+    ctx = getattr(_this_run, "context", None)
+    if ctx is None:
+        _run_through_app()
+    return ctx
+
+
+def _run_through_app() -> NoReturn:
+    """Run again, this time through app.py.
+
+    Streamlit treats an app whose entrypoint has a ``pages/`` folder beside it as an old-style
+    multipage app until ``st.navigation`` has run once in the process (AppTest resets this on
+    every run). Until then a page address (``/moderators`` opened on a freshly started server,
+    ``AppTest.switch_page``) runs the page script alone, without the sidebar. Doing what
+    ``st.navigation`` itself does (switch that mode off) and rerunning sends the same page
+    address through app.py.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
+    st.rerun()
+
+
+def current_query() -> dict[str, list[str]]:
+    return {key: st.query_params.get_all(key) for key in st.query_params}
+
+
+def page_key(page: st.Page, pages: dict[str, st.Page]) -> str:
+    return next((key for key, candidate in pages.items() if candidate is page), "")
+
+
+def build_sidebar(current: st.Page, pages: dict[str, st.Page]) -> Context:
+    """Render the shared sidebar and return the page's Context.
+
+    On a session's first run the link's query string becomes the pending settings; a link
+    naming another page than the one opened switches to it. Pending settings (from a link or a
+    settings file) are written into the widgets' session state before the widgets are drawn,
+    and every sentence on what they asked for and did not get becomes a notice on the page.
+    """
+    ss = st.session_state
+    page = page_key(current, pages)
+    if session.INITIALISED not in ss:
+        ss[session.INITIALISED] = True
+        settings, problems = settings_from_link(current_query(), loading.defaults_for)
+        ss[session.PENDING] = settings
+        ss[session.NOTICES] = problems
+        target = pages.get(settings.page or "")
+        # Only the landing page defers to the link: an explicit page address wins.
+        if target is not None and target is not current and current.url_path == "":
+            st.switch_page(target)
+    pending: AnalysisSettings | None = ss.pop(session.PENDING, None)
+    notices = list(ss.pop(session.NOTICES, []))
+    if pending is not None:
+        if pending.dataset == UPLOAD_DATASET:
+            ss[session.SOURCE] = SOURCE_UPLOAD
+        else:
+            ss[session.SOURCE] = SOURCE_BUNDLED
+            ss[session.DATASET] = pending.dataset
+    elif session.DATASET not in ss and session.LAST_DATASET in ss:
+        ss[session.DATASET] = ss[
+            session.LAST_DATASET
+        ]  # back from an upload: the dataset chosen before it
+
+    names = [info.name for info in datasets.list_datasets()]
+    titles = {info.name: info.title for info in datasets.list_datasets()}
+    with st.sidebar:
+        st.radio(
+            "Data source",
+            [SOURCE_BUNDLED, SOURCE_UPLOAD],
+            format_func={SOURCE_BUNDLED: "Bundled dataset", SOURCE_UPLOAD: "Your upload"}.get,
+            key=session.SOURCE,
+            horizontal=True,
+        )
+        if ss[session.SOURCE] == SOURCE_BUNDLED:
+            if session.DATASET not in ss:
+                ss[session.DATASET] = DEFAULT_DATASET
+            st.selectbox("Dataset", names, format_func=titles.get, key=session.DATASET)
+            ss[session.LAST_DATASET] = ss[session.DATASET]
+        data, problem = loading.active_data()
+        if data is None:
+            st.info(problem)
+            return Context(None, None, None, None, tuple(notices), problem, pages)
+        if data.simulated:
+            st.markdown(
+                ":orange-badge[:material/science: SIMULATED] Generated for teaching, "
+                "not real studies."
+            )
+        elif data.upload is not None:
+            st.caption(f"Analysing **{data.upload.record.name}** ({len(data.rows):,} usable rows).")
+
+        choices = offered_choices(data.dataset, data.mapping, data.table)
+        if pending is not None:
+            draft = Draft.from_settings(pending.with_changes(dataset=data.dataset))
+        elif ss.get(session.ACTIVE) != data.identity:
+            # Another table: start from its defaults, keeping only the kind of test.
+            base = default_settings(data.dataset, data.mapping)
+            draft = Draft.from_settings(base.with_changes(test=ss.get(session.TEST, base.test)))
+        else:
+            draft = _draft_from_widgets(choices, default_settings(data.dataset, data.mapping))
+        ss[session.ACTIVE] = data.identity
+        reconciled = reconcile(replace(draft, page=page), choices, data.table)
+        if pending is not None:
+            notices += reconciled.notes
+        _write_widget_state(reconciled, choices, data.table)
+        _what_if_widgets(reconciled, choices, data)
+        _share_and_save(reconciled.settings)
+    return Context(data, reconciled.settings, choices, reconciled, tuple(notices), None, pages)
+
+
+def _draft_from_widgets(choices: DataChoices, base: AnalysisSettings) -> Draft:
+    ss = st.session_state
+    moderators = tuple(ss.get(session.MODERATORS, base.moderators))
+    filter_columns = ss.get(session.FILTER_COLUMNS, list(base.filters))
+    filters = {
+        column: tuple(ss.get(session.keep_key(column), choices.categorical.get(column, ())))
+        for column in filter_columns
+    }
+    reference = {
+        column: ss[session.reference_key(column)]
+        for column in moderators
+        if ss.get(session.reference_key(column)) is not None
+    }
+    return Draft(
+        dataset=choices.dataset,
+        model=ss.get(session.MODEL, base.model),
+        method=ss.get(session.METHOD, base.method),
+        test=ss.get(session.TEST, base.test),
+        moderators=moderators,
+        reference=reference,
+        filters=filters,
+        ptr_scale=ss.get(session.PTR_SCALE, base.ptr_scale),
+    )
+
+
+def _write_widget_state(rec: Reconciled, choices: DataChoices, table: pd.DataFrame) -> None:
+    """Set every what-if widget to the reconciled choice before the widgets are drawn."""
+    ss = st.session_state
+    settings = rec.settings
+    ss[session.MODEL] = settings.model
+    ss[session.METHOD] = settings.method
+    ss[session.TEST] = settings.test
+    ss[session.MODERATORS] = list(settings.moderators)
+    ss[session.PTR_SCALE] = settings.ptr_scale
+    ss[session.FILTER_COLUMNS] = list(rec.filter_columns)
+    for column in rec.filter_columns:
+        ss[session.keep_key(column)] = list(rec.filter_levels[column])
+    for column in settings.moderators:
+        if column in choices.categorical:
+            levels = rec.reference_levels(table, column)
+            if levels:
+                ss[session.reference_key(column)] = settings.reference.get(column, levels[0])
+
+
+def _what_if_widgets(rec: Reconciled, choices: DataChoices, data: loading.ActiveData) -> None:
+    settings = rec.settings
+    st.radio(
+        "Model",
+        list(session.MODEL_LABELS),
+        format_func=session.MODEL_LABELS.get,
+        key=session.MODEL,
+        disabled=not choices.has_study,
+        help="Three-level: several effect sizes per study share a study-level true effect "
+        "(σ² between and within studies). Two-level: each row is an independent study (τ²).",
+    )
+    if not choices.has_study:
+        st.caption("Three-level needs a study column; here every row is its own study.")
+    st.selectbox(
+        "Estimator",
+        list(methods_for(settings.model)),
+        format_func=session.METHOD_LABELS.get,
+        key=session.METHOD,
+        help="How the heterogeneity variance is estimated. REML (restricted maximum "
+        "likelihood) is the usual choice; EE assumes there is no heterogeneity at all.",
+    )
+    st.radio(
+        "Test",
+        ["z", "t"],
+        format_func=session.test_labels(settings.model).get,
+        key=session.TEST,
+        horizontal=True,
+        help="z: normal-theory tests and intervals. Knapp–Hartung / t: wider intervals that "
+        "allow for the uncertainty in the heterogeneity estimate.",
+    )
+    st.multiselect(
+        "Moderators",
+        list(choices.moderators),
+        format_func=session.moderator_label,
+        key=session.MODERATORS,
+        placeholder="None: the average effect only",
+        help="Study characteristics that may explain why effects differ (meta-regression). "
+        "PTR is the patient–therapist ratio: patients per therapist in a study.",
+    )
+    if not choices.has_therapists:
+        st.caption(
+            "PTR is not offered: this table has no number of therapists per study, so the "
+            "patient–therapist ratio cannot be computed."
+        )
+    st.radio(
+        "PTR enters the model as",
+        list(session.PTR_SCALE_LABELS),
+        format_func=session.PTR_SCALE_LABELS.get,
+        key=session.PTR_SCALE,
+        horizontal=True,
+        disabled=PTR not in settings.moderators,
+        help="log PTR lets each doubling of patients per therapist change r by the same amount.",
+    )
+    for column in settings.moderators:
+        if column not in choices.categorical:
+            continue
+        levels = rec.reference_levels(data.table, column)
+        if levels:
+            st.selectbox(
+                f"Reference level of {column}",
+                list(levels),
+                key=session.reference_key(column),
+                help="The other levels' coefficients are differences from this level.",
+            )
+    if choices.filter_columns:
+        st.multiselect(
+            "Keep only some rows of",
+            list(choices.filter_columns),
+            key=session.FILTER_COLUMNS,
+            placeholder="All rows (no filter)",
+            help="What if only some studies counted? E.g. keep only observer-rated alliance.",
+        )
+        for column in rec.filter_columns:
+            st.multiselect(
+                f"Levels of {column} to keep",
+                list(choices.categorical[column]),
+                key=session.keep_key(column),
+            )
+            if not rec.filter_levels[column]:
+                st.caption(f"Pick at least one level of {column}; until then it filters nothing.")
+
+
+def share_link(settings: AnalysisSettings) -> str:
+    """The address of this view: the app's URL with the settings as query parameters."""
+    query = urllib.parse.urlencode(
+        [(key, value) for key, values in link_query(settings).items() for value in values]
+    )
+    base = st.context.url or ""
+    return f"{base}?{query}"
+
+
+def _share_and_save(settings: AnalysisSettings) -> None:
+    with st.expander("Share or save this view", icon=":material/share:"):
+        st.caption(
+            "The address bar always holds every choice above: copy it (or the link below) to "
+            "share this exact view."
+        )
+        st.code(share_link(settings), language=None, wrap_lines=True)
+        if settings.dataset == UPLOAD_DATASET:
+            st.caption("Uploaded data are not part of a link: it opens on the default dataset.")
+        st.download_button(
+            "Download settings (JSON)",
+            data=settings.to_json(),
+            file_name="alliance-settings.json",
+            mime="application/json",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+        st.file_uploader(
+            "Load settings (JSON)",
+            type=["json"],
+            key=session.SETTINGS_FILE,
+            on_change=_load_settings_file,
+        )
+
+
+def _load_settings_file() -> None:
+    """Callback: a settings file becomes the pending settings of the next run."""
+    ss = st.session_state
+    file = ss.get(session.SETTINGS_FILE)
+    if file is None:
+        return
+    try:
+        settings = AnalysisSettings.from_json(file.getvalue())
+    except AnalysisError as error:
+        ss[session.NOTICES] = [f"The settings file was not loaded: {error}"]
+        return
+    notices = []
+    names = [info.name for info in datasets.list_datasets()]
+    if settings.dataset == UPLOAD_DATASET and session.UPLOAD not in ss:
+        notices.append(
+            "These settings were saved for an uploaded table: upload it on the Data page, "
+            "then load the settings again."
+        )
+        settings = settings.with_changes(dataset=DEFAULT_DATASET)
+    elif settings.dataset not in names and settings.dataset != UPLOAD_DATASET:
+        notices.append(f"No bundled dataset is called '{settings.dataset}'; the default is shown.")
+        settings = settings.with_changes(dataset=DEFAULT_DATASET)
+    ss[session.PENDING] = settings
+    ss[session.NOTICES] = notices
+
+
+def write_url(ctx: Context) -> None:
+    """Mirror the settings in the address bar, only when they changed (no history noise)."""
+    if ctx.settings is None:
+        return
+    wanted = link_query(ctx.settings)
+    if current_query() != wanted:
+        st.query_params.from_dict(wanted)
+
+
+def show_notices(ctx: Context) -> None:
+    for notice in ctx.notices:
+        st.warning(notice, icon=":material/link_off:")
