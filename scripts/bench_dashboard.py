@@ -29,9 +29,8 @@ import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(
-    0, str(REPO_ROOT)
-)  # app.py imports the `pages._*` helpers; tests.e2e holds the browser setup
+# app.py imports the `pages._*` helpers; tests.e2e holds the browser setup
+sys.path.insert(0, str(REPO_ROOT))
 
 MODERATOR = "design"
 PAGE = "pages/moderators.py"
