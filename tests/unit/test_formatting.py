@@ -57,7 +57,7 @@ def test_numbers_use_a_typographic_minus_and_no_negative_zero():
 
 
 @pytest.mark.parametrize(
-    ("se", "digits"), [(0.05, 2), (0.0123, 3), (0.001, 4), (0.00093, 5), (2.5, 2), (0, 2)]
+    ("se", "digits"), [(0.05, 3), (0.0123, 3), (0.001, 4), (0.00093, 5), (2.5, 2), (0, 2)]
 )
 def test_decimals_show_two_significant_digits_of_the_se(se, digits):
     assert decimals_for(se) == digits
