@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import special
+from threadpoolctl import ThreadpoolController
 
 from alliance_core.errors import AnalysisError
 
@@ -45,6 +46,8 @@ METHODS = ("CR2", "CR1")
 MIN_RELIABLE_DF = 4.0
 FEW_CLUSTERS = 10
 EIGEN_TOLERANCE = 1e-12
+# The matrices here are small and many; BLAS threads cost more than they save (as in fit).
+_BLAS = ThreadpoolController()
 
 
 # -- working covariance blocks --------------------------------------------------------------
@@ -135,35 +138,50 @@ class RobustCore:
     H: np.ndarray | None = field(repr=False)
 
     def satterthwaite_df(self) -> np.ndarray:
-        """Satterthwaite df of each coefficient (clubSandwich ``coef_test``); CR1: J - p."""
+        """Satterthwaite df of each coefficient (clubSandwich ``coef_test``); CR1: J - p.
+
+        For coefficient i with g_j = K_j[i, i] and h_j = H_j[i, :]:
+        df = E^2 / V' with E = sum_j (g_j - |h_j|^2) and
+        V' = sum_j g_j^2 - 2 sum_j g_j |h_j|^2 + |sum_j h_j h_j'|_F^2
+        (half the variance 2 sum_jk P_jk^2 of clubSandwich's P array, without forming it).
+        """
         p = self.vcov.shape[0]
         if self.method == "CR1":
             return np.full(p, float(self.n_clusters - p))
-        return np.array([self.htz(np.eye(p)[[i]])[1] for i in range(p)])
+        g = np.diagonal(self.K, axis1=1, axis2=2)  # J x p
+        hh = np.einsum("jiu,jiu->ji", self.H, self.H)
+        S = np.einsum("jiu,jiv->iuv", self.H, self.H)
+        expectation = np.sum(g - hh, axis=0)
+        half_variance = (
+            np.sum(g * g, axis=0) - 2.0 * np.sum(g * hh, axis=0) + np.sum(S * S, axis=(1, 2))
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return expectation**2 / half_variance
 
     def htz(self, C: np.ndarray) -> tuple[float, float]:
-        """(E-scaled) trace and nu of the HTZ test of C b = 0: returns (sum Var, nu).
+        """sum_{s,t} Var_st and nu of the HTZ test of C b = 0.
 
         nu = q (q + 1) / sum_{s,t} Var_st with Var from clubSandwich's ``total_variance_mat``
         after the change of basis Omega^(-1/2); for q = 1, nu is the Satterthwaite df.
         """
         q = C.shape[0]
-        a = np.einsum("sp,jpr,tr->jst", C, self.K, C)  # C K_j C'
-        h = np.einsum("sp,jpu->jsu", C, self.H)  # C H_j
-        omega = a.sum(axis=0) - np.einsum("jsu,jtu->st", h, h)
+        a = C @ self.K @ C.T  # C K_j C'
+        h = C @ self.H  # C H_j
+        omega = a.sum(axis=0) - np.tensordot(h, h, axes=([0, 2], [0, 2]))
         omega_isqrt = _symmetric_power(omega, -0.5)
-        a = np.einsum("st,jtr,ru->jsu", omega_isqrt, a, omega_isqrt)
-        h = np.einsum("st,jtu->jsu", omega_isqrt, h)
-        hh = np.einsum("jsu,jtu->jst", h, h)
+        a = omega_isqrt @ a @ omega_isqrt
+        h = omega_isqrt @ h
+        hh = h @ np.swapaxes(h, 1, 2)
         # sum_{s,t} sum_{j,k} B_st[j,k] B_ts[j,k], with B_st[j,k] = d_jk a_j[s,t] - h_j[s].h_k[t]
+        u = h.shape[2]
         flat = h.reshape(h.shape[0], -1)
-        R = (flat.T @ flat).reshape(q, h.shape[2], q, h.shape[2])  # R[s,a,t,b]
+        RR = flat.T @ flat
+        R = RR.reshape(q, u, q, u)  # R[s,a,t,b] = sum_j h_j[s,a] h_j[t,b]
         swapped = np.einsum("satb,tasb->", R, R)
         first = np.sum(a * a) - 2.0 * np.sum(a * hh) + swapped
         # sum_{s,t} sum_{j,k} B_ss[j,k] B_tt[j,k]
-        tr_a = np.einsum("jss->j", a)
-        norm_h = np.einsum("jsu,jsu->j", h, h)
-        RR = R.reshape(q * h.shape[2], q * h.shape[2])
+        tr_a = np.trace(a, axis1=1, axis2=2)
+        norm_h = np.sum(flat * flat, axis=1)
         second = np.sum(tr_a**2) - 2.0 * np.sum(tr_a * norm_h) + np.sum(RR * RR)
         total = float(first + second)
         return total, q * (q + 1) / total if total > 0 else float("nan")
@@ -308,7 +326,8 @@ class RobustResult:
                     f"'{unknown[0]}' is not a coefficient ({', '.join(self.names)})."
                 )
             indices = sorted(self.names.index(t) for t in terms)
-        F, q, df2, pval = htz_test(self.core, self.beta, indices)
+        with _BLAS.limit(limits=1, user_api="blas"):
+            F, q, df2, pval = htz_test(self.core, self.beta, indices)
         return WaldTest(tuple(self.names[i] for i in indices), F, q, df2, pval, "F")
 
     def summary(self) -> str:
@@ -358,6 +377,11 @@ def robust_from_blocks(
     design=None,
 ) -> RobustResult:
     """Robust coefficient table and omnibus test from arrays and working covariance blocks."""
+    with _BLAS.limit(limits=1, user_api="blas"):
+        return _robust_from_blocks(X, y, beta, blocks, names, method, level, cluster_name, design)
+
+
+def _robust_from_blocks(X, y, beta, blocks, names, method, level, cluster_name, design):
     X = np.asarray(X, dtype=float)
     beta = np.asarray(beta, dtype=float)
     p = X.shape[1]
