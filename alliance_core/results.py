@@ -33,13 +33,15 @@ class WaldTest:
     terms: tuple[str, ...]
     statistic: float
     df: int
-    df2: int | None
+    df2: float | None  # int for Knapp-Hartung/t tests; fractional for robust HTZ tests
     pval: float
     distribution: str  # "chi2" or "F"
 
     def __str__(self) -> str:
         if self.distribution == "F":
-            return f"F({self.df}, {self.df2}) = {self.statistic:.4f}, p = {_format_p(self.pval)}"
+            return (
+                f"F({self.df}, {self.df2:.4g}) = {self.statistic:.4f}, p = {_format_p(self.pval)}"
+            )
         return f"QM(df = {self.df}) = {self.statistic:.4f}, p = {_format_p(self.pval)}"
 
 

@@ -217,7 +217,7 @@ def cluster_robust(
         L = np.linalg.cholesky(M)
         W = _cholesky_inverse(L)
         XtW = np.swapaxes(Xg, 1, 2) @ W  # n x p x s
-        XtWX += np.einsum("nps,nsq->pq", XtW, Xg)
+        XtWX += np.tensordot(XtW, Xg, axes=([0, 2], [0, 1]))
         per_group.append((clusters, Xg, residuals[rows], M, L, XtW))
     bread = np.linalg.inv(XtWX)
     bread = (bread + bread.T) / 2.0
@@ -227,14 +227,14 @@ def cluster_robust(
     bread_chol = np.linalg.cholesky(bread) if method == "CR2" else None
     for clusters, Xg, eg, M, L, XtW in per_group:
         if method == "CR1":
-            meat_scores[clusters] = np.einsum("nps,ns->np", XtW, eg)
+            meat_scores[clusters] = (XtW @ eg[:, :, None])[:, :, 0]
             continue
-        leverage = np.einsum("nsp,pq,ntq->nst", Xg, bread, Xg)
+        leverage = (Xg @ bread) @ np.swapaxes(Xg, 1, 2)
         Lt = np.swapaxes(L, 1, 2)
         G = Lt @ (M - leverage) @ L
         A = L @ _symmetric_power((G + np.swapaxes(G, 1, 2)) / 2.0, -0.5) @ Lt
         E = XtW @ A  # X_j' W_j A_j: p x s
-        meat_scores[clusters] = np.einsum("nps,ns->np", E, eg)
+        meat_scores[clusters] = (E @ eg[:, :, None])[:, :, 0]
         BE = bread @ E
         K[clusters] = BE @ M @ np.swapaxes(BE, 1, 2)
         H[clusters] = BE @ Xg @ bread_chol
@@ -531,10 +531,13 @@ def robust(res, cluster=None, method: str = "CR2") -> RobustResult:
 
 def _check_nested(study, labels, study_name: str, cluster_name: str | None) -> None:
     """Each study of the model must lie within one robust cluster."""
-    pairs = pd.DataFrame({"study": study, "cluster": labels}).drop_duplicates()
-    split = pairs["study"].duplicated(keep=False)
+    study_codes, study_labels = pd.factorize(pd.Series(study, dtype=object))
+    cluster_codes = pd.factorize(pd.Series(labels, dtype=object))[0]
+    first_cluster = np.full(len(study_labels), -1)
+    first_cluster[study_codes[::-1]] = cluster_codes[::-1]  # any one cluster per study
+    split = first_cluster[study_codes] != cluster_codes
     if split.any():
-        bad = pairs.loc[split, "study"].iloc[0]
+        bad = study_labels[study_codes[np.argmax(split)]]
         where = f"'{cluster_name}'" if cluster_name else "the cluster array"
         raise AnalysisError(
             f"Study '{bad}' (column '{study_name}') spans several clusters of {where}: robust "
