@@ -49,7 +49,7 @@ from alliance_core.patient_level import (
     validate_patient_data,
 )
 from alliance_core.results import MetaResult, WaldTest
-from alliance_core.robust import RobustResult, robust
+from alliance_core.robust_variance import RobustResult, robust
 from alliance_core.sensitivity import cumulative, influence_diagnostics, leave_one_out
 from alliance_core.settings import AnalysisSettings
 from alliance_core.simulate import SimulationParameters, simulate_meta_analysis

@@ -254,8 +254,8 @@ class MetaResult:
 
     # -- cluster-robust inference --------------------------------------------------------
     def robust(self, cluster=None, method: str = "CR2"):
-        """Cluster-robust (CR2 or CR1) inference on this fit; see ``alliance_core.robust``."""
-        from alliance_core.robust import robust
+        """Cluster-robust (CR2 or CR1) inference on this fit; see ``alliance_core.robust_variance``."""
+        from alliance_core.robust_variance import robust
 
         return robust(self, cluster=cluster, method=method)
 

@@ -37,7 +37,7 @@ from robust_cases import (
 )
 
 import alliance_core as ac
-from alliance_core.robust import cluster_robust, marginal_blocks
+from alliance_core.robust_variance import cluster_robust, marginal_blocks
 
 CASES = load("robust")
 IDS = [case["name"] for case in CASES]
@@ -228,3 +228,19 @@ def test_summary_and_wald_by_moderator_name(assink_three_level):
         assert name in str(rob)
     with pytest.raises(ac.AnalysisError):
         rob.wald_test("nothing")
+
+
+def test_robust_variance_does_not_depend_on_the_model_test():
+    # The sandwich uses the unscaled bread (X'WX)^-1, as clubSandwich does. metafor 3.8's
+    # robust(adjust = TRUE) on a Knapp-Hartung rma.uni fit instead starts from the
+    # KH-scaled vb, which multiplies its CR1 SEs by s2w (documented in the README).
+    case = next(c for c in CASES if c["name"] == "assink_2l_reml_mods")
+    data, moderators = pd.DataFrame(case["data"]), case["spec"]["moderators"]
+    z_fit = ac.fit(data, moderators=moderators, test="z")
+    kh_fit = ac.fit(data, moderators=moderators, test="knha")
+    for method in ("CR2", "CR1"):
+        close(
+            kh_fit.robust(cluster="study", method=method).vcov,
+            z_fit.robust(cluster="study", method=method).vcov,
+            1e-12,
+        )

@@ -23,7 +23,7 @@ from robust_cases import CORE_RTOL, DF_RTOL, P_ATOL, RTOL, check_cr1, check_cr2
 
 import alliance_core as ac
 from alliance_core.design import build_design_matrix
-from alliance_core.robust import marginal_blocks, robust_from_blocks
+from alliance_core.robust_variance import marginal_blocks, robust_from_blocks
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "robust_reference.R"
