@@ -70,6 +70,28 @@ class ClusterBlocks:
     def n_clusters(self) -> int:
         return len(self.starts)
 
+    @classmethod
+    def from_blocks(cls, cluster, blocks: Sequence[np.ndarray]) -> ClusterBlocks:
+        """Blocks given one per cluster, in order of the clusters' first appearance in
+        ``cluster``, each indexed by that cluster's rows in data order."""
+        _, order, starts, sizes, labels = group_rows(cluster)
+        if len(blocks) != len(labels):
+            raise AnalysisError(
+                f"{len(blocks)} covariance block(s) for {len(labels)} clusters; give one per cluster."
+            )
+        for label, size, block in zip(labels, sizes, blocks, strict=True):
+            if np.shape(block) != (size, size):
+                raise AnalysisError(
+                    f"Cluster '{label}' has {size} row(s) but its covariance block has shape "
+                    f"{np.shape(block)}."
+                )
+        groups = {}
+        for size in np.unique(sizes):
+            clusters = np.flatnonzero(sizes == size)
+            stacked = np.array([np.asarray(blocks[j], dtype=float) for j in clusters])
+            groups[int(size)] = (clusters, stacked.reshape(len(clusters), size, size))
+        return cls(order, starts, sizes, labels, groups)
+
     def rows(self, clusters: np.ndarray, size: int) -> np.ndarray:
         """Row positions (clusters x size) of the given clusters, all of this size."""
         return self.order[self.starts[clusters][:, None] + np.arange(size)[None, :]]
@@ -158,11 +180,11 @@ class RobustCore:
         with np.errstate(divide="ignore", invalid="ignore"):
             return expectation**2 / half_variance
 
-    def htz(self, C: np.ndarray) -> tuple[float, float]:
-        """sum_{s,t} Var_st and nu of the HTZ test of C b = 0.
+    def htz_df(self, C: np.ndarray) -> float:
+        """nu of the HTZ test of C b = 0 (CR2): q (q + 1) / sum_{s,t} Var_st.
 
-        nu = q (q + 1) / sum_{s,t} Var_st with Var from clubSandwich's ``total_variance_mat``
-        after the change of basis Omega^(-1/2); for q = 1, nu is the Satterthwaite df.
+        Var is clubSandwich's ``total_variance_mat`` after the change of basis
+        Omega^(-1/2); for q = 1, nu is the Satterthwaite df.
         """
         q = C.shape[0]
         a = C @ self.K @ C.T  # C K_j C'
@@ -184,14 +206,14 @@ class RobustCore:
         norm_h = np.sum(flat * flat, axis=1)
         second = np.sum(tr_a**2) - 2.0 * np.sum(tr_a * norm_h) + np.sum(RR * RR)
         total = float(first + second)
-        return total, q * (q + 1) / total if total > 0 else float("nan")
+        return q * (q + 1) / total if total > 0 else float("nan")
 
 
 def _symmetric_power(matrices: np.ndarray, power: float) -> np.ndarray:
     """A^power of symmetric PSD matrices (batched), eigenvalues <= 1e-12 mapped to 0."""
     values, vectors = np.linalg.eigh(matrices)
     keep = values > EIGEN_TOLERANCE
-    scaled = np.where(keep, np.abs(values) ** power, 0.0)
+    scaled = np.where(keep, np.where(keep, values, 1.0) ** power, 0.0)
     return (vectors * scaled[..., None, :]) @ np.swapaxes(vectors, -1, -2)
 
 
@@ -256,7 +278,7 @@ def htz_test(
 ) -> tuple[float, int, float, float]:
     """HTZ Wald test of b[indices] = 0: (F, q, df2, p) as clubSandwich ``Wald_test(test="HTZ")``.
 
-    F = delta Q / q with Q = b_C' (C V C')^-1 b_C, nu from :meth:`RobustCore.htz`,
+    F = delta Q / q with Q = b_C' (C V C')^-1 b_C, nu from :meth:`RobustCore.htz_df`,
     delta = max((nu - q + 1) / nu, 0) and F on (q, nu - q + 1) df. CR1 uses metafor's
     F = Q / q on (q, J - p) df instead.
     """
@@ -268,7 +290,7 @@ def htz_test(
         df2 = float(core.n_clusters - core.vcov.shape[0])
         return Q / q, q, df2, float(special.fdtrc(q, df2, Q / q))
     C = np.eye(len(beta))[idx]
-    _, nu = core.htz(C)
+    nu = core.htz_df(C)
     delta = max((nu - q + 1.0) / nu, 0.0)
     df2 = nu - q + 1.0
     F = delta * Q / q

@@ -37,7 +37,7 @@ from robust_cases import (
 )
 
 import alliance_core as ac
-from alliance_core.robust_variance import cluster_robust, marginal_blocks
+from alliance_core.robust_variance import ClusterBlocks, cluster_robust, marginal_blocks
 
 CASES = load("robust")
 IDS = [case["name"] for case in CASES]
@@ -244,3 +244,27 @@ def test_robust_variance_does_not_depend_on_the_model_test():
             z_fit.robust(cluster="study", method=method).vcov,
             1e-12,
         )
+
+
+def test_core_accepts_blocks_given_per_cluster():
+    case = next(c for c in CASES if c["name"] == "lehmann_che_rho06_mods")
+    data = pd.DataFrame(case["data"])
+    v, study = data["vi"].to_numpy(), data["study"].to_numpy()
+    sigma2, rho = case["result"]["sigma2"], case["spec"]["rho"]
+    given = []
+    for label in pd.unique(study):
+        vj = v[study == label]
+        block = sigma2[0] + rho * np.sqrt(np.outer(vj, vj))
+        block[np.diag_indices(len(vj))] = vj + sigma2[0] + sigma2[1]
+        given.append(block)
+    from_list = ClusterBlocks.from_blocks(study, given)
+    built = marginal_blocks(study, v, study, sigma2[0], sigma2[1], rho)
+    X = np.column_stack([np.ones(len(v)), data["year"].to_numpy() - 2010.0])
+    e = data["yi"].to_numpy() - X @ np.linalg.lstsq(X, data["yi"].to_numpy(), rcond=None)[0]
+    a, b = cluster_robust(X, e, from_list), cluster_robust(X, e, built)
+    close(a.vcov, b.vcov, 1e-10)
+    close(a.satterthwaite_df(), b.satterthwaite_df(), 1e-10)
+    with pytest.raises(ac.AnalysisError, match="give one per cluster"):
+        ClusterBlocks.from_blocks(study, given[:-1])
+    with pytest.raises(ac.AnalysisError, match="covariance block has shape"):
+        ClusterBlocks.from_blocks(study, [np.eye(1)] * len(given))
