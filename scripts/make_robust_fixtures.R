@@ -127,6 +127,14 @@ write_case("few_clusters_2l", "simulated: 5 studies, two-level",
 write_case("rare_level_3l", "simulated: level 'other' of rater in one study only",
            rare, spec("three-level", "REML", c("rater", "x"),
                       wald_terms = list(I("raterother"), I(c("raterpatient", "ratertherapist")))))
+# One effect size of assink2016 gets its own level: clubSandwich's CR2 gives that
+# coefficient a Satterthwaite df near 1 in the three-level model.
+single <- assink
+single$single <- ifelse(seq_len(nrow(single)) == 1, "b", "a")
+write_case("single_es_level_3l", "assink2016, a level on a single effect size, three-level",
+           single, spec("three-level", "REML", c("single")))
+write_case("single_es_level_2l", "assink2016, a level on a single effect size, two-level",
+           single, spec("two-level", "REML", c("single")))
 write_case("coarse_cluster_3l", "simulated: robust clusters (group) coarser than studies",
            coarse, spec("three-level", "REML", c("x", "rater"), cluster = sc("group")))
 
