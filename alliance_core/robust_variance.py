@@ -2,10 +2,12 @@
 
 Two layers:
 
-* an array-level core, :func:`cluster_robust`, that takes the model matrix X, the residuals,
-  the cluster of each row and the model's working covariance blocks M_j (random effects plus
-  sampling covariance, per cluster) and returns the robust variance of the coefficients with
-  Satterthwaite degrees of freedom, plus a closure for Hotelling-T^2-Z (HTZ) Wald tests;
+* an array-level core, :func:`cluster_robust`, that takes the model matrix X, the residuals
+  and the rows of each cluster with its working covariance block M_j (random effects plus
+  sampling covariance; :class:`ClusterBlocks`, built by :func:`marginal_blocks` or given per
+  cluster) and returns a :class:`RobustCore`: the robust variance of the coefficients, their
+  Satterthwaite degrees of freedom and the pieces for Hotelling-T^2-Z (HTZ) Wald tests
+  (:func:`htz_test`);
 * :func:`robust`, which builds the blocks from a fitted :class:`~alliance_core.MetaResult`
   and returns a :class:`RobustResult` (coefficient table, omnibus test, warnings, summary).
 
@@ -229,14 +231,21 @@ def cluster_robust(
         raise AnalysisError(f"Unknown robust variance '{method}'; choose one of CR2, CR1.")
     X = np.asarray(X, dtype=float)
     residuals = np.asarray(residuals, dtype=float)
-    k, p = X.shape
+    p = X.shape[1]
     J = blocks.n_clusters
     per_group = []
     XtWX = np.zeros((p, p))
     for size, (clusters, M) in blocks.groups.items():
         rows = blocks.rows(clusters, size)
         Xg = X[rows]  # n x s x p
-        L = np.linalg.cholesky(M)
+        try:
+            L = np.linalg.cholesky(M)
+        except np.linalg.LinAlgError:
+            bad = int(np.argmin(np.linalg.eigvalsh(M)[:, 0]))
+            raise AnalysisError(
+                f"The working covariance of cluster '{blocks.labels[clusters[bad]]}' is not "
+                "positive definite (check rho and the sampling variances)."
+            ) from None
         W = _cholesky_inverse(L)
         XtW = np.swapaxes(Xg, 1, 2) @ W  # n x p x s
         XtWX += np.tensordot(XtW, Xg, axes=([0, 2], [0, 1]))

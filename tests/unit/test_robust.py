@@ -268,3 +268,12 @@ def test_core_accepts_blocks_given_per_cluster():
         ClusterBlocks.from_blocks(study, given[:-1])
     with pytest.raises(ac.AnalysisError, match="covariance block has shape"):
         ClusterBlocks.from_blocks(study, [np.eye(1)] * len(given))
+
+
+def test_working_covariance_must_be_positive_definite():
+    study = np.array(["a", "a", "b", "b", "c"])
+    v = np.full(5, 0.02)
+    blocks = marginal_blocks(study, v, study, rho=-1.0)  # perfectly anti-correlated pairs
+    X = np.ones((5, 1))
+    with pytest.raises(ac.AnalysisError, match="cluster 'a' is not positive definite"):
+        cluster_robust(X, np.zeros(5), blocks)
