@@ -389,6 +389,17 @@ class RobustResult:
     def __str__(self) -> str:
         return self.summary()
 
+    def __repr__(self) -> str:
+        qm = (
+            ""
+            if self.QM is None
+            else f" QM={self.QM:.4g} df=({self.QM_df[0]}, {self.QM_df[1]:.3g})"
+        )
+        return (
+            f"<RobustResult {self.method} clusters={self.n_clusters} p={len(self.names)}{qm}"
+            f" warnings={len(self.warnings)}>"
+        )
+
 
 def _format_p(p: float | None) -> str:
     if p is None or not np.isfinite(p):

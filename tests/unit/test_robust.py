@@ -224,6 +224,7 @@ def test_summary_and_wald_by_moderator_name(assink_three_level):
     by_column = rob.wald_test("deltype")
     assert by_column.terms == ("deltypegeneral", "deltypeovert")
     assert "HTZ Test of moderators" in rob.summary()
+    assert repr(rob).startswith(f"<RobustResult CR2 clusters={rob.n_clusters} p=4 QM=")
     for name in rob.coefficients.index:
         assert name in str(rob)
     with pytest.raises(ac.AnalysisError):
