@@ -39,9 +39,8 @@ class WaldTest:
 
     def __str__(self) -> str:
         if self.distribution == "F":
-            return (
-                f"F({self.df}, {self.df2:.4g}) = {self.statistic:.4f}, p = {_format_p(self.pval)}"
-            )
+            df2 = f"{self.df2:.0f}" if float(self.df2).is_integer() else f"{self.df2:.2f}"
+            return f"F({self.df}, {df2}) = {self.statistic:.4f}, p = {_format_p(self.pval)}"
         return f"QM(df = {self.df}) = {self.statistic:.4f}, p = {_format_p(self.pval)}"
 
 
