@@ -33,13 +33,14 @@ class WaldTest:
     terms: tuple[str, ...]
     statistic: float
     df: int
-    df2: int | None
+    df2: float | None  # int for Knapp-Hartung/t tests; fractional for robust HTZ tests
     pval: float
     distribution: str  # "chi2" or "F"
 
     def __str__(self) -> str:
         if self.distribution == "F":
-            return f"F({self.df}, {self.df2}) = {self.statistic:.4f}, p = {_format_p(self.pval)}"
+            df2 = f"{self.df2:.0f}" if float(self.df2).is_integer() else f"{self.df2:.2f}"
+            return f"F({self.df}, {df2}) = {self.statistic:.4f}, p = {_format_p(self.pval)}"
         return f"QM(df = {self.df}) = {self.statistic:.4f}, p = {_format_p(self.pval)}"
 
 
@@ -249,6 +250,13 @@ class MetaResult:
             f"<MetaResult {self.model} {self.method} k={self.k} p={self.p} {het} "
             f"QE={self.QE:.4g} I2={self.I2:.1f}%>"
         )
+
+    # -- cluster-robust inference --------------------------------------------------------
+    def robust(self, cluster=None, method: str = "CR2"):
+        """Cluster-robust (CR2 or CR1) inference on this fit; see ``alliance_core.robust_variance``."""
+        from alliance_core.robust_variance import robust
+
+        return robust(self, cluster=cluster, method=method)
 
 
 def wald_test(
