@@ -10,16 +10,19 @@ object in JSON, a caption and ``layout.meta`` in figures.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from importlib import metadata
 
 import plotly.graph_objects as go
 
+from alliance_core import datasets
 from alliance_core.analysis import AnalysisRun
 from alliance_core.mapping import ColumnMapping
-from alliance_core.settings import PTR
+from alliance_core.settings import PTR, AnalysisSettings
 
 # A spreadsheet reads a cell that starts with one of these as a formula.
 FORMULA_TRIGGERS = ("=", "+", "-", "@")
@@ -38,6 +41,13 @@ def engine_version() -> str:
 
 def sha256_of(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
+
+
+@lru_cache(maxsize=32)
+def bundled_sha256(name: str) -> str:
+    """SHA-256 of a bundled dataset's file as shipped in data/."""
+    info = datasets.dataset_info(name)
+    return sha256_of((datasets.DATA_DIR / info.filename).read_bytes())
 
 
 def one_line(text: object) -> str:
@@ -167,7 +177,10 @@ class Provenance:
     def items(self) -> list[tuple[str, str]]:
         """(key, value) pairs in reading order, every value one line of text."""
         pairs = [
-            ("dataset", self.dataset + (" (SIMULATED data, not real studies)" if self.simulated else "")),
+            (
+                "dataset",
+                self.dataset + (" (SIMULATED data, not real studies)" if self.simulated else ""),
+            ),
             ("dataset title", self.dataset_title),
             ("source", self.source),
             ("sha256", self.sha256),
@@ -254,3 +267,11 @@ def with_comment_lines(csv_text: str, provenance: Provenance | None) -> bytes:
     """CSV text preceded by the provenance comment lines, as UTF-8 bytes."""
     head = provenance.csv_comment_lines() if provenance is not None else ""
     return (head + csv_text).encode("utf-8")
+
+
+def settings_json(settings: AnalysisSettings, provenance: Provenance | None) -> str:
+    """The settings file with a ``provenance`` entry (``AnalysisSettings.from_json`` skips it)."""
+    data = json.loads(settings.to_json())
+    if provenance is not None:
+        data["provenance"] = provenance.as_dict()
+    return json.dumps(data, indent=2, ensure_ascii=False)

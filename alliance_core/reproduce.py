@@ -331,7 +331,7 @@ def _r_model(code: ModelCode, names: dict[str, str]) -> list[str]:
             f"control <- {R_MV_CONTROL}",
             "# sparse = TRUE: the variance matrix is block-diagonal by study (much faster).",
             f"res <- rma.mv(yi, vi, {mods}random = ~ 1 | {cluster}/es, data = dat, sparse = TRUE,",
-            f'              method = {r_string(settings.method)}, test = {r_string(res.test)}, '
+            f"              method = {r_string(settings.method)}, test = {r_string(res.test)}, "
             "control = control)",
         ]
     else:
@@ -388,8 +388,7 @@ def _r_predictions(code: ModelCode, names: dict[str, str]) -> list[str]:
     if ptr is not None:
         position = code.model_moderators.index(ptr)
         index = sum(
-            1 if t.kind == "numeric" else len(t.levels) - 1
-            for t in res.design.terms[:position]
+            1 if t.kind == "numeric" else len(t.levels) - 1 for t in res.design.terms[:position]
         )
         spacing = (
             "exp(seq(log(min(dat$PTR)), log(max(dat$PTR)), length.out = "
@@ -419,7 +418,7 @@ def _r_figures(code: ModelCode, names: dict[str, str]) -> list[str]:
     ]
     if code.ptr_column is not None:
         lines.append(
-            f'try(regplot(res, mod = {r_string(code.ptr_column)}'
+            f"try(regplot(res, mod = {r_string(code.ptr_column)}"
             + (", transf = transf.ztor" if code.on_r_scale else "")
             + "))"
         )
@@ -433,9 +432,7 @@ def _r_row_expressions(code: ModelCode, names: dict[str, str]) -> list[str]:
     frame = results_frame(res, code.on_r_scale)
     coefficient = 0
     out = []
-    wald_columns = {
-        f"wald_{t.column}": t for t in res.design.terms if t.kind == "categorical"
-    }
+    wald_columns = {f"wald_{t.column}": t for t in res.design.terms if t.kind == "categorical"}
     for section, name in zip(frame["section"], frame["name"], strict=True):
         if section == "coefficient":
             coefficient += 1
@@ -454,7 +451,11 @@ def _r_row_expressions(code: ModelCode, names: dict[str, str]) -> list[str]:
         elif name == "I2_es":
             out.append("num_row(estimate = i2$levels[2])")
         elif name == "I2":
-            out.append("num_row(estimate = i2$total)" if res.is_three_level else "num_row(estimate = res$I2)")
+            out.append(
+                "num_row(estimate = i2$total)"
+                if res.is_three_level
+                else "num_row(estimate = res$I2)"
+            )
         elif name == "tau2":
             if res.method == "EE":
                 out.append("num_row(estimate = res$tau2)")
@@ -610,7 +611,7 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
     ]
     if mapping.uses_correlations:
         body.append(
-            f'dat = ac.escalc(rows, r={py_string(mapping.r)}, n={py_string(mapping.n)}, '
+            f"dat = ac.escalc(rows, r={py_string(mapping.r)}, n={py_string(mapping.n)}, "
             'measure="ZCOR")  # Fisher z'
         )
     else:
@@ -631,10 +632,8 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
         body.append("# 3. Filter (data.csv holds only the kept rows already; shown for your data).")
         for column, levels in settings.filters.items():
             kept = "[" + ", ".join(py_string(v) for v in levels) + "]"
-            body.append(f"dat = dat[dat[{py_string(column)}].astype(\"string\").isin({kept})]")
-    reference = {
-        t.column: t.reference for t in res.design.terms if t.kind == "categorical"
-    }
+            body.append(f'dat = dat[dat[{py_string(column)}].astype("string").isin({kept})]')
+    reference = {t.column: t.reference for t in res.design.terms if t.kind == "categorical"}
     moderators = "[" + ", ".join(py_string(m) for m in code.model_moderators) + "]"
     ref_text = (
         "{" + ", ".join(f"{py_string(c)}: {py_string(v)}" for c, v in reference.items()) + "}"
@@ -684,7 +683,7 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
         "# R^2 = 100 (1 - s1 / s0) is a difference of two estimates: its error is relative to 100%.",
         'scale = np.where(dashboard["name"] == "R2", 100.0, 0.0)[:, None]',
         "given = ~np.isnan(theirs)",
-        "with np.errstate(invalid=\"ignore\"):",
+        'with np.errstate(invalid="ignore"):',
         f"    close = np.abs(mine - theirs) <= {RELATIVE_TOLERANCE:g} * np.maximum(np.abs(theirs), scale) + "
         f"{ABSOLUTE_TOLERANCE:g}",
         "agree = given & close",

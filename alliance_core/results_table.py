@@ -133,8 +133,6 @@ def results_frame(res: MetaResult, on_r_scale: bool = True) -> pd.DataFrame:
     return frame
 
 
-
-
 def to_csv_text(frame: pd.DataFrame) -> str:
     """CSV text with every text field quoted, so a '#' inside a value is never read as the
     start of a comment by ``read_csv(comment="#")`` (pandas) or ``read.csv`` (R)."""

@@ -144,7 +144,11 @@ def analysis_of(state: State) -> tuple[AnalysisRun, ColumnMapping, Provenance, b
         dataset = UPLOAD_NAME
     else:
         info = datasets.dataset_info(state.dataset)
-        rows, mapping, simulated = datasets.load_dataset(state.dataset), info.mapping, info.simulated
+        rows, mapping, simulated = (
+            datasets.load_dataset(state.dataset),
+            info.mapping,
+            info.simulated,
+        )
         content = (datasets.DATA_DIR / info.filename).read_bytes()
         base = AnalysisSettings(
             dataset=state.dataset,

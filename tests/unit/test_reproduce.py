@@ -81,11 +81,7 @@ def _write_bundles(root: Path, language: str) -> list[str]:
 
 
 def _results(stdout: str) -> dict[str, str]:
-    return {
-        line.split()[1]: line
-        for line in stdout.splitlines()
-        if line.startswith("STATE ")
-    }
+    return {line.split()[1]: line for line in stdout.splitlines() if line.startswith("STATE ")}
 
 
 def _assert_all_agree(results: dict[str, str], names: list[str]) -> None:
@@ -129,7 +125,9 @@ def test_python_scripts_agree_with_the_dashboard(tmp_path):
 def test_a_differing_number_fails_the_python_script(tmp_path):
     """The comparison can fail: change one dashboard number and the script exits non-zero."""
     run, mapping, provenance, on_r = analysis_of(STATES[2])
-    with zipfile.ZipFile(io.BytesIO(reproduce.python_bundle(run, mapping, provenance, on_r_scale=on_r))) as z:
+    with zipfile.ZipFile(
+        io.BytesIO(reproduce.python_bundle(run, mapping, provenance, on_r_scale=on_r))
+    ) as z:
         z.extractall(tmp_path)
     path = tmp_path / "dashboard_results.csv"
     text = path.read_text()
