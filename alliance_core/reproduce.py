@@ -390,15 +390,15 @@ def _r_predictions(code: ModelCode, names: dict[str, str]) -> list[str]:
         index = sum(
             1 if t.kind == "numeric" else len(t.levels) - 1 for t in res.design.terms[:position]
         )
-        spacing = (
-            "exp(seq(log(min(dat$PTR)), log(max(dat$PTR)), length.out = "
+        grid = (
+            f"exp(seq(log(min(dat$PTR)), log(max(dat$PTR)), length.out = {CURVE_POINTS}))"
             if code.run.settings.ptr_scale == "log"
-            else "seq(min(dat$PTR), max(dat$PTR), length.out = "
+            else f"seq(min(dat$PTR), max(dat$PTR), length.out = {CURVE_POINTS})"
         )
         value = "log(ptr_points)" if ptr == LOG_PTR_COLUMN else "ptr_points"
         lines += [
             "# The PTR curve: predictions at the curve's points, other moderators typical.",
-            f"ptr_points <- {spacing}{CURVE_POINTS}))",
+            f"ptr_points <- {grid}",
             "curve_mods <- matrix(typical, nrow = length(ptr_points), ncol = length(typical),",
             "                     byrow = TRUE)",
             f"curve_mods[, {index + 1}] <- {value}",
