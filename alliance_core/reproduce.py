@@ -91,7 +91,7 @@ def r_names(columns: list[str]) -> dict[str, str]:
     for column in columns:
         base = column
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", column) or column in R_RESERVED:
-            base = re.sub(r"[^A-Za-z0-9_]", "_", column.encode("ascii", "replace").decode())
+            base = re.sub(r"[^A-Za-z0-9]+", "_", column).strip("_")
             base = base if re.match(r"[A-Za-z]", base) else f"x_{base}"
         name, suffix = base, 2
         while name in taken or name in R_RESERVED:
@@ -589,7 +589,11 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
         *_comment_items(provenance, "#", py_string),
     ]
     if provenance.simulated:
-        header.insert(0, "# NOTE: the data are SIMULATED, not real studies.")
+        header[0] = '"""NOTE: the data are SIMULATED, not real studies.'
+        header.insert(1, "")
+        header.insert(
+            2, "Reproduces with alliance_core the analysis shown on the alliance dashboard."
+        )
     text_types = ", ".join(f"{py_string(c)}: str" for c in code.columns if c in code.text_columns)
     body = [
         "import sys",
