@@ -260,6 +260,11 @@ def _r(value: float) -> str:
     return text.replace("0.", ".", 1)
 
 
+def _r3(value: float) -> str:
+    """A rank correlation with three decimals, no leading zero (APA)."""
+    return format_number(value, 3).replace("0.", ".", 1)
+
+
 def _stat_symbol(res: MetaResult) -> str:
     return "z" if res.ddf is None else f"t({res.ddf})"
 
@@ -472,7 +477,7 @@ def bias_readings(pooled: MetaResult, on_r: bool) -> list[tuple[str, str]]:
     def rank() -> str:
         test = bias.rank_correlation_test(pooled)
         return (
-            f"The rank correlation test gave Kendall's τ = {format_number(test.tau, 3)}, "
+            f"The rank correlation test gave Kendall's τ = {_r3(test.tau)}, "
             f"{format_p(test.pval)}."
         )
 

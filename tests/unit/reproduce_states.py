@@ -163,6 +163,7 @@ def analysis_of(state: State) -> tuple[AnalysisRun, ColumnMapping, Provenance, b
         mapping,
         dataset=dataset,
         content=content,
+        title=None if state.dataset == "upload" else datasets.dataset_info(state.dataset).title,
         uploaded=state.dataset == "upload",
         simulated=simulated,
     )
