@@ -477,8 +477,7 @@ def bias_readings(pooled: MetaResult, on_r: bool) -> list[tuple[str, str]]:
     def rank() -> str:
         test = bias.rank_correlation_test(pooled)
         return (
-            f"The rank correlation test gave Kendall's τ = {_r3(test.tau)}, "
-            f"{format_p(test.pval)}."
+            f"The rank correlation test gave Kendall's τ = {_r3(test.tau)}, {format_p(test.pval)}."
         )
 
     def trim_fill() -> str:
