@@ -6,19 +6,22 @@ download of the same analysis). Each script ends by comparing its numbers with
 ``dashboard_results.csv`` and prints one line, ``agreement with the dashboard: N of N numbers
 within 1e-6``, exiting non-zero when any number differs.
 
-Agreement: a number agrees when |ours - dashboard| <= 1e-6 * max(|dashboard|, s) + 1e-8, i.e. to
+Agreement: a number agrees when |ours - dashboard| <= 1e-6 * max(|dashboard|, s) + 1e-8: to
 1e-6 relative, with an absolute floor of 1e-8 for numbers at zero (variance components at
-the boundary); the parity tests compare at the same scale.
+the boundary), as the parity tests compare. s is 100 for pseudo-R² (percent): it is a
+difference of two variance estimates, accurate relative to its 0-100 scale; s is 0 otherwise.
 
 User text (column names, levels, file names) reaches the scripts only as escaped string
 literals: R code refers to columns through syntactic names assigned by position, Python code
-through ``repr`` strings, and comments carry the same escaped literals, never raw text.
+through ASCII ``ascii()`` literals, and comments carry the same escaped literals, never raw text.
 
 Extension point for the dependent-effects work: :class:`ModelCode` gathers everything the
 model call needs. A CHE working model adds ``V <- vcalc(vi, cluster, obs = es, rho = ρ)`` in
 ``_r_sampling_variance`` (used as the second argument of ``rma.mv``) and cluster-robust
 inference adds ``robust(res, cluster = ..., clubSandwich = TRUE)`` in ``_r_inference``;
-both return no lines for the models covered today.
+both return no lines for the models covered today. ``ModelCode.rho``/``robust`` carry the
+choices (``ModelCode.of`` refuses a CHE fit until then), and ``python_script`` passes them to
+``ac.fit`` the same way.
 """
 
 from __future__ import annotations
