@@ -7,6 +7,7 @@ Python scripts, and every script's agreement line must report every number agree
 
 from __future__ import annotations
 
+import ast
 import io
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ import pandas as pd
 import pytest
 
 from alliance_core import reproduce
-from alliance_core.reproduce import parse_agreement, r_names, r_string
+from alliance_core.reproduce import parse_agreement, py_string, r_names, r_string
 from tests.unit.reproduce_states import STATES, analysis_of
 
 R_BATCH = r"""
@@ -183,6 +184,19 @@ def test_user_text_cannot_escape_r_or_python_code():
     run, mapping, provenance, on_r = analysis_of(state)
     for language in ("R", "Python"):
         files = reproduce.bundle_files(run, mapping, provenance, on_r_scale=on_r, language=language)
-        script = files["analysis.R" if language == "R" else "analysis.py"]
-        assert 'Rater; "type"' not in script  # never raw
-        assert "=awkward sheet" in script  # the file name, escaped inside a literal
+        if language == "R":
+            script = files["analysis.R"]
+            assert 'Rater; "type"' not in script  # never raw
+            assert r_string('Rater; "type"') in script
+        else:
+            script = files["analysis.py"]
+            compile(script, "analysis.py", "exec")  # still valid Python
+            assert py_string('Rater; "type"') in script
+        assert "=awkward sheet" in script  # the file name, inside a literal
+
+
+def test_python_literals_round_trip_hostile_text():
+    hostile = "x'); import os; os.system('true') #\n\u2028é"
+    literal = py_string(hostile)
+    assert "\n" not in literal and literal.isascii()
+    assert ast.literal_eval(literal) == hostile
