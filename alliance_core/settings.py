@@ -102,7 +102,8 @@ class AnalysisSettings:
         if not isinstance(data, dict) or "alliance_dashboard_settings" not in data:
             raise AnalysisError("This JSON file is not a settings file saved by the dashboard.")
         known = {name for name in cls.__dataclass_fields__}
-        unknown = sorted(set(data) - known - {"alliance_dashboard_settings"})
+        # "provenance" describes the analysis the file was saved from; it sets nothing.
+        unknown = sorted(set(data) - known - {"alliance_dashboard_settings", "provenance"})
         if unknown:
             raise AnalysisError(f"The settings file has unknown entries: {', '.join(unknown)}.")
         values = {key: value for key, value in data.items() if key in known}

@@ -11,9 +11,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from alliance_core import reproduce
 from alliance_core.analysis import AnalysisRun
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import export_figure
+from alliance_core.provenance import Provenance, bundled_sha256, settings_json
 from alliance_core.settings import PTR, AnalysisSettings
 from pages import _session as session
 from pages import _tables as tables
@@ -99,7 +101,7 @@ def figure_downloads(fig: go.Figure, stem: str, version: str) -> None:
     html_col, static_col = st.columns([1, 3], vertical_alignment="bottom")
     html_col.download_button(
         "Interactive HTML",
-        data=lambda: export_figure(fig, "html"),
+        data=lambda: export_figure(stamped(fig), "html"),
         file_name=f"{stem}.html",
         mime="text/html",
         on_click="ignore",
@@ -121,7 +123,7 @@ def _static_export(fig: go.Figure, stem: str, version: str) -> None:
     if row.button("Make image file", key=f"{stem}:make", icon=":material/image:"):
         with st.spinner(f"Drawing the {fmt.upper()} in a headless browser…"):
             try:
-                ss[store] = (version, fmt, export_figure(fig, fmt))
+                ss[store] = (version, fmt, export_figure(stamped(fig), fmt))
             except AnalysisError as error:
                 ss.pop(store, None)
                 st.warning(f"No {fmt.upper()} this time: {error}")
@@ -144,6 +146,45 @@ def _static_export(fig: go.Figure, stem: str, version: str) -> None:
             icon=":material/download:",
             key=f"{stem}:static",
         )
+
+
+def provenance_for(run: AnalysisRun, ctx: sidebar.Context) -> Provenance:
+    """Where the current analysis comes from, for every file a user downloads."""
+    data = ctx.data
+    if data.upload is not None:
+        record = data.upload.record
+        return Provenance.of(
+            run,
+            data.mapping,
+            dataset=record.name,
+            sha256=record.sha,
+            title=f"Upload: {record.name}",
+            uploaded=True,
+        )
+    from pages._sidebar import share_link  # at call time: _sidebar imports this module
+
+    return Provenance.of(
+        run,
+        data.mapping,
+        dataset=data.dataset,
+        sha256=bundled_sha256(data.dataset),
+        title=data.title,
+        simulated=data.simulated,
+        link=share_link(ctx.settings),
+    )
+
+
+def stamped(fig: go.Figure) -> go.Figure:
+    """The figure with the current analysis's provenance as caption and metadata."""
+    from pages import _loading as loading  # at call time: import cycle otherwise
+    from pages import _sidebar as sidebar
+
+    ctx = sidebar.context()
+    try:
+        run = loading.fitted(ctx)
+    except AnalysisError:
+        return fig
+    return provenance_for(run, ctx).on_figure(fig)
 
 
 def bullet_notes(notes: Sequence[str]) -> None:
@@ -183,13 +224,17 @@ def download_stem(ctx: sidebar.Context) -> str:
 
 
 def result_downloads(run: AnalysisRun, ctx: sidebar.Context) -> None:
-    """Results table, analysed rows and settings; files are made only when clicked."""
+    """Results, analysed rows, settings, the reproduction scripts and the report.
+
+    Files are made only when clicked, and each carries the analysis's provenance.
+    """
     stem = download_stem(ctx)
     on_r = ctx.data.correlations
+    mapping = ctx.data.mapping
     row = st.container(horizontal=True)
     row.download_button(
         "Results (CSV)",
-        data=lambda: tables.results_csv(run, on_r),
+        data=lambda: tables.results_csv(run, on_r, provenance_for(run, ctx)),
         file_name=f"{stem}-results.csv",
         mime="text/csv",
         on_click="ignore",
@@ -199,7 +244,7 @@ def result_downloads(run: AnalysisRun, ctx: sidebar.Context) -> None:
     )
     row.download_button(
         "Analysed rows (CSV)",
-        data=lambda: tables.data_csv(run),
+        data=lambda: tables.data_csv(run, provenance_for(run, ctx)),
         file_name=f"{stem}-analysed-rows.csv",
         mime="text/csv",
         on_click="ignore",
@@ -209,7 +254,7 @@ def result_downloads(run: AnalysisRun, ctx: sidebar.Context) -> None:
     )
     row.download_button(
         "Settings (JSON)",
-        data=ctx.settings.to_json(),
+        data=lambda: settings_json(ctx.settings, provenance_for(run, ctx)),
         file_name="alliance-settings.json",
         mime="application/json",
         on_click="ignore",
@@ -217,6 +262,78 @@ def result_downloads(run: AnalysisRun, ctx: sidebar.Context) -> None:
         key="download:settings",
         help="Load it again in the sidebar under 'Share or save this view'.",
     )
+    row.download_button(
+        "Reproduce in R (zip)",
+        data=lambda: reproduce.r_bundle(run, mapping, provenance_for(run, ctx), on_r_scale=on_r),
+        file_name=f"{stem}-reproduce-R.zip",
+        mime="application/zip",
+        on_click="ignore",
+        icon=":material/code:",
+        key="download:reproduce-r",
+        help="data.csv, analysis.R (metafor) and the dashboard's results; the script checks "
+        "that metafor gives the same numbers.",
+    )
+    row.download_button(
+        "Reproduce in Python (zip)",
+        data=lambda: reproduce.python_bundle(
+            run, mapping, provenance_for(run, ctx), on_r_scale=on_r
+        ),
+        file_name=f"{stem}-reproduce-python.zip",
+        mime="application/zip",
+        on_click="ignore",
+        icon=":material/code:",
+        key="download:reproduce-python",
+        help="data.csv, analysis.py (alliance_core) and the dashboard's results.",
+    )
+    row.download_button(
+        "Report (HTML)",
+        data=lambda: report_for(run, ctx).to_html().encode("utf-8"),
+        file_name=f"{stem}-report.html",
+        mime="text/html",
+        on_click="ignore",
+        icon=":material/description:",
+        key="download:report-html",
+        help="Methods, APA-style results, tables, figures, provenance and references.",
+    )
+    row.download_button(
+        "Report (Word)",
+        data=lambda: report_for(run, ctx).to_docx(),
+        file_name=f"{stem}-report.docx",
+        mime="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        on_click="ignore",
+        icon=":material/description:",
+        key="download:report-docx",
+        help="The same report as a Word document.",
+    )
+
+
+def report_for(run: AnalysisRun, ctx: sidebar.Context):
+    """The report of the current analysis (figures drawn once per analysis and session)."""
+    from alliance_core.figures import forest_figure, funnel_figure, ptr_curve_figure
+    from alliance_core.report import build_report
+    from pages import _loading as loading
+
+    key = f"_report:{ctx.data.key}:{loading.analysis_key(ctx.settings)}"
+    cached = st.session_state.get(key)
+    if cached is not None:
+        return cached
+    pooled = loading.fitted(ctx, without_moderators=True)
+    on_r = ctx.data.correlations
+    figures = {
+        "forest": forest_figure(
+            run.result,
+            transform="r" if on_r else None,
+            columns=figure_columns(ctx.data),
+        ),
+        "funnel": funnel_figure(pooled.result, scale="r" if on_r else None),
+    }
+    if run.ptr_column is not None:
+        figures["ptr"] = ptr_curve_figure(
+            run.result, ptr_column="PTR", scale=ctx.settings.ptr_scale
+        )
+    built = build_report(run, pooled, provenance_for(run, ctx), on_r_scale=on_r, figures=figures)
+    st.session_state[key] = built
+    return built
 
 
 def figure_columns(data: loading.ActiveData) -> dict[str, str]:

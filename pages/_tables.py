@@ -13,9 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from alliance_core import results_table
 from alliance_core.analysis import AnalysisRun
 from alliance_core.figures import MAX_PROFILES
+from alliance_core.provenance import Provenance, with_comment_lines
 from alliance_core.results import MetaResult
+from alliance_core.results_table import (  # noqa: F401  (RESULT_COLUMNS: re-exported)
+    RESULT_COLUMNS,
+    categorical_moderators,
+    to_csv_text,
+)
 
 PROFILE_NAME = "Profile name"
 
@@ -93,10 +100,6 @@ def coefficient_table(res: MetaResult) -> pd.DataFrame:
             ],
         }
     )
-
-
-def categorical_moderators(res: MetaResult) -> list[str]:
-    return [term.column for term in res.design.terms if term.kind == "categorical"]
 
 
 def wald_table(res: MetaResult) -> pd.DataFrame:
@@ -181,124 +184,16 @@ def _p_phrase(p: float) -> str:
 
 
 # -- downloads ---------------------------------------------------------------------------------
-RESULT_COLUMNS = [
-    "section",
-    "name",
-    "estimate",
-    "se",
-    "statistic",
-    "df",
-    "df2",
-    "pval",
-    "ci_lb",
-    "ci_ub",
-    "pi_lb",
-    "pi_ub",
-]
-
-
 def results_frame(run: AnalysisRun, on_r_scale: bool = True) -> pd.DataFrame:
-    """Everything the Overview and Moderators pages show, one tidy row per number, full precision.
-
-    Sections: "coefficient" (model scale: Fisher's z for correlations), "prediction" (the
-    average effect at typical moderator values, as r when ``on_r_scale``), "heterogeneity",
-    "test" (QE, QM and one Wald test per categorical moderator) and "model" (k, studies, fit).
-    """
-    res = run.result
-    rows: list[dict] = []
-    for term, row in res.coefficients.iterrows():
-        rows.append(
-            {
-                "section": "coefficient",
-                "name": term,
-                "estimate": row["estimate"],
-                "se": row["se"],
-                "statistic": row["statistic"],
-                "df": res.ddf,
-                "pval": row["pval"],
-                "ci_lb": row["ci_lb"],
-                "ci_ub": row["ci_ub"],
-            }
-        )
-    pred = res.predict(transform="r" if on_r_scale else None).iloc[0]
-    rows.append(
-        {
-            "section": "prediction",
-            "name": ("r" if on_r_scale else "effect")
-            + (" at typical moderator values" if res.p > 1 else " (pooled)"),
-            **{key: pred[key] for key in ("ci_lb", "ci_ub", "pi_lb", "pi_ub")},
-            "estimate": pred["pred"],
-        }
-    )
-    if res.is_three_level:
-        for level, value in res.sigma2.items():
-            rows.append({"section": "heterogeneity", "name": f"sigma2_{level}", "estimate": value})
-        for level, value in res.I2_levels.items():
-            rows.append({"section": "heterogeneity", "name": f"I2_{level}", "estimate": value})
-    else:
-        ci = res.tau2_ci if res.method != "EE" else None
-        rows.append(
-            {
-                "section": "heterogeneity",
-                "name": "tau2",
-                "estimate": res.tau2,
-                "se": res.tau2_se,
-                "ci_lb": ci[0] if ci else None,
-                "ci_ub": ci[1] if ci else None,
-            }
-        )
-        rows.append({"section": "heterogeneity", "name": "H2", "estimate": res.H2})
-    rows.append({"section": "heterogeneity", "name": "I2", "estimate": res.I2})
-    if res.R2 is not None:
-        rows.append({"section": "heterogeneity", "name": "R2", "estimate": res.R2})
-    rows.append(
-        {
-            "section": "test",
-            "name": "QE",
-            "statistic": res.QE,
-            "df": res.QE_df,
-            "pval": res.QE_pval,
-        }
-    )
-    if res.QM is not None:
-        rows.append(
-            {
-                "section": "test",
-                "name": "QM",
-                "statistic": res.QM,
-                "df": res.QM_df,
-                "df2": res.QM_df2,
-                "pval": res.QM_pval,
-            }
-        )
-    for column in categorical_moderators(res):
-        test = res.wald_test([column])
-        rows.append(
-            {
-                "section": "test",
-                "name": f"wald_{column}",
-                "statistic": test.statistic,
-                "df": test.df,
-                "df2": test.df2,
-                "pval": test.pval,
-            }
-        )
-    for name, value in (
-        ("k", res.k),
-        ("studies", res.n_studies),
-        ("logLik", res.loglik),
-        ("AIC", res.aic),
-        ("BIC", res.bic),
-    ):
-        rows.append({"section": "model", "name": name, "estimate": value})
-    frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    for column in ("df", "df2"):
-        frame[column] = frame[column].astype("Int64")
-    return frame
+    """The results download as a table (see ``alliance_core.results_table.results_frame``)."""
+    return results_table.results_frame(run.result, on_r_scale)
 
 
-def results_csv(run: AnalysisRun, on_r_scale: bool = True) -> bytes:
-    return results_frame(run, on_r_scale).to_csv(index=False).encode("utf-8")
+def results_csv(
+    run: AnalysisRun, on_r_scale: bool = True, provenance: Provenance | None = None
+) -> bytes:
+    """The results table as CSV, after ``# key: value`` provenance lines when given."""
+    return results_table.results_csv(run.result, on_r_scale, provenance)
 
 
 def analysed_rows(run: AnalysisRun) -> pd.DataFrame:
@@ -306,8 +201,9 @@ def analysed_rows(run: AnalysisRun) -> pd.DataFrame:
     return run.result.data
 
 
-def data_csv(run: AnalysisRun) -> bytes:
-    return analysed_rows(run).to_csv(index=False).encode("utf-8")
+def data_csv(run: AnalysisRun, provenance: Provenance | None = None) -> bytes:
+    """The analysed rows as CSV, after the provenance lines when given."""
+    return with_comment_lines(to_csv_text(analysed_rows(run)), provenance)
 
 
 # -- what-if profiles --------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from alliance_core import datasets
+from alliance_core import datasets, reproduce
+from pages import _loading as loading
 from pages import _render as render
 from pages import _sidebar as sidebar
 from pages import _upload_form as upload_form
@@ -91,6 +92,33 @@ st.markdown(
     "therapists, then hardly at all. Entering **log PTR** captures this curvature; "
     "the Moderators & PTR page draws the fitted curve on either axis."
 )
+
+st.subheader("This analysis as code: metafor (R) and alliance_core (Python)")
+with render.shown_errors("The reproduction scripts"):
+    if ctx.data is None:
+        st.caption(ctx.problem or "Choose data to see the scripts of its analysis.")
+    else:
+        run = loading.fitted(ctx)
+        st.markdown(
+            "The analysis on screen, written out as a script: the same data, model, estimator, "
+            "test, moderators, reference levels, filter and PTR scale. The downloads "
+            "**Reproduce in R (zip)** and **Reproduce in Python (zip)** (on the Overview page) "
+            "hold the script with `data.csv` and the dashboard's results; run in the unzipped "
+            "folder, each script ends by checking that it gets the dashboard's numbers."
+        )
+        files = {
+            language: reproduce.bundle_files(
+                run,
+                ctx.data.mapping,
+                render.provenance_for(run, ctx),
+                on_r_scale=ctx.data.correlations,
+                language=language,
+            )
+            for language in ("R", "Python")
+        }
+        r_tab, python_tab = st.tabs(["R (metafor)", "Python (alliance_core)"])
+        r_tab.code(files["R"]["analysis.R"], language="r")
+        python_tab.code(files["Python"]["analysis.py"], language="python")
 
 st.subheader("References")
 st.markdown(

@@ -185,7 +185,9 @@ def test_an_upload_with_a_bad_row_shows_the_row_and_column(page, tmp_path):
 def test_the_results_csv_download_holds_the_models_numbers(page):
     with page.expect_download() as download:
         page.get_by_role("button", name="Results (CSV)").click()
-    frame = pd.read_csv(io.BytesIO(download.value.path().read_bytes()))
+    content = download.value.path().read_bytes()
+    assert content.startswith(b"# dataset: ")  # provenance lines first
+    frame = pd.read_csv(io.BytesIO(content), comment="#")
 
     res = expected(AnalysisSettings())
     coefficients = frame[frame["section"] == "coefficient"].set_index("name")

@@ -1,0 +1,170 @@
+"""Dashboard states the reproduction scripts are tested on (shared by the unit tests).
+
+Each state is what a user can reach in the sidebar: a bundled dataset (or an upload with
+awkward column names) and its settings. ``analysis_of`` runs it as the dashboard does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from alliance_core import datasets
+from alliance_core.analysis import AnalysisRun, effect_size_table, run_analysis
+from alliance_core.mapping import ColumnMapping
+from alliance_core.provenance import Provenance
+from alliance_core.settings import PTR, AnalysisSettings
+from alliance_core.uploads import read_table
+
+UPLOAD_NAME = "=awkward sheet, v2.csv"
+
+
+@dataclass(frozen=True)
+class State:
+    name: str
+    dataset: str  # bundled dataset, or "upload"
+    changes: dict = field(default_factory=dict)
+
+
+def _two_level_estimators() -> list[State]:
+    out = []
+    for i, method in enumerate(("REML", "ML", "DL", "PM", "HE", "SJ", "EE")):
+        out.append(
+            State(
+                f"simulated-2L-{method}",
+                "alliance_simulated",
+                {
+                    "model": "two-level",
+                    "method": method,
+                    "test": "t" if i % 2 else "z",
+                    "moderators": (PTR, "outcome_rater"),
+                },
+            )
+        )
+    return out
+
+
+STATES: tuple[State, ...] = (
+    State("simulated-default-3L-REML-logPTR", "alliance_simulated"),
+    State(
+        "simulated-3L-ML-t-rawPTR-ref-filter",
+        "alliance_simulated",
+        {
+            "method": "ML",
+            "test": "t",
+            "ptr_scale": "raw",
+            "moderators": (PTR, "alliance_rater"),
+            "reference": {"alliance_rater": "therapist"},
+            "filters": {"design": ("RCT",)},
+        },
+    ),
+    *_two_level_estimators(),
+    State("molloy2014-default", "molloy2014"),
+    State(
+        "molloy2014-knha-ref",
+        "molloy2014",
+        {"test": "t", "moderators": ("design", "meanage"), "reference": {"design": "prospective"}},
+    ),
+    State("mcdaniel1994-default", "mcdaniel1994"),
+    State("crede2010-default", "crede2010"),
+    State(
+        "crede2010-3L-t-ref-filter",
+        "crede2010",
+        {
+            "test": "t",
+            "moderators": ("class",),
+            "reference": {"class": "science"},
+            "filters": {"criterion": ("grade",)},
+        },
+    ),
+    State("konstantopoulos2011-default", "konstantopoulos2011"),
+    State(
+        "assink2016-ref",
+        "assink2016",
+        {"moderators": ("deltype", "year"), "reference": {"deltype": "overt"}},
+    ),
+    State(
+        "upload-awkward-names",
+        "upload",
+        {
+            "model": "three-level",
+            "moderators": (PTR, 'Rater; "type"'),
+            "reference": {'Rater; "type"': "thérapeute"},
+            "filters": {"=Design": ("RCT", "quasi#1")},
+        },
+    ),
+)
+
+
+def upload_bytes(seed: int = 7) -> bytes:
+    """A coding sheet with awkward column names and levels (spaces, quotes, accents, '#')."""
+    rng = np.random.default_rng(seed)
+    studies = 24
+    sizes = rng.integers(1, 4, studies)
+    study = np.repeat(np.arange(1, studies + 1), sizes)
+    k = len(study)
+    n = rng.integers(30, 300, studies)[study - 1]
+    therapists = rng.integers(1, 30, studies)[study - 1]
+    rater = rng.choice(["patient", "thérapeute", "other #2"], k)
+    design = rng.choice(["RCT", "quasi#1", "other"], studies)[study - 1]
+    r = np.clip(0.3 - 0.03 * np.log(n / therapists) + rng.normal(0, 0.12, k), -0.9, 0.9)
+    frame = pd.DataFrame(
+        {
+            "Study ID": [f"S {s:02d}" for s in study],
+            "r (alliance–outcome)": np.round(r, 3),
+            "N patients": n,
+            "n thérapeutes": therapists,
+            'Rater; "type"': rater,
+            "=Design": design,
+        }
+    )
+    return frame.to_csv(index=False).encode("utf-8")
+
+
+UPLOAD_MAPPING = ColumnMapping(
+    study="Study ID",
+    r="r (alliance–outcome)",
+    n="N patients",
+    n_therapists="n thérapeutes",
+    moderators=('Rater; "type"', "=Design"),
+)
+
+
+def analysis_of(state: State) -> tuple[AnalysisRun, ColumnMapping, Provenance, bool]:
+    """The fitted analysis of a state, its mapping, provenance and whether effects are r."""
+    if state.dataset == "upload":
+        content = upload_bytes()
+        uploaded = read_table(content, UPLOAD_NAME)
+        report = uploaded.validate(UPLOAD_MAPPING)
+        assert report.ok, report.summary()
+        rows, mapping, simulated = report.usable, UPLOAD_MAPPING, False
+        settings = AnalysisSettings(dataset="upload", **state.changes)
+        dataset = UPLOAD_NAME
+    else:
+        info = datasets.dataset_info(state.dataset)
+        rows, mapping, simulated = (
+            datasets.load_dataset(state.dataset),
+            info.mapping,
+            info.simulated,
+        )
+        content = (datasets.DATA_DIR / info.filename).read_bytes()
+        base = AnalysisSettings(
+            dataset=state.dataset,
+            model="three-level" if mapping.study else "two-level",
+            moderators=(PTR,) if mapping.has_therapists else (),
+        )
+        settings = base.with_changes(**state.changes)
+        dataset = state.dataset
+    run = run_analysis(rows, mapping, settings, table=effect_size_table(rows, mapping))
+    provenance = Provenance.of(
+        run,
+        mapping,
+        dataset=dataset,
+        content=content,
+        title=None if state.dataset == "upload" else datasets.dataset_info(state.dataset).title,
+        uploaded=state.dataset == "upload",
+        simulated=simulated,
+    )
+    return run, mapping, provenance, mapping.uses_correlations

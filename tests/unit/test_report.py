@@ -1,0 +1,136 @@
+"""The report: HTML that is valid and escapes user text, a .docx with its tables and figures."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import html5lib
+import pytest
+
+from alliance_core import figures
+from alliance_core.analysis import run_analysis
+from alliance_core.errors import AnalysisError
+from alliance_core.formatting import format_p
+from alliance_core.report import SIMULATED_NOTICE, build_report
+from tests.unit.reproduce_states import STATES, analysis_of
+
+
+def tiny_png() -> bytes:
+    """A valid 1x1 PNG, made here so the tests need no browser."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\xff\xff")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+def png_exporter(fig, fmt):
+    assert fmt == "png"
+    return tiny_png()
+
+
+def failing_exporter(fig, fmt):
+    raise AnalysisError("PNG/SVG export needs Chromium")
+
+
+def report_of(state, exporter=png_exporter):
+    run, mapping, prov, on_r = analysis_of(state)
+    pooled = run_analysis(
+        run.data, mapping, run.settings.with_changes(moderators=(), filters={}), table=run.data
+    )
+    figs = {
+        "forest": figures.forest_figure(run.result, transform="r" if on_r else None),
+        "funnel": figures.funnel_figure(pooled.result, scale="r" if on_r else None),
+    }
+    if run.ptr_column:
+        figs["ptr"] = figures.ptr_curve_figure(run.result, ptr_column="PTR")
+    return run, build_report(run, pooled, prov, on_r_scale=on_r, figures=figs, exporter=exporter)
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    return report_of(STATES[0])
+
+
+@pytest.fixture(scope="module")
+def upload():
+    return report_of(next(s for s in STATES if s.dataset == "upload"), failing_exporter)
+
+
+def test_simulated_report_says_so_on_its_first_line(simulated):
+    _, rep = simulated
+    html = rep.to_html()
+    body = html.split("<body>", 1)[1].lstrip()
+    assert body.startswith(f'<p class="notice">{SIMULATED_NOTICE}</p>')
+    import docx
+
+    document = docx.Document(io.BytesIO(rep.to_docx()))
+    assert document.paragraphs[0].text == SIMULATED_NOTICE
+
+
+def test_html_report_is_valid_html(simulated, upload):
+    for _, rep in (simulated, upload):
+        parser = html5lib.HTMLParser(strict=True)
+        parser.parse(rep.to_html())  # raises ParseError on any error
+        assert not parser.errors
+
+
+def test_results_carry_the_model_numbers_in_apa_style(simulated):
+    run, rep = simulated
+    res = run.result
+    text = " ".join(rep.results)
+    row = res.coefficients.loc["log_PTR"]
+    assert "The PTR slope was b = " in text
+    assert format_p(row["pval"]) in text
+    assert f"Q({res.QE_df})" in text
+    assert "Egger's regression test" in text and "PET-PEESE" in text
+    assert "p = 0." not in text  # APA: no leading zero
+    methods = " ".join(rep.methods)
+    assert "Konstantopoulos, 2011" in methods and "Viechtbauer, 2005" in methods
+    refs = " ".join(rep.references)
+    assert "Konstantopoulos, S. (2011)" in refs and "Cheung, M. W.-L. (2014)" in refs
+
+
+def test_knapp_hartung_and_q_profile_are_cited_where_used():
+    state = next(s for s in STATES if s.name == "molloy2014-knha-ref")
+    _, rep = report_of(state)
+    refs = " ".join(rep.references)
+    assert "Knapp, G., & Hartung, J. (2003)" in refs
+    assert "Viechtbauer, W. (2007)" in refs  # Q-profile interval of tau2
+    assert rep.notice is None
+
+
+def test_docx_holds_tables_and_figures(simulated):
+    import docx
+
+    run, rep = simulated
+    document = docx.Document(io.BytesIO(rep.to_docx()))
+    assert len(document.tables) == 2  # meta-regression and heterogeneity
+    regression = document.tables[0]
+    assert [c.text for c in regression.rows[0].cells][:3] == ["Predictor", "b", "SE"]
+    assert len(regression.rows) == 1 + run.result.p
+    assert len(document.inline_shapes) == 3  # forest, funnel, PTR curve
+    texts = [p.text for p in document.paragraphs]
+    assert any(t.startswith("Figure 1. Forest plot") for t in texts)
+    assert any(t.startswith("sha256: ") for t in texts)
+
+
+def test_figures_that_cannot_be_drawn_are_named_and_user_text_escaped(upload):
+    _, rep = upload
+    html = rep.to_html()
+    assert "The figure could not be drawn here: PNG/SVG export needs Chromium" in html
+    assert "<img" not in html
+    assert "Rater; &quot;type&quot;" in html  # a column name, escaped
+    assert "=awkward sheet, v2.csv" in html
+    import docx
+
+    document = docx.Document(io.BytesIO(rep.to_docx()))
+    assert len(document.inline_shapes) == 0
+    assert any("could not be drawn" in p.text for p in document.paragraphs)

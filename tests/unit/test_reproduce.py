@@ -1,0 +1,202 @@
+"""The "Reproduce in R / Python" downloads: the scripts rerun the analysis and agree with it.
+
+Every state of ``reproduce_states.STATES`` is written out as the dashboard's zip would hold
+it; one Rscript call runs all R scripts (metafor loads once) and one Python process runs all
+Python scripts, and every script's agreement line must report every number agreeing.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from alliance_core import reproduce
+from alliance_core.reproduce import parse_agreement, py_string, r_names, r_string
+from tests.unit.reproduce_states import STATES, analysis_of
+
+R_BATCH = r"""
+suppressPackageStartupMessages(library(metafor))
+top <- getwd()
+for (d in commandArgs(trailingOnly = TRUE)) {
+  setwd(file.path(top, d))
+  env <- new.env()
+  status <- NA
+  # analysis.R ends with quit(status = ...); here it only records the status.
+  env$quit <- function(status = 0, ...) status <<- status
+  out <- tryCatch(capture.output(sys.source("analysis.R", envir = env)),
+                  error = function(e) paste("error:", conditionMessage(e)))
+  line <- grep("^(agreement with the dashboard|differs|error)", out, value = TRUE)
+  cat(sprintf("STATE %s status=%s | %s\n", d, status, paste(line, collapse = " | ")))
+  setwd(top)
+}
+"""
+
+PY_BATCH = r"""
+import contextlib, io, os, runpy, sys
+top = os.getcwd()
+for d in sys.argv[1:]:
+    os.chdir(os.path.join(top, d))
+    out, status = io.StringIO(), None
+    try:
+        with contextlib.redirect_stdout(out):
+            runpy.run_path("analysis.py", run_name="__main__")
+    except SystemExit as stop:
+        status = stop.code
+    except Exception as error:
+        out.write(f"error: {error!r}\n")
+    lines = [l for l in out.getvalue().splitlines()
+             if l.startswith(("agreement with the dashboard", "differs", "error"))]
+    print(f"STATE {d} status={status} | " + " | ".join(lines), flush=True)
+    os.chdir(top)
+"""
+
+
+def _metafor_available() -> bool:
+    if shutil.which("Rscript") is None:
+        return False
+    probe = subprocess.run(
+        ["Rscript", "-e", "suppressMessages(library(metafor))"], capture_output=True, timeout=120
+    )
+    return probe.returncode == 0
+
+
+def _write_bundles(root: Path, language: str) -> list[str]:
+    names = []
+    for state in STATES:
+        run, mapping, provenance, on_r = analysis_of(state)
+        make = reproduce.r_bundle if language == "R" else reproduce.python_bundle
+        content = make(run, mapping, provenance, on_r_scale=on_r)
+        folder = root / state.name
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            archive.extractall(folder)
+        names.append(state.name)
+    return names
+
+
+def _results(stdout: str) -> dict[str, str]:
+    return {line.split()[1]: line for line in stdout.splitlines() if line.startswith("STATE ")}
+
+
+def _assert_all_agree(results: dict[str, str], names: list[str]) -> None:
+    failures = []
+    for name in names:
+        line = results.get(name, f"STATE {name}: no output")
+        counts = parse_agreement(line)
+        if counts is None or counts[0] != counts[1] or counts[1] == 0 or "status=0" not in line:
+            failures.append(line)
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.needs_r
+@pytest.mark.skipif(not _metafor_available(), reason="Rscript with metafor is needed")
+def test_r_scripts_agree_with_the_dashboard(tmp_path):
+    names = _write_bundles(tmp_path, "R")
+    (tmp_path / "batch.R").write_text(R_BATCH)
+    proc = subprocess.run(
+        ["Rscript", "batch.R", *names], cwd=tmp_path, capture_output=True, text=True, timeout=1800
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    print(proc.stdout)
+    _assert_all_agree(_results(proc.stdout), names)
+
+
+def test_python_scripts_agree_with_the_dashboard(tmp_path):
+    names = _write_bundles(tmp_path, "Python")
+    (tmp_path / "batch.py").write_text(PY_BATCH)
+    proc = subprocess.run(
+        [sys.executable, "batch.py", *names],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    print(proc.stdout)
+    _assert_all_agree(_results(proc.stdout), names)
+
+
+def test_a_differing_number_fails_the_python_script(tmp_path):
+    """The comparison can fail: change one dashboard number and the script exits non-zero."""
+    run, mapping, provenance, on_r = analysis_of(STATES[2])
+    with zipfile.ZipFile(
+        io.BytesIO(reproduce.python_bundle(run, mapping, provenance, on_r_scale=on_r))
+    ) as z:
+        z.extractall(tmp_path)
+    path = tmp_path / "dashboard_results.csv"
+    text = path.read_text()
+    comments = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
+    table = pd.read_csv(path, comment="#")
+    table.loc[0, "estimate"] *= 1.0001
+    path.write_text(comments + table.to_csv(index=False))
+    proc = subprocess.run(
+        [sys.executable, "analysis.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 1
+    counts = parse_agreement(proc.stdout)
+    assert counts is not None and counts[0] == counts[1] - 1
+    assert "differs: coefficient" in proc.stdout
+
+
+def test_data_csv_holds_exactly_the_model_rows_and_columns():
+    state = next(s for s in STATES if s.dataset == "upload")
+    run, mapping, provenance, on_r = analysis_of(state)
+    files = reproduce.bundle_files(run, mapping, provenance, on_r_scale=on_r, language="R")
+    data = pd.read_csv(io.StringIO(files["data.csv"]), keep_default_na=False, na_values=[""])
+    assert len(data) == run.result.k
+    assert list(data.columns) == [
+        "Study ID",
+        "r (alliance–outcome)",
+        "N patients",
+        "n thérapeutes",
+        'Rater; "type"',
+        "=Design",
+    ]
+    assert set(data["=Design"]) <= {"RCT", "quasi#1"}  # the filter's levels only
+    assert "other #2" in set(data['Rater; "type"'])  # a "#" inside a value is kept
+
+
+def test_user_text_cannot_escape_r_or_python_code():
+    hostile = 'x"); system("touch pwned"); #\nquit()'
+    literal = r_string(hostile)
+    assert "\n" not in literal and literal.count('"') - literal.count('\\"') == 2
+    assert r_string("é") == '"\\u{00e9}"'
+    names = r_names(["ok_name", "two words", "1st", "if", "yi", "two_words"])
+    assert names == {
+        "ok_name": "ok_name",
+        "two words": "two_words",
+        "1st": "x_1st",
+        "if": "if_2",
+        "yi": "yi_2",
+        "two_words": "two_words_2",
+    }
+    for name in names.values():
+        assert name.replace("_", "").isalnum()
+    # Column names reach the scripts only as escaped literals or syntactic names.
+    state = next(s for s in STATES if s.dataset == "upload")
+    run, mapping, provenance, on_r = analysis_of(state)
+    for language in ("R", "Python"):
+        files = reproduce.bundle_files(run, mapping, provenance, on_r_scale=on_r, language=language)
+        if language == "R":
+            script = files["analysis.R"]
+            assert 'Rater; "type"' not in script  # never raw
+            assert r_string('Rater; "type"') in script
+        else:
+            script = files["analysis.py"]
+            compile(script, "analysis.py", "exec")  # still valid Python
+            assert py_string('Rater; "type"') in script
+        assert "=awkward sheet" in script  # the file name, inside a literal
+
+
+def test_python_literals_round_trip_hostile_text():
+    hostile = "x'); import os; os.system('true') #\n\u2028é"
+    literal = py_string(hostile)
+    assert "\n" not in literal and literal.isascii()
+    assert ast.literal_eval(literal) == hostile
