@@ -770,6 +770,7 @@ TEMPLATE_COLUMNS = [
     "year",
     "r",
     "n",
+    "patients",
     "n_therapists",
     "alliance_rater",
     "outcome_rater",
@@ -789,13 +790,14 @@ def test_template_has_the_expected_columns_and_two_example_rows():
 def test_template_reads_and_validates_cleanly_with_the_suggested_mapping():
     table = read_table(template_csv(), "template.csv")
     mapping = suggest_mapping(table.frame.columns)
-    assert (mapping.study, mapping.es_id, mapping.r, mapping.n, mapping.n_therapists) == (
-        "study",
-        "es_id",
-        "r",
-        "n",
-        "n_therapists",
-    )
+    assert (
+        mapping.study,
+        mapping.es_id,
+        mapping.r,
+        mapping.n,
+        mapping.study_patients,
+        mapping.n_therapists,
+    ) == ("study", "es_id", "r", "n", "patients", "n_therapists")
     report = table.validate(mapping)
     assert report.ok and report.problems == ()
     assert report.n_usable == 2
@@ -804,5 +806,8 @@ def test_template_reads_and_validates_cleanly_with_the_suggested_mapping():
 def test_format_description_explains_every_template_column_and_the_ptr():
     for column in TEMPLATE_COLUMNS:
         assert f"`{column}`" in FORMAT_DESCRIPTION
-    assert "PTR = `n` / `n_therapists`" in FORMAT_DESCRIPTION
+    assert "PTR = study patients /\ntherapists" in FORMAT_DESCRIPTION
+    assert "otherwise `n` / `n_therapists`" in FORMAT_DESCRIPTION
+    for role in ("`z`", "`sei`", "`PTR`", "`n.a.`"):
+        assert role in FORMAT_DESCRIPTION
     assert "alliance–outcome correlation" in FORMAT_DESCRIPTION
