@@ -363,3 +363,32 @@ def test_the_messy_sheet_reads_with_its_missing_spellings_counted(path):
     assert with_ptr.result.k == facts["usable"] - facts["no_therapists"]
     assert "without PTR (missing 'Patients' or 'Therapists')" in with_ptr.row_use()
     assert math.isfinite(with_ptr.result.beta[1])
+
+
+def test_forest_labels_prefix_only_bare_study_numbers():
+    from alliance_core.figures import study_table
+
+    sheet = pd.DataFrame(
+        {
+            "study": ["Eriksson et al. (1997)", "Eriksson et al. (1997)", "7", "7", "Okafor"],
+            "yi": [0.3, 0.2, 0.25, 0.1, 0.4],
+            "vi": [0.02, 0.03, 0.02, 0.04, 0.05],
+        }
+    )
+    res = fit(sheet, cluster="study")
+    labels = study_table(res, columns={"study": "study"})["label"].tolist()
+    assert labels == ["Eriksson et al. (1997)", "Study 7", "Okafor"]
+
+
+def test_z_and_standard_error_inputs_name_the_row_and_column_of_a_bad_value():
+    from alliance_core.effect_sizes import from_fisher_z, from_standard_errors
+
+    with pytest.raises(AnalysisError, match=r"Row 1, column 'n': n = 2; .*needs n > 3"):
+        from_fisher_z(pd.DataFrame({"z": [0.1, 0.2], "n": [20, 2]}), z="z", n="n")
+    with pytest.raises(AnalysisError, match=r"Row 0, column 'SE': standard error 0 must be"):
+        from_standard_errors(pd.DataFrame({"yi": [0.1, 0.2], "SE": [0, 0.1]}), yi="yi", sei="SE")
+    missing = from_standard_errors(
+        pd.DataFrame({"yi": [0.1, np.nan], "SE": [0.2, 0.1]}), yi="yi", sei="SE"
+    )
+    assert missing["vi"].tolist() == pytest.approx([0.04, 0.01])
+    assert np.isnan(missing["yi"].iloc[1])
