@@ -20,7 +20,7 @@ from alliance_core.analysis import AnalysisRun, effect_size_table, run_analysis
 from alliance_core.datasets import DEFAULT_DATASET, DatasetInfo
 from alliance_core.errors import AnalysisError
 from alliance_core.fitting import fit
-from alliance_core.mapping import ColumnMapping
+from alliance_core.mapping import ColumnMapping, measure_words
 from alliance_core.settings import AnalysisSettings
 from alliance_core.uploads import (
     UploadedTable,
@@ -86,6 +86,11 @@ class ActiveData:
     def correlations(self) -> bool:
         """Effects are correlations (analysed as Fisher's z, shown as r)."""
         return self.mapping.on_fisher_z
+
+    @property
+    def measure(self) -> tuple[str, str]:
+        """Words and symbol of the effect sizes ("correlation", "r"), from the mapping."""
+        return measure_words(self.mapping.effect_measure)
 
     @property
     def n_studies(self) -> int:

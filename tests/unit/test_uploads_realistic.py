@@ -392,3 +392,11 @@ def test_z_and_standard_error_inputs_name_the_row_and_column_of_a_bad_value():
     )
     assert missing["vi"].tolist() == pytest.approx([0.04, 0.01])
     assert np.isnan(missing["yi"].iloc[1])
+
+
+def test_without_n_a_variance_column_of_typical_standard_errors_gets_a_warning():
+    standard_errors = pd.DataFrame({"yi": [0.2, 0.3, 0.25, 0.1], "v": [0.21, 0.18, 0.3, 0.15]})
+    report = validate(standard_errors, ColumnMapping(yi="yi", vi="v"))
+    assert [p.kind for p in report.warnings] == ["a variance that looks like a standard error"]
+    variances = standard_errors.assign(v=standard_errors["v"] ** 2)
+    assert validate(variances, ColumnMapping(yi="yi", vi="v")).warnings == ()
