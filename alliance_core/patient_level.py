@@ -55,7 +55,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import OKABE_ITO, _rgba, _style
 from alliance_core.uploads_cells import DECIMAL_NAMES, MISSING_MARKERS, parse_numbers
-from alliance_core.uploads_validation import Problem, ProblemReport
+from alliance_core.uploads_report import Problem, ProblemReport
 
 METHODS = ("REML", "ML")
 INTERCEPT = "intercept"

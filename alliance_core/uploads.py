@@ -6,7 +6,8 @@ The upload path is two steps, both plain functions that the dashboard (or a note
    says how it was read (``ReadReport``): encoding, separator, decimal mark, sheet, and the
    missing-value spellings found (``alliance_core.uploads_reading``).
 2. ``validate(df, mapping)`` checks the table against a ``ColumnMapping`` and lists every problem
-   with its row and column (``ValidationReport``, ``alliance_core.uploads_validation``).
+   with its row and column (``ValidationReport`` in ``alliance_core.uploads_report``, made by
+   ``alliance_core.uploads_validation``).
 
 What a cell holds (missing, number, text) is decided in ``alliance_core.uploads_cells``; the
 suggested column roles come from ``alliance_core.uploads_mapping``, the template and format
@@ -32,14 +33,9 @@ from alliance_core.uploads_reading import (
     UploadedTable,
     read_table,
 )
+from alliance_core.uploads_report import Problem, ProblemReport, Severity, ValidationReport
 from alliance_core.uploads_template import FORMAT_DESCRIPTION, TEMPLATE_COLUMNS, template_csv
-from alliance_core.uploads_validation import (
-    Problem,
-    ProblemReport,
-    Severity,
-    ValidationReport,
-    validate,
-)
+from alliance_core.uploads_validation import validate
 
 __all__ = [
     "DECIMAL_NAMES",

@@ -55,7 +55,8 @@ from alliance_core.uploads_cells import (
     row_list,
     spelling_key,
 )
-from alliance_core.uploads_validation import ValidationReport, validate
+from alliance_core.uploads_report import ValidationReport
+from alliance_core.uploads_validation import validate
 
 MAX_FILE_BYTES = 20 * 1024 * 1024  # the dashboard's upload limit (Streamlit counts MB as MiB)
 MAX_ROWS = 200_000
