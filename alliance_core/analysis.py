@@ -12,7 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from alliance_core.effect_sizes import escalc, patient_therapist_ratio
+from alliance_core.effect_sizes import (
+    escalc,
+    from_fisher_z,
+    from_standard_errors,
+    patient_therapist_ratio,
+)
 from alliance_core.errors import AnalysisError
 from alliance_core.fitting import fit
 from alliance_core.mapping import ColumnMapping
@@ -33,6 +38,47 @@ class AnalysisRun:
     moderator_columns: tuple[str, ...]  # the columns actually entered (PTR resolved)
     excluded_by_filter: int
     notes: tuple[str, ...]
+    mapping: ColumnMapping | None = None
+
+    def row_use(self) -> str:
+        """How many rows the model used and why the others were left out, in one sentence.
+
+        A row lacking a moderator (or PTR's counts) is left out only of models using that
+        moderator; the counts name each column (a row may lack several).
+        """
+        offered = len(self.data)
+        used = self.result.k
+        head = f"This model used {used:,} of {offered:,} rows"
+        if used == offered:
+            return head + "."
+        reasons = []
+        for column in self.model_columns:
+            if column not in self.data.columns:
+                continue
+            missing = int(self.data[column].isna().sum())
+            if missing:
+                reasons.append(f"{missing:,} without {self._column_words(column)}")
+        detail = ": " + "; ".join(reasons) if reasons else ""
+        return f"{head}; {offered - used:,} left out{detail}."
+
+    @property
+    def model_columns(self) -> tuple[str, ...]:
+        """The columns this model needs in every row (effect sizes, study, moderators)."""
+        cluster = (
+            (self.mapping.study,)
+            if self.mapping is not None and self.settings.model == "three-level"
+            else ()
+        )
+        return tuple(dict.fromkeys(("yi", "vi", *cluster, *self.moderator_columns)))
+
+    def _column_words(self, column: str) -> str:
+        if column in (PTR_COLUMN, LOG_PTR_COLUMN):
+            inputs = self.mapping.ptr_inputs if self.mapping is not None else ()
+            listed = " or ".join(f"'{c}'" for c in inputs)
+            return f"PTR (missing {listed})" if listed else "PTR"
+        if column in ("yi", "vi"):
+            return "an effect size"
+        return f"a value for '{column}'"
 
     @property
     def ptr_column(self) -> str | None:
@@ -44,24 +90,46 @@ class AnalysisRun:
 
 
 def effect_size_table(data: pd.DataFrame, mapping: ColumnMapping) -> pd.DataFrame:
-    """A copy with yi and vi (Fisher z for correlations) and PTR/log_PTR where possible."""
-    if mapping.uses_correlations:
+    """A copy with yi and vi and PTR/log_PTR where possible.
+
+    Effect sizes by the mapping's form: r and n → Fisher z, vi = 1/(n − 3); Fisher's z and n →
+    vi = 1/(n − 3); yi and vi as given; yi and sei → vi = sei². PTR by ``study_ptr``.
+    """
+    form = mapping.effect_form
+    if form == "r":
         table = escalc(data, r=mapping.r, n=mapping.n, measure="ZCOR")
-    elif mapping.yi and mapping.vi:
+    elif form == "z":
+        table = from_fisher_z(data, z=mapping.z, n=mapping.n)
+    elif form == "vi":
         table = escalc(data, measure="precomputed", yi=mapping.yi, vi=mapping.vi)
+    elif form == "sei":
+        table = from_standard_errors(data, yi=mapping.yi, sei=mapping.sei)
     else:
         raise AnalysisError(
-            "Say which columns hold the correlation r and sample size n, or the effect size yi "
-            "and its sampling variance vi."
+            "Say which columns hold the correlation r and sample size n, Fisher's z and n, or "
+            "the effect size yi with its sampling variance vi or standard error sei."
         )
     if mapping.has_therapists:
-        patients = pd.to_numeric(table[mapping.n], errors="coerce")
-        therapists = pd.to_numeric(table[mapping.n_therapists], errors="coerce")
-        ratio = patient_therapist_ratio(patients, therapists)
+        ratio = study_ptr(table, mapping)
         table[PTR_COLUMN] = ratio
         with np.errstate(divide="ignore", invalid="ignore"):
             table[LOG_PTR_COLUMN] = np.log(ratio)
     return table
+
+
+def study_ptr(data: pd.DataFrame, mapping: ColumnMapping) -> np.ndarray:
+    """The Patient–Therapist Ratio of each row's study (Del Re et al., 2012).
+
+    A ready-made PTR column is taken as it is; otherwise PTR = study patients / therapists
+    when the study's patient count is mapped, else n / therapists. Missing or non-positive
+    inputs give NaN (the row is left out of models with PTR only).
+    """
+    if mapping.ptr is not None:
+        ratio = pd.to_numeric(data[mapping.ptr], errors="coerce").to_numpy(dtype=float)
+        return np.where(ratio > 0, ratio, np.nan)
+    patients = pd.to_numeric(data[mapping.ptr_patients], errors="coerce")
+    therapists = pd.to_numeric(data[mapping.n_therapists], errors="coerce")
+    return patient_therapist_ratio(patients, therapists)
 
 
 def available_moderators(data: pd.DataFrame, mapping: ColumnMapping) -> list[str]:
@@ -146,4 +214,5 @@ def run_analysis(
         moderator_columns=moderators,
         excluded_by_filter=excluded,
         notes=tuple(notes),
+        mapping=mapping,
     )

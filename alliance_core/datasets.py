@@ -79,6 +79,7 @@ _DATASETS: tuple[DatasetInfo, ...] = (
                 "design",
                 "pd_share",
             ),
+            measure="correlation",
         ),
         filename="alliance_simulated.csv",
         effect_measure="ZCOR",
@@ -104,6 +105,7 @@ _DATASETS: tuple[DatasetInfo, ...] = (
             label="authors",
             year="year",
             moderators=("controls", "design", "a_measure", "c_measure", "meanage", "quality"),
+            measure="correlation",
         ),
         filename="molloy2014.csv",
         effect_measure="ZCOR",
@@ -126,7 +128,9 @@ _DATASETS: tuple[DatasetInfo, ...] = (
         ),
         # One correlation per study: the study number identifies effect sizes, and leaving
         # the study role empty keeps the dashboard on the two-level model.
-        mapping=ColumnMapping(es_id="study", r="ri", n="ni", moderators=("type", "struct")),
+        mapping=ColumnMapping(
+            es_id="study", r="ri", n="ni", moderators=("type", "struct"), measure="correlation"
+        ),
         filename="mcdaniel1994.csv",
         effect_measure="ZCOR",
     ),
@@ -153,6 +157,7 @@ _DATASETS: tuple[DatasetInfo, ...] = (
             n="ni",
             year="year",
             moderators=("criterion", "class", "source"),
+            measure="correlation",
         ),
         filename="crede2010.csv",
         effect_measure="ZCOR",
@@ -174,7 +179,13 @@ _DATASETS: tuple[DatasetInfo, ...] = (
             "of studies, schools that of effect sizes."
         ),
         mapping=ColumnMapping(
-            study="district", es_id="study", yi="yi", vi="vi", year="year", moderators=("year",)
+            study="district",
+            es_id="study",
+            yi="yi",
+            vi="vi",
+            year="year",
+            moderators=("year",),
+            measure="smd",
         ),
         filename="konstantopoulos2011.csv",
         effect_measure="precomputed",
@@ -202,6 +213,7 @@ _DATASETS: tuple[DatasetInfo, ...] = (
             vi="vi",
             year="year",
             moderators=("deltype", "pubstatus", "year"),
+            measure="smd",
         ),
         filename="assink2016.csv",
         effect_measure="precomputed",

@@ -2,7 +2,9 @@
 
 Fisher's z transformation (``ZCOR``) makes the sampling variance of a correlation depend on the
 sample size alone, vi = 1/(n - 3), which is why the dashboard analyses alliance-outcome
-correlations on the z scale and only shows results back on the r scale.
+correlations on the z scale and only shows results back on the r scale. Papers that report
+Fisher's z directly (with n), or an effect size with its standard error (vi = sei², as metafor's
+``escalc(yi = , sei = )``) are taken in those forms too.
 """
 
 from __future__ import annotations
@@ -121,11 +123,47 @@ def escalc(
     return out
 
 
-def _check_variances(variance: pd.Series, column: str) -> None:
+def from_fisher_z(df: pd.DataFrame, z: str, n: str) -> pd.DataFrame:
+    """A copy of ``df`` with yi = z (Fisher's z as reported) and vi = 1/(n − 3).
+
+    The same sampling variance as ``escalc(measure="ZCOR")``; n ≤ 3 raises ``AnalysisError``
+    naming the row and column, missing values give missing yi/vi.
+    """
+    effect = _numeric_column(df, z)
+    size = _numeric_column(df, n)
+    bad = ~np.isfinite(effect) & effect.notna()
+    if bad.any():
+        row = bad[bad].index[0]
+        raise AnalysisError(f"Row {_row_label(row)}, column '{z}': z must be a finite number.")
+    too_small = size <= 3
+    if too_small.any():
+        row = too_small[too_small].index[0]
+        raise AnalysisError(
+            f"Row {_row_label(row)}, column '{n}': n = {size[row]:g}; the sampling variance of "
+            "Fisher z needs n > 3."
+        )
+    out = df.copy()
+    out["yi"] = effect
+    out["vi"] = 1.0 / (size - 3.0)
+    return out
+
+
+def from_standard_errors(df: pd.DataFrame, yi: str, sei: str) -> pd.DataFrame:
+    """A copy of ``df`` with yi as given and vi = sei² (metafor ``escalc(yi=, sei=)``)."""
+    effect = _numeric_column(df, yi)
+    errors = _numeric_column(df, sei)
+    _check_variances(errors, sei, what="standard error")
+    out = df.copy()
+    out["yi"] = effect
+    out["vi"] = errors**2
+    return out
+
+
+def _check_variances(variance: pd.Series, column: str, what: str = "sampling variance") -> None:
     bad = variance.notna() & ~(np.isfinite(variance) & (variance > 0))
     if bad.any():
         row = bad[bad].index[0]
         raise AnalysisError(
-            f"Row {_row_label(row)}, column '{column}': sampling variance {variance[row]:g} "
+            f"Row {_row_label(row)}, column '{column}': {what} {variance[row]:g} "
             "must be a positive finite number."
         )

@@ -31,7 +31,7 @@ from plotly.subplots import make_subplots
 from scipy import special
 
 from alliance_core.errors import AnalysisError
-from alliance_core.mapping import ColumnMapping
+from alliance_core.mapping import ColumnMapping, study_label
 from alliance_core.results import MetaResult
 from alliance_core.subgroups import MIN_SUBGROUP_STUDIES, subgroup_fits
 
@@ -236,9 +236,9 @@ def _study_labels(data, grouped, key, label_column, cols) -> pd.Series:
     if cols["label"] in data.columns:
         return grouped[cols["label"]].first().astype(str)
     if key is not None:
-        return grouped[key].first().map(lambda s: f"Study {s}")
+        return grouped[key].first().map(study_label)
     if cols["study"] in data.columns:
-        return grouped[cols["study"]].first().map(lambda s: f"Study {s}")
+        return grouped[cols["study"]].first().map(study_label)
     return pd.Series([f"Row {i}" for i in data.index], index=grouped.size().index)
 
 

@@ -54,13 +54,8 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import OKABE_ITO, _rgba, _style
-from alliance_core.uploads import (
-    DECIMAL_NAMES,
-    MISSING_MARKERS,
-    Problem,
-    ProblemReport,
-    _parse_numbers,
-)
+from alliance_core.uploads_cells import DECIMAL_NAMES, MISSING_MARKERS, parse_numbers
+from alliance_core.uploads_report import Problem, ProblemReport
 
 METHODS = ("REML", "ML")
 INTERCEPT = "intercept"
@@ -312,7 +307,7 @@ class _PatientCheck:
 
     def _check_number_cells(self, column: str, role: str) -> None:
         series = self.df[column]
-        values, missing, text = _parse_numbers(series, self.decimal)
+        values, missing, text = parse_numbers(series, self.decimal)
         self.numbers[column] = values
         if len(series) and text.any() and not (~missing & ~text).any():
             example = series.iloc[int(np.argmax(text))]

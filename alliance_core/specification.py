@@ -254,7 +254,7 @@ def _effect_sizes(data, mapping_or_columns) -> tuple[pd.DataFrame, str | None, s
         return (
             effect_size_table(data, mapping),
             mapping.study,
-            ("r" if mapping.uses_correlations else None),
+            ("r" if mapping.on_fisher_z else None),
         )
     columns = dict(mapping_or_columns)
     unknown = sorted(set(columns) - {"yi", "vi", "study"})

@@ -7,6 +7,7 @@ publication-bias tests of the pooled model. Pages never fit on their own.
 
 from __future__ import annotations
 
+import json
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,7 +20,7 @@ from alliance_core.analysis import AnalysisRun, effect_size_table, run_analysis
 from alliance_core.datasets import DEFAULT_DATASET, DatasetInfo
 from alliance_core.errors import AnalysisError
 from alliance_core.fitting import fit
-from alliance_core.mapping import ColumnMapping
+from alliance_core.mapping import ColumnMapping, measure_words
 from alliance_core.settings import AnalysisSettings
 from alliance_core.uploads import (
     UploadedTable,
@@ -52,6 +53,18 @@ class UploadView:
     validation: ValidationReport
     table: pd.DataFrame | None  # effect sizes of the usable rows; None if none can be analysed
     problem: str | None
+    sheet: str | None = None  # the workbook sheet chosen (None: the first, or a text file)
+    real_values: tuple[str, ...] = ()  # missing-value spellings the user calls real values
+
+    @property
+    def reading_key(self) -> str:
+        return reading_key(self.sheet, self.real_values)
+
+
+def reading_key(sheet: str | None, real_values: tuple[str, ...]) -> str:
+    """Which table of the file, read how: part of the cache keys (another sheet, or a spelling
+    declared a real value, gives another table, so fits refresh)."""
+    return json.dumps([sheet, list(real_values)])
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,7 +85,12 @@ class ActiveData:
     @property
     def correlations(self) -> bool:
         """Effects are correlations (analysed as Fisher's z, shown as r)."""
-        return self.mapping.uses_correlations
+        return self.mapping.on_fisher_z
+
+    @property
+    def measure(self) -> tuple[str, str]:
+        """Words and symbol of the effect sizes ("correlation", "r"), from the mapping."""
+        return measure_words(self.mapping.effect_measure)
 
     @property
     def n_studies(self) -> int:
@@ -90,16 +108,30 @@ def bundled_tables(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def read_upload(sha: str, file_name: str, _content: bytes) -> UploadedTable:
-    """The uploaded file as a table (cached per file content)."""
-    return read_table(_content, file_name)
+def read_upload(
+    sha: str,
+    file_name: str,
+    _content: bytes,
+    sheet: str | None = None,
+    real_values: tuple[str, ...] = (),
+) -> UploadedTable:
+    """The uploaded file as a table (cached per file content, sheet and real-value spellings)."""
+    return read_table(_content, file_name, sheet=sheet, real_values=real_values)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _checked_upload(
-    sha: str, mapping_id: str, file_name: str, _content: bytes, _mapping: ColumnMapping
+    sha: str,
+    reading_key: str,
+    mapping_id: str,
+    file_name: str,
+    _content: bytes,
+    _mapping: ColumnMapping,
+    _sheet: str | None,
+    _real_values: tuple[str, ...],
 ) -> tuple[ValidationReport, pd.DataFrame | None, str | None]:
-    report = read_upload(sha, file_name, _content).validate(_mapping)
+    uploaded = read_upload(sha, file_name, _content, sheet=_sheet, real_values=_real_values)
+    report = uploaded.validate(_mapping)
     if not report.ok:
         return report, None, report.summary()
     try:
@@ -114,12 +146,23 @@ def upload_view() -> UploadView | None:
     record: UploadRecord | None = ss.get(session.UPLOAD)
     if record is None:
         return None
-    uploaded = read_upload(record.sha, record.name, record.content)
+    sheet = ss.get(session.UPLOAD_SHEET)
+    real_values = tuple(ss.get(session.UPLOAD_REAL_VALUES, ()))
+    uploaded = read_upload(
+        record.sha, record.name, record.content, sheet=sheet, real_values=real_values
+    )
     mapping = ss.get(session.UPLOAD_MAPPING) or suggest_mapping(uploaded.frame.columns)
     report, table, problem = _checked_upload(
-        record.sha, mapping_key(mapping), record.name, record.content, mapping
+        record.sha,
+        reading_key(sheet, real_values),
+        mapping_key(mapping),
+        record.name,
+        record.content,
+        mapping,
+        sheet,
+        real_values,
     )
-    return UploadView(record, uploaded, mapping, report, table, problem)
+    return UploadView(record, uploaded, mapping, report, table, problem, sheet, real_values)
 
 
 def active_data() -> tuple[ActiveData | None, str | None]:
@@ -136,8 +179,8 @@ def active_data() -> tuple[ActiveData | None, str | None]:
             )
         return (
             ActiveData(
-                key=f"upload:{view.record.sha}:{mapping_key(view.mapping)}",
-                identity=f"upload:{view.record.sha}",
+                key=f"upload:{view.record.sha}:{view.reading_key}:{mapping_key(view.mapping)}",
+                identity=f"upload:{view.record.sha}:{view.sheet or ''}",
                 dataset=UPLOAD_DATASET,
                 title=f"Your upload: {view.record.name}",
                 simulated=False,

@@ -15,6 +15,7 @@ from alliance_core import reproduce
 from alliance_core.analysis import AnalysisRun
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import export_figure
+from alliance_core.formatting import escape_markdown
 from alliance_core.provenance import Provenance, bundled_sha256, settings_json
 from alliance_core.settings import PTR, AnalysisSettings
 from pages import _session as session
@@ -205,18 +206,11 @@ def plain(text: str, ctx: sidebar.Context) -> str:
 
 
 def analysis_notes(run: AnalysisRun) -> None:
-    """What the filter and the model left out, and the engine's own notes."""
-    notes = list(run.notes) + list(run.result.notes)
-    dropped = run.result.dropped
-    if not dropped.empty:
-        reasons = dropped["reason"].value_counts()
-        notes.append(
-            f"{len(dropped)} row(s) left out by the model: "
-            + "; ".join(f"{count} with {reason}" for reason, count in reasons.items())
-            + "."
-        )
+    """What the filter and the model left out (rows used, and why the rest were not), and the
+    engine's own notes."""
+    notes = list(run.notes) + [run.row_use()] + list(run.result.notes)
     for note in notes:
-        st.caption(f":material/info: {note}")
+        st.caption(f":material/info: {escape_markdown(note)}")
 
 
 def download_stem(ctx: sidebar.Context) -> str:

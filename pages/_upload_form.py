@@ -5,9 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from alliance_core.errors import AnalysisError
-from alliance_core.mapping import ColumnMapping
+from alliance_core.formatting import escape_markdown
+from alliance_core.mapping import MEASURES, ColumnMapping, measure_words
 from alliance_core.uploads import (
     moderator_candidates,
+    suggest_mapping,
 )
 from pages import _loading as loading
 from pages import _session as session
@@ -24,7 +26,13 @@ def receive_upload() -> None:
     ss = st.session_state
     file = ss.get(session.UPLOAD_FILE)
     if file is None:  # the user removed the file
-        for key in (session.UPLOAD, session.UPLOAD_MAPPING, session.UPLOAD_ERROR):
+        for key in (
+            session.UPLOAD,
+            session.UPLOAD_MAPPING,
+            session.UPLOAD_ERROR,
+            session.UPLOAD_SHEET,
+            session.UPLOAD_REAL_VALUES,
+        ):
             ss.pop(key, None)
         ss[session.SOURCE] = SOURCE_BUNDLED
         return
@@ -34,21 +42,60 @@ def receive_upload() -> None:
         ss[session.UPLOAD_ERROR] = str(error)
         return
     ss.pop(session.UPLOAD_ERROR, None)
+    ss.pop(session.UPLOAD_SHEET, None)
+    ss.pop(session.UPLOAD_REAL_VALUES, None)
     ss[session.UPLOAD] = record
     ss[session.UPLOAD_MAPPING] = mapping
     ss[session.SOURCE] = SOURCE_UPLOAD
 
 
+def choose_sheet() -> None:
+    """Callback of the sheet choice: read that sheet and suggest roles from its columns."""
+    ss = st.session_state
+    record = ss.get(session.UPLOAD)
+    sheet = ss.get(session.UPLOAD_SHEET_CHOICE)
+    if record is None:
+        return
+    real_values = tuple(ss.get(session.UPLOAD_REAL_VALUES, ()))
+    try:
+        uploaded = loading.read_upload(
+            record.sha, record.name, record.content, sheet=sheet, real_values=real_values
+        )
+    except AnalysisError as error:
+        ss[session.UPLOAD_ERROR] = str(error)
+        return
+    ss.pop(session.UPLOAD_ERROR, None)
+    ss[session.UPLOAD_SHEET] = sheet
+    ss[session.UPLOAD_MAPPING] = suggest_mapping(uploaded.frame.columns)
+
+
+def update_real_values() -> None:
+    """Callback of the spellings choice: these spellings are real values, not missing ones."""
+    ss = st.session_state
+    ss[session.UPLOAD_REAL_VALUES] = tuple(sorted(ss.get(session.UPLOAD_REAL_VALUES_CHOICE, [])))
+
+
 MAPPING_ROLES = {
     "study": "Study",
     "es_id": "Effect-size id",
+    "label": "Label",
     "r": "Correlation r",
-    "n": "Patients n",
-    "n_therapists": "Therapists",
+    "z": "Fisher's z",
+    "n": "Patients n (of this effect size)",
     "yi": "Effect size yi",
     "vi": "Sampling variance vi",
-    "label": "Label",
+    "sei": "Standard error sei",
+    "study_patients": "Study patients (total)",
+    "n_therapists": "Therapists",
+    "ptr": "PTR (ready-made)",
     "year": "Year",
+}
+MAPPING_HELP = {
+    "n": "Sample size of this correlation; it may differ between effect sizes of a study.",
+    "vi": "The variance: the standard error squared. Choose a standard-error column as sei.",
+    "sei": "The standard error: the square root of the variance (vi = sei²).",
+    "study_patients": "All patients of the study; PTR = study patients / therapists.",
+    "ptr": "Patients per therapist as reported; used instead of computing PTR.",
 }
 
 
@@ -62,7 +109,8 @@ def update_upload_mapping() -> None:
     roles = {role: ss.get(mapping_key_of(role)) for role in MAPPING_ROLES}
     taken = {column for column in roles.values() if column is not None}
     moderators = tuple(m for m in ss.get(mapping_key_of("moderators"), []) if m not in taken)
-    ss[session.UPLOAD_MAPPING] = ColumnMapping(**roles, moderators=moderators)
+    measure = ss.get(mapping_key_of("measure"))
+    ss[session.UPLOAD_MAPPING] = ColumnMapping(**roles, moderators=moderators, measure=measure)
 
 
 def mapping_editor(view: loading.UploadView) -> None:
@@ -73,6 +121,7 @@ def mapping_editor(view: loading.UploadView) -> None:
     for role in MAPPING_ROLES:
         ss[mapping_key_of(role)] = getattr(mapping, role)
     ss[mapping_key_of("moderators")] = list(mapping.moderators)
+    ss[mapping_key_of("measure")] = mapping.measure
     grid = st.columns(3)
     for position, (role, label) in enumerate(MAPPING_ROLES.items()):
         grid[position % 3].selectbox(
@@ -82,11 +131,59 @@ def mapping_editor(view: loading.UploadView) -> None:
             placeholder="— none —",
             key=mapping_key_of(role),
             on_change=update_upload_mapping,
+            help=MAPPING_HELP.get(role),
         )
+    st.selectbox(
+        "The effect sizes are",
+        [None, *MEASURES],
+        format_func=lambda m: "— not said (other) —" if m is None else measure_words(m)[0],
+        key=mapping_key_of("measure"),
+        on_change=update_upload_mapping,
+        disabled=mapping.on_fisher_z,
+        help="Correlations (r or Fisher's z) are always correlations; for yi, say what it is.",
+    )
     st.multiselect(
         "Moderator columns (offered in the sidebar)",
         moderator_candidates(view.uploaded.frame, mapping),
         key=mapping_key_of("moderators"),
         on_change=update_upload_mapping,
         help="Columns with at least two values that group rows: rater, measure, design, ...",
+    )
+
+
+def sheet_choice(view: loading.UploadView) -> None:
+    """For a workbook with several sheets: which sheet to analyse (the first by default)."""
+    names = view.uploaded.report.sheet_names
+    if len(names) < 2:
+        return
+    st.session_state[session.UPLOAD_SHEET_CHOICE] = view.uploaded.report.sheet_name
+    st.selectbox(
+        "Sheet to analyse",
+        list(names),
+        key=session.UPLOAD_SHEET_CHOICE,
+        on_change=choose_sheet,
+        help="The workbook has several sheets; the first is read unless you choose another.",
+    )
+
+
+def missing_values(view: loading.UploadView) -> None:
+    """Which spellings were read as missing, in how many cells; the user may call some real."""
+    report = view.uploaded.report
+    found = report.missing_spellings
+    if found:
+        listed = "; ".join(escape_markdown(spelling.describe()) for spelling in found)
+        st.caption(f":material/info: Read as missing values: {listed}.")
+    options = sorted({spelling.spelling for spelling in found} | set(view.real_values))
+    if not options:
+        return
+    st.session_state[session.UPLOAD_REAL_VALUES_CHOICE] = list(view.real_values)
+    st.multiselect(
+        "Spellings that are real values in this sheet (not missing)",
+        options,
+        key=session.UPLOAD_REAL_VALUES_CHOICE,
+        on_change=update_real_values,
+        help=(
+            "Cells such as 'NA', 'n.a.', '-', '?' or 'none' are read as missing. If one of "
+            "them is a real answer in your sheet (e.g. 'none' as a comorbidity), choose it here."
+        ),
     )

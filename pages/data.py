@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from alliance_core import uploads
+from alliance_core import uploads_template
 from alliance_core.analysis import apply_filters
 from alliance_core.errors import AnalysisError
 from pages import _loading as loading
@@ -58,6 +58,8 @@ if view is not None:
     st.info(report.describe(), icon=":material/description:")
     for note in report.notes:
         st.caption(f":material/info: {note}")
+    upload_form.sheet_choice(view)
+    upload_form.missing_values(view)
 
     st.markdown("**Column roles** (suggested from the column names; change any of them)")
     upload_form.mapping_editor(view)
@@ -81,10 +83,10 @@ if view is not None:
 with st.expander("File format and template", icon=":material/help:"):
     st.download_button(
         "Download the template (CSV)",
-        data=uploads.template_csv(),
+        data=uploads_template.template_csv(),
         file_name="alliance-coding-sheet-template.csv",
         mime="text/csv",
         on_click="ignore",
         icon=":material/download:",
     )
-    st.markdown(uploads.FORMAT_DESCRIPTION)
+    st.markdown(uploads_template.FORMAT_DESCRIPTION)

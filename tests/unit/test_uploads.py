@@ -17,7 +17,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from alliance_core import uploads
+from alliance_core import uploads, uploads_reading
 from alliance_core.errors import AnalysisError
 from alliance_core.mapping import ColumnMapping
 from alliance_core.uploads import (
@@ -317,7 +317,7 @@ def test_empty_excel_sheet_and_header_only_sheet():
 
 
 def test_excel_row_limit(monkeypatch):
-    monkeypatch.setattr(uploads, "MAX_ROWS", 3)
+    monkeypatch.setattr(uploads_reading, "MAX_ROWS", 3)
     rows = [["r"]] + [[0.1]] * 3
     assert len(read_table(xlsx_bytes({"S": rows}), "s.xlsx").frame) == 3
     with pytest.raises(AnalysisError, match="more than 3 data rows"):
@@ -348,7 +348,7 @@ def test_more_than_200000_rows_is_refused():
 
 
 def test_row_limit_counts_data_rows_not_trailing_blank_lines(monkeypatch):
-    monkeypatch.setattr(uploads, "MAX_ROWS", 3)
+    monkeypatch.setattr(uploads_reading, "MAX_ROWS", 3)
     assert len(read_table(b"r\n1\n2\n3\n\n\n\n", "x.csv").frame) == 3
     with pytest.raises(AnalysisError, match="more than 3 data rows"):
         read_table(b"r\n1\n2\n\n3\n", "x.csv")  # the blank row 4 is a row of the table
@@ -505,7 +505,6 @@ def test_a_clean_table_is_fully_usable_with_numbers_converted():
         ("r", "0,25", "a non-numeric r", "'0,25' is not a number (to read it as a number"),
         ("r", "", "a missing r", "no value"),
         ("n", None, "a missing n", "no value"),
-        ("ther", np.nan, "a missing ther", "no value"),
         ("study", "NA", "a missing study", "no value"),
     ],
 )
@@ -644,7 +643,7 @@ def test_a_mapped_column_that_does_not_exist():
         (ColumnMapping(study="study"), "Choose the columns that hold the effect sizes"),
         (ColumnMapping(r="r"), "not its number of patients (n)"),
         (ColumnMapping(n="n"), "not the correlation (r)"),
-        (ColumnMapping(yi="r"), "yi is chosen but not vi"),
+        (ColumnMapping(yi="r"), "yi is chosen but not its sampling variance (vi) or standard"),
     ],
 )
 def test_a_mapping_without_r_and_n_or_yi_and_vi(mapping, words):
@@ -670,11 +669,16 @@ def test_a_moderator_with_a_single_value_is_a_warning():
     assert report.ok
 
 
-def test_a_missing_moderator_value_leaves_the_row_out():
-    df = sheet(r=[0.1, 0.2, 0.3], n=[50, 60, 70], design=["RCT", None, "other"])
-    report = checked(df, ColumnMapping(r="r", n="n", moderators=("design",)))
-    assert only(report.problems).row == 3
-    assert report.usable["design"].tolist() == ["RCT", "other"]
+def test_a_missing_moderator_or_therapist_count_keeps_the_row_for_models_without_it():
+    df = sheet(
+        r=[0.1, 0.2, 0.3], n=[50, 60, 70], ther=[5, 6, "n.a."], design=["RCT", None, "other"]
+    )
+    mapping = ColumnMapping(r="r", n="n", n_therapists="ther", moderators=("design",))
+    report = checked(df, mapping)
+    assert report.problems == ()
+    assert report.n_usable == 3
+    assert report.missing_by_column == (("ther", 1), ("design", 1))
+    assert "'ther' in 1 row, 'design' in 1 row" in report.summary()
 
 
 def test_missing_label_or_year_leaves_no_row_out():
@@ -684,7 +688,7 @@ def test_missing_label_or_year_leaves_no_row_out():
 
 
 def test_both_effect_size_kinds_mapped_uses_r_and_n_and_warns():
-    df = sheet(r=[0.1], n=[50], yi=["bad"], vi=[-1.0])
+    df = sheet(r=[0.1, 0.2], n=[50, 60], yi=["bad", 0.1], vi=[-1.0, 0.1])
     report = checked(df, ColumnMapping(r="r", n="n", yi="yi", vi="vi"))
     assert [p.severity for p in report.problems] == ["warning"]
     assert report.ok
@@ -766,6 +770,7 @@ TEMPLATE_COLUMNS = [
     "year",
     "r",
     "n",
+    "patients",
     "n_therapists",
     "alliance_rater",
     "outcome_rater",
@@ -785,13 +790,14 @@ def test_template_has_the_expected_columns_and_two_example_rows():
 def test_template_reads_and_validates_cleanly_with_the_suggested_mapping():
     table = read_table(template_csv(), "template.csv")
     mapping = suggest_mapping(table.frame.columns)
-    assert (mapping.study, mapping.es_id, mapping.r, mapping.n, mapping.n_therapists) == (
-        "study",
-        "es_id",
-        "r",
-        "n",
-        "n_therapists",
-    )
+    assert (
+        mapping.study,
+        mapping.es_id,
+        mapping.r,
+        mapping.n,
+        mapping.study_patients,
+        mapping.n_therapists,
+    ) == ("study", "es_id", "r", "n", "patients", "n_therapists")
     report = table.validate(mapping)
     assert report.ok and report.problems == ()
     assert report.n_usable == 2
@@ -800,5 +806,8 @@ def test_template_reads_and_validates_cleanly_with_the_suggested_mapping():
 def test_format_description_explains_every_template_column_and_the_ptr():
     for column in TEMPLATE_COLUMNS:
         assert f"`{column}`" in FORMAT_DESCRIPTION
-    assert "PTR = `n` / `n_therapists`" in FORMAT_DESCRIPTION
+    assert "PTR = study patients /\ntherapists" in FORMAT_DESCRIPTION
+    assert "otherwise `n` / `n_therapists`" in FORMAT_DESCRIPTION
+    for role in ("`z`", "`sei`", "`PTR`", "`n.a.`"):
+        assert role in FORMAT_DESCRIPTION
     assert "alliance–outcome correlation" in FORMAT_DESCRIPTION
