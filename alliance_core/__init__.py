@@ -7,6 +7,7 @@ A short pipeline of verbs over one result object, named as a meta-analyst knows 
     res = ac.fit(dat, moderators=["ptr", "rater"], cluster="study")
     res.coefficients, res.sigma2, res.QM, res.I2
     res.predict({"ptr": [1, 5, 10]}, transform="r")
+    res.robust(method="CR2")                                  # cluster-robust CR2 tests
     print(res.summary())
     fig = ac.ptr_curve_figure(res, ptr_column="ptr")           # plotly Figure
 
@@ -25,6 +26,7 @@ from alliance_core import (
     teaching,
     uploads,
 )
+from alliance_core.aggregation import aggregate
 from alliance_core.analysis import AnalysisRun, effect_size_table, run_analysis
 from alliance_core.bias import egger_test, pet_peese, rank_correlation_test, trim_and_fill
 from alliance_core.datasets import DEFAULT_DATASET, list_datasets, load_dataset
@@ -47,6 +49,7 @@ from alliance_core.patient_level import (
     validate_patient_data,
 )
 from alliance_core.results import MetaResult, WaldTest
+from alliance_core.robust import RobustResult, robust
 from alliance_core.sensitivity import cumulative, influence_diagnostics, leave_one_out
 from alliance_core.settings import AnalysisSettings
 from alliance_core.simulate import SimulationParameters, simulate_meta_analysis
@@ -103,6 +106,9 @@ __all__ = [
     "ModelDesign",
     "ModeratorTerm",
     "WaldTest",
+    "RobustResult",
+    "aggregate",
+    "robust",
     "build_design",
     "escalc",
     "fit",

@@ -250,6 +250,13 @@ class MetaResult:
             f"QE={self.QE:.4g} I2={self.I2:.1f}%>"
         )
 
+    # -- cluster-robust inference --------------------------------------------------------
+    def robust(self, cluster=None, method: str = "CR2"):
+        """Cluster-robust (CR2 or CR1) inference on this fit; see ``alliance_core.robust``."""
+        from alliance_core.robust import robust
+
+        return robust(self, cluster=cluster, method=method)
+
 
 def wald_test(
     beta: np.ndarray, vb: np.ndarray, indices: Sequence[int], names: Sequence[str], ddf: int | None
