@@ -17,6 +17,7 @@ from scipy import special
 from alliance_core.design import ModelDesign
 from alliance_core.effect_sizes import transf
 from alliance_core.errors import AnalysisError
+from alliance_core.formatting import format_p
 
 MODEL_TWO_LEVEL = "two-level"
 MODEL_THREE_LEVEL = "three-level"
@@ -39,8 +40,8 @@ class WaldTest:
 
     def __str__(self) -> str:
         if self.distribution == "F":
-            return f"F({self.df}, {self.df2}) = {self.statistic:.4f}, p = {_format_p(self.pval)}"
-        return f"QM(df = {self.df}) = {self.statistic:.4f}, p = {_format_p(self.pval)}"
+            return f"F({self.df}, {self.df2}) = {self.statistic:.2f}, {format_p(self.pval)}"
+        return f"QM({self.df}) = {self.statistic:.2f}, {format_p(self.pval)}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -274,6 +275,7 @@ def wald_test(
 
 
 def _format_p(p: float) -> str:
+    """metafor's console style (four decimals, "<.0001"), which never prints 0.0000."""
     if p is None or not np.isfinite(p):
         return "NA"
     return "<.0001" if p < 1e-4 else f"{p:.4f}"

@@ -75,6 +75,15 @@ class ActiveData:
         return self.mapping.uses_correlations
 
     @property
+    def measure(self) -> str | None:
+        """The effect-size measure as an escalc code ("ZCOR", "SMD"); None when not known."""
+        if self.mapping.uses_correlations:
+            return "ZCOR"
+        if self.info is not None:
+            return self.info.measure
+        return getattr(self.mapping, "measure", None)
+
+    @property
     def n_studies(self) -> int:
         if self.mapping.study and self.mapping.study in self.table.columns:
             return int(self.table[self.mapping.study].nunique())

@@ -15,6 +15,8 @@ import pandas as pd
 
 from alliance_core.analysis import AnalysisRun
 from alliance_core.figures import MAX_PROFILES
+from alliance_core.formatting import format_coefficient, format_p, format_p_cell
+from alliance_core.nesting import display_name
 from alliance_core.results import MetaResult
 
 PROFILE_NAME = "Profile name"
@@ -22,12 +24,10 @@ PROFILE_NAME = "Profile name"
 
 # -- number formats ----------------------------------------------------------------------------
 def fmt_p(p: float | None) -> str:
-    """APA style: no leading zero, three decimals, "< .001" below that."""
+    """A table cell under "p" (APA: ".021", "< .001", "> .999"); "–" when missing."""
     if p is None or not np.isfinite(p):
         return "–"
-    if p < 0.001:
-        return "< .001"
-    return f"{p:.3f}".replace("0.", ".", 1)
+    return format_p_cell(p)
 
 
 def fmt_num(value: float | None, digits: int = 2) -> str:
@@ -68,7 +68,7 @@ def term_labels(res: MetaResult) -> dict[str, str]:
     labels = {"intrcpt": "Intercept"}
     for term in res.design.terms:
         if term.kind == "numeric":
-            labels[term.column] = term.column.replace("log_PTR", "log PTR")
+            labels[term.column] = display_name(term.column)
             continue
         for level in term.levels[1:]:
             labels[f"{term.column}{level}"] = f"{term.column} = {level} (vs {term.reference})"
@@ -76,21 +76,30 @@ def term_labels(res: MetaResult) -> dict[str, str]:
 
 
 def coefficient_table(res: MetaResult) -> pd.DataFrame:
-    """The meta-regression coefficients (Fisher's z scale for correlations) for display."""
+    """The meta-regression coefficients (Fisher's z scale for correlations) for display.
+
+    Each row gets the decimals its standard error needs (at least three), so a raw-PTR slope
+    of -0.0021 (SE 0.0009) is not shown as -0.002 (SE 0.001).
+    """
     stat = "z" if res.ddf is None else "t"
     labels = term_labels(res)
     coefficients = res.coefficients
+    estimates, ses, intervals = [], [], []
+    for _, row in coefficients.iterrows():
+        estimate, se = format_coefficient(row["estimate"], row["se"], minimum=3)
+        low, _ = format_coefficient(row["ci_lb"], row["se"], minimum=3)
+        high, _ = format_coefficient(row["ci_ub"], row["se"], minimum=3)
+        estimates.append(estimate)
+        ses.append(se)
+        intervals.append(f"[{low}, {high}]")
     return pd.DataFrame(
         {
             "Term": [labels.get(term, term) for term in coefficients.index],
-            "Estimate": [fmt_num(v, 3) for v in coefficients["estimate"]],
-            "SE": [fmt_num(v, 3) for v in coefficients["se"]],
+            "Estimate": estimates,
+            "SE": ses,
             stat: [fmt_num(v, 2) for v in coefficients["statistic"]],
             "p": [fmt_p(v) for v in coefficients["pval"]],
-            f"{res.level:.0%} CI": [
-                fmt_interval(lo, hi, 3)
-                for lo, hi in zip(coefficients["ci_lb"], coefficients["ci_ub"], strict=True)
-            ],
+            f"{res.level:.0%} CI": intervals,
         }
     )
 
@@ -176,12 +185,12 @@ def heterogeneity_table(res: MetaResult) -> pd.DataFrame:
 
 
 def _p_phrase(p: float) -> str:
-    text = fmt_p(p)
-    return text if text.startswith("<") else f"= {text}"
+    return format_p(p, symbol=False)
 
 
 # -- downloads ---------------------------------------------------------------------------------
 RESULT_COLUMNS = [
+    "model",
     "section",
     "name",
     "estimate",
@@ -292,13 +301,28 @@ def results_frame(run: AnalysisRun, on_r_scale: bool = True) -> pd.DataFrame:
     ):
         rows.append({"section": "model", "name": name, "estimate": value})
     frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    frame["model"] = model_label(run)
     for column in ("df", "df2"):
         frame[column] = frame[column].astype("Int64")
     return frame
 
 
-def results_csv(run: AnalysisRun, on_r_scale: bool = True) -> bytes:
-    return results_frame(run, on_r_scale).to_csv(index=False).encode("utf-8")
+def model_label(run: AnalysisRun) -> str:
+    """Which model a results row belongs to: "without moderators" or "with moderators: …"."""
+    if not run.moderator_columns:
+        return "without moderators"
+    return "with moderators: " + ", ".join(display_name(m) for m in run.moderator_columns)
+
+
+def results_csv(
+    run: AnalysisRun, on_r_scale: bool = True, pooled: AnalysisRun | None = None
+) -> bytes:
+    """The results file; with ``pooled``, one file holding the pooled model's rows first and
+    then the model with moderators, each row labelled in the "model" column."""
+    frames = [results_frame(run, on_r_scale)]
+    if pooled is not None and pooled is not run:
+        frames.insert(0, results_frame(pooled, on_r_scale))
+    return pd.concat(frames, ignore_index=True).to_csv(index=False).encode("utf-8")
 
 
 def analysed_rows(run: AnalysisRun) -> pd.DataFrame:
