@@ -92,7 +92,7 @@ def independence_notice(ctx: sidebar.Context) -> None:
     rows = apply_filters(ctx.data.table, ctx.settings.filters)
     study = ctx.data.mapping.study
     n_studies = int(rows[study].nunique()) if study in rows.columns else len(rows)
-    st.error(
+    st.warning(
         "**Not recommended: effect sizes treated as independent.** "
         + independence_warning(len(rows), n_studies),
         icon=":material/warning:",

@@ -252,7 +252,7 @@ def _what_if_widgets(rec: Reconciled, choices: DataChoices, data: loading.Active
             help=RHO_HELP + f" Default {DEFAULT_RHO:g}.",
         )
     elif settings.model == INDEPENDENT:
-        st.error(
+        st.warning(
             "Not recommended: effect sizes of one study are treated as independent, so "
             "intervals are too narrow and p-values too small.",
             icon=":material/warning:",

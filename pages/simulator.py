@@ -33,7 +33,8 @@ def simulated_run(params: SimulationParameters, model: str, method: str, ptr_sca
 
 
 settings = ctx.settings
-model = settings.model if settings else "three-level"
+# The simulated literature is always analysed by the sidebar's family of model (two or three levels).
+model = "two-level" if settings and settings.is_two_level else "three-level"
 method = settings.method if settings else "REML"
 ptr_scale = settings.ptr_scale if settings else "log"
 
