@@ -66,6 +66,26 @@ def cached_curve(data_key, settings_key, controls, ptr_column, _data, _settings,
     )
 
 
+def cumulative_section(pooled_run, year: str, unit: str, on_r: bool, symbol) -> None:
+    """The pooled estimate as rows are added in order of ``year``: reading, chart, caption."""
+    steps = cumulative(pooled_run.result, order_by=year)
+    st.markdown(escape_markdown(steps.describe()))
+    chart = display.cumulative_chart(steps.table, on_r=on_r, symbol=symbol)
+    effect = chart.columns[1]
+    st.line_chart(
+        chart,
+        x="Step",
+        y=list(chart.columns[1:]),
+        x_label=f"{unit.capitalize()} rows added, in order of {year}",
+        y_label=effect,
+        height=280,
+    )
+    st.caption(
+        f"{effect} as {unit} rows are added in order of {escape_markdown(year)}, with "
+        "its confidence interval" + (" (pooled on Fisher's z, shown as r)." if on_r else ".")
+    )
+
+
 if render.page_header("Sensitivity", ctx):
     run = loading.fitted(ctx)
     res = run.result
@@ -141,23 +161,17 @@ if render.page_header("Sensitivity", ctx):
         with render.shown_errors("The cumulative meta-analysis"):
             pooled_run = loading.fitted(ctx, without_moderators=True)
             render.model_statement(pooled_run, pooled=True)
-            steps = cumulative(pooled_run.result, order_by=year)
-            st.markdown(escape_markdown(steps.describe()))
-            chart = display.cumulative_chart(steps.table, on_r=on_r, symbol=symbol)
-            effect = chart.columns[1]
-            st.line_chart(
-                chart,
-                x="Step",
-                y=list(chart.columns[1:]),
-                x_label=f"{unit.capitalize()} rows added, in order of {year}",
-                y_label=effect,
-                height=280,
-            )
-            st.caption(
-                f"{effect} as {unit} rows are added in order of {escape_markdown(year)}, with "
-                "its confidence interval"
-                + (" (pooled on Fisher's z, shown as r)." if on_r else ".")
-            )
+            if year in pooled_run.result.data.columns:
+                cumulative_section(pooled_run, year, unit, on_r, symbol)
+            else:
+                # One aggregated effect per study: a year that differs within a study is gone.
+                st.info(
+                    f"The studies cannot be put in order of {escape_markdown(year)}: its value "
+                    "differs between the effect sizes of some studies, so one aggregated effect "
+                    "per study has no single value of it. The three-level model orders studies "
+                    "by their first effect size.",
+                    icon=":material/info:",
+                )
 
     st.header("Specification curve")
     if not ctx.data.mapping.has_therapists:

@@ -13,7 +13,7 @@ from alliance_core.presets import DEL_RE_2021
 from alliance_core.settings import AnalysisSettings
 from pages import _session as session
 from pages._state import UploadRecord
-from tests.app.conftest import exception_messages, new_app
+from tests.app.conftest import exception_messages, new_app, page_paths
 
 NUMBER_PAGES = (
     "pages/overview.py",
@@ -227,3 +227,17 @@ def test_cumulative_chart_is_on_the_r_scale_with_named_series():
     spec = str(chart.proto.spec) + str(chart.proto.datasets) + str(chart.proto.data)
     assert "Pooled r" in spec and "Lower CI limit" in spec
     assert "in order of year" in spec
+
+
+_aggregated: dict[str, AppTest] = {}
+
+
+@pytest.mark.parametrize("page", page_paths())
+@pytest.mark.parametrize("dataset", [DEFAULT_DATASET, "assink2016", "crede2010"])
+def test_every_page_renders_the_aggregated_model(dataset, page):
+    if dataset not in _aggregated:
+        _aggregated[dataset] = open_with({"ds": dataset, "model": "2L-agg"})
+    at = _aggregated[dataset]
+    at.switch_page(page).run()
+    assert_clean(at)
+    assert at.radio(key=session.MODEL).value == "two-level-aggregated"
