@@ -52,9 +52,17 @@ if render.page_header("Overview", ctx):
         help="Where the true effect of a new, similar study is expected to lie: wider than the "
         "confidence interval because true effects differ between studies.",
     )
-    aggregated = "ki" in pooled_run.data.columns and not pooled.is_three_level
-    cols[3].metric("Studies (aggregated)" if aggregated else "Effect sizes (k)", f"{pooled.k:,}")
-    cols[4].metric("Studies", f"{pooled.n_studies:,}")
+    if "ki" in pooled_run.data.columns and not pooled.is_three_level:
+        # One aggregated effect per study: k counts studies; say how many effect sizes went in.
+        cols[3].metric(
+            "Effect sizes (combined per study)",
+            f"{int(pooled_run.data['ki'].sum()):,}",
+            help="Each study's effect sizes were combined into one before the model was fitted.",
+        )
+        cols[4].metric("Studies (k)", f"{pooled.k:,}")
+    else:
+        cols[3].metric("Effect sizes (k)", f"{pooled.k:,}")
+        cols[4].metric("Studies", f"{pooled.n_studies:,}")
     if on_r:
         st.caption(
             "Correlations are pooled as Fisher's z = atanh(r) and shown back as r; the "

@@ -68,7 +68,8 @@ def test_the_aggregated_model_shows_one_effect_per_study_and_says_what_it_left_o
     at = open_with({"model": "2L-agg", "rho": "0.6", "mod": ["PTR", "alliance_rater"]})
     assert_clean(at)
     pooled = expected(model="two-level-aggregated", moderators=()).result
-    assert metrics(at)["Studies (aggregated)"] == f"{pooled.k:,}" == "152"
+    assert metrics(at)["Studies (k)"] == f"{pooled.k:,}" == "152"
+    assert metrics(at)["Effect sizes (combined per study)"] == "811"
     pred = pooled.predict(transform="r").iloc[0]
     assert metrics(at)["Pooled r"] == format_number(pred["pred"])
     text = all_text(at)
