@@ -176,8 +176,9 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
     elif model == "two-level" and choices.nested:
         notes.append(
             "Two-level (model=2L) on this table, where studies have several effect sizes, means "
-            "one aggregated effect per study (sampling correlation ρ as set below). To treat "
-            "every effect size as independent, choose that option explicitly (not recommended)."
+            "one aggregated effect per study (sampling correlation ρ, adjustable in the "
+            "sidebar). To treat every effect size as independent, choose that option "
+            "explicitly (not recommended)."
         )
         model = AGGREGATED
     elif model in (AGGREGATED, INDEPENDENT) and not choices.nested:
