@@ -21,6 +21,7 @@ from alliance_core.effect_sizes import (
 from alliance_core.errors import AnalysisError
 from alliance_core.fitting import fit
 from alliance_core.mapping import ColumnMapping
+from alliance_core.nesting import AGGREGATED, aggregated_rows, check_enough_rows, is_nested
 from alliance_core.results import MetaResult
 from alliance_core.settings import PTR, AnalysisSettings
 
@@ -197,6 +198,15 @@ def run_analysis(
         raise AnalysisError(
             "The three-level model needs a study column; map one or use the two-level model."
         )
+    check_enough_rows(filtered)
+    # A plain two-level choice on nested rows (an old link or settings file) means the valid
+    # two-level analysis: one aggregated effect per study (the notes say so).
+    if settings.model in (AGGREGATED, "two-level") and is_nested(filtered, mapping.study):
+        filtered, moderators, aggregation_notes = aggregated_rows(
+            filtered, mapping.study, settings.rho, moderators
+        )
+        notes.extend(aggregation_notes)
+        check_enough_rows(filtered, aggregated=True)
     result = fit(
         filtered,
         yi="yi",

@@ -33,6 +33,7 @@ from scipy import special, stats
 from alliance_core.effect_sizes import transf
 from alliance_core.errors import AnalysisError
 from alliance_core.fitting import fit
+from alliance_core.formatting import format_p
 from alliance_core.results import MetaResult
 from alliance_core.sensitivity import BLAS, refit
 
@@ -102,7 +103,7 @@ def _caveats(res: MetaResult) -> list[str]:
 
 
 def _p_text(p: float) -> str:
-    return "p < .001" if p < 0.001 else f"p = {p:.3f}"
+    return format_p(p)
 
 
 def _value(value: float, transform: str | None) -> str:
@@ -583,7 +584,7 @@ class PetPeese:
         )
         rule = (
             f"PET's intercept was {'significantly' if self.chosen == 'PEESE' else 'not significantly'} "
-            f"above zero (one-sided p = {self.pet_one_sided_p:.3f}, alpha = {self.alpha:g}), so "
+            f"above zero (one-sided {format_p(self.pet_one_sided_p)}, alpha = {self.alpha:g}), so "
             f"the {self.chosen} estimate is used: {_value(self.estimate, transform)} "
             f"({self.pet.level:.0%} CI {_value(self.ci[0], transform)} to "
             f"{_value(self.ci[1], transform)})."

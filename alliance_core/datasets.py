@@ -43,6 +43,7 @@ class DatasetInfo:
     mapping: ColumnMapping
     filename: str
     effect_measure: str
+    measure: str | None = None  # what yi is, as an escalc code ("SMD"), when not correlations
 
 
 DEFAULT_DATASET = "alliance_simulated"
@@ -78,6 +79,7 @@ _DATASETS: tuple[DatasetInfo, ...] = (
                 "alliance_measure",
                 "design",
                 "pd_share",
+                "pd",
             ),
             measure="correlation",
         ),
@@ -189,6 +191,7 @@ _DATASETS: tuple[DatasetInfo, ...] = (
         ),
         filename="konstantopoulos2011.csv",
         effect_measure="precomputed",
+        measure="SMD",
     ),
     DatasetInfo(
         name="assink2016",
@@ -217,6 +220,7 @@ _DATASETS: tuple[DatasetInfo, ...] = (
         ),
         filename="assink2016.csv",
         effect_measure="precomputed",
+        measure="SMD",
     ),
 )
 

@@ -199,8 +199,9 @@ def build_design_matrix(
                 )
             values = series.to_numpy(dtype=float)
             if values.size and values.min() == values.max():
+                shown = "log PTR" if column == "log_PTR" else column  # the computed column
                 raise AnalysisError(
-                    f"Moderator '{column}' has the same value ({values[0]:g}) in every "
+                    f"Moderator '{shown}' has the same value ({values[0]:g}) in every "
                     "analysed row, so its effect cannot be estimated. Remove it from the model."
                 )
             term = ModeratorTerm(column=column, kind="numeric", mean=float(values.mean()))

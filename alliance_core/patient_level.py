@@ -54,6 +54,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import OKABE_ITO, _rgba, _style
+from alliance_core.formatting import format_p
 from alliance_core.uploads_cells import DECIMAL_NAMES, MISSING_MARKERS, parse_numbers
 from alliance_core.uploads_report import Problem, ProblemReport
 
@@ -893,7 +894,7 @@ def _number(value: float) -> str:
 def _p(p: float) -> str:
     if not np.isfinite(p):
         return "p not available"
-    return "p < .001" if p < 0.001 else "p = " + f"{p:.3f}".removeprefix("0")
+    return format_p(p)
 
 
 def _estimate_text(slope: Slope, level: float) -> str:

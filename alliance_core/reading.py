@@ -7,33 +7,105 @@ moderator is *not* supported by the data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 
+from alliance_core.formatting import format_coefficient, format_number, format_p
+from alliance_core.nesting import display_name
 from alliance_core.results import MetaResult
+
+
+@dataclass(frozen=True)
+class EffectWords:
+    """How to name an effect-size measure in a sentence: "correlation" and "r"."""
+
+    noun: str  # "correlation", "standardized mean difference", "effect size"
+    symbol: str | None  # "r", "SMD"; None when the measure has no usual symbol
+
+
+_MEASURES = {
+    "ZCOR": EffectWords("correlation", "r"),
+    "COR": EffectWords("correlation", "r"),
+    "SMD": EffectWords("standardized mean difference", "SMD"),
+    "MD": EffectWords("mean difference", "MD"),
+    "OR": EffectWords("log odds ratio", "log OR"),
+    "RR": EffectWords("log risk ratio", "log RR"),
+}
+
+
+def effect_words(measure: str | None) -> EffectWords:
+    """The words for a measure code (metafor's escalc names; None or unknown: "effect size").
+
+    The one place that decides how effects are named, so every reading says the same.
+    """
+    return _MEASURES.get((measure or "").upper(), EffectWords("effect size", None))
 
 
 def _pct(level: float) -> str:
     return f"{100 * level:g}%"
 
 
-def pooled_effect(res: MetaResult, on_r_scale: bool = True) -> str:
-    """The average effect with its confidence and prediction intervals."""
+def pooled_effect(
+    res: MetaResult,
+    on_r_scale: bool = True,
+    measure: str | None = None,
+    topic: str = "alliance–outcome ",
+) -> str:
+    """The average effect with its confidence and prediction intervals.
+
+    ``measure`` names the effect (see :func:`effect_words`); by default "ZCOR" when
+    ``on_r_scale`` and a generic "effect size" otherwise. ``topic`` precedes the noun.
+    """
+    words = effect_words(measure or ("ZCOR" if on_r_scale else None))
     pred = res.predict(transform="r" if on_r_scale else None).iloc[0]
-    what = "correlation" if on_r_scale else "effect size"
-    symbol = "r" if on_r_scale else "estimate"
+    value = format_number(pred["pred"])
+    stated = f"{words.symbol} = {value}" if words.symbol == "r" else value
     text = (
-        f"The average alliance–outcome {what} is {symbol} = {pred['pred']:.2f} "
-        f"({_pct(res.level)} CI {pred['ci_lb']:.2f} to {pred['ci_ub']:.2f})"
+        f"The average {topic}{words.noun} is {stated} "
+        f"({_pct(res.level)} CI {format_number(pred['ci_lb'])} to "
+        f"{format_number(pred['ci_ub'])})"
     )
     if res.p > 1:
         text += " at the reference level or mean of every moderator"
     text += "."
     if np.isfinite(pred["pi_lb"]):
         text += (
-            f" In a new study like these, the true {what} is expected to lie between "
-            f"{pred['pi_lb']:.2f} and {pred['pi_ub']:.2f} ({_pct(res.level)} prediction interval)."
+            f" In a new study like these, the true {words.noun} is expected to lie between "
+            f"{format_number(pred['pi_lb'])} and {format_number(pred['pi_ub'])} "
+            f"({_pct(res.level)} prediction interval)."
         )
     return text
+
+
+def which_model(
+    res: MetaResult,
+    moderators: Sequence[str],
+    *,
+    pooled: bool = False,
+    aggregated_from: int | None = None,
+) -> str:
+    """Which model a page's numbers come from: with or without moderators, and its k.
+
+    ``moderators`` are the model's moderator columns; ``aggregated_from`` the number of
+    effect sizes behind a two-level model on one aggregated effect per study.
+    """
+    if res.is_three_level:
+        size = f"k = {res.k:,} effect sizes in {res.n_studies:,} studies"
+    elif aggregated_from is not None:
+        size = (
+            f"k = {res.k:,} studies (one aggregated effect each, from {aggregated_from:,} "
+            "effect sizes)"
+        )
+    else:
+        size = f"k = {res.k:,} effect sizes"
+    if not moderators:
+        kind = "the pooled model without moderators" if pooled else "the model without moderators"
+    else:
+        names = ", ".join(display_name(m) for m in moderators)
+        kind = f"the model with moderators ({names})"
+    return f"Numbers on this page come from {kind}; {size}."
 
 
 def heterogeneity(res: MetaResult) -> str:
@@ -76,17 +148,18 @@ def ptr_effect(res: MetaResult, ptr_column: str, alpha: float = 0.05) -> str:
         return "PTR is not in the model."
     row = res.coefficients.loc[ptr_column]
     scale = "log PTR" if ptr_column.lower().startswith("log") else "PTR"
+    estimate, low, high = _coefficient(row)
     if row["pval"] >= alpha:
         return (
-            f"The data do not support a PTR effect: the {scale} coefficient is {row['estimate']:.3f} "
-            f"({_pct(res.level)} CI {row['ci_lb']:.3f} to {row['ci_ub']:.3f}, p {_p(row['pval'])}), "
+            f"The data do not support a PTR effect: the {scale} coefficient is {estimate} "
+            f"({_pct(res.level)} CI {low} to {high}, p {_p(row['pval'])}), "
             "an interval that includes no change."
         )
     direction = "weaker" if row["estimate"] < 0 else "stronger"
     return (
         f"Studies in which each therapist treats more patients show a {direction} alliance–outcome "
-        f"link: the {scale} coefficient is {row['estimate']:.3f} ({_pct(res.level)} CI "
-        f"{row['ci_lb']:.3f} to {row['ci_ub']:.3f}, p {_p(row['pval'])})."
+        f"link: the {scale} coefficient is {estimate} ({_pct(res.level)} CI "
+        f"{low} to {high}, p {_p(row['pval'])})."
         + (
             " A negative slope is what a therapist contribution to the alliance predicts."
             if row["estimate"] < 0
@@ -96,4 +169,13 @@ def ptr_effect(res: MetaResult, ptr_column: str, alpha: float = 0.05) -> str:
 
 
 def _p(p: float) -> str:
-    return "< .001" if p < 0.001 else f"= {p:.3f}".replace("0.", ".")
+    """p after a "p " already written: "= .021", "< .001"."""
+    return format_p(p, symbol=False)
+
+
+def _coefficient(row) -> tuple[str, str, str]:
+    """Estimate and CI limits with the decimals the standard error needs."""
+    estimate, _ = format_coefficient(row["estimate"], row["se"], minimum=3)
+    low, _ = format_coefficient(row["ci_lb"], row["se"], minimum=3)
+    high, _ = format_coefficient(row["ci_ub"], row["se"], minimum=3)
+    return estimate, low, high

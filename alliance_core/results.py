@@ -275,6 +275,7 @@ def wald_test(
 
 
 def _format_p(p: float) -> str:
+    """metafor's console style (four decimals, "<.0001"), which never prints 0.0000."""
     if p is None or not np.isfinite(p):
         return "NA"
     return "<.0001" if p < 1e-4 else f"{p:.4f}"

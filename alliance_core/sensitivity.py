@@ -41,6 +41,8 @@ from alliance_core.fitting import (
     critical_value,
     two_sided_p,
 )
+from alliance_core.formatting import format_p
+from alliance_core.nesting import display_name
 from alliance_core.results import MetaResult
 
 # Fits are small; BLAS threads only add overhead (see alliance_core.fitting).
@@ -348,9 +350,10 @@ class LeaveOneOut:
             alpha = 1.0 - self.level
             significant = int((ok["coef_pval"] < alpha).sum())
             lines.append(
-                f"The {self.coefficient} coefficient ranged from {_fmt(ok['coef_estimate'].min())} "
-                f"to {_fmt(ok['coef_estimate'].max())} (all data: "
-                f"{_fmt(self.full['coef_estimate'])}, p = {self.full['coef_pval']:.3g}); it was "
+                f"The {display_name(self.coefficient)} coefficient ranged from "
+                f"{_fmt(ok['coef_estimate'].min())} to {_fmt(ok['coef_estimate'].max())} (all "
+                f"data: {_fmt(self.full['coef_estimate'])}, {format_p(self.full['coef_pval'])}); "
+                "it was "
                 f"significant at p < {alpha:g} in {significant} of {len(ok)} refits."
             )
         failed = n - len(ok)

@@ -13,7 +13,20 @@ from dataclasses import asdict, dataclass, field, replace
 
 from alliance_core.errors import AnalysisError
 
-MODELS = {"two-level": "2L", "three-level": "3L"}
+# Model name -> link code. "two-level" is the random-effects model for tables with one effect
+# size per study. On nested tables (several effect sizes per study) the two-level choice is either
+# "two-level-aggregated" (one effect per study, metafor aggregate.escalc with compound symmetry at
+# sampling correlation rho) or "two-level-independent" (every row as if it were its own study,
+# which overstates precision and is offered only with a warning).
+MODELS = {
+    "two-level": "2L",
+    "two-level-aggregated": "2L-agg",
+    "two-level-independent": "2L-ind",
+    "three-level": "3L",
+}
+TWO_LEVEL_MODELS = ("two-level", "two-level-aggregated", "two-level-independent")
+DEFAULT_RHO = 0.6
+RHO_RANGE = (0.0, 0.99)  # a sampling correlation of 1 makes a study's covariance singular
 TWO_LEVEL_METHODS = ("REML", "ML", "DL", "PM", "HE", "SJ", "EE")
 THREE_LEVEL_METHODS = ("REML", "ML")
 TESTS = ("z", "t")
@@ -39,11 +52,12 @@ class AnalysisSettings:
     reference: Mapping[str, str] = field(default_factory=dict)
     filters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     ptr_scale: str = "log"
+    rho: float = DEFAULT_RHO
     page: str | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
-            raise AnalysisError(f"Unknown model '{self.model}'; choose two-level or three-level.")
+            raise AnalysisError(f"Unknown model '{self.model}'; choose one of {', '.join(MODELS)}.")
         methods = THREE_LEVEL_METHODS if self.model == "three-level" else TWO_LEVEL_METHODS
         if self.method not in methods:
             raise AnalysisError(
@@ -54,6 +68,18 @@ class AnalysisSettings:
             raise AnalysisError(f"Unknown test '{self.test}'; choose z or t.")
         if self.ptr_scale not in PTR_SCALES:
             raise AnalysisError(f"Unknown PTR scale '{self.ptr_scale}'; choose log or raw.")
+        try:
+            rho = float(self.rho)
+        except (TypeError, ValueError):
+            raise AnalysisError(
+                f"The sampling correlation rho = '{self.rho}' is not a number."
+            ) from None
+        if not RHO_RANGE[0] <= rho <= RHO_RANGE[1]:
+            raise AnalysisError(
+                f"The sampling correlation rho = {rho:g} must lie between {RHO_RANGE[0]:g} and "
+                f"{RHO_RANGE[1]:g}."
+            )
+        object.__setattr__(self, "rho", rho)
         # Normalise containers so that equal settings compare and hash equal (cache keys).
         object.__setattr__(self, "moderators", tuple(self.moderators))
         object.__setattr__(self, "reference", dict(sorted(dict(self.reference).items())))
@@ -68,11 +94,16 @@ class AnalysisSettings:
         )
 
     @property
+    def is_two_level(self) -> bool:
+        """Any two-level model (plain, aggregated or effect sizes treated as independent)."""
+        return self.model in TWO_LEVEL_MODELS
+
+    @property
     def engine_test(self) -> str:
         """The test name ``alliance_core.fit`` expects for this model."""
         if self.test == "z":
             return "z"
-        return "knha" if self.model == "two-level" else "t"
+        return "knha" if self.is_two_level else "t"
 
     def with_changes(self, **changes) -> AnalysisSettings:
         return replace(self, **changes)
@@ -139,6 +170,8 @@ class AnalysisSettings:
             query["keep"] = [
                 f"{column}:{level}" for column, levels in self.filters.items() for level in levels
             ]
+        if self.model == "two-level-aggregated":
+            query["rho"] = f"{self.rho:g}"
         if self.page:
             query["page"] = self.page
         return query
@@ -167,7 +200,9 @@ class AnalysisSettings:
         model_codes = {code: name for name, code in MODELS.items()}
         model_code = one("model", MODELS[base.model])
         if model_code not in model_codes:
-            raise AnalysisError(f"Link parameter model={model_code} is not 2L or 3L.")
+            raise AnalysisError(
+                f"Link parameter model={model_code} is not one of {', '.join(MODELS.values())}."
+            )
         changes: dict[str, object] = {
             "dataset": one("ds", base.dataset),
             "model": model_codes[model_code],
@@ -176,6 +211,12 @@ class AnalysisSettings:
             "ptr_scale": one("ptr", base.ptr_scale),
             "page": one("page", base.page or "") or None,
         }
+        if values("rho"):
+            text = one("rho", "")
+            try:
+                changes["rho"] = float(text)
+            except ValueError:
+                raise AnalysisError(f"Link parameter rho={text} is not a number.") from None
         mods = values("mod")
         if mods:
             changes["moderators"] = () if mods == ["none"] else tuple(mods)

@@ -31,6 +31,7 @@ from alliance_core.effect_sizes import transf
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import FONT_FAMILY, GRID, NEUTRAL, OKABE_ITO
 from alliance_core.fitting import THREE_LEVEL_METHODS, TWO_LEVEL_METHODS
+from alliance_core.formatting import format_p
 from alliance_core.mapping import ColumnMapping
 from alliance_core.sensitivity import BLAS, refit
 
@@ -48,6 +49,7 @@ RESULT_COLUMNS = (
     "ci_ub",
     "significant",
     "delta",
+    "independent",
     "error",
 )
 PTR_FROM, PTR_TO = 1.0, 10.0
@@ -65,8 +67,10 @@ class SpecificationCurve:
     coefficient's ``estimate``, ``se``, ``statistic``, ``pval``, ``ci_lb``, ``ci_ub``,
     ``significant`` (p < 1 - level), ``delta`` (predicted effect at PTR = 10 minus at PTR = 1,
     other moderators at their mean or reference level, on the ``delta_scale``: "r" for
-    correlations, else the model scale) and ``error`` (why a specification could not be
-    fitted, else None).
+    correlations, else the model scale), ``independent`` (True for a two-level fit to rows
+    nested in studies, which treats them as independent and overstates precision: such
+    specifications are marked in the figure and not counted in ``share_significant``) and
+    ``error`` (why a specification could not be fitted, else None).
     """
 
     table: pd.DataFrame
@@ -85,10 +89,23 @@ class SpecificationCurve:
         return self.table[self.table["error"].isna()]
 
     @property
-    def share_significant(self) -> float:
-        """Share of the estimated specifications in which PTR is significant (either sign)."""
+    def counted(self) -> pd.DataFrame:
+        """The estimated specifications that are valid for the data: all but two-level fits
+        that treat nested effect sizes as independent (unless those are all there is)."""
         fitted = self.fitted
-        return float(fitted["significant"].mean()) if len(fitted) else float("nan")
+        valid = fitted[~fitted["independent"].astype(bool)]
+        return valid if len(valid) else fitted
+
+    @property
+    def n_independent(self) -> int:
+        """Specifications that treat nested effect sizes as independent (marked, not counted)."""
+        return int(self.table["independent"].astype(bool).sum())
+
+    @property
+    def share_significant(self) -> float:
+        """Share of the counted specifications in which PTR is significant (either sign)."""
+        counted = self.counted
+        return float(counted["significant"].mean()) if len(counted) else float("nan")
 
     @property
     def n_failed(self) -> int:
@@ -114,7 +131,7 @@ class SpecificationCurve:
         return int(self.table.index[np.argmax(chosen)])
 
     def describe(self) -> str:
-        fitted = self.fitted
+        fitted = self.counted
         n = len(self.table)
         if fitted.empty:
             return "Specification curve: no specification could be estimated."
@@ -122,16 +139,32 @@ class SpecificationCurve:
         negative = int((fitted["estimate"] < 0).sum())
         significant = int(fitted["significant"].sum())
         sig_negative = int((fitted["significant"] & (fitted["estimate"] < 0)).sum())
+        name = "log PTR" if self.ptr_scale == "log" else "PTR"
         parts = [
-            f"Specification curve: the PTR coefficient ({self.ptr_column}) was estimated in {n} "
+            f"Specification curve: the {name} coefficient was estimated in {n} "
             f"specifications (every subset of {len(self.controls)} control moderator(s), "
             "crossed with the chosen models and estimators), all on the same "
             f"{self.k} effect sizes.",
+        ]
+        independent = self.n_independent
+        counted_all = len(fitted) < len(self.fitted) or not independent
+        if independent and counted_all:
+            parts.append(
+                f"{independent} of them fit the two-level model to effect sizes nested in "
+                "studies as if they were independent, which makes p-values too small; they "
+                "are marked in the figure and not counted below."
+            )
+        elif independent:
+            parts.append(
+                "Every specification here fits the two-level model to effect sizes nested in "
+                "studies as if they were independent, which makes p-values too small."
+            )
+        parts.append(
             f"It was negative in {negative} of {len(fitted)} and significant at p < {alpha:g} "
             f"in {significant} ({self.share_significant:.0%}; {sig_negative} of them negative). "
             f"Estimates ranged from {fitted['estimate'].min():.3f} to "
-            f"{fitted['estimate'].max():.3f} (median {fitted['estimate'].median():.3f}).",
-        ]
+            f"{fitted['estimate'].max():.3f} (median {fitted['estimate'].median():.3f})."
+        )
         if self.n_failed:
             parts.append(f"{self.n_failed} specification(s) could not be estimated.")
         parts.append(
@@ -209,6 +242,7 @@ def specification_curve(
         test=test,
         level=level,
     )
+    nested = bool(study) and bool(sample[study].duplicated().any())
     subsets = [
         subset
         for size in range(len(controls) + 1)
@@ -228,6 +262,7 @@ def specification_curve(
                     # starts its variance components where the PTR-only model ended.
                     start = theta
                 uses = {control: control in subset for control in controls}
+                row["independent"] = model == "two-level" and nested
                 rows.append({**uses, "model": model, "method": method, **row})
                 if progress is not None:
                     progress(len(rows), total)
@@ -420,7 +455,7 @@ def _hover(table: pd.DataFrame, controls: Sequence[str], delta_scale) -> list[st
         texts.append(
             f"{row['model']}, {row['method']}<br>controls: {', '.join(used)}<br>"
             f"PTR b = {row['estimate']:.3f} [{row['ci_lb']:.3f}, {row['ci_ub']:.3f}], "
-            f"p = {row['pval']:.3g}<br>change in {scale}, PTR 1 \u2192 10: {row['delta']:+.3f}"
+            f"{format_p(row['pval'])}<br>change in {scale}, PTR 1 \u2192 10: {row['delta']:+.3f}"
         )
     return texts
 
@@ -439,17 +474,34 @@ def specification_figure(curve: SpecificationCurve, current=None) -> go.Figure:
         vertical_spacing=0.03,
     )
     hover = pd.Series(_hover(fitted, curve.controls, curve.delta_scale), index=fitted.index)
-    for significant, colour, name in (
-        (True, SIGNIFICANT_COLOUR, f"p < {1 - curve.level:g}"),
-        (False, NOT_SIGNIFICANT_COLOUR, "not significant"),
+    independent = fitted["independent"].astype(bool)
+    marked = bool(independent.any() and not independent.all())
+    for significant, colour, name, naive in (
+        (True, SIGNIFICANT_COLOUR, f"p < {1 - curve.level:g}", False),
+        (False, NOT_SIGNIFICANT_COLOUR, "not significant", False),
+        (
+            None,
+            NOT_SIGNIFICANT_COLOUR,
+            "two-level, effect sizes as if independent (not counted)",
+            True,
+        ),
     ):
-        part = fitted[fitted["significant"] == significant]
+        if naive and not marked:
+            continue
+        if naive:
+            part = fitted[independent]
+        else:
+            part = fitted[(fitted["significant"] == significant) & ~(independent & marked)]
         fig.add_trace(
             go.Scatter(
                 x=rank[part.index],
                 y=part["estimate"],
                 mode="markers",
-                marker={"color": colour, "size": 5},
+                marker={
+                    "color": colour,
+                    "size": 5,
+                    "symbol": "circle-open" if naive else "circle",
+                },
                 error_y={
                     "type": "data",
                     "symmetric": False,
@@ -462,7 +514,7 @@ def specification_figure(curve: SpecificationCurve, current=None) -> go.Figure:
                 name=name,
                 hovertext=hover[part.index],
                 hoverinfo="text",
-                meta={"role": "estimates", "significant": significant},
+                meta={"role": "estimates", "significant": significant, "independent": naive},
             ),
             row=1,
             col=1,

@@ -20,7 +20,7 @@ from alliance_core.analysis import AnalysisRun, effect_size_table, run_analysis
 from alliance_core.datasets import DEFAULT_DATASET, DatasetInfo
 from alliance_core.errors import AnalysisError
 from alliance_core.fitting import fit
-from alliance_core.mapping import ColumnMapping, measure_words
+from alliance_core.mapping import ColumnMapping
 from alliance_core.settings import AnalysisSettings
 from alliance_core.uploads import (
     UploadedTable,
@@ -67,6 +67,10 @@ def reading_key(sheet: str | None, real_values: tuple[str, ...]) -> str:
     return json.dumps([sheet, list(real_values)])
 
 
+# The measure an upload's mapping declares, as the escalc code the readings know.
+UPLOAD_MEASURE_CODES = {"correlation": "ZCOR", "smd": "SMD", "log_odds_ratio": "OR"}
+
+
 @dataclass(frozen=True, eq=False)
 class ActiveData:
     """The table the analysis runs on, bundled or uploaded."""
@@ -88,9 +92,14 @@ class ActiveData:
         return self.mapping.on_fisher_z
 
     @property
-    def measure(self) -> tuple[str, str]:
-        """Words and symbol of the effect sizes ("correlation", "r"), from the mapping."""
-        return measure_words(self.mapping.effect_measure)
+    def measure(self) -> str | None:
+        """The effect-size measure as an escalc code ("ZCOR", "SMD"); None when not known."""
+        if self.mapping.on_fisher_z:
+            return "ZCOR"
+        if self.info is not None:
+            return self.info.measure
+        # An upload names its measure in the mapping's words; readings use escalc codes.
+        return UPLOAD_MEASURE_CODES.get(self.mapping.effect_measure)
 
     @property
     def n_studies(self) -> int:

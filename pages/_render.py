@@ -12,11 +12,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from alliance_core import reproduce
-from alliance_core.analysis import AnalysisRun
+from alliance_core.analysis import AnalysisRun, apply_filters
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import export_figure
 from alliance_core.formatting import escape_markdown
+from alliance_core.nesting import AGGREGATED, INDEPENDENT, independence_warning, model_name
 from alliance_core.provenance import Provenance, bundled_sha256, settings_json
+from alliance_core.reading import which_model
 from alliance_core.settings import PTR, AnalysisSettings
 from pages import _session as session
 from pages import _tables as tables
@@ -58,8 +60,8 @@ def shown_errors(what: str = "This part of the page") -> Iterator[None]:
 
 
 def describe_settings(settings: AnalysisSettings) -> str:
-    model = "Three-level" if settings.model == "three-level" else "Two-level"
-    test = {"z": "z", "t": "Knapp–Hartung" if settings.model == "two-level" else "t"}[settings.test]
+    model = model_name(settings.model, settings.rho if settings.model == AGGREGATED else None)
+    test = {"z": "z", "t": "Knapp–Hartung" if settings.is_two_level else "t"}[settings.test]
     moderators = [
         session.PTR_SCALE_LABELS[settings.ptr_scale] if m == PTR else m for m in settings.moderators
     ]
@@ -82,7 +84,30 @@ def page_header(title: str, ctx: sidebar.Context, *, needs_data: bool = True) ->
         return not needs_data
     badge = ":orange-badge[:material/science: SIMULATED] " if ctx.data.simulated else ""
     st.markdown(f"{badge}**{ctx.data.title}**  \n{describe_settings(ctx.settings)}")
+    if needs_data and ctx.settings.model == INDEPENDENT:
+        independence_notice(ctx)
     return True
+
+
+def independence_notice(ctx: sidebar.Context) -> None:
+    """The warning every page shows over numbers of the not-recommended independent fit."""
+    rows = apply_filters(ctx.data.table, ctx.settings.filters)
+    study = ctx.data.mapping.study
+    n_studies = int(rows[study].nunique()) if study in rows.columns else len(rows)
+    st.warning(
+        "**Not recommended: effect sizes treated as independent.** "
+        + independence_warning(len(rows), n_studies),
+        icon=":material/warning:",
+    )
+
+
+def model_statement(run: AnalysisRun, *, pooled: bool = False) -> None:
+    """One line saying which model the page's numbers come from (moderators, k)."""
+    res = run.result
+    aggregated = run.data.attrs.get("rho") is not None and not res.is_three_level
+    total = int(run.data["ki"].sum()) if aggregated and "ki" in run.data.columns else None
+    statement = which_model(res, run.moderator_columns, pooled=pooled, aggregated_from=total)
+    st.caption(":material/functions: " + escape_markdown(statement))
 
 
 def plot(fig: go.Figure, key: str) -> None:
@@ -217,10 +242,14 @@ def download_stem(ctx: sidebar.Context) -> str:
     return "alliance-upload" if ctx.data.upload is not None else ctx.data.dataset
 
 
-def result_downloads(run: AnalysisRun, ctx: sidebar.Context) -> None:
+def result_downloads(
+    run: AnalysisRun, ctx: sidebar.Context, pooled: AnalysisRun | None = None
+) -> None:
     """Results, analysed rows, settings, the reproduction scripts and the report.
 
-    Files are made only when clicked, and each carries the analysis's provenance.
+    Files are made only when clicked, and each carries the analysis's provenance. With
+    ``pooled`` (a page showing both the pooled model and the model with moderators) the
+    results file holds both models, each row labelled in its "model" column.
     """
     stem = download_stem(ctx)
     on_r = ctx.data.correlations
@@ -228,7 +257,7 @@ def result_downloads(run: AnalysisRun, ctx: sidebar.Context) -> None:
     row = st.container(horizontal=True)
     row.download_button(
         "Results (CSV)",
-        data=lambda: tables.results_csv(run, on_r, provenance_for(run, ctx)),
+        data=lambda: tables.results_csv(run, on_r, provenance_for(run, ctx), pooled=pooled),
         file_name=f"{stem}-results.csv",
         mime="text/csv",
         on_click="ignore",

@@ -14,6 +14,7 @@ METHOD = "method"
 TEST = "test"
 MODERATORS = "moderators"
 PTR_SCALE = "ptr_scale"
+RHO = "rho"
 FILTER_COLUMNS = "filter_columns"
 SETTINGS_FILE = "settings_file"
 UPLOAD_FILE = "upload_file"
@@ -41,8 +42,10 @@ def keep_key(column: str) -> str:
 
 
 MODEL_LABELS = {
-    "two-level": "Two-level (one true effect per study)",
     "three-level": "Three-level (effect sizes nested in studies)",
+    "two-level": "Two-level (one true effect per study)",
+    "two-level-aggregated": "Two-level, one aggregated effect per study",
+    "two-level-independent": "Two-level, effect sizes treated as independent (not recommended)",
 }
 METHOD_LABELS = {
     "REML": "REML (restricted ML)",
@@ -57,9 +60,9 @@ PTR_SCALE_LABELS = {"log": "log PTR", "raw": "PTR"}
 
 
 def test_labels(model: str) -> dict[str, str]:
-    t_label = "Knapp–Hartung" if model == "two-level" else "t (k − p df)"
+    t_label = "t (k − p df)" if model == "three-level" else "Knapp–Hartung"
     return {"z": "z (normal)", "t": t_label}
 
 
 def moderator_label(name: str) -> str:
-    return name
+    return {"pd": "pd (personality disorder in the sample)"}.get(name, name)

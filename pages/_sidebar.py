@@ -18,7 +18,9 @@ import streamlit as st
 from alliance_core import datasets
 from alliance_core.datasets import DEFAULT_DATASET
 from alliance_core.errors import AnalysisError
-from alliance_core.settings import PTR, AnalysisSettings
+from alliance_core.nesting import AGGREGATED, INDEPENDENT, RHO_HELP
+from alliance_core.presets import ModelPreset, matching_preset, presets_for
+from alliance_core.settings import DEFAULT_RHO, PTR, RHO_RANGE, AnalysisSettings
 from pages import _loading as loading
 from pages import _session as session
 from pages._state import (
@@ -199,6 +201,7 @@ def _draft_from_widgets(choices: DataChoices, base: AnalysisSettings) -> Draft:
         reference=reference,
         filters=filters,
         ptr_scale=ss.get(session.PTR_SCALE, base.ptr_scale),
+        rho=ss.get(session.RHO, base.rho),
     )
 
 
@@ -211,6 +214,7 @@ def _write_widget_state(rec: Reconciled, choices: DataChoices, table: pd.DataFra
     ss[session.TEST] = settings.test
     ss[session.MODERATORS] = list(settings.moderators)
     ss[session.PTR_SCALE] = settings.ptr_scale
+    ss[session.RHO] = settings.rho
     ss[session.FILTER_COLUMNS] = list(rec.filter_columns)
     for column in rec.filter_columns:
         ss[session.keep_key(column)] = list(rec.filter_levels[column])
@@ -223,17 +227,36 @@ def _write_widget_state(rec: Reconciled, choices: DataChoices, table: pd.DataFra
 
 def _what_if_widgets(rec: Reconciled, choices: DataChoices, data: loading.ActiveData) -> None:
     settings = rec.settings
+    _preset_buttons(settings, choices)
     st.radio(
         "Model",
-        list(session.MODEL_LABELS),
+        list(choices.models),
         format_func=session.MODEL_LABELS.get,
         key=session.MODEL,
-        disabled=not choices.has_study,
+        disabled=len(choices.models) < 2,
         help="Three-level: several effect sizes per study share a study-level true effect "
-        "(σ² between and within studies). Two-level: each row is an independent study (τ²).",
+        "(σ² between and within studies). Two-level: one true effect per study (τ²); when "
+        "studies have several effect sizes, either combine them into one per study first "
+        "(valid), or treat every effect size as its own study (too precise: not recommended).",
     )
     if not choices.has_study:
         st.caption("Three-level needs a study column; here every row is its own study.")
+    if settings.model == AGGREGATED:
+        st.number_input(
+            "Sampling correlation ρ within a study",
+            min_value=RHO_RANGE[0],
+            max_value=RHO_RANGE[1],
+            step=0.1,
+            format="%.2f",
+            key=session.RHO,
+            help=RHO_HELP + f" Default {DEFAULT_RHO:g}.",
+        )
+    elif settings.model == INDEPENDENT:
+        st.warning(
+            "Not recommended: effect sizes of one study are treated as independent, so "
+            "intervals are too narrow and p-values too small.",
+            icon=":material/warning:",
+        )
     st.selectbox(
         "Estimator",
         list(methods_for(settings.model)),
@@ -301,6 +324,32 @@ def _what_if_widgets(rec: Reconciled, choices: DataChoices, data: loading.Active
             )
             if not rec.filter_levels[column]:
                 st.caption(f"Pick at least one level of {column}; until then it filters nothing.")
+
+
+def _preset_buttons(settings: AnalysisSettings, choices: DataChoices) -> None:
+    """One button per published specification this dataset is coded for."""
+    for preset in presets_for(choices.dataset, choices.moderators):
+        active = matching_preset(settings) is preset
+        st.button(
+            preset.label,
+            key=f"preset:{preset.key}",
+            on_click=_apply_preset,
+            args=(preset, settings),
+            disabled=active,
+            icon=":material/menu_book:",
+            help=preset.reference + " Sets exactly these moderators and the three-level model; "
+            "take parts away afterwards to see what each contributes.",
+            width="stretch",
+        )
+        if active:
+            st.caption("The model of the paper is set (PTR and its five controls).")
+
+
+def _apply_preset(preset: ModelPreset, settings: AnalysisSettings) -> None:
+    """Callback: the preset's specification becomes the pending settings of the next run."""
+    ss = st.session_state
+    ss[session.PENDING] = preset.apply(settings)
+    ss[session.NOTICES] = []
 
 
 def share_link(settings: AnalysisSettings) -> str:

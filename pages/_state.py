@@ -21,9 +21,13 @@ from alliance_core.datasets import DEFAULT_DATASET, DatasetInfo, list_datasets
 from alliance_core.design import is_categorical, level_order
 from alliance_core.errors import AnalysisError
 from alliance_core.mapping import ColumnMapping
+from alliance_core.nesting import AGGREGATED, INDEPENDENT, is_nested
+from alliance_core.presets import apply_preset_link, matching_preset
 from alliance_core.settings import (
+    DEFAULT_RHO,
     PTR,
     PTR_SCALES,
+    RHO_RANGE,
     TESTS,
     THREE_LEVEL_METHODS,
     TWO_LEVEL_METHODS,
@@ -37,7 +41,8 @@ SOURCE_UPLOAD = "upload"
 UPLOAD_DATASET = "upload"
 # Link parameters AnalysisSettings.to_query writes, in the order they are applied: the model
 # before the estimator, because which estimators exist depends on the model.
-LINK_PARAMETERS = ("model", "est", "test", "ptr", "mod", "ref", "keep", "page")
+# A preset comes first: it sets moderators that an explicit mod= in the same link overrides.
+LINK_PARAMETERS = ("preset", "model", "rho", "est", "test", "ptr", "mod", "ref", "keep", "page")
 
 
 def methods_for(model: str) -> tuple[str, ...]:
@@ -63,6 +68,16 @@ class DataChoices:
     has_therapists: bool
     moderators: tuple[str, ...]
     categorical: Mapping[str, tuple[str, ...]]
+    nested: bool = False  # some study has several effect sizes
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The models the sidebar offers: on nested data two kinds of two-level model."""
+        if self.nested:
+            return ("three-level", AGGREGATED, INDEPENDENT)
+        if self.has_study:
+            return ("three-level", "two-level")
+        return ("two-level",)
 
     @property
     def filter_columns(self) -> tuple[str, ...]:
@@ -82,6 +97,7 @@ def offered_choices(dataset: str, mapping: ColumnMapping, table: pd.DataFrame) -
         has_therapists=mapping.has_therapists,
         moderators=tuple(available_moderators(table, mapping)),
         categorical=categorical,
+        nested=is_nested(table, mapping.study),
     )
 
 
@@ -108,6 +124,7 @@ class Draft:
     reference: Mapping[str, str] = field(default_factory=dict)
     filters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     ptr_scale: str = "log"
+    rho: float = DEFAULT_RHO
     page: str | None = None
 
     @classmethod
@@ -121,6 +138,7 @@ class Draft:
             reference=dict(settings.reference),
             filters={c: tuple(v) for c, v in settings.filters.items()},
             ptr_scale=settings.ptr_scale,
+            rho=settings.rho,
             page=settings.page,
         )
 
@@ -155,6 +173,31 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
             "table has none, so the two-level model is used."
         )
         model = "two-level"
+    elif model == "two-level" and choices.nested:
+        notes.append(
+            "Two-level (model=2L) on this table, where studies have several effect sizes, means "
+            "one aggregated effect per study (sampling correlation ρ, adjustable in the "
+            "sidebar). To treat every effect size as independent, choose that option "
+            "explicitly (not recommended)."
+        )
+        model = AGGREGATED
+    elif model in (AGGREGATED, INDEPENDENT) and not choices.nested:
+        notes.append(
+            "Every study in this table has one effect size, so there is nothing to aggregate; "
+            "the plain two-level model is used."
+        )
+        model = "two-level"
+    rho = draft.rho
+    try:
+        rho = float(rho)
+    except (TypeError, ValueError):
+        rho = float("nan")
+    if not RHO_RANGE[0] <= rho <= RHO_RANGE[1]:
+        notes.append(
+            f"The sampling correlation ρ must lie between {RHO_RANGE[0]:g} and "
+            f"{RHO_RANGE[1]:g}; {DEFAULT_RHO:g} is used."
+        )
+        rho = DEFAULT_RHO
     method = draft.method
     if method not in methods_for(model):
         notes.append(
@@ -223,6 +266,7 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
         reference=reference,
         filters=filters,
         ptr_scale=ptr_scale,
+        rho=rho,
         page=draft.page,
     )
     return Reconciled(settings, tuple(filter_columns), filter_levels, tuple(notes))
@@ -238,6 +282,9 @@ def link_query(settings: AnalysisSettings) -> dict[str, list[str]]:
     query = settings.to_query()
     if settings.dataset == UPLOAD_DATASET:
         query.pop("ds", None)
+    preset = matching_preset(settings)
+    if preset is not None:
+        query = {"preset": preset.key, **query}
     return {
         key: list(value) if isinstance(value, list) else [value] for key, value in query.items()
     }
@@ -269,6 +316,11 @@ def settings_from_link(
     for key in LINK_PARAMETERS:
         values = [str(v) for v in query.get(key) or []]
         if not values:
+            continue
+        if key == "preset":
+            settings, problem = apply_preset_link(settings, values[-1])
+            if problem:
+                problems.append(problem)
             continue
         try:
             settings = AnalysisSettings.from_query({key: values}, default=settings)

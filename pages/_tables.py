@@ -16,6 +16,8 @@ import pandas as pd
 from alliance_core import results_table
 from alliance_core.analysis import AnalysisRun
 from alliance_core.figures import MAX_PROFILES
+from alliance_core.formatting import format_coefficient, format_p, format_p_cell
+from alliance_core.nesting import display_name
 from alliance_core.provenance import Provenance, with_comment_lines
 from alliance_core.results import MetaResult
 from alliance_core.results_table import (  # noqa: F401  (RESULT_COLUMNS: re-exported)
@@ -29,12 +31,10 @@ PROFILE_NAME = "Profile name"
 
 # -- number formats ----------------------------------------------------------------------------
 def fmt_p(p: float | None) -> str:
-    """APA style: no leading zero, three decimals, "< .001" below that."""
+    """A table cell under "p" (APA: ".021", "< .001", "> .999"); "–" when missing."""
     if p is None or not np.isfinite(p):
         return "–"
-    if p < 0.001:
-        return "< .001"
-    return f"{p:.3f}".replace("0.", ".", 1)
+    return format_p_cell(p)
 
 
 def fmt_num(value: float | None, digits: int = 2) -> str:
@@ -75,7 +75,7 @@ def term_labels(res: MetaResult) -> dict[str, str]:
     labels = {"intrcpt": "Intercept"}
     for term in res.design.terms:
         if term.kind == "numeric":
-            labels[term.column] = term.column.replace("log_PTR", "log PTR")
+            labels[term.column] = display_name(term.column)
             continue
         for level in term.levels[1:]:
             labels[f"{term.column}{level}"] = f"{term.column} = {level} (vs {term.reference})"
@@ -83,21 +83,30 @@ def term_labels(res: MetaResult) -> dict[str, str]:
 
 
 def coefficient_table(res: MetaResult) -> pd.DataFrame:
-    """The meta-regression coefficients (Fisher's z scale for correlations) for display."""
+    """The meta-regression coefficients (Fisher's z scale for correlations) for display.
+
+    Each row gets the decimals its standard error needs (at least three), so a raw-PTR slope
+    of -0.0021 (SE 0.0009) is not shown as -0.002 (SE 0.001).
+    """
     stat = "z" if res.ddf is None else "t"
     labels = term_labels(res)
     coefficients = res.coefficients
+    estimates, ses, intervals = [], [], []
+    for _, row in coefficients.iterrows():
+        estimate, se = format_coefficient(row["estimate"], row["se"], minimum=3)
+        low, _ = format_coefficient(row["ci_lb"], row["se"], minimum=3)
+        high, _ = format_coefficient(row["ci_ub"], row["se"], minimum=3)
+        estimates.append(estimate)
+        ses.append(se)
+        intervals.append(f"[{low}, {high}]")
     return pd.DataFrame(
         {
             "Term": [labels.get(term, term) for term in coefficients.index],
-            "Estimate": [fmt_num(v, 3) for v in coefficients["estimate"]],
-            "SE": [fmt_num(v, 3) for v in coefficients["se"]],
+            "Estimate": estimates,
+            "SE": ses,
             stat: [fmt_num(v, 2) for v in coefficients["statistic"]],
             "p": [fmt_p(v) for v in coefficients["pval"]],
-            f"{res.level:.0%} CI": [
-                fmt_interval(lo, hi, 3)
-                for lo, hi in zip(coefficients["ci_lb"], coefficients["ci_ub"], strict=True)
-            ],
+            f"{res.level:.0%} CI": intervals,
         }
     )
 
@@ -179,21 +188,38 @@ def heterogeneity_table(res: MetaResult) -> pd.DataFrame:
 
 
 def _p_phrase(p: float) -> str:
-    text = fmt_p(p)
-    return text if text.startswith("<") else f"= {text}"
+    return format_p(p, symbol=False)
 
 
 # -- downloads ---------------------------------------------------------------------------------
 def results_frame(run: AnalysisRun, on_r_scale: bool = True) -> pd.DataFrame:
-    """The results download as a table (see ``alliance_core.results_table.results_frame``)."""
-    return results_table.results_frame(run.result, on_r_scale)
+    """The results download as a table (see ``alliance_core.results_table.results_frame``),
+    with a first column naming the model the row belongs to."""
+    frame = results_table.results_frame(run.result, on_r_scale)
+    frame.insert(0, "model", model_label(run))
+    return frame
+
+
+def model_label(run: AnalysisRun) -> str:
+    """Which model a results row belongs to: "without moderators" or "with moderators: …"."""
+    if not run.moderator_columns:
+        return "without moderators"
+    return "with moderators: " + ", ".join(display_name(m) for m in run.moderator_columns)
 
 
 def results_csv(
-    run: AnalysisRun, on_r_scale: bool = True, provenance: Provenance | None = None
+    run: AnalysisRun,
+    on_r_scale: bool = True,
+    provenance: Provenance | None = None,
+    pooled: AnalysisRun | None = None,
 ) -> bytes:
-    """The results table as CSV, after ``# key: value`` provenance lines when given."""
-    return results_table.results_csv(run.result, on_r_scale, provenance)
+    """The results file after ``# key: value`` provenance lines when given; with ``pooled``,
+    one file holding the pooled model's rows first and then the model with moderators, each
+    row labelled in the "model" column."""
+    frames = [results_frame(run, on_r_scale)]
+    if pooled is not None and pooled is not run:
+        frames.insert(0, results_frame(pooled, on_r_scale))
+    return with_comment_lines(to_csv_text(pd.concat(frames, ignore_index=True)), provenance)
 
 
 def analysed_rows(run: AnalysisRun) -> pd.DataFrame:

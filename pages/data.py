@@ -33,6 +33,7 @@ if data is not None:
             f"**{len(analysed):,}** effect sizes from **{run.result.n_studies:,}** studies go "
             f"into the model (of {len(data.table):,} usable rows)."
         )
+        render.model_statement(run)
         render.analysis_notes(run)
         st.dataframe(analysed, hide_index=True, width="stretch")
         render.result_downloads(run, ctx)

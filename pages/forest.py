@@ -20,6 +20,7 @@ ctx = sidebar.context()
 if render.page_header("Forest plot", ctx):
     run = loading.fitted(ctx)
     res = run.result
+    render.model_statement(run)
     columns = render.figure_columns(ctx.data)
     sorts = [s for s in SORTS if s is None or render.can_sort_by(s, columns, res.data)]
     left, middle, right = st.columns(3)

@@ -20,6 +20,7 @@ if render.page_header("Publication bias", ctx):
     )
     shown = run if residuals and has_moderators else loading.fitted(ctx, without_moderators=True)
     res = shown.result
+    render.model_statement(shown, pooled=shown is not run)
     st.markdown(
         "Each point is an effect size, placed by its size and its standard error (small, "
         "imprecise studies at the bottom). Without publication bias the points scatter "

@@ -110,9 +110,11 @@ ctx = sidebar.context()
 if render.page_header("Moderators & PTR", ctx):
     run = loading.fitted(ctx)
     res = run.result
+    render.model_statement(run)
     if res.p == 1:
+        example = " (for example PTR)" if ctx.choices.has_therapists else ""
         st.info(
-            "No moderators in the model yet: choose some in the sidebar (for example PTR) to "
+            f"No moderators in the model yet: choose some in the sidebar{example} to "
             "see which study characteristics explain differences between effects.",
             icon=":material/tune:",
         )

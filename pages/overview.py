@@ -3,6 +3,8 @@
 import streamlit as st
 
 from alliance_core import reading
+from alliance_core.formatting import escape_markdown
+from alliance_core.nesting import display_name
 from pages import _loading as loading
 from pages import _render as render
 from pages import _sidebar as sidebar
@@ -13,18 +15,31 @@ if render.page_header("Overview", ctx):
     # The pooled estimate and the total heterogeneity come from the model without moderators
     # (same data, filters, model and estimator); the moderators' part is summarised below it.
     run = loading.fitted(ctx)
-    pooled = loading.fitted(ctx, without_moderators=True).result
+    pooled_run = loading.fitted(ctx, without_moderators=True)
+    pooled = pooled_run.result
     res = run.result
     on_r = ctx.data.correlations
+    words = reading.effect_words(ctx.data.measure)
     pred = pooled.predict(transform="r" if on_r else None).iloc[0]
     level = f"{pooled.level:.0%}"
-    symbol = "r" if on_r else "effect"
+    symbol = words.symbol or "effect"
+
+    render.model_statement(pooled_run, pooled=True)
+    if res.p > 1:
+        names = ", ".join(display_name(m) for m in run.moderator_columns)
+        st.caption(
+            ":material/compare_arrows: The sidebar's model adds the moderators "
+            f"{escape_markdown(names)}: the moderator test and the PTR reading below come from "
+            "it, and the Moderators & PTR page shows it in full. The pooled effect and the "
+            "heterogeneity here are those of the same model without moderators, as a "
+            "meta-analysis reports first."
+        )
 
     cols = st.columns(5)
     cols[0].metric(
         f"Pooled {symbol}",
         tables.fmt_num(pred["pred"]),
-        help="The estimated mean of the true effects (the model without moderators).",
+        help=f"The estimated mean of the true {words.noun}s (the model without moderators).",
     )
     cols[1].metric(
         f"{level} confidence interval",
@@ -37,8 +52,17 @@ if render.page_header("Overview", ctx):
         help="Where the true effect of a new, similar study is expected to lie: wider than the "
         "confidence interval because true effects differ between studies.",
     )
-    cols[3].metric("Effect sizes (k)", f"{pooled.k:,}")
-    cols[4].metric("Studies", f"{pooled.n_studies:,}")
+    if "ki" in pooled_run.data.columns and not pooled.is_three_level:
+        # One aggregated effect per study: k counts studies; say how many effect sizes went in.
+        cols[3].metric(
+            "Effect sizes (combined per study)",
+            f"{int(pooled_run.data['ki'].sum()):,}",
+            help="Each study's effect sizes were combined into one before the model was fitted.",
+        )
+        cols[4].metric("Studies (k)", f"{pooled.k:,}")
+    else:
+        cols[3].metric("Effect sizes (k)", f"{pooled.k:,}")
+        cols[4].metric("Studies", f"{pooled.n_studies:,}")
     if on_r:
         st.caption(
             "Correlations are pooled as Fisher's z = atanh(r) and shown back as r; the "
@@ -46,7 +70,9 @@ if render.page_header("Overview", ctx):
         )
 
     st.subheader("In plain words")
-    st.markdown(render.plain(reading.pooled_effect(pooled, on_r_scale=on_r), ctx))
+    st.markdown(
+        render.plain(reading.pooled_effect(pooled, on_r_scale=on_r, measure=ctx.data.measure), ctx)
+    )
     st.markdown(render.plain(reading.heterogeneity(pooled), ctx))
     if res.p > 1:
         st.markdown(render.plain(reading.moderator_test(res), ctx))
@@ -69,4 +95,9 @@ if render.page_header("Overview", ctx):
     render.analysis_notes(run)
 
     st.subheader("Downloads")
-    render.result_downloads(run, ctx)
+    if res.p > 1:
+        st.caption(
+            "The results file holds both models this page shows, the pooled model first; the "
+            "“model” column says which row belongs to which."
+        )
+    render.result_downloads(run, ctx, pooled=pooled_run)

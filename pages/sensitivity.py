@@ -4,21 +4,27 @@ import pandas as pd
 import streamlit as st
 
 from alliance_core.analysis import LOG_PTR_COLUMN, PTR_COLUMN, apply_filters
+from alliance_core.formatting import escape_markdown
+from alliance_core.nesting import is_nested, model_name
+from alliance_core.reading import effect_words
 from alliance_core.sensitivity import cumulative, influence_diagnostics, leave_one_out
 from alliance_core.settings import PTR
 from alliance_core.specification import specification_curve
 from pages import _loading as loading
 from pages import _render as render
+from pages import _sensitivity_tables as display
 from pages import _sidebar as sidebar
 
 ctx = sidebar.context()
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def leave_one_out_table(data_key: str, settings_key: str, _res) -> tuple[pd.DataFrame, str]:
+def leave_one_out_table(
+    data_key: str, settings_key: str, _res
+) -> tuple[pd.DataFrame, str | None, str]:
     # A refit per study: cached on the analysis, like the fit itself.
     result = leave_one_out(_res)
-    return result.table, result.describe()
+    return result.table, result.coefficient, result.describe()
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -26,7 +32,14 @@ def influence_table(data_key: str, settings_key: str, _res) -> tuple[pd.DataFram
     result = influence_diagnostics(_res)
     # Three-level models are judged study by study (Cook's distance of a whole study).
     table = result.studies if result.studies is not None else result.effect_sizes
-    return table.sort_values("influential", ascending=False), result.describe()
+    return table.sort_values("influential", ascending=False, kind="stable"), result.describe()
+
+
+def row_labels(res, label_column: str | None) -> dict | None:
+    """Readable names of two-level rows (their label), so tables do not show row numbers."""
+    if res.is_three_level or not label_column or label_column not in res.data.columns:
+        return None
+    return res.data[label_column].astype(str).to_dict()
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -37,7 +50,9 @@ def cached_curve(data_key, settings_key, controls, ptr_column, _data, _settings,
     models = ("two-level",)
     if _data.mapping.study:
         roles["study"] = _data.mapping.study
-        models = ("two-level", "three-level")
+        # On nested rows the two-level fit would treat effect sizes as independent: left out.
+        nested = is_nested(rows, _data.mapping.study)
+        models = ("three-level",) if nested else ("two-level", "three-level")
     return specification_curve(
         rows,
         roles,
@@ -51,13 +66,37 @@ def cached_curve(data_key, settings_key, controls, ptr_column, _data, _settings,
     )
 
 
+def cumulative_section(pooled_run, year: str, unit: str, on_r: bool, symbol) -> None:
+    """The pooled estimate as rows are added in order of ``year``: reading, chart, caption."""
+    steps = cumulative(pooled_run.result, order_by=year)
+    st.markdown(escape_markdown(steps.describe()))
+    chart = display.cumulative_chart(steps.table, on_r=on_r, symbol=symbol)
+    effect = chart.columns[1]
+    st.line_chart(
+        chart,
+        x="Step",
+        y=list(chart.columns[1:]),
+        x_label=f"{unit.capitalize()} rows added, in order of {year}",
+        y_label=effect,
+        height=280,
+    )
+    st.caption(
+        f"{effect} as {unit} rows are added in order of {escape_markdown(year)}, with "
+        "its confidence interval" + (" (pooled on Fisher's z, shown as r)." if on_r else ".")
+    )
+
+
 if render.page_header("Sensitivity", ctx):
     run = loading.fitted(ctx)
     res = run.result
     data_key, settings_key = ctx.data.key, loading.analysis_key(ctx.settings)
     unit = "study" if res.is_three_level else "effect size"
+    on_r = ctx.data.correlations
+    symbol = effect_words(ctx.data.measure).symbol
+    labels = row_labels(res, ctx.data.mapping.label)
 
     st.header("Leave one out")
+    render.model_statement(run)
     st.markdown(
         f"The model is refitted {res.n_studies if res.is_three_level else res.k} times, each "
         f"time without one {unit}"
@@ -65,19 +104,42 @@ if render.page_header("Sensitivity", ctx):
         + ". If one of them carries the result, its row stands out."
     )
     with render.shown_errors("Leave-one-out"), st.spinner("Refitting without each " + unit + "…"):
-        table, text = leave_one_out_table(data_key, settings_key, res)
-        st.markdown(text)
-        followed = [c for c in table.columns if c.startswith("coef_")]
+        table, coefficient, text = leave_one_out_table(data_key, settings_key, res)
+        st.markdown(escape_markdown(text))
         order = "coef_estimate" if "coef_estimate" in table.columns else "estimate"
         change = (table[order] - table[order].median()).abs()
-        shown = table.assign(change=change).sort_values("change", ascending=False)
+        moved = table.assign(change=change).sort_values("change", ascending=False, kind="stable")
+        shown = display.leave_one_out_display(
+            moved.drop(columns="change"),
+            unit=unit,
+            coefficient=coefficient,
+            on_r=on_r,
+            has_moderators=res.p > 1,
+            level=res.level,
+            labels=labels,
+            symbol=symbol,
+        )
         st.caption(
             f"The {min(10, len(shown))} {unit} rows that move "
-            f"{'the followed coefficient' if followed else 'the estimate'} most:"
+            f"{'the PTR coefficient' if coefficient else 'the estimate'} most"
+            + (" (effects as r; coefficients on Fisher's z):" if on_r else ":")
         )
-        st.dataframe(shown.drop(columns="change").head(10), width="stretch")
+        st.dataframe(shown.head(10), width="stretch", hide_index=True)
         with st.expander(f"All {len(table)} refits"):
-            st.dataframe(table, width="stretch")
+            st.dataframe(
+                display.leave_one_out_display(
+                    table,
+                    unit=unit,
+                    coefficient=coefficient,
+                    on_r=on_r,
+                    has_moderators=res.p > 1,
+                    level=res.level,
+                    labels=labels,
+                    symbol=symbol,
+                ),
+                width="stretch",
+                hide_index=True,
+            )
 
     st.header("Influence diagnostics")
     with (
@@ -85,39 +147,69 @@ if render.page_header("Sensitivity", ctx):
         st.spinner("Computing influence diagnostics…"),
     ):
         table, text = influence_table(data_key, settings_key, res)
-        st.markdown(text)
+        st.markdown(escape_markdown(text))
         with st.expander("The diagnostics"):
-            st.dataframe(table, width="stretch")
+            st.dataframe(
+                display.influence_display(table, unit=unit, labels=labels),
+                width="stretch",
+                hide_index=True,
+            )
 
     year = ctx.data.mapping.year
     if year:
         st.header("Cumulative meta-analysis")
         with render.shown_errors("The cumulative meta-analysis"):
-            pooled = loading.fitted(ctx, without_moderators=True).result
-            steps = cumulative(pooled, order_by=year)
-            st.markdown(steps.describe())
-            ok = steps.table[steps.table["error"].isna()]
-            st.line_chart(ok.reset_index(drop=True)[["estimate", "ci_lb", "ci_ub"]], height=260)
-            st.caption(
-                f"Pooled estimate (model scale) as {unit} rows are added in order of "
-                f"{year}, with its confidence interval."
-            )
+            pooled_run = loading.fitted(ctx, without_moderators=True)
+            render.model_statement(pooled_run, pooled=True)
+            if year in pooled_run.result.data.columns:
+                cumulative_section(pooled_run, year, unit, on_r, symbol)
+            else:
+                # One aggregated effect per study: a year that differs within a study is gone.
+                st.info(
+                    f"The studies cannot be put in order of {escape_markdown(year)}: its value "
+                    "differs between the effect sizes of some studies, so one aggregated effect "
+                    "per study has no single value of it. The three-level model orders studies "
+                    "by their first effect size.",
+                    icon=":material/info:",
+                )
 
     st.header("Specification curve")
     if not ctx.data.mapping.has_therapists:
         st.info("The specification curve follows PTR, which needs therapist counts.")
     else:
-        st.markdown(
-            "PTR is always in the model. Every subset of the chosen control moderators is a "
-            "specification, fitted with both the two-level and the three-level model; the "
-            "curve shows the PTR coefficient of each, sorted, and how often it is significant."
+        nested = is_nested(
+            apply_filters(ctx.data.table, ctx.settings.filters), ctx.data.mapping.study
         )
+        if nested:
+            st.markdown(
+                "PTR is always in the model. Every subset of the chosen control moderators is a "
+                "specification, fitted with the three-level model; the curve shows the PTR "
+                "coefficient of each, sorted, and how often it is significant."
+            )
+            st.caption(
+                ":material/info: Left out: the two-level model that treats the effect sizes of "
+                "one study as independent (it makes p-values too small), and the two-level "
+                "model on one aggregated effect per study (controls that differ within a study, "
+                "such as the alliance rater, have no single study value there)."
+            )
+        else:
+            st.markdown(
+                "PTR is always in the model. Every subset of the chosen control moderators is a "
+                "specification, fitted with "
+                + (
+                    "both the two-level and the three-level model"
+                    if ctx.data.mapping.study
+                    else "the two-level model"
+                )
+                + "; the curve shows the PTR coefficient of each, sorted, and how often it is "
+                "significant."
+            )
         candidates = [m for m in ctx.choices.moderators if m != PTR]
         default = [m for m in ctx.settings.moderators if m != PTR] or candidates[:6]
         controls = st.multiselect(
             "Control moderators (at most 8: 2^8 = 256 subsets)",
             candidates,
-            default=default,
+            default=default[:8],
             max_selections=8,
             key="spec:controls",
         )
@@ -131,17 +223,26 @@ if render.page_header("Sensitivity", ctx):
                     data_key, settings_key, tuple(controls), ptr_column, ctx.data, ctx.settings, bar
                 )
                 bar.empty()
-                current = {
-                    "controls": [m for m in ctx.settings.moderators if m in controls],
-                    "model": ctx.settings.model,
-                    "method": ctx.settings.method,
-                }
+                in_curve = set(curve.table["model"])
+                current = None
+                if ctx.settings.model in in_curve:
+                    current = {
+                        "controls": [m for m in ctx.settings.moderators if m in controls],
+                        "model": ctx.settings.model,
+                        "method": ctx.settings.method,
+                    }
+                else:
+                    st.caption(
+                        "The sidebar's model ("
+                        + model_name(ctx.settings.model)
+                        + ") is not one of the curve's, so no specification is highlighted."
+                    )
                 st.metric(
                     "Specifications with a significant PTR coefficient",
                     f"{curve.share_significant:.0%}",
                 )
                 render.plot(curve.figure(current=current), key="spec:figure")
-                st.markdown(curve.describe())
+                st.markdown(escape_markdown(curve.describe()))
                 st.download_button(
                     "Specifications (CSV)",
                     curve.table.to_csv().encode(),

@@ -11,12 +11,13 @@ from dataclasses import replace
 import streamlit as st
 
 from alliance_core import uploads
+from alliance_core.formatting import format_p
 from alliance_core.patient_level import fit_patient_level, therapist_means_figure
 from alliance_core.simulate import SimulationParameters, simulate_patients
 from alliance_core.teaching import PRESETS, run_simulation
 from pages import _render as render
 from pages import _sidebar as sidebar
-from pages._tables import fmt_interval, fmt_num, fmt_p
+from pages._tables import fmt_interval, fmt_num
 
 ctx = sidebar.context()
 render.page_header("Simulator", ctx, needs_data=False)
@@ -33,7 +34,8 @@ def simulated_run(params: SimulationParameters, model: str, method: str, ptr_sca
 
 
 settings = ctx.settings
-model = settings.model if settings else "three-level"
+# The simulated literature is always analysed by the sidebar's family of model (two or three levels).
+model = "two-level" if settings and settings.is_two_level else "three-level"
 method = settings.method if settings else "REML"
 ptr_scale = settings.ptr_scale if settings else "log"
 
@@ -102,7 +104,7 @@ with render.shown_errors("The simulation"), st.spinner("Simulating patients and 
     cols[3].metric("Theory's slope", fmt_num(sim.theory_slope, 3))
     st.caption(
         f"Fitted slope {fmt_interval(row['ci_lb'], row['ci_ub'], 3)} ({int(100 * sim.result.level)}% CI), "
-        f"p {fmt_p(row['pval'])}; simulated and fitted in {sim.seconds:.2f} s."
+        f"{format_p(row['pval'])}; simulated and fitted in {sim.seconds:.2f} s."
     )
     render.plot(sim.figure(log_x=True), key="sim:figure")
     st.markdown(sim.describe())
@@ -169,7 +171,7 @@ if patients is not None:
             col.metric(label, fmt_num(slope.estimate, 3))
             col.caption(
                 f"{fmt_interval(slope.ci_lb, slope.ci_ub, 3)} "
-                f"({int(100 * result.level)}% CI), p {fmt_p(slope.pval)}"
+                f"({int(100 * result.level)}% CI), {format_p(slope.pval)}"
             )
         cols = st.columns(3)
         cols[0].metric("Therapists", f"{result.n_therapists}")

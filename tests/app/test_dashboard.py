@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from alliance_core.analysis import run_analysis
 from alliance_core.datasets import DEFAULT_DATASET, dataset_info, list_datasets, load_dataset
+from alliance_core.formatting import format_coefficient
 from alliance_core.settings import AnalysisSettings
 from pages import _render as render
 from pages import _session as session
@@ -115,7 +116,8 @@ def test_the_default_view_shows_the_models_numbers():
     pred = res.predict(transform="r").iloc[0]
     shown = metrics(at)
     assert shown["Pooled r"] == tables.fmt_num(pred["pred"])
-    slope = f"{with_ptr.coefficients.loc['log_PTR', 'estimate']:.3f}"
+    row = with_ptr.coefficients.loc["log_PTR"]
+    slope = format_coefficient(row["estimate"], row["se"], minimum=3)[0]
     assert any(slope in md.value for md in at.main.markdown)
     assert shown["95% prediction interval"] == tables.fmt_interval(pred["pi_lb"], pred["pi_ub"])
     assert shown["Effect sizes (k)"] == f"{res.k:,}"
@@ -128,17 +130,17 @@ def test_model_estimator_and_moderators_change_the_numbers_shown():
     at = open_with()
     three_level = statistic(at, "I² total")
 
-    at.radio(key=session.MODEL).set_value("two-level").run()
+    at.radio(key=session.MODEL).set_value("two-level-independent").run()
     assert_clean(at)
     # The Overview's heterogeneity table is that of the model without moderators.
-    two_level = expected_result(DEFAULT_DATASET, model="two-level", moderators=())
+    two_level = expected_result(DEFAULT_DATASET, model="two-level-independent", moderators=())
     assert statistic(at, "τ²").startswith(tables.fmt_small(two_level.tau2))
     assert statistic(at, "I²").startswith(f"{two_level.I2:.1f}%")
     assert statistic(at, "I²") != three_level
 
     at.selectbox(key=session.METHOD).set_value("DL").run()
     assert_clean(at)
-    dl = expected_result(DEFAULT_DATASET, model="two-level", method="DL", moderators=())
+    dl = expected_result(DEFAULT_DATASET, model="two-level-independent", method="DL", moderators=())
     assert dl.tau2 != pytest.approx(two_level.tau2)
     assert statistic(at, "τ²").startswith(tables.fmt_small(dl.tau2))
 
@@ -148,12 +150,16 @@ def test_model_estimator_and_moderators_change_the_numbers_shown():
     assert_clean(at)
     after = shown_table(at, "Term")
     with_design = expected_result(
-        DEFAULT_DATASET, model="two-level", method="DL", moderators=("PTR", "design")
+        DEFAULT_DATASET,
+        model="two-level-independent",
+        method="DL",
+        moderators=("PTR", "design"),
     )
     assert len(after) == len(before) + 1
     assert after.index[-1] == "design = RCT (vs other)"
     assert after["Estimate"].tolist() == [
-        tables.fmt_num(v, 3) for v in with_design.coefficients["estimate"]
+        format_coefficient(row["estimate"], row["se"], minimum=3)[0]
+        for _, row in with_design.coefficients.iterrows()
     ]
     assert metrics(at)["Test of moderators"] == tables.test_label(
         with_design.QM, with_design.QM_df, with_design.QM_df2
@@ -196,7 +202,8 @@ def test_datasets_without_therapist_counts_explain_why_ptr_is_missing():
 def test_a_link_restores_every_sidebar_choice():
     query = {
         "ds": "crede2010",
-        "model": "2L",
+        "model": "2L-agg",
+        "rho": "0.4",
         "est": "DL",
         "test": "t",
         "mod": ["class", "source"],
@@ -208,7 +215,8 @@ def test_a_link_restores_every_sidebar_choice():
 
     assert_clean(at)
     assert at.selectbox(key=session.DATASET).value == "crede2010"
-    assert at.radio(key=session.MODEL).value == "two-level"
+    assert at.radio(key=session.MODEL).value == "two-level-aggregated"
+    assert at.number_input(key=session.RHO).value == pytest.approx(0.4)
     assert at.selectbox(key=session.METHOD).value == "DL"
     assert at.radio(key=session.TEST).value == "t"
     assert at.multiselect(key=session.MODERATORS).value == ["class", "source"]
@@ -222,8 +230,9 @@ def test_changing_a_widget_writes_the_link():
     at = open_with()
     assert at.query_params["model"] == "3L"
 
-    at.radio(key=session.MODEL).set_value("two-level").run()
-    assert at.query_params["model"] == "2L"
+    at.radio(key=session.MODEL).set_value("two-level-aggregated").run()
+    assert at.query_params["model"] == "2L-agg"
+    assert at.query_params["rho"] == "0.6"
 
     at.multiselect(key=session.MODERATORS).select("design").run()
     assert at.query_params["mod"] == ["PTR", "design"]

@@ -173,6 +173,7 @@ def test_offered_choices_list_ptr_first_and_categorical_levels_in_model_order():
         "outcome_rater",
         "alliance_measure",
         "design",
+        "pd",  # personality disorder in the sample: yes/no
     }
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from alliance_core.analysis import run_analysis
 from alliance_core.datasets import DEFAULT_DATASET, dataset_info, load_dataset
+from alliance_core.formatting import format_coefficient
 from alliance_core.settings import AnalysisSettings
 from pages import _tables as tables
 from tests.e2e.conftest import PAGE_TIMEOUT_MS, rerun_and_wait, wait_for_app_ready
@@ -158,7 +159,10 @@ def test_moderator_toggles_update_the_coefficients_and_the_ptr_chart(page):
     rows = table_rows(page, "Term")
     assert [row[0] for row in rows] == ["Intercept", "log PTR", "design = RCT (vs other)"]
     res = expected(AnalysisSettings(moderators=("PTR", "design")))
-    assert [row[1] for row in rows] == [tables.fmt_num(v, 3) for v in res.coefficients["estimate"]]
+    assert [row[1] for row in rows] == [
+        format_coefficient(row["estimate"], row["se"], minimum=3)[0]
+        for _, row in res.coefficients.iterrows()
+    ]
     assert len(new_curve) == len(first_curve)
     assert "mod=PTR&mod=design" in page.url
     assert_healthy(page)
@@ -190,6 +194,9 @@ def test_the_results_csv_download_holds_the_models_numbers(page):
     frame = pd.read_csv(io.BytesIO(content), comment="#")
 
     res = expected(AnalysisSettings())
+    # The Overview shows two models, so its file holds both, each row labelled.
+    assert frame["model"].unique().tolist() == ["without moderators", "with moderators: log PTR"]
+    frame = frame[frame["model"] == "with moderators: log PTR"]
     coefficients = frame[frame["section"] == "coefficient"].set_index("name")
     assert coefficients.index.tolist() == res.coefficients.index.tolist()
     assert coefficients["estimate"].tolist() == pytest.approx(res.coefficients["estimate"].tolist())
@@ -201,12 +208,12 @@ def test_the_results_csv_download_holds_the_models_numbers(page):
 
 def test_a_shared_link_opens_the_same_view_in_a_fresh_browser(page, browser):
     go_to(page, "Moderators & PTR")
-    rerun_and_wait(page, lambda: sidebar(page).get_by_text("Two-level (one true").click())
-    add_moderator(page, "alliance_rater")
+    rerun_and_wait(page, lambda: sidebar(page).get_by_text("Two-level, one aggregated").click())
+    add_moderator(page, "design")
     shared_rows = table_rows(page, "Term")
     shared_curve = wait_for_curve(page)
     link = page.url
-    assert "model=2L" in link and "page=moderators" in link
+    assert "model=2L-agg" in link and "rho=0.6" in link and "page=moderators" in link
 
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     try:
@@ -216,7 +223,9 @@ def test_a_shared_link_opens_the_same_view_in_a_fresh_browser(page, browser):
         assert fresh.get_by_role("heading", name="Moderators & PTR").is_visible()
         assert table_rows(fresh, "Term") == shared_rows
         assert wait_for_curve(fresh) == pytest.approx(shared_curve)
-        model = sidebar(fresh).get_by_role("radio", name="Two-level (one true effect per study)")
+        model = sidebar(fresh).get_by_role(
+            "radio", name="Two-level, one aggregated effect per study"
+        )
         assert model.is_checked()
         assert fresh.locator('[data-testid="stException"]').count() == 0
     finally:

@@ -154,7 +154,7 @@ def test_leave_one_out_follows_ptr_by_default_and_describes_the_range():
     result = leave_one_out(res)
     assert result.coefficient == "log_PTR"
     text = result.describe()
-    assert "log_PTR coefficient ranged from" in text and "152 times" in text
+    assert "log PTR coefficient ranged from" in text and "152 times" in text
 
 
 # -- influence diagnostics -----------------------------------------------------------------

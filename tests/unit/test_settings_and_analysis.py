@@ -7,6 +7,7 @@ import pytest
 import alliance_core as ac
 from alliance_core import reading
 from alliance_core.analysis import LOG_PTR_COLUMN, PTR_COLUMN, effect_size_table, run_analysis
+from alliance_core.formatting import format_coefficient
 from alliance_core.mapping import ColumnMapping
 from alliance_core.settings import AnalysisSettings
 
@@ -65,7 +66,7 @@ def test_empty_moderator_list_survives_the_url():
 @pytest.mark.parametrize(
     ("query", "needle"),
     [
-        ({"model": "4L"}, "2L or 3L"),
+        ({"model": "4L"}, "not one of 2L, 2L-agg, 2L-ind, 3L"),
         ({"est": "DL"}, "not fitted by 'DL'"),
         ({"ref": "rater"}, "column:level"),
     ],
@@ -101,7 +102,9 @@ def test_ptr_is_patients_over_therapists_and_enters_on_the_chosen_scale(sheet, m
 
 def test_filters_are_a_view_and_are_reported(sheet, mapping):
     before = sheet.copy()
-    settings = AnalysisSettings(moderators=(), filters={"rater": ("observer",)}, model="two-level")
+    settings = AnalysisSettings(
+        moderators=(), filters={"rater": ("observer",)}, model="two-level-independent"
+    )
     run = run_analysis(sheet, mapping, settings)
     assert run.result.k == int((sheet["rater"] == "observer").sum())
     assert run.excluded_by_filter == int((sheet["rater"] != "observer").sum())
@@ -125,7 +128,7 @@ def test_readings_follow_the_numbers(sheet, mapping):
     res = run.result
     text = reading.ptr_effect(res, LOG_PTR_COLUMN)
     row = res.coefficients.loc[LOG_PTR_COLUMN]
-    assert f"{row['estimate']:.3f}" in text
+    assert format_coefficient(row["estimate"], row["se"], minimum=3)[0] in text
     if row["pval"] < 0.05:
         assert "weaker" in text if row["estimate"] < 0 else "stronger" in text
     else:
