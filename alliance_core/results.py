@@ -110,6 +110,8 @@ class MetaResult:
     # Correlation of the sampling errors of one study's effect sizes (the CHE working model,
     # metafor ``vcalc(vi, cluster, obs, rho)``); None: independent sampling errors.
     rho: float | None = None
+    # Variance components held at given values ({"es": 0.0}); None: all estimated.
+    fix_sigma2: Mapping[str, float] | None = None
 
     # -- derived statistics that need more fitting, computed on first use -----------------
     # (cached_property writes to the instance __dict__, which a frozen dataclass allows)
