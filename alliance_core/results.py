@@ -132,6 +132,21 @@ class MetaResult:
 
         return tau2_confidence_interval(self)
 
+    def variance_ci(self) -> pd.DataFrame:
+        """Confidence intervals for the variance components (metafor ``confint``): Q-profile
+        for tau2, profile likelihood for sigma2.study and sigma2.es; see
+        :func:`alliance_core.inference.variance_ci`."""
+        from alliance_core.inference import variance_ci
+
+        return variance_ci(self)
+
+    @property
+    def parameters(self) -> int:
+        """Number of estimated parameters (coefficients and free variance components)."""
+        from alliance_core.inference import parameter_count
+
+        return parameter_count(self)
+
     @property
     def I2_ci(self) -> tuple[float, float] | None:
         if self.tau2_ci is None:
