@@ -111,17 +111,20 @@ write_case("assink2016_rho60_reml_t_fixvalue", assink_src, assink,
 
 b <- escalc(measure = "OR", ai = waward, n1i = wtotal, ci = maward, n2i = mtotal,
             data = dat.bornmann2007)
-born <- make_data(b$yi, b$vi, b$study, type = b$type, year = b$year)
+# year is centred at 2000: with the raw year (about 1990) rma.mv's optimizer stops ~2e-6
+# (relative) short of the maximum, where the score is still clearly non-zero.
+born <- make_data(b$yi, b$vi, b$study, type = b$type, year = b$year - 2000)
 born_src <- paste("metadat::dat.bornmann2007 (Bornmann et al. 2007); escalc('OR', ai = waward,",
-                  "n1i = wtotal, ci = maward, n2i = mtotal): log odds ratio; study")
-grid("bornmann2007", born_src, born, 0.6, c("year"), list(list(year = 1995), list(year = 2000)))
+                  "n1i = wtotal, ci = maward, n2i = mtotal): log odds ratio; study;",
+                  "year = publication year - 2000")
+grid("bornmann2007", born_src, born, 0.6, c("year"), list(list(year = -5), list(year = 0)))
 # With type as well, sigma2.study is 0 at the maximum (a true boundary); metafor's ML fit
 # reaches it to 1e-8 (its REML fit stops at ~4e-7, with a lower restricted likelihood).
 for (test in c("z", "t"))
   write_case(sprintf("bornmann2007_rho60_ml_%s_boundary", test), born_src, born,
              case("ML", test, rho = 0.6, moderators = c("type", "year"),
-                  newdata = list(list(type = "Grant", year = 1995),
-                                 list(type = "Fellowship", year = 2000)),
+                  newdata = list(list(type = "Grant", year = -5),
+                                 list(type = "Fellowship", year = 0)),
                   confint = test == "z"))
 
 t <- dat.tannersmith2016
