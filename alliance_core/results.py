@@ -262,6 +262,8 @@ class MetaResult:
             if not self.is_three_level
             else f"sigma2=({self.sigma2.iloc[0]:.4g}, {self.sigma2.iloc[1]:.4g})"
         )
+        if self.rho is not None:
+            het += f" rho={self.rho:g}"
         return (
             f"<MetaResult {self.model} {self.method} k={self.k} p={self.p} {het} "
             f"QE={self.QE:.4g} I2={self.I2:.1f}%>"
@@ -313,8 +315,17 @@ def format_summary(res: MetaResult) -> str:
     )
     lines.append("")
     if res.is_three_level:
+        if res.rho is not None:
+            lines.append(
+                f"  Sampling errors of a study's effect sizes correlated: rho = {res.rho:g} "
+                "(CHE working model)"
+            )
+        fixed = res.fix_sigma2 or {}
         for name, value in res.sigma2.items():
-            lines.append(f"  sigma^2 ({name:5s}) = {value:.6f}   (sqrt = {np.sqrt(value):.4f})")
+            mark = "   (fixed)" if name in fixed else ""
+            lines.append(
+                f"  sigma^2 ({name:5s}) = {value:.6f}   (sqrt = {np.sqrt(value):.4f}){mark}"
+            )
         lines.append(
             f"  I^2 (total) = {res.I2:.2f}%   "
             + "   ".join(f"I^2 ({name}) = {value:.2f}%" for name, value in res.I2_levels.items())

@@ -243,3 +243,12 @@ def test_downstream_analyses_keep_rho_or_refuse():
     assert all(f.result is not None for f in fits)
     for f in fits:
         assert f.result.rho == 0.6 and f.result.fix_sigma2 == {"es": 0.001}
+
+
+def test_summary_says_rho_and_which_components_are_fixed():
+    res = ac.fit(dataset(), cluster="study", rho=0.6, fix_sigma2={"es": 0})
+    text = res.summary()
+    assert "rho = 0.6" in text and "(fixed)" in text
+    assert "rho=0.6" in repr(res)
+    plain = ac.fit(dataset(), cluster="study").summary()
+    assert "rho" not in plain and "(fixed)" not in plain
