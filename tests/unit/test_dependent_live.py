@@ -54,6 +54,7 @@ CASES = [
     (306, "REML", "z", 6, 0.7, None, True, False),  # few clusters
     (307, "ML", "z", 40, 0.0, None, True, False),
     (308, "REML", "z", 20, None, {"es": 0.01}, True, False),
+    (309, "REML", "z", 15, None, None, False, True),  # independent errors: profile CIs
 ]
 
 
