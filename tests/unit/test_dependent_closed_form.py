@@ -233,6 +233,10 @@ def test_downstream_analyses_keep_rho_or_refuse():
     first = loo.table.index[0]
     direct = ac.fit(data[data["study"] != first], moderators=["x"], cluster="study", rho=0.6)
     np.testing.assert_allclose(loo.table.iloc[0]["estimate"], direct.beta[0], rtol=1e-8)
+    # The last step of a cumulative analysis holds every study: the full CHE fit.
+    full = ac.fit(data, cluster="study", rho=0.6)
+    steps = ac.cumulative(full, order_by="x")
+    np.testing.assert_allclose(steps.table.iloc[-1]["estimate"], full.beta[0], rtol=1e-8)
     with pytest.raises(AnalysisError, match="rho"):
         ac.influence_diagnostics(res)
     with pytest.raises(AnalysisError, match="rho"):
