@@ -161,8 +161,12 @@ def fixed_effects_summary(
 
 def che_start(y, X, vi, starts, rho) -> np.ndarray:
     """metafor rma.mv's start: half each of max(0.002, var(y - X b_FE) - 1/mean(1/diag V))."""
-    resid = fixed_effects_summary(y, X, vi, starts, rho).residuals
-    total = max(0.002, float(np.var(resid, ddof=1)) - 1.0 / float(np.mean(1.0 / vi)))
+    return start_from_residuals(fixed_effects_summary(y, X, vi, starts, rho).residuals, vi)
+
+
+def start_from_residuals(residuals: np.ndarray, vi: np.ndarray) -> np.ndarray:
+    """``che_start`` from the residuals of the fixed-effects fit with V."""
+    total = max(0.002, float(np.var(residuals, ddof=1)) - 1.0 / float(np.mean(1.0 / vi)))
     return np.array([total / 2.0, total / 2.0])
 
 

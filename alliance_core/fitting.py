@@ -623,14 +623,22 @@ def _fit_dependent(
     rho_value = 0.0 if rho is None else rho
     ys, vs, Xs = y[order], v[order], X[order]
     logdet_xtx = est.logdet_crossprod(X)
+    summary = che.fixed_effects_summary(ys, Xs, vs, starts, rho_value)
     theta, iterations = estimate_dependent_sigma2(
-        ys, vs, Xs, starts, rho_value, method, logdet_xtx, fixed
+        ys,
+        vs,
+        Xs,
+        starts,
+        rho_value,
+        method,
+        logdet_xtx,
+        fixed,
+        start=che.start_from_residuals(summary.residuals, vs),
     )
     cov = che.CheCovariance(vs, starts, theta[0], theta[1], rho_value)
     gls = est.gls(ys, Xs, cov)
     vb = gls.vb
     ddf = k - p if test == "t" else None
-    summary = che.fixed_effects_summary(ys, Xs, vs, starts, rho_value)
     QE = summary.QE
     QE_pval = float(special.chdtrc(k - p, QE)) if k > p else 1.0
     vt = summary.typical_variance
