@@ -41,6 +41,7 @@ from alliance_core.figures import (
     ptr_slope_readout,
 )
 from alliance_core.fitting import fit
+from alliance_core.inference import LikelihoodRatioTest, compare, variance_ci
 from alliance_core.mapping import ColumnMapping
 from alliance_core.patient_level import (
     PatientLevelResult,
@@ -112,6 +113,9 @@ __all__ = [
     "build_design",
     "escalc",
     "fit",
+    "compare",
+    "variance_ci",
+    "LikelihoodRatioTest",
     "level_order",
     "patient_therapist_ratio",
     "ptr",

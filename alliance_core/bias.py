@@ -34,8 +34,8 @@ from alliance_core.effect_sizes import transf
 from alliance_core.errors import AnalysisError
 from alliance_core.fitting import fit
 from alliance_core.formatting import format_p
+from alliance_core.refitting import BLAS, refit
 from alliance_core.results import MetaResult
-from alliance_core.sensitivity import BLAS, refit
 
 PREDICTORS = {"sei": "standard error", "vi": "sampling variance"}
 # Up to this many effect sizes without ties the rank test's p-value is exact (0.1 s at 500);
@@ -68,6 +68,8 @@ def _refit_with_predictor(res: MetaResult, predictor: str) -> tuple[MetaResult, 
             cluster=res.cluster,
             test=res.test,
             level=res.level,
+            rho=res.rho,
+            fix_sigma2=res.fix_sigma2,
         )
     except AnalysisError as error:
         raise AnalysisError(
@@ -529,6 +531,13 @@ def aggregate_by_study(res: MetaResult, study: str | None = None) -> pd.DataFram
     the study column, yi, vi, k (effect sizes aggregated) and every other column whose value
     is the same throughout each study; studies keep their order of first appearance.
     """
+    if res.rho:
+        raise AnalysisError(
+            f"This model assumes the sampling errors of a study's effect sizes correlate "
+            f"(rho = {res.rho:g}); aggregate_by_study assumes they are independent and would "
+            "understate the aggregated variances. Aggregate with the same rho (compound "
+            "symmetry, metafor aggregate(struct = 'CS', rho)) instead."
+        )
     study = study or res.cluster
     if study is None or study not in res.data.columns:
         raise AnalysisError(

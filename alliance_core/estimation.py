@@ -359,14 +359,14 @@ def maximise_likelihood(
         if not free.any():
             return VarianceFit(theta=theta, iterations=iteration, loglik=ll)
         directions = []
-        if use_newton and _positive_definite(observed[np.ix_(free, free)]):
+        if use_newton and positive_definite(observed[np.ix_(free, free)]):
             directions.append(observed)
         directions.append(expected)
         directions.append(np.diag(np.maximum(np.diag(expected), 1e-300)))
         candidate, new_fit = theta, fit
         for info in directions:
-            step = _constrained_step(theta, score, info, free)
-            accepted = _line_search(theta, step, score, ll, evaluate)
+            step = constrained_step(theta, score, info, free)
+            accepted = line_search(theta, step, score, ll, evaluate)
             if accepted is not None:
                 candidate, new_fit = accepted
                 break
@@ -385,7 +385,7 @@ def maximise_likelihood(
     )
 
 
-def _positive_definite(matrix: np.ndarray) -> bool:
+def positive_definite(matrix: np.ndarray) -> bool:
     try:
         np.linalg.cholesky(matrix)
     except np.linalg.LinAlgError:
@@ -393,7 +393,7 @@ def _positive_definite(matrix: np.ndarray) -> bool:
     return True
 
 
-def _constrained_step(
+def constrained_step(
     theta: np.ndarray, score: np.ndarray, info: np.ndarray, free: np.ndarray
 ) -> np.ndarray:
     """Step info^-1 score for the free components, kept inside the non-negative region.
@@ -428,7 +428,7 @@ def _solve_or_scale(info: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         return rhs / max(float(np.max(np.abs(np.diag(info)))), 1e-300)
 
 
-def _line_search(theta, step, score, ll, evaluate, max_halvings: int = 40):
+def line_search(theta, step, score, ll, evaluate, max_halvings: int = 40):
     """First of step, step/2, step/4, ... that does not lower the log-likelihood.
 
     Close to the maximum the gain a step promises (about score . step / 2) falls below the

@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import special
 from threadpoolctl import ThreadpoolController
 
+from alliance_core import che
 from alliance_core import estimation as est
 from alliance_core.design import ModelDesign, build_design_matrix, check_full_rank
 from alliance_core.errors import AnalysisError
@@ -48,6 +49,8 @@ def fit(
     test: str = "z",
     level: float = 0.95,
     es_id: str | None = None,
+    rho: float | None = None,
+    fix_sigma2: Mapping[str, float] | None = None,
 ) -> MetaResult:
     """Fit a random/mixed-effects meta-analysis or meta-regression.
 
@@ -59,16 +62,33 @@ def fit(
     (t on k - p df, metafor's default ``dfs="residual"``). ``es_id`` optionally names the
     effect-size column (every row is one effect size either way).
 
+    ``rho`` (three-level only) assumes the correlated-and-hierarchical-effects (CHE) working
+    model: the sampling errors of one study's effect sizes correlate with ``rho``,
+    V_i[j, l] = rho sqrt(v_j v_l) (metafor ``vcalc(vi, cluster = study, obs = es, rho = rho)``,
+    then ``rma.mv(yi, V, random = ~ 1 | study/es)``); ``None`` keeps independent sampling
+    errors. With a V matrix, QE is r' V^-1 r at the fixed-effects fit (metafor rma.mv), and I2
+    uses the typical sampling variance (k - p) / tr(P) with P built from W = V^-1 (metafor's
+    "I^2 for multilevel and multivariate models", which reduces to W = diag(1/vi) when
+    rho is None or 0). ``fix_sigma2`` (three-level only) holds components at given values,
+    e.g. ``{"es": 0}`` (metafor ``sigma2 = c(NA, 0)``); fixed components do not count as
+    parameters in AIC/BIC or likelihood-ratio tests.
+
     Rows with a missing value in any used column are left out and listed in ``result.dropped``.
     """
     with _BLAS.limit(limits=1, user_api="blas"):
-        return _fit(data, yi, vi, moderators, reference, method, cluster, test, level)
+        return _fit(
+            data, yi, vi, moderators, reference, method, cluster, test, level, rho, fix_sigma2
+        )
 
 
-def _fit(data, yi, vi, moderators, reference, method, cluster, test, level) -> MetaResult:
+def _fit(
+    data, yi, vi, moderators, reference, method, cluster, test, level, rho=None, fix_sigma2=None
+) -> MetaResult:
     method = _normalise_method(method)
     model = MODEL_TWO_LEVEL if cluster is None else MODEL_THREE_LEVEL
     _check_settings(model, method, test, level)
+    rho = check_rho(rho, cluster)
+    fixed = check_fix_sigma2(fix_sigma2, cluster)
     moderators = list(moderators or [])
     used_columns = [yi, vi, *([cluster] if cluster else []), *moderators]
     for column in used_columns:
@@ -103,7 +123,13 @@ def _fit(data, yi, vi, moderators, reference, method, cluster, test, level) -> M
     frame["vi"] = v
     if model == MODEL_TWO_LEVEL:
         return _fit_two_level(frame, y, v, X, design, method, test, level, dropped, yi, vi)
-    return _fit_three_level(frame, y, v, X, design, method, test, level, dropped, yi, vi, cluster)
+    if rho is None and fixed is None:
+        return _fit_three_level(
+            frame, y, v, X, design, method, test, level, dropped, yi, vi, cluster
+        )
+    return _fit_dependent(
+        frame, y, v, X, design, method, test, level, dropped, yi, vi, cluster, rho, fixed
+    )
 
 
 # -- input handling -------------------------------------------------------------------------
@@ -132,6 +158,57 @@ def _check_settings(model: str, method: str, test: str, level: float) -> None:
         )
     if not 0.0 < level < 1.0:
         raise AnalysisError(f"Confidence level {level} must lie between 0 and 1 (e.g. 0.95).")
+
+
+SIGMA2_NAMES = ("study", "es")
+
+
+def check_rho(rho, cluster: str | None) -> float | None:
+    """The CHE sampling correlation: None, or a number in [0, 1) with a study column."""
+    if rho is None:
+        return None
+    if cluster is None:
+        raise AnalysisError(
+            "A within-study sampling correlation (rho) needs a study column: set cluster to the "
+            "study column (three-level model), or leave rho unset for the two-level model."
+        )
+    try:
+        value = float(rho)
+    except (TypeError, ValueError) as error:
+        raise AnalysisError(f"rho must be a number in [0, 1), not {rho!r}.") from error
+    if not 0.0 <= value < 1.0:
+        raise AnalysisError(
+            f"rho = {value:g} is outside [0, 1): the sampling correlation of a study's effect "
+            "sizes is taken as 0 (independent) up to, but not including, 1 (e.g. 0.6)."
+        )
+    return value
+
+
+def check_fix_sigma2(fix_sigma2, cluster: str | None) -> dict[str, float] | None:
+    """Variance components held at given values: {"study": value} and/or {"es": value}."""
+    if not fix_sigma2:
+        return None
+    if cluster is None:
+        raise AnalysisError(
+            "fix_sigma2 holds a three-level variance component; it needs a study column "
+            "(cluster). For the two-level model leave it unset."
+        )
+    fixed = {}
+    for name, value in dict(fix_sigma2).items():
+        if name not in SIGMA2_NAMES:
+            raise AnalysisError(f"fix_sigma2: unknown component '{name}'; use 'study' and/or 'es'.")
+        try:
+            number = float(value)
+        except (TypeError, ValueError) as error:
+            raise AnalysisError(
+                f"fix_sigma2['{name}'] must be a non-negative number, not {value!r}."
+            ) from error
+        if not np.isfinite(number) or number < 0:
+            raise AnalysisError(
+                f"fix_sigma2['{name}'] = {value!r}: a variance must be a finite number >= 0."
+            )
+        fixed[name] = number
+    return fixed
 
 
 def _complete_rows(data: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -232,15 +309,22 @@ def _fit_statistics(
     p: int,
     parms: int,
     reml: bool,
+    logdet_V: float | None = None,
 ) -> dict[str, float]:
-    """metafor's fit statistics for the method's own likelihood (``fitstats(fit)``)."""
+    """metafor's fit statistics for the method's own likelihood (``fitstats(fit)``).
+
+    The ML deviance is -2 (ll - ll_saturated), ll_saturated = -k/2 log(2 pi) - 1/2 log|V|
+    (``logdet_V``; by default V = diag(v))."""
     if reml:
         ll = loglik_reml
         deviance = -2.0 * ll
         n_eff = k - p
     else:
         ll = loglik_ml
-        saturated = -0.5 * float(np.sum(np.log(2.0 * np.pi * v)))
+        if logdet_V is None:
+            saturated = -0.5 * float(np.sum(np.log(2.0 * np.pi * v)))
+        else:
+            saturated = -0.5 * (k * est.LOG_2PI + logdet_V)
         deviance = -2.0 * (ll - saturated) if k > p else 0.0
         n_eff = k
     aic = -2.0 * ll + 2.0 * parms
@@ -500,6 +584,127 @@ def _fit_three_level(
     )
 
 
+# -- three-level model with correlated sampling errors and/or fixed components -------------
+def fixed_mask(fixed: Mapping[str, float] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(mask of fixed components, their values) in the order (study, es)."""
+    fixed = fixed or {}
+    mask = np.array([name in fixed for name in SIGMA2_NAMES])
+    values = np.array([float(fixed.get(name, 0.0)) for name in SIGMA2_NAMES])
+    return mask, values
+
+
+def estimate_dependent_sigma2(ys, vs, Xs, starts, rho, method, logdet_xtx, fixed, start=None):
+    """(sigma2_study, sigma2_es) of the CHE model; rows sorted by study (``starts``)."""
+    mask, values = fixed_mask(fixed)
+    theta0 = che.che_start(ys, Xs, vs, starts, rho) if start is None else np.asarray(start, float)
+    theta0 = np.where(mask, values, theta0)
+    result = che.maximise_che_likelihood(
+        ys, Xs, vs, starts, rho, theta0, reml=(method == "REML"), logdet_XtX=logdet_xtx, fixed=mask
+    )
+    return result.theta, result.iterations
+
+
+def _fit_dependent(
+    frame, y, v, X, design, method, test, level, dropped, yi_col, vi_col, cluster, rho, fixed
+) -> MetaResult:
+    k, p = X.shape
+    order, starts, n_studies = est.study_blocks(frame[cluster].to_numpy())
+    if n_studies < 2:
+        raise AnalysisError(
+            f"Column '{cluster}' names a single study; the three-level model needs effect sizes from "
+            "two or more studies. Use the two-level model instead."
+        )
+    if n_studies == k and not fixed:
+        raise AnalysisError(
+            f"Every study in '{cluster}' has exactly one effect size, so variation between studies "
+            "and between effect sizes within studies cannot be told apart. Use the two-level model "
+            "or hold one component fixed (fix_sigma2)."
+        )
+    rho_value = 0.0 if rho is None else rho
+    ys, vs, Xs = y[order], v[order], X[order]
+    logdet_xtx = est.logdet_crossprod(X)
+    summary = che.fixed_effects_summary(ys, Xs, vs, starts, rho_value)
+    theta, iterations = estimate_dependent_sigma2(
+        ys,
+        vs,
+        Xs,
+        starts,
+        rho_value,
+        method,
+        logdet_xtx,
+        fixed,
+        start=che.start_from_residuals(summary.residuals, vs),
+    )
+    cov = che.CheCovariance(vs, starts, theta[0], theta[1], rho_value)
+    gls = est.gls(ys, Xs, cov)
+    vb = gls.vb
+    ddf = k - p if test == "t" else None
+    QE = summary.QE
+    QE_pval = float(special.chdtrc(k - p, QE)) if k > p else 1.0
+    vt = summary.typical_variance
+    sigma2 = pd.Series(theta, index=list(SIGMA2_NAMES), name="sigma2")
+    total = float(theta.sum())
+    I2 = 100.0 * total / (total + vt)
+    I2_levels = pd.Series(100.0 * theta / (total + vt), index=list(SIGMA2_NAMES), name="I2")
+    H2 = (total + vt) / vt if vt > 0 else float("nan")
+    QM, QM_df, QM_df2, QM_pval = _omnibus(gls.beta, vb, design, ddf)
+
+    loglik_ml = est.log_likelihood(gls, k, p, reml=False, logdet_XtX=logdet_xtx)
+    loglik_reml = est.log_likelihood(gls, k, p, reml=True, logdet_XtX=logdet_xtx)
+    parms = p + 2 - len(fixed or {})
+    fit_stats = _fit_statistics(
+        loglik_ml,
+        loglik_reml,
+        y,
+        v,
+        k,
+        p,
+        parms,
+        reml=(method == "REML"),
+        logdet_V=summary.logdet_V,
+    )
+    weights = np.empty(k)
+    weights[order] = cov.inverse_diagonal()
+    return MetaResult(
+        model=MODEL_THREE_LEVEL,
+        method=method,
+        test=test,
+        level=level,
+        k=k,
+        p=p,
+        n_studies=n_studies,
+        design=design,
+        coefficients=_coefficient_table(design.names, gls.beta, vb, ddf, level),
+        beta=gls.beta,
+        vb=vb,
+        ddf=ddf,
+        tau2=None,
+        tau2_se=None,
+        sigma2=sigma2,
+        QE=QE,
+        QE_df=k - p,
+        QE_pval=QE_pval,
+        QM=QM,
+        QM_df=QM_df,
+        QM_df2=QM_df2,
+        QM_pval=QM_pval,
+        I2=I2,
+        I2_levels=I2_levels,
+        H2=H2,
+        weights=_weights_series(weights, frame.index),
+        data=frame,
+        dropped=dropped,
+        yi_column=yi_col,
+        vi_column=vi_col,
+        cluster=cluster,
+        iterations=iterations,
+        inputs=ModelInputs(y=y, v=v, X=X, typical_variance=vt, order=order, starts=starts),
+        rho=rho,
+        fix_sigma2=dict(fixed) if fixed else None,
+        **fit_stats,
+    )
+
+
 # -- derived statistics computed on first use (MetaResult.R2, MetaResult.tau2_ci) ----------
 def pseudo_r2(res: MetaResult) -> float | None:
     """Pseudo-R^2 in percent against the same model without moderators; None without them.
@@ -520,6 +725,20 @@ def _pseudo_r2(res: MetaResult) -> float | None:
         return _pseudo_r2_two_level(inputs.y, inputs.v, inputs.X, res.method, res.tau2, 0.0)
     ys, vs = inputs.y[inputs.order], inputs.v[inputs.order]
     total = res.total_heterogeneity
+    if res.rho is not None or res.fix_sigma2:
+        # The model without moderators keeps the same V (rho) and the same fixed components.
+        theta0, _ = estimate_dependent_sigma2(
+            ys,
+            vs,
+            np.ones((res.k, 1)),
+            inputs.starts,
+            res.rho or 0.0,
+            res.method,
+            0.0,
+            res.fix_sigma2,
+        )
+        total0 = float(theta0.sum())
+        return max(0.0, 100.0 * (total0 - total) / total0) if total0 > 0 else None
     # The optimum of the model without moderators does not depend on the starting point;
     # starting near the full model's total (split evenly, kept away from zero) saves work.
     warm = np.full(2, max(total, 1e-3 * float(np.mean(vs))) / 2.0)

@@ -111,6 +111,8 @@ class MetaResult:
     # Correlation of the sampling errors of one study's effect sizes (the CHE working model,
     # metafor ``vcalc(vi, cluster, obs, rho)``); None: independent sampling errors.
     rho: float | None = None
+    # Variance components held at given values ({"es": 0.0}); None: all estimated.
+    fix_sigma2: Mapping[str, float] | None = None
 
     # -- derived statistics that need more fitting, computed on first use -----------------
     # (cached_property writes to the instance __dict__, which a frozen dataclass allows)
@@ -130,6 +132,21 @@ class MetaResult:
         from alliance_core.fitting import tau2_confidence_interval
 
         return tau2_confidence_interval(self)
+
+    def variance_ci(self) -> pd.DataFrame:
+        """Confidence intervals for the variance components (metafor ``confint``): Q-profile
+        for tau2, profile likelihood for sigma2.study and sigma2.es; see
+        :func:`alliance_core.inference.variance_ci`."""
+        from alliance_core.inference import variance_ci
+
+        return variance_ci(self)
+
+    @property
+    def parameters(self) -> int:
+        """Number of estimated parameters (coefficients and free variance components)."""
+        from alliance_core.inference import parameter_count
+
+        return parameter_count(self)
 
     @property
     def I2_ci(self) -> tuple[float, float] | None:
@@ -246,6 +263,8 @@ class MetaResult:
             if not self.is_three_level
             else f"sigma2=({self.sigma2.iloc[0]:.4g}, {self.sigma2.iloc[1]:.4g})"
         )
+        if self.rho is not None:
+            het += f" rho={self.rho:g}"
         return (
             f"<MetaResult {self.model} {self.method} k={self.k} p={self.p} {het} "
             f"QE={self.QE:.4g} I2={self.I2:.1f}%>"
@@ -305,8 +324,17 @@ def format_summary(res: MetaResult) -> str:
     )
     lines.append("")
     if res.is_three_level:
+        if res.rho is not None:
+            lines.append(
+                f"  Sampling errors of a study's effect sizes correlated: rho = {res.rho:g} "
+                "(CHE working model)"
+            )
+        fixed = res.fix_sigma2 or {}
         for name, value in res.sigma2.items():
-            lines.append(f"  sigma^2 ({name:5s}) = {value:.6f}   (sqrt = {np.sqrt(value):.4f})")
+            mark = "   (fixed)" if name in fixed else ""
+            lines.append(
+                f"  sigma^2 ({name:5s}) = {value:.6f}   (sqrt = {np.sqrt(value):.4f}){mark}"
+            )
         lines.append(
             f"  I^2 (total) = {res.I2:.2f}%   "
             + "   ".join(f"I^2 ({name}) = {value:.2f}%" for name, value in res.I2_levels.items())

@@ -33,7 +33,7 @@ from alliance_core.figures import FONT_FAMILY, GRID, NEUTRAL, OKABE_ITO
 from alliance_core.fitting import THREE_LEVEL_METHODS, TWO_LEVEL_METHODS
 from alliance_core.formatting import format_p
 from alliance_core.mapping import ColumnMapping
-from alliance_core.sensitivity import BLAS, refit
+from alliance_core.refitting import BLAS, refit
 
 MODELS = ("two-level", "three-level")
 RESULT_COLUMNS = (

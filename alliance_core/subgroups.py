@@ -81,6 +81,8 @@ def subgroup_fits(
                 cluster=res.cluster,
                 test=res.test,
                 level=res.level,
+                rho=res.rho,
+                fix_sigma2=res.fix_sigma2,
             )
         except AnalysisError as error:
             note = f"{column} = {level}: not estimated ({error})"
