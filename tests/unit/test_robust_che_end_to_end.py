@@ -1,11 +1,7 @@
-"""End-to-end CHE robust test, to be renamed test_robust_che_end_to_end.py once
-``fit(..., rho=...)`` (the CHE working model) is part of the package.
-
-Not collected by pytest while its name does not start with ``test_``: on a branch without
-``fit(rho=...)`` it would fail. It fits each CHE fixture here (metafor: ``vcalc(vi, cluster =
-study, obs = es, rho)`` then ``rma.mv(yi, V, random = ~ 1 | study/es)``), then compares
-``res.robust()`` (CR2 and CR1) with clubSandwich/metafor at the end-to-end tolerances of
-tests/unit/test_robust.py, and checks that the fit records its rho.
+"""CR2 and CR1 of CHE fits end to end: fit each CHE fixture here (metafor: ``vcalc(vi, cluster =
+study, obs = es, rho)`` then ``rma.mv(yi, V, random = ~ 1 | study/es)``), then compare
+``res.robust()`` with clubSandwich/metafor at the end-to-end tolerances of
+tests/unit/test_robust.py, and check that the fit records its rho.
 """
 
 from __future__ import annotations
