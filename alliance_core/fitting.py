@@ -96,6 +96,7 @@ def _fit(data, yi, vi, moderators, reference, method, cluster, test, level) -> M
             "coefficients. Remove moderators or add data."
         )
     moderator_of = {label: term.column for term in design.terms for label in term.labels}
+    _check_finite_design(X, complete.index, design.names, moderator_of)
     check_full_rank(X, design.names, moderator_of)
 
     frame = complete.copy()
@@ -107,6 +108,22 @@ def _fit(data, yi, vi, moderators, reference, method, cluster, test, level) -> M
 
 
 # -- input handling -------------------------------------------------------------------------
+def _check_finite_design(X, rows, names, moderator_of) -> None:
+    """Every moderator value must be a finite number (an infinite one, e.g. log 0, has no fit)."""
+    bad = ~np.isfinite(X)
+    if not bad.any():
+        return
+    row_positions, column_positions = np.nonzero(bad)
+    name = names[column_positions[0]]
+    column = moderator_of.get(name, name)
+    labels = [str(rows[i]) for i in row_positions[column_positions == column_positions[0]]]
+    shown = ", ".join(labels[:10]) + (f" and {len(labels) - 10} more" if len(labels) > 10 else "")
+    raise AnalysisError(
+        f"Moderator '{column}' is not a finite number in row(s) {shown}; a meta-regression "
+        "needs a finite value in every row it uses."
+    )
+
+
 def _normalise_method(method: str) -> str:
     method = str(method).upper()
     return "EE" if method == "FE" else method
@@ -333,8 +350,15 @@ def _fit_two_level(
     if test in ("knha", "t"):
         ddf = k - p
         if test == "knha":
-            s2w = gls.rss / (k - p) if gls.rss > np.finfo(float).eps else 0.0
-            vb = vb * s2w
+            if gls.rss <= np.finfo(float).eps:
+                # metafor sets the scale to 0 here, so every SE is 0 and every interval has
+                # zero width: a degenerate result no one should read as certainty.
+                raise AnalysisError(
+                    "Knapp–Hartung tests are not available for these data: the model fits "
+                    "every effect size exactly (weighted residual sum of squares 0), so its "
+                    "variance scale is 0 and every interval would have zero width. Use z tests."
+                )
+            vb = vb * (gls.rss / (k - p))
     QE, tr_p_fe = _fixed_effects_q(y, v, X)
     QE_pval = float(special.chdtrc(k - p, QE)) if k > p else 1.0
     vt = (k - p) / tr_p_fe if tr_p_fe > 0 else 0.0
@@ -342,8 +366,9 @@ def _fit_two_level(
         I2 = max(0.0, 100.0 * (QE - (k - p)) / QE) if QE > 0 else 0.0
         H2 = QE / (k - p)
     else:
-        I2 = 100.0 * tau2 / (vt + tau2)
-        H2 = tau2 / vt + 1.0
+        # With no typical sampling variance (vt = 0) the shares are undefined, not an error.
+        I2 = 100.0 * tau2 / (vt + tau2) if vt + tau2 > 0 else float("nan")
+        H2 = tau2 / vt + 1.0 if vt > 0 else float("nan")
     QM, QM_df, QM_df2, QM_pval = _omnibus(gls.beta, vb, design, ddf)
 
     loglik_ml = est.log_likelihood(gls, k, p, reml=False, logdet_XtX=logdet_xtx)
@@ -450,8 +475,9 @@ def _fit_three_level(
     vt = (k - p) / tr_p_fe if tr_p_fe > 0 else 0.0
     sigma2 = pd.Series(theta, index=["study", "es"], name="sigma2")
     total = float(theta.sum())
-    I2 = 100.0 * total / (total + vt)
-    I2_levels = pd.Series(100.0 * theta / (total + vt), index=["study", "es"], name="I2")
+    denominator = total + vt if total + vt > 0 else float("nan")
+    I2 = 100.0 * total / denominator
+    I2_levels = pd.Series(100.0 * theta / denominator, index=["study", "es"], name="I2")
     H2 = (total + vt) / vt if vt > 0 else float("nan")
     QM, QM_df, QM_df2, QM_pval = _omnibus(gls.beta, vb, design, ddf)
 
