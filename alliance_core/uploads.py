@@ -50,6 +50,7 @@ import pandas as pd
 
 from alliance_core.errors import AnalysisError
 from alliance_core.mapping import ColumnMapping
+from alliance_core.xlsx_guard import check_xlsx_expansion
 
 MAX_FILE_BYTES = 20 * 1024 * 1024  # the dashboard's upload limit (Streamlit counts MB as MiB)
 MAX_ROWS = 200_000
@@ -460,6 +461,7 @@ def _read_excel(
 ) -> UploadedTable:
     import openpyxl  # only needed for workbooks; keeps importing this module light
 
+    check_xlsx_expansion(data, file_name)  # before openpyxl expands any part
     try:
         with warnings.catch_warnings():
             # openpyxl warns about features it skips (styles, data validation); the values

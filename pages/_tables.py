@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from alliance_core.analysis import AnalysisRun
+from alliance_core.csv_export import csv_bytes
 from alliance_core.figures import MAX_PROFILES
 from alliance_core.results import MetaResult
 
@@ -298,7 +299,7 @@ def results_frame(run: AnalysisRun, on_r_scale: bool = True) -> pd.DataFrame:
 
 
 def results_csv(run: AnalysisRun, on_r_scale: bool = True) -> bytes:
-    return results_frame(run, on_r_scale).to_csv(index=False).encode("utf-8")
+    return csv_bytes(results_frame(run, on_r_scale))
 
 
 def analysed_rows(run: AnalysisRun) -> pd.DataFrame:
@@ -307,7 +308,7 @@ def analysed_rows(run: AnalysisRun) -> pd.DataFrame:
 
 
 def data_csv(run: AnalysisRun) -> bytes:
-    return analysed_rows(run).to_csv(index=False).encode("utf-8")
+    return csv_bytes(analysed_rows(run))
 
 
 # -- what-if profiles --------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from alliance_core.analysis import LOG_PTR_COLUMN, PTR_COLUMN, apply_filters
+from alliance_core.csv_export import csv_bytes
 from alliance_core.sensitivity import cumulative, influence_diagnostics, leave_one_out
 from alliance_core.settings import PTR
 from alliance_core.specification import specification_curve
@@ -144,7 +145,7 @@ if render.page_header("Sensitivity", ctx):
                 st.markdown(curve.describe())
                 st.download_button(
                     "Specifications (CSV)",
-                    curve.table.to_csv().encode(),
+                    csv_bytes(curve.table, index=True),
                     file_name=f"{render.download_stem(ctx)}-specifications.csv",
                     mime="text/csv",
                     key="spec:download",
