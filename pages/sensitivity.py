@@ -5,6 +5,7 @@ import streamlit as st
 
 from alliance_core.analysis import LOG_PTR_COLUMN, PTR_COLUMN, apply_filters
 from alliance_core.csv_export import csv_bytes
+from alliance_core.formatting import escape_markdown
 from alliance_core.sensitivity import cumulative, influence_diagnostics, leave_one_out
 from alliance_core.settings import PTR
 from alliance_core.specification import specification_curve
@@ -67,7 +68,7 @@ if render.page_header("Sensitivity", ctx):
     )
     with render.shown_errors("Leave-one-out"), st.spinner("Refitting without each " + unit + "…"):
         table, text = leave_one_out_table(data_key, settings_key, res)
-        st.markdown(text)
+        st.markdown(escape_markdown(text))  # names the study left out: user text
         followed = [c for c in table.columns if c.startswith("coef_")]
         order = "coef_estimate" if "coef_estimate" in table.columns else "estimate"
         change = (table[order] - table[order].median()).abs()
@@ -86,7 +87,7 @@ if render.page_header("Sensitivity", ctx):
         st.spinner("Computing influence diagnostics…"),
     ):
         table, text = influence_table(data_key, settings_key, res)
-        st.markdown(text)
+        st.markdown(escape_markdown(text))
         with st.expander("The diagnostics"):
             st.dataframe(table, width="stretch")
 
@@ -96,12 +97,12 @@ if render.page_header("Sensitivity", ctx):
         with render.shown_errors("The cumulative meta-analysis"):
             pooled = loading.fitted(ctx, without_moderators=True).result
             steps = cumulative(pooled, order_by=year)
-            st.markdown(steps.describe())
+            st.markdown(escape_markdown(steps.describe()))
             ok = steps.table[steps.table["error"].isna()]
             st.line_chart(ok.reset_index(drop=True)[["estimate", "ci_lb", "ci_ub"]], height=260)
             st.caption(
                 f"Pooled estimate (model scale) as {unit} rows are added in order of "
-                f"{year}, with its confidence interval."
+                f"{escape_markdown(year)}, with its confidence interval."
             )
 
     st.header("Specification curve")
@@ -142,7 +143,7 @@ if render.page_header("Sensitivity", ctx):
                     f"{curve.share_significant:.0%}",
                 )
                 render.plot(curve.figure(current=current), key="spec:figure")
-                st.markdown(curve.describe())
+                st.markdown(escape_markdown(curve.describe()))
                 st.download_button(
                     "Specifications (CSV)",
                     csv_bytes(curve.table, index=True),
