@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from alliance_core.analysis import effect_size_table, run_analysis
 from alliance_core.datasets import DEFAULT_DATASET, dataset_info, load_dataset
+from alliance_core.formatting import escape_markdown
 from alliance_core.sensitivity import leave_one_out
 from alliance_core.settings import AnalysisSettings
 from alliance_core.specification import specification_curve
@@ -29,7 +30,7 @@ def sensitivity() -> AppTest:
 def test_leave_one_out_reading_is_the_engines(sensitivity):
     info = dataset_info(DEFAULT_DATASET)
     res = run_analysis(load_dataset(DEFAULT_DATASET), info.mapping, AnalysisSettings()).result
-    expected = leave_one_out(res).describe()
+    expected = escape_markdown(leave_one_out(res).describe())
     assert any(md.value == expected for md in sensitivity.markdown)
 
 
@@ -45,4 +46,4 @@ def test_specification_curve_share_matches_a_direct_computation(sensitivity):
     )
     shown = next(m.value for m in at.metric if m.label.startswith("Specifications with"))
     assert shown == f"{curve.share_significant:.0%}"
-    assert any(md.value == curve.describe() for md in at.markdown)
+    assert any(md.value == escape_markdown(curve.describe()) for md in at.markdown)
