@@ -332,3 +332,16 @@ def test_downloaded_csv_files_neutralise_formulas(monkeypatch):
     text_cells = [c for c in results.to_numpy().ravel() if isinstance(c, str)]
     assert "'@rater@SUM(1+1)" in text_cells  # column and level make a coefficient name
     assert not [c for c in text_cells if c[:1] in ("=", "+", "-", "@")]
+
+
+def test_a_kilobyte_link_value_is_quoted_shortened_in_its_notice():
+    from pages._loading import defaults_for
+    from pages._state import settings_from_link
+
+    settings, problems = settings_from_link(
+        {"mod": ["m" * 10_000], "ds": ["d" * 10_000]}, defaults_for
+    )
+    assert len(problems) == 2
+    assert all(len(problem) < 400 for problem in problems), [len(p) for p in problems]
+    assert "m" * 79 + "…" in problems[1] and "d" * 79 + "…" in problems[0]
+    assert settings.moderators == defaults_for(settings.dataset).moderators
