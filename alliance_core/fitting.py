@@ -96,7 +96,6 @@ def _fit(data, yi, vi, moderators, reference, method, cluster, test, level) -> M
             "coefficients. Remove moderators or add data."
         )
     moderator_of = {label: term.column for term in design.terms for label in term.labels}
-    _check_finite_design(X, complete.index, design.names, moderator_of)
     check_full_rank(X, design.names, moderator_of)
 
     frame = complete.copy()
@@ -108,22 +107,6 @@ def _fit(data, yi, vi, moderators, reference, method, cluster, test, level) -> M
 
 
 # -- input handling -------------------------------------------------------------------------
-def _check_finite_design(X, rows, names, moderator_of) -> None:
-    """Every moderator value must be a finite number (an infinite one, e.g. log 0, has no fit)."""
-    bad = ~np.isfinite(X)
-    if not bad.any():
-        return
-    row_positions, column_positions = np.nonzero(bad)
-    name = names[column_positions[0]]
-    column = moderator_of.get(name, name)
-    labels = [str(rows[i]) for i in row_positions[column_positions == column_positions[0]]]
-    shown = ", ".join(labels[:10]) + (f" and {len(labels) - 10} more" if len(labels) > 10 else "")
-    raise AnalysisError(
-        f"Moderator '{column}' is not a finite number in row(s) {shown}; a meta-regression "
-        "needs a finite value in every row it uses."
-    )
-
-
 def _normalise_method(method: str) -> str:
     method = str(method).upper()
     return "EE" if method == "FE" else method
