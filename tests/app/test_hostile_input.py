@@ -12,8 +12,10 @@ import io
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
@@ -21,6 +23,7 @@ from alliance_core.formatting import escape_markdown
 from alliance_core.mapping import ColumnMapping
 from pages import _render as render
 from pages import _session as session
+from pages._tables import fmt_interval
 from tests.app.conftest import exception_messages, new_app
 
 PAYLOADS = [
@@ -261,7 +264,15 @@ def test_equal_correlations_with_knapp_hartung_give_a_message_not_a_zero_width_i
     at.radio(key=session.TEST).set_value("z").run()
     at.switch_page("pages/overview.py").run()
     assert not at.error
-    assert at.metric[0].value.startswith("0.30")
+    # Closed form: all z equal, so tau2 = 0 and the pooled z is atanh(.30) with
+    # SE = 1 / sqrt(sum(n - 3)); the interval is back-transformed to r.
+    n = np.array([40 + 10 * i for i in range(1, 9)])
+    z, se = np.arctanh(0.30), 1.0 / np.sqrt(np.sum(n - 3))
+    lo, hi = np.tanh(z - stats.norm.ppf(0.975) * se), np.tanh(z + stats.norm.ppf(0.975) * se)
+    shown_metrics = metrics_of(at)
+    assert shown_metrics["Pooled r"] == "0.30"
+    assert shown_metrics["95% confidence interval"] == fmt_interval(lo, hi)
+    assert lo < 0.295 and hi > 0.305  # a real interval, not [0.30, 0.30]
 
 
 def test_a_ptr_of_zero_is_named_on_the_data_page_and_left_out_of_log_ptr():
