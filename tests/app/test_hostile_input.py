@@ -120,6 +120,7 @@ def test_link_parameters_are_echoed_as_text(payload):
             "keep": f"{payload}:{payload}",
             "est": payload,
             "ds": payload,
+            "page": payload,
         }
     )
     at.run()
@@ -147,6 +148,7 @@ def test_settings_file_values_are_shown_as_text(payload):
         "moderators": ["PTR", payload],
         "filters": {payload: [payload]},
         "reference": {payload: payload},
+        "page": payload,
     }
     at = load_settings_file(json.dumps(document).encode())
 
