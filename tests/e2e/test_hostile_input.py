@@ -17,13 +17,17 @@ IMAGE = "![](http://evil.example/x.png)"
 HTML = '<img src="http://evil.example/html.png" onerror="alert(1)">'
 DIRECTIVE = ":red[x]"
 AUTOLINK = "http://evil.example"
-PAYLOADS = [LINK, IMAGE, HTML, DIRECTIVE, AUTOLINK]
+ANCHOR = '<a href="https://evil.example/a">click</a>'
+PAYLOADS = [LINK, IMAGE, HTML, DIRECTIVE, AUTOLINK, ANCHOR]
 
 # Anything the page could turn into a live link or a fetched image.
 EVIL_DOM_JS = """() => {
     const hits = [];
-    for (const a of document.querySelectorAll('a[href]')) {
-        if (a.getAttribute('href').includes('evil.example')) hits.push(a.outerHTML);
+    // HTML anchors use href; the SVG anchors Plotly draws may use xlink:href.
+    for (const a of document.querySelectorAll('a')) {
+        const href = a.getAttribute('href') || a.getAttribute('xlink:href')
+            || a.getAttributeNS('http://www.w3.org/1999/xlink', 'href') || '';
+        if (href.includes('evil.example')) hits.push(a.outerHTML);
     }
     for (const img of document.querySelectorAll('img')) {
         const src = img.getAttribute('src') || '';
