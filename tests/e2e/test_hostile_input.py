@@ -84,7 +84,11 @@ def guarded_page(browser, app_url):
 
 
 def assert_nothing_live(page) -> None:
-    page.wait_for_timeout(500)  # let images and charts that load after the run settle
+    # Charts draw after the run has ended: wait until every one has its SVG.
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    for i in range(charts.count()):
+        charts.nth(i).locator(".main-svg").first.wait_for(state="attached")
+    page.wait_for_timeout(500)  # images the page might fetch
     assert page.evaluate(EVIL_DOM_JS) == []
     assert page.evil_requests == []
     assert page.dialogs == []
@@ -147,6 +151,8 @@ def test_a_hostile_link_and_upload_render_as_text(guarded_page, app_url, tmp_pat
     for title in ("Overview", "Forest plot", "Moderators & PTR"):
         page.locator('[data-testid="stSidebar"]').get_by_role("link", name=title).click()
         wait_for_app_ready(page)
+        if title != "Overview":  # these pages draw the labels and levels in a figure
+            page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for()
         assert_nothing_live(page)
     terms = page.locator('[data-testid="stTable"]').first.inner_text().replace("\u2060", "")
     assert f"= {HTML} (vs {IMAGE})" in terms or f"= {IMAGE} (vs {HTML})" in terms
