@@ -193,6 +193,8 @@ def run_analysis(
     if filtered.empty:
         raise AnalysisError("The filter leaves no effect sizes. Widen it to include some rows.")
     moderators = resolve_moderators(settings, mapping)
+    if LOG_PTR_COLUMN in moderators:
+        _check_ptr_can_be_logged(filtered, mapping)
     three_level = settings.model == "three-level"
     if three_level and not mapping.study:
         raise AnalysisError(
@@ -225,4 +227,19 @@ def run_analysis(
         excluded_by_filter=excluded,
         notes=tuple(notes),
         mapping=mapping,
+    )
+
+
+def _check_ptr_can_be_logged(rows: pd.DataFrame, mapping: ColumnMapping) -> None:
+    """log PTR needs PTR > 0; a PTR of 0 (no patients) has no logarithm, so name the rows."""
+    ptr = pd.to_numeric(rows[PTR_COLUMN], errors="coerce")
+    zero = ptr.notna() & (ptr <= 0)
+    if not zero.any():
+        return
+    labels = [str(label) for label in ptr.index[zero]]
+    shown = ", ".join(labels[:10]) + (f" and {len(labels) - 10} more" if len(labels) > 10 else "")
+    raise AnalysisError(
+        f"log PTR cannot be taken where PTR is 0 or less: row(s) {shown} have "
+        f"'{mapping.n}' = 0 patients per '{mapping.n_therapists}'. Correct those rows, leave "
+        "them out with a filter, or enter PTR on its raw scale."
     )

@@ -198,6 +198,7 @@ def build_design_matrix(
                     f"Moderator '{column}' is numeric, so it has no reference level."
                 )
             values = series.to_numpy(dtype=float)
+            _check_finite(column, values, data.index)
             if values.size and values.min() == values.max():
                 shown = "log PTR" if column == "log_PTR" else column  # the computed column
                 raise AnalysisError(
@@ -208,6 +209,20 @@ def build_design_matrix(
             blocks.append(values[:, None])
         terms.append(term)
     return ModelDesign(terms=tuple(terms)), np.hstack(blocks)
+
+
+def _check_finite(column: str, values: np.ndarray, rows: pd.Index) -> None:
+    """A numeric moderator needs a finite value in every row (an infinite one, e.g. log 0,
+    has no fit; it also made the I² line divide by zero)."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    labels = [str(label) for label in rows[bad]]
+    shown = ", ".join(labels[:10]) + (f" and {len(labels) - 10} more" if len(labels) > 10 else "")
+    raise AnalysisError(
+        f"Moderator '{column}' is not a finite number in row(s) {shown}; a meta-regression "
+        "needs a finite value in every row it uses."
+    )
 
 
 def _categorical_term(column: str, labels: list[str], reference) -> ModeratorTerm:

@@ -417,8 +417,15 @@ def _fit_two_level(
     if test in ("knha", "t"):
         ddf = k - p
         if test == "knha":
-            s2w = gls.rss / (k - p) if gls.rss > np.finfo(float).eps else 0.0
-            vb = vb * s2w
+            if gls.rss <= np.finfo(float).eps:
+                # metafor sets the scale to 0 here, so every SE is 0 and every interval has
+                # zero width: a degenerate result no one should read as certainty.
+                raise AnalysisError(
+                    "Knapp–Hartung tests are not available for these data: the model fits "
+                    "every effect size exactly (weighted residual sum of squares 0), so its "
+                    "variance scale is 0 and every interval would have zero width. Use z tests."
+                )
+            vb = vb * (gls.rss / (k - p))
     QE, tr_p_fe = _fixed_effects_q(y, v, X)
     QE_pval = float(special.chdtrc(k - p, QE)) if k > p else 1.0
     vt = (k - p) / tr_p_fe if tr_p_fe > 0 else 0.0
@@ -426,8 +433,9 @@ def _fit_two_level(
         I2 = max(0.0, 100.0 * (QE - (k - p)) / QE) if QE > 0 else 0.0
         H2 = QE / (k - p)
     else:
-        I2 = 100.0 * tau2 / (vt + tau2)
-        H2 = tau2 / vt + 1.0
+        # With no typical sampling variance (vt = 0) the shares are undefined, not an error.
+        I2 = 100.0 * tau2 / (vt + tau2) if vt + tau2 > 0 else float("nan")
+        H2 = tau2 / vt + 1.0 if vt > 0 else float("nan")
     QM, QM_df, QM_df2, QM_pval = _omnibus(gls.beta, vb, design, ddf)
 
     loglik_ml = est.log_likelihood(gls, k, p, reml=False, logdet_XtX=logdet_xtx)
@@ -534,8 +542,9 @@ def _fit_three_level(
     vt = (k - p) / tr_p_fe if tr_p_fe > 0 else 0.0
     sigma2 = pd.Series(theta, index=["study", "es"], name="sigma2")
     total = float(theta.sum())
-    I2 = 100.0 * total / (total + vt)
-    I2_levels = pd.Series(100.0 * theta / (total + vt), index=["study", "es"], name="I2")
+    denominator = total + vt if total + vt > 0 else float("nan")
+    I2 = 100.0 * total / denominator
+    I2_levels = pd.Series(100.0 * theta / denominator, index=["study", "es"], name="I2")
     H2 = (total + vt) / vt if vt > 0 else float("nan")
     QM, QM_df, QM_df2, QM_pval = _omnibus(gls.beta, vb, design, ddf)
 

@@ -19,15 +19,26 @@ import string
 MINUS = "\u2212"  # typographic minus, as in published tables
 
 # Every ASCII punctuation character may be backslash-escaped in CommonMark; escaping them all
-# also defeats Streamlit's own directives (``:red[...]``, ``:material/icon:``), ``$`` maths and
-# GitHub-style autolinks (``http://``, ``www.``), which all need a punctuation character.
+# also defeats Streamlit's own directives (``:red[...]``, ``:material/icon:``) and ``$`` maths,
+# which all need a punctuation character.
 _PUNCTUATION = re.compile("([" + re.escape(string.punctuation) + "])")
 _LINE_BREAKS = re.compile(r"[\r\n\t\v\f\u2028\u2029]+")
+# GitHub-flavoured Markdown also links bare URLs and e-mail addresses, and Streamlit's renderer
+# finds them in the text after the escapes are resolved, so backslashes cannot stop it. An
+# invisible word joiner after "http", "www", ... and before "@" breaks the pattern.
+WORD_JOINER = "\u2060"
+_AUTOLINK_STARTS = re.compile(r"(https?|ftp|www|mailto|xmpp)(?=[:.])", re.IGNORECASE)
 
 
 def escape_markdown(text: object) -> str:
-    """``text`` as Markdown that renders as the literal characters, on one line."""
+    """``text`` as Markdown that renders as the literal characters, on one line.
+
+    Punctuation is backslash-escaped; URL schemes, "www." and "@" get an invisible word joiner
+    (U+2060) so that no link is made from them.
+    """
     flat = _LINE_BREAKS.sub(" ", str(text))
+    flat = _AUTOLINK_STARTS.sub(lambda m: m.group(1) + WORD_JOINER, flat)
+    flat = flat.replace("@", WORD_JOINER + "@")
     return _PUNCTUATION.sub(r"\\\1", flat)
 
 

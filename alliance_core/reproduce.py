@@ -725,8 +725,11 @@ def bundle_files(
     code = ModelCode.of(run, mapping, on_r_scale)
     script = r_script(code, provenance) if language == "R" else python_script(code, provenance)
     return {
-        "data.csv": to_csv_text(model_rows(code)),
-        "dashboard_results.csv": results_csv(run.result, on_r_scale, provenance),
+        # Read by the scripts only: values stay exactly as the model saw them.
+        "data.csv": to_csv_text(model_rows(code), for_spreadsheets=False),
+        "dashboard_results.csv": results_csv(
+            run.result, on_r_scale, provenance, for_spreadsheets=False
+        ),
         "analysis.R" if language == "R" else "analysis.py": script,
     }
 

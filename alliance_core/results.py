@@ -283,7 +283,14 @@ def wald_test(
 ) -> WaldTest:
     idx = list(indices)
     b = beta[idx]
-    statistic = float(b @ np.linalg.solve(vb[np.ix_(idx, idx)], b))
+    try:
+        statistic = float(b @ np.linalg.solve(vb[np.ix_(idx, idx)], b))
+    except np.linalg.LinAlgError as error:
+        raise AnalysisError(
+            f"The test of {', '.join(names[i] for i in idx)} is not available: the covariance "
+            "matrix of these coefficients is singular (they are estimated without any "
+            "uncertainty or not separately)."
+        ) from error
     m = len(idx)
     terms = tuple(names[i] for i in idx)
     if ddf is None:

@@ -10,6 +10,7 @@ import csv
 
 import pandas as pd
 
+from alliance_core.csv_export import neutralised
 from alliance_core.provenance import Provenance, with_comment_lines
 from alliance_core.results import MetaResult
 
@@ -133,14 +134,26 @@ def results_frame(res: MetaResult, on_r_scale: bool = True) -> pd.DataFrame:
     return frame
 
 
-def to_csv_text(frame: pd.DataFrame) -> str:
+def to_csv_text(frame: pd.DataFrame, *, for_spreadsheets: bool = True) -> str:
     """CSV text with every text field quoted, so a '#' inside a value is never read as the
-    start of a comment by ``read_csv(comment="#")`` (pandas) or ``read.csv`` (R)."""
+    start of a comment by ``read_csv(comment="#")`` (pandas) or ``read.csv`` (R).
+
+    ``for_spreadsheets`` neutralises text a spreadsheet would run as a formula (see
+    ``alliance_core.csv_export``). Files read only by the reproduction scripts keep every value
+    exactly as the model saw it, or a level such as "-other" would no longer match.
+    """
+    if for_spreadsheets:
+        frame = neutralised(frame)
     return frame.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
 
 
 def results_csv(
-    res: MetaResult, on_r_scale: bool = True, provenance: Provenance | None = None
+    res: MetaResult,
+    on_r_scale: bool = True,
+    provenance: Provenance | None = None,
+    *,
+    for_spreadsheets: bool = True,
 ) -> bytes:
     """The results download: provenance comment lines, then one row per number."""
-    return with_comment_lines(to_csv_text(results_frame(res, on_r_scale)), provenance)
+    text = to_csv_text(results_frame(res, on_r_scale), for_spreadsheets=for_spreadsheets)
+    return with_comment_lines(text, provenance)

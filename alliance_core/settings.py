@@ -32,6 +32,11 @@ THREE_LEVEL_METHODS = ("REML", "ML")
 TESTS = ("z", "t")
 PTR_SCALES = ("log", "raw")
 PTR = "PTR"  # the moderator name the dashboard uses for the Patient-Therapist Ratio
+# A settings file written by the dashboard is a few hundred bytes; anything near this size is
+# not one, and refusing it before parsing keeps a hostile file from costing memory or time.
+MAX_SETTINGS_BYTES = 100_000
+# Column names and levels longer than this are not from a coding sheet a person typed.
+MAX_TEXT_LENGTH = 500
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,15 @@ class AnalysisSettings:
     page: str | None = None
 
     def __post_init__(self) -> None:
+        # Types first: a settings file or a caller may hand over anything JSON can hold, and
+        # a list where a name belongs must be a message, not a TypeError from a dict lookup.
+        for name in ("dataset", "model", "method", "test", "ptr_scale"):
+            _check_text(getattr(self, name), name)
+        if self.page is not None:
+            _check_text(self.page, "page")
+        object.__setattr__(self, "moderators", _text_tuple(self.moderators, "moderators"))
+        object.__setattr__(self, "reference", _text_mapping(self.reference))
+        object.__setattr__(self, "filters", _filter_mapping(self.filters))
         if self.model not in MODELS:
             raise AnalysisError(f"Unknown model '{self.model}'; choose one of {', '.join(MODELS)}.")
         methods = THREE_LEVEL_METHODS if self.model == "three-level" else TWO_LEVEL_METHODS
@@ -81,16 +95,11 @@ class AnalysisSettings:
             )
         object.__setattr__(self, "rho", rho)
         # Normalise containers so that equal settings compare and hash equal (cache keys).
-        object.__setattr__(self, "moderators", tuple(self.moderators))
-        object.__setattr__(self, "reference", dict(sorted(dict(self.reference).items())))
+        object.__setattr__(self, "reference", dict(sorted(self.reference.items())))
         object.__setattr__(
             self,
             "filters",
-            {
-                column: tuple(levels)
-                for column, levels in sorted(dict(self.filters).items())
-                if levels
-            },
+            {column: levels for column, levels in sorted(self.filters.items()) if levels},
         )
 
     @property
@@ -125,9 +134,23 @@ class AnalysisSettings:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> AnalysisSettings:
-        """Settings from a file written by ``to_json``; AnalysisError when it is not one."""
+        """Settings from a file written by ``to_json``; AnalysisError when it is not one.
+
+        Every entry is checked for its type (text, a list of texts, a table of texts) and the
+        message names the entry; a single text where a list belongs is a list of one
+        (``"moderators": "PTR"`` means the moderator PTR).
+        """
+        if len(text) > MAX_SETTINGS_BYTES:
+            raise AnalysisError(
+                f"The settings file is larger than {MAX_SETTINGS_BYTES // 1000} KB; a settings "
+                "file saved by the dashboard is far smaller, so this is not one."
+            )
         try:
             data = json.loads(text)
+        except RecursionError as error:
+            raise AnalysisError(
+                "The settings file is nested too deeply to be a settings file."
+            ) from error
         except (ValueError, UnicodeDecodeError) as error:
             raise AnalysisError(f"The settings file is not valid JSON ({error}).") from error
         if not isinstance(data, dict) or "alliance_dashboard_settings" not in data:
@@ -136,18 +159,9 @@ class AnalysisSettings:
         # "provenance" describes the analysis the file was saved from; it sets nothing.
         unknown = sorted(set(data) - known - {"alliance_dashboard_settings", "provenance"})
         if unknown:
-            raise AnalysisError(f"The settings file has unknown entries: {', '.join(unknown)}.")
+            shown = ", ".join(unknown[:10]) + (", …" if len(unknown) > 10 else "")
+            raise AnalysisError(f"The settings file has unknown entries: {shown}.")
         values = {key: value for key, value in data.items() if key in known}
-        try:
-            values["moderators"] = tuple(str(m) for m in values.get("moderators", ()))
-            values["filters"] = {
-                str(c): tuple(map(str, v)) for c, v in values.get("filters", {}).items()
-            }
-            values["reference"] = {str(c): str(v) for c, v in values.get("reference", {}).items()}
-        except (AttributeError, TypeError) as error:
-            raise AnalysisError(
-                "The settings file's moderators, filters or references are malformed."
-            ) from error
         return cls(**values)
 
     # -- URL query string ------------------------------------------------------------------
@@ -236,3 +250,62 @@ def _split_pair(item: str, key: str) -> tuple[str, str]:
     if not sep or not column:
         raise AnalysisError(f"Link parameter {key}={item} should read column:level.")
     return column, level
+
+
+def _check_text(value: object, name: str) -> str:
+    """``value`` if it is a short text; AnalysisError naming the entry otherwise."""
+    if not isinstance(value, str):
+        raise AnalysisError(f"The setting '{name}' should be a text, not {_json_kind(value)}.")
+    if len(value) > MAX_TEXT_LENGTH:
+        raise AnalysisError(f"The setting '{name}' is longer than {MAX_TEXT_LENGTH} characters.")
+    return value
+
+
+def _text_tuple(value: object, name: str) -> tuple[str, ...]:
+    """A text or a list of texts as a tuple; one text is a list of one, never its letters."""
+    if isinstance(value, str):
+        return (_check_text(value, name),)
+    if not isinstance(value, list | tuple):
+        raise AnalysisError(
+            f"The setting '{name}' should be a list of texts, not {_json_kind(value)}."
+        )
+    return tuple(_check_text(item, name) for item in value)
+
+
+def _text_mapping(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise AnalysisError(
+            f"The setting 'reference' should be a table of column: level, not {_json_kind(value)}."
+        )
+    return {
+        _check_text(column, "reference"): _check_text(level, f"reference of {column}")
+        for column, level in value.items()
+    }
+
+
+def _filter_mapping(value: object) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, Mapping):
+        raise AnalysisError(
+            f"The setting 'filters' should be a table of column: [levels], not {_json_kind(value)}."
+        )
+    return {
+        _check_text(column, "filters"): _text_tuple(levels, f"filters of {column}")
+        for column, levels in value.items()
+    }
+
+
+def _json_kind(value: object) -> str:
+    """What a JSON value is, in words (for messages)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a text"
+    if isinstance(value, Mapping):
+        return "a table of entries"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__

@@ -57,6 +57,7 @@ from alliance_core.uploads_cells import (
 )
 from alliance_core.uploads_report import ValidationReport
 from alliance_core.uploads_validation import validate
+from alliance_core.xlsx_guard import check_xlsx_expansion
 
 MAX_FILE_BYTES = 20 * 1024 * 1024  # the dashboard's upload limit (Streamlit counts MB as MiB)
 MAX_ROWS = 200_000
@@ -501,6 +502,7 @@ def _read_excel(
 ) -> UploadedTable:
     import openpyxl  # only needed for workbooks; keeps importing this module light
 
+    check_xlsx_expansion(data, file_name)  # before openpyxl expands any part
     try:
         with warnings.catch_warnings():
             # openpyxl warns about features it skips (styles, data validation); the values

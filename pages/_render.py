@@ -14,6 +14,7 @@ import streamlit as st
 from alliance_core import reproduce
 from alliance_core.analysis import AnalysisRun, apply_filters
 from alliance_core.errors import AnalysisError
+from alliance_core.figure_text import plain_figure
 from alliance_core.figures import export_figure
 from alliance_core.formatting import escape_markdown
 from alliance_core.nesting import AGGREGATED, INDEPENDENT, independence_warning, model_name
@@ -49,7 +50,8 @@ def shown_errors(what: str = "This part of the page") -> Iterator[None]:
     try:
         yield
     except AnalysisError as error:
-        st.error(str(error), icon=":material/error:")
+        # Messages quote user text (column names, levels, file names): shown as text.
+        st.error(escape_markdown(error), icon=":material/error:")
     except Exception:
         LOG.exception("Unexpected error while drawing %s", what.lower())
         st.error(
@@ -60,15 +62,18 @@ def shown_errors(what: str = "This part of the page") -> Iterator[None]:
 
 
 def describe_settings(settings: AnalysisSettings) -> str:
+    """The model in one line of Markdown; moderator, column and level names are escaped."""
     model = model_name(settings.model, settings.rho if settings.model == AGGREGATED else None)
     test = {"z": "z", "t": "Knapp–Hartung" if settings.is_two_level else "t"}[settings.test]
     moderators = [
-        session.PTR_SCALE_LABELS[settings.ptr_scale] if m == PTR else m for m in settings.moderators
+        session.PTR_SCALE_LABELS[settings.ptr_scale] if m == PTR else escape_markdown(m)
+        for m in settings.moderators
     ]
     parts = [f"{model} {settings.method}", f"{test} tests"]
     parts.append("moderators: " + ", ".join(moderators) if moderators else "no moderators")
     for column, levels in settings.filters.items():
-        parts.append(f"only {column} = {' / '.join(levels)}")
+        shown = " / ".join(escape_markdown(level) for level in levels)
+        parts.append(f"only {escape_markdown(column)} = {shown}")
     return " · ".join(parts)
 
 
@@ -77,13 +82,16 @@ def page_header(title: str, ctx: sidebar.Context, *, needs_data: bool = True) ->
     st.title(title)
     if ctx.data is None:
         if needs_data:
-            st.info(ctx.problem or "No data to analyse.", icon=":material/upload_file:")
+            st.info(
+                escape_markdown(ctx.problem or "No data to analyse."), icon=":material/upload_file:"
+            )
             st.page_link(
                 ctx.pages["data"], label="Go to the Data page", icon=":material/table_view:"
             )
         return not needs_data
     badge = ":orange-badge[:material/science: SIMULATED] " if ctx.data.simulated else ""
-    st.markdown(f"{badge}**{ctx.data.title}**  \n{describe_settings(ctx.settings)}")
+    title = escape_markdown(ctx.data.title)
+    st.markdown(f"{badge}**{title}**  \n{describe_settings(ctx.settings)}")
     if needs_data and ctx.settings.model == INDEPENDENT:
         independence_notice(ctx)
     return True
@@ -112,7 +120,7 @@ def model_statement(run: AnalysisRun, *, pooled: bool = False) -> None:
 
 def plot(fig: go.Figure, key: str) -> None:
     st.plotly_chart(
-        fig,
+        plain_figure(fig),  # labels and levels from uploads: text, not live HTML
         key=key,
         theme="streamlit",
         # No mode bar: it would cover the figures' top rows (the forest plot's column headers)
@@ -124,6 +132,7 @@ def plot(fig: go.Figure, key: str) -> None:
 
 def figure_downloads(fig: go.Figure, stem: str, version: str) -> None:
     """Interactive HTML at once; PNG or SVG on request (drawn by Chromium, which takes seconds)."""
+    fig = plain_figure(fig)
     html_col, static_col = st.columns([1, 3], vertical_alignment="bottom")
     html_col.download_button(
         "Interactive HTML",
@@ -152,7 +161,7 @@ def _static_export(fig: go.Figure, stem: str, version: str) -> None:
                 ss[store] = (version, fmt, export_figure(stamped(fig), fmt))
             except AnalysisError as error:
                 ss.pop(store, None)
-                st.warning(f"No {fmt.upper()} this time: {error}")
+                st.warning(f"No {fmt.upper()} this time: {escape_markdown(error)}")
             except Exception:
                 ss.pop(store, None)
                 LOG.exception("Figure export to %s failed", fmt)
@@ -214,8 +223,19 @@ def stamped(fig: go.Figure) -> go.Figure:
 
 
 def bullet_notes(notes: Sequence[str]) -> None:
+    """Notes from alliance_core, shown as text (they may quote column names and levels)."""
     for note in notes:
-        st.caption(note)
+        st.caption(escape_markdown(note))
+
+
+def escaped_index(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its index (term or moderator names, built from user text) escaped.
+
+    st.table renders Markdown in every cell; the other cells are numbers formatted here.
+    """
+    out = frame.copy()
+    out.index = out.index.map(escape_markdown).rename(frame.index.name)
+    return out
 
 
 def about_alliance(data: loading.ActiveData) -> bool:

@@ -18,6 +18,7 @@ import streamlit as st
 from alliance_core import datasets
 from alliance_core.datasets import DEFAULT_DATASET
 from alliance_core.errors import AnalysisError
+from alliance_core.formatting import escape_markdown
 from alliance_core.nesting import AGGREGATED, INDEPENDENT, RHO_HELP
 from alliance_core.presets import ModelPreset, matching_preset, presets_for
 from alliance_core.settings import DEFAULT_RHO, PTR, RHO_RANGE, AnalysisSettings
@@ -150,7 +151,7 @@ def build_sidebar(current: st.Page, pages: dict[str, st.Page]) -> Context:
             ss[session.LAST_DATASET] = ss[session.DATASET]
         data, problem = loading.active_data()
         if data is None:
-            st.info(problem)
+            st.info(escape_markdown(problem))
             return Context(None, None, None, None, tuple(notices), problem, pages)
         if data.simulated:
             st.markdown(
@@ -158,7 +159,8 @@ def build_sidebar(current: st.Page, pages: dict[str, st.Page]) -> Context:
                 "not real studies."
             )
         elif data.upload is not None:
-            st.caption(f"Analysing **{data.upload.record.name}** ({len(data.rows):,} usable rows).")
+            name = escape_markdown(data.upload.record.name)
+            st.caption(f"Analysing **{name}** ({len(data.rows):,} usable rows).")
 
         choices = offered_choices(data.dataset, data.mapping, data.table)
         if pending is not None:
@@ -303,7 +305,7 @@ def _what_if_widgets(rec: Reconciled, choices: DataChoices, data: loading.Active
         levels = rec.reference_levels(data.table, column)
         if levels:
             st.selectbox(
-                f"Reference level of {column}",
+                f"Reference level of {escape_markdown(column)}",
                 list(levels),
                 key=session.reference_key(column),
                 help="The other levels' coefficients are differences from this level.",
@@ -318,12 +320,15 @@ def _what_if_widgets(rec: Reconciled, choices: DataChoices, data: loading.Active
         )
         for column in rec.filter_columns:
             st.multiselect(
-                f"Levels of {column} to keep",
+                f"Levels of {escape_markdown(column)} to keep",
                 list(choices.categorical[column]),
                 key=session.keep_key(column),
             )
             if not rec.filter_levels[column]:
-                st.caption(f"Pick at least one level of {column}; until then it filters nothing.")
+                st.caption(
+                    f"Pick at least one level of {escape_markdown(column)}; until then it "
+                    "filters nothing."
+                )
 
 
 def _preset_buttons(settings: AnalysisSettings, choices: DataChoices) -> None:
@@ -423,4 +428,5 @@ def write_url(ctx: Context) -> None:
 
 def show_notices(ctx: Context) -> None:
     for notice in ctx.notices:
-        st.warning(notice, icon=":material/link_off:")
+        # Notices quote link parameters and settings-file values: shown as text.
+        st.warning(escape_markdown(notice), icon=":material/link_off:")

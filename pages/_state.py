@@ -304,11 +304,13 @@ def settings_from_link(
     problems: list[str] = []
     unknown = sorted(set(query) - set(LINK_PARAMETERS) - {"ds"})
     for key in unknown:
-        problems.append(f"Link parameter '{key}' is not one the dashboard knows; it was ignored.")
+        problems.append(
+            f"Link parameter '{_shortened(key)}' is not one the dashboard knows; it was ignored."
+        )
     dataset = (list(query.get("ds") or []) or [DEFAULT_DATASET])[-1]
     if dataset not in names:
         problems.append(
-            f"Link parameter ds={dataset}: no bundled dataset has this name (bundled: "
+            f"Link parameter ds={_shortened(dataset)}: no bundled dataset has this name (bundled: "
             f"{', '.join(names)}); the default dataset is shown."
         )
         dataset = DEFAULT_DATASET
@@ -327,9 +329,14 @@ def settings_from_link(
         except AnalysisError as error:
             message = str(error)
             if not message.startswith("Link parameter"):
-                message = f"Link parameter {key}={','.join(values)}: {message}"
+                message = f"Link parameter {key}={_shortened(','.join(values))}: {message}"
             problems.append(f"{message} The default is used instead.")
     return settings, problems
+
+
+def _shortened(text: str, limit: int = 80) -> str:
+    """A link value as quoted in a notice: a crafted link can be kilobytes long."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # -- uploads ---------------------------------------------------------------------------------

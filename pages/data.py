@@ -5,6 +5,7 @@ import streamlit as st
 from alliance_core import uploads_template
 from alliance_core.analysis import apply_filters
 from alliance_core.errors import AnalysisError
+from alliance_core.formatting import escape_markdown
 from pages import _loading as loading
 from pages import _render as render
 from pages import _session as session
@@ -26,7 +27,7 @@ if data is not None:
         run = loading.fitted(ctx)
     except AnalysisError as error:
         run = None
-        st.error(str(error), icon=":material/error:")
+        st.error(escape_markdown(error), icon=":material/error:")
     if run is not None:
         analysed = tables.analysed_rows(run)
         st.markdown(
@@ -50,15 +51,15 @@ st.file_uploader(
     on_change=upload_form.receive_upload,
 )
 if st.session_state.get(session.UPLOAD_ERROR):
-    st.error(st.session_state[session.UPLOAD_ERROR], icon=":material/error:")
+    st.error(escape_markdown(st.session_state[session.UPLOAD_ERROR]), icon=":material/error:")
 
 view = loading.upload_view()
 if view is not None:
-    st.markdown(f"**Uploaded:** {view.record.name}")
+    st.markdown(f"**Uploaded:** {escape_markdown(view.record.name)}")
     report = view.uploaded.report
-    st.info(report.describe(), icon=":material/description:")
+    st.info(escape_markdown(report.describe()), icon=":material/description:")
     for note in report.notes:
-        st.caption(f":material/info: {note}")
+        st.caption(f":material/info: {escape_markdown(note)}")
     upload_form.sheet_choice(view)
     upload_form.missing_values(view)
 
@@ -68,13 +69,13 @@ if view is not None:
     st.markdown("**Validation**")
     validation = view.validation
     if not validation.ok:
-        st.error(validation.summary(), icon=":material/error:")
+        st.error(escape_markdown(validation.summary()), icon=":material/error:")
     elif validation.problems:
-        st.warning(validation.summary(), icon=":material/warning:")
+        st.warning(escape_markdown(validation.summary()), icon=":material/warning:")
     else:
-        st.success(validation.summary(), icon=":material/check_circle:")
+        st.success(escape_markdown(validation.summary()), icon=":material/check_circle:")
     if view.problem and validation.ok:
-        st.error(view.problem, icon=":material/error:")
+        st.error(escape_markdown(view.problem), icon=":material/error:")
     if validation.problems:
         st.caption("Row numbers are spreadsheet rows: the header is row 1.")
         st.dataframe(validation.problems_frame(), hide_index=True, width="stretch")

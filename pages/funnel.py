@@ -3,6 +3,7 @@
 import streamlit as st
 
 from alliance_core.figures import funnel_figure
+from alliance_core.formatting import escape_markdown
 from pages import _loading as loading
 from pages import _render as render
 from pages import _sidebar as sidebar
@@ -66,7 +67,7 @@ if render.page_header("Publication bias", ctx):
 
     st.subheader("Formal tests")
     for name, outcome in tests.readings(transform):
-        st.markdown(f"**{name}.** {outcome}")
+        st.markdown(f"**{name}.** {escape_markdown(outcome)}")
     render.analysis_notes(run)
     render.figure_downloads(
         fig, "funnel-plot", version=f"{loading.analysis_key(ctx.settings)}|{colour}"

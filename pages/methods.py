@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from alliance_core import datasets, reproduce
+from alliance_core.formatting import escape_markdown
 from pages import _loading as loading
 from pages import _render as render
 from pages import _sidebar as sidebar
@@ -155,8 +156,9 @@ if data is not None and data.info is not None:
 elif data is not None and data.upload is not None:
     view = data.upload
     st.markdown(
-        f"**Uploaded file:** {view.record.name}  \n{view.uploaded.report.describe()}  \n"
-        f"{view.validation.summary()}"
+        f"**Uploaded file:** {escape_markdown(view.record.name)}  \n"
+        f"{escape_markdown(view.uploaded.report.describe())}  \n"
+        f"{escape_markdown(view.validation.summary())}"
     )
     roles = {role: getattr(view.mapping, role) for role in upload_form.MAPPING_ROLES}
     roles["moderators"] = ", ".join(view.mapping.moderators) or None
@@ -172,4 +174,4 @@ elif data is not None and data.upload is not None:
         width="content",
     )
 else:
-    st.caption(ctx.problem or "No data chosen.")
+    st.caption(escape_markdown(ctx.problem or "No data chosen."))

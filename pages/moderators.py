@@ -5,6 +5,7 @@ import streamlit as st
 from alliance_core import reading
 from alliance_core.analysis import AnalysisRun
 from alliance_core.figures import ptr_curve_figure, ptr_slope_readout
+from alliance_core.formatting import escape_markdown
 from pages import _loading as loading
 from pages import _render as render
 from pages import _sidebar as sidebar
@@ -55,7 +56,7 @@ def ptr_section(run: AnalysisRun, ctx: sidebar.Context) -> None:
         )
         profiles, notes = tables.profiles_from_rows(edited, columns)
         for note in notes:
-            st.caption(f":material/info: {note}")
+            st.caption(f":material/info: {escape_markdown(note)}")
     else:
         st.caption(
             "Add other moderators to compose what-if profiles (e.g. observer-rated alliance)."
@@ -97,8 +98,8 @@ def ptr_section(run: AnalysisRun, ctx: sidebar.Context) -> None:
             to_ptr=to_ptr,
             profile_values=profile["values"],
         )
-        prefix = f"**{profile['name']}:** " if profile["name"] else ""
-        st.markdown(prefix + readout.sentence)
+        prefix = f"**{escape_markdown(profile['name'])}:** " if profile["name"] else ""
+        st.markdown(prefix + escape_markdown(readout.sentence))
     render.figure_downloads(
         fig,
         "ptr-curve",
@@ -127,7 +128,7 @@ if render.page_header("Moderators & PTR", ctx):
             "categorical moderator is at its reference level; each other coefficient is a "
             "change from there."
         )
-        st.table(tables.coefficient_table(res).set_index("Term"))
+        st.table(render.escaped_index(tables.coefficient_table(res).set_index("Term")))
         cols = st.columns(3)
         cols[0].metric(
             "Test of moderators",
@@ -146,7 +147,7 @@ if render.page_header("Moderators & PTR", ctx):
             st.markdown(
                 "**Does each categorical moderator matter?** (all its levels tested together)"
             )
-            st.table(wald.set_index("Moderator"))
+            st.table(render.escaped_index(wald.set_index("Moderator")))
         render.analysis_notes(run)
         render.result_downloads(run, ctx)
 

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from alliance_core.analysis import LOG_PTR_COLUMN, PTR_COLUMN, apply_filters
+from alliance_core.csv_export import csv_bytes
 from alliance_core.formatting import escape_markdown
 from alliance_core.nesting import is_nested, model_name
 from alliance_core.reading import effect_words
@@ -245,7 +246,7 @@ if render.page_header("Sensitivity", ctx):
                 st.markdown(escape_markdown(curve.describe()))
                 st.download_button(
                     "Specifications (CSV)",
-                    curve.table.to_csv().encode(),
+                    csv_bytes(curve.table, index=True),
                     file_name=f"{render.download_stem(ctx)}-specifications.csv",
                     mime="text/csv",
                     key="spec:download",

@@ -11,7 +11,7 @@ from dataclasses import replace
 import streamlit as st
 
 from alliance_core import uploads
-from alliance_core.formatting import format_p
+from alliance_core.formatting import escape_markdown, format_p
 from alliance_core.patient_level import fit_patient_level, therapist_means_figure
 from alliance_core.simulate import SimulationParameters, simulate_patients
 from alliance_core.teaching import PRESETS, run_simulation
@@ -144,7 +144,7 @@ else:
     if upload is not None:
         with render.shown_errors("Reading the file"):
             table = uploads.read_table(upload.getvalue(), upload.name)
-            st.caption(table.report.describe())
+            st.caption(escape_markdown(table.report.describe()))
             patients = table.frame
             names = list(patients.columns)
             left, middle, right = st.columns(3)
@@ -178,5 +178,5 @@ if patients is not None:
         cols[1].metric("Therapist share of alliance (ICC)", fmt_num(result.icc_alliance, 2))
         cols[2].metric("Therapist share of outcome (ICC)", fmt_num(result.icc_outcome, 2))
         render.plot(therapist_means_figure(result), key="sim:patients_figure")
-        st.markdown(result.describe())
+        st.markdown(escape_markdown(result.describe()))
         render.bullet_notes(result.notes)

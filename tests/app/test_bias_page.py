@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 from alliance_core import bias
 from alliance_core.analysis import run_analysis
 from alliance_core.datasets import dataset_info, load_dataset
+from alliance_core.formatting import escape_markdown
 from alliance_core.settings import AnalysisSettings
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
@@ -34,12 +35,18 @@ def test_two_level_page_reports_egger_rank_and_trim_and_fill():
     at = open_bias_page({"ds": "molloy2014"})
     res = pooled("molloy2014", model="two-level")
     shown = [md.value for md in at.markdown]
-    assert f"**Egger's regression test.** {bias.egger_test(res).describe(transform='r')}" in shown
     assert (
-        f"**Begg and Mazumdar's rank correlation.** {bias.rank_correlation_test(res).describe()}"
+        f"**Egger's regression test.** {escape_markdown(bias.egger_test(res).describe(transform='r'))}"
         in shown
     )
-    assert f"**Trim-and-fill.** {bias.trim_and_fill(res).describe(transform='r')}" in shown
+    assert (
+        f"**Begg and Mazumdar's rank correlation.** {escape_markdown(bias.rank_correlation_test(res).describe())}"
+        in shown
+    )
+    assert (
+        f"**Trim-and-fill.** {escape_markdown(bias.trim_and_fill(res).describe(transform='r'))}"
+        in shown
+    )
 
 
 def test_three_level_trim_and_fill_runs_on_study_aggregates_and_says_so():

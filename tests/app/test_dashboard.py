@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from alliance_core.analysis import run_analysis
 from alliance_core.datasets import DEFAULT_DATASET, dataset_info, list_datasets, load_dataset
-from alliance_core.formatting import format_coefficient
+from alliance_core.formatting import escape_markdown, format_coefficient
 from alliance_core.settings import AnalysisSettings
 from pages import _render as render
 from pages import _session as session
@@ -156,7 +156,7 @@ def test_model_estimator_and_moderators_change_the_numbers_shown():
         moderators=("PTR", "design"),
     )
     assert len(after) == len(before) + 1
-    assert after.index[-1] == "design = RCT (vs other)"
+    assert after.index[-1] == escape_markdown("design = RCT (vs other)")
     assert after["Estimate"].tolist() == [
         format_coefficient(row["estimate"], row["se"], minimum=3)[0]
         for _, row in with_design.coefficients.iterrows()
@@ -181,12 +181,12 @@ def test_knapp_hartung_turns_the_coefficient_tests_into_t_tests():
 def test_a_reference_level_choice_reaches_the_model():
     at = open_with({"mod": ["alliance_rater"]})
     at.switch_page("pages/moderators.py").run()
-    assert "alliance_rater = patient (vs observer)" in terms(at)
+    assert escape_markdown("alliance_rater = patient (vs observer)") in terms(at)
 
     at.selectbox(key=session.reference_key("alliance_rater")).set_value("patient").run()
 
     assert_clean(at)
-    assert "alliance_rater = observer (vs patient)" in terms(at)
+    assert escape_markdown("alliance_rater = observer (vs patient)") in terms(at)
     assert at.query_params["ref"] == "alliance_rater:patient"
 
 
@@ -260,8 +260,8 @@ def test_a_malformed_link_warns_naming_the_parameter_and_uses_defaults():
 
     assert not at.exception
     warnings = " ".join(w.value for w in at.warning)
-    assert "model=4L" in warnings
-    assert "'nonsense'" in warnings
+    assert escape_markdown("model=4L") in warnings
+    assert escape_markdown("'nonsense'") in warnings
     assert at.radio(key=session.MODEL).value == "three-level"
     assert at.multiselect(key=session.MODERATORS).value == ["PTR"]
     assert metrics(at)["Effect sizes (k)"] == "811"

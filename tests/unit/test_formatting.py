@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from alliance_core.formatting import (
     MINUS,
+    WORD_JOINER,
     decimals_for,
     escape_markdown,
     format_coefficient,
@@ -107,4 +109,23 @@ def test_escaping_keeps_the_characters(text):
         unescaped.append(escaped[i])
         i += 1
     flat = "".join(" " if c in "\r\n\t\v\f\u2028\u2029" else c for c in text)
-    assert "".join(unescaped).split() == flat.split()
+    shown = "".join(unescaped).replace(WORD_JOINER, "")
+    assert shown.split() == flat.replace(WORD_JOINER, "").split()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "http://evil.example",
+        "HTTPS://evil.example/x",
+        "www.evil.example",
+        "ask@evil.example",
+        "mailto:ask@evil.example",
+        "see ftp://evil.example",
+    ],
+)
+def test_bare_urls_and_addresses_cannot_become_autolinks(text):
+    # GFM's autolink-literal patterns, applied to the text after escapes are resolved.
+    resolved = re.sub(r"\\(.)", r"\1", escape_markdown(text))
+    assert not re.search(r"(https?|ftp)://|www\.|[-.\w+]@", resolved, re.IGNORECASE)
+    assert resolved.replace(WORD_JOINER, "") == text
