@@ -232,6 +232,8 @@ def run_analysis(
 
 def _check_ptr_can_be_logged(rows: pd.DataFrame, mapping: ColumnMapping) -> None:
     """log PTR needs PTR > 0; a PTR of 0 (no patients) has no logarithm, so name the rows."""
+    if PTR_COLUMN not in rows.columns:  # a table that brings its own log PTR column
+        return
     ptr = pd.to_numeric(rows[PTR_COLUMN], errors="coerce")
     zero = ptr.notna() & (ptr <= 0)
     if not zero.any():

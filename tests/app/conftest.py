@@ -7,6 +7,7 @@ and run again, so the page sees the same session state it would see in the brows
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -91,3 +92,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test that takes `page_path` runs once for every page under pages/."""
     if "page_path" in metafunc.fixturenames:
         metafunc.parametrize("page_path", page_paths())
+
+
+def unescaped(text: str) -> str:
+    """Markdown text as the reader sees it: backslash escapes and the invisible word joiners
+    that keep URLs from becoming links removed (see ``alliance_core.formatting``)."""
+    return re.sub(r"\\(.)", r"\1", str(text)).replace("\u2060", "")

@@ -13,7 +13,7 @@ from alliance_core.presets import DEL_RE_2021
 from alliance_core.settings import AnalysisSettings
 from pages import _session as session
 from pages._state import UploadRecord
-from tests.app.conftest import exception_messages, new_app, page_paths
+from tests.app.conftest import exception_messages, new_app, page_paths, unescaped
 
 NUMBER_PAGES = (
     "pages/overview.py",
@@ -43,7 +43,7 @@ def metrics(at: AppTest) -> dict[str, str]:
 def all_text(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
     parts += [w.value for w in at.warning] + [i.value for i in at.info]
-    return "\n".join(str(p) for p in parts)
+    return "\n".join(unescaped(p) for p in parts)
 
 
 def expected(name: str = DEFAULT_DATASET, **settings):
@@ -92,7 +92,7 @@ def test_an_old_two_level_link_on_nested_data_means_the_aggregated_model_and_say
     at = open_with({"model": "2L"})
     assert_clean(at)
     assert at.radio(key=session.MODEL).value == "two-level-aggregated"
-    assert any("model=2L" in w.value and "aggregated" in w.value for w in at.warning)
+    assert any("model=2L" in unescaped(w.value) and "aggregated" in w.value for w in at.warning)
     assert at.query_params["model"] == "2L-agg"
 
 
@@ -189,9 +189,9 @@ def test_a_one_row_upload_is_told_one_effect_size_cannot_be_meta_analysed():
     at.session_state[session.SOURCE] = "upload"
     at.run()
     assert not at.exception, exception_messages(at)
-    errors = [e.value for e in at.error]
-    assert any("one effect size" in e and "at least two" in e for e in errors), errors
-    assert not any("same value in every row" in e for e in errors)
+    shown = all_text(at) + "\n" + "\n".join(unescaped(e.value) for e in at.error)
+    assert "one data row" in shown and "at least two effect sizes" in shown, shown
+    assert "same value in every row" not in shown
 
 
 # -- the Sensitivity page reads like a published table -----------------------------------------

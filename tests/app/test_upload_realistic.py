@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
 from pages import _session as session
 from pages._state import UploadRecord
-from tests.app.conftest import exception_messages, new_app
+from tests.app.conftest import exception_messages, new_app, unescaped
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "uploads"
 MESSY_CSV = FIXTURES / "messy_coding_sheet.csv"
@@ -31,11 +30,6 @@ def facts() -> dict[str, int]:
         "with_therapists": sum(1 for row in usable if row[8] != "n.a."),
         "studies": len({row[0] for row in usable}),
     }
-
-
-def unescaped(text: str) -> str:
-    """Markdown text as the reader sees it (escapes removed)."""
-    return re.sub(r"\\(.)", r"\1", text)
 
 
 def captions(at: AppTest) -> list[str]:
@@ -80,7 +74,7 @@ def test_the_messy_csv_counts_on_the_data_page_and_k_on_two_pages():
     assert f"'n.a.' in {expected['na_cells']} cells (columns 'Design', 'Therapists')" in listed
     assert "'n/a' in 1 cell (column 'Rater')" in listed
     assert "'?' in 1 cell (column 'SE')" in listed
-    summary = next(w.value for w in at.warning)
+    summary = next(unescaped(w.value) for w in at.warning)
     assert f"{usable} of {expected['rows']} rows usable; 1 left out: 1 with a missing SE" in (
         summary
     )
