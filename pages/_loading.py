@@ -3,17 +3,27 @@
 Loads the bundled dataset or the upload (cached per dataset, per file content and mapping),
 fits the model for the current settings (cached per data key and settings) and runs the
 publication-bias tests of the pooled model. Pages never fit on their own.
+
+Memory is bounded for a server shared by a class: every cache has a number of entries and a
+time to live; an upload's parsed table lives in its session's state, so it is freed when the
+session ends rather than kept for every later visitor. Fits and bias tests of the bundled
+datasets are also kept in a small on-disk store shared by the server's processes
+(pages/_disk_cache.py, enabled by ALLIANCE_FIT_CACHE_DIR): the first student's fit serves the
+rest. A student's upload never goes to disk.
 """
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
 
+import alliance_core
 from alliance_core import bias, datasets
 from alliance_core.analysis import AnalysisRun, effect_size_table, run_analysis
 from alliance_core.datasets import DEFAULT_DATASET, DatasetInfo
@@ -27,6 +37,7 @@ from alliance_core.uploads import (
     read_table,
     suggest_mapping,
 )
+from pages import _disk_cache as disk_cache
 from pages import _session as session
 from pages._state import (
     SOURCE_BUNDLED,
@@ -39,6 +50,35 @@ from pages._state import (
 
 if TYPE_CHECKING:  # types only: importing them at run time would make an import cycle
     from pages import _sidebar as sidebar
+
+# Bounds of the in-process caches: a lesson's worth of fits, and uploads only briefly (they are
+# also held by their session, see upload_view).
+CACHE_TTL = "2h"
+TABLE_TTL = "24h"
+UPLOAD_TTL = "10m"
+PARSED_UPLOAD = "_parsed_upload"  # session-state key: (sha, UploadedTable) of this session's file
+CHECKED_UPLOAD = "_checked_upload"  # session-state key: (sha, mapping id, validation result)
+
+SHARED = disk_cache.from_environment()
+
+
+def _code_version() -> str:
+    """Fingerprint of the engine's source: a stored result of other code is never read back."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(alliance_core.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+CODE_VERSION = _code_version() if SHARED.enabled else ""
+
+
+def shared(kind: str, data_key: str, settings_key: str, compute):
+    """``compute()``, or its result stored by any server process (bundled datasets only)."""
+    if not SHARED.enabled or not data_key.startswith("bundled:"):
+        return compute()
+    return SHARED.get_or_compute(f"{CODE_VERSION}|{kind}|{data_key}|{settings_key}", compute)
 
 
 # -- the active table ------------------------------------------------------------------------
@@ -81,7 +121,7 @@ class ActiveData:
         return len(self.table)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=16, ttl=TABLE_TTL)
 def bundled_tables(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A bundled dataset's rows and effect-size table (cached per dataset)."""
     info = datasets.dataset_info(name)
@@ -89,23 +129,39 @@ def bundled_tables(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return rows, effect_size_table(rows, info.mapping)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def read_upload(sha: str, file_name: str, _content: bytes) -> UploadedTable:
-    """The uploaded file as a table (cached per file content)."""
-    return read_table(_content, file_name)
+def read_upload(sha: str, file_name: str, content: bytes) -> UploadedTable:
+    """The uploaded file as a table, parsed once per session and file.
+
+    Held in the session's state, not in a process-wide cache: the frame is freed when the
+    session ends, and no copy is made on every rerun (st.cache_data unpickles a fresh copy of
+    a cached frame at each hit).
+    """
+    ss = st.session_state
+    held = ss.get(PARSED_UPLOAD)
+    if held is None or held[0] != sha:
+        ss.pop(CHECKED_UPLOAD, None)
+        held = (sha, read_table(content, file_name))
+        ss[PARSED_UPLOAD] = held
+    return held[1]
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
 def _checked_upload(
-    sha: str, mapping_id: str, file_name: str, _content: bytes, _mapping: ColumnMapping
+    sha: str, mapping_id: str, uploaded: UploadedTable, mapping: ColumnMapping
 ) -> tuple[ValidationReport, pd.DataFrame | None, str | None]:
-    report = read_upload(sha, file_name, _content).validate(_mapping)
+    ss = st.session_state
+    held = ss.get(CHECKED_UPLOAD)
+    if held is not None and held[:2] == (sha, mapping_id):
+        return held[2]
+    report = uploaded.validate(mapping)
     if not report.ok:
-        return report, None, report.summary()
-    try:
-        return report, effect_size_table(report.usable, _mapping), None
-    except AnalysisError as error:
-        return report, None, str(error)
+        result = report, None, report.summary()
+    else:
+        try:
+            result = report, effect_size_table(report.usable, mapping), None
+        except AnalysisError as error:
+            result = report, None, str(error)
+    ss[CHECKED_UPLOAD] = (sha, mapping_id, result)
+    return result
 
 
 def upload_view() -> UploadView | None:
@@ -113,12 +169,12 @@ def upload_view() -> UploadView | None:
     ss = st.session_state
     record: UploadRecord | None = ss.get(session.UPLOAD)
     if record is None:
+        ss.pop(PARSED_UPLOAD, None)  # the file was removed: free its table now
+        ss.pop(CHECKED_UPLOAD, None)
         return None
     uploaded = read_upload(record.sha, record.name, record.content)
     mapping = ss.get(session.UPLOAD_MAPPING) or suggest_mapping(uploaded.frame.columns)
-    report, table, problem = _checked_upload(
-        record.sha, mapping_key(mapping), record.name, record.content, mapping
-    )
+    report, table, problem = _checked_upload(record.sha, mapping_key(mapping), uploaded, mapping)
     return UploadView(record, uploaded, mapping, report, table, problem)
 
 
@@ -177,12 +233,16 @@ def analysis_key(settings: AnalysisSettings) -> str:
     return settings.with_changes(page=None).cache_key()
 
 
-@st.cache_data(show_spinner="Fitting the model…", max_entries=64)
+@st.cache_data(show_spinner="Fitting the model…", max_entries=64, ttl=CACHE_TTL)
 def cached_fit(
     data_key: str, settings_key: str, _data: ActiveData, _settings: AnalysisSettings
 ) -> AnalysisRun | str:
     """The fitted model, or the user-facing reason it cannot be fitted (also cached, so a
     model that does not converge is not refitted on every rerun)."""
+    return shared("fit", data_key, settings_key, lambda: _fit(_data, _settings))
+
+
+def _fit(_data: ActiveData, _settings: AnalysisSettings) -> AnalysisRun | str:
     try:
         run = run_analysis(_data.rows, _data.mapping, _settings, table=_data.table)
     except AnalysisError as error:
@@ -238,8 +298,12 @@ class BiasTests:
         return out
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_data(max_entries=16, show_spinner=False, ttl=CACHE_TTL)
 def _bias_tests(data_key: str, settings_key: str, _pooled) -> BiasTests:
+    return shared("bias", data_key, settings_key, lambda: _run_bias_tests(_pooled))
+
+
+def _run_bias_tests(_pooled) -> BiasTests:
     results: dict[str, object | None] = {
         "egger": None,
         "rank": None,

@@ -14,14 +14,14 @@ from pages import _sidebar as sidebar
 ctx = sidebar.context()
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_data(max_entries=8, show_spinner=False, ttl=loading.CACHE_TTL)
 def leave_one_out_table(data_key: str, settings_key: str, _res) -> tuple[pd.DataFrame, str]:
     # A refit per study: cached on the analysis, like the fit itself.
     result = leave_one_out(_res)
     return result.table, result.describe()
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_data(max_entries=8, show_spinner=False, ttl=loading.CACHE_TTL)
 def influence_table(data_key: str, settings_key: str, _res) -> tuple[pd.DataFrame, str]:
     result = influence_diagnostics(_res)
     # Three-level models are judged study by study (Cook's distance of a whole study).
@@ -29,7 +29,7 @@ def influence_table(data_key: str, settings_key: str, _res) -> tuple[pd.DataFram
     return table.sort_values("influential", ascending=False), result.describe()
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
+@st.cache_data(max_entries=4, show_spinner=False, ttl=loading.CACHE_TTL)
 def cached_curve(data_key, settings_key, controls, ptr_column, _data, _settings, _bar):
     """Every specification for these choices; the progress bar moves only when fitting."""
     rows = apply_filters(_data.table, _settings.filters)
