@@ -239,6 +239,22 @@ def server_pids() -> list[int]:
     return sorted(pids)
 
 
+def pids_of_ports(ports: list[int]) -> list[int]:
+    """Streamlit processes started with ``--server.port`` one of ``ports`` (deploy/serve.sh)."""
+    wanted = {f"--server.port {port} " for port in ports}
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "streamlit" in cmdline and any(w in cmdline for w in wanted):
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
 def rss_mib(pids: list[int]) -> float:
     total_kib = 0
     for pid in pids:
@@ -306,7 +322,7 @@ async def student(
             if count is not None and done >= count:
                 break
             if choice is None and rng.random() < 0.4:
-                page = rng.choice([p for p in PAGES if p != session.page])
+                page = rng.choice([p for p in args.pages if p != session.page] or args.pages)
                 await session.interact(page, None, None)
             else:
                 estimator, moderators = choice or random_choice(rng, session.widgets)
@@ -424,7 +440,12 @@ def machine() -> str:
 
 # -- entry points ------------------------------------------------------------------------------
 async def class_mode(args) -> dict:
-    pids = [int(p) for p in args.pids.split(",")] if args.pids else server_pids()
+    if args.pids:
+        pids = [int(p) for p in args.pids.split(",")]
+    elif args.worker_ports:
+        pids = pids_of_ports([int(p) for p in args.worker_ports.split(",")])
+    else:
+        pids = server_pids()
     sampler = MemorySampler(pids)
     idle = sampler.sample()
     sampler.start()
@@ -496,8 +517,20 @@ def parse_args(argv=None):
     parser.add_argument("--think-max", type=float, default=10.0)
     parser.add_argument("--link", default="", help="query string of the shared link")
     parser.add_argument("--first-page", default="overview", choices=list(PAGES))
+    parser.add_argument(
+        "--pages",
+        default=",".join(PAGES),
+        type=lambda text: text.split(","),
+        help="pages the sessions move between (comma separated url paths)",
+    )
     parser.add_argument("--linger", type=float, default=0.0, help="sample RSS this long after")
-    parser.add_argument("--pids", default="", help="server pids (default: found in /proc)")
+    parser.add_argument("--pids", default="", help="server pids, comma separated")
+    parser.add_argument(
+        "--worker-ports",
+        default="",
+        help="find the server processes by their --server.port (default: every streamlit "
+        "process started from this checkout)",
+    )
     parser.add_argument("--no-distinct", dest="distinct", action="store_false")
     parser.add_argument("--stress", action="store_true", help="no think time, growing N")
     parser.add_argument("--stress-reruns", type=int, default=6)
@@ -509,6 +542,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    unknown = set(args.pages) - set(PAGES)
+    if unknown:
+        raise SystemExit(f"unknown pages {sorted(unknown)}; choose from {list(PAGES)}")
     result = asyncio.run(stress_mode(args) if args.stress else class_mode(args))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1, default=asdict))

@@ -48,14 +48,15 @@ def healthy(url: str) -> bool:
 
 
 def wait_until(check, process: subprocess.Popen, log: Path, what: str) -> None:
+    def text() -> str:
+        return log.read_text(errors="replace")
+
     deadline = time.monotonic() + START_TIMEOUT
     while not check():
         if process.poll() is not None:
-            pytest.fail(f"{what} exited with {process.returncode}:\n{log.read_text('replace')}")
+            pytest.fail(f"{what} exited with {process.returncode}:\n{text()}")
         if time.monotonic() > deadline:
-            pytest.fail(
-                f"{what} did not answer in {START_TIMEOUT:.0f} s:\n{log.read_text('replace')}"
-            )
+            pytest.fail(f"{what} did not answer in {START_TIMEOUT:.0f} s:\n{text()}")
         time.sleep(0.3)
 
 
@@ -163,7 +164,9 @@ def cluster(nginx_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(
-            lambda: "Streamlit processes on ports" in log.read_text("replace") and healthy(url),
+            lambda: (
+                "Streamlit processes on ports" in log.read_text(errors="replace") and healthy(url)
+            ),
             process,
             log,
             "deploy/serve.sh",
