@@ -16,17 +16,24 @@ ctx = sidebar.context()
 
 @st.cache_data(max_entries=8, show_spinner=False, ttl=loading.CACHE_TTL)
 def leave_one_out_table(data_key: str, settings_key: str, _res) -> tuple[pd.DataFrame, str]:
-    # A refit per study: cached on the analysis, like the fit itself.
-    result = leave_one_out(_res)
-    return result.table, result.describe()
+    # A refit per study: cached on the analysis, like the fit itself (and shared by the
+    # server's processes, see loading.shared).
+    def compute():
+        result = leave_one_out(_res)
+        return result.table, result.describe()
+
+    return loading.shared("leave-one-out", data_key, settings_key, compute)
 
 
 @st.cache_data(max_entries=8, show_spinner=False, ttl=loading.CACHE_TTL)
 def influence_table(data_key: str, settings_key: str, _res) -> tuple[pd.DataFrame, str]:
-    result = influence_diagnostics(_res)
-    # Three-level models are judged study by study (Cook's distance of a whole study).
-    table = result.studies if result.studies is not None else result.effect_sizes
-    return table.sort_values("influential", ascending=False), result.describe()
+    def compute():
+        result = influence_diagnostics(_res)
+        # Three-level models are judged study by study (Cook's distance of a whole study).
+        table = result.studies if result.studies is not None else result.effect_sizes
+        return table.sort_values("influential", ascending=False), result.describe()
+
+    return loading.shared("influence", data_key, settings_key, compute)
 
 
 @st.cache_data(max_entries=4, show_spinner=False, ttl=loading.CACHE_TTL)

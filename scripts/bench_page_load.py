@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import os
 import statistics
 import subprocess
@@ -81,7 +82,9 @@ def server_load(base: str, page: str) -> float:
         finally:
             await session.close()
 
-    asyncio.run(once())
+    # Playwright's sync API runs an event loop in this thread: use another one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, once()).result()
     if log.errors:
         raise RuntimeError(f"{page}: {log.errors}")
     return log.first_load
