@@ -169,8 +169,6 @@ def upload_view() -> UploadView | None:
     ss = st.session_state
     record: UploadRecord | None = ss.get(session.UPLOAD)
     if record is None:
-        ss.pop(PARSED_UPLOAD, None)  # the file was removed: free its table now
-        ss.pop(CHECKED_UPLOAD, None)
         return None
     uploaded = read_upload(record.sha, record.name, record.content)
     mapping = ss.get(session.UPLOAD_MAPPING) or suggest_mapping(uploaded.frame.columns)
@@ -181,6 +179,9 @@ def upload_view() -> UploadView | None:
 def active_data() -> tuple[ActiveData | None, str | None]:
     """The table to analyse, or None and the reason there is none yet."""
     ss = st.session_state
+    if ss.get(session.UPLOAD) is None:  # no file (or it was removed): free its table now
+        ss.pop(PARSED_UPLOAD, None)
+        ss.pop(CHECKED_UPLOAD, None)
     if ss.get(session.SOURCE, SOURCE_BUNDLED) == SOURCE_UPLOAD:
         view = upload_view()
         if view is None:
