@@ -36,6 +36,18 @@ def influence_table(data_key: str, settings_key: str, _res) -> tuple[pd.DataFram
     return loading.shared("influence", data_key, settings_key, compute)
 
 
+@st.cache_data(max_entries=8, show_spinner=False, ttl=loading.CACHE_TTL)
+def cumulative_table(
+    data_key: str, settings_key: str, order_by: str, _pooled
+) -> tuple[pd.DataFrame, str]:
+    # A refit per added study: without the cache every rerun of this page refitted them all.
+    def compute():
+        steps = cumulative(_pooled, order_by=order_by)
+        return steps.table, steps.describe()
+
+    return loading.shared(f"cumulative:{order_by}", data_key, settings_key, compute)
+
+
 @st.cache_data(max_entries=4, show_spinner=False, ttl=loading.CACHE_TTL)
 def cached_curve(data_key, settings_key, controls, ptr_column, _data, _settings, _bar):
     """Every specification for these choices; the progress bar moves only when fitting."""
@@ -101,9 +113,10 @@ if render.page_header("Sensitivity", ctx):
         st.header("Cumulative meta-analysis")
         with render.shown_errors("The cumulative meta-analysis"):
             pooled = loading.fitted(ctx, without_moderators=True).result
-            steps = cumulative(pooled, order_by=year)
-            st.markdown(steps.describe())
-            ok = steps.table[steps.table["error"].isna()]
+            pooled_key = loading.analysis_key(ctx.settings.with_changes(moderators=()))
+            steps_table, steps_text = cumulative_table(data_key, pooled_key, year, pooled)
+            st.markdown(steps_text)
+            ok = steps_table[steps_table["error"].isna()]
             st.line_chart(ok.reset_index(drop=True)[["estimate", "ci_lb", "ci_ub"]], height=260)
             st.caption(
                 f"Pooled estimate (model scale) as {unit} rows are added in order of "
