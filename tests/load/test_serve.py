@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import load_test  # noqa: E402
 
 COOKIE = "alliance_worker"
+ROWS = "A,0.3\r\n" * 40_000  # 280 kB: more than nginx keeps in memory for a request body
 
 
 def cookies_of(url: str, cookie: str = "") -> dict[str, str]:
@@ -44,14 +45,14 @@ def session_id_of(ws) -> str:
         fwd = ForwardMsg()
         fwd.ParseFromString(ws.recv(timeout=120))
         if fwd.WhichOneof("type") == "new_session":
-            return ws, fwd.new_session.initialize.session_id
+            return fwd.new_session.initialize.session_id
 
 
 def upload_status(url: str, session_id: str, sticky: str, xsrf: str) -> tuple[int, str]:
     boundary = secrets.token_hex(8)
     body = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="uploadedFile"; '
-        f'filename="a.csv"\r\nContent-Type: text/csv\r\n\r\nstudy,r\r\nA,0.3\r\n'
+        f'filename="a.csv"\r\nContent-Type: text/csv\r\n\r\nstudy,r\r\n{ROWS}'
         f"--{boundary}--\r\n"
     ).encode()
     request = urllib.request.Request(
