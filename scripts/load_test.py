@@ -66,6 +66,7 @@ ESTIMATOR_LABEL = "Estimator"
 MODERATORS_LABEL = "Moderators"
 UNEXPECTED_TEXT = "Something went wrong"
 RUN_TIMEOUT = 180.0  # seconds a single run may take before it counts as an error
+STRESS_MIN_SAMPLES = 40
 STRESS_SIZES = (1, 2, 3, 4, 6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96)
 
 
@@ -484,9 +485,9 @@ async def stress_mode(args) -> dict:
     for n in STRESS_SIZES:
         if n > args.max_sessions:
             break
-        logs = await run_class(
-            args, n, duration=None, reruns=args.stress_reruns, think=None, ramp=0.0
-        )
+        # at least STRESS_MIN_SAMPLES interactions per step, so that its p95 means something
+        reruns = max(args.stress_reruns, -(-STRESS_MIN_SAMPLES // n))
+        logs = await run_class(args, n, duration=None, reruns=reruns, think=None, ramp=0.0)
         summary = summarise(logs)
         p95 = summary["interaction"]["p95"]
         ok = p95 is not None and p95 <= args.target and not summary["errors"]
