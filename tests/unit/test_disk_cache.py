@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import time
 
 from pages._disk_cache import DiskCache
@@ -77,31 +78,46 @@ def _writer(directory, n, seed):
         cache.put("shared", bytes([seed]) * (100_000 + i))
 
 
-def _reader(directory, until, out):
+def _reader(directory, stop, out):
     cache = DiskCache(directory)
     bad = 0
     seen = 0
-    while time.monotonic() < until:
-        value = cache.get("shared")
-        if value is not None:
-            seen += 1
-            # a whole value written by one writer: one byte repeated, of a size it wrote
-            if len(set(value)) != 1 or not 100_000 <= len(value) < 100_200:
-                bad += 1
+    give_up = time.monotonic() + 120.0  # only if no writer ever wrote
+    # read until the writers are done, and at least once after a value exists
+    path = cache._path("shared")
+    while (not stop.is_set() or seen == 0) and time.monotonic() < give_up:
+        # Read the file itself (get() would hide a torn file as a miss): with writes by
+        # rename, whoever opens it gets one writer's whole value.
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue
+        seen += 1
+        try:
+            _, value = pickle.loads(data)
+        except Exception:
+            bad += 1
+            continue
+        # one byte repeated, of a size a writer wrote
+        if len(set(value)) != 1 or not 100_000 <= len(value) < 100_200:
+            bad += 1
     out.put((seen, bad))
 
 
 def test_concurrent_writers_never_expose_a_partial_file(tmp_path):
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    until = time.monotonic() + 3.0
+    stop = ctx.Event()
     writers = [ctx.Process(target=_writer, args=(tmp_path, 200, s)) for s in (1, 2, 3)]
-    readers = [ctx.Process(target=_reader, args=(tmp_path, until, out)) for _ in range(2)]
-    for p in writers + readers:
+    readers = [ctx.Process(target=_reader, args=(tmp_path, stop, out)) for _ in range(2)]
+    for p in readers + writers:
         p.start()
-    for p in writers + readers:
-        p.join(timeout=60)
-    results = [out.get(timeout=10) for _ in readers]
+    for p in writers:
+        p.join(timeout=120)
+    stop.set()
+    results = [out.get(timeout=150) for _ in readers]
+    for p in readers:
+        p.join(timeout=30)
     assert all(p.exitcode == 0 for p in writers + readers)
     assert sum(seen for seen, _ in results) > 0
     assert sum(bad for _, bad in results) == 0
