@@ -11,10 +11,11 @@ DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format pytest unit app e2e clean
+.PHONY: help run serve test lint format pytest unit app e2e clean
 
 help:
 	@echo "make run    start the dashboard (streamlit run app.py) on the bundled default dataset"
+	@echo "make serve  serve a class: WORKERS Streamlit processes (default: one per core) behind nginx on :8501"
 	@echo "make test   ruff check, ruff format --check, then pytest (unit, app, e2e)"
 	@echo "make format apply ruff's formatter and safe lint fixes"
 	@echo "make clean  remove .venv and caches"
@@ -44,6 +45,11 @@ $(DEV_STAMP): requirements-dev.txt $(RUN_STAMP)
 
 run: $(RUN_STAMP)
 	$(VPY) -m streamlit run app.py
+
+# Several Streamlit processes behind nginx (deploy/serve.sh; see README "Serving a class").
+WORKERS ?= $(shell nproc)
+serve: $(RUN_STAMP)
+	WORKERS=$(WORKERS) PYTHON=$(VPY) deploy/serve.sh
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .

@@ -10,7 +10,10 @@ from pathlib import Path
 import streamlit as st
 
 from pages import _render as render
+from pages import _serving as serving
 from pages import _sidebar as sidebar
+
+serving.guard_clear_cache()  # no browser may empty every session's caches
 
 st.set_page_config(
     page_title="Alliance–outcome meta-analysis",

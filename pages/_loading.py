@@ -3,18 +3,28 @@
 Loads the bundled dataset or the upload (cached per dataset, per file content and mapping),
 fits the model for the current settings (cached per data key and settings) and runs the
 publication-bias tests of the pooled model. Pages never fit on their own.
+
+Memory is bounded for a server shared by a class: every cache has a number of entries and a
+time to live; an upload's parsed table lives in its session's state, so it is freed when the
+session ends rather than kept for every later visitor. Fits and bias tests of the bundled
+datasets are also kept in a small on-disk store shared by the server's processes
+(pages/_disk_cache.py, enabled by ALLIANCE_FIT_CACHE_DIR): the first student's fit serves the
+rest. A student's upload never goes to disk.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
 
+import alliance_core
 from alliance_core import bias, datasets
 from alliance_core.analysis import AnalysisRun, effect_size_table, run_analysis
 from alliance_core.datasets import DEFAULT_DATASET, DatasetInfo
@@ -28,6 +38,7 @@ from alliance_core.uploads import (
     read_table,
     suggest_mapping,
 )
+from pages import _disk_cache as disk_cache
 from pages import _session as session
 from pages._state import (
     SOURCE_BUNDLED,
@@ -40,6 +51,35 @@ from pages._state import (
 
 if TYPE_CHECKING:  # types only: importing them at run time would make an import cycle
     from pages import _sidebar as sidebar
+
+# Bounds of the in-process caches: a lesson's worth of fits, and uploads only briefly (they are
+# also held by their session, see upload_view).
+CACHE_TTL = "2h"
+TABLE_TTL = "24h"
+UPLOAD_TTL = "10m"
+PARSED_UPLOAD = "_parsed_upload"  # session-state key: ((sha, reading), UploadedTable) of the file
+CHECKED_UPLOAD = "_checked_upload"  # session-state key: ((sha, reading, mapping), result)
+
+SHARED = disk_cache.from_environment()
+
+
+def _code_version() -> str:
+    """Fingerprint of the engine's source: a stored result of other code is never read back."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(alliance_core.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+CODE_VERSION = _code_version() if SHARED.enabled else ""
+
+
+def shared(kind: str, data_key: str, settings_key: str, compute):
+    """``compute()``, or its result stored by any server process (bundled datasets only)."""
+    if not SHARED.enabled or not data_key.startswith("bundled:"):
+        return compute()
+    return SHARED.get_or_compute(f"{CODE_VERSION}|{kind}|{data_key}|{settings_key}", compute)
 
 
 # -- the active table ------------------------------------------------------------------------
@@ -108,7 +148,7 @@ class ActiveData:
         return len(self.table)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=16, ttl=TABLE_TTL)
 def bundled_tables(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A bundled dataset's rows and effect-size table (cached per dataset)."""
     info = datasets.dataset_info(name)
@@ -116,37 +156,53 @@ def bundled_tables(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return rows, effect_size_table(rows, info.mapping)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
 def read_upload(
     sha: str,
     file_name: str,
-    _content: bytes,
+    content: bytes,
     sheet: str | None = None,
     real_values: tuple[str, ...] = (),
 ) -> UploadedTable:
-    """The uploaded file as a table (cached per file content, sheet and real-value spellings)."""
-    return read_table(_content, file_name, sheet=sheet, real_values=real_values)
+    """The uploaded file as a table, parsed once per session, file, sheet and real-value
+    spellings.
+
+    Held in the session's state, not in a process-wide cache: the frame is freed when the
+    session ends, and no copy is made on every rerun (st.cache_data unpickles a fresh copy of
+    a cached frame at each hit).
+    """
+    ss = st.session_state
+    identity = (sha, reading_key(sheet, real_values))
+    held = ss.get(PARSED_UPLOAD)
+    if held is None or held[0] != identity:
+        ss.pop(CHECKED_UPLOAD, None)
+        table = read_table(content, file_name, sheet=sheet, real_values=real_values)
+        held = (identity, table)
+        ss[PARSED_UPLOAD] = held
+    return held[1]
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
 def _checked_upload(
     sha: str,
-    reading_key: str,
+    reading_id: str,
     mapping_id: str,
-    file_name: str,
-    _content: bytes,
-    _mapping: ColumnMapping,
-    _sheet: str | None,
-    _real_values: tuple[str, ...],
+    uploaded: UploadedTable,
+    mapping: ColumnMapping,
 ) -> tuple[ValidationReport, pd.DataFrame | None, str | None]:
-    uploaded = read_upload(sha, file_name, _content, sheet=_sheet, real_values=_real_values)
-    report = uploaded.validate(_mapping)
+    ss = st.session_state
+    identity = (sha, reading_id, mapping_id)
+    held = ss.get(CHECKED_UPLOAD)
+    if held is not None and held[0] == identity:
+        return held[1]
+    report = uploaded.validate(mapping)
     if not report.ok:
-        return report, None, report.summary()
-    try:
-        return report, effect_size_table(report.usable, _mapping), None
-    except AnalysisError as error:
-        return report, None, str(error)
+        result = report, None, report.summary()
+    else:
+        try:
+            result = report, effect_size_table(report.usable, mapping), None
+        except AnalysisError as error:
+            result = report, None, str(error)
+    ss[CHECKED_UPLOAD] = (identity, result)
+    return result
 
 
 def upload_view() -> UploadView | None:
@@ -162,14 +218,7 @@ def upload_view() -> UploadView | None:
     )
     mapping = ss.get(session.UPLOAD_MAPPING) or suggest_mapping(uploaded.frame.columns)
     report, table, problem = _checked_upload(
-        record.sha,
-        reading_key(sheet, real_values),
-        mapping_key(mapping),
-        record.name,
-        record.content,
-        mapping,
-        sheet,
-        real_values,
+        record.sha, reading_key(sheet, real_values), mapping_key(mapping), uploaded, mapping
     )
     return UploadView(record, uploaded, mapping, report, table, problem, sheet, real_values)
 
@@ -177,6 +226,9 @@ def upload_view() -> UploadView | None:
 def active_data() -> tuple[ActiveData | None, str | None]:
     """The table to analyse, or None and the reason there is none yet."""
     ss = st.session_state
+    if ss.get(session.UPLOAD) is None:  # no file (or it was removed): free its table now
+        ss.pop(PARSED_UPLOAD, None)
+        ss.pop(CHECKED_UPLOAD, None)
     if ss.get(session.SOURCE, SOURCE_BUNDLED) == SOURCE_UPLOAD:
         view = upload_view()
         if view is None:
@@ -229,12 +281,16 @@ def analysis_key(settings: AnalysisSettings) -> str:
     return settings.with_changes(page=None).cache_key()
 
 
-@st.cache_data(show_spinner="Fitting the model…", max_entries=64)
+@st.cache_data(show_spinner="Fitting the model…", max_entries=64, ttl=CACHE_TTL)
 def cached_fit(
     data_key: str, settings_key: str, _data: ActiveData, _settings: AnalysisSettings
 ) -> AnalysisRun | str:
     """The fitted model, or the user-facing reason it cannot be fitted (also cached, so a
     model that does not converge is not refitted on every rerun)."""
+    return shared("fit", data_key, settings_key, lambda: _fit(_data, _settings))
+
+
+def _fit(_data: ActiveData, _settings: AnalysisSettings) -> AnalysisRun | str:
     try:
         run = run_analysis(_data.rows, _data.mapping, _settings, table=_data.table)
     except AnalysisError as error:
@@ -290,8 +346,12 @@ class BiasTests:
         return out
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_data(max_entries=16, show_spinner=False, ttl=CACHE_TTL)
 def _bias_tests(data_key: str, settings_key: str, _pooled) -> BiasTests:
+    return shared("bias", data_key, settings_key, lambda: _run_bias_tests(_pooled))
+
+
+def _run_bias_tests(_pooled) -> BiasTests:
     results: dict[str, object | None] = {
         "egger": None,
         "rank": None,

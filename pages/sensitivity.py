@@ -19,21 +19,28 @@ from pages import _sidebar as sidebar
 ctx = sidebar.context()
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_data(max_entries=8, show_spinner=False, ttl=loading.CACHE_TTL)
 def leave_one_out_table(
     data_key: str, settings_key: str, _res
 ) -> tuple[pd.DataFrame, str | None, str]:
-    # A refit per study: cached on the analysis, like the fit itself.
-    result = leave_one_out(_res)
-    return result.table, result.coefficient, result.describe()
+    # A refit per study: cached on the analysis, like the fit itself (and shared by the
+    # server's processes, see loading.shared).
+    def compute():
+        result = leave_one_out(_res)
+        return result.table, result.coefficient, result.describe()
+
+    return loading.shared("leave-one-out", data_key, settings_key, compute)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_data(max_entries=8, show_spinner=False, ttl=loading.CACHE_TTL)
 def influence_table(data_key: str, settings_key: str, _res) -> tuple[pd.DataFrame, str]:
-    result = influence_diagnostics(_res)
-    # Three-level models are judged study by study (Cook's distance of a whole study).
-    table = result.studies if result.studies is not None else result.effect_sizes
-    return table.sort_values("influential", ascending=False, kind="stable"), result.describe()
+    def compute():
+        result = influence_diagnostics(_res)
+        # Three-level models are judged study by study (Cook's distance of a whole study).
+        table = result.studies if result.studies is not None else result.effect_sizes
+        return table.sort_values("influential", ascending=False, kind="stable"), result.describe()
+
+    return loading.shared("influence", data_key, settings_key, compute)
 
 
 def row_labels(res, label_column: str | None) -> dict | None:
@@ -43,7 +50,19 @@ def row_labels(res, label_column: str | None) -> dict | None:
     return res.data[label_column].astype(str).to_dict()
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
+@st.cache_data(max_entries=8, show_spinner=False, ttl=loading.CACHE_TTL)
+def cumulative_table(
+    data_key: str, settings_key: str, order_by: str, _pooled
+) -> tuple[pd.DataFrame, str]:
+    # A refit per added study: without the cache every rerun of this page refitted them all.
+    def compute():
+        steps = cumulative(_pooled, order_by=order_by)
+        return steps.table, steps.describe()
+
+    return loading.shared(f"cumulative:{order_by}", data_key, settings_key, compute)
+
+
+@st.cache_data(max_entries=4, show_spinner=False, ttl=loading.CACHE_TTL)
 def cached_curve(data_key, settings_key, controls, ptr_column, _data, _settings, _bar):
     """Every specification for these choices; the progress bar moves only when fitting."""
     rows = apply_filters(_data.table, _settings.filters)
@@ -69,9 +88,10 @@ def cached_curve(data_key, settings_key, controls, ptr_column, _data, _settings,
 
 def cumulative_section(pooled_run, year: str, unit: str, on_r: bool, symbol) -> None:
     """The pooled estimate as rows are added in order of ``year``: reading, chart, caption."""
-    steps = cumulative(pooled_run.result, order_by=year)
-    st.markdown(escape_markdown(steps.describe()))
-    chart = display.cumulative_chart(steps.table, on_r=on_r, symbol=symbol)
+    pooled_key = loading.analysis_key(ctx.settings.with_changes(moderators=()))
+    steps_table, steps_text = cumulative_table(ctx.data.key, pooled_key, year, pooled_run.result)
+    st.markdown(escape_markdown(steps_text))
+    chart = display.cumulative_chart(steps_table, on_r=on_r, symbol=symbol)
     effect = chart.columns[1]
     st.line_chart(
         chart,

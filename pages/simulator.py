@@ -15,6 +15,7 @@ from alliance_core.formatting import escape_markdown, format_p
 from alliance_core.patient_level import fit_patient_level, therapist_means_figure
 from alliance_core.simulate import SimulationParameters, simulate_patients
 from alliance_core.teaching import PRESETS, run_simulation
+from pages import _loading as loading
 from pages import _render as render
 from pages import _sidebar as sidebar
 from pages._tables import fmt_interval, fmt_num
@@ -27,7 +28,7 @@ st.markdown(
 )
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_data(max_entries=16, show_spinner=False, ttl=loading.CACHE_TTL)
 def simulated_run(params: SimulationParameters, model: str, method: str, ptr_scale: str):
     # The run is a pure function of its inputs (the seed is a parameter), so it is cached.
     return run_simulation(params, model=model, method=method, ptr_scale=ptr_scale)

@@ -29,12 +29,12 @@ def repo_root() -> Path:
 
 @pytest.hookimpl(trylast=True)  # after tests/e2e/conftest.py has marked its tests
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Record the `e2e` and `needs_r` markers in the JUnit report.
+    """Record the `e2e`, `needs_r` and `load` markers in the JUnit report.
 
-    .ci/run reads artifacts/junit.xml and fails when a test with either marker was
-    skipped: in CI the browser and R are installed, so a skip there means a broken setup.
+    .ci/run reads artifacts/junit.xml and fails when a test with any of them was skipped:
+    in CI the browser, R and nginx are installed, so a skip there means a broken setup.
     """
     for item in items:
-        for name in ("e2e", "needs_r"):
+        for name in ("e2e", "needs_r", "load"):
             if item.get_closest_marker(name) is not None:
                 item.user_properties.append(("marker", name))
