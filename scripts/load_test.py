@@ -201,13 +201,19 @@ class Session:
             wanted["est"] = [self.states[ESTIMATOR_LABEL][1].split(" ", 1)[0]]
         if MODERATORS_LABEL in self.states:
             # the link writes "no moderators" as mod=none
-            wanted["mod"] = sorted(self.states[MODERATORS_LABEL][1]) or ["none"]
+            wanted["mod"] = sorted(map(option_value, self.states[MODERATORS_LABEL][1])) or ["none"]
         for key, value in wanted.items():
             got = sorted(seen.get(key, [])) if key == "mod" else seen.get(key, [])
             if got != value:
                 self.log.leaks.append(
                     f"session {self.log.index} on {self.page}: asked {key}={value}, shown {got}"
                 )
+
+
+def option_value(label: str) -> str:
+    """The value behind a moderator option: the sidebar shows "name" or "name (explanation)"
+    (e.g. "pd (personality disorder in the sample)"), and the link holds the name."""
+    return label.split(" (", 1)[0]
 
 
 # -- choices ---------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def test_an_upload_is_parsed_once_held_by_its_session_and_freed_when_removed():
     at.session_state[session.SOURCE] = "upload"
     at.run()
     assert not at.exception
-    sha, parsed = at.session_state[loading.PARSED_UPLOAD]
+    (sha, _reading), parsed = at.session_state[loading.PARSED_UPLOAD]
     assert sha == record.sha
     assert list(parsed.frame.columns)[:4] == ["study", "es_id", "label", "r"]
 
