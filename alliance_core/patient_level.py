@@ -53,7 +53,7 @@ from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from alliance_core.errors import AnalysisError
-from alliance_core.figures import OKABE_ITO, _rgba, _style
+from alliance_core.figures import OKABE_ITO, rgba, style_figure
 from alliance_core.uploads import (
     DECIMAL_NAMES,
     MISSING_MARKERS,
@@ -1058,7 +1058,7 @@ def therapist_means_figure(result: PatientLevelResult) -> go.Figure:
         margin={"l": 70, "r": 20, "t": 100, "b": 70},
         hovermode="closest",
     )
-    return _style(fig, height=520)
+    return style_figure(fig, height=520)
 
 
 def _add_therapist_means(fig: go.Figure, result: PatientLevelResult, data: pd.DataFrame) -> None:
@@ -1084,7 +1084,7 @@ def _add_therapist_means(fig: go.Figure, result: PatientLevelResult, data: pd.Da
                 "sizemode": "area",
                 "sizeref": sizeref,
                 "sizemin": 3,
-                "color": _rgba(BETWEEN_COLOUR, 0.45),
+                "color": rgba(BETWEEN_COLOUR, 0.45),
                 "line": {"width": 0.8, "color": BETWEEN_COLOUR},
             },
             name="Therapists (bubble area = patients)",
@@ -1127,7 +1127,7 @@ def _add_patient_deviations(fig: go.Figure, result: PatientLevelResult, data: pd
             mode="markers",
             marker={
                 "size": 6,
-                "color": _rgba(WITHIN_COLOUR, 0.4),
+                "color": rgba(WITHIN_COLOUR, 0.4),
                 "line": {"width": 0.5, "color": WITHIN_COLOUR},
             },
             name="Patients (relative to their therapist)",
