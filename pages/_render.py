@@ -13,7 +13,8 @@ import streamlit as st
 
 from alliance_core.analysis import AnalysisRun
 from alliance_core.errors import AnalysisError
-from alliance_core.figures import export_figure
+from alliance_core.figures import export_figure, split_caption
+from alliance_core.formatting import escape_markdown
 from alliance_core.settings import PTR, AnalysisSettings
 from pages import _session as session
 from pages import _tables as tables
@@ -83,8 +84,11 @@ def page_header(title: str, ctx: sidebar.Context, *, needs_data: bool = True) ->
 
 
 def plot(fig: go.Figure, key: str) -> None:
+    """The figure, with its caption as wrapping text under it (an in-figure caption does not
+    wrap and would be cut on narrow screens); downloads keep the caption in the figure."""
+    screen, notes = split_caption(fig)
     st.plotly_chart(
-        fig,
+        screen,
         key=key,
         theme="streamlit",
         # No mode bar: it would cover the figures' top rows (the forest plot's column headers)
@@ -92,6 +96,8 @@ def plot(fig: go.Figure, key: str) -> None:
         # download buttons.
         config={"displayModeBar": False},
     )
+    if notes:
+        st.caption("  \n".join(escape_markdown(note) for note in notes))
 
 
 def figure_downloads(fig: go.Figure, stem: str, version: str) -> None:

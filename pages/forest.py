@@ -5,6 +5,7 @@ import streamlit as st
 from alliance_core.figures import forest_figure
 from pages import _loading as loading
 from pages import _render as render
+from pages import _responsive as responsive
 from pages import _sidebar as sidebar
 
 SORTS = {
@@ -39,15 +40,21 @@ if render.page_header("Forest plot", ctx):
         help="Three-level model: one row per effect size, grouped under its study, instead of "
         "one pooled row per study.",
     )
-    fig = forest_figure(
-        res,
-        sort_by=sort_by,
-        subgroup=subgroup,
-        show_all_effect_sizes=show_all and res.is_three_level,
-        transform="r" if ctx.data.correlations else None,
-        columns=columns,
-    )
-    render.plot(fig, key="forest:figure")
+    options = {
+        "sort_by": sort_by,
+        "subgroup": subgroup,
+        "show_all_effect_sizes": show_all and res.is_three_level,
+        "transform": "r" if ctx.data.correlations else None,
+        "columns": columns,
+    }
+    fig = forest_figure(res, layout="wide", **options)
+    # Both layouts are sent; the browser shows the one that fits its width (CSS below), so a
+    # phone gets a plot over the whole width instead of columns printed over each other.
+    st.markdown(responsive.FOREST_CSS, unsafe_allow_html=True)
+    with st.container(key=responsive.WIDE_KEY):
+        render.plot(fig, key="forest:figure")
+    with st.container(key=responsive.COMPACT_KEY):
+        render.plot(forest_figure(res, layout="compact", **options), key="forest:compact")
     render.analysis_notes(run)
     render.figure_downloads(
         fig,

@@ -47,7 +47,9 @@ from alliance_core.figures.styling import (
     DisplayScale,
     add_caption,
     display_scale,
+    escape_html,
     rgba,
+    split_caption,
     style_figure,
 )
 
@@ -81,7 +83,9 @@ __all__ = [
     "ptr_curve_figure",
     "ptr_grid",
     "ptr_slope_readout",
+    "escape_html",
     "rgba",
+    "split_caption",
     "study_table",
     "style_figure",
 ]

@@ -3,7 +3,9 @@ prediction interval, with "r [CI]" and "Weight" text columns."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import html
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +23,7 @@ from alliance_core.figures.styling import (
     DisplayScale,
     add_caption,
     display_scale,
+    escape_html,
     interval_text,
     moderator_values_text,
     percent_level,
@@ -32,6 +35,11 @@ from alliance_core.results import MetaResult
 from alliance_core.subgroups import MIN_SUBGROUP_STUDIES, subgroup_fits
 
 ROW_HEIGHT = 18  # pixels per forest-plot row: 12-px labels never overlap
+COMPACT_ROW_HEIGHT = 34  # a text line above each interval
+COMPACT_LABEL_CHARS = 28  # labels longer than this are cut on narrow screens
+WIDE_LABEL_CHARS = 44  # the most that fits the widest (35%) label column
+WIDE_NUMBER_SHARES = (0.19, 0.09)  # figure-width shares of the "r [CI]" and "Weight" columns
+FOREST_LAYOUTS = ("wide", "compact")
 
 # Default column names of the project's coding sheet, used for labels, sorting and hover text.
 DEFAULT_COLUMNS = {
@@ -74,7 +82,7 @@ def _columns(columns: Mapping[str, str] | ColumnMapping | None) -> dict[str, str
 def _hover_value(value) -> str:
     if isinstance(value, float | np.floating):
         return f"{value:.1f}" if not float(value).is_integer() else f"{value:.0f}"
-    return str(value)
+    return escape_html(value)
 
 
 FOREST_SORTS = ("effect", "precision", "year", "ptr", "label", None)
@@ -202,6 +210,7 @@ def forest_figure(
     subgroup: str | None = None,
     transform: str = "r",
     columns: Mapping[str, str] | ColumnMapping | None = None,
+    layout: str = "wide",
 ) -> go.Figure:
     """Forest plot (metafor ``forest``): one row per study, pooled diamond and prediction interval.
 
@@ -218,6 +227,11 @@ def forest_figure(
     ``subgroup`` adds a diamond per level of that column from a separate intercept-only fit
     (see :func:`alliance_core.subgroups.subgroup_fits`). ``transform="r"`` shows correlations,
     ``"z"`` Fisher's z, ``None`` effect sizes of another kind as analysed.
+
+    ``layout="wide"`` puts labels left and the number columns right of the plot;
+    ``layout="compact"`` (phones, narrow windows) writes each row's label and numbers on a line
+    above its interval, so the plot keeps the whole width and no columns can collide.
+    Labels and levels from the data are HTML-escaped (plotly renders a subset of HTML).
     """
     scale = display_scale(transform)
     cols = _columns(columns)
@@ -230,14 +244,15 @@ def forest_figure(
                 for lab, p in zip(table["label"], table["ptr"], strict=True)
             ]
         )
+    if layout not in FOREST_LAYOUTS:
+        raise AnalysisError(
+            f"Forest plot: layout is one of {', '.join(FOREST_LAYOUTS)}, not '{layout}'."
+        )
+    compact = layout == "compact"
     crit = float(special.ndtri(1.0 - (1.0 - res.level) / 2.0))
-    fig = make_subplots(
-        rows=1,
-        cols=3,
-        shared_yaxes=True,
-        column_widths=[0.66, 0.21, 0.13],
-        horizontal_spacing=0.005,
-    )
+    # Plotly draws y tick labels one by one with a layout pass each, which took over a minute
+    # for 811 rows; text traces draw in one pass, so labels and numbers are text traces.
+    fig = make_subplots(rows=1, cols=1 if compact else 4, shared_yaxes=True)
     rows = _ForestLayout()
     rows.add_row(
         "<b>Study</b>", f"<b>{scale.symbol} [{percent_level(res)} CI]</b>", "<b>Weight</b>"
@@ -253,20 +268,24 @@ def forest_figure(
     summary_notes = _add_summary_rows(fig, res, rows, scale)
     subgroup_notes = _add_subgroup_rows(fig, res, subgroup, rows, scale) if subgroup else []
 
-    _add_text_column(fig, rows.r_text, col=2, role="r text")
-    _add_text_column(fig, rows.weight_text, col=3, role="weight text")
     bottom = rows.next_y + 0.5
     plotted = res.data if show_all_effect_sizes and res.is_three_level else table
-    _forest_axes(fig, res, rows, plotted, crit, scale, bottom)
+    x_range = _forest_axes(fig, res, plotted, crit, scale, bottom)
+    if compact:
+        _add_compact_text(fig, rows, x_range)
+    else:
+        _add_wide_columns(fig, rows)
 
     notes = _forest_notes(res, aggregated, show_all_effect_sizes) + summary_notes + subgroup_notes
-    caption_height = add_caption(fig, notes, width=130)
+    caption_height = add_caption(fig, notes, width=70 if compact else 130)
     n_rows = len(rows.tick_y)
+    row_height = COMPACT_ROW_HEIGHT if compact else ROW_HEIGHT
     fig.update_layout(
         showlegend=False,
         margin={"l": 10, "r": 10, "t": 20, "b": 80 + caption_height},
+        meta={**(fig.layout.meta or {}), "layout": layout},
     )
-    return style_figure(fig, height=int(ROW_HEIGHT * (n_rows + 1) + 100 + caption_height))
+    return style_figure(fig, height=int(row_height * (n_rows + 1) + 100 + caption_height))
 
 
 def _intervals(
@@ -280,7 +299,7 @@ def _intervals(
 def _row_hover(
     row: Mapping, interval: tuple[float, float, float], symbol: str, note: str = ""
 ) -> str:
-    lines = [f"<b>{row['label']}</b>", f"{symbol} = {interval_text(*interval)}"]
+    lines = [f"<b>{escape_html(row['label'])}</b>", f"{symbol} = {interval_text(*interval)}"]
     lines.append(f"Weight: {row['weight']:.2f}%")
     for role, title in HOVER_FIELDS:
         value = row.get(role)
@@ -333,7 +352,8 @@ def _add_study_rows(fig, table, rows: _ForestLayout, crit, scale, aggregated: bo
     y, hover = [], []
     for i, row in enumerate(table.to_dict("records")):
         interval = (intervals[0][i], intervals[1][i], intervals[2][i])
-        y.append(rows.add_row(row["label"], interval_text(*interval), f"{row['weight']:.2f}%"))
+        label = escape_html(row["label"])
+        y.append(rows.add_row(label, interval_text(*interval), f"{row['weight']:.2f}%"))
         note = ""
         if aggregated:
             note = (
@@ -383,7 +403,7 @@ def _add_effect_size_rows(fig, res, table, rows: _ForestLayout, crit, scale, col
             bands.append((top, rows.next_y, int(frame["study_position"][i - 1])))
             top = rows.next_y
         interval = (intervals[0][i], intervals[1][i], intervals[2][i])
-        label = row["label"] if row["first"] else row["es_name"]
+        label = escape_html(row["label"] if row["first"] else row["es_name"])
         y.append(rows.add_row(label, interval_text(*interval), f"{row['weight']:.2f}%"))
         hover.append(_row_hover(row, interval, scale.symbol))
     bands.append((top, rows.next_y, int(frame["study_position"].iloc[-1])))
@@ -487,7 +507,7 @@ def _add_summary_rows(fig, res: MetaResult, rows: _ForestLayout, scale: DisplayS
 def _add_subgroup_rows(fig, res, column, rows: _ForestLayout, scale) -> list[str]:
     fits = subgroup_fits(res, column)
     rows.skip(0.5)
-    rows.add_row(f"<b>By {column}</b> (separate fits)")
+    rows.add_row(f"<b>By {escape_html(column)}</b> (separate fits)")
     notes = [
         f"Subgroup diamonds: the {res.model} model ({res.method}) without moderators, fitted "
         f"separately to the effect sizes of each {column} level; levels with fewer than "
@@ -495,7 +515,7 @@ def _add_subgroup_rows(fig, res, column, rows: _ForestLayout, scale) -> list[str
     ]
     for item in fits:
         studies = f"; {item.n_studies} studies" if res.is_three_level else ""
-        label = f"{item.level} (k = {item.k}{studies})"
+        label = f"{escape_html(item.level)} (k = {item.k}{studies})"
         if item.result is None:
             rows.add_row(label, "not estimated")
             notes.append(item.note)
@@ -503,30 +523,109 @@ def _add_subgroup_rows(fig, res, column, rows: _ForestLayout, scale) -> list[str
         pred = item.result.predict(transform=None).iloc[0]
         est, lo, hi = (float(scale(pred[c])) for c in ("pred", "ci_lb", "ci_ub"))
         y = rows.add_row(label, interval_text(est, lo, hi))
-        hover = f"{column} = {item.level}: {scale.symbol} = {interval_text(est, lo, hi)}"
+        hover = f"{escape_html(column)} = {escape_html(item.level)}: {scale.symbol} = {interval_text(est, lo, hi)}"
         _diamond(fig, y, pred, scale, item.level, "subgroup diamond", hover, OKABE_ITO[0])
     return notes
 
 
-def _add_text_column(fig, entries, *, col: int, role: str) -> None:
-    fig.add_trace(
-        go.Scatter(
-            x=[0.5] * len(entries),
-            y=[y for y, _ in entries],
-            text=[text for _, text in entries],
-            mode="text",
-            textposition="middle center",
-            textfont={"size": 12},
-            hoverinfo="skip",
-            meta={"role": role},
-        ),
-        row=1,
-        col=col,
+def _text_trace(x, entries, *, position: str, role: str, size: int = 12) -> go.Scatter:
+    return go.Scatter(
+        x=x,
+        y=[y for y, _ in entries],
+        text=[text for _, text in entries],
+        mode="text",
+        textposition=position,
+        textfont={"size": size},
+        cliponaxis=False,
+        hoverinfo="skip",
+        meta={"role": role},
     )
 
 
-def _forest_axes(fig, res, rows, plotted, crit, scale, bottom) -> None:
-    """x range covering every plotted interval and the prediction interval; text axes hidden."""
+def label_column_share(labels: Sequence[str]) -> float:
+    """Share of the figure width for the label column: the longest label at about 7.5 px a
+    character (12-px text, bold headers included) on a 1,000-px-wide figure, between 15% and
+    35%; longer labels are shortened to fit (see ``WIDE_LABEL_CHARS``)."""
+    longest = max((len(re.sub(r"<[^>]+>", "", html.unescape(t))) for t in labels), default=10)
+    return float(np.clip(longest * 7.5 / 1000.0 + 0.02, 0.15, 0.35))
+
+
+def _add_wide_columns(fig, rows: _ForestLayout) -> None:
+    """Labels on the left, then the plot, then "r [CI]" and "Weight" columns."""
+    labels = [
+        (y, _shorten(t, WIDE_LABEL_CHARS)) for y, t in zip(rows.tick_y, rows.tick_text, strict=True)
+    ]
+    share = label_column_share([t for _, t in labels])
+    gap = 0.01
+    plot_right = 1.0 - WIDE_NUMBER_SHARES[0] - WIDE_NUMBER_SHARES[1]
+    domains = {
+        4: [0.0, share],
+        1: [share + gap, plot_right - gap],
+        2: [plot_right, plot_right + WIDE_NUMBER_SHARES[0]],
+        3: [plot_right + WIDE_NUMBER_SHARES[0], 1.0],
+    }
+    for col, domain in domains.items():
+        fig.update_xaxes(domain=domain, row=1, col=col)
+    fig.add_trace(
+        _text_trace([0.0] * len(labels), labels, position="middle right", role="label text"),
+        row=1,
+        col=4,
+    )
+    fig.add_trace(
+        _text_trace([0.5] * len(rows.r_text), rows.r_text, position="middle center", role="r text"),
+        row=1,
+        col=2,
+    )
+    fig.add_trace(
+        _text_trace(
+            [0.5] * len(rows.weight_text),
+            rows.weight_text,
+            position="middle center",
+            role="weight text",
+        ),
+        row=1,
+        col=3,
+    )
+    for col in (2, 3, 4):
+        fig.update_xaxes(visible=False, range=[0, 1], showline=False, row=1, col=col)
+        fig.update_yaxes(showline=False, row=1, col=col)
+
+
+def _add_compact_text(fig, rows: _ForestLayout, x_range) -> None:
+    """Narrow screens: each row's label (left) and "r [CI] · weight" (right) on a line of their
+    own just above the row's interval, so the plot keeps the full width."""
+    lift = 0.42
+    labels = [(y + lift, _shorten(t)) for y, t in zip(rows.tick_y, rows.tick_text, strict=True)]
+    weights = dict(rows.weight_text)
+    numbers = [
+        (y + lift, f"{t} \u00b7 {weights[y]}" if y in weights else t) for y, t in rows.r_text
+    ]
+    fig.add_trace(
+        _text_trace(
+            [x_range[0]] * len(labels), labels, position="middle right", role="label text", size=11
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        _text_trace(
+            [x_range[1]] * len(numbers), numbers, position="middle left", role="r text", size=11
+        ),
+        row=1,
+        col=1,
+    )
+
+
+def _shorten(label: str, limit: int = COMPACT_LABEL_CHARS) -> str:
+    """A label cut to ``limit`` visible characters with an ellipsis (hover keeps it whole)."""
+    plain = html.unescape(re.sub(r"<[^>]+>", "", label))
+    if len(plain) <= limit:
+        return label
+    return html.escape(plain[: limit - 1]) + "\u2026"
+
+
+def _forest_axes(fig, res, plotted, crit, scale, bottom) -> list[float]:
+    """x range covering every plotted interval and the prediction interval; returns it."""
     lows = scale(plotted["yi"] - crit * np.sqrt(plotted["vi"]))
     highs = scale(plotted["yi"] + crit * np.sqrt(plotted["vi"]))
     pred = res.predict(transform=None).iloc[0]
@@ -543,18 +642,11 @@ def _forest_axes(fig, res, rows, plotted, crit, scale, bottom) -> None:
         row=1,
         col=1,
     )
-    for col in (2, 3):
-        fig.update_xaxes(visible=False, range=[0, 1], showline=False, row=1, col=col)
-        fig.update_yaxes(showline=False, row=1, col=col)
     fig.update_yaxes(
-        tickmode="array",
-        tickvals=rows.tick_y,
-        ticktext=rows.tick_text,
+        showticklabels=False,
         range=[bottom, 0.6],
         showgrid=False,
         zeroline=False,
-        automargin=True,
-        tickfont={"size": 12},
         fixedrange=True,
     )
     # The line of no effect runs through the study rows only.
@@ -569,6 +661,7 @@ def _forest_axes(fig, res, rows, plotted, crit, scale, bottom) -> None:
         line={"color": NEUTRAL, "width": 1},
         layer="below",
     )
+    return x_range
 
 
 def _forest_notes(res: MetaResult, aggregated: bool, show_all: bool) -> list[str]:

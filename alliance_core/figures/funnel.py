@@ -18,6 +18,7 @@ from alliance_core.figures.styling import (
     DisplayScale,
     add_caption,
     display_scale,
+    escape_html,
     percent_level,
     style_figure,
 )
@@ -219,7 +220,7 @@ def _add_funnel_points(fig, res, x_z, se, show, color_by_study) -> None:
         colour = STUDY_COLOUR
     x = show(x_z)
     hover = [
-        f"<b>{label}</b><br>{show.symbol} = {format_number(value, 3)}<br>SE = {s:.3f}"
+        f"<b>{escape_html(label)}</b><br>{show.symbol} = {format_number(value, 3)}<br>SE = {s:.3f}"
         for label, value, s in zip(labels, x, se, strict=True)
     ]
     fig.add_trace(

@@ -14,6 +14,7 @@ from alliance_core.errors import AnalysisError
 from alliance_core.figures.styling import (
     OKABE_ITO,
     add_caption,
+    escape_html,
     moderator_values_text,
     percent_level,
     rgba,
@@ -240,7 +241,7 @@ def ptr_curve_figure(
             "y": 1.02,
             "x": 0,
             "xanchor": "left",
-            "title": {"text": f"{color_by}: " if color_by else ""},
+            "title": {"text": f"{escape_html(color_by)}: " if color_by else ""},
             "itemsizing": "constant",  # bubble legend symbols at a readable size
         },
         margin={"l": 70, "r": 20, "t": 80, "b": 80 + caption_height},
@@ -323,8 +324,9 @@ def _add_bubbles(fig, res, coding: PTRCoding, color_by, level_colours) -> None:
     )
     for level, mask, colour in groups:
         hover = [
-            f"<b>{label}</b><br>r = {format_number(ri, 3)}<br>PTR = {p:.1f}<br>Weight: {w:.2f}%"
-            + (f"<br>{color_by}: {level}" if level is not None else "")
+            f"<b>{escape_html(label)}</b><br>r = {format_number(ri, 3)}<br>PTR = {p:.1f}"
+            f"<br>Weight: {w:.2f}%"
+            + (f"<br>{escape_html(color_by)}: {escape_html(level)}" if level is not None else "")
             for label, ri, p, w in zip(
                 labels[mask], r[mask], coding.ptr[mask], weight[mask], strict=True
             )
@@ -342,7 +344,7 @@ def _add_bubbles(fig, res, coding: PTRCoding, color_by, level_colours) -> None:
                     "color": rgba(colour, 0.45),
                     "line": {"width": 0.8, "color": colour},
                 },
-                name=str(level) if level is not None else "Effect sizes",
+                name=escape_html(level) if level is not None else "Effect sizes",
                 hovertext=hover,
                 hovertemplate="%{hovertext}<extra></extra>",
                 meta={"role": "bubbles", "level": level},
@@ -367,7 +369,7 @@ def _add_band(
             hoverinfo="skip",
             showlegend=False,
             legendgroup=name,
-            name=f"{name}: {'confidence' if which == 'ci' else 'prediction'} band",
+            name=f"{escape_html(name)}: {'confidence' if which == 'ci' else 'prediction'} band",
             meta={"role": f"{which} band", "profile": name},
         )
     )
@@ -382,7 +384,7 @@ def _add_band(
                     hoverinfo="skip",
                     showlegend=False,
                     legendgroup=name,
-                    name=f"{name}: prediction band {edge} edge",
+                    name=f"{escape_html(name)}: prediction band {edge} edge",
                     meta={"role": f"pi {edge}", "profile": name},
                 )
             )
@@ -395,9 +397,11 @@ def _add_curve(fig, pred: pd.DataFrame, name: str, colour: str, ptr_column) -> N
             y=pred["pred"].to_numpy(),
             mode="lines",
             line={"color": colour, "width": 3},
-            name=name,
+            name=escape_html(name),
             legendgroup=name,
-            hovertemplate=f"{name}<br>PTR %{{x:.1f}}: predicted r = %{{y:.3f}}<extra></extra>",
+            # The name goes in as hovertext: a "%{...}" in a user's profile name stays text.
+            hovertext=[escape_html(name)] * len(pred),
+            hovertemplate="%{hovertext}<br>PTR %{x:.1f}: predicted r = %{y:.3f}<extra></extra>",
             meta={"role": "curve", "profile": name},
         )
     )

@@ -8,6 +8,7 @@ the app's light or dark theme.
 
 from __future__ import annotations
 
+import html
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -58,9 +59,20 @@ def style_figure(fig: go.Figure, *, height: int | None = None) -> go.Figure:
     return fig
 
 
+def escape_html(text: object) -> str:
+    """User text (labels, levels, column and profile names) as plotly text: plotly renders a
+    subset of HTML, so ``<``, ``>`` and ``&`` are escaped; ``%`` is doubled-safe in hover
+    templates via ``hovertext`` rather than ``hovertemplate``."""
+    return html.escape(str(text), quote=False)
+
+
 def add_caption(fig: go.Figure, lines: Sequence[str], *, width: int = 120) -> int:
-    """Notes under the plot area; returns the pixels they need (for the bottom margin)."""
-    wrapped = [part for line in lines for part in textwrap.wrap(line, width)]
+    """Notes under the plot area; returns the pixels they need (for the bottom margin).
+
+    ``lines`` are plain text (they may name user columns and levels) and are escaped here.
+    The annotation is named "caption" so that a page can show the notes as text instead.
+    """
+    wrapped = [escape_html(part) for line in lines for part in textwrap.wrap(line, width)]
     if not wrapped:
         return 0
     fig.add_annotation(
@@ -75,8 +87,35 @@ def add_caption(fig: go.Figure, lines: Sequence[str], *, width: int = 120) -> in
         align="left",
         showarrow=False,
         font={"size": 11},
+        name="caption",
     )
-    return 16 * len(wrapped)
+    height = 16 * len(wrapped)
+    meta = dict(fig.layout.meta or {})
+    meta.update(notes=list(lines), caption_height=height)
+    fig.update_layout(meta=meta)
+    return height
+
+
+def split_caption(fig: go.Figure) -> tuple[go.Figure, list[str]]:
+    """A copy of ``fig`` without its caption annotation (and the margin it took), and the
+    caption's notes as plain text.
+
+    A plotly annotation does not wrap, so on a screen narrower than the caption was wrapped
+    for its lines run past the figure's edge; a page shows the notes as text under the figure
+    instead, and exports keep the caption in the figure.
+    """
+    meta = dict(fig.layout.meta or {})
+    notes = list(meta.get("notes") or [])
+    if not notes:
+        return fig, []
+    screen = go.Figure(fig)
+    screen.layout.annotations = [a for a in fig.layout.annotations if a.name != "caption"]
+    taken = int(meta.get("caption_height") or 0)
+    if fig.layout.margin.b is not None:
+        screen.layout.margin.b = fig.layout.margin.b - taken
+    if fig.layout.height is not None:
+        screen.layout.height = fig.layout.height - taken
+    return screen, notes
 
 
 def interval_text(estimate: float, lower: float, upper: float) -> str:
