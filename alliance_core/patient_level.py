@@ -1038,8 +1038,8 @@ def therapist_means_figure(result: PatientLevelResult) -> go.Figure:
         rows=1,
         cols=2,
         subplot_titles=(
-            "Between therapists: each therapist's mean",
-            "Within therapists: patients around their therapist's mean",
+            "Between therapists:<br>each therapist's mean",
+            "Within therapists:<br>patients around their therapist's mean",
         ),
         horizontal_spacing=0.1,
     )
@@ -1054,8 +1054,9 @@ def therapist_means_figure(result: PatientLevelResult) -> go.Figure:
         title_text="Patient's outcome minus their therapist's mean", row=1, col=2, zeroline=True
     )
     fig.update_layout(
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.08, "x": 0, "xanchor": "left"},
-        margin={"l": 70, "r": 20, "t": 100, "b": 70},
+        # Above the two-line subplot titles.
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.16, "x": 0, "xanchor": "left"},
+        margin={"l": 70, "r": 20, "t": 130, "b": 70},
         hovermode="closest",
     )
     return style_figure(fig, height=520)

@@ -47,7 +47,10 @@ st.markdown(
 )
 preset_name = st.selectbox("Start from a preset", list(PRESETS), key="sim:preset")
 preset = PRESETS[preset_name]
-st.caption(preset.shows)
+# Large enough to read from the back of a classroom: the one thing to check on the figure.
+with st.container(border=True, key="sim-look-for"):
+    st.subheader(f":material/visibility: What to look for: {preset.look_for}", anchor=False)
+    st.markdown(preset.shows)
 base = preset.params
 with st.form("sim:form"):
     left, middle, right = st.columns(3)
@@ -104,7 +107,10 @@ with render.shown_errors("The simulation"), st.spinner("Simulating patients and 
         f"Fitted slope {fmt_interval(row['ci_lb'], row['ci_ub'], 3)} ({int(100 * sim.result.level)}% CI), "
         f"p {fmt_p(row['pval'])}; simulated and fitted in {sim.seconds:.2f} s."
     )
-    render.plot(sim.figure(log_x=True), key="sim:figure")
+    figure_col, note_col = st.columns([3, 1])
+    with figure_col:
+        render.plot(sim.figure(log_x=True), key="sim:figure")
+    note_col.info(sim.why_lines_differ, icon=":material/info:")
     st.markdown(sim.describe())
 
 st.header("Patient-level analysis")
