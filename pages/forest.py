@@ -7,6 +7,7 @@ from pages import _loading as loading
 from pages import _render as render
 from pages import _responsive as responsive
 from pages import _sidebar as sidebar
+from pages import _state as state
 
 SORTS = {
     "effect": "Effect size",
@@ -24,7 +25,19 @@ if render.page_header("Forest plot", ctx):
     columns = render.figure_columns(ctx.data)
     sorts = [s for s in SORTS if s is None or render.can_sort_by(s, columns, res.data)]
     left, middle, right = st.columns(3)
+    linked = sidebar.take_link_view("sort")
+    if linked is not None:
+        wanted = None if linked == "data" else linked
+        offered = ["data" if s is None else s for s in sorts]
+        for problem in state.check_view_choice("sort", linked, offered):
+            st.warning(problem, icon=":material/link_off:")
+        if wanted in sorts:
+            st.session_state["forest:sort"] = wanted
     sort_by = left.selectbox("Sort rows by", sorts, format_func=SORTS.get, key="forest:sort")
+    # The default order stays out of the link; any other order travels with it.
+    sidebar.write_view(
+        {"sort": None if sort_by == "effect" else ["data" if sort_by is None else sort_by]}
+    )
     groups = [c for c in ctx.choices.categorical if c in res.data.columns]
     subgroup = middle.selectbox(
         "Subgroup diamonds for",
