@@ -1038,11 +1038,13 @@ def therapist_means_figure(result: PatientLevelResult) -> go.Figure:
         rows=1,
         cols=2,
         subplot_titles=(
+            # Short lines: each title must fit half of a phone-wide figure.
             "Between therapists:<br>each therapist's mean",
-            "Within therapists:<br>patients around their therapist's mean",
+            "Within therapists:<br>patients around<br>their therapist's mean",
         ),
         horizontal_spacing=0.1,
     )
+    fig.update_annotations(font_size=13)  # the subplot titles
     _add_therapist_means(fig, result, data)
     _add_patient_deviations(fig, result, data)
     fig.update_xaxes(title_text="Therapist's mean alliance", row=1, col=1)
@@ -1054,9 +1056,9 @@ def therapist_means_figure(result: PatientLevelResult) -> go.Figure:
         title_text="Patient's outcome minus their therapist's mean", row=1, col=2, zeroline=True
     )
     fig.update_layout(
-        # Above the two-line subplot titles.
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.16, "x": 0, "xanchor": "left"},
-        margin={"l": 70, "r": 20, "t": 130, "b": 70},
+        # Above the subplot titles (up to three lines).
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.24, "x": 0, "xanchor": "left"},
+        margin={"l": 70, "r": 20, "t": 150, "b": 70},
         hovermode="closest",
     )
     return style_figure(fig, height=520)
