@@ -18,6 +18,7 @@ import streamlit as st
 from alliance_core import datasets
 from alliance_core.datasets import DEFAULT_DATASET
 from alliance_core.errors import AnalysisError
+from alliance_core.formatting import escape_markdown
 from alliance_core.settings import PTR, AnalysisSettings
 from pages import _loading as loading
 from pages import _session as session
@@ -30,6 +31,7 @@ from pages._state import (
     Draft,
     Reconciled,
     default_settings,
+    display_title,
     link_query,
     methods_for,
     offered_choices,
@@ -152,7 +154,16 @@ def build_sidebar(current: st.Page, pages: dict[str, st.Page]) -> Context:
         if ss[session.SOURCE] == SOURCE_BUNDLED:
             if session.DATASET not in ss:
                 ss[session.DATASET] = DEFAULT_DATASET
-            st.selectbox("Dataset", names, format_func=titles.get, key=session.DATASET)
+            # A long title would be cut by the box: it shows a short one, the whole one below.
+            st.selectbox(
+                "Dataset",
+                names,
+                format_func=lambda name: display_title(titles[name]),
+                key=session.DATASET,
+            )
+            chosen = titles[ss[session.DATASET]]
+            if display_title(chosen) != chosen:
+                st.caption(escape_markdown(chosen))
             ss[session.LAST_DATASET] = ss[session.DATASET]
         data, problem = loading.active_data()
         if data is None:

@@ -46,6 +46,22 @@ NO_COLOUR = "none"
 MAX_LINK_PROFILES = 4
 
 
+DATASET_TITLE_CHARS = 26  # what the sidebar's dataset box shows without cutting
+
+
+def display_title(title: str, limit: int = DATASET_TITLE_CHARS) -> str:
+    """A title short enough for the sidebar's dataset box: cut at a word boundary with an
+    ellipsis (the sidebar shows the whole title under the box)."""
+    if len(title) <= limit:
+        return title
+    words: list[str] = []
+    for word in title.split(" "):
+        if len(" ".join([*words, word])) + 1 > limit:
+            break
+        words.append(word)
+    return " ".join(words).rstrip(" ,;:\u2013-") + "\u2026"
+
+
 def methods_for(model: str) -> tuple[str, ...]:
     return THREE_LEVEL_METHODS if model == "three-level" else TWO_LEVEL_METHODS
 
