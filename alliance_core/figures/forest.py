@@ -180,16 +180,16 @@ def _sort_rows(table: pd.DataFrame, sort_by: str | None) -> pd.DataFrame:
 class _ForestLayout:
     """Rows accumulate top to bottom at y = 0, -1, -2, ...; the text columns follow them."""
 
-    tick_y: list[float] = field(default_factory=list)
-    tick_text: list[str] = field(default_factory=list)
+    label_y: list[float] = field(default_factory=list)
+    label_text: list[str] = field(default_factory=list)
     r_text: list[tuple[float, str]] = field(default_factory=list)
     weight_text: list[tuple[float, str]] = field(default_factory=list)
     next_y: float = 0.0
 
     def add_row(self, label: str, r_text: str = "", weight_text: str = "") -> float:
         y = self.next_y
-        self.tick_y.append(y)
-        self.tick_text.append(label)
+        self.label_y.append(y)
+        self.label_text.append(label)
         if r_text:
             self.r_text.append((y, r_text))
         if weight_text:
@@ -278,7 +278,7 @@ def forest_figure(
 
     notes = _forest_notes(res, aggregated, show_all_effect_sizes) + summary_notes + subgroup_notes
     caption_height = add_caption(fig, notes, width=70 if compact else 130)
-    n_rows = len(rows.tick_y)
+    n_rows = len(rows.label_y)
     row_height = COMPACT_ROW_HEIGHT if compact else ROW_HEIGHT
     fig.update_layout(
         showlegend=False,
@@ -553,7 +553,8 @@ def label_column_share(labels: Sequence[str]) -> float:
 def _add_wide_columns(fig, rows: _ForestLayout) -> None:
     """Labels on the left, then the plot, then "r [CI]" and "Weight" columns."""
     labels = [
-        (y, _shorten(t, WIDE_LABEL_CHARS)) for y, t in zip(rows.tick_y, rows.tick_text, strict=True)
+        (y, _shorten(t, WIDE_LABEL_CHARS))
+        for y, t in zip(rows.label_y, rows.label_text, strict=True)
     ]
     share = label_column_share([t for _, t in labels])
     gap = 0.01
@@ -595,7 +596,7 @@ def _add_compact_text(fig, rows: _ForestLayout, x_range) -> None:
     """Narrow screens: each row's label (left) and "r [CI] · weight" (right) on a line of their
     own just above the row's interval, so the plot keeps the full width."""
     lift = 0.42
-    labels = [(y + lift, _shorten(t)) for y, t in zip(rows.tick_y, rows.tick_text, strict=True)]
+    labels = [(y + lift, _shorten(t)) for y, t in zip(rows.label_y, rows.label_text, strict=True)]
     weights = dict(rows.weight_text)
     numbers = [
         (y + lift, f"{t} \u00b7 {weights[y]}" if y in weights else t) for y, t in rows.r_text
