@@ -40,6 +40,7 @@ from alliance_core.effect_sizes import escalc
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import OKABE_ITO, ptr_curve_figure
 from alliance_core.fitting import fit
+from alliance_core.formatting import format_number
 from alliance_core.results import MetaResult
 from alliance_core.simulate import (
     SimulationParameters,
@@ -243,7 +244,7 @@ class SimulationRun:
         inside = row["ci_lb"] <= self.theory_slope <= row["ci_ub"]
         lead = (
             "If every simulated effect size sat exactly at the correlation the simulation's "
-            f"model expects for its study, this meta-regression would find {self.theory_slope:.3f}"
+            f"model expects for its study, this meta-regression would find {format_number(self.theory_slope, 3)}"
         )
         if inside:
             return (
@@ -261,11 +262,12 @@ class SimulationRun:
         # At one PTR a larger study has more therapists; the fitted curve averages over study
         # sizes and is a straight line in (log) PTR, so it need not follow the theory curve.
         return (
-            f"For a study of {self.typical_n} patients the theory expects r = {theory_low:.2f} "
-            f"with {_patients(low)} per therapist and r = {theory_high:.2f} with "
+            f"For a study of {self.typical_n} patients the theory expects r = {format_number(theory_low)} "
+            f"with {_patients(low)} per therapist and r = {format_number(theory_high)} with "
             f"{_patients(high)} per therapist; the fitted curve, a straight line in "
             f"{'log ' if self.ptr_scale == 'log' else ''}PTR averaged over studies of every "
-            f"size, gives {fitted['pred'].iloc[0]:.2f} and {fitted['pred'].iloc[1]:.2f}."
+            f"size, gives {format_number(fitted['pred'].iloc[0])} and "
+            f"{format_number(fitted['pred'].iloc[1])}."
         )
 
 
