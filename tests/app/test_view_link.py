@@ -148,3 +148,39 @@ def test_colour_and_profiles_travel_in_the_link():
     at.selectbox(key="ptr:colour").set_value(None).run()
     assert "colour" not in at.query_params
     assert at.query_params["mod"] == ["PTR", "alliance_rater", "design"]
+
+
+# -- forest page: both layouts, captions as text, every effect size ----------------------------
+def _forest_charts(at) -> dict[str, dict]:
+    """The page's forest figures by layout, as plotly JSON."""
+    import json
+
+    charts = {}
+    for element in at.get("plotly_chart"):
+        figure = json.loads(element.proto.spec)
+        layout = (figure.get("layout", {}).get("meta") or {}).get("layout")
+        if layout:
+            charts[layout] = figure
+    return charts
+
+
+@pytest.mark.parametrize("dataset", [DEFAULT_DATASET, "konstantopoulos2011"])
+def test_forest_page_sends_both_layouts_with_captions_as_text(dataset):
+    at = new_app()
+    at.query_params.update({"ds": dataset})
+    at.run()
+    at.switch_page("pages/forest.py").run()
+    _assert_clean(at)
+    at.toggle(key="forest:all").set_value(True).run()
+    _assert_clean(at)
+    charts = _forest_charts(at)
+    assert set(charts) == {"wide", "compact"}
+    for figure in charts.values():
+        # The caption is not inside the on-screen figure (it would not wrap) ...
+        names = [a.get("name") for a in figure["layout"].get("annotations", [])]
+        assert "caption" not in names
+        # ... but under it as text, once per layout.
+        roles = {(t.get("meta") or {}).get("role") for t in figure["data"]}
+        assert "effect sizes" in roles and "label text" in roles
+    notes = [c.value for c in at.caption if c.value.startswith("Squares")]
+    assert len(notes) == 2
