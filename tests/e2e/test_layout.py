@@ -58,6 +58,8 @@ def sized_page(browser, app_url: str, request) -> Iterator[object]:
     context = browser.new_context(viewport=request.param)
     context.set_default_timeout(PAGE_TIMEOUT_MS)
     tab = context.new_page()
+    tab.js_errors = []
+    tab.on("pageerror", lambda error: tab.js_errors.append(str(error)))
     try:
         yield tab
     finally:
@@ -89,6 +91,8 @@ def test_forest_plot_on_a_phone_keeps_half_the_width_and_separate_text(sized_pag
     # Every text lies within the viewport: nothing printed off the screen's edge.
     for role, items in texts.items():
         assert all(b["left"] >= -0.5 and b["right"] <= boxes["viewport"] + 0.5 for b in items), role
+    # The hidden wide figure draws without errors too.
+    assert sized_page.js_errors == []
 
 
 @pytest.mark.parametrize("sized_page", [DESKTOP], indirect=True)
@@ -106,6 +110,7 @@ def test_forest_plot_on_a_desktop_has_separate_columns(sized_page, app_url):
         assert right <= left + 0.5, spans
     # The labels end before the plotting area begins.
     assert spans["label text"][1] <= boxes["plotLeft"] + 0.5
+    assert sized_page.js_errors == []
 
 
 # The page's own text (the sidebar, collapsed off-screen on a phone, has its own test).
