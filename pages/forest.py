@@ -3,6 +3,7 @@
 import streamlit as st
 
 from alliance_core.figures import forest_figure
+from alliance_core.formatting import escape_markdown
 from pages import _loading as loading
 from pages import _render as render
 from pages import _responsive as responsive
@@ -30,7 +31,7 @@ if render.page_header("Forest plot", ctx):
         wanted = None if linked == "data" else linked
         offered = ["data" if s is None else s for s in sorts]
         for problem in state.check_view_choice("sort", linked, offered):
-            st.warning(problem, icon=":material/link_off:")
+            st.warning(escape_markdown(problem), icon=":material/link_off:")
         if wanted in sorts:
             st.session_state["forest:sort"] = wanted
     sort_by = left.selectbox("Sort rows by", sorts, format_func=SORTS.get, key="forest:sort")

@@ -24,7 +24,7 @@ def ptr_section(run: AnalysisRun, ctx: sidebar.Context) -> None:
     if linked_colour is not None:
         offered = [state.NO_COLOUR, *colour_columns]
         for problem in state.check_view_choice("colour", linked_colour, offered):
-            st.warning(problem, icon=":material/link_off:")
+            st.warning(escape_markdown(problem), icon=":material/link_off:")
         if linked_colour in offered:
             wanted = None if linked_colour == state.NO_COLOUR else linked_colour
             st.session_state["ptr:colour"] = wanted
@@ -67,7 +67,7 @@ def ptr_section(run: AnalysisRun, ctx: sidebar.Context) -> None:
             start, problems = tables.editor_frame_for(linked_profiles, columns)
             st.session_state[start_key] = start
             for problem in problems:
-                st.warning(problem, icon=":material/link_off:")
+                st.warning(escape_markdown(problem), icon=":material/link_off:")
         edited = st.data_editor(
             st.session_state.get(start_key, columns.empty_editor_frame()),
             num_rows="fixed",

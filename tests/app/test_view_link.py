@@ -9,6 +9,7 @@ import pytest
 from alliance_core.analysis import run_analysis
 from alliance_core.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from alliance_core.figures import ptr_slope_readout
+from alliance_core.formatting import escape_markdown
 from alliance_core.settings import AnalysisSettings
 from pages import _state as state
 from pages import _tables as tables
@@ -184,3 +185,16 @@ def test_forest_page_sends_both_layouts_with_captions_as_text(dataset):
         assert "effect sizes" in roles and "label text" in roles
     notes = [c.value for c in at.caption if c.value.startswith("Squares")]
     assert len(notes) == 2
+
+
+def test_a_link_colour_this_data_lacks_is_named_as_text():
+    hostile = "[x](http://example.invalid) **bold**"
+    at = new_app()
+    at.query_params.update({"colour": hostile})
+    at.run()
+    at.switch_page("pages/moderators.py").run()
+    _assert_clean(at)
+    warnings = [w.value for w in at.warning if "Link parameter colour" in w.value]
+    assert len(warnings) == 1
+    assert escape_markdown(hostile) in warnings[0]  # shown as the characters typed
+    assert at.selectbox(key="ptr:colour").value is None
