@@ -53,7 +53,7 @@ from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from alliance_core.errors import AnalysisError
-from alliance_core.figures import OKABE_ITO, _rgba, _style
+from alliance_core.figures import OKABE_ITO, rgba, style_figure
 from alliance_core.formatting import format_p
 from alliance_core.uploads_cells import DECIMAL_NAMES, MISSING_MARKERS, parse_numbers
 from alliance_core.uploads_report import Problem, ProblemReport
@@ -1034,11 +1034,13 @@ def therapist_means_figure(result: PatientLevelResult) -> go.Figure:
         rows=1,
         cols=2,
         subplot_titles=(
-            "Between therapists: each therapist's mean",
-            "Within therapists: patients around their therapist's mean",
+            # Short lines: each title must fit half of a phone-wide figure.
+            "Between therapists:<br>each therapist's mean",
+            "Within therapists:<br>patients around<br>their therapist's mean",
         ),
         horizontal_spacing=0.1,
     )
+    fig.update_annotations(font_size=13)  # the subplot titles
     _add_therapist_means(fig, result, data)
     _add_patient_deviations(fig, result, data)
     fig.update_xaxes(title_text="Therapist's mean alliance", row=1, col=1)
@@ -1050,11 +1052,12 @@ def therapist_means_figure(result: PatientLevelResult) -> go.Figure:
         title_text="Patient's outcome minus their therapist's mean", row=1, col=2, zeroline=True
     )
     fig.update_layout(
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.08, "x": 0, "xanchor": "left"},
-        margin={"l": 70, "r": 20, "t": 100, "b": 70},
+        # Above the subplot titles (up to three lines).
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.24, "x": 0, "xanchor": "left"},
+        margin={"l": 70, "r": 20, "t": 150, "b": 70},
         hovermode="closest",
     )
-    return _style(fig, height=520)
+    return style_figure(fig, height=520)
 
 
 def _add_therapist_means(fig: go.Figure, result: PatientLevelResult, data: pd.DataFrame) -> None:
@@ -1080,7 +1083,7 @@ def _add_therapist_means(fig: go.Figure, result: PatientLevelResult, data: pd.Da
                 "sizemode": "area",
                 "sizeref": sizeref,
                 "sizemin": 3,
-                "color": _rgba(BETWEEN_COLOUR, 0.45),
+                "color": rgba(BETWEEN_COLOUR, 0.45),
                 "line": {"width": 0.8, "color": BETWEEN_COLOUR},
             },
             name="Therapists (bubble area = patients)",
@@ -1123,7 +1126,7 @@ def _add_patient_deviations(fig: go.Figure, result: PatientLevelResult, data: pd
             mode="markers",
             marker={
                 "size": 6,
-                "color": _rgba(WITHIN_COLOUR, 0.4),
+                "color": rgba(WITHIN_COLOUR, 0.4),
                 "line": {"width": 0.5, "color": WITHIN_COLOUR},
             },
             name="Patients (relative to their therapist)",

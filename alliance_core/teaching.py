@@ -40,6 +40,7 @@ from alliance_core.effect_sizes import escalc
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import OKABE_ITO, ptr_curve_figure
 from alliance_core.fitting import fit
+from alliance_core.formatting import format_number
 from alliance_core.results import MetaResult
 from alliance_core.simulate import (
     SimulationParameters,
@@ -66,18 +67,46 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class Preset:
-    """A named world for the simulator: its parameters and a sentence on what it shows."""
+    """A named world for the simulator and the promise its default run keeps.
+
+    ``look_for`` is the one sentence a class should check on the figure; ``shows`` explains it.
+    ``direction`` is the sign of the PTR slope the default run shows (-1 correlations fall with
+    PTR, +1 they rise); ``clear`` says its confidence interval excludes zero on that side
+    (otherwise it only must not be significant the other way). :meth:`promise_kept` checks a run.
+    """
 
     name: str
+    look_for: str
     shows: str
     params: SimulationParameters
+    direction: int
+    clear: bool
+
+    def promise_kept(self, run: SimulationRun) -> bool:
+        """Does ``run`` show what the caption promises? Fitted slope, its interval, the theory
+        slope and the theory curve (first vs last PTR) all point in ``direction``."""
+        row = run.slope
+        theory = run.theory["r_theory"].to_numpy()
+        signs = (
+            np.sign(row["estimate"]),
+            np.sign(run.theory_slope),
+            np.sign(theory[-1] - theory[0]),
+        )
+        if any(sign != self.direction for sign in signs):
+            return False
+        near, far = sorted((row["ci_lb"], row["ci_ub"]), key=lambda b: b * self.direction)
+        if self.clear:
+            return bool(near * self.direction > 0)
+        return bool(far * self.direction > 0)  # never significant the other way
 
 
-def _preset(name: str, shows: str, slope_between: float, slope_within: float) -> Preset:
-    # Everything but the two slopes stays at the calibrated defaults (ICC .25, ~150 studies),
-    # so the presets differ in the one thing they are about.
-    params = replace(SimulationParameters(), slope_between=slope_between, slope_within=slope_within)
-    return Preset(name, shows, params)
+def _preset(
+    name: str, look_for: str, shows: str, direction: int, clear: bool, **changes: float
+) -> Preset:
+    # Everything not named stays at the calibrated defaults (ICC .25, ~150 studies), so the
+    # presets differ in what they are about.
+    params = replace(SimulationParameters(), **changes)
+    return Preset(name, look_for, shows, params, direction, clear)
 
 
 PRESETS: dict[str, Preset] = {
@@ -85,30 +114,43 @@ PRESETS: dict[str, Preset] = {
     for preset in (
         _preset(
             "Only therapists matter",
+            "The fitted curve falls steeply: few patients per therapist, strong correlation.",
             "Only the therapist part of the alliance predicts outcome (within-therapist slope "
             "0). Studies with many therapists per patient contain therapist differences and "
             "show a clear alliance–outcome correlation; with one therapist for everyone it "
             "vanishes, so the PTR slope is clearly negative.",
+            direction=-1,
+            clear=True,
             slope_between=1.8,
             slope_within=0.0,
         ),
         _preset(
             "Only patients matter",
+            "The fitted curve does not fall: if anything it rises a little with PTR.",
             "Only the patient part of the alliance predicts outcome (between-therapist slope "
             "0). Therapist differences then add alliance variance that outcome does not "
             "follow, so studies with many therapists show slightly weaker correlations: the "
             "PTR slope is small and positive, not negative.",
+            direction=1,
+            clear=False,
             slope_between=0.0,
             slope_within=0.55,
         ),
         _preset(
             "Both equal",
+            "The curve still falls a little, though therapists have no special effect.",
             "Therapist and patient parts predict outcome equally, so the outcome's slope on "
             "the alliance is the same in every study. Correlations still fall a little at high "
             "PTR, because few therapists leave less alliance variance (range restriction): a "
-            "negative PTR slope alone does not prove a therapist effect.",
+            "negative PTR slope alone does not prove a therapist effect. The fall is small, so "
+            "this preset makes it visible with a larger therapist share of alliance variance "
+            "(ICC 0.6) and a larger literature (400 studies).",
+            direction=-1,
+            clear=True,
             slope_between=0.45,
             slope_within=0.45,
+            icc=0.6,
+            n_studies=400,
         ),
     )
 }
@@ -178,6 +220,15 @@ class SimulationRun:
         )
         return fig
 
+    @property
+    def why_lines_differ(self) -> str:
+        """One sentence on why the theory and the fitted line need not coincide."""
+        return (
+            f"The theory line is one study of {self.typical_n} patients; the fitted line is a "
+            f"straight line in {'log ' if self.ptr_scale == 'log' else ''}PTR through studies "
+            "of every size, so it cannot follow the theory's curve at the ends."
+        )
+
     def describe(self, alpha: float = 0.05) -> str:
         """What the run shows: the fitted PTR slope, the theory's slope, and the two curves."""
         return " ".join(
@@ -193,7 +244,7 @@ class SimulationRun:
         inside = row["ci_lb"] <= self.theory_slope <= row["ci_ub"]
         lead = (
             "If every simulated effect size sat exactly at the correlation the simulation's "
-            f"model expects for its study, this meta-regression would find {self.theory_slope:.3f}"
+            f"model expects for its study, this meta-regression would find {format_number(self.theory_slope, 3)}"
         )
         if inside:
             return (
@@ -211,11 +262,12 @@ class SimulationRun:
         # At one PTR a larger study has more therapists; the fitted curve averages over study
         # sizes and is a straight line in (log) PTR, so it need not follow the theory curve.
         return (
-            f"For a study of {self.typical_n} patients the theory expects r = {theory_low:.2f} "
-            f"with {_patients(low)} per therapist and r = {theory_high:.2f} with "
+            f"For a study of {self.typical_n} patients the theory expects r = {format_number(theory_low)} "
+            f"with {_patients(low)} per therapist and r = {format_number(theory_high)} with "
             f"{_patients(high)} per therapist; the fitted curve, a straight line in "
             f"{'log ' if self.ptr_scale == 'log' else ''}PTR averaged over studies of every "
-            f"size, gives {fitted['pred'].iloc[0]:.2f} and {fitted['pred'].iloc[1]:.2f}."
+            f"size, gives {format_number(fitted['pred'].iloc[0])} and "
+            f"{format_number(fitted['pred'].iloc[1])}."
         )
 
 

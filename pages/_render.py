@@ -15,7 +15,7 @@ from alliance_core import reproduce
 from alliance_core.analysis import AnalysisRun, apply_filters
 from alliance_core.errors import AnalysisError
 from alliance_core.figure_text import plain_figure
-from alliance_core.figures import export_figure
+from alliance_core.figures import export_figure, split_caption
 from alliance_core.formatting import escape_markdown
 from alliance_core.nesting import AGGREGATED, INDEPENDENT, independence_warning, model_name
 from alliance_core.provenance import Provenance, bundled_sha256, settings_json
@@ -119,8 +119,11 @@ def model_statement(run: AnalysisRun, *, pooled: bool = False) -> None:
 
 
 def plot(fig: go.Figure, key: str) -> None:
+    """The figure, with its caption as wrapping text under it (an in-figure caption does not
+    wrap and would be cut on narrow screens); downloads keep the caption in the figure."""
+    screen, notes = split_caption(fig)
     st.plotly_chart(
-        plain_figure(fig),  # labels and levels from uploads: text, not live HTML
+        plain_figure(screen),  # labels and levels from uploads: text, not live HTML
         key=key,
         theme="streamlit",
         # No mode bar: it would cover the figures' top rows (the forest plot's column headers)
@@ -128,6 +131,8 @@ def plot(fig: go.Figure, key: str) -> None:
         # download buttons.
         config={"displayModeBar": False},
     )
+    if notes:
+        st.caption("  \n".join(escape_markdown(note) for note in notes))
 
 
 def figure_downloads(fig: go.Figure, stem: str, version: str) -> None:

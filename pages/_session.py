@@ -30,6 +30,8 @@ LAST_DATASET = "_last_dataset"  # the bundled dataset to return to after an uplo
 PENDING = "_pending_settings"  # settings from a link or file, applied at the next run
 NOTICES = "_notices"  # sentences on what a link or file asked for and did not get
 INITIALISED = "_initialised"
+LINK_VIEW = "_link_view"  # ViewRequest of the opening link, each part taken once by its page
+VIEW_QUERY = "_view_query"  # view link parameters (sort, colour, profile) as pages last set them
 ACTIVE = "_active_table"  # identity of the table the widgets were set up for
 
 

@@ -28,15 +28,18 @@ from pages._state import (
     SOURCE_BUNDLED,
     SOURCE_UPLOAD,
     UPLOAD_DATASET,
+    VIEW_PARAMETERS,
     DataChoices,
     Draft,
     Reconciled,
     default_settings,
+    display_title,
     link_query,
     methods_for,
     offered_choices,
     reconcile,
     settings_from_link,
+    view_from_link,
 )
 
 
@@ -115,6 +118,12 @@ def build_sidebar(current: st.Page, pages: dict[str, st.Page]) -> Context:
     if session.INITIALISED not in ss:
         ss[session.INITIALISED] = True
         settings, problems = settings_from_link(current_query(), loading.defaults_for)
+        view, view_problems = view_from_link(current_query())
+        ss[session.LINK_VIEW] = view
+        ss[session.VIEW_QUERY] = {
+            key: list(values) for key, values in current_query().items() if key in VIEW_PARAMETERS
+        }
+        problems = [*problems, *view_problems]
         ss[session.PENDING] = settings
         ss[session.NOTICES] = problems
         target = pages.get(settings.page or "")
@@ -147,7 +156,16 @@ def build_sidebar(current: st.Page, pages: dict[str, st.Page]) -> Context:
         if ss[session.SOURCE] == SOURCE_BUNDLED:
             if session.DATASET not in ss:
                 ss[session.DATASET] = DEFAULT_DATASET
-            st.selectbox("Dataset", names, format_func=titles.get, key=session.DATASET)
+            # A long title would be cut by the box: it shows a short one, the whole one below.
+            st.selectbox(
+                "Dataset",
+                names,
+                format_func=lambda name: display_title(titles[name]),
+                key=session.DATASET,
+            )
+            chosen = titles[ss[session.DATASET]]
+            if display_title(chosen) != chosen:
+                st.caption(escape_markdown(chosen))
             ss[session.LAST_DATASET] = ss[session.DATASET]
         data, problem = loading.active_data()
         if data is None:
@@ -359,8 +377,9 @@ def _apply_preset(preset: ModelPreset, settings: AnalysisSettings) -> None:
 
 def share_link(settings: AnalysisSettings) -> str:
     """The address of this view: the app's URL with the settings as query parameters."""
+    view = st.session_state.get(session.VIEW_QUERY, {})
     query = urllib.parse.urlencode(
-        [(key, value) for key, values in link_query(settings).items() for value in values]
+        [(key, value) for key, values in (link_query(settings) | view).items() for value in values]
     )
     base = st.context.url or ""
     return f"{base}?{query}"
@@ -421,9 +440,38 @@ def write_url(ctx: Context) -> None:
     """Mirror the settings in the address bar, only when they changed (no history noise)."""
     if ctx.settings is None:
         return
-    wanted = link_query(ctx.settings)
+    wanted = link_query(ctx.settings) | dict(st.session_state.get(session.VIEW_QUERY, {}))
     if current_query() != wanted:
         st.query_params.from_dict(wanted)
+
+
+def take_link_view(part: str):
+    """The opening link's ``part`` ("sort", "colour" or "profiles") of the view, once: a page
+    applies it on its first run, after which the user's choices rule."""
+    ss = st.session_state
+    view = ss.get(session.LINK_VIEW)
+    if view is None:
+        return None
+    ss[session.LINK_VIEW] = replace(view, **{part: None})
+    return getattr(view, part)
+
+
+def write_view(query: dict[str, list[str] | None]) -> None:
+    """Put view parameters (``None``: leave the parameter out) in the address bar and keep them
+    there when the analysis settings change."""
+    ss = st.session_state
+    kept = dict(ss.get(session.VIEW_QUERY, {}))
+    for key, values in query.items():
+        if values:
+            kept[key] = list(values)
+        else:
+            kept.pop(key, None)
+    ss[session.VIEW_QUERY] = kept
+    for key, values in query.items():
+        if values and st.query_params.get_all(key) != list(values):
+            st.query_params[key] = list(values)
+        elif not values and key in st.query_params:
+            del st.query_params[key]
 
 
 def show_notices(ctx: Context) -> None:

@@ -43,6 +43,28 @@ UPLOAD_DATASET = "upload"
 # before the estimator, because which estimators exist depends on the model.
 # A preset comes first: it sets moderators that an explicit mod= in the same link overrides.
 LINK_PARAMETERS = ("preset", "model", "rho", "est", "test", "ptr", "mod", "ref", "keep", "page")
+# Link parameters of what a page shows of the same model (not part of AnalysisSettings, so
+# they never change a fit or its cache key): forest sort order, bubble colour, what-if profiles.
+VIEW_PARAMETERS = ("sort", "colour", "profile")
+FOREST_SORT_NAMES = ("effect", "precision", "year", "ptr", "label", "data")
+NO_COLOUR = "none"
+MAX_LINK_PROFILES = 4
+
+
+DATASET_TITLE_CHARS = 26  # what the sidebar's dataset box shows without cutting
+
+
+def display_title(title: str, limit: int = DATASET_TITLE_CHARS) -> str:
+    """A title short enough for the sidebar's dataset box: cut at a word boundary with an
+    ellipsis (the sidebar shows the whole title under the box)."""
+    if len(title) <= limit:
+        return title
+    words: list[str] = []
+    for word in title.split(" "):
+        if len(" ".join([*words, word])) + 1 > limit:
+            break
+        words.append(word)
+    return " ".join(words).rstrip(" ,;:\u2013-") + "\u2026"
 
 
 def methods_for(model: str) -> tuple[str, ...]:
@@ -302,7 +324,7 @@ def settings_from_link(
     """
     names = [info.name for info in (datasets or list_datasets())]
     problems: list[str] = []
-    unknown = sorted(set(query) - set(LINK_PARAMETERS) - {"ds"})
+    unknown = sorted(set(query) - set(LINK_PARAMETERS) - set(VIEW_PARAMETERS) - {"ds"})
     for key in unknown:
         problems.append(
             f"Link parameter '{_shortened(key)}' is not one the dashboard knows; it was ignored."
@@ -337,6 +359,99 @@ def settings_from_link(
 def _shortened(text: str, limit: int = 80) -> str:
     """A link value as quoted in a notice: a crafted link can be kilobytes long."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- view links: forest sort, bubble colour, what-if profiles -----------------------------------
+@dataclass(frozen=True)
+class ViewRequest:
+    """What a link asks a page to show of the model. ``None`` means the link does not say;
+    ``sort`` is one of FOREST_SORT_NAMES ("data" = data order), ``colour`` a column name or
+    NO_COLOUR, ``profiles`` a tuple of {"name": str, "values": {column: level or number}}."""
+
+    sort: str | None = None
+    colour: str | None = None
+    profiles: tuple[dict, ...] | None = None
+
+
+def encode_profile(profile: Mapping) -> str:
+    """One profile as compact JSON (names and levels may hold any character)."""
+    values = dict(profile.get("values") or {})
+    return json.dumps(
+        {"name": str(profile.get("name") or ""), "values": values},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def view_query(
+    sort: str | None = None, colour: str | None = None, profiles: Sequence[Mapping] | None = None
+) -> dict[str, list[str]]:
+    """Query parameters of a view; a parameter left as ``None`` is not written."""
+    query: dict[str, list[str]] = {}
+    if sort is not None:
+        query["sort"] = [sort]
+    if colour is not None:
+        query["colour"] = [colour]
+    if profiles is not None:
+        query["profile"] = [encode_profile(p) for p in profiles]
+    return query
+
+
+def _decode_profile(text: str) -> dict:
+    try:
+        raw = json.loads(text)
+    except ValueError as error:
+        raise AnalysisError("it is not a profile written by the dashboard") from error
+    if not isinstance(raw, dict) or not isinstance(raw.get("values", {}), dict):
+        raise AnalysisError("it is not a profile written by the dashboard")
+    values = {}
+    for column, value in raw.get("values", {}).items():
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise AnalysisError(f"the value of '{column}' is neither a level nor a number")
+        values[str(column)] = float(value) if isinstance(value, int | float) else value
+    return {"name": str(raw.get("name") or ""), "values": values}
+
+
+def view_from_link(query: Mapping[str, Sequence[str]]) -> tuple[ViewRequest, list[str]]:
+    """The view a link asks for, and a sentence for every view parameter not used.
+
+    Checks here need no data (a known sort name, well-formed profiles, at most four); whether
+    the dataset has the column or level is checked by the page (:func:`check_view`).
+    """
+    problems: list[str] = []
+    sort = (list(query.get("sort") or []) or [None])[-1]
+    if sort is not None and sort not in FOREST_SORT_NAMES:
+        problems.append(
+            f"Link parameter sort={sort}: the forest plot sorts by "
+            f"{', '.join(FOREST_SORT_NAMES)}; the default order is used instead."
+        )
+        sort = None
+    colour = (list(query.get("colour") or []) or [None])[-1]
+    profiles = None
+    if "profile" in query:
+        profiles = []
+        for position, text in enumerate(query.get("profile") or [], start=1):
+            try:
+                profiles.append(_decode_profile(str(text)))
+            except AnalysisError as error:
+                problems.append(f"Link parameter profile number {position}: {error}; skipped.")
+        if len(profiles) > MAX_LINK_PROFILES:
+            problems.append(
+                f"The link holds {len(profiles)} profiles; the first {MAX_LINK_PROFILES} are used."
+            )
+            profiles = profiles[:MAX_LINK_PROFILES]
+        profiles = tuple(profiles)
+    return ViewRequest(sort=sort, colour=colour, profiles=profiles), problems
+
+
+def check_view_choice(name: str, wanted: str | None, offered: Sequence[str]) -> list[str]:
+    """A sentence when a link's ``name`` parameter asks for a choice this data does not offer."""
+    if wanted is None or wanted in offered:
+        return []
+    return [
+        f"Link parameter {name}={wanted}: not available for this data (available: "
+        f"{', '.join(offered)}); the default is used instead."
+    ]
 
 
 # -- uploads ---------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ sensibly rounded text, and a tidy results CSV with full precision.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,8 +15,8 @@ import pandas as pd
 
 from alliance_core import results_table
 from alliance_core.analysis import AnalysisRun
-from alliance_core.figures import MAX_PROFILES
-from alliance_core.formatting import format_coefficient, format_p, format_p_cell
+from alliance_core.figures import MAX_PROFILES, PTRSlopeReadout
+from alliance_core.formatting import format_coefficient, format_number, format_p, format_p_cell
 from alliance_core.nesting import display_name
 from alliance_core.provenance import Provenance, with_comment_lines
 from alliance_core.results import MetaResult
@@ -27,6 +27,8 @@ from alliance_core.results_table import (  # noqa: F401  (RESULT_COLUMNS: re-exp
 )
 
 PROFILE_NAME = "Profile name"
+# What a blank what-if cell means, written in the cell instead of the editor's "None".
+TYPICAL_VALUE = "typical value"
 
 
 # -- number formats ----------------------------------------------------------------------------
@@ -258,19 +260,48 @@ class ProfileColumns:
         return (*self.categorical, *self.numeric)
 
     def empty_editor_frame(self, rows: int = MAX_PROFILES) -> pd.DataFrame:
-        """Blank rows to fill in: blank rows draw nothing, so no "add row" step is needed."""
-        columns = {PROFILE_NAME: pd.Series([None] * rows, dtype="string")}
-        for column in self.categorical:
-            columns[column] = pd.Series([None] * rows, dtype="string")
-        for column in self.numeric:
-            columns[column] = pd.Series([None] * rows, dtype="float")
+        """Rows to fill in, every moderator cell reading "typical value": rows that set nothing
+        and have no name draw nothing, so no "add row" step is needed. Numeric cells are text
+        so that they can say "typical value" too; profiles_from_rows reads the numbers."""
+        columns = {PROFILE_NAME: pd.Series([""] * rows, dtype="string")}
+        for column in self.names:
+            columns[column] = pd.Series([TYPICAL_VALUE] * rows, dtype="string")
         return pd.DataFrame(columns)
+
+
+def editor_frame_for(
+    profiles: Sequence[Mapping], columns: ProfileColumns
+) -> tuple[pd.DataFrame, list[str]]:
+    """The what-if editor filled with ``profiles`` (from a link), and a sentence for every value
+    that does not fit this model (an unknown moderator or level), which is left out."""
+    frame = columns.empty_editor_frame()
+    problems: list[str] = []
+    for position, profile in enumerate(list(profiles)[: len(frame)]):
+        name = str(profile.get("name") or "")
+        frame.loc[position, PROFILE_NAME] = name
+        for column, value in dict(profile.get("values") or {}).items():
+            label = f"Link profile '{name or position + 1}'"
+            if column in columns.categorical:
+                if str(value) not in columns.categorical[column]:
+                    problems.append(f"{label}: '{value}' is not a level of {column}; left out.")
+                    continue
+                frame.loc[position, column] = str(value)
+            elif column in columns.numeric:
+                try:
+                    frame.loc[position, column] = f"{float(value):g}"
+                except (TypeError, ValueError):
+                    problems.append(f"{label}: {column} needs a number, not '{value}'; left out.")
+            else:
+                problems.append(
+                    f"{label}: '{column}' is not a moderator a profile can set here; left out."
+                )
+    return frame, problems
 
 
 def profiles_from_rows(rows: pd.DataFrame, columns: ProfileColumns) -> tuple[list[dict], list[str]]:
     """What-if profiles ({"name", "values"}) from the editor's rows, and notes on rows not used.
 
-    A blank cell leaves that moderator at its typical value; a row with no name is named by
+    A blank cell or one reading "typical value" leaves that moderator at its typical value; a row with no name is named by
     the values it sets; a row with nothing in it is skipped; beyond four profiles the rest are
     dropped.
     """
@@ -314,8 +345,39 @@ def _filled(value) -> bool:
     if value is None:
         return False
     if isinstance(value, str):
-        return value.strip() != ""
+        return value.strip() not in ("", TYPICAL_VALUE)
     try:
         return not pd.isna(value)
     except (TypeError, ValueError):
         return True
+
+
+def readout_table(readouts: Sequence[tuple[str, PTRSlopeReadout]]) -> pd.DataFrame:
+    """One row per profile: its predicted r at both PTR values (with CIs), its own change in r
+    (with CI; see :class:`~alliance_core.figures.PTRSlopeReadout`) and the test's p.
+
+    Profiles differ on Fisher's z by a constant, so their z changes agree; on the r scale each
+    profile changes by its own amount, which is why every profile gets its own row.
+    """
+    rows = []
+    for name, out in readouts:
+        pct = f"{out.level * 100:g}%"
+        rows.append(
+            {
+                "Profile": name,
+                f"r at PTR {out.from_ptr:g} [{pct} CI]": _r_interval(out.r_from, out.r_from_ci),
+                f"r at PTR {out.to_ptr:g} [{pct} CI]": _r_interval(out.r_to, out.r_to_ci),
+                f"Change in r [{pct} CI]": _r_interval(
+                    out.difference_r, out.difference_r_ci, digits=3
+                ),
+                "p": format_p_cell(out.pval),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _r_interval(value: float, ci: tuple[float, float], digits: int = 2) -> str:
+    lo, hi = sorted(ci)
+    return (
+        f"{format_number(value, digits)} [{format_number(lo, digits)}, {format_number(hi, digits)}]"
+    )

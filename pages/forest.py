@@ -3,9 +3,12 @@
 import streamlit as st
 
 from alliance_core.figures import forest_figure
+from alliance_core.formatting import escape_markdown
 from pages import _loading as loading
 from pages import _render as render
+from pages import _responsive as responsive
 from pages import _sidebar as sidebar
+from pages import _state as state
 
 SORTS = {
     "effect": "Effect size",
@@ -24,7 +27,19 @@ if render.page_header("Forest plot", ctx):
     columns = render.figure_columns(ctx.data)
     sorts = [s for s in SORTS if s is None or render.can_sort_by(s, columns, res.data)]
     left, middle, right = st.columns(3)
+    linked = sidebar.take_link_view("sort")
+    if linked is not None:
+        wanted = None if linked == "data" else linked
+        offered = ["data" if s is None else s for s in sorts]
+        for problem in state.check_view_choice("sort", linked, offered):
+            st.warning(escape_markdown(problem), icon=":material/link_off:")
+        if wanted in sorts:
+            st.session_state["forest:sort"] = wanted
     sort_by = left.selectbox("Sort rows by", sorts, format_func=SORTS.get, key="forest:sort")
+    # The default order stays out of the link; any other order travels with it.
+    sidebar.write_view(
+        {"sort": None if sort_by == "effect" else ["data" if sort_by is None else sort_by]}
+    )
     groups = [c for c in ctx.choices.categorical if c in res.data.columns]
     subgroup = middle.selectbox(
         "Subgroup diamonds for",
@@ -40,15 +55,21 @@ if render.page_header("Forest plot", ctx):
         help="Three-level model: one row per effect size, grouped under its study, instead of "
         "one pooled row per study.",
     )
-    fig = forest_figure(
-        res,
-        sort_by=sort_by,
-        subgroup=subgroup,
-        show_all_effect_sizes=show_all and res.is_three_level,
-        transform="r" if ctx.data.correlations else None,
-        columns=columns,
-    )
-    render.plot(fig, key="forest:figure")
+    options = {
+        "sort_by": sort_by,
+        "subgroup": subgroup,
+        "show_all_effect_sizes": show_all and res.is_three_level,
+        "transform": "r" if ctx.data.correlations else None,
+        "columns": columns,
+    }
+    fig = forest_figure(res, layout="wide", **options)
+    # Both layouts are sent; the browser shows the one that fits its width (CSS below), so a
+    # phone gets a plot over the whole width instead of columns printed over each other.
+    st.markdown(responsive.FOREST_CSS, unsafe_allow_html=True)
+    with st.container(key=responsive.WIDE_KEY):
+        render.plot(fig, key="forest:figure")
+    with st.container(key=responsive.COMPACT_KEY):
+        render.plot(forest_figure(res, layout="compact", **options), key="forest:compact")
     render.analysis_notes(run)
     render.figure_downloads(
         fig,

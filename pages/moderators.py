@@ -9,6 +9,7 @@ from alliance_core.formatting import escape_markdown
 from pages import _loading as loading
 from pages import _render as render
 from pages import _sidebar as sidebar
+from pages import _state as state
 from pages import _tables as tables
 
 
@@ -19,12 +20,21 @@ def ptr_section(run: AnalysisRun, ctx: sidebar.Context) -> None:
     st.markdown(reading.ptr_effect(res, run.ptr_column))
     left, right = st.columns(2)
     colour_columns = [c for c in ctx.choices.categorical if c in res.data.columns]
+    linked_colour = sidebar.take_link_view("colour")
+    if linked_colour is not None:
+        offered = [state.NO_COLOUR, *colour_columns]
+        for problem in state.check_view_choice("colour", linked_colour, offered):
+            st.warning(escape_markdown(problem), icon=":material/link_off:")
+        if linked_colour in offered:
+            wanted = None if linked_colour == state.NO_COLOUR else linked_colour
+            st.session_state["ptr:colour"] = wanted
     color_by = left.selectbox(
         "Colour bubbles by",
         [None, *colour_columns],
         format_func=lambda c: "— one colour —" if c is None else c,
         key="ptr:colour",
     )
+    sidebar.write_view({"colour": [color_by] if color_by else None})
     log_axis = right.toggle(
         "Logarithmic PTR axis",
         value=ctx.settings.ptr_scale == "log",
@@ -38,15 +48,28 @@ def ptr_section(run: AnalysisRun, ctx: sidebar.Context) -> None:
     if columns.names:
         st.markdown(
             "**What-if profiles**: fill in a row to draw a curve for studies with those values "
-            "(a blank cell holds that moderator at its typical value; blank rows draw nothing)."
+            "(a cell left at “typical value” holds that moderator at its mean or reference "
+            "level; rows that set nothing draw nothing)."
         )
         config = {tables.PROFILE_NAME: st.column_config.TextColumn(tables.PROFILE_NAME)}
         for column, levels in columns.categorical.items():
-            config[column] = st.column_config.SelectboxColumn(column, options=list(levels))
+            config[column] = st.column_config.SelectboxColumn(
+                column, options=[tables.TYPICAL_VALUE, *levels]
+            )
         for column in columns.numeric:
-            config[column] = st.column_config.NumberColumn(column)
+            config[column] = st.column_config.TextColumn(
+                column, help=f"A number, or '{tables.TYPICAL_VALUE}' for the mean."
+            )
+        # The editor starts from the link's profiles (once per set of moderators).
+        start_key = "ptr:profiles_start:" + "|".join(columns.names)
+        linked_profiles = sidebar.take_link_view("profiles")
+        if linked_profiles is not None:
+            start, problems = tables.editor_frame_for(linked_profiles, columns)
+            st.session_state[start_key] = start
+            for problem in problems:
+                st.warning(escape_markdown(problem), icon=":material/link_off:")
         edited = st.data_editor(
-            columns.empty_editor_frame(),
+            st.session_state.get(start_key, columns.empty_editor_frame()),
             num_rows="fixed",
             column_config=config,
             hide_index=True,
@@ -55,6 +78,7 @@ def ptr_section(run: AnalysisRun, ctx: sidebar.Context) -> None:
             key="ptr:profiles:" + "|".join(columns.names),
         )
         profiles, notes = tables.profiles_from_rows(edited, columns)
+        sidebar.write_view({"profile": state.view_query(profiles=profiles)["profile"] or None})
         for note in notes:
             st.caption(f":material/info: {escape_markdown(note)}")
     else:
@@ -90,16 +114,23 @@ def ptr_section(run: AnalysisRun, ctx: sidebar.Context) -> None:
         format="%g",
         key="ptr:to",
     )
-    for profile in profiles or [{"name": "", "values": {}}]:
-        readout = ptr_slope_readout(
-            res,
-            ptr_column="PTR",
-            from_ptr=from_ptr,
-            to_ptr=to_ptr,
-            profile_values=profile["values"],
+    readouts = [
+        (
+            profile["name"] or "Model prediction (typical values)",
+            ptr_slope_readout(
+                res,
+                ptr_column="PTR",
+                from_ptr=from_ptr,
+                to_ptr=to_ptr,
+                profile_values=profile["values"],
+            ),
         )
-        prefix = f"**{escape_markdown(profile['name'])}:** " if profile["name"] else ""
+        for profile in profiles or [{"name": "", "values": {}}]
+    ]
+    for name, readout in readouts:
+        prefix = f"**{escape_markdown(name)}:** " if len(readouts) > 1 else ""
         st.markdown(prefix + escape_markdown(readout.sentence))
+    st.table(render.escaped_index(tables.readout_table(readouts).set_index("Profile")))
     render.figure_downloads(
         fig,
         "ptr-curve",

@@ -11,14 +11,18 @@ from dataclasses import replace
 import streamlit as st
 
 from alliance_core import uploads
-from alliance_core.formatting import escape_markdown, format_p
+from alliance_core.formatting import escape_markdown, format_number, format_p
 from alliance_core.patient_level import fit_patient_level, therapist_means_figure
 from alliance_core.simulate import SimulationParameters, simulate_patients
 from alliance_core.teaching import PRESETS, run_simulation
 from pages import _loading as loading
 from pages import _render as render
 from pages import _sidebar as sidebar
-from pages._tables import fmt_interval, fmt_num
+
+
+def interval_text(low: float, high: float) -> str:
+    return f"[{format_number(low, 3)}, {format_number(high, 3)}]"
+
 
 ctx = sidebar.context()
 render.page_header("Simulator", ctx, needs_data=False)
@@ -50,7 +54,10 @@ st.markdown(
 )
 preset_name = st.selectbox("Start from a preset", list(PRESETS), key="sim:preset")
 preset = PRESETS[preset_name]
-st.caption(preset.shows)
+# Large enough to read from the back of a classroom: the one thing to check on the figure.
+with st.container(border=True, key="sim-look-for"):
+    st.subheader(f":material/visibility: What to look for: {preset.look_for}", anchor=False)
+    st.markdown(preset.shows)
 base = preset.params
 with st.form("sim:form"):
     left, middle, right = st.columns(3)
@@ -101,13 +108,16 @@ with render.shown_errors("The simulation"), st.spinner("Simulating patients and 
     cols = st.columns(4)
     cols[0].metric("Effect sizes (k)", f"{sim.result.k}")
     cols[1].metric("Studies", f"{sim.result.n_studies}")
-    cols[2].metric("Fitted PTR slope", fmt_num(row["estimate"], 3), help="On Fisher's z.")
-    cols[3].metric("Theory's slope", fmt_num(sim.theory_slope, 3))
+    cols[2].metric("Fitted PTR slope", format_number(row["estimate"], 3), help="On Fisher's z.")
+    cols[3].metric("Theory's slope", format_number(sim.theory_slope, 3))
     st.caption(
-        f"Fitted slope {fmt_interval(row['ci_lb'], row['ci_ub'], 3)} ({int(100 * sim.result.level)}% CI), "
+        f"Fitted slope {interval_text(row['ci_lb'], row['ci_ub'])} ({int(100 * sim.result.level)}% CI), "
         f"{format_p(row['pval'])}; simulated and fitted in {sim.seconds:.2f} s."
     )
-    render.plot(sim.figure(log_x=True), key="sim:figure")
+    figure_col, note_col = st.columns([3, 1])
+    with figure_col:
+        render.plot(sim.figure(log_x=True), key="sim:figure")
+    note_col.info(sim.why_lines_differ, icon=":material/info:")
     st.markdown(sim.describe())
 
 st.header("Patient-level analysis")
@@ -169,15 +179,15 @@ if patients is not None:
             ("Difference (between − within)", result.difference),
         ]
         for col, (label, slope) in zip(cols, slopes, strict=True):
-            col.metric(label, fmt_num(slope.estimate, 3))
+            col.metric(label, format_number(slope.estimate, 3))
             col.caption(
-                f"{fmt_interval(slope.ci_lb, slope.ci_ub, 3)} "
+                f"{interval_text(slope.ci_lb, slope.ci_ub)} "
                 f"({int(100 * result.level)}% CI), {format_p(slope.pval)}"
             )
         cols = st.columns(3)
         cols[0].metric("Therapists", f"{result.n_therapists}")
-        cols[1].metric("Therapist share of alliance (ICC)", fmt_num(result.icc_alliance, 2))
-        cols[2].metric("Therapist share of outcome (ICC)", fmt_num(result.icc_outcome, 2))
+        cols[1].metric("Therapist share of alliance (ICC)", format_number(result.icc_alliance, 2))
+        cols[2].metric("Therapist share of outcome (ICC)", format_number(result.icc_outcome, 2))
         render.plot(therapist_means_figure(result), key="sim:patients_figure")
         st.markdown(escape_markdown(result.describe()))
         render.bullet_notes(result.notes)

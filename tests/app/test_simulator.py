@@ -50,3 +50,19 @@ def test_patient_level_part_reports_both_slopes(simulator):
     labels = {m.label for m in simulator.metric}
     assert {"Between-therapist slope", "Within-therapist slope", "Therapists"} <= labels
     assert metric(simulator, "Therapists") == "20"
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_what_to_look_for_is_a_heading_not_a_small_caption(simulator, name):
+    simulator.selectbox(key="sim:preset").set_value(name).run()
+    assert not simulator.exception, [e.message for e in simulator.exception]
+    preset = PRESETS[name]
+    assert any(preset.look_for in h.value for h in simulator.subheader)
+    assert not any(preset.look_for in c.value for c in simulator.caption)
+    assert any(m.value == preset.shows for m in simulator.markdown)
+
+
+def test_the_figure_says_why_theory_and_fit_differ(simulator):
+    preset = PRESETS[simulator.selectbox(key="sim:preset").value]
+    run = run_simulation(preset.params, model="three-level", method="REML", ptr_scale="log")
+    assert [i.value for i in simulator.info if i.value == run.why_lines_differ]

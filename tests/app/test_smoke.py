@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from alliance_core.datasets import DEFAULT_DATASET, list_datasets
+from alliance_core.formatting import escape_markdown
+from pages._state import display_title
 
 
 def test_app_runs_and_offers_the_dataset_choice(app_test, ran_cleanly):
@@ -15,7 +17,9 @@ def test_app_runs_and_offers_the_dataset_choice(app_test, ran_cleanly):
     assert len(dataset.options) == len(list_datasets())
     default = next(info for info in list_datasets() if info.name == DEFAULT_DATASET)
     shown = dataset.options[dataset.index]
-    assert default.name in shown or default.title in shown
+    assert shown == display_title(default.title)
+    # A title the box shortens is shown whole under it.
+    assert any(c.value == escape_markdown(default.title) for c in at.sidebar.caption)
 
 
 def test_every_page_runs(open_page, ran_cleanly, page_path):

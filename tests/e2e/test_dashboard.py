@@ -12,6 +12,7 @@ from alliance_core.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from alliance_core.formatting import format_coefficient
 from alliance_core.settings import AnalysisSettings
 from pages import _tables as tables
+from pages._state import display_title
 from tests.e2e.conftest import PAGE_TIMEOUT_MS, rerun_and_wait, wait_for_app_ready
 
 pytestmark = pytest.mark.e2e
@@ -132,7 +133,7 @@ def test_switching_dataset_updates_the_overview_and_the_link(page):
     assert metric(page, "Effect sizes (k)") == "811"
     assert page.get_by_text("SIMULATED").first.is_visible()
 
-    choose_dataset(page, "Class attendance and grades in college")
+    choose_dataset(page, display_title("Class attendance and grades in college"))
 
     res = expected(AnalysisSettings(dataset="crede2010", moderators=()))
     assert metric(page, "Effect sizes (k)") == f"{res.k:,}"

@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from alliance_core.datasets import DEFAULT_DATASET, list_datasets
+from pages._state import display_title
 
 pytestmark = pytest.mark.e2e
 
@@ -26,4 +27,4 @@ def test_sidebar_shows_dataset_choice_with_default(page):
     )
     expect(choice).to_have_count(1)
     default = next(info for info in list_datasets() if info.name == DEFAULT_DATASET)
-    expect(choice).to_have_value(re.compile(re.escape(default.title)))
+    expect(choice).to_have_value(re.compile(re.escape(display_title(default.title))))

@@ -26,6 +26,7 @@ import pytest
 
 from alliance_core.effect_sizes import escalc
 from alliance_core.errors import AnalysisError
+from alliance_core.settings import AnalysisSettings
 from alliance_core.simulate import (
     SimulationParameters,
     expected_correlation,
@@ -119,9 +120,61 @@ def test_only_patients_matter_never_gives_a_significantly_negative_slope(runs):
 def test_equal_slopes_leave_only_a_small_range_restriction_slope(runs):
     run = runs["Both equal"]
     assert theory_direction(run.params) < 0
-    therapists_only = runs["Only therapists matter"].theory_slope
+    # Against a therapists-only world of the same ICC and literature, the fall is small.
+    therapists_only = run_simulation(
+        replace(
+            run.params,
+            slope_between=PRESETS["Only therapists matter"].params.slope_between,
+            slope_within=0.0,
+        )
+    ).theory_slope
     assert therapists_only < run.theory_slope < 0
     assert abs(run.theory_slope) < abs(therapists_only) / 3
+
+
+@pytest.fixture(scope="module")
+def default_runs() -> dict[str, object]:
+    """Each preset exactly as the page starts it: its own parameters and seed, the sidebar's
+    default model (three-level, REML, log PTR)."""
+    settings = AnalysisSettings()
+    return {
+        name: run_simulation(
+            preset.params,
+            model=settings.model,
+            method=settings.method,
+            ptr_scale=settings.ptr_scale,
+        )
+        for name, preset in PRESETS.items()
+    }
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_each_preset_keeps_its_promise_at_its_default_settings_and_seed(default_runs, name):
+    preset, run = PRESETS[name], default_runs[name]
+    row = run.slope
+    direction = preset.direction
+    # The caption's direction, in the fitted slope, the theory's slope and the theory curve.
+    assert np.sign(row["estimate"]) == direction
+    assert np.sign(run.theory_slope) == direction
+    theory = run.theory["r_theory"].to_numpy()
+    assert np.sign(theory[-1] - theory[0]) == direction
+    if preset.clear:  # "clearly": the interval excludes zero on the promised side
+        assert (row["ci_ub"] < 0) if direction < 0 else (row["ci_lb"] > 0)
+        assert row["pval"] < 1 - run.result.level
+    else:  # "not negative" / "not positive": never significant the other way
+        assert (row["ci_ub"] > 0) if direction > 0 else (row["ci_lb"] < 0)
+    assert preset.promise_kept(run)
+
+
+def test_a_broken_promise_is_detected():
+    """promise_kept can fail: the therapists-only run does not keep the patients-only promise."""
+    run = run_simulation(PRESETS["Only therapists matter"].params)
+    assert not PRESETS["Only patients matter"].promise_kept(run)
+
+
+def test_presets_have_a_short_sentence_to_look_for():
+    for preset in PRESETS.values():
+        assert preset.look_for.endswith(".") and len(preset.look_for) <= 90
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
