@@ -21,6 +21,7 @@ from alliance_core.figures.styling import (
     style_figure,
 )
 from alliance_core.formatting import format_number
+from alliance_core.nesting import display_name
 from alliance_core.results import MetaResult
 
 MAX_PROFILES = 4
@@ -416,7 +417,7 @@ def _ptr_notes(res: MetaResult, coding: PTRCoding, profiles, show_pi: bool) -> l
             f"; {drawn}: {level} prediction interval "
             "(where the true effect of a new study is expected)"
         )
-    terms = " + ".join(column for column, _ in coding.model_columns)
+    terms = " + ".join(display_name(column) for column, _ in coding.model_columns)
     notes = [bands + f". PTR enters the model as {terms}. Bubble area \u221d model weight."]
     helds = {tuple(sorted((k, str(v)) for k, v in p.held.items())) for p in profiles}
     if len(helds) == 1:

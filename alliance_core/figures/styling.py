@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_number
+from alliance_core.nesting import display_name
 from alliance_core.results import MetaResult
 
 # Okabe & Ito's palette without its black, which would vanish on a dark theme.
@@ -134,10 +135,10 @@ def moderator_values_text(values: Mapping[str, object], res: MetaResult) -> str:
         typical = res.design.typical_values()[column]
         if term.kind == "numeric":
             kind = " (mean)" if np.isclose(value, typical) else ""
-            parts.append(f"{column} = {value:.3g}{kind}")
+            parts.append(f"{display_name(column)} = {value:.3g}{kind}")
         else:
             kind = " (reference level)" if str(value) == term.reference else ""
-            parts.append(f"{column} = {value}{kind}")
+            parts.append(f"{display_name(column)} = {value}{kind}")
     return ", ".join(parts)
 
 

@@ -13,7 +13,7 @@ from alliance_core.formatting import escape_markdown
 from alliance_core.settings import AnalysisSettings
 from pages import _state as state
 from pages import _tables as tables
-from tests.app.conftest import new_app
+from tests.app.conftest import new_app, unescaped
 
 ODD_PROFILES = (
     {"name": "Observer, RCT & <b>", "values": {"alliance_rater": "observer", "design": "RCT"}},
@@ -144,7 +144,7 @@ def test_colour_and_profiles_travel_in_the_link():
     assert state.view_from_link({"profile": [at.query_params["profile"]]})[0].profiles == (
         ODD_PROFILES[0],
     )
-    assert any("Observer, RCT" in str(t.value.index.tolist()) for t in at.table)
+    assert any("Observer, RCT" in unescaped(" | ".join(map(str, t.value.index))) for t in at.table)
     # Colour off: out of the link; the analysis parameters stay.
     at.selectbox(key="ptr:colour").set_value(None).run()
     assert "colour" not in at.query_params

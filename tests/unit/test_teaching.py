@@ -26,6 +26,7 @@ import pytest
 
 from alliance_core.effect_sizes import escalc
 from alliance_core.errors import AnalysisError
+from alliance_core.formatting import format_number
 from alliance_core.settings import AnalysisSettings
 from alliance_core.simulate import (
     SimulationParameters,
@@ -287,8 +288,8 @@ def test_describe_reports_the_fitted_and_the_theory_slope(runs):
     run = runs["Only therapists matter"]
     text = run.describe()
     assert "weaker alliance–outcome link" in text
-    assert f"{run.theory_slope:.3f}" in text
-    assert f"{run.slope['estimate']:.3f}" in text
+    assert format_number(run.theory_slope, 3) in text
+    assert format_number(run.slope["estimate"], 3) in text
     assert "inside the interval" in text
 
 
