@@ -1142,14 +1142,32 @@ def ptr_grid(coding: PTRCoding, grid_points: int = 200, scale: str = "raw") -> n
     return np.linspace(low, high, grid_points)
 
 
+@dataclass(frozen=True, eq=False)
+class BandInference:
+    """Where a curve's bands come from when not from the model: a covariance matrix of the
+    coefficients (e.g. CR2) and the df of the t critical value (e.g. the PTR coefficient's
+    Satterthwaite df), with words for the caption."""
+
+    vcov: np.ndarray
+    df: float | None
+    label: str
+
+
 def profile_predictions(
-    res: MetaResult, coding: PTRCoding, profile: Profile, grid: np.ndarray
+    res: MetaResult,
+    coding: PTRCoding,
+    profile: Profile,
+    grid: np.ndarray,
+    band: BandInference | None = None,
 ) -> pd.DataFrame:
     """``res.predict`` on the r scale along the PTR grid for one profile."""
     frame = pd.DataFrame(coding.columns_at(grid))
     for column, value in {**profile.values, **profile.held}.items():
         frame[column] = value
-    out = res.predict(frame, transform="r")
+    if band is None:
+        out = res.predict(frame, transform="r")
+    else:
+        out = res.predict(frame, transform="r", vcov=band.vcov, df=band.df)
     # The x axis is PTR itself, also when the model only sees its logarithm.
     out[coding.ptr_column] = grid
     return out
@@ -1164,6 +1182,7 @@ def ptr_curve_figure(
     profiles: Sequence[Mapping] | None = None,
     grid_points: int = 200,
     show_prediction_band: bool = True,
+    band: BandInference | None = None,
 ) -> go.Figure:
     """Bubble plot of effect sizes against PTR with the fitted curve (metafor ``regplot``).
 
@@ -1176,6 +1195,8 @@ def ptr_curve_figure(
     logarithmic. ``profiles`` (at most four) are what-if curves, each
     ``{"name": ..., "values": {moderator: value}}``; moderators a profile does not set are held at
     their mean (numeric) or reference level (categorical), which the caption names.
+    ``band`` draws the bands from another inference (e.g. CR2 with the PTR coefficient's
+    Satterthwaite df); the caption says which.
     """
     if scale not in ("raw", "log"):
         raise AnalysisError("PTR curve: scale is 'raw' or 'log' (logarithmic x axis).")
@@ -1186,7 +1207,7 @@ def ptr_curve_figure(
     profile_colours = _profile_colours(chosen, color_by, level_colours)
 
     fig = go.Figure()
-    predictions = [profile_predictions(res, coding, p, grid) for p in chosen]
+    predictions = [profile_predictions(res, coding, p, grid, band) for p in chosen]
     for profile, pred, colour in zip(chosen, predictions, profile_colours, strict=True):
         if show_prediction_band and res.method != "EE":
             # Stacked prediction bands of several profiles turn muddy: edges only then.
@@ -1198,6 +1219,8 @@ def ptr_curve_figure(
         _add_curve(fig, pred, profile.name, colour, coding.ptr_column)
 
     notes = _ptr_notes(res, coding, chosen, show_prediction_band)
+    if band is not None:
+        notes.insert(1, f"Bands: {band.label}.")
     caption_height = _caption(fig, notes, width=110)
     fig.update_xaxes(
         title_text="Patients per therapist (PTR)" + (", log scale" if scale == "log" else ""),
@@ -1437,6 +1460,7 @@ def ptr_slope_readout(
     from_ptr: float = 1,
     to_ptr: float = 10,
     profile_values: Mapping[str, object] | None = None,
+    band: BandInference | None = None,
 ) -> PTRSlopeReadout:
     """How much the predicted r changes from ``from_ptr`` to ``to_ptr`` patients per therapist.
 
@@ -1447,18 +1471,25 @@ def ptr_slope_readout(
         raise AnalysisError("PTR readout: PTR values must be positive.")
     coding = ptr_coding(res, ptr_column)
     profile = _profiles(res, coding, [{"name": "readout", "values": profile_values or {}}])[0]
-    pred = profile_predictions(res, coding, profile, np.array([from_ptr, to_ptr], float))
+    pred = profile_predictions(res, coding, profile, np.array([from_ptr, to_ptr], float), band)
     frame = pd.DataFrame(coding.columns_at(np.array([from_ptr, to_ptr], float)))
     for column, value in {**profile.values, **profile.held}.items():
         frame[column] = value
     X = res.design.matrix(frame, what="PTR readout")
     contrast = X[1] - X[0]
     estimate = float(contrast @ res.beta)
-    se = float(np.sqrt(contrast @ res.vb @ contrast))
-    crit = res.critical_value
+    # The chosen inference's covariance and df (``band``), else the model's own.
+    vb = res.vb if band is None else band.vcov
+    se = float(np.sqrt(contrast @ vb @ contrast))
+    if band is None:
+        crit = res.critical_value
+    elif band.df is None:
+        crit = float(special.ndtri(1.0 - (1.0 - res.level) / 2.0))
+    else:
+        crit = float(special.stdtrit(band.df, 1.0 - (1.0 - res.level) / 2.0))
     z_ci = (estimate - crit * se, estimate + crit * se)
     statistic = estimate / se if se > 0 else np.nan
-    pval = _two_sided_p(statistic, res.ddf)
+    pval = _two_sided_p(statistic, res.ddf if band is None else band.df)
 
     r_from, r_to = float(pred["pred"].iloc[0]), float(pred["pred"].iloc[1])
     diff_r = r_to - r_from

@@ -110,6 +110,23 @@ def model_statement(run: AnalysisRun, *, pooled: bool = False) -> None:
     st.caption(":material/functions: " + escape_markdown(statement))
 
 
+def inference_statement(run: AnalysisRun) -> None:
+    """Which inference the page's tests and intervals use, and, under CR2, every reason (in
+    plain words) its p-values may not hold."""
+    if run.robust is None:
+        st.caption(
+            ":material/calculate: Inference: model-based standard errors "
+            "(choose cluster-robust CR2 in the sidebar to check them against the studies)."
+        )
+        return
+    st.caption(
+        f":material/shield: Inference: {escape_markdown(run.inference_name)}. The df column "
+        "gives each test's degrees of freedom; p-values and intervals use t on them."
+    )
+    for warning in run.inference_warnings():
+        st.warning(escape_markdown(warning), icon=":material/warning:")
+
+
 def plot(fig: go.Figure, key: str) -> None:
     st.plotly_chart(
         fig,

@@ -5,6 +5,7 @@ import streamlit as st
 from alliance_core import reading
 from alliance_core.analysis import AnalysisRun
 from alliance_core.figures import ptr_curve_figure, ptr_slope_readout
+from alliance_core.formatting import escape_markdown
 from pages import _loading as loading
 from pages import _render as render
 from pages import _sidebar as sidebar
@@ -15,7 +16,8 @@ from pages import _tables as tables
 def ptr_section(run: AnalysisRun, ctx: sidebar.Context) -> None:
     """The curve and its what-if profiles: editing them redraws this part only."""
     res = run.result
-    st.markdown(reading.ptr_effect(res, run.ptr_column))
+    band = run.band_inference(run.ptr_column)
+    st.markdown(reading.ptr_effect(res, run.ptr_column, coefficients=run.inference_table))
     left, right = st.columns(2)
     colour_columns = [c for c in ctx.choices.categorical if c in res.data.columns]
     color_by = left.selectbox(
@@ -67,8 +69,11 @@ def ptr_section(run: AnalysisRun, ctx: sidebar.Context) -> None:
         scale="log" if log_axis else "raw",
         color_by=color_by,
         profiles=profiles or None,
+        band=band,
     )
     render.plot(fig, key="ptr:figure")
+    if band is not None:
+        st.caption(f":material/shield: Bands: {escape_markdown(band.label)}.")
 
     st.markdown("**How much does the correlation change?**")
     low, high = float(run.data["PTR"].min()), float(run.data["PTR"].max())
@@ -96,6 +101,7 @@ def ptr_section(run: AnalysisRun, ctx: sidebar.Context) -> None:
             from_ptr=from_ptr,
             to_ptr=to_ptr,
             profile_values=profile["values"],
+            band=band,
         )
         prefix = f"**{profile['name']}:** " if profile["name"] else ""
         st.markdown(prefix + readout.sentence)
@@ -127,21 +133,24 @@ if render.page_header("Moderators & PTR", ctx):
             "categorical moderator is at its reference level; each other coefficient is a "
             "change from there."
         )
-        st.table(tables.coefficient_table(res).set_index("Term"))
+        render.inference_statement(run)
+        st.table(tables.inference_coefficient_table(run).set_index("Term"))
+        omnibus = run.omnibus
         cols = st.columns(3)
         cols[0].metric(
             "Test of moderators",
-            tables.test_label(res.QM, res.QM_df, res.QM_df2),
-            help="Omnibus test that all moderator coefficients are zero.",
+            tables.omnibus_label(run),
+            help="Omnibus test that all moderator coefficients are zero"
+            + (" (HTZ: cluster-robust F test)." if run.robust is not None else "."),
         )
-        cols[1].metric("p (moderators)", tables.fmt_p(res.QM_pval))
+        cols[1].metric("p (moderators)", tables.fmt_p(omnibus[3]))
         cols[2].metric(
             "R² (heterogeneity explained)",
             "–" if res.R2 is None else f"{res.R2:.1f}%",
             help="Pseudo-R²: how much smaller the heterogeneity is than without moderators.",
         )
-        st.markdown(render.plain(reading.moderator_test(res), ctx))
-        wald = tables.wald_table(res)
+        st.markdown(render.plain(reading.moderator_test(res, omnibus=omnibus), ctx))
+        wald = tables.inference_wald_table(run)
         if not wald.empty:
             st.markdown(
                 "**Does each categorical moderator matter?** (all its levels tested together)"

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from alliance_core.analysis import LOG_PTR_COLUMN, PTR_COLUMN, apply_filters
+from alliance_core.dependence import RHO_GRID, rho_sensitivity, rho_sensitivity_figure
 from alliance_core.formatting import escape_markdown
 from alliance_core.nesting import is_nested, model_name
 from alliance_core.reading import effect_words
@@ -64,6 +65,38 @@ def cached_curve(data_key, settings_key, controls, ptr_column, _data, _settings,
         test=_settings.test,
         reference={c: v for c, v in _settings.reference.items() if c in controls} or None,
     )
+
+
+@st.cache_data(max_entries=8, show_spinner="Refitting across ρ and inference…")
+def dependence_table(data_key, settings_key, term, _data, _settings) -> pd.DataFrame:
+    # One refit per rho, each with both inferences: cached on the analysis like the fit.
+    return rho_sensitivity(_data.rows, _data.mapping, _settings, term, table=_data.table)
+
+
+def dependence_section(run, term: str) -> None:
+    """The PTR coefficient across assumed rho and model-based vs CR2 inference."""
+    settings = run.settings
+    if settings.uses_rho:
+        st.markdown(
+            "Studies rarely report how strongly the sampling errors of their effect sizes "
+            "correlate, so the model assumes a value ρ. Here the PTR coefficient is refitted "
+            f"for ρ = {', '.join(f'{r:g}' for r in RHO_GRID)}, each with model-based and "
+            "cluster-robust (CR2) inference. If the conclusion is the same in every row, it "
+            "does not hinge on the assumption."
+        )
+    else:
+        st.markdown(
+            "This model does not use ρ; the PTR coefficient is shown with model-based and "
+            "cluster-robust (CR2) inference."
+        )
+    table = dependence_table(ctx.data.key, loading.analysis_key(settings), term, ctx.data, settings)
+    st.table(display.dependence_display(table, run.result.level))
+    st.caption(
+        "Model-based df: k − p for t tests, – for z tests; CR2 df: Satterthwaite, per "
+        "coefficient. The row marked ● is the sidebar's choice."
+        + ("" if ctx.data.mapping.study else " CR2 needs a study column, which this table lacks.")
+    )
+    render.plot(rho_sensitivity_figure(table, term, run.result.level), key="dependence:figure")
 
 
 def cumulative_section(pooled_run, year: str, unit: str, on_r: bool, symbol) -> None:
@@ -172,6 +205,11 @@ if render.page_header("Sensitivity", ctx):
                     "by their first effect size.",
                     icon=":material/info:",
                 )
+
+    if run.ptr_column:
+        st.header("Sampling correlation and inference")
+        with render.shown_errors("The sensitivity to ρ and inference"):
+            dependence_section(run, run.ptr_column)
 
     st.header("Specification curve")
     if not ctx.data.mapping.has_therapists:
