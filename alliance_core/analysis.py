@@ -148,7 +148,7 @@ class AnalysisRun:
         df = rob.coefficients["df"]
         small = [term for term in df.index if not df[term] >= MIN_RELIABLE_DF]
         if small:
-            names = ", ".join(f"{term} (df = {df[term]:.1f})" for term in small)
+            names = ", ".join(f"{_term_words(term)} (df = {df[term]:.1f})" for term in small)
             out.append(
                 f"The robust test of {names} rests on fewer than {MIN_RELIABLE_DF:g} degrees "
                 "of freedom: in effect only a handful of studies inform it (for example few "
@@ -209,6 +209,10 @@ class AnalysisRun:
             if column in self.moderator_columns:
                 return column
         return None
+
+
+def _term_words(term: str) -> str:
+    return "the average effect (intercept)" if term == "intrcpt" else display_name(term)
 
 
 def effect_size_table(data: pd.DataFrame, mapping: ColumnMapping) -> pd.DataFrame:

@@ -298,6 +298,7 @@ def forest_figure(
     subgroup: str | None = None,
     transform: str = "r",
     columns: Mapping[str, str] | ColumnMapping | None = None,
+    band: BandInference | None = None,
 ) -> go.Figure:
     """Forest plot (metafor ``forest``): one row per study, pooled diamond and prediction interval.
 
@@ -346,7 +347,7 @@ def forest_figure(
         _add_study_rows(fig, table, rows, crit, scale, aggregated)
 
     rows.skip(0.5)
-    summary_notes = _add_summary_rows(fig, res, rows, scale)
+    summary_notes = _add_summary_rows(fig, res, rows, scale, band)
     subgroup_notes = _add_subgroup_rows(fig, res, subgroup, rows, scale) if subgroup else []
 
     _add_text_column(fig, rows.r_text, col=2, role="r text")
@@ -584,8 +585,11 @@ def _prediction_bar(fig, y, pred_row, scale, level_text) -> None:
     )
 
 
-def _add_summary_rows(fig, res: MetaResult, rows: _ForestLayout, scale: _Scale) -> list[str]:
-    pred = res.predict(transform=None).iloc[0]
+def _add_summary_rows(
+    fig, res: MetaResult, rows: _ForestLayout, scale: _Scale, band: BandInference | None = None
+) -> list[str]:
+    extra = {} if band is None else {"vcov": band.vcov, "df": band.df}
+    pred = res.predict(transform=None, **extra).iloc[0]
     est, lo, hi = (float(scale(pred[c])) for c in ("pred", "ci_lb", "ci_ub"))
     kind = "three-level" if res.is_three_level else "random-effects"
     if res.method == "EE":
@@ -600,6 +604,8 @@ def _add_summary_rows(fig, res: MetaResult, rows: _ForestLayout, scale: _Scale) 
             "Meta-regression: the diamond is the predicted average effect at "
             f"{_moderator_values_text(typical, res)}, not a pooled estimate over all studies."
         )
+    if band is not None:
+        notes.append(f"Diamond and prediction interval: {band.label}.")
     hover = f"{scale.symbol} = {_interval(est, lo, hi)} ({_percent_level(res)} CI)"
     y = rows.add_row(label, _interval(est, lo, hi), "100%" if res.p == 1 else "")
     _diamond(fig, y, pred, scale, "Pooled estimate", "diamond", hover)

@@ -120,8 +120,8 @@ def inference_statement(run: AnalysisRun) -> None:
         )
         return
     st.caption(
-        f":material/shield: Inference: {escape_markdown(run.inference_name)}. The df column "
-        "gives each test's degrees of freedom; p-values and intervals use t on them."
+        f":material/shield: Inference: {escape_markdown(run.inference_name)}: p-values and "
+        "intervals use t on each test's Satterthwaite degrees of freedom."
     )
     for warning in run.inference_warnings():
         st.warning(escape_markdown(warning), icon=":material/warning:")

@@ -47,8 +47,15 @@ if render.page_header("Forest plot", ctx):
         show_all_effect_sizes=show_all and res.is_three_level,
         transform="r" if ctx.data.correlations else None,
         columns=columns,
+        band=run.band_inference("intrcpt" if res.p == 1 else None),
     )
     render.plot(fig, key="forest:figure")
+    render.inference_statement(run)
+    if run.robust is not None and subgroup:
+        st.caption(
+            ":material/info: Subgroup diamonds are separate model-based fits (too few studies "
+            "per subgroup for cluster-robust intervals)."
+        )
     render.analysis_notes(run)
     render.figure_downloads(
         fig,

@@ -130,6 +130,12 @@ if render.page_header("Sensitivity", ctx):
 
     st.header("Leave one out")
     render.model_statement(run)
+    if run.robust is not None:
+        st.caption(
+            ":material/info: Leave-one-out, influence and cumulative refits show model-based "
+            "intervals; the section “Sampling correlation and inference” below sets them "
+            "against cluster-robust (CR2) inference."
+        )
     st.markdown(
         f"The model is refitted {res.n_studies if res.is_three_level else res.k} times, each "
         f"time without one {unit}"
@@ -175,18 +181,27 @@ if render.page_header("Sensitivity", ctx):
             )
 
     st.header("Influence diagnostics")
-    with (
-        render.shown_errors("Influence diagnostics"),
-        st.spinner("Computing influence diagnostics…"),
-    ):
-        table, text = influence_table(data_key, settings_key, res)
-        st.markdown(escape_markdown(text))
-        with st.expander("The diagnostics"):
-            st.dataframe(
-                display.influence_display(table, unit=unit, labels=labels),
-                width="stretch",
-                hide_index=True,
-            )
+    if res.rho is not None:
+        st.info(
+            "Influence diagnostics are not available yet for the model with correlated "
+            f"sampling errors (ρ = {res.rho:g}). Set ρ to 0 in the sidebar to see them for the "
+            "three-level model with independent sampling errors; leave-one-out above already "
+            "shows which study moves the result.",
+            icon=":material/info:",
+        )
+    else:
+        with (
+            render.shown_errors("Influence diagnostics"),
+            st.spinner("Computing influence diagnostics…"),
+        ):
+            table, text = influence_table(data_key, settings_key, res)
+            st.markdown(escape_markdown(text))
+            with st.expander("The diagnostics"):
+                st.dataframe(
+                    display.influence_display(table, unit=unit, labels=labels),
+                    width="stretch",
+                    hide_index=True,
+                )
 
     year = ctx.data.mapping.year
     if year:
