@@ -44,7 +44,7 @@ def row_labels(res, label_column: str | None) -> dict | None:
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def cached_curve(data_key, settings_key, controls, ptr_column, _data, _settings, _bar):
+def cached_curve(data_key, settings_key, controls, ptr_column, dimensions, _data, _settings, _bar):
     """Every specification for these choices; the progress bar moves only when fitting."""
     rows = apply_filters(_data.table, _settings.filters)
     roles = {"yi": "yi", "vi": "vi"}
@@ -64,6 +64,8 @@ def cached_curve(data_key, settings_key, controls, ptr_column, _data, _settings,
         progress=lambda done, total: _bar.progress(done / total, text=f"{done} of {total}"),
         test=_settings.test,
         reference={c: v for c, v in _settings.reference.items() if c in controls} or None,
+        rhos=dimensions[0],
+        inferences=dimensions[1],
     )
 
 
@@ -266,6 +268,19 @@ if render.page_header("Sensitivity", ctx):
             max_selections=8,
             key="spec:controls",
         )
+        three_level_curve = bool(ctx.data.mapping.study)
+        vary = st.toggle(
+            "Also vary ρ (0 to 0.8) and the inference (model-based and CR2)",
+            key="spec:dimensions",
+            disabled=not three_level_curve,
+            help="Each specification is then fitted for every ρ and reported under both "
+            "inferences: five times the fits, shown as extra rows of choices under the curve.",
+        )
+        if vary and three_level_curve:
+            rhos = tuple(sorted({*RHO_GRID, ctx.settings.rho}))
+            dimensions = (rhos, ("model", "CR2"))
+        else:
+            dimensions = ((ctx.settings.che_rho,), (ctx.settings.inference,))
         # A toggle rather than a button: the curve stays on screen while the user explores,
         # and the fits are cached on (data, settings, controls), so only a change refits.
         if st.toggle("Fit every specification", key="spec:run"):
@@ -273,7 +288,14 @@ if render.page_header("Sensitivity", ctx):
             bar = st.progress(0.0, text="Fitting specifications…")
             with render.shown_errors("The specification curve"):
                 curve = cached_curve(
-                    data_key, settings_key, tuple(controls), ptr_column, ctx.data, ctx.settings, bar
+                    data_key,
+                    settings_key,
+                    tuple(controls),
+                    ptr_column,
+                    dimensions,
+                    ctx.data,
+                    ctx.settings,
+                    bar,
                 )
                 bar.empty()
                 in_curve = set(curve.table["model"])
@@ -283,6 +305,8 @@ if render.page_header("Sensitivity", ctx):
                         "controls": [m for m in ctx.settings.moderators if m in controls],
                         "model": ctx.settings.model,
                         "method": ctx.settings.method,
+                        "rho": ctx.settings.che_rho,
+                        "inference": ctx.settings.inference,
                     }
                 else:
                     st.caption(

@@ -255,3 +255,50 @@ def test_rho_sensitivity_of_a_model_without_rho_has_one_row_per_inference():
     settings = AnalysisSettings(dataset="assink2016", model=INDEPENDENT, moderators=("deltype",))
     out = rho_sensitivity(rows, mapping, settings, "deltype" + "2", table=table)
     assert len(out) == 2 and set(out["inference"]) == {"model", "CR2"}
+
+
+# -- the specification curve's rho and inference dimensions -------------------------------------
+def test_specification_curve_crosses_rho_and_inference_with_the_engines_numbers():
+    from alliance_core.specification import specification_curve
+
+    rows, mapping, table = bundled(DEFAULT_DATASET)
+    curve = specification_curve(
+        rows,
+        mapping,
+        "log_PTR",
+        ["design"],
+        models=("three-level",),
+        rhos=(None, 0.6),
+        inferences=("model", "CR2"),
+    )
+    assert len(curve.table) == 2 * 2 * 2  # subsets x rho x inference
+    label = curve.find(["design"], model="three-level", rho=0.6, inference="CR2")
+    row = curve.table.loc[label]
+    fitted = ac.fit(table, moderators=["log_PTR", "design"], cluster="study", rho=0.6)
+    robust = fitted.robust().coefficients.loc["log_PTR"]
+    for column in ("estimate", "se", "pval", "ci_lb", "ci_ub"):
+        assert row[column] == pytest.approx(robust[column], rel=1e-5), column
+    independent = curve.table.loc[curve.find([], model="three-level", rho=None)]
+    plain = ac.fit(table, moderators=["log_PTR"], cluster="study").coefficients.loc["log_PTR"]
+    assert independent["se"] == pytest.approx(plain["se"], rel=1e-5)
+    choices = [
+        trace.meta["choice"]
+        for trace in curve.figure().data
+        if trace.meta and "choice" in trace.meta
+    ]
+    assert "ρ = 0.6" in choices and "CR2 inference" in choices
+
+
+def test_specification_curve_refuses_cr2_without_a_study_column():
+    from alliance_core.specification import specification_curve
+
+    rows, mapping, table = bundled("molloy2014")
+    with pytest.raises(AnalysisError, match="study column"):
+        specification_curve(
+            table,
+            {"yi": "yi", "vi": "vi"},
+            "meanage",
+            [],
+            models=("two-level",),
+            inferences=("CR2",),
+        )
