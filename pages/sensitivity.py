@@ -101,9 +101,17 @@ def dependence_section(run, term: str) -> None:
     render.plot(rho_sensitivity_figure(table, term, run.result.level), key="dependence:figure")
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def cumulative_steps(data_key: str, settings_key: str, year: str, _res):
+    # A refit per added row (slower still under CHE): cached on the analysis like the fit.
+    return cumulative(_res, order_by=year)
+
+
 def cumulative_section(pooled_run, year: str, unit: str, on_r: bool, symbol) -> None:
     """The pooled estimate as rows are added in order of ``year``: reading, chart, caption."""
-    steps = cumulative(pooled_run.result, order_by=year)
+    steps = cumulative_steps(
+        ctx.data.key, loading.analysis_key(pooled_run.settings), year, pooled_run.result
+    )
     st.markdown(escape_markdown(steps.describe()))
     chart = display.cumulative_chart(steps.table, on_r=on_r, symbol=symbol)
     effect = chart.columns[1]
