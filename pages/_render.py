@@ -127,6 +127,15 @@ def inference_statement(run: AnalysisRun) -> None:
         st.warning(escape_markdown(warning), icon=":material/warning:")
 
 
+def robust_download_note(run: AnalysisRun) -> None:
+    """Under CR2: the results file still holds the model's own numbers; say so."""
+    if run.robust is not None:
+        st.caption(
+            ":material/info: The results file and scripts hold the model-based numbers of this "
+            "model; the cluster-robust (CR2) table is the one shown on this page."
+        )
+
+
 def plot(fig: go.Figure, key: str) -> None:
     st.plotly_chart(
         fig,

@@ -285,6 +285,11 @@ def _what_if_widgets(rec: Reconciled, choices: DataChoices, data: loading.Active
         disabled=not choices.has_study,
         help=INFERENCE_HELP,
     )
+    if settings.robust:
+        st.caption(
+            "Under CR2 every test is a t test on its Satterthwaite df; the z / t choice below "
+            "applies to the model-based rows of the Sensitivity page."
+        )
     if not choices.has_study:
         st.caption(
             "Cluster-robust (CR2) inference is not offered: it groups effect sizes by study, and "

@@ -158,6 +158,7 @@ if render.page_header("Moderators & PTR", ctx):
             st.table(wald.set_index("Moderator"))
         render.analysis_notes(run)
         render.result_downloads(run, ctx)
+        render.robust_download_note(run)
 
     st.subheader("PTR: patients per therapist")
     if not ctx.choices.has_therapists:

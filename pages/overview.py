@@ -121,3 +121,4 @@ if render.page_header("Overview", ctx):
             "“model” column says which row belongs to which."
         )
     render.result_downloads(run, ctx, pooled=pooled_run)
+    render.robust_download_note(run)
