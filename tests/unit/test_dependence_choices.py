@@ -302,3 +302,21 @@ def test_specification_curve_refuses_cr2_without_a_study_column():
             models=("two-level",),
             inferences=("CR2",),
         )
+
+
+def test_readings_use_the_chosen_inference():
+    from alliance_core import reading
+    from alliance_core.formatting import format_p
+
+    rows, mapping, table = bundled(DEFAULT_DATASET)
+    run = run_analysis(
+        rows, mapping, AnalysisSettings(inference="CR2", moderators=("PTR", "design")), table=table
+    )
+    robust = run.robust
+    words = reading.moderator_test(run.result, omnibus=run.omnibus)
+    assert f"F({robust.QM_df[0]}, {robust.QM_df[1]:.1f}) = {robust.QM:.2f}" in words
+    assert format_p(robust.QM_pval, symbol=False) in words
+    ptr = reading.ptr_effect(run.result, "log_PTR", coefficients=run.inference_table)
+    assert format_p(robust.coefficients.loc["log_PTR", "pval"], symbol=False) in ptr
+    model_words = reading.ptr_effect(run.result, "log_PTR")
+    assert format_p(run.result.coefficients.loc["log_PTR", "pval"], symbol=False) in model_words
