@@ -19,10 +19,19 @@ from alliance_core.effect_sizes import (
     patient_therapist_ratio,
 )
 from alliance_core.errors import AnalysisError
+from alliance_core.figures import BandInference
 from alliance_core.fitting import fit
+from alliance_core.inference import LikelihoodRatioTest, compare
 from alliance_core.mapping import ColumnMapping
-from alliance_core.nesting import AGGREGATED, aggregated_rows, check_enough_rows, is_nested
+from alliance_core.nesting import (
+    AGGREGATED,
+    aggregated_rows,
+    check_enough_rows,
+    display_name,
+    is_nested,
+)
 from alliance_core.results import MetaResult
+from alliance_core.robust_variance import FEW_CLUSTERS, MIN_RELIABLE_DF, RobustResult
 from alliance_core.settings import PTR, AnalysisSettings
 
 PTR_COLUMN = "PTR"
@@ -40,6 +49,118 @@ class AnalysisRun:
     excluded_by_filter: int
     notes: tuple[str, ...]
     mapping: ColumnMapping | None = None
+    robust: RobustResult | None = None  # CR2 by study when the settings ask for it
+
+    # -- the one place that decides the inference -------------------------------------------
+    # Pages read coefficients, tests and bands from here, never from ``result`` directly, so
+    # model-based standard errors and robust df can never be mixed on one page.
+    @property
+    def inference_name(self) -> str:
+        """The inference in a few words, for captions."""
+        if self.robust is None:
+            return "model-based"
+        where = f" by '{self.robust.cluster}'" if self.robust.cluster else ""
+        return f"cluster-robust (CR2, {self.robust.n_clusters} clusters{where}, Satterthwaite df)"
+
+    @property
+    def inference_table(self) -> pd.DataFrame:
+        """Coefficients: estimate, se, statistic, df, pval, ci_lb, ci_ub of the chosen inference.
+
+        Model-based: the fit's own (df = k - p for t / Knapp-Hartung, NaN for z tests);
+        CR2: clubSandwich's ``coef_test``/``conf_int`` with Satterthwaite df per coefficient.
+        """
+        if self.robust is not None:
+            return self.robust.coefficients.copy()
+        table = self.result.coefficients.copy()
+        table.insert(
+            table.columns.get_loc("pval"),
+            "df",
+            float("nan") if self.result.ddf is None else float(self.result.ddf),
+        )
+        return table[["estimate", "se", "statistic", "df", "pval", "ci_lb", "ci_ub"]]
+
+    @property
+    def statistic_name(self) -> str:
+        """ "z" or "t": the reference distribution of the coefficient tests."""
+        return "t" if self.robust is not None or self.result.ddf is not None else "z"
+
+    @property
+    def omnibus(self) -> tuple[float, int, float | None, float] | None:
+        """The test of all moderators: (statistic, df1, df2 or None, p); None without moderators.
+
+        Model-based: QM (chi-square, df2 None) or F; CR2: the HTZ F test (fractional df2).
+        """
+        if self.result.p < 2:
+            return None
+        if self.robust is not None:
+            df1, df2 = self.robust.QM_df
+            return self.robust.QM, int(df1), float(df2), self.robust.QM_pval
+        return self.result.QM, self.result.QM_df, self.result.QM_df2, self.result.QM_pval
+
+    def wald_test(self, terms):
+        """A moderator's omnibus test under the chosen inference (HTZ for CR2)."""
+        source = self.robust if self.robust is not None else self.result
+        return source.wald_test(terms)
+
+    @property
+    def band_vcov(self) -> np.ndarray:
+        """The coefficients' covariance matrix of the chosen inference (for bands)."""
+        return self.robust.vcov if self.robust is not None else self.result.vb
+
+    def band_df(self, term: str | None) -> float | None:
+        """df of the t critical value of a band: the term's Satterthwaite df under CR2, the
+        model's df otherwise (None: normal critical value)."""
+        if self.robust is None:
+            return None if self.result.ddf is None else float(self.result.ddf)
+        if term is None or term not in self.robust.coefficients.index:
+            return float(self.robust.coefficients["df"].min())
+        return float(self.robust.coefficients.loc[term, "df"])
+
+    def band_inference(self, term: str | None) -> BandInference | None:
+        """Bands of curves under the chosen inference: None (the model's own) when
+        model-based; under CR2 the robust covariance with t on ``term``'s Satterthwaite df."""
+        if self.robust is None:
+            return None
+        df = self.band_df(term)
+        name = display_name(term) if term else "smallest"
+        return BandInference(
+            vcov=self.robust.vcov,
+            df=df,
+            label=(
+                f"cluster-robust (CR2) intervals, t on the {name} coefficient's "
+                f"Satterthwaite df = {df:.1f}"
+            ),
+        )
+
+    def inference_warnings(self) -> tuple[str, ...]:
+        """Why the robust p-values may not hold, in words a student understands."""
+        if self.robust is None:
+            return ()
+        out = []
+        rob = self.robust
+        if rob.n_clusters < FEW_CLUSTERS:
+            out.append(
+                f"Only {rob.n_clusters} studies are left. Cluster-robust standard errors learn "
+                "how much estimates vary from the studies themselves, and with fewer than "
+                f"{FEW_CLUSTERS} studies they cannot learn it well: treat the p-values and "
+                "intervals as rough."
+            )
+        df = rob.coefficients["df"]
+        small = [term for term in df.index if not df[term] >= MIN_RELIABLE_DF]
+        if small:
+            names = ", ".join(f"{_term_words(term)} (df = {df[term]:.1f})" for term in small)
+            out.append(
+                f"The robust test of {names} rests on fewer than {MIN_RELIABLE_DF:g} degrees "
+                "of freedom: in effect only a handful of studies inform it (for example few "
+                "studies at one level of a moderator). Its p-value and interval are not "
+                "trustworthy; do not draw conclusions from them."
+            )
+        if rob.QM_df is not None and not rob.QM_df[1] >= MIN_RELIABLE_DF:
+            out.append(
+                f"The robust test of all moderators has only {rob.QM_df[1]:.1f} denominator "
+                "degrees of freedom, so its p-value is not trustworthy either."
+            )
+        return tuple(out)
 
     def row_use(self) -> str:
         """How many rows the model used and why the others were left out, in one sentence.
@@ -88,6 +209,10 @@ class AnalysisRun:
             if column in self.moderator_columns:
                 return column
         return None
+
+
+def _term_words(term: str) -> str:
+    return "the average effect (intercept)" if term == "intrcpt" else display_name(term)
 
 
 def effect_size_table(data: pd.DataFrame, mapping: ColumnMapping) -> pd.DataFrame:
@@ -218,7 +343,11 @@ def run_analysis(
         method=settings.method,
         cluster=mapping.study if three_level else None,
         test=settings.engine_test,
+        rho=settings.che_rho,
     )
+    robust = None
+    if settings.robust:
+        robust = robust_inference(result, mapping)
     return AnalysisRun(
         result=result,
         data=filtered,
@@ -227,6 +356,46 @@ def run_analysis(
         excluded_by_filter=excluded,
         notes=tuple(notes),
         mapping=mapping,
+        robust=robust,
+    )
+
+
+def within_study_test(run: AnalysisRun) -> LikelihoodRatioTest:
+    """Is there heterogeneity within studies? The three-level fit against the same model with
+    sigma2_es held at 0 (metafor ``anova(full, update(full, sigma2 = c(NA, 0)))``).
+
+    The null value lies on the boundary of the parameter space, so the chi-square(1) p-value
+    is conservative (roughly twice the exact one; Viechtbauer 2010, metafor documentation).
+    """
+    res = run.result
+    if not res.is_three_level:
+        raise AnalysisError("The test of within-study heterogeneity needs the three-level model.")
+    reduced = fit(
+        run.data,
+        yi="yi",
+        vi="vi",
+        moderators=list(run.moderator_columns),
+        reference={c: v for c, v in run.settings.reference.items() if c in run.moderator_columns}
+        or None,
+        method=run.settings.method,
+        cluster=res.cluster,
+        test=run.settings.engine_test,
+        rho=run.settings.che_rho,
+        fix_sigma2={"es": 0},
+    )
+    return compare(res, reduced)
+
+
+def robust_inference(result: MetaResult, mapping: ColumnMapping) -> RobustResult:
+    """CR2 clustered by study: the three-level model's study, or for a two-level model the
+    study column when the analysed table has one (AnalysisError otherwise)."""
+    if result.is_three_level:
+        return result.robust(method="CR2")
+    if mapping.study and mapping.study in result.data.columns:
+        return result.robust(cluster=mapping.study, method="CR2")
+    raise AnalysisError(
+        "Cluster-robust (CR2) inference groups effect sizes by study, and this table has no "
+        "study column; choose model-based inference."
     )
 
 

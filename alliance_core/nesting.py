@@ -26,8 +26,16 @@ INDEPENDENT = "two-level-independent"
 
 RHO_HELP = (
     "The correlation between the sampling errors of two effect sizes from the same study (they "
-    "come from the same patients). Studies rarely report it; 0.6 is a common convention when it "
-    "is unreported. Try 0.4 and 0.8 to see whether the result depends on it."
+    "come from the same patients). Studies rarely report it, so it is assumed: 0.6 to 0.8 is the "
+    "usual assumption (Pustejovsky & Tipton, 2022). The three-level model uses it as its "
+    "working model (CHE), the aggregated two-level model to combine a study's effect sizes. "
+    "The Sensitivity page shows the PTR result across ρ = 0 to 0.8."
+)
+INFERENCE_HELP = (
+    "Model-based: standard errors from the fitted model, correct only if the model (including "
+    "ρ) is right. Cluster-robust (CR2): standard errors computed from how much the studies "
+    "actually vary, valid even if ρ is wrong, with small-sample (Satterthwaite) degrees of "
+    "freedom; it needs enough studies (about 10 or more, and df of 4 or more per test)."
 )
 
 

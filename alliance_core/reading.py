@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from alliance_core.formatting import format_coefficient, format_number, format_p
 from alliance_core.nesting import display_name
@@ -52,14 +53,18 @@ def pooled_effect(
     on_r_scale: bool = True,
     measure: str | None = None,
     topic: str = "alliance–outcome ",
+    band=None,
 ) -> str:
     """The average effect with its confidence and prediction intervals.
 
     ``measure`` names the effect (see :func:`effect_words`); by default "ZCOR" when
     ``on_r_scale`` and a generic "effect size" otherwise. ``topic`` precedes the noun.
+    ``band`` (a :class:`~alliance_core.figures.BandInference`, e.g. CR2) replaces the model's
+    covariance and critical value in the intervals.
     """
     words = effect_words(measure or ("ZCOR" if on_r_scale else None))
-    pred = res.predict(transform="r" if on_r_scale else None).iloc[0]
+    extra = {} if band is None else {"vcov": band.vcov, "df": band.df}
+    pred = res.predict(transform="r" if on_r_scale else None, **extra).iloc[0]
     value = format_number(pred["pred"])
     stated = f"{words.symbol} = {value}" if words.symbol == "r" else value
     text = (
@@ -127,26 +132,58 @@ def heterogeneity(res: MetaResult) -> str:
     return f"{q_text} {share}."
 
 
-def moderator_test(res: MetaResult, alpha: float = 0.05) -> str:
-    """Whether the moderators together explain heterogeneity."""
+def within_study_heterogeneity(lrt, alpha: float = 0.05) -> str:
+    """The likelihood-ratio test of sigma2_es = 0 (three-level against the same model without
+    within-study heterogeneity), in words."""
+    stats_text = f"likelihood-ratio test: χ²({lrt.df}) = {lrt.LRT:.2f}, p {_p(lrt.pval)}"
+    if lrt.pval < alpha:
+        return (
+            "Effect sizes of the same study differ more than their sampling error explains: "
+            "the model with heterogeneity within studies fits clearly better than the one "
+            f"without ({stats_text}). Modelling both levels is needed."
+        )
+    return (
+        "The data do not show that effect sizes of the same study differ beyond sampling "
+        f"error ({stats_text}); the test is conservative, because a variance cannot be below "
+        "zero, so a small within-study variance may still be there."
+    )
+
+
+def moderator_test(res: MetaResult, alpha: float = 0.05, omnibus=None) -> str:
+    """Whether the moderators together explain heterogeneity.
+
+    ``omnibus`` = (statistic, df1, df2, p) replaces the model's QM test (e.g. the CR2 HTZ test
+    of ``AnalysisRun.omnibus``, whose df2 is fractional).
+    """
     if res.QM is None:
         return "No moderators are in the model."
-    label = f"F({res.QM_df}, {res.QM_df2})" if res.QM_df2 is not None else f"QM({res.QM_df})"
+    if omnibus is None:
+        statistic, pval = res.QM, res.QM_pval
+        label = f"F({res.QM_df}, {res.QM_df2})" if res.QM_df2 is not None else f"QM({res.QM_df})"
+    else:
+        statistic, df1, df2, pval = omnibus
+        label = f"F({df1}, {df2:.1f})" if df2 is not None else f"QM({df1})"
     verdict = (
         "Together, the moderators explain a significant part of the differences between effects"
-        if res.QM_pval < alpha
+        if pval < alpha
         else "Together, the moderators do not significantly explain the differences between effects"
     )
     r2 = res.R2
     tail = f"; they account for about {r2:.0f}% of the heterogeneity" if r2 is not None else ""
-    return f"{verdict} ({label} = {res.QM:.2f}, p {_p(res.QM_pval)}){tail}."
+    return f"{verdict} ({label} = {statistic:.2f}, p {_p(pval)}){tail}."
 
 
-def ptr_effect(res: MetaResult, ptr_column: str, alpha: float = 0.05) -> str:
-    """The direction and support of the PTR moderation, in words a clinician understands."""
-    if ptr_column not in res.coefficients.index:
+def ptr_effect(
+    res: MetaResult, ptr_column: str, alpha: float = 0.05, coefficients: pd.DataFrame | None = None
+) -> str:
+    """The direction and support of the PTR moderation, in words a clinician understands.
+
+    ``coefficients`` replaces the model's table (e.g. ``AnalysisRun.inference_table`` under CR2).
+    """
+    table = res.coefficients if coefficients is None else coefficients
+    if ptr_column not in table.index:
         return "PTR is not in the model."
-    row = res.coefficients.loc[ptr_column]
+    row = table.loc[ptr_column]
     scale = "log PTR" if ptr_column.lower().startswith("log") else "PTR"
     estimate, low, high = _coefficient(row)
     if row["pval"] >= alpha:

@@ -189,8 +189,14 @@ class MetaResult:
         newdata: pd.DataFrame | Mapping | Sequence[Mapping] | None = None,
         transform: str | None = None,
         fill_typical: bool = True,
+        vcov: np.ndarray | None = None,
+        df: float | None = None,
     ) -> pd.DataFrame:
         """Predicted average effect at given moderator values (metafor ``predict(fit, newmods=)``).
+
+        ``vcov`` replaces the model's covariance of the coefficients (e.g. a RobustResult's CR2
+        ``vcov``, as clubSandwich ``linear_contrast``) and ``df`` the reference distribution
+        (t on ``df``; e.g. a coefficient's Satterthwaite df); both default to the model's own.
 
         Columns: pred, se, ci_lb, ci_ub (confidence interval of the average effect) and pi_lb,
         pi_ub (prediction interval for a new effect size: se^2 plus tau2, or plus
@@ -203,8 +209,14 @@ class MetaResult:
         frame = self._newdata_frame(newdata, fill_typical)
         X_new = self.design.matrix(frame, what="Prediction")
         pred = X_new @ self.beta
-        se = np.sqrt(np.einsum("ij,jk,ik->i", X_new, self.vb, X_new))
-        crit = self.critical_value
+        vb = self.vb if vcov is None else np.asarray(vcov, dtype=float)
+        se = np.sqrt(np.einsum("ij,jk,ik->i", X_new, vb, X_new))
+        if vcov is None and df is None:
+            crit = self.critical_value
+        elif df is None:
+            crit = float(special.ndtri(1.0 - (1.0 - self.level) / 2.0))
+        else:
+            crit = float(special.stdtrit(df, 1.0 - (1.0 - self.level) / 2.0))
         # An equal-effects model assumes no true heterogeneity, so it has no prediction
         # interval (metafor reports NA for it).
         pi_se = np.sqrt(se**2 + self.total_heterogeneity) if self.method != "EE" else np.nan

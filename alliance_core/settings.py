@@ -30,6 +30,15 @@ RHO_RANGE = (0.0, 0.99)  # a sampling correlation of 1 makes a study's covarianc
 TWO_LEVEL_METHODS = ("REML", "ML", "DL", "PM", "HE", "SJ", "EE")
 THREE_LEVEL_METHODS = ("REML", "ML")
 TESTS = ("z", "t")
+# How standard errors, df, p-values and intervals are computed: from the fitted model, or
+# cluster-robust (CR2 with Satterthwaite df, clusters = studies; Pustejovsky & Tipton 2022).
+INFERENCES = {"model": "model", "CR2": "CR2"}  # name -> link code
+MODEL_BASED = "model"
+ROBUST = "CR2"
+# Settings files before version 2 (and links without rho) knew no CHE working model: their
+# three-level model assumed independent sampling errors, i.e. rho = 0.
+SETTINGS_VERSION = 2
+LEGACY_THREE_LEVEL_RHO = 0.0
 PTR_SCALES = ("log", "raw")
 PTR = "PTR"  # the moderator name the dashboard uses for the Patient-Therapist Ratio
 # A settings file written by the dashboard is a few hundred bytes; anything near this size is
@@ -47,6 +56,10 @@ class AnalysisSettings:
     k - p degrees of freedom in the three-level model (see ``engine_test``). ``moderators``
     may include ``"PTR"``, entered as log(PTR) or PTR according to ``ptr_scale``.
     ``filters`` keep only rows whose value in a column is among the listed levels.
+    ``rho`` is the sampling correlation of one study's effect sizes: the CHE working model of
+    the three-level fit and the aggregation of the aggregated two-level model (one rho for the
+    analysis; unused by the other models). ``inference`` is "model" (the fit's own standard
+    errors) or "CR2" (cluster-robust by study, Satterthwaite df).
     """
 
     dataset: str = "alliance_simulated"
@@ -58,6 +71,7 @@ class AnalysisSettings:
     filters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     ptr_scale: str = "log"
     rho: float = DEFAULT_RHO
+    inference: str = MODEL_BASED
     page: str | None = None
 
     def __post_init__(self) -> None:
@@ -80,6 +94,10 @@ class AnalysisSettings:
             )
         if self.test not in TESTS:
             raise AnalysisError(f"Unknown test '{self.test}'; choose z or t.")
+        if self.inference not in INFERENCES:
+            raise AnalysisError(
+                f"Unknown inference '{self.inference}'; choose one of {', '.join(INFERENCES)}."
+            )
         if self.ptr_scale not in PTR_SCALES:
             raise AnalysisError(f"Unknown PTR scale '{self.ptr_scale}'; choose log or raw.")
         try:
@@ -108,6 +126,23 @@ class AnalysisSettings:
         return self.model in TWO_LEVEL_MODELS
 
     @property
+    def uses_rho(self) -> bool:
+        """Whether rho enters this model (CHE three-level, or the aggregation)."""
+        return self.model in ("three-level", "two-level-aggregated")
+
+    @property
+    def che_rho(self) -> float | None:
+        """The rho ``fit`` receives: the CHE working correlation of the three-level model
+        (None, independent sampling errors, when rho is 0 or the model is two-level)."""
+        if self.model != "three-level" or self.rho == 0:
+            return None
+        return self.rho
+
+    @property
+    def robust(self) -> bool:
+        return self.inference == ROBUST
+
+    @property
     def engine_test(self) -> str:
         """The test name ``alliance_core.fit`` expects for this model."""
         if self.test == "z":
@@ -130,7 +165,9 @@ class AnalysisSettings:
         return data
 
     def to_json(self) -> str:
-        return json.dumps({"alliance_dashboard_settings": 1, **self.to_dict()}, indent=2)
+        return json.dumps(
+            {"alliance_dashboard_settings": SETTINGS_VERSION, **self.to_dict()}, indent=2
+        )
 
     @classmethod
     def from_json(cls, text: str | bytes) -> AnalysisSettings:
@@ -162,6 +199,10 @@ class AnalysisSettings:
             shown = ", ".join(unknown[:10]) + (", …" if len(unknown) > 10 else "")
             raise AnalysisError(f"The settings file has unknown entries: {shown}.")
         values = {key: value for key, value in data.items() if key in known}
+        if _is_legacy_three_level(data):
+            # Before version 2 the three-level model ignored rho (independent sampling errors);
+            # the file keeps meaning the model it was saved from.
+            values["rho"] = LEGACY_THREE_LEVEL_RHO
         return cls(**values)
 
     # -- URL query string ------------------------------------------------------------------
@@ -184,8 +225,10 @@ class AnalysisSettings:
             query["keep"] = [
                 f"{column}:{level}" for column, levels in self.filters.items() for level in levels
             ]
-        if self.model == "two-level-aggregated":
+        if self.uses_rho:
             query["rho"] = f"{self.rho:g}"
+        if self.inference != MODEL_BASED:
+            query["inf"] = INFERENCES[self.inference]
         if self.page:
             query["page"] = self.page
         return query
@@ -225,6 +268,14 @@ class AnalysisSettings:
             "ptr_scale": one("ptr", base.ptr_scale),
             "page": one("page", base.page or "") or None,
         }
+        if values("inf"):
+            codes = {code: name for name, code in INFERENCES.items()}
+            code = one("inf", "")
+            if code not in codes:
+                raise AnalysisError(
+                    f"Link parameter inf={code} is not one of {', '.join(INFERENCES.values())}."
+                )
+            changes["inference"] = codes[code]
         if values("rho"):
             text = one("rho", "")
             try:
@@ -243,6 +294,22 @@ class AnalysisSettings:
                 filters.setdefault(column, []).append(level)
             changes["filters"] = {column: tuple(levels) for column, levels in filters.items()}
         return replace(base, **changes)
+
+
+def _is_legacy_three_level(data: Mapping) -> bool:
+    """A settings file from before version 2 for the three-level model."""
+    version = data.get("alliance_dashboard_settings")
+    old = not isinstance(version, int) or isinstance(version, bool) or version < SETTINGS_VERSION
+    return old and data.get("model", AnalysisSettings.model) == "three-level"
+
+
+def legacy_link_rho(query: Mapping[str, object], model: str) -> bool:
+    """A link for the three-level model without rho: made before the CHE model existed.
+
+    Such links (and any three-level link written without rho) mean today's model with
+    independent sampling errors (rho = 0), not the new default; the dashboard says so.
+    """
+    return model == "three-level" and query.get("rho") in (None, [], ())
 
 
 def _split_pair(item: str, key: str) -> tuple[str, str]:

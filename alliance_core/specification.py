@@ -34,11 +34,14 @@ from alliance_core.fitting import THREE_LEVEL_METHODS, TWO_LEVEL_METHODS
 from alliance_core.formatting import format_p
 from alliance_core.mapping import ColumnMapping
 from alliance_core.refitting import BLAS, refit
+from alliance_core.robust_variance import marginal_blocks, robust_from_blocks
 
 MODELS = ("two-level", "three-level")
 RESULT_COLUMNS = (
     "model",
     "method",
+    "rho",
+    "inference",
     "k",
     "n_studies",
     "estimate",
@@ -64,6 +67,9 @@ class SpecificationCurve:
 
     ``table`` has one row per specification: a boolean column per control (True where the
     specification includes it), ``model``, ``method``, ``k`` and ``n_studies``, the PTR
+    ``rho`` (the CHE sampling correlation of a three-level fit; NaN for independent sampling
+    errors and two-level fits), ``inference`` ("model", or "CR2": cluster-robust by study with
+    the coefficient's Satterthwaite df), the PTR
     coefficient's ``estimate``, ``se``, ``statistic``, ``pval``, ``ci_lb``, ``ci_ub``,
     ``significant`` (p < 1 - level), ``delta`` (predicted effect at PTR = 10 minus at PTR = 1,
     other moderators at their mean or reference level, on the ``delta_scale``: "r" for
@@ -112,9 +118,15 @@ class SpecificationCurve:
         return int(self.table["error"].notna().sum())
 
     def find(
-        self, controls: Sequence[str] = (), model: str = "three-level", method: str = "REML"
+        self,
+        controls: Sequence[str] = (),
+        model: str = "three-level",
+        method: str = "REML",
+        rho: float | None = None,
+        inference: str = "model",
     ) -> int:
-        """Row label of the specification with exactly these controls, model and estimator."""
+        """Row label of the specification with exactly these controls, model, estimator, rho
+        (three-level only; None or 0 for independent sampling errors) and inference."""
         unknown = sorted(set(controls) - set(self.controls))
         if unknown:
             raise AnalysisError(
@@ -126,6 +138,12 @@ class SpecificationCurve:
             chosen &= self.table[control].to_numpy() == (control in controls)
         chosen &= (self.table["model"] == model).to_numpy()
         chosen &= (self.table["method"] == method).to_numpy()
+        chosen &= (self.table["inference"] == inference).to_numpy()
+        table_rho = self.table["rho"].to_numpy(dtype=float)
+        if model == "three-level" and rho:
+            chosen &= np.isclose(table_rho, float(rho))
+        else:
+            chosen &= np.isnan(table_rho)
         if not chosen.any():
             raise AnalysisError(f"No specification with the {model} model and {method} estimator.")
         return int(self.table.index[np.argmax(chosen)])
@@ -196,8 +214,14 @@ def specification_curve(
     level: float = 0.95,
     ptr_scale: str | None = None,
     reference: Mapping[str, object] | None = None,
+    rhos: Sequence[float | None] = (None,),
+    inferences: Sequence[str] = ("model",),
 ) -> SpecificationCurve:
-    """Fit every specification: PTR plus each subset of ``controls``, by model and estimator.
+    """Fit every specification: PTR plus each subset of ``controls``, by model and estimator,
+    and for the three-level model by each CHE sampling correlation in ``rhos`` (None or 0:
+    independent sampling errors), each reported under every inference in ``inferences``
+    ("model" and/or "CR2": cluster-robust by study, Satterthwaite df, which needs a study
+    column; one fit serves both inferences).
 
     ``mapping_or_columns`` is a :class:`ColumnMapping` (effect sizes are computed from it, as
     for the dashboard's analyses, which also adds the ``PTR`` and ``log_PTR`` columns) or a
@@ -211,6 +235,15 @@ def specification_curve(
     """
     table, study, delta_scale = _effect_sizes(data, mapping_or_columns)
     combos, notes = _model_method_pairs(models, methods, study)
+    rho_values = list(dict.fromkeys(None if not r else float(r) for r in rhos)) or [None]
+    inferences = list(dict.fromkeys(inferences)) or ["model"]
+    unknown = sorted(set(inferences) - {"model", "CR2"})
+    if unknown:
+        raise AnalysisError(f"Unknown inference '{unknown[0]}'; choose model or CR2.")
+    if "CR2" in inferences and not study:
+        raise AnalysisError(
+            "Cluster-robust (CR2) specifications need a study column to cluster by."
+        )
     controls = list(dict.fromkeys(controls))
     _check_columns(table, ptr_column, controls, study, combos)
     ptr_scale = ptr_scale or ("log" if ptr_column.lower().startswith(("log_", "ln_")) else "raw")
@@ -248,24 +281,41 @@ def specification_curve(
         for size in range(len(controls) + 1)
         for subset in itertools.combinations(controls, size)
     ]
-    total = len(subsets) * len(combos)
+    fits = [
+        (model, method, rho)
+        for model, method in combos
+        for rho in (rho_values if model == "three-level" else [None])
+    ]
+    total = len(subsets) * len(fits) * len(inferences)
     rows = []
     with BLAS.limit(limits=1, user_api="blas"):
-        for model, method in combos:
+        for model, method, rho in fits:
             start = None
             for subset in subsets:
                 columns = [0, *blocks[ptr_column], *(j for c in subset for j in blocks[c])]
-                row = _fit_specification(inputs, columns, model, method, start)
-                theta = row.pop("theta", None)
-                if not subset and theta is not None:
-                    # Warm start: every other specification of this model and estimator
-                    # starts its variance components where the PTR-only model ended.
-                    start = theta
+                results = _fit_specification(
+                    inputs, columns, model, method, start, rho=rho, inferences=inferences
+                )
                 uses = {control: control in subset for control in controls}
-                row["independent"] = model == "two-level" and nested
-                rows.append({**uses, "model": model, "method": method, **row})
-                if progress is not None:
-                    progress(len(rows), total)
+                for inference, row in results.items():
+                    theta = row.pop("theta", None)
+                    if not subset and theta is not None:
+                        # Warm start: every other specification of this model, estimator and
+                        # rho starts its variance components where the PTR-only model ended.
+                        start = theta
+                    row["independent"] = model == "two-level" and nested
+                    rows.append(
+                        {
+                            **uses,
+                            "model": model,
+                            "method": method,
+                            "rho": np.nan if rho is None else rho,
+                            "inference": inference,
+                            **row,
+                        }
+                    )
+                    if progress is not None:
+                        progress(len(rows), total)
     result = pd.DataFrame(rows, columns=[*controls, *RESULT_COLUMNS])
     result.index.name = "specification"
     result["error"] = result["error"].astype(object).where(result["error"].notna(), None)
@@ -388,35 +438,82 @@ class _SpecificationInputs:
 
 
 def _fit_specification(
-    inputs: _SpecificationInputs, columns: list[int], model: str, method: str, start
-) -> dict:
+    inputs: _SpecificationInputs,
+    columns: list[int],
+    model: str,
+    method: str,
+    start,
+    rho: float | None = None,
+    inferences: Sequence[str] = ("model",),
+) -> dict[str, dict]:
+    """One fit; its PTR row under each inference (CR2 as ``robust``: clubSandwich's CR2 with
+    the working covariance of the fit, clustered by study)."""
     three_level = model == "three-level"
     engine_test = inputs.test if inputs.test == "z" else ("t" if three_level else "knha")
+    names = [inputs.names[j] for j in columns]
+    X = inputs.X[:, columns]
     try:
         fitted = refit(
             inputs.y,
             inputs.v,
-            inputs.X[:, columns],
+            X,
             method=method,
             test=engine_test,
             level=inputs.level,
             studies=inputs.studies if three_level else None,
             start=start,
-            names=[inputs.names[j] for j in columns],
+            names=names,
+            rho=rho if three_level else None,
         )
     except AnalysisError as error:
-        return {"k": len(inputs.y), "error": str(error)}
-    ptr = fitted.coefficient(1)
+        return {inference: {"k": len(inputs.y), "error": str(error)} for inference in inferences}
     at_to = transf(np.asarray(inputs.x_to[columns] @ fitted.beta), inputs.delta_scale)
     at_from = transf(np.asarray(inputs.x_from[columns] @ fitted.beta), inputs.delta_scale)
-    return {
+    shared = {
         "k": fitted.k,
         "n_studies": fitted.n_studies if three_level else None,
-        **ptr,
-        "significant": bool(ptr["pval"] < 1.0 - inputs.level),
         "delta": float(at_to - at_from),
-        "error": None,
         "theta": fitted.theta,
+    }
+    out = {}
+    for inference in inferences:
+        if inference == "CR2":
+            try:
+                ptr = _robust_coefficient(inputs, X, fitted, three_level, rho, names)
+            except AnalysisError as error:
+                out[inference] = {"k": fitted.k, "error": str(error)}
+                continue
+        else:
+            ptr = fitted.coefficient(1)
+        out[inference] = {
+            **shared,
+            **ptr,
+            "significant": bool(ptr["pval"] < 1.0 - inputs.level),
+            "error": None,
+        }
+    return out
+
+
+def _robust_coefficient(inputs, X, fitted, three_level: bool, rho, names) -> dict[str, float]:
+    """The PTR coefficient (column 1) under CR2 clustered by study."""
+    if three_level:
+        blocks = marginal_blocks(
+            inputs.studies,
+            inputs.v,
+            study=inputs.studies,
+            sigma2_study=float(fitted.theta[0]),
+            sigma2_es=float(fitted.theta[1]),
+            rho=rho,
+        )
+    else:
+        blocks = marginal_blocks(inputs.studies, inputs.v, sigma2_es=float(fitted.theta[0]))
+    robust = robust_from_blocks(
+        X, inputs.y, fitted.beta, blocks, names, method="CR2", level=inputs.level
+    )
+    row = robust.coefficients.iloc[1]
+    return {
+        column: float(row[column])
+        for column in ("estimate", "se", "statistic", "pval", "ci_lb", "ci_ub")
     }
 
 
@@ -429,6 +526,8 @@ def _current_row(curve: SpecificationCurve, current) -> int | None:
             current.get("controls", ()),
             current.get("model", "three-level"),
             current.get("method", "REML"),
+            current.get("rho"),
+            current.get("inference", "model"),
         )
     if current not in curve.table.index:
         raise AnalysisError(f"Specification {current} is not in the table.")
@@ -444,6 +543,11 @@ def _choice_rows(curve: SpecificationCurve) -> list[tuple[str, np.ndarray]]:
     methods = list(dict.fromkeys(table["method"]))
     if len(methods) > 1:
         rows += [(f"{m} estimator", (table["method"] == m).to_numpy()) for m in methods]
+    rhos = sorted(set(table["rho"].dropna()))
+    if rhos:
+        rows += [(f"ρ = {r:g}", np.isclose(table["rho"].to_numpy(float), r)) for r in rhos]
+    if table["inference"].nunique() > 1:
+        rows.append(("CR2 inference", (table["inference"] == "CR2").to_numpy()))
     return rows
 
 
@@ -452,8 +556,10 @@ def _hover(table: pd.DataFrame, controls: Sequence[str], delta_scale) -> list[st
     texts = []
     for _, row in table.iterrows():
         used = [c for c in controls if row[c]] or ["none"]
+        extra = "" if pd.isna(row["rho"]) else f", ρ = {row['rho']:g}"
+        extra += ", CR2" if row["inference"] == "CR2" else ""
         texts.append(
-            f"{row['model']}, {row['method']}<br>controls: {', '.join(used)}<br>"
+            f"{row['model']}, {row['method']}{extra}<br>controls: {', '.join(used)}<br>"
             f"PTR b = {row['estimate']:.3f} [{row['ci_lb']:.3f}, {row['ci_ub']:.3f}], "
             f"{format_p(row['pval'])}<br>change in {scale}, PTR 1 \u2192 10: {row['delta']:+.3f}"
         )

@@ -26,7 +26,12 @@ import streamlit as st
 
 import alliance_core
 from alliance_core import bias, datasets
-from alliance_core.analysis import AnalysisRun, effect_size_table, run_analysis
+from alliance_core.analysis import (
+    AnalysisRun,
+    effect_size_table,
+    run_analysis,
+    within_study_test,
+)
 from alliance_core.datasets import DEFAULT_DATASET, DatasetInfo
 from alliance_core.errors import AnalysisError
 from alliance_core.fitting import fit
@@ -315,6 +320,39 @@ def fitted(ctx: sidebar.Context, *, without_moderators: bool = False) -> Analysi
     if isinstance(out, str):
         raise AnalysisError(out)
     return out
+
+
+# -- variance components: intervals and the test of within-study heterogeneity ---------------
+@dataclass(frozen=True, eq=False)
+class VarianceDetails:
+    """Confidence intervals of the variance components and, for the three-level model, the LRT
+    of within-study heterogeneity; each with the reason when it could not be computed."""
+
+    intervals: pd.DataFrame | None
+    intervals_problem: str | None
+    within_study: object | None  # LikelihoodRatioTest
+    within_study_problem: str | None
+
+
+@st.cache_data(max_entries=32, show_spinner="Profiling the variance components…")
+def _variance_details(data_key: str, settings_key: str, _run: AnalysisRun) -> VarianceDetails:
+    intervals = lrt = None
+    intervals_problem = lrt_problem = None
+    try:
+        intervals = _run.result.variance_ci()
+    except AnalysisError as error:
+        intervals_problem = str(error)
+    if _run.result.is_three_level:
+        try:
+            lrt = within_study_test(_run)
+        except AnalysisError as error:
+            lrt_problem = str(error)
+    return VarianceDetails(intervals, intervals_problem, lrt, lrt_problem)
+
+
+def variance_details(ctx: sidebar.Context, run: AnalysisRun) -> VarianceDetails:
+    """Cached per table and settings (the profile likelihood refits the model many times)."""
+    return _variance_details(ctx.data.key, analysis_key(run.settings), run)
 
 
 # -- publication bias ---------------------------------------------------------------------------

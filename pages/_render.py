@@ -118,6 +118,32 @@ def model_statement(run: AnalysisRun, *, pooled: bool = False) -> None:
     st.caption(":material/functions: " + escape_markdown(statement))
 
 
+def inference_statement(run: AnalysisRun) -> None:
+    """Which inference the page's tests and intervals use, and, under CR2, every reason (in
+    plain words) its p-values may not hold."""
+    if run.robust is None:
+        st.caption(
+            ":material/calculate: Inference: model-based standard errors "
+            "(choose cluster-robust CR2 in the sidebar to check them against the studies)."
+        )
+        return
+    st.caption(
+        f":material/shield: Inference: {escape_markdown(run.inference_name)}: p-values and "
+        "intervals use t on each test's Satterthwaite degrees of freedom."
+    )
+    for warning in run.inference_warnings():
+        st.warning(escape_markdown(warning), icon=":material/warning:")
+
+
+def robust_download_note(run: AnalysisRun) -> None:
+    """Under CR2: the results file still holds the model's own numbers; say so."""
+    if run.robust is not None:
+        st.caption(
+            ":material/info: The results file and scripts hold the model-based numbers of this "
+            "model; the cluster-robust (CR2) table is the one shown on this page."
+        )
+
+
 def plot(fig: go.Figure, key: str) -> None:
     """The figure, with its caption as wrapping text under it (an in-figure caption does not
     wrap and would be cut on narrow screens); downloads keep the caption in the figure."""

@@ -127,3 +127,32 @@ def cumulative_chart(table: pd.DataFrame, *, on_r: bool, symbol: str | None = No
             "Upper CI limit": _on_scale(ok["ci_ub"], on_r),
         }
     )
+
+
+def dependence_display(table: pd.DataFrame, level: float) -> pd.DataFrame:
+    """The coefficient across rho and inference, for display (the current choice marked)."""
+    words = {"model": "model-based", "CR2": "cluster-robust (CR2)"}
+    rows = []
+    for _, row in table.iterrows():
+        if row["error"]:
+            estimate = se = df = p = interval = "–"
+        else:
+            estimate, se = format_coefficient(row["estimate"], row["se"], minimum=3)
+            low, _ = format_coefficient(row["ci_lb"], row["se"], minimum=3)
+            high, _ = format_coefficient(row["ci_ub"], row["se"], minimum=3)
+            interval = f"[{low}, {high}]"
+            df = "–" if not np.isfinite(row["df"]) else f"{row['df']:.1f}"
+            p = format_p_cell(row["pval"])
+        rows.append(
+            {
+                "": "●" if row["current"] else "",
+                "ρ": f"{row['rho']:g}",
+                "Inference": words.get(row["inference"], row["inference"]),
+                "Estimate": estimate,
+                "SE": se,
+                "df": df,
+                "p": p,
+                f"{level:.0%} CI": interval,
+            }
+        )
+    return pd.DataFrame(rows).set_index("")

@@ -15,6 +15,7 @@ TEST = "test"
 MODERATORS = "moderators"
 PTR_SCALE = "ptr_scale"
 RHO = "rho"
+INFERENCE = "inference"
 FILTER_COLUMNS = "filter_columns"
 SETTINGS_FILE = "settings_file"
 UPLOAD_FILE = "upload_file"
@@ -59,6 +60,7 @@ METHOD_LABELS = {
     "EE": "EE (equal effects)",
 }
 PTR_SCALE_LABELS = {"log": "log PTR", "raw": "PTR"}
+INFERENCE_LABELS = {"model": "Model-based", "CR2": "Cluster-robust (CR2)"}
 
 
 def test_labels(model: str) -> dict[str, str]:

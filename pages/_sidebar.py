@@ -19,7 +19,7 @@ from alliance_core import datasets
 from alliance_core.datasets import DEFAULT_DATASET
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import escape_markdown
-from alliance_core.nesting import AGGREGATED, INDEPENDENT, RHO_HELP
+from alliance_core.nesting import INDEPENDENT, INFERENCE_HELP, RHO_HELP
 from alliance_core.presets import ModelPreset, matching_preset, presets_for
 from alliance_core.settings import DEFAULT_RHO, PTR, RHO_RANGE, AnalysisSettings
 from pages import _loading as loading
@@ -222,6 +222,7 @@ def _draft_from_widgets(choices: DataChoices, base: AnalysisSettings) -> Draft:
         filters=filters,
         ptr_scale=ss.get(session.PTR_SCALE, base.ptr_scale),
         rho=ss.get(session.RHO, base.rho),
+        inference=ss.get(session.INFERENCE, base.inference),
     )
 
 
@@ -235,6 +236,7 @@ def _write_widget_state(rec: Reconciled, choices: DataChoices, table: pd.DataFra
     ss[session.MODERATORS] = list(settings.moderators)
     ss[session.PTR_SCALE] = settings.ptr_scale
     ss[session.RHO] = settings.rho
+    ss[session.INFERENCE] = settings.inference
     ss[session.FILTER_COLUMNS] = list(rec.filter_columns)
     for column in rec.filter_columns:
         ss[session.keep_key(column)] = list(rec.filter_levels[column])
@@ -261,17 +263,17 @@ def _what_if_widgets(rec: Reconciled, choices: DataChoices, data: loading.Active
     )
     if not choices.has_study:
         st.caption("Three-level needs a study column; here every row is its own study.")
-    if settings.model == AGGREGATED:
+    if settings.uses_rho:
         st.number_input(
-            "Sampling correlation ρ within a study",
+            "Sampling correlation within a study (ρ)",
             min_value=RHO_RANGE[0],
             max_value=RHO_RANGE[1],
             step=0.1,
             format="%.2f",
             key=session.RHO,
-            help=RHO_HELP + f" Default {DEFAULT_RHO:g}.",
+            help=RHO_HELP + f" Default {DEFAULT_RHO:g}; 0 assumes independent sampling errors.",
         )
-    elif settings.model == INDEPENDENT:
+    if settings.model == INDEPENDENT:
         st.warning(
             "Not recommended: effect sizes of one study are treated as independent, so "
             "intervals are too narrow and p-values too small.",
@@ -294,6 +296,25 @@ def _what_if_widgets(rec: Reconciled, choices: DataChoices, data: loading.Active
         help="z: normal-theory tests and intervals. Knapp–Hartung / t: wider intervals that "
         "allow for the uncertainty in the heterogeneity estimate.",
     )
+    st.radio(
+        "Inference",
+        list(session.INFERENCE_LABELS),
+        format_func=session.INFERENCE_LABELS.get,
+        key=session.INFERENCE,
+        horizontal=True,
+        disabled=not choices.has_study,
+        help=INFERENCE_HELP,
+    )
+    if settings.robust:
+        st.caption(
+            "Under CR2 every test is a t test on its Satterthwaite df; the z / t choice below "
+            "applies to the model-based rows of the Sensitivity page."
+        )
+    if not choices.has_study:
+        st.caption(
+            "Cluster-robust (CR2) inference is not offered: it groups effect sizes by study, and "
+            "this table has no study column."
+        )
     st.multiselect(
         "Moderators",
         list(choices.moderators),

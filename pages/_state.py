@@ -25,13 +25,18 @@ from alliance_core.nesting import AGGREGATED, INDEPENDENT, is_nested
 from alliance_core.presets import apply_preset_link, matching_preset
 from alliance_core.settings import (
     DEFAULT_RHO,
+    INFERENCES,
+    LEGACY_THREE_LEVEL_RHO,
+    MODEL_BASED,
     PTR,
     PTR_SCALES,
     RHO_RANGE,
+    ROBUST,
     TESTS,
     THREE_LEVEL_METHODS,
     TWO_LEVEL_METHODS,
     AnalysisSettings,
+    legacy_link_rho,
 )
 from alliance_core.uploads import UploadedTable, read_table, suggest_mapping
 
@@ -42,7 +47,25 @@ UPLOAD_DATASET = "upload"
 # Link parameters AnalysisSettings.to_query writes, in the order they are applied: the model
 # before the estimator, because which estimators exist depends on the model.
 # A preset comes first: it sets moderators that an explicit mod= in the same link overrides.
-LINK_PARAMETERS = ("preset", "model", "rho", "est", "test", "ptr", "mod", "ref", "keep", "page")
+LINK_PARAMETERS = (
+    "preset",
+    "model",
+    "rho",
+    "inf",
+    "est",
+    "test",
+    "ptr",
+    "mod",
+    "ref",
+    "keep",
+    "page",
+)
+LEGACY_RHO_NOTICE = (
+    "This link was made before the dashboard modelled correlated sampling errors (it sets no "
+    "ρ), so it opens the model it showed then: the three-level model with independent sampling "
+    "errors (ρ = 0). New analyses start at ρ = {default:g}, the usual working assumption; set "
+    "ρ in the sidebar to use it."
+)
 # Link parameters of what a page shows of the same model (not part of AnalysisSettings, so
 # they never change a fit or its cache key): forest sort order, bubble colour, what-if profiles.
 VIEW_PARAMETERS = ("sort", "colour", "profile")
@@ -147,6 +170,7 @@ class Draft:
     filters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     ptr_scale: str = "log"
     rho: float = DEFAULT_RHO
+    inference: str = MODEL_BASED
     page: str | None = None
 
     @classmethod
@@ -161,6 +185,7 @@ class Draft:
             filters={c: tuple(v) for c, v in settings.filters.items()},
             ptr_scale=settings.ptr_scale,
             rho=settings.rho,
+            inference=settings.inference,
             page=settings.page,
         )
 
@@ -227,6 +252,13 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
             f"(available: {', '.join(methods_for(model))})."
         )
         method = "REML"
+    inference = draft.inference if draft.inference in INFERENCES else MODEL_BASED
+    if inference == ROBUST and not choices.has_study:
+        notes.append(
+            "Cluster-robust (CR2) inference needs a study column to group effect sizes by study; "
+            "this table has none, so model-based inference is used."
+        )
+        inference = MODEL_BASED
     test = draft.test if draft.test in TESTS else "z"
     ptr_scale = draft.ptr_scale if draft.ptr_scale in PTR_SCALES else "log"
 
@@ -289,6 +321,7 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
         filters=filters,
         ptr_scale=ptr_scale,
         rho=rho,
+        inference=inference,
         page=draft.page,
     )
     return Reconciled(settings, tuple(filter_columns), filter_levels, tuple(notes))
@@ -353,6 +386,9 @@ def settings_from_link(
             if not message.startswith("Link parameter"):
                 message = f"Link parameter {key}={_shortened(','.join(values))}: {message}"
             problems.append(f"{message} The default is used instead.")
+    if query and legacy_link_rho(query, settings.model):
+        settings = settings.with_changes(rho=LEGACY_THREE_LEVEL_RHO)
+        problems.append(LEGACY_RHO_NOTICE.format(default=DEFAULT_RHO))
     return settings, problems
 
 

@@ -113,6 +113,85 @@ def coefficient_table(res: MetaResult) -> pd.DataFrame:
     )
 
 
+def inference_coefficient_table(run: AnalysisRun) -> pd.DataFrame:
+    """The coefficients under the run's chosen inference (model-based or CR2), with a df column
+    whenever the tests are t tests (Satterthwaite df per coefficient under CR2)."""
+    res = run.result
+    labels = term_labels(res)
+    coefficients = run.inference_table
+    estimates, ses, intervals = [], [], []
+    for _, row in coefficients.iterrows():
+        estimate, se = format_coefficient(row["estimate"], row["se"], minimum=3)
+        low, _ = format_coefficient(row["ci_lb"], row["se"], minimum=3)
+        high, _ = format_coefficient(row["ci_ub"], row["se"], minimum=3)
+        estimates.append(estimate)
+        ses.append(se)
+        intervals.append(f"[{low}, {high}]")
+    table = {
+        "Term": [labels.get(term, term) for term in coefficients.index],
+        "Estimate": estimates,
+        "SE": ses,
+        run.statistic_name: [fmt_num(v, 2) for v in coefficients["statistic"]],
+    }
+    if coefficients["df"].notna().any():
+        digits = 1 if run.robust is not None else 0
+        table["df"] = [fmt_num(v, digits) for v in coefficients["df"]]
+    table["p"] = [fmt_p(v) for v in coefficients["pval"]]
+    table[f"{res.level:.0%} CI"] = intervals
+    return pd.DataFrame(table)
+
+
+def omnibus_label(run: AnalysisRun) -> str:
+    """The test of all moderators under the chosen inference: "F(2, 7.3) = 4.10" for HTZ."""
+    statistic, df1, df2, _ = run.omnibus
+    if df2 is not None and run.robust is not None:
+        return f"F({df1}, {df2:.1f}) = {statistic:.2f}"
+    return test_label(statistic, df1, df2)
+
+
+def inference_wald_table(run: AnalysisRun) -> pd.DataFrame:
+    """Each categorical moderator's omnibus test under the chosen inference (HTZ for CR2)."""
+    res = run.result
+    rows = []
+    for column in categorical_moderators(res):
+        test = run.wald_test([column])
+        if run.robust is not None:
+            label = f"F({test.df}, {test.df2:.1f}) = {test.statistic:.2f}"
+        else:
+            label = test_label(test.statistic, test.df, test.df2)
+        rows.append(
+            {
+                "Moderator": column,
+                "Levels": len(res.design.term(column).levels),
+                "Test": label,
+                "p": fmt_p(test.pval),
+            }
+        )
+    return pd.DataFrame(rows, columns=["Moderator", "Levels", "Test", "p"])
+
+
+VARIANCE_NAMES = {
+    "tau2": "τ² (between studies)",
+    "sigma2.study": "σ² between studies",
+    "sigma2.es": "σ² within studies (between effect sizes)",
+}
+
+
+def variance_interval_table(intervals: pd.DataFrame, level: float) -> pd.DataFrame:
+    """Variance components with their confidence intervals (Q-profile for τ², profile
+    likelihood for the three-level σ²), for display."""
+    return pd.DataFrame(
+        {
+            "Component": [VARIANCE_NAMES.get(name, name) for name in intervals.index],
+            "Estimate": [fmt_small(v) for v in intervals["estimate"]],
+            f"{level:.0%} CI": [
+                f"[{fmt_small(low)}, {fmt_small(high)}]"
+                for low, high in zip(intervals["ci_lb"], intervals["ci_ub"], strict=True)
+            ],
+        }
+    )
+
+
 def wald_table(res: MetaResult) -> pd.DataFrame:
     """One omnibus test per categorical moderator: are all its level differences zero?"""
     rows = []

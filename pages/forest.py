@@ -61,6 +61,7 @@ if render.page_header("Forest plot", ctx):
         "show_all_effect_sizes": show_all and res.is_three_level,
         "transform": "r" if ctx.data.correlations else None,
         "columns": columns,
+        "band": run.band_inference("intrcpt" if res.p == 1 else None),
     }
     fig = forest_figure(res, layout="wide", **options)
     # Both layouts are sent; the browser shows the one that fits its width (CSS below), so a
@@ -70,6 +71,12 @@ if render.page_header("Forest plot", ctx):
         render.plot(fig, key="forest:figure")
     with st.container(key=responsive.COMPACT_KEY):
         render.plot(forest_figure(res, layout="compact", **options), key="forest:compact")
+    render.inference_statement(run)
+    if run.robust is not None and subgroup:
+        st.caption(
+            ":material/info: Subgroup diamonds are separate model-based fits (too few studies "
+            "per subgroup for cluster-robust intervals)."
+        )
     render.analysis_notes(run)
     render.figure_downloads(
         fig,

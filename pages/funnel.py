@@ -22,6 +22,12 @@ if render.page_header("Publication bias", ctx):
     shown = run if residuals and has_moderators else loading.fitted(ctx, without_moderators=True)
     res = shown.result
     render.model_statement(shown, pooled=shown is not run)
+    if run.robust is not None:
+        st.caption(
+            ":material/info: The funnel and the bias tests below are model-based: each test "
+            "has its own reference distribution. The cluster-robust (CR2) choice applies to "
+            "the pooled estimate (Overview, Forest plot) and the moderators."
+        )
     st.markdown(
         "Each point is an effect size, placed by its size and its standard error (small, "
         "imprecise studies at the bottom). Without publication bias the points scatter "

@@ -76,6 +76,72 @@ st.latex(
     r"\text{prediction interval: } \hat\mu \pm c \sqrt{\operatorname{SE}(\hat\mu)^2 + \hat\tau^2}"
 )
 
+st.subheader("Dependent effect sizes: CHE working model, CR2 inference, likelihood-ratio test")
+st.markdown(
+    "Effect sizes of one study come from the same patients, so their **sampling errors are "
+    "correlated** too, not only their true effects. Studies rarely report that correlation ρ, "
+    "so the **correlated-and-hierarchical-effects (CHE)** working model assumes one value for "
+    "every pair of effect sizes in a study (0.6–0.8 is the usual assumption; the sidebar sets "
+    "it, the Sensitivity page shows the PTR result across ρ = 0 to 0.8). ρ = 0 is the "
+    "three-level model above. As metafor: `V <- vcalc(vi, cluster = study, obs = es, rho = ρ)`, "
+    "then `rma.mv(yi, V, random = ~ 1 | study/es)`."
+)
+st.latex(
+    r"\mathbf z_i = \mathbf X_i \boldsymbol\beta + u_i \mathbf 1 + \mathbf w_i + \mathbf e_i,"
+    r"\quad \operatorname{Var}(\mathbf e_i)_{jl} = \rho \sqrt{v_{ij} v_{il}}\ (j \ne l),"
+    r"\quad \mathbf M_i = \sigma^2_{\text{study}} \mathbf J + \sigma^2_{\text{es}} \mathbf I + "
+    r"\mathbf V_i"
+)
+st.markdown(
+    "Because ρ is a guess, the model's own standard errors are only right if the guess (and "
+    "the rest of the model) is right. **Cluster-robust (CR2) inference** instead estimates "
+    "the variance of the coefficients from how much the studies' residuals actually vary, "
+    "study by study, so it stays valid when the working model is wrong. The CR2 adjustment "
+    "$\\mathbf A_i$ corrects the small-sample bias of the plain sandwich, and each test uses "
+    "t with **Satterthwaite degrees of freedom**; tests of several coefficients use the "
+    '**HTZ** F test (clubSandwich `coef_test(vcov = "CR2")`, `Wald_test(test = "HTZ")`; '
+    "metafor `robust(fit, cluster = study, clubSandwich = TRUE)`). With the aggregated "
+    "two-level model or the independent one, the clusters are the studies too."
+)
+st.latex(
+    r"\mathbf V^{CR2} = \mathbf B \Big(\sum_i \mathbf X_i^\top \mathbf W_i \mathbf A_i "
+    r"\mathbf r_i \mathbf r_i^\top \mathbf A_i \mathbf W_i \mathbf X_i\Big) \mathbf B, \quad "
+    r"\mathbf B = \Big(\sum_i \mathbf X_i^\top \mathbf W_i \mathbf X_i\Big)^{-1}, \quad "
+    r"\mathbf W_i = \mathbf M_i^{-1}, \quad \mathbf A_i = \mathbf M_i^{1/2}"
+    r"\big(\mathbf M_i^{1/2}(\mathbf M_i - \mathbf X_i \mathbf B \mathbf X_i^\top)"
+    r"\mathbf M_i^{1/2}\big)^{-1/2}\mathbf M_i^{1/2}"
+)
+st.markdown(
+    "When a coefficient's Satterthwaite df fall below 4, or fewer than 10 studies are left, "
+    "robust p-values are not trustworthy (Tipton 2015); the dashboard says so where it "
+    "happens. A large gap between model-based and CR2 standard errors is itself a sign that "
+    "the working model is off.\n\n"
+    "**Is there heterogeneity within studies?** The Overview page compares the three-level "
+    "model with the same model whose within-study variance $\\sigma^2_{\\text{es}}$ is held at "
+    "0 by a **likelihood-ratio test** (metafor `anova(full, reduced)`, reduced fitted with "
+    "`sigma2 = c(NA, 0)`). Because a variance cannot be negative, the χ²(1) p-value is "
+    "conservative. The variance components' **confidence intervals** are profile-likelihood "
+    "intervals for the three-level model and Q-profile intervals for τ² (metafor `confint`)."
+)
+st.latex(
+    r"\text{LRT} = 2\big(\ell_{\text{full}} - \ell_{\sigma^2_{\text{es}} = 0}\big) "
+    r"\sim \chi^2_1 \text{ (conservatively)}"
+)
+st.markdown(
+    "References: Pustejovsky, J. E., & Tipton, E. (2022). Meta-analysis with robust variance "
+    "estimation: Expanding the range of working models. *Prevention Science, 23*, 425–438. "
+    "Tipton, E. (2015). Small sample adjustments for robust variance estimation with "
+    "meta-regression. *Psychological Methods, 20*, 375–393. Hedges, L. V., Tipton, E., & "
+    "Johnson, M. C. (2010). Robust variance estimation in meta-regression with dependent "
+    "effect size estimates. *Research Synthesis Methods, 1*, 39–65. Viechtbauer, W. (2005). "
+    "Bias and efficiency of meta-analytic variance estimators in the random-effects model. "
+    "*Journal of Educational and Behavioral Statistics, 30*, 261–293. Viechtbauer, W. (2010). "
+    "Conducting meta-analyses in R with the metafor package. *Journal of Statistical "
+    "Software, 36*(3), 1–48. Konstantopoulos, S. (2011). Fixed effects and variance "
+    "components estimation in three-level meta-analysis. *Research Synthesis Methods, 2*, "
+    "61–76."
+)
+
 st.subheader("The Patient–Therapist Ratio (PTR)")
 st.markdown(
     "PTR is the number of patients in a study divided by its number of therapists. With one "

@@ -17,7 +17,8 @@ from pages import _tables as tables
 def ptr_section(run: AnalysisRun, ctx: sidebar.Context) -> None:
     """The curve and its what-if profiles: editing them redraws this part only."""
     res = run.result
-    st.markdown(reading.ptr_effect(res, run.ptr_column))
+    band = run.band_inference(run.ptr_column)
+    st.markdown(reading.ptr_effect(res, run.ptr_column, coefficients=run.inference_table))
     left, right = st.columns(2)
     colour_columns = [c for c in ctx.choices.categorical if c in res.data.columns]
     linked_colour = sidebar.take_link_view("colour")
@@ -92,8 +93,11 @@ def ptr_section(run: AnalysisRun, ctx: sidebar.Context) -> None:
         scale="log" if log_axis else "raw",
         color_by=color_by,
         profiles=profiles or None,
+        band=band,
     )
     render.plot(fig, key="ptr:figure")
+    if band is not None:
+        st.caption(f":material/shield: Bands: {escape_markdown(band.label)}.")
 
     st.markdown("**How much does the correlation change?**")
     low, high = float(run.data["PTR"].min()), float(run.data["PTR"].max())
@@ -123,6 +127,7 @@ def ptr_section(run: AnalysisRun, ctx: sidebar.Context) -> None:
                 from_ptr=from_ptr,
                 to_ptr=to_ptr,
                 profile_values=profile["values"],
+                band=band,
             ),
         )
         for profile in profiles or [{"name": "", "values": {}}]
@@ -159,21 +164,24 @@ if render.page_header("Moderators & PTR", ctx):
             "categorical moderator is at its reference level; each other coefficient is a "
             "change from there."
         )
-        st.table(render.escaped_index(tables.coefficient_table(res).set_index("Term")))
+        render.inference_statement(run)
+        st.table(render.escaped_index(tables.inference_coefficient_table(run).set_index("Term")))
+        omnibus = run.omnibus
         cols = st.columns(3)
         cols[0].metric(
             "Test of moderators",
-            tables.test_label(res.QM, res.QM_df, res.QM_df2),
-            help="Omnibus test that all moderator coefficients are zero.",
+            tables.omnibus_label(run),
+            help="Omnibus test that all moderator coefficients are zero"
+            + (" (HTZ: cluster-robust F test)." if run.robust is not None else "."),
         )
-        cols[1].metric("p (moderators)", tables.fmt_p(res.QM_pval))
+        cols[1].metric("p (moderators)", tables.fmt_p(omnibus[3]))
         cols[2].metric(
             "R² (heterogeneity explained)",
             "–" if res.R2 is None else f"{res.R2:.1f}%",
             help="Pseudo-R²: how much smaller the heterogeneity is than without moderators.",
         )
-        st.markdown(render.plain(reading.moderator_test(res), ctx))
-        wald = tables.wald_table(res)
+        st.markdown(render.plain(reading.moderator_test(res, omnibus=omnibus), ctx))
+        wald = tables.inference_wald_table(run)
         if not wald.empty:
             st.markdown(
                 "**Does each categorical moderator matter?** (all its levels tested together)"
@@ -181,6 +189,7 @@ if render.page_header("Moderators & PTR", ctx):
             st.table(render.escaped_index(wald.set_index("Moderator")))
         render.analysis_notes(run)
         render.result_downloads(run, ctx)
+        render.robust_download_note(run)
 
     st.subheader("PTR: patients per therapist")
     if not ctx.choices.has_therapists:

@@ -20,11 +20,15 @@ if render.page_header("Overview", ctx):
     res = run.result
     on_r = ctx.data.correlations
     words = reading.effect_words(ctx.data.measure)
-    pred = pooled.predict(transform="r" if on_r else None).iloc[0]
+    # Intervals of the chosen inference (CR2: robust covariance, t on the intercept's df).
+    band = pooled_run.band_inference("intrcpt")
+    extra = {} if band is None else {"vcov": band.vcov, "df": band.df}
+    pred = pooled.predict(transform="r" if on_r else None, **extra).iloc[0]
     level = f"{pooled.level:.0%}"
     symbol = words.symbol or "effect"
 
     render.model_statement(pooled_run, pooled=True)
+    render.inference_statement(pooled_run)
     if res.p > 1:
         names = ", ".join(display_name(m) for m in run.moderator_columns)
         st.caption(
@@ -71,13 +75,15 @@ if render.page_header("Overview", ctx):
 
     st.subheader("In plain words")
     st.markdown(
-        render.plain(reading.pooled_effect(pooled, on_r_scale=on_r, measure=ctx.data.measure), ctx)
+        render.plain(
+            reading.pooled_effect(pooled, on_r_scale=on_r, measure=ctx.data.measure, band=band), ctx
+        )
     )
     st.markdown(render.plain(reading.heterogeneity(pooled), ctx))
     if res.p > 1:
-        st.markdown(render.plain(reading.moderator_test(res), ctx))
+        st.markdown(render.plain(reading.moderator_test(res, omnibus=run.omnibus), ctx))
     if run.ptr_column:
-        st.markdown(reading.ptr_effect(res, run.ptr_column))
+        st.markdown(reading.ptr_effect(res, run.ptr_column, coefficients=run.inference_table))
     if res.p > 1:
         st.page_link(
             ctx.pages["moderators"],
@@ -92,6 +98,20 @@ if render.page_header("Overview", ctx):
             "Without moderators. With the chosen moderators, the heterogeneity left over is "
             f"I² = {res.I2:.1f}% (Moderators & PTR page)."
         )
+    details = loading.variance_details(ctx, pooled_run)
+    if details.intervals is not None:
+        st.markdown("**How uncertain are the variance components?**")
+        st.table(
+            tables.variance_interval_table(details.intervals, pooled.level).set_index("Component")
+        )
+        method = "profile likelihood" if pooled.is_three_level else "Q-profile"
+        st.caption(f"Confidence intervals by {method} (as metafor's confint), without moderators.")
+    elif details.intervals_problem:
+        st.caption(f":material/info: {escape_markdown(details.intervals_problem)}")
+    if details.within_study is not None:
+        st.markdown(render.plain(reading.within_study_heterogeneity(details.within_study), ctx))
+    elif details.within_study_problem:
+        st.caption(f":material/info: {escape_markdown(details.within_study_problem)}")
     render.analysis_notes(run)
 
     st.subheader("Downloads")
@@ -101,3 +121,4 @@ if render.page_header("Overview", ctx):
             "“model” column says which row belongs to which."
         )
     render.result_downloads(run, ctx, pooled=pooled_run)
+    render.robust_download_note(run)

@@ -5,6 +5,7 @@ import streamlit as st
 
 from alliance_core.analysis import LOG_PTR_COLUMN, PTR_COLUMN, apply_filters
 from alliance_core.csv_export import csv_bytes
+from alliance_core.dependence import RHO_GRID, rho_sensitivity, rho_sensitivity_figure
 from alliance_core.formatting import escape_markdown
 from alliance_core.nesting import is_nested, model_name
 from alliance_core.reading import effect_words
@@ -63,7 +64,7 @@ def cumulative_table(
 
 
 @st.cache_data(max_entries=4, show_spinner=False, ttl=loading.CACHE_TTL)
-def cached_curve(data_key, settings_key, controls, ptr_column, _data, _settings, _bar):
+def cached_curve(data_key, settings_key, controls, ptr_column, dimensions, _data, _settings, _bar):
     """Every specification for these choices; the progress bar moves only when fitting."""
     rows = apply_filters(_data.table, _settings.filters)
     roles = {"yi": "yi", "vi": "vi"}
@@ -83,7 +84,41 @@ def cached_curve(data_key, settings_key, controls, ptr_column, _data, _settings,
         progress=lambda done, total: _bar.progress(done / total, text=f"{done} of {total}"),
         test=_settings.test,
         reference={c: v for c, v in _settings.reference.items() if c in controls} or None,
+        rhos=dimensions[0],
+        inferences=dimensions[1],
     )
+
+
+@st.cache_data(max_entries=8, show_spinner="Refitting across ρ and inference…")
+def dependence_table(data_key, settings_key, term, _data, _settings) -> pd.DataFrame:
+    # One refit per rho, each with both inferences: cached on the analysis like the fit.
+    return rho_sensitivity(_data.rows, _data.mapping, _settings, term, table=_data.table)
+
+
+def dependence_section(run, term: str) -> None:
+    """The PTR coefficient across assumed rho and model-based vs CR2 inference."""
+    settings = run.settings
+    if settings.uses_rho:
+        st.markdown(
+            "Studies rarely report how strongly the sampling errors of their effect sizes "
+            "correlate, so the model assumes a value ρ. Here the PTR coefficient is refitted "
+            f"for ρ = {', '.join(f'{r:g}' for r in RHO_GRID)}, each with model-based and "
+            "cluster-robust (CR2) inference. If the conclusion is the same in every row, it "
+            "does not hinge on the assumption."
+        )
+    else:
+        st.markdown(
+            "This model does not use ρ; the PTR coefficient is shown with model-based and "
+            "cluster-robust (CR2) inference."
+        )
+    table = dependence_table(ctx.data.key, loading.analysis_key(settings), term, ctx.data, settings)
+    st.table(display.dependence_display(table, run.result.level))
+    st.caption(
+        "Model-based df: k − p for t tests, – for z tests; CR2 df: Satterthwaite, per "
+        "coefficient. The row marked ● is the sidebar's choice."
+        + ("" if ctx.data.mapping.study else " CR2 needs a study column, which this table lacks.")
+    )
+    render.plot(rho_sensitivity_figure(table, term, run.result.level), key="dependence:figure")
 
 
 def cumulative_section(pooled_run, year: str, unit: str, on_r: bool, symbol) -> None:
@@ -118,6 +153,12 @@ if render.page_header("Sensitivity", ctx):
 
     st.header("Leave one out")
     render.model_statement(run)
+    if run.robust is not None:
+        st.caption(
+            ":material/info: Leave-one-out, influence and cumulative refits show model-based "
+            "intervals; the section “Sampling correlation and inference” below sets them "
+            "against cluster-robust (CR2) inference."
+        )
     st.markdown(
         f"The model is refitted {res.n_studies if res.is_three_level else res.k} times, each "
         f"time without one {unit}"
@@ -163,18 +204,27 @@ if render.page_header("Sensitivity", ctx):
             )
 
     st.header("Influence diagnostics")
-    with (
-        render.shown_errors("Influence diagnostics"),
-        st.spinner("Computing influence diagnostics…"),
-    ):
-        table, text = influence_table(data_key, settings_key, res)
-        st.markdown(escape_markdown(text))
-        with st.expander("The diagnostics"):
-            st.dataframe(
-                display.influence_display(table, unit=unit, labels=labels),
-                width="stretch",
-                hide_index=True,
-            )
+    if res.rho is not None:
+        st.info(
+            "Influence diagnostics are not available yet for the model with correlated "
+            f"sampling errors (ρ = {res.rho:g}). Set ρ to 0 in the sidebar to see them for the "
+            "three-level model with independent sampling errors; leave-one-out above already "
+            "shows which study moves the result.",
+            icon=":material/info:",
+        )
+    else:
+        with (
+            render.shown_errors("Influence diagnostics"),
+            st.spinner("Computing influence diagnostics…"),
+        ):
+            table, text = influence_table(data_key, settings_key, res)
+            st.markdown(escape_markdown(text))
+            with st.expander("The diagnostics"):
+                st.dataframe(
+                    display.influence_display(table, unit=unit, labels=labels),
+                    width="stretch",
+                    hide_index=True,
+                )
 
     year = ctx.data.mapping.year
     if year:
@@ -193,6 +243,11 @@ if render.page_header("Sensitivity", ctx):
                     "by their first effect size.",
                     icon=":material/info:",
                 )
+
+    if run.ptr_column:
+        st.header("Sampling correlation and inference")
+        with render.shown_errors("The sensitivity to ρ and inference"):
+            dependence_section(run, run.ptr_column)
 
     st.header("Specification curve")
     if not ctx.data.mapping.has_therapists:
@@ -234,6 +289,19 @@ if render.page_header("Sensitivity", ctx):
             max_selections=8,
             key="spec:controls",
         )
+        three_level_curve = bool(ctx.data.mapping.study)
+        vary = st.toggle(
+            "Also vary ρ (0 to 0.8) and the inference (model-based and CR2)",
+            key="spec:dimensions",
+            disabled=not three_level_curve,
+            help="Each specification is then fitted for every ρ and reported under both "
+            "inferences: five times the fits, shown as extra rows of choices under the curve.",
+        )
+        if vary and three_level_curve:
+            rhos = tuple(sorted({*RHO_GRID, ctx.settings.rho}))
+            dimensions = (rhos, ("model", "CR2"))
+        else:
+            dimensions = ((ctx.settings.che_rho,), (ctx.settings.inference,))
         # A toggle rather than a button: the curve stays on screen while the user explores,
         # and the fits are cached on (data, settings, controls), so only a change refits.
         if st.toggle("Fit every specification", key="spec:run"):
@@ -241,7 +309,14 @@ if render.page_header("Sensitivity", ctx):
             bar = st.progress(0.0, text="Fitting specifications…")
             with render.shown_errors("The specification curve"):
                 curve = cached_curve(
-                    data_key, settings_key, tuple(controls), ptr_column, ctx.data, ctx.settings, bar
+                    data_key,
+                    settings_key,
+                    tuple(controls),
+                    ptr_column,
+                    dimensions,
+                    ctx.data,
+                    ctx.settings,
+                    bar,
                 )
                 bar.empty()
                 in_curve = set(curve.table["model"])
@@ -251,6 +326,8 @@ if render.page_header("Sensitivity", ctx):
                         "controls": [m for m in ctx.settings.moderators if m in controls],
                         "model": ctx.settings.model,
                         "method": ctx.settings.method,
+                        "rho": ctx.settings.che_rho,
+                        "inference": ctx.settings.inference,
                     }
                 else:
                     st.caption(

@@ -44,6 +44,7 @@ from alliance_core.figures.styling import (
     POINT_CYCLE,
     STUDY_COLOUR,
     SUMMARY_COLOUR,
+    BandInference,
     DisplayScale,
     add_caption,
     display_scale,
@@ -54,6 +55,7 @@ from alliance_core.figures.styling import (
 )
 
 __all__ = [
+    "BandInference",
     "DEFAULT_COLUMNS",
     "EXPORT_FORMATS",
     "FONT_FAMILY",

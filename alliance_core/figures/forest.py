@@ -20,6 +20,7 @@ from alliance_core.figures.styling import (
     OKABE_ITO,
     STUDY_COLOUR,
     SUMMARY_COLOUR,
+    BandInference,
     DisplayScale,
     add_caption,
     display_scale,
@@ -211,6 +212,7 @@ def forest_figure(
     transform: str = "r",
     columns: Mapping[str, str] | ColumnMapping | None = None,
     layout: str = "wide",
+    band: BandInference | None = None,
 ) -> go.Figure:
     """Forest plot (metafor ``forest``): one row per study, pooled diamond and prediction interval.
 
@@ -265,7 +267,7 @@ def forest_figure(
         _add_study_rows(fig, table, rows, crit, scale, aggregated)
 
     rows.skip(0.5)
-    summary_notes = _add_summary_rows(fig, res, rows, scale)
+    summary_notes = _add_summary_rows(fig, res, rows, scale, band)
     subgroup_notes = _add_subgroup_rows(fig, res, subgroup, rows, scale) if subgroup else []
 
     bottom = rows.next_y + 0.5
@@ -475,8 +477,12 @@ def _prediction_bar(fig, y, pred_row, scale, level_text) -> None:
     )
 
 
-def _add_summary_rows(fig, res: MetaResult, rows: _ForestLayout, scale: DisplayScale) -> list[str]:
-    pred = res.predict(transform=None).iloc[0]
+def _add_summary_rows(
+    fig, res: MetaResult, rows: _ForestLayout, scale: DisplayScale, band: BandInference | None
+) -> list[str]:
+    # The chosen inference's covariance and df (``band``, e.g. CR2), else the model's own.
+    extra = {} if band is None else {"vcov": band.vcov, "df": band.df}
+    pred = res.predict(transform=None, **extra).iloc[0]
     est, lo, hi = (float(scale(pred[c])) for c in ("pred", "ci_lb", "ci_ub"))
     kind = "three-level" if res.is_three_level else "random-effects"
     if res.method == "EE":
@@ -491,6 +497,8 @@ def _add_summary_rows(fig, res: MetaResult, rows: _ForestLayout, scale: DisplayS
             "Meta-regression: the diamond is the predicted average effect at "
             f"{moderator_values_text(typical, res)}, not a pooled estimate over all studies."
         )
+    if band is not None:
+        notes.append(f"Diamond and prediction interval: {band.label}.")
     hover = f"{scale.symbol} = {interval_text(est, lo, hi)} ({percent_level(res)} CI)"
     y = rows.add_row(label, interval_text(est, lo, hi), "100%" if res.p == 1 else "")
     _diamond(fig, y, pred, scale, "Pooled estimate", "diamond", hover)

@@ -13,6 +13,7 @@ from scipy import special
 from alliance_core.errors import AnalysisError
 from alliance_core.figures.styling import (
     OKABE_ITO,
+    BandInference,
     add_caption,
     escape_html,
     moderator_values_text,
@@ -172,13 +173,21 @@ def ptr_grid(coding: PTRCoding, grid_points: int = 200, scale: str = "raw") -> n
 
 
 def profile_predictions(
-    res: MetaResult, coding: PTRCoding, profile: Profile, grid: np.ndarray
+    res: MetaResult,
+    coding: PTRCoding,
+    profile: Profile,
+    grid: np.ndarray,
+    band: BandInference | None = None,
 ) -> pd.DataFrame:
-    """``res.predict`` on the r scale along the PTR grid for one profile."""
+    """``res.predict`` on the r scale along the PTR grid for one profile (with ``band``: the
+    chosen inference's covariance and df, e.g. CR2)."""
     frame = pd.DataFrame(coding.columns_at(grid))
     for column, value in {**profile.values, **profile.held}.items():
         frame[column] = value
-    out = res.predict(frame, transform="r")
+    if band is None:
+        out = res.predict(frame, transform="r")
+    else:
+        out = res.predict(frame, transform="r", vcov=band.vcov, df=band.df)
     # The x axis is PTR itself, also when the model only sees its logarithm.
     out[coding.ptr_column] = grid
     return out
@@ -193,6 +202,7 @@ def ptr_curve_figure(
     profiles: Sequence[Mapping] | None = None,
     grid_points: int = 200,
     show_prediction_band: bool = True,
+    band: BandInference | None = None,
 ) -> go.Figure:
     """Bubble plot of effect sizes against PTR with the fitted curve (metafor ``regplot``).
 
@@ -215,7 +225,7 @@ def ptr_curve_figure(
     profile_colours = _profile_colours(chosen, color_by, level_colours)
 
     fig = go.Figure()
-    predictions = [profile_predictions(res, coding, p, grid) for p in chosen]
+    predictions = [profile_predictions(res, coding, p, grid, band) for p in chosen]
     for profile, pred, colour in zip(chosen, predictions, profile_colours, strict=True):
         if show_prediction_band and res.method != "EE":
             # Stacked prediction bands of several profiles turn muddy: edges only then.
@@ -227,6 +237,8 @@ def ptr_curve_figure(
         _add_curve(fig, pred, profile.name, colour, coding.ptr_column)
 
     notes = _ptr_notes(res, coding, chosen, show_prediction_band)
+    if band is not None:
+        notes.insert(1, f"Bands: {band.label}.")
     caption_height = add_caption(fig, notes, width=110)
     fig.update_xaxes(
         title_text="Patients per therapist (PTR)" + (", log scale" if scale == "log" else ""),
@@ -469,6 +481,7 @@ def ptr_slope_readout(
     from_ptr: float = 1,
     to_ptr: float = 10,
     profile_values: Mapping[str, object] | None = None,
+    band: BandInference | None = None,
 ) -> PTRSlopeReadout:
     """How much the predicted r changes from ``from_ptr`` to ``to_ptr`` patients per therapist.
 
@@ -479,18 +492,25 @@ def ptr_slope_readout(
         raise AnalysisError("PTR readout: PTR values must be positive.")
     coding = ptr_coding(res, ptr_column)
     profile = _profiles(res, coding, [{"name": "readout", "values": profile_values or {}}])[0]
-    pred = profile_predictions(res, coding, profile, np.array([from_ptr, to_ptr], float))
+    pred = profile_predictions(res, coding, profile, np.array([from_ptr, to_ptr], float), band)
     frame = pd.DataFrame(coding.columns_at(np.array([from_ptr, to_ptr], float)))
     for column, value in {**profile.values, **profile.held}.items():
         frame[column] = value
     X = res.design.matrix(frame, what="PTR readout")
     contrast = X[1] - X[0]
     estimate = float(contrast @ res.beta)
-    se = float(np.sqrt(contrast @ res.vb @ contrast))
-    crit = res.critical_value
+    # The chosen inference's covariance and df (``band``), else the model's own.
+    vb = res.vb if band is None else band.vcov
+    se = float(np.sqrt(contrast @ vb @ contrast))
+    if band is None:
+        crit = res.critical_value
+    elif band.df is None:
+        crit = float(special.ndtri(1.0 - (1.0 - res.level) / 2.0))
+    else:
+        crit = float(special.stdtrit(band.df, 1.0 - (1.0 - res.level) / 2.0))
     z_ci = (estimate - crit * se, estimate + crit * se)
     statistic = estimate / se if se > 0 else np.nan
-    pval = _two_sided_p(statistic, res.ddf)
+    pval = _two_sided_p(statistic, res.ddf if band is None else band.df)
 
     r_from, r_to = float(pred["pred"].iloc[0]), float(pred["pred"].iloc[1])
     diff_r = r_to - r_from

@@ -49,6 +49,8 @@ def test_specification_curve_share_matches_a_direct_computation(sensitivity):
         "log_PTR",
         controls,
         models=("three-level",),
+        # The curve follows the sidebar's sampling correlation (the CHE default).
+        rhos=(AnalysisSettings().che_rho,),
     )
     shown = next(m.value for m in at.metric if m.label.startswith("Specifications with"))
     assert shown == f"{curve.share_significant:.0%}"

@@ -44,7 +44,7 @@ def test_the_aggregated_model_states_its_studies_and_rho(page, app_url):
     assert "one aggregated effect per study, ρ = 0.8" in text
     assert "Left out of this model: alliance_rater" in text
     assert "k = 152 studies (one aggregated effect each, from 811 effect sizes)" in text
-    box = sidebar(page).get_by_role("spinbutton", name="Sampling correlation ρ within a study")
+    box = sidebar(page).get_by_role("spinbutton", name="Sampling correlation within a study (ρ)")
     assert box.input_value() == "0.80"
 
 

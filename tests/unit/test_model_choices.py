@@ -44,7 +44,7 @@ def reconciled(name: str, **draft):
 def test_every_model_and_rho_round_trip_through_query_and_json(model, rho):
     settings = AnalysisSettings(model=model, rho=rho, moderators=("PTR", "design"))
     assert AnalysisSettings.from_query(settings.to_query()) == (
-        settings if model == AGGREGATED else settings.with_changes(rho=DEFAULT_RHO)
+        settings if settings.uses_rho else settings.with_changes(rho=DEFAULT_RHO)
     )
     assert AnalysisSettings.from_json(settings.to_json()) == settings
 
@@ -58,7 +58,9 @@ def test_link_codes_of_the_models():
     }
     query = AnalysisSettings(model=AGGREGATED, rho=0.45).to_query()
     assert query["model"] == "2L-agg" and query["rho"] == "0.45"
-    assert "rho" not in AnalysisSettings(model="three-level").to_query()
+    # rho is the CHE working correlation of the three-level model: its links carry it.
+    assert AnalysisSettings(model="three-level", rho=0.3).to_query()["rho"] == "0.3"
+    assert "rho" not in AnalysisSettings(model=INDEPENDENT).to_query()
 
 
 @pytest.mark.parametrize("rho", [-0.1, 1.0, 1.5, float("nan"), "high"])
@@ -77,7 +79,7 @@ def test_a_malformed_rho_in_a_link_is_named_and_the_rest_of_the_link_applies():
 
 
 def test_a_settings_file_without_rho_gets_the_default():
-    old = AnalysisSettings().to_dict()
+    old = AnalysisSettings(model=AGGREGATED).to_dict()
     del old["rho"]
     import json
 
@@ -194,7 +196,9 @@ def test_the_paper_preset_sets_ptr_and_the_five_controls():
 
 
 def test_a_preset_link_applies_and_an_unknown_or_unsuited_one_is_named():
-    settings, problems = state.settings_from_link({"preset": ["delre2021"]}, defaults_for)
+    settings, problems = state.settings_from_link(
+        {"preset": ["delre2021"], "rho": ["0.6"]}, defaults_for
+    )
     assert settings.moderators == DEL_RE_2021.moderators and not problems
     _, problem = apply_preset_link(defaults_for("assink2016"), "delre2021")
     assert "alliance_simulated" in problem
