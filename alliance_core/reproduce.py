@@ -15,13 +15,13 @@ User text (column names, levels, file names) reaches the scripts only as escaped
 literals: R code refers to columns through syntactic names assigned by position, Python code
 through ASCII ``ascii()`` literals, and comments carry the same escaped literals, never raw text.
 
-Extension point for the dependent-effects work: :class:`ModelCode` gathers everything the
-model call needs. A CHE working model adds ``V <- vcalc(vi, cluster, obs = es, rho = ρ)`` in
-``_r_sampling_variance`` (used as the second argument of ``rma.mv``) and cluster-robust
-inference adds ``robust(res, cluster = ..., clubSandwich = TRUE)`` in ``_r_inference``;
-both return no lines for the models covered today. ``ModelCode.rho``/``robust`` carry the
-choices (``ModelCode.of`` refuses a CHE fit until then), and ``python_script`` passes them to
-``ac.fit`` the same way.
+Models covered: two-level (``rma``), three-level (``rma.mv`` with ``~ 1 | study/es``), the CHE
+working model (``V <- vcalc(vi, cluster, obs = es, rho)``, ``rma.mv(yi, V, ...)``; ``res.rho``),
+the aggregated two-level model on nested data (``aggregate(dat, cluster, rho)`` then ``rma``;
+data.csv holds the effect-size rows the aggregation combined, so ``bundle_files`` needs the
+effect-size table), the two-level model on nested rows treated as independent, and CR2
+cluster-robust inference passed in as a ``RobustResult`` (``robust(res, cluster,
+clubSandwich = TRUE)``; its rows are added to the results file and compared too).
 """
 
 from __future__ import annotations
@@ -33,12 +33,21 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from alliance_core.analysis import LOG_PTR_COLUMN, PTR_COLUMN, AnalysisRun
+from alliance_core.aggregation import COUNT_COLUMN
+from alliance_core.analysis import (
+    LOG_PTR_COLUMN,
+    PTR_COLUMN,
+    AnalysisRun,
+    apply_filters,
+    resolve_moderators,
+)
 from alliance_core.design import level_order
 from alliance_core.errors import AnalysisError
 from alliance_core.mapping import ColumnMapping
-from alliance_core.provenance import Provenance
+from alliance_core.nesting import AGGREGATED, INDEPENDENT
+from alliance_core.provenance import Provenance, fitted_rho, fitted_structure
 from alliance_core.results_table import results_csv, results_frame, to_csv_text
+from alliance_core.robust_variance import RobustResult
 
 RELATIVE_TOLERANCE = 1e-6
 ABSOLUTE_TOLERANCE = 1e-8
@@ -60,6 +69,7 @@ R_RESERVED = {
 }  # fmt: skip
 # Names the scripts create themselves; a data column never takes one of them.
 SCRIPT_NAMES = {"yi", "vi", "es", PTR_COLUMN, LOG_PTR_COLUMN, "dat", "res", "res0", "T", "F"}
+SCRIPT_NAMES |= {"agg", "V", "V0", "rob", COUNT_COLUMN}
 
 
 # -- literals ----------------------------------------------------------------------------------
@@ -124,18 +134,43 @@ class ModelCode:
     columns: tuple[str, ...]  # data.csv columns (original names), in order
     text_columns: frozenset[str]  # read as text: study, categorical moderators, filters
     model_moderators: tuple[str, ...]  # as in the fit: log_PTR / PTR / original columns
-    # CHE working model (rho) and cluster-robust inference: the dependent-effects extension.
+    # "three-level", "two-level", or on nested data AGGREGATED / INDEPENDENT.
+    structure: str = "two-level"
+    # Sampling correlation within a study: of the CHE working model (three-level) or of the
+    # aggregation (aggregated two-level); None for independent sampling errors.
     rho: float | None = None
-    robust: bool = False
+    # Cluster-robust (CR2) inference shown with the model, if any.
+    robust: RobustResult | None = None
+    # Aggregated model: the effect-size rows the aggregation combined (data.csv holds them).
+    effect_rows: pd.DataFrame | None = None
 
     @classmethod
-    def of(cls, run: AnalysisRun, mapping: ColumnMapping, on_r_scale: bool) -> ModelCode:
+    def of(
+        cls,
+        run: AnalysisRun,
+        mapping: ColumnMapping,
+        on_r_scale: bool,
+        *,
+        table: pd.DataFrame | None = None,
+        robust: RobustResult | None = None,
+    ) -> ModelCode:
+        """``table``: the effect-size table the run was made from (``effect_size_table``);
+        needed for the aggregated two-level model, whose fitted rows are one per study.
+        ``robust``: cluster-robust inference on ``run.result`` to reproduce as well."""
         res = run.result
-        if res.rho is not None:
-            raise AnalysisError(
-                "The reproduction scripts do not cover the correlated-effects (CHE) model yet."
-            )
         settings = run.settings
+        structure = fitted_structure(run)
+        rho = fitted_rho(run)
+        effect_rows = aggregated_effect_rows(run, table) if structure == AGGREGATED else None
+        if robust is not None and robust.method != "CR2":
+            raise AnalysisError(
+                "The reproduction scripts cover CR2 cluster-robust inference "
+                f"(clubSandwich); '{robust.method}' is not covered."
+            )
+        if robust is not None and robust.cluster is None:
+            raise AnalysisError(
+                "The reproduction scripts need the robust clusters as a column of the data."
+            )
         columns: list[str] = []
 
         def add(column: str | None) -> None:
@@ -143,9 +178,13 @@ class ModelCode:
                 columns.append(column)
 
         text: set[str] = set()
-        if res.is_three_level:
-            add(res.cluster)
-            text.add(res.cluster)
+        if res.is_three_level or structure == AGGREGATED:
+            study = res.cluster if res.is_three_level else mapping.study
+            add(study)
+            text.add(study)
+        if robust is not None:
+            add(robust.cluster)
+            text.add(robust.cluster)
         if mapping.uses_correlations:
             add(mapping.r)
             add(mapping.n)
@@ -171,6 +210,10 @@ class ModelCode:
             columns=tuple(columns),
             text_columns=frozenset(text),
             model_moderators=tuple(run.moderator_columns),
+            structure=structure,
+            rho=rho,
+            robust=robust,
+            effect_rows=effect_rows,
         )
 
     @property
@@ -181,10 +224,61 @@ class ModelCode:
     def ptr_column(self) -> str | None:
         return self.run.ptr_column
 
+    @property
+    def aggregated(self) -> bool:
+        return self.structure == AGGREGATED
+
+    @property
+    def che(self) -> bool:
+        """The correlated-and-hierarchical-effects working model (three-level with rho)."""
+        return self.structure == "three-level" and self.rho is not None
+
+    @property
+    def study(self) -> str | None:
+        """The study column: the three-level cluster, or what the aggregation combined by."""
+        if self.res.is_three_level:
+            return self.res.cluster
+        return self.mapping.study if self.aggregated else None
+
+    @property
+    def frame(self) -> str:
+        """The R data frame the model is fitted to: one row per study after aggregation."""
+        return "agg" if self.aggregated else "dat"
+
+
+def aggregated_effect_rows(run: AnalysisRun, table: pd.DataFrame | None) -> pd.DataFrame:
+    """The effect-size rows that were aggregated into the studies the model used.
+
+    As ``run_analysis`` builds them: the table after the filter, rows with an effect size and
+    its variance, of the studies left in the fitted model (a study lacking a moderator's value
+    is left out of the model, so its rows are left out here too).
+    """
+    if table is None:
+        raise AnalysisError(
+            "The reproduction scripts of the aggregated model need the effect-size rows that "
+            "were aggregated; pass the effect-size table."
+        )
+    study = run.mapping.study if run.mapping is not None else None
+    if study is None:
+        raise AnalysisError("The aggregated model needs the study column of the mapping.")
+    rows = apply_filters(table, run.settings.filters)
+    rows = rows[rows["yi"].notna() & rows["vi"].notna()]
+    used = set(run.result.data[study].tolist())
+    rows = rows[rows[study].isin(used)]
+    if rows[study].nunique() != run.result.k:
+        raise AnalysisError(
+            "The effect-size table does not hold the rows this aggregated model was fitted to."
+        )
+    return rows
+
 
 def model_rows(code: ModelCode) -> pd.DataFrame:
-    """data.csv: the analysed rows and the columns the model used (booleans as TRUE/FALSE)."""
-    rows = code.res.data.loc[:, list(code.columns)].copy()
+    """data.csv: the analysed rows and the columns the model used (booleans as TRUE/FALSE).
+
+    For the aggregated model: the effect-size rows the aggregation combined.
+    """
+    source = code.effect_rows if code.aggregated else code.res.data
+    rows = source.loc[:, list(code.columns)].copy()
     for column in code.text_columns:
         series = rows[column]
         if pd.api.types.is_bool_dtype(series):
@@ -196,10 +290,11 @@ def model_rows(code: ModelCode) -> pd.DataFrame:
 def r_script(code: ModelCode, provenance: Provenance) -> str:
     names = r_names(list(code.columns))
     sections = [
-        _r_header(provenance),
+        _r_header(provenance, robust=code.robust is not None),
         _r_read(code, names),
         _r_effect_sizes(code, names),
         _r_filter(code, names),
+        _r_aggregate(code, names),
         _r_moderators(code, names),
         _r_sampling_variance(code, names),
         _r_model(code, names),
@@ -216,11 +311,17 @@ def _comment_items(provenance: Provenance, prefix: str, literal) -> list[str]:
     return [f"{prefix}   {key}: {literal(value)}" for key, value in provenance.items()]
 
 
-def _r_header(provenance: Provenance) -> list[str]:
+def _r_header(provenance: Provenance, robust: bool = False) -> list[str]:
+    needs = (
+        "# It needs the metafor and clubSandwich packages:\n"
+        '#   install.packages(c("metafor", "clubSandwich")).'
+        if robust
+        else '# It needs only the metafor package: install.packages("metafor").'
+    )
     lines = [
         "# Reproduces with R's metafor the analysis shown on the alliance meta-analysis dashboard.",
         "# Run it in the unzipped folder:   Rscript analysis.R",
-        '# It needs only the metafor package: install.packages("metafor").',
+        *needs.split("\n"),
         "#",
         "# The analysis (user text appears as escaped R strings):",
         *_comment_items(provenance, "#", r_string),
@@ -262,8 +363,8 @@ def _r_effect_sizes(code: ModelCode, names: dict[str, str]) -> list[str]:
     else:
         lines += [
             "# Effect sizes and their sampling variances as given in the data.",
-            f"dat$yi <- dat${names[mapping.yi]}",
-            f"dat$vi <- dat${names[mapping.vi]}",
+            f'dat <- escalc(measure = "GEN", yi = {names[mapping.yi]}, vi = {names[mapping.vi]}, '
+            "data = dat)",
         ]
     if code.ptr_column is not None:
         n, t = names[mapping.n], names[mapping.n_therapists]
@@ -287,7 +388,7 @@ def _r_filter(code: ModelCode, names: dict[str, str]) -> list[str]:
     ]
     for column, levels in filters.items():
         lines.append(f"dat <- dat[dat${names[column]} %in% {_r_vector(levels)}, ]")
-    lines.append(f"stopifnot(nrow(dat) == {code.res.k})")
+    lines.append(f"stopifnot(nrow(dat) == {len(model_rows(code))})")
     return lines
 
 
@@ -300,11 +401,12 @@ def _r_moderators(code: ModelCode, names: dict[str, str]) -> list[str]:
         "# Levels in a fixed alphabetical order (not the locale's), then the reference level",
         "# first: each coefficient is a difference from the reference level.",
     ]
+    frame = code.frame
     for term in terms:
         name = names[term.column]
         ordered = level_order(term.levels)
         lines.append(
-            f"dat${name} <- relevel(factor(dat${name}, levels = {_r_vector(ordered)}), "
+            f"{frame}${name} <- relevel(factor({frame}${name}, levels = {_r_vector(ordered)}), "
             f"ref = {r_string(term.reference)})"
         )
     return lines
@@ -316,9 +418,52 @@ def _r_formula(code: ModelCode, names: dict[str, str]) -> str | None:
     return "~ " + " + ".join(names.get(m, m) for m in code.model_moderators)
 
 
+def _r_aggregate(code: ModelCode, names: dict[str, str]) -> list[str]:
+    """Aggregated two-level model: one effect per study (aggregate.escalc, struct "CS")."""
+    if not code.aggregated:
+        return []
+    study = names[code.study]
+    lines = [
+        "## 3b. One aggregated effect per study -----------------------------------------",
+        "# Effect sizes of one study come from the same participants: their sampling errors",
+        f"# are taken to correlate with rho = {_num(code.rho)} (compound symmetry), and each",
+        "# study's effect sizes are combined into one inverse-variance weighted effect.",
+        "# The dashboard leaves out of this model every moderator whose value differs",
+        "# within a study; the moderators below are constant within each study.",
+    ]
+    left_out = left_out_moderators(code)
+    if left_out:
+        lines.append(
+            "# Left out (they differ within a study): "
+            + ", ".join(r_string(m) for m in left_out)
+            + "."
+        )
+    return [
+        *lines,
+        f"agg <- aggregate(dat, cluster = {study}, rho = {_num(code.rho)})",
+        f"stopifnot(nrow(agg) == {code.res.k})",
+    ]
+
+
+def left_out_moderators(code: ModelCode) -> tuple[str, ...]:
+    """Moderators chosen but left out of the aggregated model (they vary within a study)."""
+    chosen = resolve_moderators(code.run.settings, code.mapping)
+    return tuple(m for m in chosen if m not in code.model_moderators)
+
+
 def _r_sampling_variance(code: ModelCode, names: dict[str, str]) -> list[str]:
-    """Extension point: a CHE model builds V with vcalc(vi, cluster, obs = es, rho) here."""
-    return []
+    """CHE working model: the block-diagonal sampling covariance V of vcalc."""
+    if not code.che:
+        return []
+    study = names[code.study]
+    return [
+        "## 4b. Correlated sampling errors (CHE working model) --------------------------",
+        "# Effect sizes of one study share patients, so their sampling errors correlate;",
+        f"# rho = {_num(code.rho)} is assumed for every pair within a study (Pustejovsky & Tipton,",
+        "# 2022). V is block-diagonal by study.",
+        "dat$es <- seq_len(nrow(dat))",
+        f"V <- vcalc(vi, cluster = {study}, obs = es, rho = {_num(code.rho)}, data = dat)",
+    ]
 
 
 def _r_model(code: ModelCode, names: dict[str, str]) -> list[str]:
@@ -328,22 +473,43 @@ def _r_model(code: ModelCode, names: dict[str, str]) -> list[str]:
     lines = ["## 5. The model ----------------------------------------------------------------"]
     if res.is_three_level:
         cluster = names[res.cluster]
+        sampling = "V" if code.che else "vi"
         lines += [
-            "# Three-level model: effect sizes (es) nested in studies; every row is one effect size.",
-            "dat$es <- seq_len(nrow(dat))",
+            "# Three-level model: effect sizes (es) nested in studies; every row is one effect size."
+            + (
+                "\n# The sampling errors within a study correlate as in V (CHE)."
+                if code.che
+                else ""
+            ),
+        ]
+        if not code.che:
+            lines.append("dat$es <- seq_len(nrow(dat))")
+        lines += [
             f"control <- {R_MV_CONTROL}",
             "# sparse = TRUE: the variance matrix is block-diagonal by study (much faster).",
-            f"res <- rma.mv(yi, vi, {mods}random = ~ 1 | {cluster}/es, data = dat, sparse = TRUE,",
+            f"res <- rma.mv(yi, {sampling}, {mods}random = ~ 1 | {cluster}/es, data = dat, "
+            "sparse = TRUE,",
             f"              method = {r_string(settings.method)}, test = {r_string(res.test)}, "
             "control = control)",
         ]
     else:
         test = "knha" if settings.test == "t" else "z"
+        if code.aggregated:
+            lines.append("# Two-level random-effects model (rma.uni) on one effect per study.")
+        elif code.structure == INDEPENDENT:
+            lines += [
+                "# Two-level random-effects model (rma.uni) on every effect size. NOTE: studies",
+                "# contribute several effect sizes here, and this model treats them as independent",
+                "# studies; it overstates precision (intervals too narrow, p-values too small).",
+                "# The aggregated two-level model or the three-level model is recommended.",
+            ]
+        else:
+            lines.append("# Two-level random-effects model (rma.uni).")
+        if test == "knha":
+            lines.append("# test = 'knha' is the Knapp-Hartung adjustment.")
         lines += [
-            "# Two-level random-effects model (rma.uni)"
-            + ("; test = 'knha' is the Knapp-Hartung adjustment." if test == "knha" else "."),
             f"control <- {R_UNI_CONTROL}",
-            f"res <- rma(yi, vi, {mods}data = dat, method = {r_string(settings.method)}, "
+            f"res <- rma(yi, vi, {mods}data = {code.frame}, method = {r_string(settings.method)}, "
             f"test = {r_string(test)}, control = control)",
         ]
     lines.append("print(res)")
@@ -351,8 +517,19 @@ def _r_model(code: ModelCode, names: dict[str, str]) -> list[str]:
 
 
 def _r_inference(code: ModelCode, names: dict[str, str]) -> list[str]:
-    """Extension point: cluster-robust inference adds robust(res, cluster, clubSandwich = TRUE)."""
-    return []
+    """Cluster-robust CR2 inference: robust(res, cluster, clubSandwich = TRUE)."""
+    if code.robust is None:
+        return []
+    cluster = names[code.robust.cluster]
+    return [
+        "## 5b. Cluster-robust inference (CR2) ------------------------------------------",
+        "# Standard errors that stay valid if the working model above is wrong: the CR2",
+        "# sandwich estimator with Satterthwaite df per coefficient and the HTZ test of",
+        "# moderators (clubSandwich; Tipton, 2015; Pustejovsky & Tipton, 2018).",
+        "suppressPackageStartupMessages(library(clubSandwich))",
+        f"rob <- robust(res, cluster = {code.frame}${cluster}, clubSandwich = TRUE)",
+        "print(rob)",
+    ]
 
 
 def _typical_values(code: ModelCode, names: dict[str, str]) -> tuple[str, list[str]]:
@@ -360,7 +537,7 @@ def _typical_values(code: ModelCode, names: dict[str, str]) -> tuple[str, list[s
     parts, labels = [], []
     for term in code.res.design.terms:
         if term.kind == "numeric":
-            parts.append(f"mean(dat${names.get(term.column, term.column)})")
+            parts.append(f"mean({code.frame}${names.get(term.column, term.column)})")
             labels.append(names.get(term.column, term.column))
         else:
             parts += ["0"] * (len(term.levels) - 1)
@@ -393,10 +570,11 @@ def _r_predictions(code: ModelCode, names: dict[str, str]) -> list[str]:
         index = sum(
             1 if t.kind == "numeric" else len(t.levels) - 1 for t in res.design.terms[:position]
         )
+        f = code.frame
         grid = (
-            f"exp(seq(log(min(dat$PTR)), log(max(dat$PTR)), length.out = {CURVE_POINTS}))"
+            f"exp(seq(log(min({f}$PTR)), log(max({f}$PTR)), length.out = {CURVE_POINTS}))"
             if code.run.settings.ptr_scale == "log"
-            else f"seq(min(dat$PTR), max(dat$PTR), length.out = {CURVE_POINTS})"
+            else f"seq(min({f}$PTR), max({f}$PTR), length.out = {CURVE_POINTS})"
         )
         value = "log(ptr_points)" if ptr == LOG_PTR_COLUMN else "ptr_points"
         lines += [
@@ -432,14 +610,25 @@ def _r_figures(code: ModelCode, names: dict[str, str]) -> list[str]:
 def _r_row_expressions(code: ModelCode, names: dict[str, str]) -> list[str]:
     """One R expression per row of the dashboard's results table, in the same order."""
     res = code.res
-    frame = results_frame(res, code.on_r_scale)
-    coefficient = 0
+    frame = results_frame(res, code.on_r_scale, code.robust)
+    coefficient = robust_coefficient = 0
     out = []
     wald_columns = {f"wald_{t.column}": t for t in res.design.terms if t.kind == "categorical"}
     for section, name in zip(frame["section"], frame["name"], strict=True):
         if section == "coefficient":
             coefficient += 1
             out.append(f"coef_row({coefficient})")
+        elif section == "robust coefficient":
+            robust_coefficient += 1
+            out.append(f"coef_row({robust_coefficient}, rob)")
+        elif section == "robust test" and name == "QM":
+            out.append(
+                "num_row(statistic = rob$QM, df = rob$QMdf[1], df2 = rob$QMdf[2], pval = rob$QMp)"
+            )
+        elif section == "robust test" and name in wald_columns:
+            indices = res.design.coefficient_indices([wald_columns[name].column])
+            btt = ", ".join(str(i + 1) for i in indices)
+            out.append(f"wald_row(c({btt}), rob)")
         elif section == "prediction":
             out.append(
                 "num_row(estimate = pooled$pred, ci_lb = pooled$ci.lb, ci_ub = pooled$ci.ub, "
@@ -516,20 +705,20 @@ def _r_comparison(code: ModelCode, names: dict[str, str]) -> list[str]:
         "  setNames(c(num(estimate), num(se), num(statistic), num(df), num(df2), num(pval),",
         "             num(ci_lb), num(ci_ub), num(pi_lb), num(pi_ub)), columns)",
         "}",
-        "coef_row <- function(i) num_row(",
-        "  estimate = res$beta[i], se = res$se[i], statistic = res$zval[i],",
-        "  df = rep_len(res$ddf, length(res$beta))[i], pval = res$pval[i],",
-        "  ci_lb = res$ci.lb[i], ci_ub = res$ci.ub[i])",
-        "wald_row <- function(btt) {",
-        "  test <- anova(res, btt = btt)  # omnibus test of one categorical moderator's levels",
+        "coef_row <- function(i, fit = res) num_row(",
+        "  estimate = fit$beta[i], se = fit$se[i], statistic = fit$zval[i],",
+        "  df = rep_len(fit$ddf, length(fit$beta))[i], pval = fit$pval[i],",
+        "  ci_lb = fit$ci.lb[i], ci_ub = fit$ci.ub[i])",
+        "wald_row <- function(btt, fit = res) {",
+        "  test <- anova(fit, btt = btt)  # omnibus test of one categorical moderator's levels",
         "  num_row(statistic = test$QM, df = test$QMdf[1], df2 = test$QMdf[2], pval = test$QMp)",
         "}",
     ]
     if res.is_three_level:
         lines += [
             "# I^2 of a multilevel model: typical sampling variance (k - p) / tr(P) with",
-            "# P = W - W X (X'W X)^-1 X'W and W = diag(1 / vi) (metafor's I^2 page).",
-            "W <- diag(1 / res$vi)",
+            "# P = W - W X (X'W X)^-1 X'W and W = V^-1 (metafor's I^2 page).",
+            "W <- solve(as.matrix(V))" if code.che else "W <- diag(1 / res$vi)",
             "P <- W - W %*% res$X %*% solve(t(res$X) %*% W %*% res$X) %*% t(res$X) %*% W",
             "typical_v <- (res$k - res$p) / sum(diag(P))",
             "i2 <- list(total = 100 * sum(res$sigma2) / (sum(res$sigma2) + typical_v),",
@@ -539,7 +728,8 @@ def _r_comparison(code: ModelCode, names: dict[str, str]) -> list[str]:
             cluster = names[res.cluster]
             lines += [
                 "# Pseudo-R^2: how much smaller sigma2_study + sigma2_es is than without moderators.",
-                f"res0 <- rma.mv(yi, vi, random = ~ 1 | {cluster}/es, data = dat, sparse = TRUE,",
+                f"res0 <- rma.mv(yi, {'V' if code.che else 'vi'}, random = ~ 1 | {cluster}/es, "
+                "data = dat, sparse = TRUE,",
                 f"               method = {r_string(code.run.settings.method)}, control = control)",
                 "r2 <- max(0, 100 * (sum(res0$sigma2) - sum(res$sigma2)) / sum(res0$sigma2))",
             ]
@@ -648,10 +838,35 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
         else "None"
     )
     cluster = py_string(res.cluster) if res.is_three_level else "None"
+    if code.aggregated:
+        left_out = left_out_moderators(code)
+        body += [
+            "",
+            "# 3b. One aggregated effect per study: sampling errors within a study correlate",
+            f"# with rho = {_num(code.rho)} (compound symmetry), as metafor's aggregate.escalc.",
+            "# Moderators whose value differs within a study are left out of this model"
+            + (": " + ", ".join(py_string(m) for m in left_out) + "." if left_out else "."),
+            f"dat = ac.aggregate(dat, cluster={py_string(code.study)}, rho={_num(code.rho)})",
+        ]
+    if res.is_three_level:
+        model_words = "three-level (effect sizes nested in studies)"
+        if code.che:
+            model_words += (
+                f", sampling errors within a study correlated with rho = {_num(code.rho)} (CHE)"
+            )
+    elif code.aggregated:
+        model_words = "two-level on one aggregated effect per study"
+    elif code.structure == INDEPENDENT:
+        model_words = (
+            "two-level on every effect size, treating effect sizes of one study as\n"
+            "# independent (this overstates precision; not recommended)"
+        )
+    else:
+        model_words = "two-level"
+    rho_argument = [f"    rho={_num(code.rho)},"] if code.che else []
     body += [
         "",
-        "# 4. The model: "
-        + ("three-level (effect sizes nested in studies)." if res.is_three_level else "two-level."),
+        f"# 4. The model: {model_words}.",
         "res = ac.fit(",
         "    dat,",
         '    yi="yi",',
@@ -661,6 +876,7 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
         f"    method={py_string(settings.method)},",
         f"    cluster={cluster},",
         f"    test={py_string(res.test)},",
+        *rho_argument,
         ")",
         "print(res.summary())",
         "",
@@ -676,10 +892,19 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
             f"transform={transform})",
             "print(curve.head())",
         ]
+    robust_argument = ""
+    if code.robust is not None:
+        body += [
+            "",
+            "# 5b. Cluster-robust inference: CR2 with Satterthwaite df, HTZ tests (clubSandwich).",
+            f'rob = res.robust(cluster={py_string(code.robust.cluster)}, method="CR2")',
+            "print(rob.summary())",
+        ]
+        robust_argument = ", robust=rob"
     body += [
         "",
         "# 6. Compare with the dashboard's results download of this analysis.",
-        f"ours = results_frame(res, on_r_scale={code.on_r_scale})",
+        f"ours = results_frame(res, on_r_scale={code.on_r_scale}{robust_argument})",
         'dashboard = pd.read_csv(HERE / "dashboard_results.csv", comment="#")',
         f"columns = {list(COMPARED_COLUMNS)!r}",
         "assert len(ours) == len(dashboard), (len(ours), len(dashboard))",
@@ -720,25 +945,52 @@ def bundle_files(
     *,
     on_r_scale: bool,
     language: str,
+    table: pd.DataFrame | None = None,
+    robust: RobustResult | None = None,
 ) -> dict[str, bytes | str]:
-    """The files of a reproduction zip: data.csv, dashboard_results.csv, the script."""
-    code = ModelCode.of(run, mapping, on_r_scale)
+    """The files of a reproduction zip: data.csv, dashboard_results.csv, the script.
+
+    ``table``: the effect-size table the run was made from (needed for the aggregated
+    two-level model); ``robust``: the cluster-robust inference shown with the model, whose
+    numbers the results file and the scripts then include.
+    """
+    code = ModelCode.of(run, mapping, on_r_scale, table=table, robust=robust)
     script = r_script(code, provenance) if language == "R" else python_script(code, provenance)
     return {
         "data.csv": to_csv_text(model_rows(code)),
-        "dashboard_results.csv": results_csv(run.result, on_r_scale, provenance),
+        "dashboard_results.csv": results_csv(run.result, on_r_scale, provenance, robust),
         "analysis.R" if language == "R" else "analysis.py": script,
     }
 
 
-def r_bundle(run, mapping, provenance, *, on_r_scale: bool) -> bytes:
-    """Zip: data.csv, analysis.R (metafor), dashboard_results.csv."""
-    return _zip(bundle_files(run, mapping, provenance, on_r_scale=on_r_scale, language="R"))
+def r_bundle(run, mapping, provenance, *, on_r_scale: bool, table=None, robust=None) -> bytes:
+    """Zip: data.csv, analysis.R (metafor), dashboard_results.csv (see ``bundle_files``)."""
+    return _zip(
+        bundle_files(
+            run,
+            mapping,
+            provenance,
+            on_r_scale=on_r_scale,
+            language="R",
+            table=table,
+            robust=robust,
+        )
+    )
 
 
-def python_bundle(run, mapping, provenance, *, on_r_scale: bool) -> bytes:
-    """Zip: data.csv, analysis.py (alliance_core), dashboard_results.csv."""
-    return _zip(bundle_files(run, mapping, provenance, on_r_scale=on_r_scale, language="Python"))
+def python_bundle(run, mapping, provenance, *, on_r_scale: bool, table=None, robust=None) -> bytes:
+    """Zip: data.csv, analysis.py (alliance_core), dashboard_results.csv (see ``bundle_files``)."""
+    return _zip(
+        bundle_files(
+            run,
+            mapping,
+            provenance,
+            on_r_scale=on_r_scale,
+            language="Python",
+            table=table,
+            robust=robust,
+        )
+    )
 
 
 def parse_agreement(output: str) -> tuple[int, int] | None:

@@ -6,15 +6,18 @@ awkward column names) and its settings. ``analysis_of`` runs it as the dashboard
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from alliance_core import datasets
 from alliance_core.analysis import AnalysisRun, effect_size_table, run_analysis
+from alliance_core.fitting import fit
 from alliance_core.mapping import ColumnMapping
+from alliance_core.nesting import AGGREGATED, INDEPENDENT
 from alliance_core.provenance import Provenance
+from alliance_core.robust_variance import RobustResult
 from alliance_core.settings import PTR, AnalysisSettings
 from alliance_core.uploads import read_table
 
@@ -26,6 +29,8 @@ class State:
     name: str
     dataset: str  # bundled dataset, or "upload"
     changes: dict = field(default_factory=dict)
+    che_rho: float | None = None  # three-level CHE working model with this rho
+    robust: bool = False  # CR2 cluster-robust inference by study
 
 
 def _two_level_estimators() -> list[State]:
@@ -86,6 +91,30 @@ STATES: tuple[State, ...] = (
         {"moderators": ("deltype", "year"), "reference": {"deltype": "overt"}},
     ),
     State(
+        "simulated-2L-aggregated-rho06",
+        "alliance_simulated",
+        {"model": AGGREGATED, "rho": 0.6, "moderators": (PTR, "design")},
+    ),
+    State(
+        "assink2016-2L-aggregated-rho06",
+        "assink2016",
+        # deltype differs within studies: the aggregated model leaves it out.
+        {"model": AGGREGATED, "rho": 0.6, "moderators": ("deltype", "pubstatus", "year")},
+    ),
+    State(
+        "simulated-2L-independent",
+        "alliance_simulated",
+        {"model": INDEPENDENT, "test": "t", "moderators": (PTR,)},
+    ),
+    State("simulated-3L-CHE-rho06-logPTR", "alliance_simulated", che_rho=0.6),
+    State(
+        "simulated-3L-CHE-rho06-CR2",
+        "alliance_simulated",
+        {"moderators": (PTR, "alliance_rater"), "reference": {"alliance_rater": "observer"}},
+        che_rho=0.6,
+        robust=True,
+    ),
+    State(
         "upload-awkward-names",
         "upload",
         {
@@ -132,8 +161,29 @@ UPLOAD_MAPPING = ColumnMapping(
 )
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A state run as the dashboard runs it, with what its downloads are made from."""
+
+    run: AnalysisRun
+    mapping: ColumnMapping
+    provenance: Provenance
+    on_r_scale: bool
+    table: pd.DataFrame  # the effect-size table (the aggregated model's rows come from it)
+    robust: RobustResult | None
+
+    def bundle_options(self) -> dict:
+        return {"on_r_scale": self.on_r_scale, "table": self.table, "robust": self.robust}
+
+
 def analysis_of(state: State) -> tuple[AnalysisRun, ColumnMapping, Provenance, bool]:
     """The fitted analysis of a state, its mapping, provenance and whether effects are r."""
+    prepared = prepare(state)
+    return prepared.run, prepared.mapping, prepared.provenance, prepared.on_r_scale
+
+
+def prepare(state: State) -> Prepared:
+    """A state's fitted analysis with its effect-size table and robust inference (if any)."""
     if state.dataset == "upload":
         content = upload_bytes()
         uploaded = read_table(content, UPLOAD_NAME)
@@ -157,7 +207,23 @@ def analysis_of(state: State) -> tuple[AnalysisRun, ColumnMapping, Provenance, b
         )
         settings = base.with_changes(**state.changes)
         dataset = state.dataset
-    run = run_analysis(rows, mapping, settings, table=effect_size_table(rows, mapping))
+    table = effect_size_table(rows, mapping)
+    run = run_analysis(rows, mapping, settings, table=table)
+    if state.che_rho is not None:
+        # The CHE working model on the same rows and moderators (the engine's fit with rho).
+        res = run.result
+        che = fit(
+            run.data,
+            moderators=list(run.moderator_columns),
+            reference={c: v for c, v in settings.reference.items() if c in run.moderator_columns}
+            or None,
+            method=settings.method,
+            cluster=res.cluster,
+            test=res.test,
+            rho=state.che_rho,
+        )
+        run = replace(run, result=che)
+    robust = run.result.robust(method="CR2") if state.robust else None
     provenance = Provenance.of(
         run,
         mapping,
@@ -166,5 +232,6 @@ def analysis_of(state: State) -> tuple[AnalysisRun, ColumnMapping, Provenance, b
         title=None if state.dataset == "upload" else datasets.dataset_info(state.dataset).title,
         uploaded=state.dataset == "upload",
         simulated=simulated,
+        robust=robust,
     )
-    return run, mapping, provenance, mapping.uses_correlations
+    return Prepared(run, mapping, provenance, mapping.uses_correlations, table, robust)

@@ -40,7 +40,8 @@ def test_provenance_names_data_hash_and_every_setting(upload_analysis):
     assert items["sha256"] == hashlib.sha256(upload_bytes()).hexdigest()
     assert items["source"] == "uploaded file"
     assert items["estimator"] == "REML"
-    assert items["model"].startswith("three-level")
+    assert items["model"].startswith("Three-level (effect sizes nested in studies); metafor rma.mv")
+    assert items["inference"] == "model-based"
     assert 'Rater; "type" (reference level: thérapeute)' in items["moderators"]
     assert "log PTR" in items["moderators"]
     assert items["filter"] == "=Design in {RCT, quasi#1}"
