@@ -22,7 +22,11 @@ between slope is pulled towards the within slope, and their difference shrinks b
 al., 2008, "manifest aggregation"). The result reports the average λ so that a reader can judge
 this; the tests use the formula as the truth the estimates must recover.
 
-Inference. Fixed effects come from statsmodels' ``MixedLM`` (REML by default). Tests and intervals
+Inference. Fixed effects come from statsmodels' ``MixedLM`` (REML by default); their covariance
+is (X'V̂⁻¹X)⁻¹ at the estimated variances, V = σ²I + τ²ZZ', the convention of lme4 (``vcov``) and
+HLM, not the inverse of statsmodels' full observed Hessian, whose fixed-effects block gives
+standard errors up to about 1% larger in unbalanced designs (it carries the estimation of τ² and
+σ²; tests/fixtures/lme4). Tests and intervals
 use t distributions with "containment" degrees of freedom, as HLM does (Raudenbush & Bryk, 2002):
 a term that is constant within every therapist (the intercept, β_B, the difference, therapist-
 level covariates) has T − p₂ df, where p₂ counts such terms; a term that varies within therapists
@@ -841,15 +845,33 @@ def _fit_mixed(
             "outcome vary within and between therapists, and that covariates are not redundant."
         )
     notes = _convergence_notes(messages, fitted.converged, what)
-    p = X.shape[1]
+    therapist_var = float(np.asarray(fitted.cov_re)[0, 0])
+    residual_var = float(fitted.scale)
     return _MixedFit(
         fe_params=np.asarray(fitted.fe_params, dtype=float),
-        cov_fe=np.asarray(fitted.cov_params(), dtype=float)[:p, :p],
-        therapist_var=float(np.asarray(fitted.cov_re)[0, 0]),
-        residual_var=float(fitted.scale),
+        cov_fe=fixed_effects_covariance(X, groups, therapist_var, residual_var),
+        therapist_var=therapist_var,
+        residual_var=residual_var,
         converged=bool(fitted.converged),
         notes=notes,
     )
+
+
+def fixed_effects_covariance(
+    X: np.ndarray, groups: np.ndarray, therapist_var: float, residual_var: float
+) -> np.ndarray:
+    """(X'V⁻¹X)⁻¹ of the random-intercept model, V_j = σ²I + τ²11' per therapist j.
+
+    V_j⁻¹ = (I − c_j 11') / σ² with c_j = τ² / (σ² + n_j τ²) (Sherman–Morrison), so
+    X'V⁻¹X = (X'X − Σ_j c_j s_j s_j') / σ² with s_j the column sums of therapist j's rows;
+    no N × N matrix is formed. This is lme4's ``vcov`` of a ``lmer`` fit (and HLM's).
+    """
+    X = np.asarray(X, dtype=float)
+    counts = np.bincount(groups)
+    sums = np.stack([np.bincount(groups, X[:, j]) for j in range(X.shape[1])], axis=1)
+    shrink = therapist_var / (residual_var + counts * therapist_var)
+    information = (X.T @ X - (sums * shrink[:, None]).T @ sums) / residual_var
+    return np.linalg.inv(information)
 
 
 def _finite_fit(fitted, p: int) -> bool:
