@@ -8,6 +8,8 @@ inverse of the full observed Hessian gives larger standard errors, and a balance
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +86,90 @@ def test_the_observed_hessian_convention_would_fail_these_comparisons(name):
     refit = model.fit(reml=case["method"] == "REML", start_params=start)
     observed = np.sqrt(np.diag(np.asarray(refit.cov_params()))[: X.shape[1]])
     assert np.max(np.abs(observed / np.array(case["results"]["se"]) - 1)) > 10 * SE_RTOL
+
+
+# -- live: randomly drawn unbalanced designs against lme4 (seeded) -----------------------------
+LIVE_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "lme4_reference.R"
+# (seed, therapists, largest caseload, method, with a patient-level covariate)
+LIVE_CASES = [
+    (301, 6, 15, "REML", False),
+    (302, 12, 30, "ML", True),
+    (303, 25, 8, "REML", True),
+    (304, 40, 20, "ML", False),
+]
+
+
+def _lme4_available() -> bool:
+    if shutil.which("Rscript") is None:
+        return False
+    probe = subprocess.run(
+        ["Rscript", "-e", "suppressMessages(library(lme4)); library(jsonlite)"],
+        capture_output=True,
+        timeout=120,
+    )
+    return probe.returncode == 0
+
+
+def draw_patients(seed: int, therapists: int, largest: int, with_covariate: bool) -> pd.DataFrame:
+    """Patients nested in therapists with unequal caseloads; outcome on both alliance parts."""
+    rng = np.random.default_rng(seed)
+    caseloads = rng.integers(2, largest + 1, therapists)
+    therapist = np.repeat(np.arange(therapists), caseloads)
+    u = rng.normal(0, 0.6, therapists)[therapist]
+    e = rng.normal(0, 1, len(therapist))
+    frame = pd.DataFrame(
+        {
+            "therapist": [f"T{t:02d}" for t in therapist],
+            "alliance": np.round(5 + u + e, 4),
+        }
+    )
+    severity = np.round(rng.normal(0, 1, len(therapist)), 4)
+    outcome = 0.5 * u + 0.15 * e + rng.normal(0, 0.4, therapists)[therapist]
+    outcome = outcome + rng.normal(0, 1, len(therapist)) - (0.3 * severity if with_covariate else 0)
+    frame["outcome"] = np.round(outcome, 4)
+    if with_covariate:
+        frame["severity"] = severity
+    return frame
+
+
+@pytest.mark.needs_r
+@pytest.mark.skipif(not _lme4_available(), reason="Rscript with lme4 and jsonlite is needed")
+def test_live_random_designs_match_lme4(tmp_path):
+    cases = []
+    for seed, therapists, largest, method, with_covariate in LIVE_CASES:
+        data = draw_patients(seed, therapists, largest, with_covariate)
+        covariates = ["severity"] if with_covariate else []
+        cases.append(
+            {
+                "id": str(seed),
+                "method": method,
+                "covariates": covariates,
+                "data": data.to_dict(orient="list"),
+            }
+        )
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    proc = subprocess.run(
+        ["Rscript", str(LIVE_SCRIPT), "cases.json", "out.json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    reference = json.loads((tmp_path / "out.json").read_text())
+    for case in cases:
+        expected = reference[case["id"]]
+        result = fit_patient_level(
+            pd.DataFrame(case["data"]), covariates=case["covariates"], method=case["method"]
+        )
+        what = f"seed {case['id']}"
+        np.testing.assert_allclose(
+            result.coefficients["estimate"], expected["fixef"], rtol=1e-4, atol=1e-5, err_msg=what
+        )
+        np.testing.assert_allclose(
+            result.coefficients["se"], expected["se"], rtol=SE_RTOL, err_msg=what
+        )
+        # A therapist variance at lme4's boundary (0) is matched up to optimiser slack.
+        assert result.therapist_var == pytest.approx(
+            expected["therapist_var"], rel=VARIANCE_RTOL, abs=1e-5 * expected["residual_var"]
+        ), what
