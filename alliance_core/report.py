@@ -546,10 +546,15 @@ def bias_readings(pooled: MetaResult, on_r: bool) -> list[tuple[str, str]]:
             result.adjusted.coefficients["ci_lb"].iloc[0],
             result.adjusted.coefficients["ci_ub"].iloc[0],
         )
+        z_refit = (
+            " (with z tests for the filled data, as metafor's trimfill)"
+            if result.k0 > 0 and result.adjusted.test != result.original.test
+            else ""
+        )
         return (
             f"Trim-and-fill{basis} estimated {result.k0} missing effect size(s) on the "
             f"{result.side} side; the adjusted estimate was {value(result.estimate)}, "
-            f"{interval(ci)}."
+            f"{interval(ci)}{z_refit}."
         )
 
     def pet_peese() -> str:

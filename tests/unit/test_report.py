@@ -172,3 +172,15 @@ def test_aggregated_report_says_how_the_studies_were_combined():
     assert "aggregated to one inverse-variance weighted effect" in methods
     assert "ρ = 0.6" in methods and f"the {run.result.k} study effects" in methods
     assert f"({int(run.data['ki'].sum())} in all)" in methods
+
+
+def test_trim_and_fill_reading_says_the_filled_data_use_z_tests_after_knapp_hartung():
+    from alliance_core.report import bias_readings
+
+    run, mapping, _, on_r = analysis_of(_named("molloy2014-knha-ref"))
+    pooled = run_analysis(
+        run.data, mapping, run.settings.with_changes(moderators=()), table=run.data
+    ).result
+    assert pooled.test == "knha"
+    text = dict(bias_readings(pooled, on_r))["Trim-and-fill"]
+    assert "with z tests for the filled data, as metafor's trimfill" in text
