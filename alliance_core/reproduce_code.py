@@ -167,16 +167,21 @@ class ModelCode:
         if robust is not None:
             add(robust.cluster)
             text.add(robust.cluster)
-        if mapping.uses_correlations:
-            add(mapping.r)
-            add(mapping.n)
-        else:
-            add(mapping.yi)
-            add(mapping.vi)
+        form = mapping.effect_form
+        effect_columns = {
+            "r": (mapping.r, mapping.n),
+            "z": (mapping.z, mapping.n),
+            "vi": (mapping.yi, mapping.vi),
+            "sei": (mapping.yi, mapping.sei),
+        }
+        if form not in effect_columns:
+            raise AnalysisError("The mapping names no complete effect-size form.")
+        for column in effect_columns[form]:
+            add(column)
         for column in run.moderator_columns:
             if column in (PTR_COLUMN, LOG_PTR_COLUMN):
-                add(mapping.n)
-                add(mapping.n_therapists)
+                for ptr_input in mapping.ptr_inputs:
+                    add(ptr_input)
             else:
                 add(column)
         for term in res.design.terms:

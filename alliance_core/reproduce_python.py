@@ -47,6 +47,7 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
         "import pandas as pd",
         "",
         "import alliance_core as ac",
+        "from alliance_core.effect_sizes import from_fisher_z, from_standard_errors",
         "from alliance_core.results_table import results_frame",
         "",
         "HERE = Path(__file__).resolve().parent",
@@ -57,20 +58,36 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
         "",
         "# 2. Effect sizes.",
     ]
-    if mapping.uses_correlations:
+    form = mapping.effect_form
+    if form == "r":
         body.append(
             f"dat = ac.escalc(rows, r={py_string(mapping.r)}, n={py_string(mapping.n)}, "
             'measure="ZCOR")  # Fisher z'
+        )
+    elif form == "z":
+        body.append(
+            f"dat = from_fisher_z(rows, z={py_string(mapping.z)}, n={py_string(mapping.n)})"
+            "  # vi = 1/(n - 3)"
+        )
+    elif form == "sei":
+        body.append(
+            f"dat = from_standard_errors(rows, yi={py_string(mapping.yi)}, "
+            f"sei={py_string(mapping.sei)})  # vi = sei^2"
         )
     else:
         body.append(
             f'dat = ac.escalc(rows, measure="precomputed", yi={py_string(mapping.yi)}, '
             f"vi={py_string(mapping.vi)})"
         )
-    if code.ptr_column is not None:
+    if code.ptr_column is not None and mapping.ptr is not None:
+        body += [
+            "# Patient-Therapist Ratio as given in the data.",
+            f'dat["PTR"] = dat[{py_string(mapping.ptr)}].where(dat[{py_string(mapping.ptr)}] > 0)',
+        ]
+    elif code.ptr_column is not None:
         body += [
             "# Patient-Therapist Ratio: patients per therapist.",
-            f'dat["PTR"] = ac.ptr(dat[{py_string(mapping.n)}], '
+            f'dat["PTR"] = ac.ptr(dat[{py_string(mapping.ptr_patients)}], '
             f"dat[{py_string(mapping.n_therapists)}])",
         ]
         if code.ptr_column == LOG_PTR_COLUMN:

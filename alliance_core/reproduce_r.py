@@ -93,11 +93,24 @@ def _r_read(code: ModelCode, names: dict[str, str]) -> list[str]:
 def _r_effect_sizes(code: ModelCode, names: dict[str, str]) -> list[str]:
     mapping = code.mapping
     lines = ["## 2. Effect sizes -----------------------------------------------------------"]
-    if mapping.uses_correlations:
+    form = mapping.effect_form
+    if form == "r":
         lines += [
             "# Correlations are analysed as Fisher's z: yi = atanh(r), vi = 1 / (n - 3).",
             f'dat <- escalc(measure = "ZCOR", ri = {names[mapping.r]}, ni = {names[mapping.n]}, '
             "data = dat)",
+        ]
+    elif form == "z":
+        lines += [
+            "# Fisher's z as reported, with sampling variance vi = 1 / (n - 3).",
+            f'dat <- escalc(measure = "GEN", yi = {names[mapping.z]}, '
+            f"vi = 1 / ({names[mapping.n]} - 3), data = dat)",
+        ]
+    elif form == "sei":
+        lines += [
+            "# Effect sizes as given, with sampling variance vi = sei^2 (their standard error).",
+            f'dat <- escalc(measure = "GEN", yi = {names[mapping.yi]}, '
+            f"sei = {names[mapping.sei]}, data = dat)",
         ]
     else:
         lines += [
@@ -105,8 +118,14 @@ def _r_effect_sizes(code: ModelCode, names: dict[str, str]) -> list[str]:
             f'dat <- escalc(measure = "GEN", yi = {names[mapping.yi]}, vi = {names[mapping.vi]}, '
             "data = dat)",
         ]
-    if code.ptr_column is not None:
-        n, t = names[mapping.n], names[mapping.n_therapists]
+    if code.ptr_column is not None and mapping.ptr is not None:
+        ratio = names[mapping.ptr]
+        lines += [
+            "# Patient-Therapist Ratio as given in the data.",
+            f"dat$PTR <- ifelse(dat${ratio} > 0, dat${ratio}, NA)",
+        ]
+    elif code.ptr_column is not None:
+        n, t = names[mapping.ptr_patients], names[mapping.n_therapists]
         lines += [
             "# Patient-Therapist Ratio: patients per therapist in each study.",
             f"dat$PTR <- ifelse(dat${t} > 0, dat${n} / dat${t}, NA)",

@@ -30,6 +30,7 @@ class State:
     dataset: str  # bundled dataset, or "upload"
     changes: dict = field(default_factory=dict)
     che_rho: float | None = None  # three-level CHE working model with this rho
+    upload_mapping: ColumnMapping | None = None  # an upload read with another mapping
     robust: bool = False  # CR2 cluster-robust inference by study
 
 
@@ -115,6 +116,30 @@ STATES: tuple[State, ...] = (
         robust=True,
     ),
     State(
+        "upload-fisher-z-study-patients",
+        "upload",
+        {"model": "three-level", "moderators": (PTR,)},
+        upload_mapping=ColumnMapping(
+            study="Study ID",
+            z="Fisher z",
+            n="N patients",
+            n_therapists="n thérapeutes",
+            study_patients="Patients in study",
+        ),
+    ),
+    State(
+        "upload-se-given-PTR-aggregated",
+        "upload",
+        {"model": AGGREGATED, "rho": 0.4, "moderators": (PTR, "=Design"), "ptr_scale": "raw"},
+        upload_mapping=ColumnMapping(
+            study="Study ID",
+            yi="Fisher z",
+            sei="SE of z",
+            ptr="PTR given",
+            moderators=('Rater; "type"', "=Design"),
+        ),
+    ),
+    State(
         "upload-awkward-names",
         "upload",
         {
@@ -127,7 +152,7 @@ STATES: tuple[State, ...] = (
 )
 
 
-def upload_bytes(seed: int = 7) -> bytes:
+def upload_bytes(seed: int = 7, extra_columns: bool = False) -> bytes:
     """A coding sheet with awkward column names and levels (spaces, quotes, accents, '#')."""
     rng = np.random.default_rng(seed)
     studies = 24
@@ -149,6 +174,13 @@ def upload_bytes(seed: int = 7) -> bytes:
             "=Design": design,
         }
     )
+    if extra_columns:
+        # Other effect-size and PTR forms of the same studies: Fisher's z with its SE, the
+        # study's own patient count (larger than the n of its effect sizes), a given PTR.
+        frame["Fisher z"] = np.round(np.arctanh(r), 4)
+        frame["SE of z"] = np.round(1 / np.sqrt(n - 3), 5)
+        frame["Patients in study"] = n + rng.integers(0, 40, studies)[study - 1]
+        frame["PTR given"] = np.round(frame["Patients in study"] / therapists, 3)
     return frame.to_csv(index=False).encode("utf-8")
 
 
@@ -185,11 +217,12 @@ def analysis_of(state: State) -> tuple[AnalysisRun, ColumnMapping, Provenance, b
 def prepare(state: State) -> Prepared:
     """A state's fitted analysis with its effect-size table and robust inference (if any)."""
     if state.dataset == "upload":
-        content = upload_bytes()
+        mapping = state.upload_mapping or UPLOAD_MAPPING
+        content = upload_bytes(extra_columns=state.upload_mapping is not None)
         uploaded = read_table(content, UPLOAD_NAME)
-        report = uploaded.validate(UPLOAD_MAPPING)
+        report = uploaded.validate(mapping)
         assert report.ok, report.summary()
-        rows, mapping, simulated = report.usable, UPLOAD_MAPPING, False
+        rows, simulated = report.usable, False
         settings = AnalysisSettings(dataset="upload", **state.changes)
         dataset = UPLOAD_NAME
     else:

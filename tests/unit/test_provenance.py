@@ -22,7 +22,7 @@ NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def upload_analysis():
-    return analysis_of(next(s for s in STATES if s.dataset == "upload"))
+    return analysis_of(next(s for s in STATES if s.name == "upload-awkward-names"))
 
 
 @pytest.fixture(scope="module")

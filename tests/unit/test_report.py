@@ -61,7 +61,7 @@ def simulated():
 
 @pytest.fixture(scope="module")
 def upload():
-    return report_of(next(s for s in STATES if s.dataset == "upload"), failing_exporter)
+    return report_of(next(s for s in STATES if s.name == "upload-awkward-names"), failing_exporter)
 
 
 def test_simulated_report_says_so_on_its_first_line(simulated):

@@ -150,7 +150,7 @@ def test_a_differing_number_fails_the_python_script(tmp_path):
 
 
 def test_data_csv_holds_exactly_the_model_rows_and_columns():
-    state = next(s for s in STATES if s.dataset == "upload")
+    state = next(s for s in STATES if s.name == "upload-awkward-names")
     run, mapping, provenance, on_r = analysis_of(state)
     files = reproduce.bundle_files(run, mapping, provenance, on_r_scale=on_r, language="R")
     data = pd.read_csv(io.StringIO(files["data.csv"]), keep_default_na=False, na_values=[""])
@@ -184,7 +184,7 @@ def test_user_text_cannot_escape_r_or_python_code():
     for name in names.values():
         assert name.replace("_", "").isalnum()
     # Column names reach the scripts only as escaped literals or syntactic names.
-    state = next(s for s in STATES if s.dataset == "upload")
+    state = next(s for s in STATES if s.name == "upload-awkward-names")
     run, mapping, provenance, on_r = analysis_of(state)
     for language in ("R", "Python"):
         files = reproduce.bundle_files(run, mapping, provenance, on_r_scale=on_r, language=language)
