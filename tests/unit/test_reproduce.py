@@ -254,3 +254,17 @@ def test_independent_and_che_scripts_say_what_they_assume():
     # Satterthwaite df keep their fraction; the model-based df stay whole numbers.
     assert robust["df"].iloc[0] == pytest.approx(che.robust.coefficients["df"].iloc[0])
     assert "CR2" in dict(che.provenance.items())["inference"]
+
+
+def test_only_cr2_robust_inference_is_written_out():
+    prepared = _state("simulated-3L-CHE-rho06-logPTR")
+    cr1 = prepared.run.result.robust(method="CR1")
+    with pytest.raises(AnalysisError, match="CR2"):
+        reproduce.bundle_files(
+            prepared.run,
+            prepared.mapping,
+            prepared.provenance,
+            on_r_scale=True,
+            language="R",
+            robust=cr1,
+        )
