@@ -210,9 +210,9 @@ def _r_sampling_variance(code: ModelCode, names: dict[str, str]) -> list[str]:
     study = names[code.study]
     return [
         "## 4b. Correlated sampling errors (CHE working model) --------------------------",
-        "# Effect sizes of one study share patients, so their sampling errors correlate;",
-        f"# rho = {number_literal(code.rho)} is assumed for every pair within a study (Pustejovsky & Tipton,",
-        "# 2022). V is block-diagonal by study.",
+        "# Effect sizes of one study come from the same participants, so their sampling",
+        f"# errors correlate; rho = {number_literal(code.rho)} is assumed for every pair within a study",
+        "# (Pustejovsky & Tipton, 2022). V is block-diagonal by study.",
         "dat$es <- seq_len(nrow(dat))",
         f"V <- vcalc(vi, cluster = {study}, obs = es, rho = {number_literal(code.rho)}, data = dat)",
     ]
