@@ -379,18 +379,35 @@ class TrimAndFill:
             "The imputed studies are not data: the adjusted estimate is a sensitivity "
             "analysis, and it can mislead when the effects are truly heterogeneous."
         )
-        return " ".join([what, found, limits, *self.caveats])
+        return " ".join([what, found, *self._test_note(), limits, *self.caveats])
+
+    def _test_note(self) -> list[str]:
+        """Say so when the adjusted model's test differs from the original model's."""
+        if self.k0 == 0 or self.adjusted.test == self.original.test:
+            return []
+        if self.adjusted.test == "z":
+            return [
+                "As in metafor's trimfill, the model with the filled effect sizes uses z "
+                "tests, although the original model used the Knapp–Hartung adjustment."
+            ]
+        return ["The model with the filled effect sizes keeps the Knapp–Hartung adjustment."]
 
 
 def trim_and_fill(
-    res: MetaResult, side: str | None = None, estimator: str = "L0", maxiter: int = 100
+    res: MetaResult,
+    side: str | None = None,
+    estimator: str = "L0",
+    maxiter: int = 100,
+    test: str = "z",
 ) -> TrimAndFill:
     """metafor ``trimfill(fit, side, estimator)`` for a two-level model without moderators.
 
     ``side=None`` chooses the side as metafor does: "right" if the slope of yi on sqrt(vi)
     (same estimator) is negative, else "left". The rank-based k0 estimate is iterated on the
     trimmed data (the pooled estimate of the k - k0 least extreme effects) until it is
-    stable. The adjusted model uses the original estimator and test.
+    stable. The adjusted model uses the original estimator and ``test``: z by default, as
+    metafor's ``trimfill(fit)`` refits the filled data with z tests whatever the original
+    test; ``test=res.test`` keeps a Knapp–Hartung test (``trimfill(fit, test = "knha")``).
     """
     _check_trim_and_fill(res, estimator)
     y, v = res.inputs.y, res.inputs.v
@@ -406,7 +423,7 @@ def trim_and_fill(
     else:
         extreme = sorted_index[len(y) - k0 :]
         filled = pd.DataFrame({"yi": 2.0 * beta - y[extreme], "vi": v[extreme]})
-        adjusted = _fit_with_filled(res, filled)
+        adjusted = _fit_with_filled(res, filled, test)
     return TrimAndFill(
         estimator=estimator,
         side=side,
@@ -513,11 +530,11 @@ def _k0_estimate(signed_ranks: np.ndarray, k: int, estimator: str) -> tuple[int,
     return k0, float(se) if np.isnan(se) else max(0.0, float(se))
 
 
-def _fit_with_filled(res: MetaResult, filled: pd.DataFrame) -> MetaResult:
+def _fit_with_filled(res: MetaResult, filled: pd.DataFrame, test: str) -> MetaResult:
     observed = pd.DataFrame({"yi": res.inputs.y, "vi": res.inputs.v, "filled": False})
     imputed = filled.assign(filled=True)
     combined = pd.concat([observed, imputed], ignore_index=True)
-    return fit(combined, method=res.method, test=res.test, level=res.level)
+    return fit(combined, method=res.method, test=test, level=res.level)
 
 
 def aggregate_by_study(res: MetaResult, study: str | None = None) -> pd.DataFrame:

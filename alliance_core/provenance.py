@@ -20,8 +20,10 @@ from importlib import metadata
 import plotly.graph_objects as go
 
 from alliance_core import datasets
+from alliance_core.aggregation import COUNT_COLUMN
 from alliance_core.analysis import AnalysisRun
 from alliance_core.mapping import ColumnMapping
+from alliance_core.nesting import AGGREGATED, INDEPENDENT, model_name
 from alliance_core.settings import PTR, AnalysisSettings
 
 # A spreadsheet reads a cell that starts with one of these as a formula.
@@ -65,11 +67,74 @@ def neutralise_cells(text: str) -> str:
 
 
 def describe_test(model: str, test: str) -> str:
+    """The model-based test; ``model`` is a settings model name (any two-level variant)."""
     if test == "z":
         return "z tests (variance components treated as known)"
-    if model == "two-level":
+    if model != "three-level":
         return "Knapp–Hartung adjustment (t and F tests on k − p df)"
     return "t and F tests on k − p df"
+
+
+def fitted_structure(run: AnalysisRun) -> str:
+    """The model the run fitted: "three-level", "two-level", or on nested data the aggregated
+    or the independent two-level model (nesting.AGGREGATED / INDEPENDENT).
+
+    A two-level fit whose rows carry the aggregation's count column was fitted to one
+    aggregated effect per study (a plain "two-level" choice on nested data means that).
+    """
+    if run.result.is_three_level:
+        return "three-level"
+    if COUNT_COLUMN in run.data.columns and run.settings.model in (AGGREGATED, "two-level"):
+        return AGGREGATED
+    if run.settings.model == INDEPENDENT:
+        return INDEPENDENT
+    return "two-level"
+
+
+def fitted_rho(run: AnalysisRun) -> float | None:
+    """The within-study sampling correlation of the fitted model: of the CHE working model
+    (``res.rho``) or of the aggregation; None when sampling errors are independent."""
+    structure = fitted_structure(run)
+    if structure == AGGREGATED:
+        return float(run.data.attrs.get("rho", run.settings.rho))
+    if structure == "three-level":
+        return run.result.rho
+    return None
+
+
+def describe_model(run: AnalysisRun) -> str:
+    """The model in words (``nesting.model_name``, rho when the model has one), then after a
+    semicolon the metafor calls that fit it."""
+    structure = fitted_structure(run)
+    rho = fitted_rho(run)
+    name = model_name(structure, rho)
+    kind = "equal-effects" if run.settings.method == "EE" else "random-effects"
+    if structure == "three-level" and rho is not None:
+        return (
+            f"{name}, correlated-and-hierarchical-effects (CHE) working model with sampling "
+            f"correlation ρ = {rho:g} within a study; metafor vcalc and rma.mv, "
+            "random = ~ 1 | study/es"
+        )
+    if structure == "three-level":
+        return f"{name}; metafor rma.mv, random = ~ 1 | study/es"
+    if structure == AGGREGATED:
+        return f"{name}; metafor aggregate.escalc (struct CS) and rma.uni, {kind}"
+    return f"{name}; metafor rma.uni, {kind}"
+
+
+def describe_inference(robust) -> str:
+    """Model-based, or cluster-robust with the method, clusters and reference."""
+    if robust is None:
+        return "model-based"
+    if robust.method == "CR2":
+        return (
+            f"cluster-robust CR2 by {robust.cluster or 'cluster'} ({robust.n_clusters} "
+            "clusters), Satterthwaite df, HTZ tests (clubSandwich; metafor robust)"
+        )
+    return (
+        f"cluster-robust {robust.method} by {robust.cluster or 'cluster'} "
+        f"({robust.n_clusters} clusters), df = clusters − coefficients (metafor robust)"
+    )
 
 
 def describe_effect_size(mapping: ColumnMapping) -> str:
@@ -122,6 +187,7 @@ class Provenance:
     created_utc: str
     link: str | None = None
     extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    inference: str = "model-based"
 
     @classmethod
     def of(
@@ -137,8 +203,12 @@ class Provenance:
         simulated: bool = False,
         link: str | None = None,
         now: datetime | None = None,
+        robust=None,
     ) -> Provenance:
-        """From a fitted analysis; the data's hash from ``sha256`` or from ``content``."""
+        """From a fitted analysis; the data's hash from ``sha256`` or from ``content``.
+
+        ``robust``: the cluster-robust inference (a ``RobustResult``) shown with the model.
+        """
         if sha256 is None:
             sha256 = sha256_of(content) if content is not None else "unknown"
         settings = run.settings
@@ -151,15 +221,9 @@ class Provenance:
             sha256=sha256,
             simulated=simulated,
             effect_size=one_line(describe_effect_size(mapping)),
-            model=(
-                "three-level (effect sizes nested in studies, metafor rma.mv ~ 1 | study/es)"
-                if settings.model == "three-level"
-                else "two-level random-effects (metafor rma.uni)"
-                if settings.method != "EE"
-                else "two-level equal-effects (metafor rma.uni, method EE)"
-            ),
+            model=one_line(describe_model(run)),
             estimator=settings.method,
-            test=describe_test(settings.model, settings.test),
+            test=describe_test(fitted_structure(run), settings.test),
             moderators=tuple(one_line(m) for m in describe_moderators(run)),
             filter=one_line(describe_filter(run)),
             ptr_scale=(
@@ -171,6 +235,7 @@ class Provenance:
             engine=f"alliance_core {engine_version()}",
             created_utc=when.strftime("%Y-%m-%d %H:%M:%S UTC"),
             link=link,
+            inference=one_line(describe_inference(robust)),
         )
 
     # -- renderers ------------------------------------------------------------------------
@@ -188,6 +253,7 @@ class Provenance:
             ("model", self.model),
             ("estimator", self.estimator),
             ("test", self.test),
+            ("inference", self.inference),
             ("moderators", "; ".join(self.moderators) or "none"),
             ("filter", self.filter),
             ("PTR scale", self.ptr_scale),
@@ -215,8 +281,10 @@ class Provenance:
         mods = ", ".join(self.moderators) or "no moderators"
         return (
             f"{sim}Data: {self.dataset} (sha256 {self.sha256[:12]}…, {self.rows_analysed} rows). "
-            f"Model: {self.model.split(' (')[0]}, {self.estimator}, {self.test.split(' (')[0]}; "
-            f"moderators: {mods}; filter: {self.filter}. {self.engine}, {self.created_utc}."
+            f"Model: {self.model.split('; ')[0]}, {self.estimator}, {self.test.split(' (')[0]}; "
+            f"moderators: {mods}; filter: {self.filter}. "
+            + ("" if self.inference == "model-based" else f"Inference: {self.inference}. ")
+            + f"{self.engine}, {self.created_utc}."
         )
 
     def on_figure(self, fig: go.Figure) -> go.Figure:

@@ -23,8 +23,10 @@ from alliance_core.analysis import AnalysisRun
 from alliance_core.errors import AnalysisError
 from alliance_core.fitting import fit
 from alliance_core.formatting import format_coefficient, format_number, format_p, format_p_cell
-from alliance_core.provenance import Provenance
+from alliance_core.nesting import AGGREGATED, INDEPENDENT
+from alliance_core.provenance import Provenance, fitted_rho, fitted_structure
 from alliance_core.results import MetaResult
+from alliance_core.robust_variance import RobustResult
 
 SIMULATED_NOTICE = (
     "SIMULATED DATA: the numbers in this report come from simulated studies, not real ones."
@@ -70,6 +72,13 @@ REFERENCES = {
     "contour": "Peters, J. L., Sutton, A. J., Jones, D. R., Abrams, K. R., & Rushton, L. "
     "(2008). Contour-enhanced meta-analysis funnel plots help distinguish publication bias "
     "from other causes of asymmetry. Journal of Clinical Epidemiology, 61(10), 991–996.",
+    "che": "Pustejovsky, J. E., & Tipton, E. (2022). Meta-analysis with robust variance "
+    "estimation: Expanding the range of working models. Prevention Science, 23(3), 425–438.",
+    "cr2": "Tipton, E. (2015). Small sample adjustments for robust variance estimation with "
+    "meta-regression. Psychological Methods, 20(3), 375–393.",
+    "htz": "Pustejovsky, J. E., & Tipton, E. (2018). Small-sample methods for cluster-robust "
+    "variance estimation and hypothesis testing in fixed effects models. Journal of Business "
+    "& Economic Statistics, 36(4), 672–683.",
     "ptr": "Del Re, A. C., Flückiger, C., Horvath, A. O., Symonds, D., & Wampold, B. E. "
     "(2012). Therapist effects in the therapeutic alliance–outcome relationship: A "
     "restricted-maximum likelihood meta-analysis. Clinical Psychology Review, 32(7), 642–649.",
@@ -281,8 +290,14 @@ def _term_label(res: MetaResult, term: str) -> str:
     return term
 
 
-def _methods(run: AnalysisRun, provenance: Provenance, cited: list[str]) -> list[str]:
+def _methods(
+    run: AnalysisRun,
+    provenance: Provenance,
+    cited: list[str],
+    robust: RobustResult | None = None,
+) -> list[str]:
     res, settings = run.result, run.settings
+    structure, rho = fitted_structure(run), fitted_rho(run)
     effect = (
         "Correlations were transformed to Fisher's z for analysis (sampling variance "
         "1 / (n − 3)) and transformed back to r for reporting."
@@ -295,9 +310,34 @@ def _methods(run: AnalysisRun, provenance: Provenance, cited: list[str]) -> list
             f"2011; Cheung, 2014) was fitted to {res.k} effect sizes from {res.n_studies} studies"
         )
         cited += ["three-level", "cheung"]
+        if rho is not None:
+            model += (
+                ", with the sampling errors of effect sizes from the same study assumed to "
+                f"correlate with ρ = {rho:g} (correlated-and-hierarchical-effects working "
+                "model; Pustejovsky & Tipton, 2022)"
+            )
+            cited.append("che")
     else:
-        kind = "an equal-effects" if settings.method == "EE" else "a random-effects"
-        model = f"A two-level {kind[3:] if kind.startswith('an ') else kind[2:]} model was fitted to {res.k} effect sizes"
+        kind = "equal-effects" if settings.method == "EE" else "random-effects"
+        if structure == AGGREGATED:
+            combined = int(run.data["ki"].sum()) if "ki" in run.data.columns else None
+            model = (
+                "Because studies contributed several effect sizes, each study's effect sizes "
+                + (f"({combined} in all) " if combined else "")
+                + "were first aggregated to one inverse-variance weighted effect, assuming a "
+                f"sampling correlation of ρ = {rho:g} between effect sizes of the same study "
+                "(compound symmetry; Pustejovsky & Tipton, 2022); a two-level "
+                f"{kind} model was fitted to the {res.k} study effects"
+            )
+            cited.append("che")
+        elif structure == INDEPENDENT:
+            model = (
+                f"A two-level {kind} model was fitted to {res.k} effect sizes, treating effect "
+                "sizes from the same study as independent (this overstates the precision of "
+                "the estimates)"
+            )
+        else:
+            model = f"A two-level {kind} model was fitted to {res.k} effect sizes"
     estimator = ESTIMATOR_NAMES[settings.method]
     if settings.method in ("REML", "ML"):
         estimator += " (Viechtbauer, 2005)"
@@ -327,6 +367,19 @@ def _methods(run: AnalysisRun, provenance: Provenance, cited: list[str]) -> list
         + effect,
         f"{model}, with variance components estimated by {estimator}. {test}",
     ]
+    if robust is not None:
+        sentences.append(
+            f"Inference used cluster-robust standard errors ({robust.method}, clustered by "
+            f"{robust.cluster or 'study'}, {robust.n_clusters} clusters) with Satterthwaite "
+            "degrees of freedom (Tipton, 2015); moderators were tested with the HTZ test "
+            "(Pustejovsky & Tipton, 2018)."
+            if robust.method == "CR2"
+            else f"Inference used cluster-robust standard errors ({robust.method}, clustered "
+            f"by {robust.cluster or 'study'}, {robust.n_clusters} clusters) on "
+            f"{robust.n_clusters} − p degrees of freedom."
+        )
+        if robust.method == "CR2":
+            cited += ["cr2", "htz"]
     if provenance.moderators:
         sentences.append(
             "Moderators entered the model as "
@@ -493,10 +546,15 @@ def bias_readings(pooled: MetaResult, on_r: bool) -> list[tuple[str, str]]:
             result.adjusted.coefficients["ci_lb"].iloc[0],
             result.adjusted.coefficients["ci_ub"].iloc[0],
         )
+        z_refit = (
+            " (with z tests for the filled data, as metafor's trimfill)"
+            if result.k0 > 0 and result.adjusted.test != result.original.test
+            else ""
+        )
         return (
             f"Trim-and-fill{basis} estimated {result.k0} missing effect size(s) on the "
             f"{result.side} side; the adjusted estimate was {value(result.estimate)}, "
-            f"{interval(ci)}."
+            f"{interval(ci)}{z_refit}."
         )
 
     def pet_peese() -> str:
@@ -551,6 +609,47 @@ def regression_table(run: AnalysisRun, number: int, on_r_scale: bool) -> Table:
             + f"; {res.method} estimation"
             + ("; t tests on k − p df." if res.ddf is not None else "; z tests.")
         ),
+    )
+
+
+def robust_table(run: AnalysisRun, robust: RobustResult, number: int, on_r_scale: bool) -> Table:
+    """The coefficients with cluster-robust SE, t, Satterthwaite df, p and CI, and the HTZ test."""
+    res = run.result
+    rows = []
+    for term, row in robust.coefficients.iterrows():
+        b, se = format_coefficient(row["estimate"], row["se"])
+        digits = len(b.split(".")[-1]) if "." in b else 2
+        rows.append(
+            (
+                _term_label(res, str(term)),
+                b,
+                se,
+                format_number(row["statistic"], 2),
+                format_number(row["df"], 1),
+                format_p_cell(row["pval"]),
+                _ci(row["ci_lb"], row["ci_ub"], digits),
+            )
+        )
+    note = "Coefficients are on the Fisher's z scale. " if on_r_scale else ""
+    note += (
+        f"{robust.method} cluster-robust standard errors, clustered by "
+        f"{robust.cluster or 'study'} ({robust.n_clusters} clusters); t tests on Satterthwaite df."
+    )
+    if robust.QM is not None:
+        df1, df2 = robust.QM_df
+        note += (
+            f" Test of all moderators: F({df1}, {format_number(df2, 1)}) = "
+            f"{format_number(robust.QM, 2)}, {format_p(robust.QM_pval)}"
+            + (" (HTZ)." if robust.method == "CR2" else ".")
+        )
+    for warning in robust.warnings:
+        note += f" Note: {warning}"
+    return Table(
+        number=number,
+        title="Meta-regression coefficients with cluster-robust inference",
+        header=("Predictor", "b", "SE", "t", "df", "p", f"{robust.level:.0%} CI"),
+        rows=tuple(rows),
+        note=note,
     )
 
 
@@ -613,8 +712,12 @@ def build_report(
     on_r_scale: bool,
     figures: Mapping[str, go.Figure] | None = None,
     exporter: Callable[[go.Figure, str], bytes] | None = None,
+    robust: RobustResult | None = None,
 ) -> Report:
     """The report of one analysis; ``pooled`` is the same analysis without moderators.
+
+    ``robust``: cluster-robust inference on ``run.result`` shown with it (methods sentence
+    and a table of the robust coefficients).
 
     ``figures`` maps "forest", "funnel", "ptr" to plotly figures; each is drawn as PNG by
     ``exporter`` (default :func:`alliance_core.figures.export_figure`), and a figure that
@@ -623,7 +726,7 @@ def build_report(
     if exporter is None:
         from alliance_core.figures import export_figure as exporter
     cited: list[str] = []
-    methods = _methods(run, provenance, cited)
+    methods = _methods(run, provenance, cited, robust)
     res = run.result
     results = [
         _pooled_sentence(pooled.result, on_r_scale)
@@ -641,6 +744,8 @@ def build_report(
     tables = []
     if res.p > 1:
         tables.append(regression_table(run, len(tables) + 1, on_r_scale))
+    if robust is not None:
+        tables.append(robust_table(run, robust, len(tables) + 1, on_r_scale))
     tables.append(heterogeneity_table(res, len(tables) + 1, on_r_scale))
     drawn = []
     captions = {

@@ -13,6 +13,7 @@ import pandas as pd
 from alliance_core.csv_export import neutralised
 from alliance_core.provenance import Provenance, with_comment_lines
 from alliance_core.results import MetaResult
+from alliance_core.robust_variance import RobustResult
 
 
 def categorical_moderators(res: MetaResult) -> list[str]:
@@ -35,12 +36,17 @@ RESULT_COLUMNS = [
 ]
 
 
-def results_frame(res: MetaResult, on_r_scale: bool = True) -> pd.DataFrame:
+def results_frame(
+    res: MetaResult, on_r_scale: bool = True, robust: RobustResult | None = None
+) -> pd.DataFrame:
     """Everything the Overview and Moderators pages show, one tidy row per number, full precision.
 
     Sections: "coefficient" (model scale: Fisher's z for correlations), "prediction" (the
     average effect at typical moderator values, as r when ``on_r_scale``), "heterogeneity",
     "test" (QE, QM and one Wald test per categorical moderator) and "model" (k, studies, fit).
+    With ``robust`` (cluster-robust inference on ``res``), sections "robust coefficient" and
+    "robust test" follow: the same coefficients with the robust se, t, Satterthwaite df (CR2),
+    p and CI, the robust test of all moderators (HTZ F) and one per categorical moderator.
     """
     rows: list[dict] = []
     for term, row in res.coefficients.iterrows():
@@ -128,10 +134,56 @@ def results_frame(res: MetaResult, on_r_scale: bool = True) -> pd.DataFrame:
         ("BIC", res.bic),
     ):
         rows.append({"section": "model", "name": name, "estimate": value})
+    if robust is not None:
+        rows.extend(robust_rows(res, robust))
     frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     for column in ("df", "df2"):
-        frame[column] = frame[column].astype("Int64")
+        values = pd.to_numeric(frame[column], errors="coerce")
+        # Whole-number df print as integers; Satterthwaite df (CR2) keep their fraction.
+        if (values.dropna() % 1 == 0).all():
+            frame[column] = values.astype("Int64")
+        else:
+            frame[column] = values
     return frame
+
+
+def robust_rows(res: MetaResult, robust: RobustResult) -> list[dict]:
+    """The robust coefficient table and tests as result rows (sections "robust ...")."""
+    rows: list[dict] = []
+    for term, row in robust.coefficients.iterrows():
+        rows.append(
+            {
+                "section": "robust coefficient",
+                "name": term,
+                **{key: row[key] for key in ("estimate", "se", "statistic", "df", "pval")},
+                "ci_lb": row["ci_lb"],
+                "ci_ub": row["ci_ub"],
+            }
+        )
+    if robust.QM is not None:
+        rows.append(
+            {
+                "section": "robust test",
+                "name": "QM",
+                "statistic": robust.QM,
+                "df": robust.QM_df[0],
+                "df2": robust.QM_df[1],
+                "pval": robust.QM_pval,
+            }
+        )
+    for column in categorical_moderators(res):
+        test = robust.wald_test([column])
+        rows.append(
+            {
+                "section": "robust test",
+                "name": f"wald_{column}",
+                "statistic": test.statistic,
+                "df": test.df,
+                "df2": test.df2,
+                "pval": test.pval,
+            }
+        )
+    return rows
 
 
 def to_csv_text(frame: pd.DataFrame, *, for_spreadsheets: bool = True) -> str:
@@ -151,9 +203,10 @@ def results_csv(
     res: MetaResult,
     on_r_scale: bool = True,
     provenance: Provenance | None = None,
+    robust: RobustResult | None = None,
     *,
     for_spreadsheets: bool = True,
 ) -> bytes:
     """The results download: provenance comment lines, then one row per number."""
-    text = to_csv_text(results_frame(res, on_r_scale), for_spreadsheets=for_spreadsheets)
-    return with_comment_lines(text, provenance)
+    frame = results_frame(res, on_r_scale, robust)
+    return with_comment_lines(to_csv_text(frame, for_spreadsheets=for_spreadsheets), provenance)

@@ -338,7 +338,9 @@ def result_downloads(
     )
     row.download_button(
         "Reproduce in R (zip)",
-        data=lambda: reproduce.r_bundle(run, mapping, provenance_for(run, ctx), on_r_scale=on_r),
+        data=lambda: reproduce.r_bundle(
+            run, mapping, provenance_for(run, ctx), on_r_scale=on_r, table=ctx.data.table
+        ),
         file_name=f"{stem}-reproduce-R.zip",
         mime="application/zip",
         on_click="ignore",
@@ -350,7 +352,7 @@ def result_downloads(
     row.download_button(
         "Reproduce in Python (zip)",
         data=lambda: reproduce.python_bundle(
-            run, mapping, provenance_for(run, ctx), on_r_scale=on_r
+            run, mapping, provenance_for(run, ctx), on_r_scale=on_r, table=ctx.data.table
         ),
         file_name=f"{stem}-reproduce-python.zip",
         mime="application/zip",

@@ -273,10 +273,11 @@ def _p_phrase(p: float) -> str:
 
 
 # -- downloads ---------------------------------------------------------------------------------
-def results_frame(run: AnalysisRun, on_r_scale: bool = True) -> pd.DataFrame:
+def results_frame(run: AnalysisRun, on_r_scale: bool = True, robust=None) -> pd.DataFrame:
     """The results download as a table (see ``alliance_core.results_table.results_frame``),
-    with a first column naming the model the row belongs to."""
-    frame = results_table.results_frame(run.result, on_r_scale)
+    with a first column naming the model the row belongs to; ``robust`` (a RobustResult of
+    this run) adds its rows."""
+    frame = results_table.results_frame(run.result, on_r_scale, robust)
     frame.insert(0, "model", model_label(run))
     return frame
 
@@ -293,11 +294,13 @@ def results_csv(
     on_r_scale: bool = True,
     provenance: Provenance | None = None,
     pooled: AnalysisRun | None = None,
+    robust=None,
 ) -> bytes:
     """The results file after ``# key: value`` provenance lines when given; with ``pooled``,
     one file holding the pooled model's rows first and then the model with moderators, each
-    row labelled in the "model" column."""
-    frames = [results_frame(run, on_r_scale)]
+    row labelled in the "model" column; ``robust`` (cluster-robust inference on ``run``) adds
+    the robust rows of ``run``, as the reproduction scripts compare them."""
+    frames = [results_frame(run, on_r_scale, robust)]
     if pooled is not None and pooled is not run:
         frames.insert(0, results_frame(pooled, on_r_scale))
     return with_comment_lines(to_csv_text(pd.concat(frames, ignore_index=True)), provenance)

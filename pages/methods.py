@@ -180,6 +180,7 @@ with render.shown_errors("The reproduction scripts"):
                 render.provenance_for(run, ctx),
                 on_r_scale=ctx.data.correlations,
                 language=language,
+                table=ctx.data.table,
             )
             for language in ("R", "Python")
         }

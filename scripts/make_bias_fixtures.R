@@ -139,15 +139,16 @@ ranktest_block <- function(fit) {
 
 # Every combination of estimator and side (NULL: metafor chooses the side), or only the
 # chosen side when `all_sides` is FALSE (each fit of the 811-row dataset takes seconds).
-trimfill_block <- function(fit, s, all_sides = TRUE) {
+# With `keep_test` the filled data are refitted with the model's test (trimfill(fit, test =
+# ...)); without it, as metafor's plain trimfill(fit) does, which refits with z tests.
+trimfill_block <- function(fit, s, all_sides = TRUE, keep_test = TRUE) {
   out <- list()
   sides <- if (all_sides) list(NULL, "left", "right") else list(NULL)
   for (estimator in c("L0", "R0")) for (side in sides) {
-    tf <- if (is.null(side)) {
-      trimfill(fit, estimator = estimator, control = UNI_CONTROL, test = s$test)
-    } else {
-      trimfill(fit, side = side, estimator = estimator, control = UNI_CONTROL, test = s$test)
-    }
+    args <- list(fit, estimator = estimator, control = UNI_CONTROL)
+    if (!is.null(side)) args$side <- side
+    if (keep_test) args$test <- s$test
+    tf <- do.call(trimfill, args)
     filled <- tf$fill
     entry <- list(requested_side = sc(if (is.null(side)) NULL else side),
                   estimator = sc(estimator), k0 = sc(tf$k0), se_k0 = sc(tf$se.k0),
@@ -300,6 +301,8 @@ write_case <- function(id, source, d, settings, analyses, order_by = NULL, spars
   if ("trimfill" %in% analyses) results$trimfill <- trimfill_block(fit, s)
   if ("trimfill_auto" %in% analyses)
     results$trimfill <- trimfill_block(fit, s, all_sides = FALSE)
+  if ("trimfill_default" %in% analyses)
+    results$trimfill_default <- trimfill_block(fit, s, keep_test = FALSE)
   if ("leave1out" %in% analyses) results$leave1out <- leave1out_block(fit)
   if ("influence" %in% analyses) results$influence <- influence_block(fit)
   if ("cumul" %in% analyses) results$cumul <- cumul_block(fit, order_values)
@@ -357,8 +360,8 @@ molloy_src <- paste("metadat::dat.molloy2014 (Molloy, O'Carroll & Ferguson 2014)
                     paste0(ZCOR_NOTE, "; study = row number"))
 write_case("molloy2014_reml_z", molloy_src, molloy, two_level("REML", "z"), UNI_ALL,
            order_by = "year")
-write_case("molloy2014_dl_knha", molloy_src, molloy, two_level("DL", "knha"), UNI_ALL,
-           order_by = "year")
+write_case("molloy2014_dl_knha", molloy_src, molloy, two_level("DL", "knha"),
+           c(UNI_ALL, "trimfill_default"), order_by = "year")
 write_case("molloy2014_reml_z_mods", molloy_src, molloy,
            two_level("REML", "z", moderators = c("meanage", "design")), UNI_MODS)
 write_case("molloy2014_pm_knha_mods", molloy_src, molloy,
@@ -375,7 +378,8 @@ bcg_src <- paste("metadat::dat.bcg (Colditz et al. 1994);",
                  "log risk ratio; study = trial")
 write_case("bcg_reml_z", bcg_src, bcg, two_level("REML", "z"), UNI_ALL, order_by = "year")
 write_case("bcg_ee_z", bcg_src, bcg, two_level("EE", "z"), UNI_ALL, order_by = "year")
-write_case("bcg_ml_knha", bcg_src, bcg, two_level("ML", "knha"), UNI_ALL, order_by = "year")
+write_case("bcg_ml_knha", bcg_src, bcg, two_level("ML", "knha"), c(UNI_ALL, "trimfill_default"),
+           order_by = "year")
 write_case("bcg_reml_knha_mods", bcg_src, bcg,
            two_level("REML", "knha", moderators = "ablat"), UNI_MODS)
 

@@ -53,3 +53,16 @@ def test_three_level_trim_and_fill_runs_on_study_aggregates_and_says_so():
     at = open_bias_page({})
     text = next(md.value for md in at.markdown if md.value.startswith("**Trim-and-fill.**"))
     assert "aggregated effect per study" in text
+
+
+def test_trim_and_fill_after_knapp_hartung_says_the_filled_model_uses_z_tests():
+    at = open_bias_page({"ds": "molloy2014", "test": "t"})
+    res = pooled("molloy2014", model="two-level", test="t")
+    assert res.test == "knha"
+    expected = bias.trim_and_fill(res)
+    assert expected.k0 > 0 and expected.adjusted.test == "z"
+    shown = [md.value for md in at.markdown]
+    assert any(
+        "As in metafor's trimfill, the model with the filled effect sizes uses z tests" in text
+        for text in shown
+    )

@@ -26,3 +26,8 @@ def test_methods_scripts_follow_the_sidebar():
     assert_ran_cleanly(at)
     r_code = next(b.value for b in at.code if "library(metafor)" in b.value)
     assert 'method = "DL", test = "knha"' in r_code
+    # Two-level on nested data is the aggregated model: the scripts aggregate first.
+    assert "agg <- aggregate(dat, cluster = study, rho = 0.6)" in r_code
+    assert "data = agg," in r_code
+    python_code = next(b.value for b in at.code if "import alliance_core as ac" in b.value)
+    assert "dat = ac.aggregate(dat, cluster='study', rho=0.6)" in python_code

@@ -323,3 +323,17 @@ def test_profiles_beyond_four_are_dropped_with_a_note(default_run):
         "alliance_rater = other",
     ]
     assert notes and "first 4" in notes[0]
+
+
+def test_results_csv_adds_the_robust_rows_when_given(default_run):
+    robust = default_run.result.robust(method="CR2")
+    frame = pd.read_csv(io.BytesIO(tables.results_csv(default_run, robust=robust)))
+    rows = frame[frame["section"] == "robust coefficient"].set_index("name")
+    assert list(rows.index) == list(robust.coefficients.index)
+    np.testing.assert_allclose(rows["se"], robust.coefficients["se"])
+    np.testing.assert_allclose(rows["df"], robust.coefficients["df"])  # Satterthwaite, fractional
+    tests = frame[frame["section"] == "robust test"].set_index("name")
+    assert tests.loc["QM", "df2"] == pytest.approx(robust.QM_df[1])
+    assert tests.loc["wald_alliance_rater", "statistic"] == pytest.approx(
+        robust.wald_test(["alliance_rater"]).statistic
+    )

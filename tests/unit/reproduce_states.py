@@ -6,15 +6,18 @@ awkward column names) and its settings. ``analysis_of`` runs it as the dashboard
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from alliance_core import datasets
 from alliance_core.analysis import AnalysisRun, effect_size_table, run_analysis
+from alliance_core.fitting import fit
 from alliance_core.mapping import ColumnMapping
+from alliance_core.nesting import AGGREGATED, INDEPENDENT
 from alliance_core.provenance import Provenance
+from alliance_core.robust_variance import RobustResult
 from alliance_core.settings import PTR, AnalysisSettings
 from alliance_core.uploads import read_table
 
@@ -26,6 +29,9 @@ class State:
     name: str
     dataset: str  # bundled dataset, or "upload"
     changes: dict = field(default_factory=dict)
+    che_rho: float | None = None  # three-level CHE working model with this rho
+    upload_mapping: ColumnMapping | None = None  # an upload read with another mapping
+    robust: bool = False  # CR2 cluster-robust inference by study
 
 
 def _two_level_estimators() -> list[State]:
@@ -86,6 +92,54 @@ STATES: tuple[State, ...] = (
         {"moderators": ("deltype", "year"), "reference": {"deltype": "overt"}},
     ),
     State(
+        "simulated-2L-aggregated-rho06",
+        "alliance_simulated",
+        {"model": AGGREGATED, "rho": 0.6, "moderators": (PTR, "design")},
+    ),
+    State(
+        "assink2016-2L-aggregated-rho06",
+        "assink2016",
+        # deltype differs within studies: the aggregated model leaves it out.
+        {"model": AGGREGATED, "rho": 0.6, "moderators": ("deltype", "pubstatus", "year")},
+    ),
+    State(
+        "simulated-2L-independent",
+        "alliance_simulated",
+        {"model": INDEPENDENT, "test": "t", "moderators": (PTR,)},
+    ),
+    State("simulated-3L-CHE-rho06-logPTR", "alliance_simulated", che_rho=0.6),
+    State(
+        "simulated-3L-CHE-rho06-CR2",
+        "alliance_simulated",
+        {"moderators": (PTR, "alliance_rater"), "reference": {"alliance_rater": "observer"}},
+        che_rho=0.6,
+        robust=True,
+    ),
+    State(
+        "upload-fisher-z-study-patients",
+        "upload",
+        {"model": "three-level", "moderators": (PTR,)},
+        upload_mapping=ColumnMapping(
+            study="Study ID",
+            z="Fisher z",
+            n="N patients",
+            n_therapists="n thérapeutes",
+            study_patients="Patients in study",
+        ),
+    ),
+    State(
+        "upload-se-given-PTR-aggregated",
+        "upload",
+        {"model": AGGREGATED, "rho": 0.4, "moderators": (PTR, "=Design"), "ptr_scale": "raw"},
+        upload_mapping=ColumnMapping(
+            study="Study ID",
+            yi="Fisher z",
+            sei="SE of z",
+            ptr="PTR given",
+            moderators=('Rater; "type"', "=Design"),
+        ),
+    ),
+    State(
         "upload-awkward-names",
         "upload",
         {
@@ -98,7 +152,7 @@ STATES: tuple[State, ...] = (
 )
 
 
-def upload_bytes(seed: int = 7) -> bytes:
+def upload_bytes(seed: int = 7, extra_columns: bool = False) -> bytes:
     """A coding sheet with awkward column names and levels (spaces, quotes, accents, '#')."""
     rng = np.random.default_rng(seed)
     studies = 24
@@ -120,6 +174,13 @@ def upload_bytes(seed: int = 7) -> bytes:
             "=Design": design,
         }
     )
+    if extra_columns:
+        # Other effect-size and PTR forms of the same studies: Fisher's z with its SE, the
+        # study's own patient count (larger than the n of its effect sizes), a given PTR.
+        frame["Fisher z"] = np.round(np.arctanh(r), 4)
+        frame["SE of z"] = np.round(1 / np.sqrt(n - 3), 5)
+        frame["Patients in study"] = n + rng.integers(0, 40, studies)[study - 1]
+        frame["PTR given"] = np.round(frame["Patients in study"] / therapists, 3)
     return frame.to_csv(index=False).encode("utf-8")
 
 
@@ -132,14 +193,36 @@ UPLOAD_MAPPING = ColumnMapping(
 )
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A state run as the dashboard runs it, with what its downloads are made from."""
+
+    run: AnalysisRun
+    mapping: ColumnMapping
+    provenance: Provenance
+    on_r_scale: bool
+    table: pd.DataFrame  # the effect-size table (the aggregated model's rows come from it)
+    robust: RobustResult | None
+
+    def bundle_options(self) -> dict:
+        return {"on_r_scale": self.on_r_scale, "table": self.table, "robust": self.robust}
+
+
 def analysis_of(state: State) -> tuple[AnalysisRun, ColumnMapping, Provenance, bool]:
     """The fitted analysis of a state, its mapping, provenance and whether effects are r."""
+    prepared = prepare(state)
+    return prepared.run, prepared.mapping, prepared.provenance, prepared.on_r_scale
+
+
+def prepare(state: State) -> Prepared:
+    """A state's fitted analysis with its effect-size table and robust inference (if any)."""
     if state.dataset == "upload":
-        content = upload_bytes()
+        mapping = state.upload_mapping or UPLOAD_MAPPING
+        content = upload_bytes(extra_columns=state.upload_mapping is not None)
         uploaded = read_table(content, UPLOAD_NAME)
-        report = uploaded.validate(UPLOAD_MAPPING)
+        report = uploaded.validate(mapping)
         assert report.ok, report.summary()
-        rows, mapping, simulated = report.usable, UPLOAD_MAPPING, False
+        rows, simulated = report.usable, False
         settings = AnalysisSettings(dataset="upload", **state.changes)
         dataset = UPLOAD_NAME
     else:
@@ -157,7 +240,23 @@ def analysis_of(state: State) -> tuple[AnalysisRun, ColumnMapping, Provenance, b
         )
         settings = base.with_changes(**state.changes)
         dataset = state.dataset
-    run = run_analysis(rows, mapping, settings, table=effect_size_table(rows, mapping))
+    table = effect_size_table(rows, mapping)
+    run = run_analysis(rows, mapping, settings, table=table)
+    if state.che_rho is not None:
+        # The CHE working model on the same rows and moderators (the engine's fit with rho).
+        res = run.result
+        che = fit(
+            run.data,
+            moderators=list(run.moderator_columns),
+            reference={c: v for c, v in settings.reference.items() if c in run.moderator_columns}
+            or None,
+            method=settings.method,
+            cluster=res.cluster,
+            test=res.test,
+            rho=state.che_rho,
+        )
+        run = replace(run, result=che)
+    robust = run.result.robust(method="CR2") if state.robust else None
     provenance = Provenance.of(
         run,
         mapping,
@@ -166,5 +265,6 @@ def analysis_of(state: State) -> tuple[AnalysisRun, ColumnMapping, Provenance, b
         title=None if state.dataset == "upload" else datasets.dataset_info(state.dataset).title,
         uploaded=state.dataset == "upload",
         simulated=simulated,
+        robust=robust,
     )
-    return run, mapping, provenance, mapping.uses_correlations
+    return Prepared(run, mapping, provenance, mapping.uses_correlations, table, robust)

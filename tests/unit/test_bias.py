@@ -182,10 +182,40 @@ def test_trim_and_fill_matches_metafor_trimfill(name):
     case, res = load(name)
     for expected in case["results"]["trimfill"]:
         what = f"{name} side={expected['requested_side']} {expected['estimator']}"
+        # These references pass the model's test on: trimfill(fit, test = <the fit's test>).
+        result = trim_and_fill(
+            res, side=expected["requested_side"], estimator=expected["estimator"], test=res.test
+        )
+        _check_trim_and_fill(result, expected, what)
+
+
+@pytest.mark.parametrize("name", cases_with("trimfill_default"))
+def test_trim_and_fill_follows_metafor_default_z_refit_after_knapp_hartung(name):
+    """metafor's plain trimfill(fit) refits the filled data with z tests, also after knha."""
+    case, res = load(name)
+    assert res.test == "knha"
+    filled_cases = 0
+    for expected in case["results"]["trimfill_default"]:
+        what = f"{name} default side={expected['requested_side']} {expected['estimator']}"
         result = trim_and_fill(
             res, side=expected["requested_side"], estimator=expected["estimator"]
         )
         _check_trim_and_fill(result, expected, what)
+        if result.k0 > 0:
+            filled_cases += 1
+            assert result.adjusted.test == "z" and result.adjusted.ddf is None
+            assert "As in metafor's trimfill, the model with the filled effect sizes uses z" in (
+                result.describe()
+            )
+            kept = trim_and_fill(
+                res, side=expected["requested_side"], estimator=expected["estimator"], test="knha"
+            )
+            se = (
+                kept.adjusted.coefficients["se"].iloc[0],
+                result.adjusted.coefficients["se"].iloc[0],
+            )
+            assert se[0] != pytest.approx(se[1], rel=1e-6)
+    assert filled_cases, "the references should include a case with filled effect sizes"
 
 
 def _check_trim_and_fill(result, expected, what):
@@ -213,7 +243,9 @@ def test_aggregate_by_study_matches_metafor_aggregate_and_trim_and_fill_runs_on_
     study_fit = ac.fit(studies, method=res.method)
     close_fit(study_fit, expected["fit"], what=f"{name} aggregated")
     for tf in expected["trimfill"]:
-        result = trim_and_fill(study_fit, side=tf["requested_side"], estimator=tf["estimator"])
+        result = trim_and_fill(
+            study_fit, side=tf["requested_side"], estimator=tf["estimator"], test=study_fit.test
+        )
         _check_trim_and_fill(result, tf, f"{name} aggregated {tf['estimator']}")
 
 

@@ -22,7 +22,7 @@ NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def upload_analysis():
-    return analysis_of(next(s for s in STATES if s.dataset == "upload"))
+    return analysis_of(next(s for s in STATES if s.name == "upload-awkward-names"))
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,8 @@ def test_provenance_names_data_hash_and_every_setting(upload_analysis):
     assert items["sha256"] == hashlib.sha256(upload_bytes()).hexdigest()
     assert items["source"] == "uploaded file"
     assert items["estimator"] == "REML"
-    assert items["model"].startswith("three-level")
+    assert items["model"].startswith("Three-level (effect sizes nested in studies); metafor rma.mv")
+    assert items["inference"] == "model-based"
     assert 'Rater; "type" (reference level: thérapeute)' in items["moderators"]
     assert "log PTR" in items["moderators"]
     assert items["filter"] == "=Design in {RCT, quasi#1}"

@@ -14,7 +14,7 @@ from alliance_core.analysis import run_analysis
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_p
 from alliance_core.report import SIMULATED_NOTICE, build_report
-from tests.unit.reproduce_states import STATES, analysis_of
+from tests.unit.reproduce_states import STATES, analysis_of, prepare
 
 
 def tiny_png() -> bytes:
@@ -61,7 +61,7 @@ def simulated():
 
 @pytest.fixture(scope="module")
 def upload():
-    return report_of(next(s for s in STATES if s.dataset == "upload"), failing_exporter)
+    return report_of(next(s for s in STATES if s.name == "upload-awkward-names"), failing_exporter)
 
 
 def test_simulated_report_says_so_on_its_first_line(simulated):
@@ -134,3 +134,53 @@ def test_figures_that_cannot_be_drawn_are_named_and_user_text_escaped(upload):
     document = docx.Document(io.BytesIO(rep.to_docx()))
     assert len(document.inline_shapes) == 0
     assert any("could not be drawn" in p.text for p in document.paragraphs)
+
+
+def _named(name: str):
+    return next(s for s in STATES if s.name == name)
+
+
+def test_che_report_with_robust_inference_names_rho_cr2_and_their_references():
+    prepared = prepare(_named("simulated-3L-CHE-rho06-CR2"))
+    run, robust = prepared.run, prepared.robust
+    pooled = run_analysis(
+        run.data, prepared.mapping, run.settings.with_changes(moderators=()), table=run.data
+    )
+    rep = build_report(
+        run, pooled, prepared.provenance, on_r_scale=True, exporter=png_exporter, robust=robust
+    )
+    methods = " ".join(rep.methods)
+    assert "correlate with ρ = 0.6" in methods and "Pustejovsky & Tipton, 2022" in methods
+    assert (
+        "CR2" in methods and "Tipton, 2015" in methods and "Pustejovsky & Tipton, 2018" in methods
+    )
+    references = " ".join(rep.references)
+    for source in ("Prevention Science, 23", "Psychological Methods, 20", "Economic Statistics"):
+        assert source in references
+    table = next(t for t in rep.tables if "cluster-robust" in t.title)
+    assert len(table.rows) == len(robust.coefficients)
+    # The robust df shown are the Satterthwaite df of the robust result.
+    assert table.rows[0][4] == f"{robust.coefficients['df'].iloc[0]:.1f}"
+    assert "HTZ" in table.note
+    html5lib.HTMLParser(strict=True).parse(rep.to_html())
+
+
+def test_aggregated_report_says_how_the_studies_were_combined():
+    run, mapping, prov, on_r = analysis_of(_named("assink2016-2L-aggregated-rho06"))
+    rep = build_report(run, run, prov, on_r_scale=on_r, exporter=png_exporter)
+    methods = " ".join(rep.methods)
+    assert "aggregated to one inverse-variance weighted effect" in methods
+    assert "ρ = 0.6" in methods and f"the {run.result.k} study effects" in methods
+    assert f"({int(run.data['ki'].sum())} in all)" in methods
+
+
+def test_trim_and_fill_reading_says_the_filled_data_use_z_tests_after_knapp_hartung():
+    from alliance_core.report import bias_readings
+
+    run, mapping, _, on_r = analysis_of(_named("molloy2014-knha-ref"))
+    pooled = run_analysis(
+        run.data, mapping, run.settings.with_changes(moderators=()), table=run.data
+    ).result
+    assert pooled.test == "knha"
+    text = dict(bias_readings(pooled, on_r))["Trim-and-fill"]
+    assert "with z tests for the filled data, as metafor's trimfill" in text

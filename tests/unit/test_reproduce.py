@@ -19,8 +19,9 @@ import pandas as pd
 import pytest
 
 from alliance_core import reproduce
+from alliance_core.errors import AnalysisError
 from alliance_core.reproduce import parse_agreement, py_string, r_names, r_string
-from tests.unit.reproduce_states import STATES, analysis_of
+from tests.unit.reproduce_states import STATES, analysis_of, prepare
 
 R_BATCH = r"""
 suppressPackageStartupMessages(library(metafor))
@@ -71,9 +72,11 @@ def _metafor_available() -> bool:
 def _write_bundles(root: Path, language: str) -> list[str]:
     names = []
     for state in STATES:
-        run, mapping, provenance, on_r = analysis_of(state)
+        prepared = prepare(state)
         make = reproduce.r_bundle if language == "R" else reproduce.python_bundle
-        content = make(run, mapping, provenance, on_r_scale=on_r)
+        content = make(
+            prepared.run, prepared.mapping, prepared.provenance, **prepared.bundle_options()
+        )
         folder = root / state.name
         with zipfile.ZipFile(io.BytesIO(content)) as archive:
             archive.extractall(folder)
@@ -125,10 +128,11 @@ def test_python_scripts_agree_with_the_dashboard(tmp_path):
 
 def test_a_differing_number_fails_the_python_script(tmp_path):
     """The comparison can fail: change one dashboard number and the script exits non-zero."""
-    run, mapping, provenance, on_r = analysis_of(STATES[2])
-    with zipfile.ZipFile(
-        io.BytesIO(reproduce.python_bundle(run, mapping, provenance, on_r_scale=on_r))
-    ) as z:
+    prepared = prepare(STATES[2])
+    content = reproduce.python_bundle(
+        prepared.run, prepared.mapping, prepared.provenance, **prepared.bundle_options()
+    )
+    with zipfile.ZipFile(io.BytesIO(content)) as z:
         z.extractall(tmp_path)
     path = tmp_path / "dashboard_results.csv"
     text = path.read_text()
@@ -146,7 +150,7 @@ def test_a_differing_number_fails_the_python_script(tmp_path):
 
 
 def test_data_csv_holds_exactly_the_model_rows_and_columns():
-    state = next(s for s in STATES if s.dataset == "upload")
+    state = next(s for s in STATES if s.name == "upload-awkward-names")
     run, mapping, provenance, on_r = analysis_of(state)
     files = reproduce.bundle_files(run, mapping, provenance, on_r_scale=on_r, language="R")
     data = pd.read_csv(io.StringIO(files["data.csv"]), keep_default_na=False, na_values=[""])
@@ -180,7 +184,7 @@ def test_user_text_cannot_escape_r_or_python_code():
     for name in names.values():
         assert name.replace("_", "").isalnum()
     # Column names reach the scripts only as escaped literals or syntactic names.
-    state = next(s for s in STATES if s.dataset == "upload")
+    state = next(s for s in STATES if s.name == "upload-awkward-names")
     run, mapping, provenance, on_r = analysis_of(state)
     for language in ("R", "Python"):
         files = reproduce.bundle_files(run, mapping, provenance, on_r_scale=on_r, language=language)
@@ -200,3 +204,67 @@ def test_python_literals_round_trip_hostile_text():
     literal = py_string(hostile)
     assert "\n" not in literal and literal.isascii()
     assert ast.literal_eval(literal) == hostile
+
+
+def _state(name: str):
+    return prepare(next(s for s in STATES if s.name == name))
+
+
+def test_aggregated_data_csv_holds_the_effect_sizes_that_were_aggregated():
+    prepared = _state("assink2016-2L-aggregated-rho06")
+    files = reproduce.bundle_files(
+        prepared.run, prepared.mapping, prepared.provenance, language="R",
+        **prepared.bundle_options(),
+    )  # fmt: skip
+    data = pd.read_csv(io.StringIO(files["data.csv"]))
+    assert data["study"].nunique() == prepared.run.result.k < len(data)
+    assert len(data) == len(prepared.table)  # every row of the used studies
+    script = files["analysis.R"]
+    assert "agg <- aggregate(dat, cluster = study, rho = 0.6)" in script
+    assert 'Left out (they differ within a study): "deltype", "year".' in script
+    assert "mods = ~ pubstatus, data = agg" in script
+    with pytest.raises(AnalysisError, match="effect-size rows"):
+        reproduce.bundle_files(
+            prepared.run, prepared.mapping, prepared.provenance, on_r_scale=False, language="R"
+        )
+
+
+def test_independent_and_che_scripts_say_what_they_assume():
+    independent = _state("simulated-2L-independent")
+    script = reproduce.bundle_files(
+        independent.run, independent.mapping, independent.provenance, language="R",
+        **independent.bundle_options(),
+    )["analysis.R"]  # fmt: skip
+    assert "treats them as independent" in script and "aggregate(" not in script
+    che = _state("simulated-3L-CHE-rho06-CR2")
+    files = {
+        language: reproduce.bundle_files(
+            che.run, che.mapping, che.provenance, language=language, **che.bundle_options()
+        )
+        for language in ("R", "Python")
+    }
+    r_code, py_code = files["R"]["analysis.R"], files["Python"]["analysis.py"]
+    assert "V <- vcalc(vi, cluster = study, obs = es, rho = 0.6, data = dat)" in r_code
+    assert "rma.mv(yi, V, mods = ~ log_PTR + alliance_rater" in r_code
+    assert "rob <- robust(res, cluster = dat$study, clubSandwich = TRUE)" in r_code
+    assert "rho=0.6," in py_code and "rob = res.robust(cluster='study', method=\"CR2\")" in py_code
+    results = pd.read_csv(io.BytesIO(files["R"]["dashboard_results.csv"]), comment="#")
+    robust = results[results["section"].str.startswith("robust")]
+    assert list(robust["name"]) == [*che.robust.coefficients.index, "QM", "wald_alliance_rater"]
+    # Satterthwaite df keep their fraction; the model-based df stay whole numbers.
+    assert robust["df"].iloc[0] == pytest.approx(che.robust.coefficients["df"].iloc[0])
+    assert "CR2" in dict(che.provenance.items())["inference"]
+
+
+def test_only_cr2_robust_inference_is_written_out():
+    prepared = _state("simulated-3L-CHE-rho06-logPTR")
+    cr1 = prepared.run.result.robust(method="CR1")
+    with pytest.raises(AnalysisError, match="CR2"):
+        reproduce.bundle_files(
+            prepared.run,
+            prepared.mapping,
+            prepared.provenance,
+            on_r_scale=True,
+            language="R",
+            robust=cr1,
+        )
