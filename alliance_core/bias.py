@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from alliance_core.aggregation import COUNT_COLUMN, aggregate
 from alliance_core.effect_sizes import transf
 from alliance_core.errors import AnalysisError
 from alliance_core.fitting import fit
@@ -541,25 +542,25 @@ def aggregate_by_study(res: MetaResult, study: str | None = None) -> pd.DataFram
     """One effect size per study: inverse-variance weighted means under independence.
 
     yi_s = sum(yi / vi) / sum(1 / vi) and vi_s = 1 / sum(1 / vi) over the study's effect
-    sizes, as metafor's ``aggregate(escalc, cluster = study, struct = "ID")``. Treating a
+    sizes, as metafor's ``aggregate(escalc, cluster = study, struct = "ID")``; for a CHE fit
+    (``res.rho`` set) compound symmetry with that rho (``struct = "CS"``) instead. Treating a
     study's effect sizes as independent understates vi_s when they share patients (they
     usually do), so a study with many effect sizes looks more precise than it is; the result
     suits trim-and-fill and funnel plots as a rough check, not a final analysis. Columns:
     the study column, yi, vi, k (effect sizes aggregated) and every other column whose value
     is the same throughout each study; studies keep their order of first appearance.
     """
-    if res.rho:
-        raise AnalysisError(
-            f"This model assumes the sampling errors of a study's effect sizes correlate "
-            f"(rho = {res.rho:g}); aggregate_by_study assumes they are independent and would "
-            "understate the aggregated variances. Aggregate with the same rho (compound "
-            "symmetry, metafor aggregate(struct = 'CS', rho)) instead."
-        )
     study = study or res.cluster
     if study is None or study not in res.data.columns:
         raise AnalysisError(
             "Aggregating needs a study column: fit the three-level model or name the column."
         )
+    if res.rho:
+        # The model's own working assumption: sampling errors of a study's effect sizes
+        # correlate with rho, so aggregate under compound symmetry with that rho (metafor
+        # aggregate(struct = "CS", rho)); independence would understate the variances.
+        out = aggregate(res.data, cluster=study, rho=res.rho, yi="yi", vi="vi")
+        return out.rename(columns={COUNT_COLUMN: "k"})
     data = res.data
     w = 1.0 / data["vi"].to_numpy(float)
     frame = pd.DataFrame(

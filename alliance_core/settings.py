@@ -304,12 +304,15 @@ def _is_legacy_three_level(data: Mapping) -> bool:
 
 
 def legacy_link_rho(query: Mapping[str, object], model: str) -> bool:
-    """A link for the three-level model without rho: made before the CHE model existed.
+    """A link that names the three-level model without rho: made before the CHE model existed.
 
-    Such links (and any three-level link written without rho) mean today's model with
-    independent sampling errors (rho = 0), not the new default; the dashboard says so.
+    Links the dashboard wrote always name the model, so ``model=3L`` without ``rho`` means
+    today's model with independent sampling errors (rho = 0), not the new default; the dashboard
+    says so. A link that does not name the model at all (typed by hand, e.g. ``?ds=crede2010``)
+    asks for nothing about it and opens the defaults.
     """
-    return model == "three-level" and query.get("rho") in (None, [], ())
+    named = query.get("model") not in (None, [], ())
+    return named and model == "three-level" and query.get("rho") in (None, [], ())
 
 
 def _split_pair(item: str, key: str) -> tuple[str, str]:

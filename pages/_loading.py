@@ -413,9 +413,14 @@ def _run_bias_tests(_pooled) -> BiasTests:
         except AnalysisError as error:
             problems.append((name, f"Not available here: {error}"))
     if _pooled.is_three_level and results["trim_fill"] is not None:
+        within = (
+            f"compound symmetry with the model's ρ = {_pooled.rho:g}"
+            if _pooled.rho
+            else "inverse-variance mean of its effect sizes"
+        )
         note = (
             "Trim-and-fill assumes independent effects, so it was run on one aggregated effect "
-            "per study (inverse-variance mean of its effect sizes, two-level model)."
+            f"per study ({within}, two-level model)."
         )
     return BiasTests(problems=tuple(problems), trim_fill_note=note, **results)
 

@@ -226,6 +226,7 @@ def provenance_for(run: AnalysisRun, ctx: sidebar.Context) -> Provenance:
             sha256=record.sha,
             title=f"Upload: {record.name}",
             uploaded=True,
+            robust=run.robust,
         )
     from pages._sidebar import share_link  # at call time: _sidebar imports this module
 
@@ -237,6 +238,7 @@ def provenance_for(run: AnalysisRun, ctx: sidebar.Context) -> Provenance:
         title=data.title,
         simulated=data.simulated,
         link=share_link(ctx.settings),
+        robust=run.robust,
     )
 
 
@@ -308,7 +310,9 @@ def result_downloads(
     row = st.container(horizontal=True)
     row.download_button(
         "Results (CSV)",
-        data=lambda: tables.results_csv(run, on_r, provenance_for(run, ctx), pooled=pooled),
+        data=lambda: tables.results_csv(
+            run, on_r, provenance_for(run, ctx), pooled=pooled, robust=run.robust
+        ),
         file_name=f"{stem}-results.csv",
         mime="text/csv",
         on_click="ignore",
@@ -339,7 +343,12 @@ def result_downloads(
     row.download_button(
         "Reproduce in R (zip)",
         data=lambda: reproduce.r_bundle(
-            run, mapping, provenance_for(run, ctx), on_r_scale=on_r, table=ctx.data.table
+            run,
+            mapping,
+            provenance_for(run, ctx),
+            on_r_scale=on_r,
+            table=ctx.data.table,
+            robust=run.robust,
         ),
         file_name=f"{stem}-reproduce-R.zip",
         mime="application/zip",
@@ -352,7 +361,12 @@ def result_downloads(
     row.download_button(
         "Reproduce in Python (zip)",
         data=lambda: reproduce.python_bundle(
-            run, mapping, provenance_for(run, ctx), on_r_scale=on_r, table=ctx.data.table
+            run,
+            mapping,
+            provenance_for(run, ctx),
+            on_r_scale=on_r,
+            table=ctx.data.table,
+            robust=run.robust,
         ),
         file_name=f"{stem}-reproduce-python.zip",
         mime="application/zip",
@@ -407,7 +421,14 @@ def report_for(run: AnalysisRun, ctx: sidebar.Context):
         figures["ptr"] = ptr_curve_figure(
             run.result, ptr_column="PTR", scale=ctx.settings.ptr_scale
         )
-    built = build_report(run, pooled, provenance_for(run, ctx), on_r_scale=on_r, figures=figures)
+    built = build_report(
+        run,
+        pooled,
+        provenance_for(run, ctx),
+        on_r_scale=on_r,
+        figures=figures,
+        robust=run.robust,
+    )
     st.session_state[key] = built
     return built
 

@@ -302,7 +302,7 @@ def results_csv(
     the robust rows of ``run``, as the reproduction scripts compare them."""
     frames = [results_frame(run, on_r_scale, robust)]
     if pooled is not None and pooled is not run:
-        frames.insert(0, results_frame(pooled, on_r_scale))
+        frames.insert(0, results_frame(pooled, on_r_scale, pooled.robust))
     return with_comment_lines(to_csv_text(pd.concat(frames, ignore_index=True)), provenance)
 
 

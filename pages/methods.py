@@ -181,6 +181,7 @@ with render.shown_errors("The reproduction scripts"):
                 on_r_scale=ctx.data.correlations,
                 language=language,
                 table=ctx.data.table,
+                robust=run.robust,
             )
             for language in ("R", "Python")
         }

@@ -11,6 +11,7 @@ from alliance_core.analysis import run_analysis
 from alliance_core.datasets import dataset_info, load_dataset
 from alliance_core.formatting import escape_markdown
 from alliance_core.settings import AnalysisSettings
+from tests.app.conftest import unescaped
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
 
@@ -63,6 +64,7 @@ def test_trim_and_fill_after_knapp_hartung_says_the_filled_model_uses_z_tests():
     assert expected.k0 > 0 and expected.adjusted.test == "z"
     shown = [md.value for md in at.markdown]
     assert any(
-        "As in metafor's trimfill, the model with the filled effect sizes uses z tests" in text
+        "As in metafor's trimfill, the model with the filled effect sizes uses z tests"
+        in unescaped(text)
         for text in shown
     )

@@ -11,9 +11,12 @@ def test_methods_page_shows_the_scripts_of_the_analysis_on_screen():
     code = [block.value for block in at.code]
     r_code = next(c for c in code if "library(metafor)" in c)
     python_code = next(c for c in code if "import alliance_core as ac" in c)
-    assert "rma.mv(yi, vi, mods = ~ log_PTR" in r_code
+    # The default model is CHE: a sampling covariance V from vcalc with rho = 0.6.
+    assert "rma.mv(yi, V, mods = ~ log_PTR" in r_code
+    assert "vcalc(" in r_code and "rho = 0.6" in r_code
     assert "NOTE: the data are SIMULATED" in r_code
     assert "moderators=['log_PTR']" in python_code
+    assert "rho=0.6" in python_code
     assert python_code.startswith('"""NOTE: the data are SIMULATED')
 
 

@@ -239,8 +239,11 @@ def test_downstream_analyses_keep_rho_or_refuse():
     np.testing.assert_allclose(steps.table.iloc[-1]["estimate"], full.beta[0], rtol=1e-8)
     with pytest.raises(AnalysisError, match="rho"):
         ac.influence_diagnostics(res)
-    with pytest.raises(AnalysisError, match="rho"):
-        ac.bias.aggregate_by_study(res)
+    # Aggregating a CHE fit's studies uses its rho (compound symmetry), as ac.aggregate does.
+    by_study = ac.bias.aggregate_by_study(res)
+    expected = ac.aggregate(res.data, cluster="study", rho=0.6)
+    np.testing.assert_allclose(by_study["yi"], expected["yi"], rtol=1e-12)
+    np.testing.assert_allclose(by_study["vi"], expected["vi"], rtol=1e-12)
     data["group"] = np.where(data["study"] % 2 == 0, "even", "odd")
     grouped = ac.fit(data, cluster="study", rho=0.6, fix_sigma2={"es": 0.001})
     fits = ac.subgroup_fits(grouped, "group", min_studies=2)
