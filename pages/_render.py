@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -21,12 +20,10 @@ from alliance_core.nesting import AGGREGATED, INDEPENDENT, independence_warning,
 from alliance_core.provenance import Provenance, bundled_sha256, settings_json
 from alliance_core.reading import which_model
 from alliance_core.settings import PTR, AnalysisSettings
+from pages import _loading as loading
 from pages import _session as session
+from pages import _sidebar as sidebar
 from pages import _tables as tables
-
-if TYPE_CHECKING:  # types only: importing them at run time would make an import cycle
-    from pages import _loading as loading
-    from pages import _sidebar as sidebar
 
 LOG = logging.getLogger("alliance_dashboard")
 if not LOG.handlers:  # unexpected errors go to the server console, never to the browser
@@ -228,8 +225,6 @@ def provenance_for(run: AnalysisRun, ctx: sidebar.Context) -> Provenance:
             uploaded=True,
             robust=run.robust,
         )
-    from pages._sidebar import share_link  # at call time: _sidebar imports this module
-
     return Provenance.of(
         run,
         data.mapping,
@@ -237,16 +232,13 @@ def provenance_for(run: AnalysisRun, ctx: sidebar.Context) -> Provenance:
         sha256=bundled_sha256(data.dataset),
         title=data.title,
         simulated=data.simulated,
-        link=share_link(ctx.settings),
+        link=sidebar.share_link(ctx.settings),
         robust=run.robust,
     )
 
 
 def stamped(fig: go.Figure) -> go.Figure:
     """The figure with the current analysis's provenance as caption and metadata."""
-    from pages import _loading as loading  # at call time: import cycle otherwise
-    from pages import _sidebar as sidebar
-
     ctx = sidebar.context()
     try:
         run = loading.fitted(ctx)
@@ -401,7 +393,6 @@ def report_for(run: AnalysisRun, ctx: sidebar.Context):
     """The report of the current analysis (figures drawn once per analysis and session)."""
     from alliance_core.figures import forest_figure, funnel_figure, ptr_curve_figure
     from alliance_core.report import build_report
-    from pages import _loading as loading
 
     key = f"_report:{ctx.data.key}:{loading.analysis_key(ctx.settings)}"
     cached = st.session_state.get(key)
