@@ -8,8 +8,9 @@ within 1e-6``, exiting non-zero when any number differs.
 
 Agreement: a number agrees when |ours - dashboard| <= 1e-6 * max(|dashboard|, s) + 1e-8: to
 1e-6 relative, with an absolute floor of 1e-8 for numbers at zero (variance components at
-the boundary), as the parity tests compare. s is 100 for pseudo-R² (percent): it is a
-difference of two variance estimates, accurate relative to its 0-100 scale; s is 0 otherwise.
+the boundary), as the parity tests compare. s is 100 for pseudo-R² and I² (percent): they are
+built from variance estimates and accurate relative to their 0-100 scale (an I² whose variance
+component sits at zero is 0 in one fit and a hair above it in another); s is 0 otherwise.
 
 User text (column names, levels, file names) reaches the scripts only as escaped string
 literals: R code refers to columns through syntactic names assigned by position, Python code

@@ -68,7 +68,7 @@ def test_the_overview_download_holds_both_models_it_shows(page):
     assert "the pooled model without moderators" in main_text(page)
     with page.expect_download() as download:
         page.get_by_role("button", name="Results (CSV)").click()
-    frame = pd.read_csv(io.BytesIO(download.value.path().read_bytes()))
+    frame = pd.read_csv(io.BytesIO(download.value.path().read_bytes()), comment="#")
     assert frame["model"].unique().tolist() == ["without moderators", "with moderators: log PTR"]
     qe_df = frame[frame["name"] == "QE"].set_index("model")["df"]
     assert qe_df.tolist() == [810, 809]
