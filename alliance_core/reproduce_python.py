@@ -181,7 +181,7 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
         "# R^2 and I^2 are percentages built from variance estimates: their error is relative to",
         "# the full scale (100%); an I^2 at the zero boundary is 0 in one fit, a hair above in another.",
         'percent = (dashboard["name"] == "R2") | dashboard["name"].str.startswith("I2")',
-        'scale = np.where(percent, 100.0, 0.0)[:, None]',
+        "scale = np.where(percent, 100.0, 0.0)[:, None]",
         "given = ~np.isnan(theirs)",
         'with np.errstate(invalid="ignore"):',
         f"    close = np.abs(mine - theirs) <= {RELATIVE_TOLERANCE:g} * np.maximum(np.abs(theirs), scale) + "
