@@ -164,8 +164,9 @@ def wait_for_app_ready(page, timeout_ms: float = PAGE_TIMEOUT_MS) -> None:
 def rerun_and_wait(page, action: Callable[[], object], timeout_ms: float = PAGE_TIMEOUT_MS):
     """Do `action` (a click, a selection, ...) and wait for the rerun it triggers to finish.
 
-    A MutationObserver set up before the action records that the script state left
-    "notRunning"; waiting for "notRunning" alone could return before the rerun began.
+    A MutationObserver set up before the action records that the script state changed (the
+    app is idle before the action, so any change is the rerun starting); waiting for
+    "notRunning" alone could return before the rerun began.
     """
     wait_for_app_ready(page, timeout_ms)
     page.evaluate(
@@ -173,10 +174,11 @@ def rerun_and_wait(page, action: Callable[[], object], timeout_ms: float = PAGE_
             const root = document.querySelector(selector);
             window.__stRerunSeen = false;
             if (window.__stRerunObserver) window.__stRerunObserver.disconnect();
-            window.__stRerunObserver = new MutationObserver(() => {
-                if (root.getAttribute("data-test-script-state") !== "notRunning") {
-                    window.__stRerunSeen = true;
-                }
+            // Any change of the script state after the action is the rerun. Reading the
+            // attribute inside the callback instead would miss a fast (cached) rerun that
+            // went to "running" and back before the callback ran.
+            window.__stRerunObserver = new MutationObserver((records) => {
+                if (records.length) window.__stRerunSeen = true;
             });
             window.__stRerunObserver.observe(root, {
                 attributes: true, attributeFilter: ["data-test-script-state"],

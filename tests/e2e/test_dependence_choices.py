@@ -8,6 +8,7 @@ against clubSandwich in the unit tests), never typed in.
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 import alliance_core as ac
 from alliance_core.analysis import effect_size_table
@@ -28,7 +29,8 @@ HEADER_JS = """() => {
 
 def test_rho_and_cr2_set_in_the_sidebar_reach_the_moderators_table_and_the_link(page, app_url):
     box = sidebar(page).get_by_role("spinbutton", name="Sampling correlation within a study (ρ)")
-    assert box.input_value() == "0.60"
+    # Polls until the widget shows the default (the first render can still be settling).
+    expect(box).to_have_value("0.60")
 
     def set_rho():
         box.fill("0.8")
