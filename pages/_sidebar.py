@@ -412,7 +412,7 @@ def _share_and_save(settings: AnalysisSettings) -> None:
             "The address bar always holds every choice above: copy it (or the link below) to "
             "share this exact view."
         )
-        st.code(share_link(settings), language=None, wrap_lines=True)
+        st.text(share_link(settings))
         if settings.dataset == UPLOAD_DATASET:
             st.caption("Uploaded data are not part of a link: it opens on the default dataset.")
         st.download_button(

@@ -63,14 +63,22 @@ if render.page_header("Forest plot", ctx):
         "columns": columns,
         "band": run.band_inference("intrcpt" if res.p == 1 else None),
     }
-    fig = forest_figure(res, layout="wide", **options)
+    # The data and analysis keys name the fit (and so the bands); the rest are the view.
+    view = (ctx.data.key, loading.analysis_key(ctx.settings), sort_by, subgroup, show_all)
+
+    def forest(layout: str):
+        return render.figure(
+            ("forest", layout, *view), lambda: forest_figure(res, layout=layout, **options)
+        )
+
+    fig = forest("wide")
     # Both layouts are sent; the browser shows the one that fits its width (CSS below), so a
     # phone gets a plot over the whole width instead of columns printed over each other.
     st.markdown(responsive.FOREST_CSS, unsafe_allow_html=True)
     with st.container(key=responsive.WIDE_KEY):
         render.plot(fig, key="forest:figure")
     with st.container(key=responsive.COMPACT_KEY):
-        render.plot(forest_figure(res, layout="compact", **options), key="forest:compact")
+        render.plot(forest("compact"), key="forest:compact")
     render.inference_statement(run)
     if run.robust is not None and subgroup:
         st.caption(

@@ -53,11 +53,16 @@ if render.page_header("Publication bias", ctx):
         if tests.trim_fill is not None and not res.is_three_level:
             overlays["imputed"] = tests.trim_fill.filled
             overlays["adjusted_estimate"] = tests.trim_fill.estimate
-    fig = funnel_figure(
-        res,
-        scale="r" if ctx.data.correlations else None,
-        color_by_study=colour and res.is_three_level,
-        **overlays,
+    # `shown` is the model with or without moderators (residuals or not); the bias tests
+    # behind the overlays come from the pooled model of the same settings.
+    fig = render.figure(
+        ("funnel", ctx.data.key, loading.analysis_key(shown.settings), residuals, colour),
+        lambda: funnel_figure(
+            res,
+            scale="r" if ctx.data.correlations else None,
+            color_by_study=colour and res.is_three_level,
+            **overlays,
+        ),
     )
     render.plot(fig, key="funnel:figure")
     st.caption(

@@ -1,5 +1,7 @@
 """Moderators & PTR: the meta-regression, its tests, and the PTR moderation curve."""
 
+import json
+
 import streamlit as st
 
 from alliance_core import reading
@@ -87,13 +89,17 @@ def ptr_section(run: AnalysisRun, ctx: sidebar.Context) -> None:
             "Add other moderators to compose what-if profiles (e.g. observer-rated alliance)."
         )
 
-    fig = ptr_curve_figure(
-        res,
-        ptr_column="PTR",
-        scale="log" if log_axis else "raw",
-        color_by=color_by,
-        profiles=profiles or None,
-        band=band,
+    view = (log_axis, color_by, json.dumps(profiles, sort_keys=True, default=str))
+    fig = render.figure(
+        ("ptr_curve", ctx.data.key, loading.analysis_key(ctx.settings), *view),
+        lambda: ptr_curve_figure(
+            res,
+            ptr_column="PTR",
+            scale="log" if log_axis else "raw",
+            color_by=color_by,
+            profiles=profiles or None,
+            band=band,
+        ),
     )
     render.plot(fig, key="ptr:figure")
     if band is not None:

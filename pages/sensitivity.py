@@ -1,9 +1,11 @@
 """Sensitivity: does one study carry the result, and does PTR survive other modelling choices?"""
 
+from dataclasses import dataclass
+
 import pandas as pd
 import streamlit as st
 
-from alliance_core.analysis import LOG_PTR_COLUMN, PTR_COLUMN, apply_filters
+from alliance_core.analysis import LOG_PTR_COLUMN, PTR_COLUMN, AnalysisRun, apply_filters
 from alliance_core.csv_export import csv_bytes
 from alliance_core.dependence import RHO_GRID, rho_sensitivity, rho_sensitivity_figure
 from alliance_core.formatting import escape_markdown
@@ -18,6 +20,8 @@ from pages import _sensitivity_tables as display
 from pages import _sidebar as sidebar
 
 ctx = sidebar.context()
+# Session-state key of the open tab.
+SECTION_KEY = "sensitivity:section"
 
 
 @st.cache_data(max_entries=8, show_spinner=False, ttl=loading.CACHE_TTL)
@@ -142,209 +146,250 @@ def cumulative_section(pooled_run, year: str, unit: str, on_r: bool, symbol) -> 
     )
 
 
-if render.page_header("Sensitivity", ctx):
-    run = loading.fitted(ctx)
-    res = run.result
-    data_key, settings_key = ctx.data.key, loading.analysis_key(ctx.settings)
-    unit = "study" if res.is_three_level else "effect size"
-    on_r = ctx.data.correlations
-    symbol = effect_words(ctx.data.measure).symbol
-    labels = row_labels(res, ctx.data.mapping.label)
+@dataclass(frozen=True)
+class Refits:
+    """What every section of the page reads: the fit, its cache keys and how rows are named."""
 
-    st.header("Leave one out")
-    render.model_statement(run)
-    if run.robust is not None:
-        st.caption(
-            ":material/info: Leave-one-out, influence and cumulative refits show model-based "
-            "intervals; the section “Sampling correlation and inference” below sets them "
-            "against cluster-robust (CR2) inference."
-        )
+    run: AnalysisRun
+    data_key: str
+    settings_key: str
+    unit: str  # "study" (three-level: whole studies are left out) or "effect size"
+    on_r: bool
+    symbol: str
+    labels: dict | None
+
+    @property
+    def result(self):
+        return self.run.result
+
+
+def leave_one_out_section(page: Refits) -> None:
+    res = page.result
     st.markdown(
         f"The model is refitted {res.n_studies if res.is_three_level else res.k} times, each "
-        f"time without one {unit}"
+        f"time without one {page.unit}"
         + (" (with all its effect sizes)" if res.is_three_level else "")
         + ". If one of them carries the result, its row stands out."
     )
-    with render.shown_errors("Leave-one-out"), st.spinner("Refitting without each " + unit + "…"):
-        table, coefficient, text = leave_one_out_table(data_key, settings_key, res)
+    with (
+        render.shown_errors("Leave-one-out"),
+        st.spinner("Refitting without each " + page.unit + "…"),
+    ):
+        table, coefficient, text = leave_one_out_table(page.data_key, page.settings_key, res)
         st.markdown(escape_markdown(text))
+
+        def readable(rows: pd.DataFrame) -> pd.DataFrame:
+            return display.leave_one_out_display(
+                rows,
+                unit=page.unit,
+                coefficient=coefficient,
+                on_r=page.on_r,
+                has_moderators=res.p > 1,
+                level=res.level,
+                labels=page.labels,
+                symbol=page.symbol,
+            )
+
         order = "coef_estimate" if "coef_estimate" in table.columns else "estimate"
         change = (table[order] - table[order].median()).abs()
         moved = table.assign(change=change).sort_values("change", ascending=False, kind="stable")
-        shown = display.leave_one_out_display(
-            moved.drop(columns="change"),
-            unit=unit,
-            coefficient=coefficient,
-            on_r=on_r,
-            has_moderators=res.p > 1,
-            level=res.level,
-            labels=labels,
-            symbol=symbol,
-        )
+        shown = readable(moved.drop(columns="change"))
         st.caption(
-            f"The {min(10, len(shown))} {unit} rows that move "
+            f"The {min(10, len(shown))} {page.unit} rows that move "
             f"{'the PTR coefficient' if coefficient else 'the estimate'} most"
-            + (" (effects as r; coefficients on Fisher's z):" if on_r else ":")
+            + (" (effects as r; coefficients on Fisher's z):" if page.on_r else ":")
         )
         st.dataframe(shown.head(10), width="stretch", hide_index=True)
         with st.expander(f"All {len(table)} refits"):
-            st.dataframe(
-                display.leave_one_out_display(
-                    table,
-                    unit=unit,
-                    coefficient=coefficient,
-                    on_r=on_r,
-                    has_moderators=res.p > 1,
-                    level=res.level,
-                    labels=labels,
-                    symbol=symbol,
-                ),
-                width="stretch",
-                hide_index=True,
-            )
+            st.dataframe(readable(table), width="stretch", hide_index=True)
 
-    st.header("Influence diagnostics")
+
+def influence_section(page: Refits) -> None:
+    res = page.result
     if res.rho is not None:
         st.info(
             "Influence diagnostics are not available yet for the model with correlated "
             f"sampling errors (ρ = {res.rho:g}). Set ρ to 0 in the sidebar to see them for the "
-            "three-level model with independent sampling errors; leave-one-out above already "
+            "three-level model with independent sampling errors; the leave-one-out tab already "
             "shows which study moves the result.",
             icon=":material/info:",
         )
-    else:
-        with (
-            render.shown_errors("Influence diagnostics"),
-            st.spinner("Computing influence diagnostics…"),
-        ):
-            table, text = influence_table(data_key, settings_key, res)
-            st.markdown(escape_markdown(text))
-            with st.expander("The diagnostics"):
-                st.dataframe(
-                    display.influence_display(table, unit=unit, labels=labels),
-                    width="stretch",
-                    hide_index=True,
-                )
+        return
+    with (
+        render.shown_errors("Influence diagnostics"),
+        st.spinner("Computing influence diagnostics…"),
+    ):
+        table, text = influence_table(page.data_key, page.settings_key, res)
+        st.markdown(escape_markdown(text))
+        with st.expander("The diagnostics"):
+            st.dataframe(
+                display.influence_display(table, unit=page.unit, labels=page.labels),
+                width="stretch",
+                hide_index=True,
+            )
 
+
+def cumulative_tab(page: Refits) -> None:
     year = ctx.data.mapping.year
-    if year:
-        st.header("Cumulative meta-analysis")
-        with render.shown_errors("The cumulative meta-analysis"):
-            pooled_run = loading.fitted(ctx, without_moderators=True)
-            render.model_statement(pooled_run, pooled=True)
-            if year in pooled_run.result.data.columns:
-                cumulative_section(pooled_run, year, unit, on_r, symbol)
-            else:
-                # One aggregated effect per study: a year that differs within a study is gone.
-                st.info(
-                    f"The studies cannot be put in order of {escape_markdown(year)}: its value "
-                    "differs between the effect sizes of some studies, so one aggregated effect "
-                    "per study has no single value of it. The three-level model orders studies "
-                    "by their first effect size.",
-                    icon=":material/info:",
-                )
+    with render.shown_errors("The cumulative meta-analysis"):
+        pooled_run = loading.fitted(ctx, without_moderators=True)
+        render.model_statement(pooled_run, pooled=True)
+        if year in pooled_run.result.data.columns:
+            cumulative_section(pooled_run, year, page.unit, page.on_r, page.symbol)
+        else:
+            # One aggregated effect per study: a year that differs within a study is gone.
+            st.info(
+                f"The studies cannot be put in order of {escape_markdown(year)}: its value "
+                "differs between the effect sizes of some studies, so one aggregated effect "
+                "per study has no single value of it. The three-level model orders studies "
+                "by their first effect size.",
+                icon=":material/info:",
+            )
 
-    if run.ptr_column:
-        st.header("Sampling correlation and inference")
-        with render.shown_errors("The sensitivity to ρ and inference"):
-            dependence_section(run, run.ptr_column)
 
-    st.header("Specification curve")
+def dependence_tab(page: Refits) -> None:
+    with render.shown_errors("The sensitivity to ρ and inference"):
+        dependence_section(page.run, page.run.ptr_column)
+
+
+def specification_section(page: Refits) -> None:
     if not ctx.data.mapping.has_therapists:
         st.info("The specification curve follows PTR, which needs therapist counts.")
+        return
+    nested = is_nested(apply_filters(ctx.data.table, ctx.settings.filters), ctx.data.mapping.study)
+    if nested:
+        st.markdown(
+            "PTR is always in the model. Every subset of the chosen control moderators is a "
+            "specification, fitted with the three-level model; the curve shows the PTR "
+            "coefficient of each, sorted, and how often it is significant."
+        )
+        st.caption(
+            ":material/info: Left out: the two-level model that treats the effect sizes of "
+            "one study as independent (it makes p-values too small), and the two-level "
+            "model on one aggregated effect per study (controls that differ within a study, "
+            "such as the alliance rater, have no single study value there)."
+        )
     else:
-        nested = is_nested(
-            apply_filters(ctx.data.table, ctx.settings.filters), ctx.data.mapping.study
-        )
-        if nested:
-            st.markdown(
-                "PTR is always in the model. Every subset of the chosen control moderators is a "
-                "specification, fitted with the three-level model; the curve shows the PTR "
-                "coefficient of each, sorted, and how often it is significant."
+        st.markdown(
+            "PTR is always in the model. Every subset of the chosen control moderators is a "
+            "specification, fitted with "
+            + (
+                "both the two-level and the three-level model"
+                if ctx.data.mapping.study
+                else "the two-level model"
             )
+            + "; the curve shows the PTR coefficient of each, sorted, and how often it is "
+            "significant."
+        )
+    candidates = [m for m in ctx.choices.moderators if m != PTR]
+    default = [m for m in ctx.settings.moderators if m != PTR] or candidates[:6]
+    controls = st.multiselect(
+        "Control moderators (at most 8: 2^8 = 256 subsets)",
+        candidates,
+        default=default[:8],
+        max_selections=8,
+        key="spec:controls",
+    )
+    three_level_curve = bool(ctx.data.mapping.study)
+    vary = st.toggle(
+        "Also vary ρ (0 to 0.8) and the inference (model-based and CR2)",
+        key="spec:dimensions",
+        disabled=not three_level_curve,
+        help="Each specification is then fitted for every ρ and reported under both "
+        "inferences: five times the fits, shown as extra rows of choices under the curve.",
+    )
+    if vary and three_level_curve:
+        rhos = tuple(sorted({*RHO_GRID, ctx.settings.rho}))
+        dimensions = (rhos, ("model", "CR2"))
+    else:
+        dimensions = ((ctx.settings.che_rho,), (ctx.settings.inference,))
+    # A toggle rather than a button: the curve stays on screen while the user explores,
+    # and the fits are cached on (data, settings, controls), so only a change refits.
+    if not st.toggle("Fit every specification", key="spec:run"):
+        return
+    ptr_column = LOG_PTR_COLUMN if ctx.settings.ptr_scale == "log" else PTR_COLUMN
+    bar = st.progress(0.0, text="Fitting specifications…")
+    with render.shown_errors("The specification curve"):
+        curve = cached_curve(
+            page.data_key,
+            page.settings_key,
+            tuple(controls),
+            ptr_column,
+            dimensions,
+            ctx.data,
+            ctx.settings,
+            bar,
+        )
+        bar.empty()
+        current = None
+        if ctx.settings.model in set(curve.table["model"]):
+            current = {
+                "controls": [m for m in ctx.settings.moderators if m in controls],
+                "model": ctx.settings.model,
+                "method": ctx.settings.method,
+                "rho": ctx.settings.che_rho,
+                "inference": ctx.settings.inference,
+            }
+        else:
             st.caption(
-                ":material/info: Left out: the two-level model that treats the effect sizes of "
-                "one study as independent (it makes p-values too small), and the two-level "
-                "model on one aggregated effect per study (controls that differ within a study, "
-                "such as the alliance rater, have no single study value there)."
+                "The sidebar's model ("
+                + model_name(ctx.settings.model)
+                + ") is not one of the curve's, so no specification is highlighted."
             )
-        else:
-            st.markdown(
-                "PTR is always in the model. Every subset of the chosen control moderators is a "
-                "specification, fitted with "
-                + (
-                    "both the two-level and the three-level model"
-                    if ctx.data.mapping.study
-                    else "the two-level model"
-                )
-                + "; the curve shows the PTR coefficient of each, sorted, and how often it is "
-                "significant."
-            )
-        candidates = [m for m in ctx.choices.moderators if m != PTR]
-        default = [m for m in ctx.settings.moderators if m != PTR] or candidates[:6]
-        controls = st.multiselect(
-            "Control moderators (at most 8: 2^8 = 256 subsets)",
-            candidates,
-            default=default[:8],
-            max_selections=8,
-            key="spec:controls",
+        st.metric(
+            "Specifications with a significant PTR coefficient",
+            f"{curve.share_significant:.0%}",
         )
-        three_level_curve = bool(ctx.data.mapping.study)
-        vary = st.toggle(
-            "Also vary ρ (0 to 0.8) and the inference (model-based and CR2)",
-            key="spec:dimensions",
-            disabled=not three_level_curve,
-            help="Each specification is then fitted for every ρ and reported under both "
-            "inferences: five times the fits, shown as extra rows of choices under the curve.",
+        render.plot(curve.figure(current=current), key="spec:figure")
+        st.markdown(escape_markdown(curve.describe()))
+        st.download_button(
+            "Specifications (CSV)",
+            csv_bytes(curve.table, index=True),
+            file_name=f"{render.download_stem(ctx)}-specifications.csv",
+            mime="text/csv",
+            key="spec:download",
         )
-        if vary and three_level_curve:
-            rhos = tuple(sorted({*RHO_GRID, ctx.settings.rho}))
-            dimensions = (rhos, ("model", "CR2"))
-        else:
-            dimensions = ((ctx.settings.che_rho,), (ctx.settings.inference,))
-        # A toggle rather than a button: the curve stays on screen while the user explores,
-        # and the fits are cached on (data, settings, controls), so only a change refits.
-        if st.toggle("Fit every specification", key="spec:run"):
-            ptr_column = LOG_PTR_COLUMN if ctx.settings.ptr_scale == "log" else PTR_COLUMN
-            bar = st.progress(0.0, text="Fitting specifications…")
-            with render.shown_errors("The specification curve"):
-                curve = cached_curve(
-                    data_key,
-                    settings_key,
-                    tuple(controls),
-                    ptr_column,
-                    dimensions,
-                    ctx.data,
-                    ctx.settings,
-                    bar,
-                )
-                bar.empty()
-                in_curve = set(curve.table["model"])
-                current = None
-                if ctx.settings.model in in_curve:
-                    current = {
-                        "controls": [m for m in ctx.settings.moderators if m in controls],
-                        "model": ctx.settings.model,
-                        "method": ctx.settings.method,
-                        "rho": ctx.settings.che_rho,
-                        "inference": ctx.settings.inference,
-                    }
-                else:
-                    st.caption(
-                        "The sidebar's model ("
-                        + model_name(ctx.settings.model)
-                        + ") is not one of the curve's, so no specification is highlighted."
-                    )
-                st.metric(
-                    "Specifications with a significant PTR coefficient",
-                    f"{curve.share_significant:.0%}",
-                )
-                render.plot(curve.figure(current=current), key="spec:figure")
-                st.markdown(escape_markdown(curve.describe()))
-                st.download_button(
-                    "Specifications (CSV)",
-                    csv_bytes(curve.table, index=True),
-                    file_name=f"{render.download_stem(ctx)}-specifications.csv",
-                    mime="text/csv",
-                    key="spec:download",
-                )
+
+
+def sections(run: AnalysisRun) -> dict:
+    """The page's tabs, in order: the analyses this data and model allow."""
+    shown = {
+        "Leave one out": leave_one_out_section,
+        "Influence diagnostics": influence_section,
+    }
+    if ctx.data.mapping.year:
+        shown["Cumulative meta-analysis"] = cumulative_tab
+    if run.ptr_column:
+        shown["Sampling correlation and inference"] = dependence_tab
+    shown["Specification curve"] = specification_section
+    return shown
+
+
+if render.page_header("Sensitivity", ctx):
+    run = loading.fitted(ctx)
+    res = run.result
+    page = Refits(
+        run=run,
+        data_key=ctx.data.key,
+        settings_key=loading.analysis_key(ctx.settings),
+        unit="study" if res.is_three_level else "effect size",
+        on_r=ctx.data.correlations,
+        symbol=effect_words(ctx.data.measure).symbol,
+        labels=row_labels(res, ctx.data.mapping.label),
+    )
+    render.model_statement(run)
+    if run.robust is not None:
+        st.caption(
+            ":material/info: Leave-one-out, influence and cumulative refits show model-based "
+            "intervals; the tab “Sampling correlation and inference” sets them against "
+            "cluster-robust (CR2) inference."
+        )
+    shown = sections(run)
+    # Only the open tab runs: each analysis refits the model once per study (about a second
+    # for a choice nobody made before), and a server shared by a class cannot spend that on
+    # tabs nobody looks at. Switching tabs reruns the page; every result stays cached.
+    tabs = st.tabs(list(shown), key=SECTION_KEY, on_change="rerun")
+    for tab, section in zip(tabs, shown.values(), strict=True):
+        if tab.open is not False:
+            with tab:
+                section(page)

@@ -38,6 +38,21 @@ def simulated_run(params: SimulationParameters, model: str, method: str, ptr_sca
     return run_simulation(params, model=model, method=method, ptr_scale=ptr_scale)
 
 
+@st.cache_data(max_entries=16, show_spinner=False, ttl=loading.CACHE_TTL)
+def simulated_patients(params: SimulationParameters, n_therapists: int, per_therapist: int, seed):
+    return simulate_patients(
+        params, n_patients=n_therapists * per_therapist, n_therapists=n_therapists, rng=seed
+    )
+
+
+@st.cache_data(max_entries=16, show_spinner=False, ttl=loading.CACHE_TTL)
+def patient_level_fit(patients, therapist: str, alliance: str, outcome: str):
+    # A mixed model and two ICC fits: cached on the patients' table, like the literature above.
+    result = fit_patient_level(patients, therapist=therapist, alliance=alliance, outcome=outcome)
+    result.icc_alliance, result.icc_outcome  # noqa: B018  (computed once, kept in the cache)
+    return result
+
+
 settings = ctx.settings
 # The simulated literature is always analysed by the sidebar's family of model (two or three levels).
 model = "two-level" if settings and settings.is_two_level else "three-level"
@@ -116,7 +131,13 @@ with render.shown_errors("The simulation"), st.spinner("Simulating patients and 
     )
     figure_col, note_col = st.columns([3, 1])
     with figure_col:
-        render.plot(sim.figure(log_x=True), key="sim:figure")
+        render.plot(
+            render.figure(
+                ("simulation", repr(params), model, method, ptr_scale),
+                lambda: sim.figure(log_x=True),
+            ),
+            key="sim:figure",
+        )
     note_col.info(sim.why_lines_differ, icon=":material/info:")
     st.markdown(sim.describe())
 
@@ -135,13 +156,14 @@ source = st.radio(
 )
 patients = None
 columns = {"therapist": "therapist", "alliance": "alliance", "outcome": "outcome"}
+# What the patient-level figure depends on, when it can be shared (simulated patients only).
+figure_key = None
 if source == "Simulate one study":
     left, right = st.columns(2)
     n_therapists = left.slider("Therapists", 3, 80, 20, key="sim:n_therapists")
     per_therapist = right.slider("Patients per therapist", 2, 40, 8, key="sim:per_therapist")
-    patients = simulate_patients(
-        params, n_patients=n_therapists * per_therapist, n_therapists=n_therapists, rng=int(seed)
-    )
+    patients = simulated_patients(params, n_therapists, per_therapist, int(seed))
+    figure_key = ("therapist_means", repr(params), n_therapists, per_therapist, int(seed))
     st.caption(
         f"{len(patients)} simulated patients of {n_therapists} therapists, from the slopes and "
         "ICC chosen above."
@@ -171,7 +193,7 @@ else:
 
 if patients is not None:
     with render.shown_errors("The patient-level model"):
-        result = fit_patient_level(patients, **columns)
+        result = patient_level_fit(patients, **columns)
         cols = st.columns(3)
         slopes = [
             ("Between-therapist slope", result.between),
@@ -188,6 +210,10 @@ if patients is not None:
         cols[0].metric("Therapists", f"{result.n_therapists}")
         cols[1].metric("Therapist share of alliance (ICC)", format_number(result.icc_alliance, 2))
         cols[2].metric("Therapist share of outcome (ICC)", format_number(result.icc_outcome, 2))
-        render.plot(therapist_means_figure(result), key="sim:patients_figure")
+        if figure_key is None:  # uploaded patients: a figure of their own
+            means = therapist_means_figure(result)
+        else:
+            means = render.figure(figure_key, lambda: therapist_means_figure(result))
+        render.plot(means, key="sim:patients_figure")
         st.markdown(escape_markdown(result.describe()))
         render.bullet_notes(result.notes)

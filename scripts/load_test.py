@@ -8,9 +8,10 @@ Each session behaves like a student in a class:
    opens the websocket and asks for the first run of the shared link; all sessions start within
    ``--ramp`` seconds (default 10);
 2. then, every 3–10 s (uniform think time, seeded), either moves to another page (Overview,
-   Forest plot, Moderators & PTR, Sensitivity, Simulator) or changes the estimator and/or the
-   moderators in the sidebar. A change is a rerun request carrying the new widget states, the
-   way the browser sends it: widget ids and options are read from the deltas the server sent.
+   Forest plot, Moderators & PTR, Sensitivity, Simulator), changes the estimator and/or the
+   moderators in the sidebar, or (on the Sensitivity page, whose tabs run only when opened)
+   opens another tab. A change is a rerun request carrying the new widget states, the way the
+   browser sends it: widget ids and options are read from the deltas the server sent.
 
 Measured: first load (page request until the first run's "script finished" message),
 interaction latency (rerun request until "script finished"), median, p95 and max, overall and
@@ -64,6 +65,7 @@ PAGES = {
 }
 ESTIMATOR_LABEL = "Estimator"
 MODERATORS_LABEL = "Moderators"
+TABS_LABEL = "(tabs)"  # the tabs of a page whose tabs run only when open (Sensitivity)
 UNEXPECTED_TEXT = "Something went wrong"
 RUN_TIMEOUT = 180.0  # seconds a single run may take before it counts as an error
 STRESS_MIN_SAMPLES = 40
@@ -96,6 +98,7 @@ class Session:
         self.log = log
         self.ws = None
         self.widgets: dict[str, Widget] = {}  # by label
+        self.tabs: Widget | None = None  # the page's tabs that run only when open (Sensitivity)
         self.states: dict[str, tuple[str, object]] = {}  # label -> (kind, value) we sent
         self.page = "overview"
         self.query = ""
@@ -136,6 +139,12 @@ class Session:
             self.states[ESTIMATOR_LABEL] = ("string_value", estimator)
         if moderators is not None:
             self.states[MODERATORS_LABEL] = ("string_array_value", list(moderators))
+        if page != self.page:
+            # Tabs belong to their page: read them again from the new one (a page left and
+            # opened again starts on its first tab, as in the browser).
+            self.tabs = None
+            self.states.pop(TABS_LABEL, None)
+            self.widgets.pop(TABS_LABEL, None)
         self.page = page
         start = time.perf_counter()
         await self._run(query=self.query, page=page)
@@ -178,7 +187,21 @@ class Session:
                     return
                 # FINISHED_EARLY_FOR_RERUN: a page switch or a newer request; keep reading
 
+    def open_tab(self, label: str) -> None:
+        """Choose a tab of the current page for the next run (a click on it)."""
+        self.states[TABS_LABEL] = ("string_value", label)
+        self.widgets[TABS_LABEL] = self.tabs
+
+    async def switch_tab(self, label: str) -> None:
+        self.open_tab(label)
+        start = time.perf_counter()
+        await self._run(query=self.query, page=self.page)
+        self.log.interactions.append((self.page, time.perf_counter() - start))
+
     def _read_delta(self, delta) -> None:
+        if delta.WhichOneof("type") == "add_block":
+            self._read_block(delta.add_block)
+            return
         if delta.WhichOneof("type") != "new_element":
             return
         element = delta.new_element
@@ -192,6 +215,13 @@ class Session:
         elif kind in ("selectbox", "multiselect", "radio"):
             proto = getattr(element, kind)
             self.widgets[proto.label] = Widget(proto.id, kind, list(proto.options))
+
+    def _read_block(self, block) -> None:
+        kind = block.WhichOneof("type")
+        if kind == "tab_container" and block.tab_container.id:
+            self.tabs = Widget(block.tab_container.id, "tabs", [])
+        elif kind == "tab" and self.tabs is not None and block.tab.label not in self.tabs.options:
+            self.tabs.options.append(block.tab.label)
 
     def _check_view(self) -> None:
         """The server's report of this session's view must be the view this session asked for."""
@@ -328,7 +358,17 @@ async def student(
                 break
             if count is not None and done >= count:
                 break
-            if choice is None and rng.random() < 0.4:
+            if (
+                choice is None
+                and session.tabs
+                and len(session.tabs.options) > 1
+                and (rng.random() < 0.3)
+            ):
+                # On a page with tabs (Sensitivity), a student also clicks through them.
+                current = session.states.get(TABS_LABEL, ("", session.tabs.options[0]))[1]
+                others = [t for t in session.tabs.options if t != current]
+                await session.switch_tab(rng.choice(others))
+            elif choice is None and rng.random() < 0.4:
                 page = rng.choice([p for p in args.pages if p != session.page] or args.pages)
                 await session.interact(page, None, None)
             else:

@@ -98,3 +98,15 @@ def unescaped(text: str) -> str:
     """Markdown text as the reader sees it: backslash escapes and the invisible word joiners
     that keep URLs from becoming links removed (see ``alliance_core.formatting``)."""
     return re.sub(r"\\(.)", r"\1", str(text)).replace("\u2060", "")
+
+
+# Session-state key of the Sensitivity page's tabs (only the open tab runs its analysis).
+SENSITIVITY_TAB = "sensitivity:section"
+
+
+def open_sensitivity_tab(at: AppTest, label: str) -> AppTest:
+    """Open one tab of the Sensitivity page (already shown in `at`), as a click on it would."""
+    labels = [tab.label for tab in at.tabs]
+    assert label in labels, f"no tab {label!r} among {labels}"
+    at.session_state[SENSITIVITY_TAB] = label
+    return at.run()

@@ -13,7 +13,7 @@ import alliance_core as ac
 from alliance_core.analysis import effect_size_table
 from alliance_core.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from pages import _session as session
-from tests.app.conftest import exception_messages, new_app, unescaped
+from tests.app.conftest import exception_messages, new_app, open_sensitivity_tab, unescaped
 
 PAGES = (
     "pages/overview.py",
@@ -171,6 +171,7 @@ def test_overview_shows_variance_intervals_and_the_within_study_lrt():
 def test_sensitivity_page_shows_ptr_across_rho_and_inference():
     at = open_with({"rho": "0.6", "inf": "CR2", "mod": "PTR"})
     at.switch_page("pages/sensitivity.py").run()
+    open_sensitivity_tab(at, "Sampling correlation and inference")
     assert_clean(at)
     frames = [t for t in table_frames(at) if "ρ" in t.columns]
     assert frames

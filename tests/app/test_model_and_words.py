@@ -13,7 +13,13 @@ from alliance_core.presets import DEL_RE_2021
 from alliance_core.settings import AnalysisSettings
 from pages import _session as session
 from pages._state import UploadRecord
-from tests.app.conftest import exception_messages, new_app, page_paths, unescaped
+from tests.app.conftest import (
+    exception_messages,
+    new_app,
+    open_sensitivity_tab,
+    page_paths,
+    unescaped,
+)
 
 NUMBER_PAGES = (
     "pages/overview.py",
@@ -219,13 +225,16 @@ def test_sensitivity_tables_have_plain_names_apa_p_and_the_ptr_coefficient_first
         assert all(p == "< .001" or (p.startswith(".") and len(p) == 4) for p in p_values)
     else:
         assert columns[:2] == ["Study left out", "k"] and "Pooled SMD" in columns
-    influence = at.dataframe[2].value
+    open_sensitivity_tab(at, "Influence diagnostics")
+    assert_clean(at)
+    influence = at.dataframe[0].value
     assert "Cook's distance" in influence.columns
 
 
 def test_cumulative_chart_is_on_the_r_scale_with_named_series():
     at = open_with()
     at.switch_page("pages/sensitivity.py").run()
+    open_sensitivity_tab(at, "Cumulative meta-analysis")
     chart = next(c for c in at.get("vega_lite_chart"))
     spec = str(chart.proto.spec) + str(chart.proto.datasets) + str(chart.proto.data)
     assert "Pooled r" in spec and "Lower CI limit" in spec

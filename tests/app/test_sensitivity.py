@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from tests.app.conftest import open_sensitivity_tab
 
 from alliance_core.analysis import effect_size_table, run_analysis
-from alliance_core.datasets import DEFAULT_DATASET, dataset_info, load_dataset
+from alliance_core.datasets import DEFAULT_DATASET, dataset_info, list_datasets, load_dataset
 from alliance_core.formatting import escape_markdown
 from alliance_core.sensitivity import leave_one_out
 from alliance_core.settings import AnalysisSettings
@@ -34,8 +35,23 @@ def test_leave_one_out_reading_is_the_engines(sensitivity):
     assert any(md.value == escape_markdown(expected) for md in sensitivity.markdown)
 
 
+def test_only_the_open_tab_runs_its_analysis(sensitivity):
+    # The first tab (leave one out) is open: the other analyses have not run, so none of
+    # their readings or controls are on the page.
+    assert [tab.label for tab in sensitivity.tabs] == [
+        "Leave one out",
+        "Influence diagnostics",
+        "Cumulative meta-analysis",
+        "Sampling correlation and inference",
+        "Specification curve",
+    ]
+    texts = [md.value for md in sensitivity.markdown]
+    assert not any("Cumulative meta" in t for t in texts)
+    assert not [w for w in sensitivity.multiselect if w.key == "spec:controls"]
+
+
 def test_specification_curve_share_matches_a_direct_computation(sensitivity):
-    at = sensitivity
+    at = open_sensitivity_tab(sensitivity, "Specification curve")
     controls = at.multiselect(key="spec:controls").value
     at.toggle(key="spec:run").set_value(True).run()
     assert not at.exception, [e.message for e in at.exception]
@@ -56,3 +72,23 @@ def test_specification_curve_share_matches_a_direct_computation(sensitivity):
     assert shown == f"{curve.share_significant:.0%}"
     assert any(md.value == escape_markdown(curve.describe()) for md in at.markdown)
     assert any("Left out: the two-level model" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("dataset", [info.name for info in list_datasets()])
+def test_every_tab_runs_cleanly_on_every_bundled_dataset(dataset):
+    # Only the open tab runs, so each tab is opened in turn: none may raise or show an error,
+    # and each shows something of its own.
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    at.query_params["ds"] = dataset
+    at.run()
+    at.switch_page("pages/sensitivity.py").run()
+    labels = [tab.label for tab in at.tabs]
+    assert labels[:2] == ["Leave one out", "Influence diagnostics"]
+    for label in labels:
+        open_sensitivity_tab(at, label)
+        assert not at.exception, (label, [e.message for e in at.exception])
+        assert not at.error, (label, [e.value for e in at.error])
+        shown = next(tab for tab in at.tabs if tab.label == label)
+        assert len(shown.children) > 0, f"tab {label!r} is empty on {dataset}"
+        closed = [tab.label for tab in at.tabs if tab.label != label and len(tab.children)]
+        assert not closed, f"closed tabs ran: {closed}"

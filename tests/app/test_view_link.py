@@ -198,3 +198,16 @@ def test_a_link_colour_this_data_lacks_is_named_as_text():
     assert len(warnings) == 1
     assert escape_markdown(hostile) in warnings[0]  # shown as the characters typed
     assert at.selectbox(key="ptr:colour").value is None
+
+
+def test_the_share_link_is_plain_text_that_holds_the_view():
+    # Shown with st.text: never read as markdown or HTML, and no code highlighter (a 1.5 MB
+    # script) for the browser to load on every page.
+    at = new_app()
+    at.query_params.update({"mod": "PTR", "est": "ML"})
+    at.run()
+    links = [t.value for t in at.sidebar.text if "?" in t.value]
+    assert len(links) == 1
+    query = links[0].split("?", 1)[1]
+    assert "est=ML" in query and "mod=PTR" in query
+    assert not [c for c in at.sidebar.code]
