@@ -200,8 +200,11 @@ def leave_one_out_section(page: Refits) -> None:
             + (" (effects as r; coefficients on Fisher's z):" if page.on_r else ":")
         )
         st.dataframe(shown.head(10), width="stretch", hide_index=True)
-        with st.expander(f"All {len(table)} refits"):
-            st.dataframe(readable(table), width="stretch", hide_index=True)
+        # Filled only when opened: a closed expander's table would still be sent and laid
+        # out by the browser on every first view of the page.
+        every = st.expander(f"All {len(table)} refits", key="loo:all", on_change="rerun")
+        if every.open:
+            every.dataframe(readable(table), width="stretch", hide_index=True)
 
 
 def influence_section(page: Refits) -> None:

@@ -99,6 +99,7 @@ class Session:
         self.ws = None
         self.widgets: dict[str, Widget] = {}  # by label
         self.tabs: Widget | None = None  # the page's tabs that run only when open (Sensitivity)
+        self.charts = 0  # Plotly charts the last run sent
         self.states: dict[str, tuple[str, object]] = {}  # label -> (kind, value) we sent
         self.page = "overview"
         self.query = ""
@@ -165,6 +166,7 @@ class Session:
             else:
                 setattr(state, value_type, value)
         await self.ws.send(msg.SerializeToString())
+        self.charts = 0
         await asyncio.wait_for(self._read_until_finished(), RUN_TIMEOUT)
         self._check_view()
 
@@ -206,7 +208,9 @@ class Session:
             return
         element = delta.new_element
         kind = element.WhichOneof("type")
-        if kind == "exception":
+        if kind == "plotly_chart":
+            self.charts += 1
+        elif kind == "exception":
             self.log.errors.append(f"{self.page}: exception {element.exception.message[:200]}")
         elif kind in ("markdown", "alert"):
             body = getattr(element, kind).body

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from tests.app.conftest import open_sensitivity_tab
 
 from alliance_core.analysis import effect_size_table, run_analysis
 from alliance_core.datasets import DEFAULT_DATASET, dataset_info, list_datasets, load_dataset
@@ -14,6 +13,7 @@ from alliance_core.formatting import escape_markdown
 from alliance_core.sensitivity import leave_one_out
 from alliance_core.settings import AnalysisSettings
 from alliance_core.specification import specification_curve
+from tests.app.conftest import open_sensitivity_tab
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
 
@@ -92,3 +92,17 @@ def test_every_tab_runs_cleanly_on_every_bundled_dataset(dataset):
         assert len(shown.children) > 0, f"tab {label!r} is empty on {dataset}"
         closed = [tab.label for tab in at.tabs if tab.label != label and len(tab.children)]
         assert not closed, f"closed tabs ran: {closed}"
+
+
+def test_the_table_of_every_refit_is_filled_when_opened():
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    at.run()
+    at.switch_page("pages/sensitivity.py").run()
+    every = next(e for e in at.expander if e.label.startswith("All "))
+    assert len(every.children) == 0  # closed: nothing sent
+    at.session_state["loo:all"] = True
+    at.run()
+    every = next(e for e in at.expander if e.label.startswith("All "))
+    table = every.children[0].value
+    n_studies = int(every.label.split()[1])
+    assert len(table) == n_studies and "Study left out" in table.columns
