@@ -199,7 +199,9 @@ def leave_one_out_section(page: Refits) -> None:
             f"{'the PTR coefficient' if coefficient else 'the estimate'} most"
             + (" (effects as r; coefficients on Fisher's z):" if page.on_r else ":")
         )
-        st.dataframe(shown.head(10), width="stretch", hide_index=True)
+        # A static table (like the Overview's): ten rows need no scrolling grid, and the
+        # browser then draws the page without loading the grid's script.
+        st.table(shown.head(10), hide_index=True)
         # Filled only when opened: a closed expander's table would still be sent and laid
         # out by the browser on every first view of the page.
         every = st.expander(f"All {len(table)} refits", key="loo:all", on_change="rerun")

@@ -87,12 +87,9 @@ def test_a_standardized_mean_difference_dataset_is_worded_as_such(page, app_url)
 
 def test_sensitivity_tables_read_like_a_published_table(page):
     go_to(page, "Sensitivity")
-    grid = page.locator('[data-testid="stDataFrame"]').first
-    grid.wait_for()
-    # Glide data grid headers are drawn on a canvas; the accessible table mirrors them (once
-    # the grid has laid out).
-    expect(grid.locator('[role="columnheader"]', has_text="log PTR coefficient")).to_have_count(1)
-    headers = grid.locator('[role="columnheader"]').all_inner_texts()
+    table = page.locator('[data-testid="stTable"]', has_text="Study left out").first
+    table.wait_for()
+    headers = [h.strip() for h in table.locator("th").all_inner_texts()]
     assert "log PTR coefficient" in headers and "p (log PTR)" in headers
     assert not {"left_out", "statistic", "ci_lb", "coef_estimate", "error"} & set(headers)
     text = main_text(page)
