@@ -21,7 +21,6 @@ import plotly.graph_objects as go
 from alliance_core import bias
 from alliance_core.analysis import AnalysisRun
 from alliance_core.errors import AnalysisError
-from alliance_core.fitting import fit
 from alliance_core.formatting import format_coefficient, format_number, format_p, format_p_cell
 from alliance_core.nesting import AGGREGATED, INDEPENDENT
 from alliance_core.provenance import Provenance, fitted_rho, fitted_structure
@@ -500,9 +499,11 @@ def _regression_sentences(run: AnalysisRun, on_r: bool) -> list[str]:
 def bias_readings(pooled: MetaResult, on_r: bool) -> list[tuple[str, str]]:
     """The publication-bias tests of the pooled model, each as (name, APA-style result).
 
-    Trim-and-fill assumes independent effects, so for a three-level model it runs on one
-    inverse-variance aggregated effect per study (two-level model), as the dashboard does.
+    The tests are the dashboard's (:func:`alliance_core.bias.run_bias_tests`): trim-and-fill
+    assumes independent effects, so for a three-level model it runs on one aggregated effect
+    per study (two-level model).
     """
+    tests = bias.run_bias_tests(pooled)
     level = f"{pooled.level:.0%}"
 
     def value(z: float) -> str:
@@ -513,8 +514,7 @@ def bias_readings(pooled: MetaResult, on_r: bool) -> list[tuple[str, str]]:
     def interval(ci) -> str:
         return f"{level} CI [{value(ci[0])}, {value(ci[1])}]"
 
-    def egger() -> str:
-        test = bias.egger_test(pooled)
+    def egger(test: bias.EggerTest) -> str:
         stat = "z" if test.ddf is None else f"t({test.ddf})"
         text = (
             f"Egger's regression test {'indicated' if test.pval < 0.05 else 'did not indicate'} "
@@ -527,21 +527,17 @@ def bias_readings(pooled: MetaResult, on_r: bool) -> list[tuple[str, str]]:
             )
         return text + "."
 
-    def rank() -> str:
-        test = bias.rank_correlation_test(pooled)
+    def rank(test: bias.RankCorrelationTest) -> str:
         return (
             f"The rank correlation test gave Kendall's τ = {_r3(test.tau)}, {format_p(test.pval)}."
         )
 
-    def trim_fill() -> str:
-        if pooled.is_three_level:
-            studies = bias.aggregate_by_study(pooled)
-            method = pooled.method if pooled.method in ("REML", "ML") else "REML"
-            result = bias.trim_and_fill(fit(studies, method=method))
-            basis = " (run on one aggregated effect per study, as it assumes independent effects)"
-        else:
-            result = bias.trim_and_fill(pooled)
-            basis = ""
+    def trim_fill(result: bias.TrimAndFill) -> str:
+        basis = (
+            " (run on one aggregated effect per study, as it assumes independent effects)"
+            if pooled.is_three_level
+            else ""
+        )
         ci = (
             result.adjusted.coefficients["ci_lb"].iloc[0],
             result.adjusted.coefficients["ci_ub"].iloc[0],
@@ -557,25 +553,26 @@ def bias_readings(pooled: MetaResult, on_r: bool) -> list[tuple[str, str]]:
             f"{interval(ci)}{z_refit}."
         )
 
-    def pet_peese() -> str:
-        result = bias.pet_peese(pooled)
+    def pet_peese(result: bias.PetPeese) -> str:
         return (
             f"PET-PEESE ({result.chosen} estimate) gave {value(result.estimate)}, "
             f"{interval(result.ci)}."
         )
 
-    steps: list[tuple[str, Callable[[], str]]] = [
-        ("Egger's regression test", egger),
-        ("Rank correlation test", rank),
-        ("Trim-and-fill", trim_fill),
-        ("PET-PEESE", pet_peese),
+    steps: list[tuple[str, str, object | None, Callable]] = [
+        ("Egger's regression test", "egger", tests.egger, egger),
+        ("Rank correlation test", "rank", tests.rank, rank),
+        ("Trim-and-fill", "trim_fill", tests.trim_fill, trim_fill),
+        ("PET-PEESE", "pet_peese", tests.pet_peese, pet_peese),
     ]
+    missing = dict(tests.problems)
     out = []
-    for name, compute in steps:
-        try:
-            out.append((name, compute()))
-        except AnalysisError as error:
-            out.append((name, f"{name} was not available for these data: {error}"))
+    for name, key, result, words in steps:
+        if result is not None:
+            out.append((name, words(result)))
+        else:
+            reason = missing[bias.TEST_NAMES[key]].removeprefix("Not available here: ")
+            out.append((name, f"{name} was not available for these data: {reason}"))
     return out
 
 

@@ -34,7 +34,6 @@ from alliance_core.analysis import (
 )
 from alliance_core.datasets import DEFAULT_DATASET, DatasetInfo
 from alliance_core.errors import AnalysisError
-from alliance_core.fitting import fit
 from alliance_core.mapping import ColumnMapping
 from alliance_core.settings import AnalysisSettings
 from alliance_core.uploads import (
@@ -356,82 +355,10 @@ def variance_details(ctx: sidebar.Context, run: AnalysisRun) -> VarianceDetails:
 
 
 # -- publication bias ---------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class BiasTests:
-    """The formal small-study/publication-bias tests of the pooled model, with what failed."""
-
-    egger: object | None
-    rank: object | None
-    trim_fill: object | None
-    pet_peese: object | None
-    problems: tuple[tuple[str, str], ...]
-    trim_fill_note: str | None
-
-    def readings(self, transform: str | None) -> list[tuple[str, str]]:
-        out = []
-        if self.egger is not None:
-            out.append(("Egger's regression test", self.egger.describe(transform=transform)))
-        if self.rank is not None:
-            out.append(("Begg and Mazumdar's rank correlation", self.rank.describe()))
-        if self.trim_fill is not None:
-            text = self.trim_fill.describe(transform=transform)
-            out.append(
-                ("Trim-and-fill", f"{self.trim_fill_note} {text}" if self.trim_fill_note else text)
-            )
-        if self.pet_peese is not None:
-            out.append(("PET-PEESE", self.pet_peese.describe(transform=transform)))
-        out.extend(self.problems)
-        return out
-
-
 @st.cache_data(max_entries=16, show_spinner=False, ttl=CACHE_TTL)
-def _bias_tests(data_key: str, settings_key: str, _pooled) -> BiasTests:
-    return shared("bias", data_key, settings_key, lambda: _run_bias_tests(_pooled))
+def _bias_tests(data_key: str, settings_key: str, _pooled) -> bias.BiasTests:
+    return shared("bias", data_key, settings_key, lambda: bias.run_bias_tests(_pooled))
 
 
-def _run_bias_tests(_pooled) -> BiasTests:
-    results: dict[str, object | None] = {
-        "egger": None,
-        "rank": None,
-        "trim_fill": None,
-        "pet_peese": None,
-    }
-    problems = []
-    note = None
-    steps = {
-        "egger": ("Egger's regression test", lambda: bias.egger_test(_pooled)),
-        "rank": (
-            "Begg and Mazumdar's rank correlation",
-            lambda: bias.rank_correlation_test(_pooled),
-        ),
-        "trim_fill": ("Trim-and-fill", lambda: _trim_and_fill(_pooled)),
-        "pet_peese": ("PET-PEESE", lambda: bias.pet_peese(_pooled)),
-    }
-    for key, (name, compute) in steps.items():
-        try:
-            results[key] = compute()
-        except AnalysisError as error:
-            problems.append((name, f"Not available here: {error}"))
-    if _pooled.is_three_level and results["trim_fill"] is not None:
-        within = (
-            f"compound symmetry with the model's ρ = {_pooled.rho:g}"
-            if _pooled.rho
-            else "inverse-variance mean of its effect sizes"
-        )
-        note = (
-            "Trim-and-fill assumes independent effects, so it was run on one aggregated effect "
-            f"per study ({within}, two-level model)."
-        )
-    return BiasTests(problems=tuple(problems), trim_fill_note=note, **results)
-
-
-def _trim_and_fill(pooled):
-    if not pooled.is_three_level:
-        return bias.trim_and_fill(pooled)
-    studies = bias.aggregate_by_study(pooled)
-    method = pooled.method if pooled.method in ("REML", "ML") else "REML"
-    return bias.trim_and_fill(fit(studies, method=method))
-
-
-def bias_tests(ctx: sidebar.Context, pooled) -> BiasTests:
+def bias_tests(ctx: sidebar.Context, pooled) -> bias.BiasTests:
     return _bias_tests(ctx.data.key, analysis_key(ctx.settings.with_changes(moderators=())), pooled)

@@ -18,12 +18,14 @@ from scipy import stats
 
 import alliance_core as ac
 from alliance_core.bias import (
+    TEST_NAMES,
     _kendall_cdf,
     aggregate_by_study,
     egger_test,
     kendall_test,
     pet_peese,
     rank_correlation_test,
+    run_bias_tests,
     trim_and_fill,
 )
 from alliance_core.errors import AnalysisError
@@ -321,3 +323,39 @@ def test_pet_peese_one_sided_p_uses_t_with_knapp_hartung():
     result = pet_peese(res)
     statistic = result.pet.coefficients["statistic"].iloc[0]
     assert result.pet_one_sided_p == pytest.approx(stats.t.sf(statistic, res.k - 2), rel=1e-10)
+
+
+# -- every test at once (what the dashboard and the report both show) ---------------------------
+def test_run_bias_tests_holds_each_tests_own_result():
+    dat = ac.escalc(pd.DataFrame({"r": np.linspace(0.05, 0.6, 14), "n": np.arange(20, 160, 10)}))
+    pooled = ac.fit(dat)
+    tests = run_bias_tests(pooled)
+    assert tests.problems == () and tests.trim_fill_note is None
+    assert tests.egger.statistic == pytest.approx(egger_test(pooled).statistic, rel=1e-12)
+    assert tests.rank.tau == pytest.approx(ac.rank_correlation_test(pooled).tau, rel=1e-12)
+    assert tests.trim_fill.k0 == trim_and_fill(pooled).k0
+    assert tests.pet_peese.estimate == pytest.approx(ac.pet_peese(pooled).estimate, rel=1e-12)
+    names = [name for name, _ in tests.readings(transform="r")]
+    assert names == list(TEST_NAMES.values())
+
+
+def test_run_bias_tests_names_each_test_that_cannot_run():
+    # Two effect sizes: no model with the standard error as a moderator (Egger, PET-PEESE) and
+    # no side for trim-and-fill; the rank test still runs.
+    dat = ac.escalc(pd.DataFrame({"r": [0.1, 0.3], "n": [40, 80]}))
+    tests = run_bias_tests(ac.fit(dat))
+    assert tests.egger is None and tests.trim_fill is None and tests.pet_peese is None
+    assert tests.rank is not None
+    missing = dict(tests.problems)
+    assert list(missing) == [TEST_NAMES["egger"], TEST_NAMES["trim_fill"], TEST_NAMES["pet_peese"]]
+    assert all(reason.startswith("Not available here: ") for reason in missing.values())
+    readings = dict(tests.readings(transform="r"))
+    assert readings[TEST_NAMES["egger"]] == missing[TEST_NAMES["egger"]]
+
+
+def test_three_level_trim_and_fill_runs_on_study_aggregates_and_says_how():
+    pooled = ac.fit(ac.load_dataset("assink2016"), cluster="study")
+    tests = run_bias_tests(pooled)
+    assert "one aggregated effect per study" in tests.trim_fill_note
+    direct = trim_and_fill(ac.fit(aggregate_by_study(pooled), method="REML"))
+    assert tests.trim_fill.estimate == pytest.approx(direct.estimate, rel=1e-12)
