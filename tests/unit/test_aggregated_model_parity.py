@@ -10,7 +10,6 @@ and the fit are all checked together.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 from alliance_core.analysis import run_analysis
 from alliance_core.mapping import ColumnMapping
 from alliance_core.settings import AnalysisSettings
+from tests.r_reference import apply, needs_r
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "aggregated"
 CASES = sorted(FIXTURES.glob("*.json"))
@@ -87,17 +87,6 @@ writeLines(toJSON(list(beta = as.vector(fit$beta), se = as.vector(fit$se),
 """
 
 
-def _r_available() -> bool:
-    if shutil.which("Rscript") is None:
-        return False
-    probe = subprocess.run(
-        ["Rscript", "-e", "suppressMessages(library(metafor)); library(jsonlite)"],
-        capture_output=True,
-        timeout=120,
-    )
-    return probe.returncode == 0
-
-
 def draw_nested(seed: int, studies: int) -> pd.DataFrame:
     """Nested Fisher-z effects (1-6 per study) with a study-level log PTR and known truth."""
     rng = np.random.default_rng(seed)
@@ -118,8 +107,7 @@ def draw_nested(seed: int, studies: int) -> pd.DataFrame:
     )
 
 
-@pytest.mark.needs_r
-@pytest.mark.skipif(not _r_available(), reason="Rscript with metafor and jsonlite is needed")
+@apply(needs_r("metafor", "jsonlite"))
 @pytest.mark.parametrize(("seed", "studies", "rho"), [(11, 30, 0.6), (12, 12, 0.0), (13, 60, 0.85)])
 def test_random_nested_data_agree_with_metafor(tmp_path, seed, studies, rho):
     data = draw_nested(seed, studies)

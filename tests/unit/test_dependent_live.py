@@ -11,7 +11,6 @@ as a pass.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,29 +19,13 @@ import pandas as pd
 import pytest
 
 import alliance_core as ac
+from tests.r_reference import needs_r
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "metafor_dependent_reference.R"
 
 
-def _metafor_available() -> bool:
-    if shutil.which("Rscript") is None:
-        return False
-    probe = subprocess.run(
-        ["Rscript", "-e", "suppressMessages(library(metafor)); library(jsonlite)"],
-        capture_output=True,
-        timeout=120,
-    )
-    return probe.returncode == 0
-
-
-pytestmark = [
-    pytest.mark.needs_r,
-    pytest.mark.skipif(
-        not _metafor_available(),
-        reason="Rscript with metafor and jsonlite is needed: apt-get install -y r-cran-metafor r-cran-jsonlite",
-    ),
-]
+pytestmark = needs_r("metafor", "jsonlite")
 
 # (seed, method, test, studies, rho, fix_sigma2, with moderators, profile CI)
 CASES = [

@@ -8,7 +8,6 @@ inverse of the full observed Hessian gives larger standard errors, and a balance
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 
 from alliance_core.patient_level import fit_patient_level, fixed_effects_covariance
+from tests.r_reference import apply, needs_r
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "lme4"
 CASES = sorted(path.stem for path in FIXTURES.glob("*.json"))
@@ -99,17 +99,6 @@ LIVE_CASES = [
 ]
 
 
-def _lme4_available() -> bool:
-    if shutil.which("Rscript") is None:
-        return False
-    probe = subprocess.run(
-        ["Rscript", "-e", "suppressMessages(library(lme4)); library(jsonlite)"],
-        capture_output=True,
-        timeout=120,
-    )
-    return probe.returncode == 0
-
-
 def draw_patients(seed: int, therapists: int, largest: int, with_covariate: bool) -> pd.DataFrame:
     """Patients nested in therapists with unequal caseloads; outcome on both alliance parts."""
     rng = np.random.default_rng(seed)
@@ -132,8 +121,7 @@ def draw_patients(seed: int, therapists: int, largest: int, with_covariate: bool
     return frame
 
 
-@pytest.mark.needs_r
-@pytest.mark.skipif(not _lme4_available(), reason="Rscript with lme4 and jsonlite is needed")
+@apply(needs_r("lme4", "jsonlite"))
 def test_live_random_designs_match_lme4(tmp_path):
     cases = []
     for seed, therapists, largest, method, with_covariate in LIVE_CASES:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import io
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -21,6 +20,7 @@ import pytest
 from alliance_core import reproduce
 from alliance_core.errors import AnalysisError
 from alliance_core.reproduce import parse_agreement, py_string, r_names, r_string
+from tests.r_reference import apply, needs_r
 from tests.unit.reproduce_states import STATES, analysis_of, prepare
 
 R_BATCH = r"""
@@ -60,15 +60,6 @@ for d in sys.argv[1:]:
 """
 
 
-def _metafor_available() -> bool:
-    if shutil.which("Rscript") is None:
-        return False
-    probe = subprocess.run(
-        ["Rscript", "-e", "suppressMessages(library(metafor))"], capture_output=True, timeout=120
-    )
-    return probe.returncode == 0
-
-
 def _write_bundles(root: Path, language: str) -> list[str]:
     names = []
     for state in STATES:
@@ -98,8 +89,7 @@ def _assert_all_agree(results: dict[str, str], names: list[str]) -> None:
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.needs_r
-@pytest.mark.skipif(not _metafor_available(), reason="Rscript with metafor is needed")
+@apply(needs_r("metafor"))
 def test_r_scripts_agree_with_the_dashboard(tmp_path):
     names = _write_bundles(tmp_path, "R")
     (tmp_path / "batch.R").write_text(R_BATCH)

@@ -12,7 +12,6 @@ installs them and refuses to count such a skip as a pass.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -24,34 +23,13 @@ from robust_cases import CORE_RTOL, DF_RTOL, P_ATOL, RTOL, check_cr1, check_cr2
 import alliance_core as ac
 from alliance_core.design import build_design_matrix
 from alliance_core.robust_variance import marginal_blocks, robust_from_blocks
+from tests.r_reference import needs_r
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "robust_reference.R"
 
 
-def _clubsandwich_available() -> bool:
-    if shutil.which("Rscript") is None:
-        return False
-    probe = subprocess.run(
-        [
-            "Rscript",
-            "-e",
-            "suppressMessages({library(metafor); library(clubSandwich); library(jsonlite)})",
-        ],
-        capture_output=True,
-        timeout=120,
-    )
-    return probe.returncode == 0
-
-
-pytestmark = [
-    pytest.mark.needs_r,
-    pytest.mark.skipif(
-        not _clubsandwich_available(),
-        reason="Rscript with metafor, clubSandwich and jsonlite is needed: apt-get install -y "
-        "r-cran-metafor r-cran-clubsandwich r-cran-jsonlite",
-    ),
-]
+pytestmark = needs_r("metafor", "clubSandwich", "jsonlite")
 
 # (seed, model, method, studies, moderators, robust cluster, rho)
 CASES = [
