@@ -320,6 +320,19 @@ def download_stem(ctx: sidebar.Context) -> str:
     return "alliance-upload" if ctx.data.upload is not None else ctx.data.dataset
 
 
+@dataclass(frozen=True)
+class Download:
+    """One download button of the results row; ``data`` makes the file when clicked."""
+
+    label: str
+    data: Callable[[], bytes | str]
+    file_name: str
+    mime: str
+    icon: str  # a Material symbol name
+    key: str
+    help: str
+
+
 def result_downloads(
     run: AnalysisRun, ctx: sidebar.Context, pooled: AnalysisRun | None = None
 ) -> None:
@@ -332,94 +345,98 @@ def result_downloads(
     stem = download_stem(ctx)
     on_r = ctx.data.correlations
     mapping = ctx.data.mapping
+
+    def provenance() -> Provenance:
+        return provenance_for(run, ctx)
+
+    def bundle(make):
+        return lambda: make(
+            run, mapping, provenance(), on_r_scale=on_r, table=ctx.data.table, robust=run.robust
+        )
+
+    csv, json_, zip_ = "text/csv", "application/json", "application/zip"
+    docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    downloads = [
+        Download(
+            label="Results (CSV)",
+            data=lambda: tables.results_csv(
+                run, on_r, provenance(), pooled=pooled, robust=run.robust
+            ),
+            file_name=f"{stem}-results.csv",
+            mime=csv,
+            icon="download",
+            key="results",
+            help="Coefficients, the average effect, heterogeneity and tests, one row per number.",
+        ),
+        Download(
+            label="Analysed rows (CSV)",
+            data=lambda: tables.data_csv(run, provenance()),
+            file_name=f"{stem}-analysed-rows.csv",
+            mime=csv,
+            icon="download",
+            key="rows",
+            help="The rows the model was fitted to (after exclusions and the filter), with yi "
+            "and vi.",
+        ),
+        Download(
+            label="Settings (JSON)",
+            data=lambda: settings_json(ctx.settings, provenance()),
+            file_name="alliance-settings.json",
+            mime=json_,
+            icon="download",
+            key="settings",
+            help="Load it again in the sidebar under 'Share or save this view'.",
+        ),
+        Download(
+            label="Reproduce in R (zip)",
+            data=bundle(reproduce.r_bundle),
+            file_name=f"{stem}-reproduce-R.zip",
+            mime=zip_,
+            icon="code",
+            key="reproduce-r",
+            help="data.csv, analysis.R (metafor) and the dashboard's results; the script checks "
+            "that metafor gives the same numbers.",
+        ),
+        Download(
+            label="Reproduce in Python (zip)",
+            data=bundle(reproduce.python_bundle),
+            file_name=f"{stem}-reproduce-python.zip",
+            mime=zip_,
+            icon="code",
+            key="reproduce-python",
+            help="data.csv, analysis.py (alliance_core) and the dashboard's results.",
+        ),
+        Download(
+            label="Report (HTML)",
+            data=lambda: report_for(run, ctx).to_html().encode("utf-8"),
+            file_name=f"{stem}-report.html",
+            mime="text/html",
+            icon="description",
+            key="report-html",
+            help="Methods, APA-style results, tables, figures, provenance and references.",
+        ),
+        Download(
+            label="Report (Word)",
+            data=lambda: report_for(run, ctx).to_docx(),
+            file_name=f"{stem}-report.docx",
+            mime=docx,
+            icon="description",
+            key="report-docx",
+            help="The same report as a Word document.",
+        ),
+    ]
     row = st.container(horizontal=True)
-    row.download_button(
-        "Results (CSV)",
-        data=lambda: tables.results_csv(
-            run, on_r, provenance_for(run, ctx), pooled=pooled, robust=run.robust
-        ),
-        file_name=f"{stem}-results.csv",
-        mime="text/csv",
-        on_click="ignore",
-        icon=":material/download:",
-        key="download:results",
-        help="Coefficients, the average effect, heterogeneity and tests, one row per number.",
-    )
-    row.download_button(
-        "Analysed rows (CSV)",
-        data=lambda: tables.data_csv(run, provenance_for(run, ctx)),
-        file_name=f"{stem}-analysed-rows.csv",
-        mime="text/csv",
-        on_click="ignore",
-        icon=":material/download:",
-        key="download:rows",
-        help="The rows the model was fitted to (after exclusions and the filter), with yi and vi.",
-    )
-    row.download_button(
-        "Settings (JSON)",
-        data=lambda: settings_json(ctx.settings, provenance_for(run, ctx)),
-        file_name="alliance-settings.json",
-        mime="application/json",
-        on_click="ignore",
-        icon=":material/download:",
-        key="download:settings",
-        help="Load it again in the sidebar under 'Share or save this view'.",
-    )
-    row.download_button(
-        "Reproduce in R (zip)",
-        data=lambda: reproduce.r_bundle(
-            run,
-            mapping,
-            provenance_for(run, ctx),
-            on_r_scale=on_r,
-            table=ctx.data.table,
-            robust=run.robust,
-        ),
-        file_name=f"{stem}-reproduce-R.zip",
-        mime="application/zip",
-        on_click="ignore",
-        icon=":material/code:",
-        key="download:reproduce-r",
-        help="data.csv, analysis.R (metafor) and the dashboard's results; the script checks "
-        "that metafor gives the same numbers.",
-    )
-    row.download_button(
-        "Reproduce in Python (zip)",
-        data=lambda: reproduce.python_bundle(
-            run,
-            mapping,
-            provenance_for(run, ctx),
-            on_r_scale=on_r,
-            table=ctx.data.table,
-            robust=run.robust,
-        ),
-        file_name=f"{stem}-reproduce-python.zip",
-        mime="application/zip",
-        on_click="ignore",
-        icon=":material/code:",
-        key="download:reproduce-python",
-        help="data.csv, analysis.py (alliance_core) and the dashboard's results.",
-    )
-    row.download_button(
-        "Report (HTML)",
-        data=lambda: report_for(run, ctx).to_html().encode("utf-8"),
-        file_name=f"{stem}-report.html",
-        mime="text/html",
-        on_click="ignore",
-        icon=":material/description:",
-        key="download:report-html",
-        help="Methods, APA-style results, tables, figures, provenance and references.",
-    )
-    row.download_button(
-        "Report (Word)",
-        data=lambda: report_for(run, ctx).to_docx(),
-        file_name=f"{stem}-report.docx",
-        mime="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        on_click="ignore",
-        icon=":material/description:",
-        key="download:report-docx",
-        help="The same report as a Word document.",
-    )
+    for download in downloads:
+        row.download_button(
+            download.label,
+            data=download.data,
+            file_name=download.file_name,
+            mime=download.mime,
+            on_click="ignore",
+            icon=f":material/{download.icon}:",
+            key=f"download:{download.key}",
+            help=download.help,
+        )
 
 
 def report_for(run: AnalysisRun, ctx: sidebar.Context):
