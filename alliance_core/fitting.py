@@ -8,6 +8,7 @@ made by metafor itself.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -534,63 +535,112 @@ def _fit_three_level(
     logdet_xtx = est.logdet_crossprod(X)
     theta, iterations = _estimate_sigma2(ys, vs, Xs, starts, method, logdet_xtx)
     cov = est.NestedCovariance(vs, starts, theta[0], theta[1])
-    gls = est.gls(ys, Xs, cov)
-    vb = gls.vb
-    ddf = k - p if test == "t" else None
     QE, tr_p_fe = _fixed_effects_q(y, v, X)
-    QE_pval = float(special.chdtrc(k - p, QE)) if k > p else 1.0
-    vt = (k - p) / tr_p_fe if tr_p_fe > 0 else 0.0
-    sigma2 = pd.Series(theta, index=["study", "es"], name="sigma2")
-    total = float(theta.sum())
-    denominator = total + vt if total + vt > 0 else float("nan")
-    I2 = 100.0 * total / denominator
-    I2_levels = pd.Series(100.0 * theta / denominator, index=["study", "es"], name="I2")
-    H2 = (total + vt) / vt if vt > 0 else float("nan")
-    QM, QM_df, QM_df2, QM_pval = _omnibus(gls.beta, vb, design, ddf)
-
-    loglik_ml = est.log_likelihood(gls, k, p, reml=False, logdet_XtX=logdet_xtx)
-    loglik_reml = est.log_likelihood(gls, k, p, reml=True, logdet_XtX=logdet_xtx)
-    fit_stats = _fit_statistics(loglik_ml, loglik_reml, y, v, k, p, p + 2, reml=(method == "REML"))
-
-    weights_sorted = cov.inverse_diagonal()
-    weights = np.empty(k)
-    weights[order] = weights_sorted
-    return MetaResult(
-        model=MODEL_THREE_LEVEL,
-        method=method,
-        test=test,
-        level=level,
-        k=k,
-        p=p,
-        n_studies=n_studies,
-        design=design,
-        coefficients=_coefficient_table(design.names, gls.beta, vb, ddf, level),
-        beta=gls.beta,
-        vb=vb,
-        ddf=ddf,
-        tau2=None,
-        tau2_se=None,
-        sigma2=sigma2,
-        QE=QE,
-        QE_df=k - p,
-        QE_pval=QE_pval,
-        QM=QM,
-        QM_df=QM_df,
-        QM_df2=QM_df2,
-        QM_pval=QM_pval,
-        I2=I2,
-        I2_levels=I2_levels,
-        H2=H2,
-        weights=_weights_series(weights, frame.index),
-        data=frame,
-        dropped=dropped,
-        yi_column=yi_col,
-        vi_column=vi_col,
-        cluster=cluster,
-        iterations=iterations,
-        inputs=ModelInputs(y=y, v=v, X=X, typical_variance=vt, order=order, starts=starts),
-        **fit_stats,
+    fitted = _Multilevel(
+        frame, y, v, X, design, method, test, level, dropped, yi_col, vi_col, cluster, order, starts
     )
+    return fitted.result(
+        theta,
+        iterations,
+        cov,
+        QE=QE,
+        typical_variance=(k - p) / tr_p_fe if tr_p_fe > 0 else 0.0,
+        logdet_xtx=logdet_xtx,
+        parms=p + 2,
+    )
+
+
+@dataclass(frozen=True)
+class _Multilevel:
+    """What a three-level fit (independent or correlated sampling errors) was given; its
+    rows sorted by study are ``order``, and study j starts at row ``starts[j]``."""
+
+    frame: pd.DataFrame
+    y: np.ndarray
+    v: np.ndarray
+    X: np.ndarray
+    design: ModelDesign
+    method: str
+    test: str
+    level: float
+    dropped: pd.DataFrame
+    yi_col: str
+    vi_col: str
+    cluster: str
+    order: np.ndarray
+    starts: np.ndarray
+
+    def result(
+        self,
+        theta: np.ndarray,
+        iterations: int,
+        cov,
+        *,
+        QE: float,
+        typical_variance: float,
+        logdet_xtx: float,
+        parms: int,
+        logdet_V: float | None = None,
+        rho: float | None = None,
+        fixed: Mapping[str, float] | None = None,
+    ) -> MetaResult:
+        """The MetaResult at the estimated components ``theta`` with marginal covariance
+        ``cov`` (of the sorted rows): GLS coefficients, heterogeneity, tests, fit statistics."""
+        y, v, X, design, order = self.y, self.v, self.X, self.design, self.order
+        k, p = X.shape
+        gls = est.gls(y[order], X[order], cov)
+        vb = gls.vb
+        ddf = k - p if self.test == "t" else None
+        vt = typical_variance
+        total = float(theta.sum())
+        denominator = total + vt if total + vt > 0 else float("nan")
+        QM, QM_df, QM_df2, QM_pval = _omnibus(gls.beta, vb, design, ddf)
+        reml = self.method == "REML"
+        loglik_ml = est.log_likelihood(gls, k, p, reml=False, logdet_XtX=logdet_xtx)
+        loglik_reml = est.log_likelihood(gls, k, p, reml=True, logdet_XtX=logdet_xtx)
+        fit_stats = _fit_statistics(
+            loglik_ml, loglik_reml, y, v, k, p, parms, reml=reml, logdet_V=logdet_V
+        )
+        weights = np.empty(k)
+        weights[order] = cov.inverse_diagonal()
+        return MetaResult(
+            model=MODEL_THREE_LEVEL,
+            method=self.method,
+            test=self.test,
+            level=self.level,
+            k=k,
+            p=p,
+            n_studies=len(self.starts),
+            design=design,
+            coefficients=_coefficient_table(design.names, gls.beta, vb, ddf, self.level),
+            beta=gls.beta,
+            vb=vb,
+            ddf=ddf,
+            tau2=None,
+            tau2_se=None,
+            sigma2=pd.Series(theta, index=list(SIGMA2_NAMES), name="sigma2"),
+            QE=QE,
+            QE_df=k - p,
+            QE_pval=float(special.chdtrc(k - p, QE)) if k > p else 1.0,
+            QM=QM,
+            QM_df=QM_df,
+            QM_df2=QM_df2,
+            QM_pval=QM_pval,
+            I2=100.0 * total / denominator,
+            I2_levels=pd.Series(100.0 * theta / denominator, index=list(SIGMA2_NAMES), name="I2"),
+            H2=(total + vt) / vt if vt > 0 else float("nan"),
+            weights=_weights_series(weights, self.frame.index),
+            data=self.frame,
+            dropped=self.dropped,
+            yi_column=self.yi_col,
+            vi_column=self.vi_col,
+            cluster=self.cluster,
+            iterations=iterations,
+            inputs=ModelInputs(y=y, v=v, X=X, typical_variance=vt, order=order, starts=self.starts),
+            rho=rho,
+            fix_sigma2=dict(fixed) if fixed else None,
+            **fit_stats,
+        )
 
 
 # -- three-level model with correlated sampling errors and/or fixed components -------------
@@ -645,72 +695,20 @@ def _fit_dependent(
         start=che.start_from_residuals(summary.residuals, vs),
     )
     cov = che.CheCovariance(vs, starts, theta[0], theta[1], rho_value)
-    gls = est.gls(ys, Xs, cov)
-    vb = gls.vb
-    ddf = k - p if test == "t" else None
-    QE = summary.QE
-    QE_pval = float(special.chdtrc(k - p, QE)) if k > p else 1.0
-    vt = summary.typical_variance
-    sigma2 = pd.Series(theta, index=list(SIGMA2_NAMES), name="sigma2")
-    total = float(theta.sum())
-    I2 = 100.0 * total / (total + vt)
-    I2_levels = pd.Series(100.0 * theta / (total + vt), index=list(SIGMA2_NAMES), name="I2")
-    H2 = (total + vt) / vt if vt > 0 else float("nan")
-    QM, QM_df, QM_df2, QM_pval = _omnibus(gls.beta, vb, design, ddf)
-
-    loglik_ml = est.log_likelihood(gls, k, p, reml=False, logdet_XtX=logdet_xtx)
-    loglik_reml = est.log_likelihood(gls, k, p, reml=True, logdet_XtX=logdet_xtx)
-    parms = p + 2 - len(fixed or {})
-    fit_stats = _fit_statistics(
-        loglik_ml,
-        loglik_reml,
-        y,
-        v,
-        k,
-        p,
-        parms,
-        reml=(method == "REML"),
-        logdet_V=summary.logdet_V,
+    fitted = _Multilevel(
+        frame, y, v, X, design, method, test, level, dropped, yi_col, vi_col, cluster, order, starts
     )
-    weights = np.empty(k)
-    weights[order] = cov.inverse_diagonal()
-    return MetaResult(
-        model=MODEL_THREE_LEVEL,
-        method=method,
-        test=test,
-        level=level,
-        k=k,
-        p=p,
-        n_studies=n_studies,
-        design=design,
-        coefficients=_coefficient_table(design.names, gls.beta, vb, ddf, level),
-        beta=gls.beta,
-        vb=vb,
-        ddf=ddf,
-        tau2=None,
-        tau2_se=None,
-        sigma2=sigma2,
-        QE=QE,
-        QE_df=k - p,
-        QE_pval=QE_pval,
-        QM=QM,
-        QM_df=QM_df,
-        QM_df2=QM_df2,
-        QM_pval=QM_pval,
-        I2=I2,
-        I2_levels=I2_levels,
-        H2=H2,
-        weights=_weights_series(weights, frame.index),
-        data=frame,
-        dropped=dropped,
-        yi_column=yi_col,
-        vi_column=vi_col,
-        cluster=cluster,
-        iterations=iterations,
-        inputs=ModelInputs(y=y, v=v, X=X, typical_variance=vt, order=order, starts=starts),
+    return fitted.result(
+        theta,
+        iterations,
+        cov,
+        QE=summary.QE,
+        typical_variance=summary.typical_variance,
+        logdet_xtx=logdet_xtx,
+        parms=p + 2 - len(fixed or {}),
+        logdet_V=summary.logdet_V,
         rho=rho,
-        fix_sigma2=dict(fixed) if fixed else None,
-        **fit_stats,
+        fixed=fixed,
     )
 
 
