@@ -1,8 +1,9 @@
-"""Wait until each Streamlit process answers, then open every page once on each of them.
+"""Wait until each Streamlit process answers, then open every page (and tab) once on each.
 
 ``python deploy/warm.py [--no-warm] PORT...`` (deploy/serve.sh runs it before nginx starts).
 The first run in a process imports the scientific stack and fits the default dataset's
-models; doing it here means the first student of a lesson does not wait for it. With
+models (every tab of the Sensitivity page included); doing it here means the first student of
+a lesson does not wait for it. With
 ALLIANCE_FIT_CACHE_DIR set the fits are computed by the first process and read by the others.
 """
 
@@ -43,6 +44,9 @@ async def warm(port: int) -> list[str]:
         session = Session(f"http://127.0.0.1:{port}", log)
         try:
             await session.open("", page)
+            # A page whose tabs run only when opened (Sensitivity): open each tab once too.
+            for label in list(session.tabs.options[1:] if session.tabs else []):
+                await session.switch_tab(label)
         finally:
             await session.close()
         errors.extend(log.errors)
@@ -69,7 +73,8 @@ def main() -> int:
     start = time.perf_counter()
     errors = asyncio.run(warm_all(args.ports))
     print(
-        f"warm: {len(args.ports)} processes, every page once, {time.perf_counter() - start:.1f} s"
+        f"warm: {len(args.ports)} processes, every page and tab once, "
+        f"{time.perf_counter() - start:.1f} s"
     )
     for error in errors:
         print(f"warm: {error}", file=sys.stderr)
