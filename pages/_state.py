@@ -67,8 +67,9 @@ LEGACY_RHO_NOTICE = (
     "ρ in the sidebar to use it."
 )
 # Link parameters of what a page shows of the same model (not part of AnalysisSettings, so
-# they never change a fit or its cache key): forest sort order, bubble colour, what-if profiles.
-VIEW_PARAMETERS = ("sort", "colour", "profile")
+# they never change a fit or its cache key): forest sort order, bubble colour, what-if profiles,
+# the open tab of the Sensitivity page.
+VIEW_PARAMETERS = ("sort", "colour", "profile", "tab")
 FOREST_SORT_NAMES = ("effect", "precision", "year", "ptr", "label", "data")
 NO_COLOUR = "none"
 MAX_LINK_PROFILES = 4
@@ -402,11 +403,13 @@ def _shortened(text: str, limit: int = 80) -> str:
 class ViewRequest:
     """What a link asks a page to show of the model. ``None`` means the link does not say;
     ``sort`` is one of FOREST_SORT_NAMES ("data" = data order), ``colour`` a column name or
-    NO_COLOUR, ``profiles`` a tuple of {"name": str, "values": {column: level or number}}."""
+    NO_COLOUR, ``profiles`` a tuple of {"name": str, "values": {column: level or number}},
+    ``tab`` the name of a Sensitivity tab (checked by the page)."""
 
     sort: str | None = None
     colour: str | None = None
     profiles: tuple[dict, ...] | None = None
+    tab: str | None = None
 
 
 def encode_profile(profile: Mapping) -> str:
@@ -420,7 +423,10 @@ def encode_profile(profile: Mapping) -> str:
 
 
 def view_query(
-    sort: str | None = None, colour: str | None = None, profiles: Sequence[Mapping] | None = None
+    sort: str | None = None,
+    colour: str | None = None,
+    profiles: Sequence[Mapping] | None = None,
+    tab: str | None = None,
 ) -> dict[str, list[str]]:
     """Query parameters of a view; a parameter left as ``None`` is not written."""
     query: dict[str, list[str]] = {}
@@ -430,6 +436,8 @@ def view_query(
         query["colour"] = [colour]
     if profiles is not None:
         query["profile"] = [encode_profile(p) for p in profiles]
+    if tab is not None:
+        query["tab"] = [tab]
     return query
 
 
@@ -477,7 +485,8 @@ def view_from_link(query: Mapping[str, Sequence[str]]) -> tuple[ViewRequest, lis
             )
             profiles = profiles[:MAX_LINK_PROFILES]
         profiles = tuple(profiles)
-    return ViewRequest(sort=sort, colour=colour, profiles=profiles), problems
+    tab = (list(query.get("tab") or []) or [None])[-1]
+    return ViewRequest(sort=sort, colour=colour, profiles=profiles, tab=tab), problems
 
 
 def check_view_choice(name: str, wanted: str | None, offered: Sequence[str]) -> list[str]:

@@ -18,6 +18,7 @@ from pages import _loading as loading
 from pages import _render as render
 from pages import _sensitivity_tables as display
 from pages import _sidebar as sidebar
+from pages import _state as state
 
 ctx = sidebar.context()
 # Session-state key of the open tab.
@@ -356,6 +357,16 @@ def specification_section(page: Refits) -> None:
         )
 
 
+# Tab label -> its name in a link (tab=...): short, and stable if a label is reworded.
+TAB_LINK_NAMES = {
+    "Leave one out": "leave-one-out",
+    "Influence diagnostics": "influence",
+    "Cumulative meta-analysis": "cumulative",
+    "Sampling correlation and inference": "rho",
+    "Specification curve": "specification",
+}
+
+
 def sections(run: AnalysisRun) -> dict:
     """The page's tabs, in order: the analyses this data and model allow."""
     shown = {
@@ -368,6 +379,18 @@ def sections(run: AnalysisRun) -> dict:
         shown["Sampling correlation and inference"] = dependence_tab
     shown["Specification curve"] = specification_section
     return shown
+
+
+def open_linked_tab(labels: list[str]) -> None:
+    """Open the tab the opening link names (once), or say why it cannot be opened."""
+    linked = sidebar.take_link_view("tab")
+    if linked is None:
+        return
+    offered = [TAB_LINK_NAMES[label] for label in labels]
+    for problem in state.check_view_choice("tab", linked, offered):
+        st.warning(escape_markdown(problem), icon=":material/link_off:")
+    if linked in offered:
+        st.session_state[SECTION_KEY] = labels[offered.index(linked)]
 
 
 if render.page_header("Sensitivity", ctx):
@@ -390,10 +413,16 @@ if render.page_header("Sensitivity", ctx):
             "cluster-robust (CR2) inference."
         )
     shown = sections(run)
+    labels = list(shown)
+    open_linked_tab(labels)
     # Only the open tab runs: each analysis refits the model once per study (about a second
     # for a choice nobody made before), and a server shared by a class cannot spend that on
     # tabs nobody looks at. Switching tabs reruns the page; every result stays cached.
-    tabs = st.tabs(list(shown), key=SECTION_KEY, on_change="rerun")
+    tabs = st.tabs(labels, key=SECTION_KEY, on_change="rerun")
+    opened = st.session_state.get(SECTION_KEY)
+    opened = opened if opened in labels else labels[0]
+    # The first tab stays out of the link; any other travels with it.
+    sidebar.write_view({"tab": None if opened == labels[0] else [TAB_LINK_NAMES[opened]]})
     for tab, section in zip(tabs, shown.values(), strict=True):
         if tab.open is not False:
             with tab:

@@ -13,7 +13,7 @@ from alliance_core.formatting import escape_markdown
 from alliance_core.sensitivity import leave_one_out
 from alliance_core.settings import AnalysisSettings
 from alliance_core.specification import specification_curve
-from tests.app.conftest import open_sensitivity_tab
+from tests.app.conftest import open_sensitivity_tab, unescaped
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
 
@@ -106,3 +106,36 @@ def test_the_table_of_every_refit_is_filled_when_opened():
     table = every.children[0].value
     n_studies = int(every.label.split()[1])
     assert len(table) == n_studies and "Study left out" in table.columns
+
+
+# -- the open tab travels in the link -------------------------------------------------------------
+def open_link(query: dict) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    at.query_params.update(query)
+    at.run()
+    return at
+
+
+def test_a_link_naming_a_tab_opens_it_and_the_open_tab_is_written_to_the_link():
+    at = open_link({"page": "sensitivity", "tab": "cumulative"})  # opens on that page
+    assert not at.exception and not at.warning, [w.value for w in at.warning]
+    opened = next(tab for tab in at.tabs if tab.label == "Cumulative meta-analysis")
+    assert len(opened.children) > 0
+    assert at.query_params["tab"] == "cumulative"
+    open_sensitivity_tab(at, "Influence diagnostics")
+    assert at.query_params["tab"] == "influence"
+    open_sensitivity_tab(at, "Leave one out")
+    assert "tab" not in at.query_params  # the first tab stays out of the link
+
+
+def test_a_link_naming_a_tab_this_data_lacks_says_so_as_text_and_opens_the_first():
+    # molloy2014 has no therapist counts, so no ρ tab; the value is quoted as text.
+    at = open_link({"ds": "molloy2014", "page": "sensitivity", "tab": "rho[x](http://e.com)"})
+    assert not at.exception
+    warnings = [w.value for w in at.warning]
+    assert any(
+        "Link parameter tab=rho[x](http://e.com): not available" in unescaped(w) for w in warnings
+    ), warnings
+    assert not any("](http" in w for w in warnings)  # escaped: no live link
+    first = next(tab for tab in at.tabs if tab.label == "Leave one out")
+    assert len(first.children) > 0

@@ -46,3 +46,13 @@ def test_a_link_with_a_forest_sort_opens_the_forest_plot_so_sorted(page, app_url
     )
     expect(choice).to_have_value("Precision (most precise first)", timeout=60_000)
     assert "sort=precision" in page.url
+
+
+def test_a_link_with_a_tab_opens_the_sensitivity_page_on_it(page, app_url):
+    page.goto(f"{app_url}/sensitivity?tab=cumulative")
+    wait_for_app_ready(page, 90_000)
+    tab = page.get_by_role("tab", name="Cumulative meta-analysis")
+    expect(tab).to_have_attribute("aria-selected", "true", timeout=60_000)
+    # Its analysis ran: the cumulative chart's reading is on the page.
+    expect(page.get_by_text("studies were added one at a time").first).to_be_visible()
+    assert "tab=cumulative" in page.url
