@@ -576,23 +576,26 @@ def bias_readings(pooled: MetaResult, on_r: bool) -> list[tuple[str, str]]:
     return out
 
 
+def _coefficient_row(res: MetaResult, term, row, df: str | None = None) -> tuple[str, ...]:
+    """Predictor, b, SE, statistic, (df,) p and CI of one coefficient; the CI has the decimals
+    the estimate was given for its SE."""
+    b, se = format_coefficient(row["estimate"], row["se"])
+    digits = len(b.split(".")[-1]) if "." in b else 2
+    statistic = (format_number(row["statistic"], 2),) + (() if df is None else (df,))
+    return (
+        _term_label(res, str(term)),
+        b,
+        se,
+        *statistic,
+        format_p_cell(row["pval"]),
+        _ci(row["ci_lb"], row["ci_ub"], digits),
+    )
+
+
 def regression_table(run: AnalysisRun, number: int, on_r_scale: bool) -> Table:
     res = run.result
     stat = "z" if res.ddf is None else "t"
-    rows = []
-    for term, row in res.coefficients.iterrows():
-        b, se = format_coefficient(row["estimate"], row["se"])
-        digits = len(b.split(".")[-1]) if "." in b else 2
-        rows.append(
-            (
-                _term_label(res, str(term)),
-                b,
-                se,
-                format_number(row["statistic"], 2),
-                format_p_cell(row["pval"]),
-                _ci(row["ci_lb"], row["ci_ub"], digits),
-            )
-        )
+    rows = [_coefficient_row(res, term, row) for term, row in res.coefficients.iterrows()]
     note = "Coefficients are on the Fisher's z scale. " if on_r_scale else ""
     return Table(
         number=number,
@@ -612,21 +615,10 @@ def regression_table(run: AnalysisRun, number: int, on_r_scale: bool) -> Table:
 def robust_table(run: AnalysisRun, robust: RobustResult, number: int, on_r_scale: bool) -> Table:
     """The coefficients with cluster-robust SE, t, Satterthwaite df, p and CI, and the HTZ test."""
     res = run.result
-    rows = []
-    for term, row in robust.coefficients.iterrows():
-        b, se = format_coefficient(row["estimate"], row["se"])
-        digits = len(b.split(".")[-1]) if "." in b else 2
-        rows.append(
-            (
-                _term_label(res, str(term)),
-                b,
-                se,
-                format_number(row["statistic"], 2),
-                format_number(row["df"], 1),
-                format_p_cell(row["pval"]),
-                _ci(row["ci_lb"], row["ci_ub"], digits),
-            )
-        )
+    rows = [
+        _coefficient_row(res, term, row, df=format_number(row["df"], 1))
+        for term, row in robust.coefficients.iterrows()
+    ]
     note = "Coefficients are on the Fisher's z scale. " if on_r_scale else ""
     note += (
         f"{robust.method} cluster-robust standard errors, clustered by "
