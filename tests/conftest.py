@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -19,6 +20,14 @@ else:
     settings.register_profile("ci", deadline=None, print_blob=True)
     if os.environ.get("CI"):
         settings.load_profile("ci")
+
+
+def missing_tool(message: str, tests: str) -> NoReturn:
+    """A tool a layer of tests needs (Chromium, nginx) is not installed: skip those tests on a
+    developer's machine, fail them in CI, which installs every tool (a skip is not a pass)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (the {tests} tests must run in CI, not be skipped)")
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from tests.conftest import missing_tool
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 
@@ -62,10 +64,7 @@ def chromium_path() -> str:
     """Path of Chromium; skip (fail under CI) when it is not installed."""
     if Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK):
         return CHROMIUM
-    message = f"Chromium not found at {CHROMIUM}: run `apt-get install -y chromium`"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (browser tests must run in CI, not be skipped)")
-    pytest.skip(message)
+    missing_tool(f"Chromium not found at {CHROMIUM}: run `apt-get install -y chromium`", "browser")
 
 
 def _free_port() -> int:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing_tool
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 180.0  # seconds: imports, then (cluster) every page once per process
 
@@ -115,10 +117,7 @@ def nginx_path() -> str:
     )
     if found:
         return found
-    message = "nginx not found: run `apt-get install -y nginx`"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (the serving tests must run in CI, not be skipped)")
-    pytest.skip(message)
+    missing_tool("nginx not found: run `apt-get install -y nginx`", "serving")
 
 
 def free_port_pair() -> int:
