@@ -7,7 +7,6 @@ never a Markdown link or image, a Streamlit directive, maths, an autolink or HTM
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import re
@@ -25,6 +24,7 @@ from pages import _render as render
 from pages import _session as session
 from pages._tables import fmt_interval
 from tests.app.conftest import exception_messages, new_app
+from tests.coding_sheets import coding_sheet
 
 PAYLOADS = [
     "[Log in again here](https://evil.example/login)",
@@ -188,28 +188,6 @@ def test_one_moderator_written_as_text_is_loaded_as_that_moderator():
 
 
 # -- uploads ----------------------------------------------------------------------------------
-def coding_sheet(column: str, levels: tuple[str, str], labels: list[str]) -> bytes:
-    """A small analysable sheet whose moderator column, levels and labels are user text."""
-    rows = [
-        (1, 1, 0.30, 50, 5),
-        (1, 2, 0.22, 50, 5),
-        (2, 1, 0.20, 60, 6),
-        (2, 2, 0.28, 60, 6),
-        (3, 1, 0.35, 45, 9),
-        (4, 1, 0.25, 80, 4),
-        (4, 2, 0.18, 80, 4),
-        (5, 1, 0.15, 120, 30),
-        (6, 1, 0.40, 36, 3),
-        (7, 1, 0.33, 70, 7),
-    ]
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["study", "es_id", "label", "r", "n", "n_therapists", column])
-    for i, (study, es, r, n, therapists) in enumerate(rows):
-        writer.writerow([study, es, labels[i % len(labels)], r, n, therapists, levels[study % 2]])
-    return out.getvalue().encode()
-
-
 def upload(at: AppTest, content: bytes, name: str) -> AppTest:
     at.switch_page("pages/data.py").run()
     at.file_uploader(key=session.UPLOAD_FILE).upload(name, content, "text/csv")

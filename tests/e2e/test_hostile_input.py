@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import urllib.parse
 
 import pytest
 
+from tests.coding_sheets import coding_sheet
 from tests.e2e.conftest import PAGE_TIMEOUT_MS, rerun_and_wait, wait_for_app_ready
 
 pytestmark = pytest.mark.e2e
@@ -39,24 +38,7 @@ EVIL_DOM_JS = """() => {
 
 def sheet_bytes() -> bytes:
     """An analysable sheet whose moderator column, levels and labels carry the payloads."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["study", "es_id", "label", "r", "n", "n_therapists", LINK])
-    rows = [
-        (1, 1, 0.30, 50, 5),
-        (1, 2, 0.22, 50, 5),
-        (2, 1, 0.20, 60, 6),
-        (2, 2, 0.28, 60, 6),
-        (3, 1, 0.35, 45, 9),
-        (4, 1, 0.25, 80, 4),
-        (4, 2, 0.18, 80, 4),
-        (5, 1, 0.15, 120, 30),
-        (6, 1, 0.40, 36, 3),
-    ]
-    for i, (study, es, r, n, therapists) in enumerate(rows):
-        level = IMAGE if study % 2 else HTML
-        writer.writerow([study, es, PAYLOADS[i % len(PAYLOADS)], r, n, therapists, level])
-    return out.getvalue().encode()
+    return coding_sheet(LINK, (HTML, IMAGE), PAYLOADS)
 
 
 @pytest.fixture
