@@ -14,24 +14,18 @@ A short pipeline of verbs over one result object, named as a meta-analyst knows 
 The package never imports streamlit: it serves the dashboard, notebooks and scripts alike.
 """
 
-from alliance_core import (
-    bias,
-    datasets,
-    figures,
-    patient_level,
-    reading,
-    sensitivity,
-    simulate,
-    specification,
-    teaching,
-    uploads,
-)
-from alliance_core.aggregation import aggregate
-from alliance_core.analysis import AnalysisRun, effect_size_table, run_analysis
-from alliance_core.bias import egger_test, pet_peese, rank_correlation_test, trim_and_fill
-from alliance_core.datasets import DEFAULT_DATASET, list_datasets, load_dataset
-from alliance_core.design import ModelDesign, ModeratorTerm, build_design, level_order
-from alliance_core.effect_sizes import escalc, patient_therapist_ratio, r_to_z, transf, z_to_r
+from alliance_core import figures
+from alliance_core.analyses import bias, sensitivity, specification
+from alliance_core.analyses.bias import egger_test, pet_peese, rank_correlation_test, trim_and_fill
+from alliance_core.analyses.run import AnalysisRun, effect_size_table, run_analysis
+from alliance_core.analyses.sensitivity import cumulative, influence_diagnostics, leave_one_out
+from alliance_core.analyses.settings import AnalysisSettings
+from alliance_core.analyses.specification import specification_curve
+from alliance_core.analyses.subgroups import subgroup_fits
+from alliance_core.data import datasets, uploads
+from alliance_core.data.datasets import DEFAULT_DATASET, list_datasets, load_dataset
+from alliance_core.data.effect_sizes import escalc, patient_therapist_ratio, r_to_z, transf, z_to_r
+from alliance_core.data.mapping import ColumnMapping
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import (
     export_figure,
@@ -40,23 +34,23 @@ from alliance_core.figures import (
     ptr_curve_figure,
     ptr_slope_readout,
 )
-from alliance_core.fitting import fit
-from alliance_core.inference import LikelihoodRatioTest, compare, variance_ci
-from alliance_core.mapping import ColumnMapping
-from alliance_core.patient_level import (
+from alliance_core.model.aggregation import aggregate
+from alliance_core.model.design import ModelDesign, ModeratorTerm, build_design, level_order
+from alliance_core.model.fitting import fit
+from alliance_core.model.inference import LikelihoodRatioTest, compare, variance_ci
+from alliance_core.model.results import MetaResult, WaldTest
+from alliance_core.model.robust import RobustResult, robust
+from alliance_core.teaching import patient_level, simulate
+from alliance_core.teaching import simulator as teaching
+from alliance_core.teaching.patient_level import (
     PatientLevelResult,
     fit_patient_level,
     therapist_means_figure,
     validate_patient_data,
 )
-from alliance_core.results import MetaResult, WaldTest
-from alliance_core.robust_variance import RobustResult, robust
-from alliance_core.sensitivity import cumulative, influence_diagnostics, leave_one_out
-from alliance_core.settings import AnalysisSettings
-from alliance_core.simulate import SimulationParameters, simulate_meta_analysis
-from alliance_core.specification import specification_curve
-from alliance_core.subgroups import subgroup_fits
-from alliance_core.teaching import PRESETS, SimulationRun, run_simulation
+from alliance_core.teaching.simulate import SimulationParameters, simulate_meta_analysis
+from alliance_core.teaching.simulator import PRESETS, SimulationRun, run_simulation
+from alliance_core.wording import reading
 
 ptr = patient_therapist_ratio
 

@@ -48,7 +48,7 @@ CHE_RHO = 0.6  # the within-study sampling correlation of the CHE benchmark fits
 
 def benchmark_data() -> pd.DataFrame:
     """The default dataset with Fisher z effect sizes and log PTR."""
-    from alliance_core.datasets import DEFAULT_DATASET, load_dataset
+    from alliance_core.data.datasets import DEFAULT_DATASET, load_dataset
 
     raw = load_dataset(DEFAULT_DATASET)
     data = ac.escalc(raw, r="r", n="n")

@@ -25,23 +25,24 @@ import pandas as pd
 import streamlit as st
 
 import alliance_core
-from alliance_core import bias, datasets
-from alliance_core.analysis import (
+from alliance_core.analyses import bias
+from alliance_core.analyses.run import (
     AnalysisRun,
     effect_size_table,
     run_analysis,
     within_study_test,
 )
-from alliance_core.datasets import DEFAULT_DATASET, DatasetInfo
-from alliance_core.errors import AnalysisError
-from alliance_core.mapping import ColumnMapping
-from alliance_core.settings import AnalysisSettings
-from alliance_core.uploads import (
+from alliance_core.analyses.settings import AnalysisSettings
+from alliance_core.data import datasets
+from alliance_core.data.datasets import DEFAULT_DATASET, DatasetInfo
+from alliance_core.data.mapping import ColumnMapping
+from alliance_core.data.uploads import (
     UploadedTable,
     ValidationReport,
     read_table,
     suggest_mapping,
 )
+from alliance_core.errors import AnalysisError
 from pages import _disk_cache as disk_cache
 from pages import _session as session
 from pages._state import (
@@ -70,8 +71,8 @@ SHARED = disk_cache.from_environment()
 def _code_version() -> str:
     """Fingerprint of the engine's source: a stored result of other code is never read back."""
     digest = hashlib.sha256()
-    for path in sorted(Path(alliance_core.__file__).parent.glob("*.py")):
-        digest.update(path.name.encode())
+    for path in sorted(Path(alliance_core.__file__).parent.rglob("*.py")):
+        digest.update(path.relative_to(Path(alliance_core.__file__).parent).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 

@@ -11,16 +11,16 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from alliance_core import reproduce
-from alliance_core.analysis import AnalysisRun, apply_filters
+from alliance_core.analyses.run import AnalysisRun, apply_filters
+from alliance_core.analyses.settings import PTR, AnalysisSettings
 from alliance_core.errors import AnalysisError
-from alliance_core.figure_text import plain_figure
 from alliance_core.figures import export_figure, split_caption
 from alliance_core.formatting import escape_markdown
-from alliance_core.nesting import AGGREGATED, INDEPENDENT, independence_warning, model_name
-from alliance_core.provenance import Provenance, bundled_sha256, settings_json
-from alliance_core.reading import which_model
-from alliance_core.settings import PTR, AnalysisSettings
+from alliance_core.handover import reproduce
+from alliance_core.handover.provenance import Provenance, bundled_sha256, settings_json
+from alliance_core.model.nesting import AGGREGATED, INDEPENDENT, independence_warning, model_name
+from alliance_core.wording.figure_text import plain_figure
+from alliance_core.wording.reading import which_model
 from pages import _loading as loading
 from pages import _session as session
 from pages import _sidebar as sidebar
@@ -442,7 +442,7 @@ def result_downloads(
 def report_for(run: AnalysisRun, ctx: sidebar.Context):
     """The report of the current analysis (figures drawn once per analysis and session)."""
     from alliance_core.figures import forest_figure, funnel_figure, ptr_curve_figure
-    from alliance_core.report import build_report
+    from alliance_core.handover.report import build_report
 
     key = f"_report:{ctx.data.key}:{loading.analysis_key(ctx.settings)}"
     cached = st.session_state.get(key)

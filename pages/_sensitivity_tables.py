@@ -13,9 +13,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from alliance_core.effect_sizes import transf
+from alliance_core.data.effect_sizes import transf
 from alliance_core.formatting import format_coefficient, format_number, format_p_cell
-from alliance_core.nesting import display_name
+from alliance_core.model.nesting import display_name
 
 
 def effect_name(on_r: bool, has_moderators: bool, symbol: str | None = None) -> str:

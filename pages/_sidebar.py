@@ -15,13 +15,13 @@ from typing import NoReturn
 import pandas as pd
 import streamlit as st
 
-from alliance_core import datasets
-from alliance_core.datasets import DEFAULT_DATASET
+from alliance_core.analyses.presets import ModelPreset, matching_preset, presets_for
+from alliance_core.analyses.settings import DEFAULT_RHO, PTR, RHO_RANGE, AnalysisSettings
+from alliance_core.data import datasets
+from alliance_core.data.datasets import DEFAULT_DATASET
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import escape_markdown
-from alliance_core.nesting import INDEPENDENT, INFERENCE_HELP, RHO_HELP
-from alliance_core.presets import ModelPreset, matching_preset, presets_for
-from alliance_core.settings import DEFAULT_RHO, PTR, RHO_RANGE, AnalysisSettings
+from alliance_core.model.nesting import INDEPENDENT, INFERENCE_HELP, RHO_HELP
 from pages import _loading as loading
 from pages import _session as session
 from pages._state import (

@@ -16,14 +16,9 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-from alliance_core.analysis import apply_filters, available_moderators
-from alliance_core.datasets import DEFAULT_DATASET, DatasetInfo, list_datasets
-from alliance_core.design import is_categorical, level_order
-from alliance_core.errors import AnalysisError
-from alliance_core.mapping import ColumnMapping
-from alliance_core.nesting import AGGREGATED, INDEPENDENT, is_nested
-from alliance_core.presets import apply_preset_link, matching_preset
-from alliance_core.settings import (
+from alliance_core.analyses.presets import apply_preset_link, matching_preset
+from alliance_core.analyses.run import apply_filters, available_moderators
+from alliance_core.analyses.settings import (
     DEFAULT_RHO,
     INFERENCES,
     LEGACY_THREE_LEVEL_RHO,
@@ -38,7 +33,12 @@ from alliance_core.settings import (
     AnalysisSettings,
     legacy_link_rho,
 )
-from alliance_core.uploads import UploadedTable, read_table, suggest_mapping
+from alliance_core.data.datasets import DEFAULT_DATASET, DatasetInfo, list_datasets
+from alliance_core.data.mapping import ColumnMapping
+from alliance_core.data.uploads import UploadedTable, read_table, suggest_mapping
+from alliance_core.errors import AnalysisError
+from alliance_core.model.design import is_categorical, level_order
+from alliance_core.model.nesting import AGGREGATED, INDEPENDENT, is_nested
 
 SOURCE_BUNDLED = "bundled"
 SOURCE_UPLOAD = "upload"

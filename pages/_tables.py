@@ -13,18 +13,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from alliance_core import results_table
-from alliance_core.analysis import AnalysisRun
+from alliance_core.analyses.run import AnalysisRun
 from alliance_core.figures import MAX_PROFILES, PTRSlopeReadout
 from alliance_core.formatting import format_coefficient, format_number, format_p, format_p_cell
-from alliance_core.nesting import display_name
-from alliance_core.provenance import Provenance, with_comment_lines
-from alliance_core.results import MetaResult
-from alliance_core.results_table import (  # noqa: F401  (RESULT_COLUMNS: re-exported)
+from alliance_core.handover import results_table
+from alliance_core.handover.provenance import Provenance, with_comment_lines
+from alliance_core.handover.results_table import (  # noqa: F401  (RESULT_COLUMNS: re-exported)
     RESULT_COLUMNS,
     categorical_moderators,
     to_csv_text,
 )
+from alliance_core.model.nesting import display_name
+from alliance_core.model.results import MetaResult
 
 PROFILE_NAME = "Profile name"
 # What a blank what-if cell means, written in the cell instead of the editor's "None".
@@ -274,7 +274,7 @@ def _p_phrase(p: float) -> str:
 
 # -- downloads ---------------------------------------------------------------------------------
 def results_frame(run: AnalysisRun, on_r_scale: bool = True, robust=None) -> pd.DataFrame:
-    """The results download as a table (see ``alliance_core.results_table.results_frame``),
+    """The results download as a table (see ``alliance_core.handover.results_table.results_frame``),
     with a first column naming the model the row belongs to; ``robust`` (a RobustResult of
     this run) adds its rows."""
     frame = results_table.results_frame(run.result, on_r_scale, robust)

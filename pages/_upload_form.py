@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from alliance_core.errors import AnalysisError
-from alliance_core.formatting import escape_markdown
-from alliance_core.mapping import MEASURES, ColumnMapping, measure_words
-from alliance_core.uploads import (
+from alliance_core.data.mapping import MEASURES, ColumnMapping, measure_words
+from alliance_core.data.uploads import (
     moderator_candidates,
     suggest_mapping,
 )
+from alliance_core.errors import AnalysisError
+from alliance_core.formatting import escape_markdown
 from pages import _loading as loading
 from pages import _session as session
 from pages._state import (

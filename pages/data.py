@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from alliance_core import uploads_template
-from alliance_core.analysis import apply_filters
+from alliance_core.analyses.run import apply_filters
+from alliance_core.data.uploads import template as uploads_template
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import escape_markdown
 from pages import _loading as loading

@@ -3,8 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from alliance_core import datasets, reproduce
+from alliance_core.data import datasets
 from alliance_core.formatting import escape_markdown
+from alliance_core.handover import reproduce
 from pages import _loading as loading
 from pages import _render as render
 from pages import _sidebar as sidebar

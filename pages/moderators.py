@@ -4,10 +4,10 @@ import json
 
 import streamlit as st
 
-from alliance_core import reading
-from alliance_core.analysis import AnalysisRun
+from alliance_core.analyses.run import AnalysisRun
 from alliance_core.figures import ptr_curve_figure, ptr_slope_readout
 from alliance_core.formatting import escape_markdown
+from alliance_core.wording import reading
 from pages import _loading as loading
 from pages import _render as render
 from pages import _sidebar as sidebar

@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from alliance_core import reading
 from alliance_core.formatting import escape_markdown
-from alliance_core.nesting import display_name
+from alliance_core.model.nesting import display_name
+from alliance_core.wording import reading
 from pages import _loading as loading
 from pages import _render as render
 from pages import _sidebar as sidebar

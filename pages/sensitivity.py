@@ -5,15 +5,15 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from alliance_core.analysis import LOG_PTR_COLUMN, PTR_COLUMN, AnalysisRun, apply_filters
-from alliance_core.csv_export import csv_bytes
-from alliance_core.dependence import RHO_GRID, rho_sensitivity, rho_sensitivity_figure
+from alliance_core.analyses.dependence import RHO_GRID, rho_sensitivity, rho_sensitivity_figure
+from alliance_core.analyses.run import LOG_PTR_COLUMN, PTR_COLUMN, AnalysisRun, apply_filters
+from alliance_core.analyses.sensitivity import cumulative, influence_diagnostics, leave_one_out
+from alliance_core.analyses.settings import PTR
+from alliance_core.analyses.specification import specification_curve
 from alliance_core.formatting import escape_markdown
-from alliance_core.nesting import is_nested, model_name
-from alliance_core.reading import effect_words
-from alliance_core.sensitivity import cumulative, influence_diagnostics, leave_one_out
-from alliance_core.settings import PTR
-from alliance_core.specification import specification_curve
+from alliance_core.handover.csv_export import csv_bytes
+from alliance_core.model.nesting import is_nested, model_name
+from alliance_core.wording.reading import effect_words
 from pages import _loading as loading
 from pages import _render as render
 from pages import _sensitivity_tables as display

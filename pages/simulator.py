@@ -10,11 +10,11 @@ from dataclasses import replace
 
 import streamlit as st
 
-from alliance_core import uploads
+from alliance_core.data import uploads
 from alliance_core.formatting import escape_markdown, format_number, format_p
-from alliance_core.patient_level import fit_patient_level, therapist_means_figure
-from alliance_core.simulate import SimulationParameters, simulate_patients
-from alliance_core.teaching import PRESETS, run_simulation
+from alliance_core.teaching.patient_level import fit_patient_level, therapist_means_figure
+from alliance_core.teaching.simulate import SimulationParameters, simulate_patients
+from alliance_core.teaching.simulator import PRESETS, run_simulation
 from pages import _loading as loading
 from pages import _render as render
 from pages import _sidebar as sidebar

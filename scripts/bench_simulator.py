@@ -1,6 +1,6 @@
 """Benchmark of the Simulator page's engine: ``python scripts/bench_simulator.py [--png DIR]``.
 
-Times ``alliance_core.teaching.run_simulation`` (simulate, effect sizes, three-level REML fit,
+Times ``alliance_core.teaching.simulator.run_simulation`` (simulate, effect sizes, three-level REML fit,
 theory curve and theory slope) and the figure, for the page's largest setting (500 studies,
 about 10 effect sizes each, 200 patients per study) and for the default literature (152
 studies). The target is ≤ 2 s per run including the fit. Each step is timed through the run's
@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from alliance_core.simulate import SimulationParameters, simulate_patients  # noqa: E402
-from alliance_core.teaching import PROGRESS_STEPS, run_simulation  # noqa: E402
+from alliance_core.teaching.simulate import SimulationParameters, simulate_patients  # noqa: E402
+from alliance_core.teaching.simulator import PROGRESS_STEPS, run_simulation  # noqa: E402
 
 LARGEST = replace(
     SimulationParameters(),
@@ -82,7 +82,7 @@ def report(name: str, params, repeats: int) -> object:
 
 def write_pngs(run, directory: Path) -> None:
     from alliance_core.figures import export_figure
-    from alliance_core.patient_level import fit_patient_level, therapist_means_figure
+    from alliance_core.teaching.patient_level import fit_patient_level, therapist_means_figure
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "simulator_run.png").write_bytes(export_figure(run.figure(), "png"))

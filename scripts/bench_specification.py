@@ -17,11 +17,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import alliance_core as ac  # noqa: E402
-from alliance_core.analysis import effect_size_table  # noqa: E402
-from alliance_core.bias import aggregate_by_study  # noqa: E402
-from alliance_core.datasets import dataset_info, load_dataset  # noqa: E402
-from alliance_core.sensitivity import influence_diagnostics, leave_one_out  # noqa: E402
-from alliance_core.specification import specification_curve  # noqa: E402
+from alliance_core.analyses.bias import aggregate_by_study  # noqa: E402
+from alliance_core.analyses.run import effect_size_table  # noqa: E402
+from alliance_core.analyses.sensitivity import influence_diagnostics, leave_one_out  # noqa: E402
+from alliance_core.analyses.specification import specification_curve  # noqa: E402
+from alliance_core.data.datasets import dataset_info, load_dataset  # noqa: E402
 
 CONTROLS = (
     "alliance_rater",

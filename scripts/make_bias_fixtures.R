@@ -455,7 +455,7 @@ al <- utils::read.csv(file.path(repo_dir, "data", "alliance_simulated.csv"),
 ae <- escalc(measure = "ZCOR", ri = al$r, ni = al$n)
 alliance <- make_data(ae$yi, ae$vi, study = al$study, es = al$es_id, year = al$year,
                       log_PTR = log(al$n / al$n_therapists))
-alliance_src <- paste("data/alliance_simulated.csv (simulated by alliance_core.simulate,",
+alliance_src <- paste("data/alliance_simulated.csv (simulated by alliance_core.teaching.simulate,",
                       "seed 2021);", ZCOR_NOTE, "; study = study, es = es_id;",
                       "log_PTR = log(n / n_therapists)")
 

@@ -3,7 +3,7 @@
 Usage:  .venv/bin/python scripts/make_default_dataset.py [--output PATH]
 
 The generating parameters are the documented defaults of
-``alliance_core.simulate.SimulationParameters`` (seed 2021); data/README.md lists them.
+``alliance_core.teaching.simulate.SimulationParameters`` (seed 2021); data/README.md lists them.
 Running the script reproduces the committed file byte for byte, which a unit test checks.
 Values are rounded like a published coding sheet: r to 3 decimals, PTR and PD share to 2.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from alliance_core.simulate import SimulationParameters, simulate_meta_analysis
+from alliance_core.teaching.simulate import SimulationParameters, simulate_meta_analysis
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPOSITORY / "data" / "alliance_simulated.csv"

@@ -4,7 +4,7 @@
     .venv/bin/python scripts/render_figures.py --png-only
 
 Data: the bundled data/alliance_simulated.csv if it exists, otherwise the same simulation
-drawn afresh (alliance_core.simulate). PNG/SVG export needs a Chromium-family browser
+drawn afresh (alliance_core.teaching.simulate). PNG/SVG export needs a Chromium-family browser
 (BROWSER_PATH, or chromium on PATH); see alliance_core.figures.export_figure.
 """
 
@@ -32,7 +32,7 @@ def load_data() -> pd.DataFrame:
     if DATA.exists():
         df = pd.read_csv(DATA)
     else:
-        from alliance_core.simulate import simulate_meta_analysis
+        from alliance_core.teaching.simulate import simulate_meta_analysis
 
         df = simulate_meta_analysis()
     dat = ac.escalc(df, r="r", n="n", measure="ZCOR")

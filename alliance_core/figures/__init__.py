@@ -1,6 +1,6 @@
 """Plotly figures of a fitted model: forest plot, funnel plot and the PTR curve.
 
-Every builder is a pure function from a :class:`~alliance_core.results.MetaResult` (and the rows
+Every builder is a pure function from a :class:`~alliance_core.model.results.MetaResult` (and the rows
 it analysed, ``res.data``) to a ``plotly.graph_objects.Figure``, in the spirit of metafor's
 ``forest``, ``funnel`` and ``regplot``. Nothing here imports streamlit, so the same figures serve
 the dashboard, notebooks and scripts.

@@ -14,6 +14,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from scipy import special
 
+from alliance_core.analyses.subgroups import MIN_SUBGROUP_STUDIES, subgroup_fits
+from alliance_core.data.mapping import ColumnMapping, study_label
 from alliance_core.errors import AnalysisError
 from alliance_core.figures.styling import (
     NEUTRAL,
@@ -31,9 +33,7 @@ from alliance_core.figures.styling import (
     style_figure,
 )
 from alliance_core.formatting import format_number
-from alliance_core.mapping import ColumnMapping, study_label
-from alliance_core.results import MetaResult
-from alliance_core.subgroups import MIN_SUBGROUP_STUDIES, subgroup_fits
+from alliance_core.model.results import MetaResult
 
 ROW_HEIGHT = 18  # pixels per forest-plot row: 12-px labels never overlap
 COMPACT_ROW_HEIGHT = 34  # a text line above each interval
@@ -232,7 +232,7 @@ def forest_figure(
     the prediction at typical moderator values (means, reference levels), which the caption
     names. The dashed bar under it is the prediction interval for the true effect of a new study.
     ``subgroup`` adds a diamond per level of that column from a separate intercept-only fit
-    (see :func:`alliance_core.subgroups.subgroup_fits`). ``transform="r"`` shows correlations,
+    (see :func:`alliance_core.analyses.subgroups.subgroup_fits`). ``transform="r"`` shows correlations,
     ``"z"`` Fisher's z, ``None`` effect sizes of another kind as analysed.
 
     ``layout="wide"`` puts labels left and the number columns right of the plot;

@@ -23,7 +23,7 @@ from alliance_core.figures.styling import (
     style_figure,
 )
 from alliance_core.formatting import format_number
-from alliance_core.results import MetaResult
+from alliance_core.model.results import MetaResult
 
 
 def funnel_figure(

@@ -22,8 +22,8 @@ from alliance_core.figures.styling import (
     style_figure,
 )
 from alliance_core.formatting import format_number
-from alliance_core.nesting import display_name
-from alliance_core.results import MetaResult
+from alliance_core.model.nesting import display_name
+from alliance_core.model.results import MetaResult
 
 MAX_PROFILES = 4
 # -- PTR curve -------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ import plotly.graph_objects as go
 
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_number
-from alliance_core.nesting import display_name
-from alliance_core.results import MetaResult
+from alliance_core.model.nesting import display_name
+from alliance_core.model.results import MetaResult
 
 # Okabe & Ito's palette without its black, which would vanish on a dark theme.
 OKABE_ITO = (

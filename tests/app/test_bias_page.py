@@ -6,11 +6,11 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from alliance_core import bias
-from alliance_core.analysis import run_analysis
-from alliance_core.datasets import dataset_info, load_dataset
+from alliance_core.analyses import bias
+from alliance_core.analyses.run import run_analysis
+from alliance_core.analyses.settings import AnalysisSettings
+from alliance_core.data.datasets import dataset_info, load_dataset
 from alliance_core.formatting import escape_markdown
-from alliance_core.settings import AnalysisSettings
 from tests.app.conftest import unescaped
 
 APP = Path(__file__).resolve().parents[2] / "app.py"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from alliance_core.analysis import run_analysis
-from alliance_core.datasets import DEFAULT_DATASET, dataset_info, list_datasets, load_dataset
+from alliance_core.analyses.run import run_analysis
+from alliance_core.analyses.settings import AnalysisSettings
+from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, list_datasets, load_dataset
 from alliance_core.formatting import escape_markdown, format_coefficient
-from alliance_core.settings import AnalysisSettings
 from pages import _render as render
 from pages import _session as session
 from pages import _tables as tables

@@ -10,8 +10,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import alliance_core as ac
-from alliance_core.analysis import effect_size_table
-from alliance_core.datasets import DEFAULT_DATASET, dataset_info, load_dataset
+from alliance_core.analyses.run import effect_size_table
+from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from pages import _session as session
 from tests.app.conftest import exception_messages, new_app, open_sensitivity_tab, unescaped
 
@@ -32,7 +32,7 @@ def open_with(query: dict | None = None) -> AppTest:
     return at.run()
 
 
-# Known gap on main: the reproduction scripts (alliance_core/reproduce.py) do not cover the CHE
+# Known gap on main: the reproduction scripts (alliance_core/handover/reproduce/__init__.py) do not cover the CHE
 # model yet and say so on the download panel; every other error fails the test.
 REPRODUCTION_GAP = "reproduction scripts do not cover"
 

@@ -18,8 +18,8 @@ from scipy import stats
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
+from alliance_core.data.mapping import ColumnMapping
 from alliance_core.formatting import escape_markdown
-from alliance_core.mapping import ColumnMapping
 from pages import _render as render
 from pages import _session as session
 from pages._tables import fmt_interval

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from alliance_core.analysis import run_analysis
-from alliance_core.datasets import DEFAULT_DATASET, dataset_info, load_dataset
+from alliance_core.analyses.presets import DEL_RE_2021
+from alliance_core.analyses.run import run_analysis
+from alliance_core.analyses.settings import AnalysisSettings
+from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from alliance_core.formatting import format_number
-from alliance_core.presets import DEL_RE_2021
-from alliance_core.settings import AnalysisSettings
 from pages import _session as session
 from pages._state import UploadRecord
 from tests.app.conftest import (

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from alliance_core.analysis import effect_size_table, run_analysis
-from alliance_core.datasets import DEFAULT_DATASET, dataset_info, list_datasets, load_dataset
+from alliance_core.analyses.run import effect_size_table, run_analysis
+from alliance_core.analyses.sensitivity import leave_one_out
+from alliance_core.analyses.settings import AnalysisSettings
+from alliance_core.analyses.specification import specification_curve
+from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, list_datasets, load_dataset
 from alliance_core.formatting import escape_markdown
-from alliance_core.sensitivity import leave_one_out
-from alliance_core.settings import AnalysisSettings
-from alliance_core.specification import specification_curve
 from tests.app.conftest import open_sensitivity_tab, unescaped
 
 APP = Path(__file__).resolve().parents[2] / "app.py"

@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from alliance_core.analysis import run_analysis
-from alliance_core.datasets import DEFAULT_DATASET, dataset_info, load_dataset
-from alliance_core.settings import AnalysisSettings
+from alliance_core.analyses.run import run_analysis
+from alliance_core.analyses.settings import AnalysisSettings
+from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from tests.app.conftest import new_app
 
 

@@ -1,4 +1,4 @@
-"""The Simulator page: runs, shows what alliance_core.teaching computes, and follows presets."""
+"""The Simulator page: runs, shows what alliance_core.teaching.simulator computes, and follows presets."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from alliance_core.teaching import PRESETS, run_simulation
+from alliance_core.teaching.simulator import PRESETS, run_simulation
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alliance_core.datasets import DEFAULT_DATASET, list_datasets
+from alliance_core.data.datasets import DEFAULT_DATASET, list_datasets
 from alliance_core.formatting import escape_markdown
 from pages._state import display_title
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance_core.analysis import effect_size_table, run_analysis
-from alliance_core.datasets import DEFAULT_DATASET, dataset_info, load_dataset
+from alliance_core.analyses.run import effect_size_table, run_analysis
+from alliance_core.analyses.settings import AnalysisSettings
+from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from alliance_core.errors import AnalysisError
-from alliance_core.settings import AnalysisSettings
 from pages import _state as state
 from pages import _tables as tables
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from alliance_core.analysis import run_analysis
-from alliance_core.datasets import DEFAULT_DATASET, dataset_info, load_dataset
+from alliance_core.analyses.run import run_analysis
+from alliance_core.analyses.settings import AnalysisSettings
+from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from alliance_core.figures import ptr_slope_readout
 from alliance_core.formatting import escape_markdown
-from alliance_core.settings import AnalysisSettings
 from pages import _state as state
 from pages import _tables as tables
 from tests.app.conftest import new_app, unescaped

@@ -7,10 +7,10 @@ import io
 import pandas as pd
 import pytest
 
-from alliance_core.analysis import run_analysis
-from alliance_core.datasets import DEFAULT_DATASET, dataset_info, load_dataset
+from alliance_core.analyses.run import run_analysis
+from alliance_core.analyses.settings import AnalysisSettings
+from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from alliance_core.formatting import format_coefficient
-from alliance_core.settings import AnalysisSettings
 from pages import _tables as tables
 from pages._state import display_title
 from tests.e2e.conftest import PAGE_TIMEOUT_MS, rerun_and_wait, wait_for_app_ready

@@ -11,8 +11,8 @@ import pytest
 from playwright.sync_api import expect
 
 import alliance_core as ac
-from alliance_core.analysis import effect_size_table
-from alliance_core.datasets import DEFAULT_DATASET, dataset_info, load_dataset
+from alliance_core.analyses.run import effect_size_table
+from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from tests.e2e.conftest import rerun_and_wait, wait_for_app_ready
 from tests.e2e.test_dashboard import go_to, sidebar, table_rows
 

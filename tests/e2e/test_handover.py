@@ -10,7 +10,7 @@ import html5lib
 import pandas as pd
 import pytest
 
-from alliance_core.report import SIMULATED_NOTICE
+from alliance_core.handover.report import SIMULATED_NOTICE
 
 pytestmark = pytest.mark.e2e
 

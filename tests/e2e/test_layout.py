@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from alliance_core.datasets import dataset_info, list_datasets
+from alliance_core.data.datasets import dataset_info, list_datasets
 from pages._state import display_title
 from tests.e2e.conftest import PAGE_TIMEOUT_MS, wait_for_app_ready
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from alliance_core.presets import DEL_RE_2021
+from alliance_core.analyses.presets import DEL_RE_2021
 from tests.e2e.conftest import rerun_and_wait, wait_for_app_ready
 from tests.e2e.test_dashboard import go_to, sidebar, table_rows
 

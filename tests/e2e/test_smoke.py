@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from alliance_core.datasets import DEFAULT_DATASET, list_datasets
+from alliance_core.data.datasets import DEFAULT_DATASET, list_datasets
 from pages._state import display_title
 
 pytestmark = pytest.mark.e2e

@@ -11,15 +11,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from alliance_core import datasets
-from alliance_core.analysis import AnalysisRun, effect_size_table, run_analysis
-from alliance_core.fitting import fit
-from alliance_core.mapping import ColumnMapping
-from alliance_core.nesting import AGGREGATED, INDEPENDENT
-from alliance_core.provenance import Provenance
-from alliance_core.robust_variance import RobustResult
-from alliance_core.settings import PTR, AnalysisSettings
-from alliance_core.uploads import read_table
+from alliance_core.analyses.run import AnalysisRun, effect_size_table, run_analysis
+from alliance_core.analyses.settings import PTR, AnalysisSettings
+from alliance_core.data import datasets
+from alliance_core.data.mapping import ColumnMapping
+from alliance_core.data.uploads import read_table
+from alliance_core.handover.provenance import Provenance
+from alliance_core.model.fitting import fit
+from alliance_core.model.nesting import AGGREGATED, INDEPENDENT
+from alliance_core.model.robust import RobustResult
 
 UPLOAD_NAME = "=awkward sheet, v2.csv"
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 import alliance_core as ac
-from alliance_core.design import build_design_matrix
-from alliance_core.robust_variance import RobustResult, marginal_blocks, robust_from_blocks
+from alliance_core.model.design import build_design_matrix
+from alliance_core.model.robust import RobustResult, marginal_blocks, robust_from_blocks
 
 FIXTURE_DIR = Path(__file__).parents[1] / "fixtures" / "robust"
 

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance_core.analysis import run_analysis
-from alliance_core.mapping import ColumnMapping
-from alliance_core.settings import AnalysisSettings
+from alliance_core.analyses.run import run_analysis
+from alliance_core.analyses.settings import AnalysisSettings
+from alliance_core.data.mapping import ColumnMapping
 from tests.r_reference import apply, needs_r
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "aggregated"

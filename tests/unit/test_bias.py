@@ -17,7 +17,7 @@ from bias_cases import cases_with, load
 from scipy import stats
 
 import alliance_core as ac
-from alliance_core.bias import (
+from alliance_core.analyses.bias import (
     TEST_NAMES,
     _kendall_cdf,
     aggregate_by_study,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance_core.csv_export import csv_bytes, neutralise_formula, neutralised
+from alliance_core.handover.csv_export import csv_bytes, neutralise_formula, neutralised
 
 PAYLOADS = [
     '=HYPERLINK("http://evil.example/x","click")',

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alliance_core.datasets import (
+from alliance_core.data.datasets import (
     DATA_DIR,
     DEFAULT_DATASET,
     data_card,

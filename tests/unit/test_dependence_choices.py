@@ -16,13 +16,13 @@ import pytest
 from scipy import stats
 
 import alliance_core as ac
-from alliance_core.analysis import effect_size_table, run_analysis, within_study_test
-from alliance_core.datasets import DEFAULT_DATASET, dataset_info, load_dataset
-from alliance_core.dependence import RHO_GRID, rho_sensitivity, rho_sensitivity_figure
+from alliance_core.analyses.dependence import RHO_GRID, rho_sensitivity, rho_sensitivity_figure
+from alliance_core.analyses.run import effect_size_table, run_analysis, within_study_test
+from alliance_core.analyses.settings import DEFAULT_RHO, MODELS, AnalysisSettings
+from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import BandInference, ptr_slope_readout
-from alliance_core.nesting import AGGREGATED, INDEPENDENT
-from alliance_core.settings import DEFAULT_RHO, MODELS, AnalysisSettings
+from alliance_core.model.nesting import AGGREGATED, INDEPENDENT
 from pages import _state as state
 from pages import _tables as tables
 
@@ -259,7 +259,7 @@ def test_rho_sensitivity_of_a_model_without_rho_has_one_row_per_inference():
 
 # -- the specification curve's rho and inference dimensions -------------------------------------
 def test_specification_curve_crosses_rho_and_inference_with_the_engines_numbers():
-    from alliance_core.specification import specification_curve
+    from alliance_core.analyses.specification import specification_curve
 
     rows, mapping, table = bundled(DEFAULT_DATASET)
     curve = specification_curve(
@@ -290,7 +290,7 @@ def test_specification_curve_crosses_rho_and_inference_with_the_engines_numbers(
 
 
 def test_specification_curve_refuses_cr2_without_a_study_column():
-    from alliance_core.specification import specification_curve
+    from alliance_core.analyses.specification import specification_curve
 
     rows, mapping, table = bundled("molloy2014")
     with pytest.raises(AnalysisError, match="study column"):
@@ -305,8 +305,8 @@ def test_specification_curve_refuses_cr2_without_a_study_column():
 
 
 def test_readings_use_the_chosen_inference():
-    from alliance_core import reading
     from alliance_core.formatting import format_p
+    from alliance_core.wording import reading
 
     rows, mapping, table = bundled(DEFAULT_DATASET)
     run = run_analysis(

@@ -14,9 +14,9 @@ import pytest
 from scipy import linalg
 
 import alliance_core as ac
-from alliance_core import che
-from alliance_core import estimation as est
 from alliance_core.errors import AnalysisError
+from alliance_core.model import che
+from alliance_core.model import estimation as est
 
 LOG_2PI = np.log(2 * np.pi)
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import alliance_core as ac
-from alliance_core import estimation as est
+from alliance_core.model import estimation as est
 
 
 def _two_level_data(seed=1, k=12):

@@ -94,7 +94,7 @@ def test_prediction_with_an_unknown_level(data):
 
 
 def test_failure_to_converge_suggests_another_estimator(data, monkeypatch):
-    from alliance_core import estimation
+    from alliance_core.model import estimation
 
     original = estimation.maximise_likelihood
 

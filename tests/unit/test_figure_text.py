@@ -10,8 +10,8 @@ import plotly.graph_objects as go
 import pytest
 
 import alliance_core as ac
-from alliance_core.figure_text import plain_figure, plain_markup
 from alliance_core.figures import forest_figure, ptr_curve_figure
+from alliance_core.wording.figure_text import plain_figure, plain_markup
 
 LINK = '<a href="https://evil.example/login">Log in again</a>'
 IMAGE = '<img src="http://evil.example/x.png" onerror="alert(1)">'

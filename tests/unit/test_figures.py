@@ -16,8 +16,9 @@ import pytest
 from scipy import stats
 
 import alliance_core as ac
-from alliance_core import figures, subgroups
-from alliance_core.subgroups import subgroup_fits
+from alliance_core import figures
+from alliance_core.analyses import subgroups
+from alliance_core.analyses.subgroups import subgroup_fits
 
 RATERS = ("patient", "observer", "therapist")
 

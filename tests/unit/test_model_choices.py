@@ -8,20 +8,25 @@ import pandas as pd
 import pytest
 
 import alliance_core as ac
-from alliance_core import reading
-from alliance_core.analysis import effect_size_table, run_analysis
-from alliance_core.datasets import DEFAULT_DATASET, dataset_info, load_dataset
+from alliance_core.analyses.presets import (
+    DEL_RE_2021,
+    apply_preset_link,
+    matching_preset,
+    presets_for,
+)
+from alliance_core.analyses.run import effect_size_table, run_analysis
+from alliance_core.analyses.settings import DEFAULT_RHO, MODELS, AnalysisSettings
+from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
+from alliance_core.data.mapping import ColumnMapping
 from alliance_core.errors import AnalysisError
-from alliance_core.mapping import ColumnMapping
-from alliance_core.nesting import (
+from alliance_core.model.nesting import (
     AGGREGATED,
     INDEPENDENT,
     aggregated_rows,
     independence_warning,
     is_nested,
 )
-from alliance_core.presets import DEL_RE_2021, apply_preset_link, matching_preset, presets_for
-from alliance_core.settings import DEFAULT_RHO, MODELS, AnalysisSettings
+from alliance_core.wording import reading
 from pages import _sensitivity_tables as display
 from pages import _state as state
 from pages import _tables as tables
@@ -253,7 +258,7 @@ def test_results_csv_can_hold_both_models_labelled():
 
 
 def test_sensitivity_display_puts_ptr_first_and_effects_on_the_r_scale():
-    from alliance_core.sensitivity import cumulative, leave_one_out
+    from alliance_core.analyses.sensitivity import cumulative, leave_one_out
 
     info = dataset_info(DEFAULT_DATASET)
     data = load_dataset(DEFAULT_DATASET)

@@ -8,12 +8,12 @@ import pytest
 from scipy import stats
 
 import alliance_core as ac
-from alliance_core.analysis import run_analysis
-from alliance_core.bias import egger_test
+from alliance_core.analyses.bias import egger_test
+from alliance_core.analyses.run import run_analysis
+from alliance_core.analyses.settings import AnalysisSettings
+from alliance_core.data.mapping import ColumnMapping
 from alliance_core.errors import AnalysisError
-from alliance_core.mapping import ColumnMapping
-from alliance_core.results import wald_test
-from alliance_core.settings import AnalysisSettings
+from alliance_core.model.results import wald_test
 
 VI = np.array([0.010, 0.020, 0.015, 0.030, 0.020, 0.050])
 

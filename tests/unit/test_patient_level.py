@@ -28,7 +28,7 @@ from scipy import stats
 
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import OKABE_ITO
-from alliance_core.patient_level import (
+from alliance_core.teaching.patient_level import (
     BETWEEN,
     INTERCEPT,
     WITHIN,
@@ -36,7 +36,7 @@ from alliance_core.patient_level import (
     therapist_means_figure,
     validate_patient_data,
 )
-from alliance_core.simulate import SimulationParameters, simulate_patients
+from alliance_core.teaching.simulate import SimulationParameters, simulate_patients
 
 Z_TOLERANCE = 3.5  # Monte Carlo standard errors
 REPLICATIONS = 40

@@ -11,10 +11,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from alliance_core import datasets, provenance
-from alliance_core.provenance import Provenance, neutralise_cells, settings_json
-from alliance_core.results_table import results_csv, results_frame
-from alliance_core.settings import AnalysisSettings
+from alliance_core.analyses.settings import AnalysisSettings
+from alliance_core.data import datasets
+from alliance_core.handover import provenance
+from alliance_core.handover.provenance import Provenance, neutralise_cells, settings_json
+from alliance_core.handover.results_table import results_csv, results_frame
 from tests.unit.reproduce_states import STATES, UPLOAD_NAME, analysis_of, upload_bytes
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

@@ -10,10 +10,10 @@ import html5lib
 import pytest
 
 from alliance_core import figures
-from alliance_core.analysis import run_analysis
+from alliance_core.analyses.run import run_analysis
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_p
-from alliance_core.report import SIMULATED_NOTICE, build_report
+from alliance_core.handover.report import SIMULATED_NOTICE, build_report
 from tests.unit.reproduce_states import STATES, analysis_of, prepare
 
 
@@ -175,7 +175,7 @@ def test_aggregated_report_says_how_the_studies_were_combined():
 
 
 def test_trim_and_fill_reading_says_the_filled_data_use_z_tests_after_knapp_hartung():
-    from alliance_core.report import bias_readings
+    from alliance_core.handover.report import bias_readings
 
     run, mapping, _, on_r = analysis_of(_named("molloy2014-knha-ref"))
     pooled = run_analysis(

@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from alliance_core import reproduce
 from alliance_core.errors import AnalysisError
-from alliance_core.reproduce import parse_agreement, py_string, r_names, r_string
+from alliance_core.handover import reproduce
+from alliance_core.handover.reproduce import parse_agreement, py_string, r_names, r_string
 from tests.r_reference import apply, needs_r
 from tests.unit.reproduce_states import STATES, analysis_of, prepare
 

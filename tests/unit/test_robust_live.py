@@ -21,8 +21,8 @@ import pytest
 from robust_cases import CORE_RTOL, DF_RTOL, P_ATOL, RTOL, check_cr1, check_cr2
 
 import alliance_core as ac
-from alliance_core.design import build_design_matrix
-from alliance_core.robust_variance import marginal_blocks, robust_from_blocks
+from alliance_core.model.design import build_design_matrix
+from alliance_core.model.robust import marginal_blocks, robust_from_blocks
 from tests.r_reference import needs_r
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,13 +17,13 @@ import pytest
 from bias_cases import cases_with, load
 
 import alliance_core as ac
-from alliance_core.errors import AnalysisError
-from alliance_core.sensitivity import (
+from alliance_core.analyses.sensitivity import (
     cumulative,
     influence_diagnostics,
     leave_one_out,
     refit,
 )
+from alliance_core.errors import AnalysisError
 
 RTOL = 1e-6
 P_ATOL = 1e-7

@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 
 import alliance_core as ac
-from alliance_core import reading
-from alliance_core.analysis import LOG_PTR_COLUMN, PTR_COLUMN, effect_size_table, run_analysis
+from alliance_core.analyses.run import LOG_PTR_COLUMN, PTR_COLUMN, effect_size_table, run_analysis
+from alliance_core.analyses.settings import AnalysisSettings
+from alliance_core.data.mapping import ColumnMapping
 from alliance_core.formatting import format_coefficient
-from alliance_core.mapping import ColumnMapping
-from alliance_core.settings import AnalysisSettings
+from alliance_core.wording import reading
 
 
 @pytest.fixture

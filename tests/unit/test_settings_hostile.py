@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from alliance_core.analyses.settings import MAX_SETTINGS_BYTES, AnalysisSettings
 from alliance_core.errors import AnalysisError
-from alliance_core.settings import MAX_SETTINGS_BYTES, AnalysisSettings
 
 
 def settings_file(**entries) -> str:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from alliance_core.errors import AnalysisError
-from alliance_core.simulate import (
+from alliance_core.teaching.simulate import (
     ALLIANCE_MEASURES,
     RATERS,
     STUDY_TABLE_COLUMNS,

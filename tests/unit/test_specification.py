@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 
 import alliance_core as ac
-from alliance_core.analysis import effect_size_table
-from alliance_core.datasets import dataset_info, load_dataset
+from alliance_core.analyses.run import effect_size_table
+from alliance_core.analyses.specification import specification_curve
+from alliance_core.data.datasets import dataset_info, load_dataset
 from alliance_core.errors import AnalysisError
-from alliance_core.specification import specification_curve
 
 CONTROLS = ("alliance_rater", "design", "pd_share")
 

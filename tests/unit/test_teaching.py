@@ -24,17 +24,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance_core.effect_sizes import escalc
+from alliance_core.analyses.settings import AnalysisSettings
+from alliance_core.data.effect_sizes import escalc
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_number
-from alliance_core.settings import AnalysisSettings
-from alliance_core.simulate import (
+from alliance_core.teaching.simulate import (
     SimulationParameters,
     expected_correlation,
     mean_sample_correlation,
     simulate_meta_analysis,
 )
-from alliance_core.teaching import (
+from alliance_core.teaching.simulator import (
     PRESETS,
     PROGRESS_STEPS,
     expected_effect_sizes,

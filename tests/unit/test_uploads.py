@@ -1,4 +1,4 @@
-"""Reading and validating an uploaded coding sheet (alliance_core.uploads).
+"""Reading and validating an uploaded coding sheet (alliance_core.data.uploads).
 
 Expected values come from the files built here: each test writes the cells it then looks for.
 Row numbers are spreadsheet rows (header = row 1, first data row = row 2).
@@ -17,10 +17,9 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from alliance_core import uploads, uploads_reading
-from alliance_core.errors import AnalysisError
-from alliance_core.mapping import ColumnMapping
-from alliance_core.uploads import (
+from alliance_core.data import uploads
+from alliance_core.data.mapping import ColumnMapping
+from alliance_core.data.uploads import (
     FORMAT_DESCRIPTION,
     MAX_FILE_BYTES,
     MAX_ROWS,
@@ -31,6 +30,8 @@ from alliance_core.uploads import (
     template_csv,
     validate,
 )
+from alliance_core.data.uploads import reading as uploads_reading
+from alliance_core.errors import AnalysisError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "uploads"
 

@@ -17,14 +17,14 @@ import pandas as pd
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from alliance_core.errors import AnalysisError
-from alliance_core.mapping import ColumnMapping
-from alliance_core.uploads import (
+from alliance_core.data.mapping import ColumnMapping
+from alliance_core.data.uploads import (
     moderator_candidates,
     read_table,
     suggest_mapping,
     validate,
 )
+from alliance_core.errors import AnalysisError
 
 FAST = settings(
     derandomize=True,

@@ -15,17 +15,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alliance_core.analysis import effect_size_table, run_analysis, study_ptr
-from alliance_core.errors import AnalysisError
-from alliance_core.fitting import fit
-from alliance_core.mapping import ColumnMapping, measure_words, study_label
-from alliance_core.settings import PTR, AnalysisSettings
-from alliance_core.uploads import (
+from alliance_core.analyses.run import effect_size_table, run_analysis, study_ptr
+from alliance_core.analyses.settings import PTR, AnalysisSettings
+from alliance_core.data.mapping import ColumnMapping, measure_words, study_label
+from alliance_core.data.uploads import (
     MISSING_SPELLINGS,
     read_table,
     suggest_mapping,
     validate,
 )
+from alliance_core.errors import AnalysisError
+from alliance_core.model.fitting import fit
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "uploads"
 MESSY_CSV = FIXTURES / "messy_coding_sheet.csv"
@@ -387,7 +387,7 @@ def test_forest_labels_prefix_only_bare_study_numbers():
 
 
 def test_z_and_standard_error_inputs_name_the_row_and_column_of_a_bad_value():
-    from alliance_core.effect_sizes import from_fisher_z, from_standard_errors
+    from alliance_core.data.effect_sizes import from_fisher_z, from_standard_errors
 
     with pytest.raises(AnalysisError, match=r"Row 1, column 'n': n = 2; .*needs n > 3"):
         from_fisher_z(pd.DataFrame({"z": [0.1, 0.2], "n": [20, 2]}), z="z", n="n")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from alliance_core.data.uploads import read_table
+from alliance_core.data.xlsx_guard import MAX_ENTRIES, check_xlsx_expansion
 from alliance_core.errors import AnalysisError
-from alliance_core.uploads import read_table
-from alliance_core.xlsx_guard import MAX_ENTRIES, check_xlsx_expansion
 from tests.unit.xlsx_bombs import (
     SHARED_STRINGS,
     many_parts,
@@ -72,7 +72,7 @@ MEASURE = """
 import json, resource, sys
 sys.path.insert(0, {repo!r})
 from alliance_core.errors import AnalysisError
-from alliance_core.uploads import read_table
+from alliance_core.data.uploads import read_table
 from tests.unit.xlsx_bombs import SHARED_STRINGS, workbook_with
 read_table(workbook_with(SHARED_STRINGS, 1), "warm.xlsx")  # imports openpyxl, warms caches
 figures = {{}}

@@ -1,0 +1,600 @@
+"""Sensitivity analyses of a fitted model: leave one out, influence diagnostics, cumulative.
+
+The verbs follow metafor 3.8 (Viechtbauer 2010; Viechtbauer & Cheung 2010 for the influence
+measures) and report the same numbers for two-level models:
+
+* :func:`leave_one_out` is ``leave1out(fit)``: the model refitted without each effect size in
+  turn. Three-level models leave out each *study* with all its effect sizes, since effect sizes
+  of one study are not independent. Unlike ``leave1out``, models with moderators are allowed;
+  the table then also follows one chosen coefficient (PTR, say).
+* :func:`influence_diagnostics` is ``influence(fit)`` for two-level models (externally
+  studentized residuals, DFFITS, Cook's distance, covariance ratio, leave-one-out tau2 and QE,
+  hat values, weights, DFBETAS and metafor's rule that flags influential cases). For three-level
+  models it gives what metafor computes for ``rma.mv`` fits: ``hatvalues``, ``rstandard``
+  (with the study-level X2 of ``rstandard(fit, cluster=study)``) and the study-level Cook's
+  distance of ``cooks.distance(fit, cluster=study)``.
+* :func:`cumulative` is ``cumul(fit, order=...)``: the pooled estimate as effect sizes (for
+  three-level models: whole studies) are added in order, e.g. by publication year.
+
+Every refit re-estimates the variance components. The refits share one array-level fitting
+routine, :func:`alliance_core.model.refitting.refit`, which uses the engine's estimators without any table work and starts
+from the full model's variance components (a two-level refit of 150 effect sizes takes a few
+milliseconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from alliance_core.errors import AnalysisError
+from alliance_core.formatting import format_p
+from alliance_core.model import estimation as est
+from alliance_core.model.fitting import critical_value, two_sided_p
+from alliance_core.model.nesting import display_name
+from alliance_core.model.refitting import (  # noqa: F401  (refit, Refit: used by other modules)
+    BLAS,
+    ModelRefits,
+    Refit,
+    refit,
+    tau2_estimate,
+    variance_components,
+)
+from alliance_core.model.results import MetaResult
+
+# Coefficient names that mean the Patient-Therapist Ratio, picked by default when present.
+PTR_NAMES = ("log_PTR", "PTR", "log_ptr", "ptr")
+SINGULAR = 1e-10  # relative size of an eigenvalue taken as zero
+
+
+def _heterogeneity_columns(fitted: Refit, three_level: bool) -> dict[str, float]:
+    values = {"QE": fitted.QE, "QE_pval": fitted.QE_pval}
+    if three_level:
+        values["sigma2_study"], values["sigma2_es"] = (float(t) for t in fitted.theta)
+    else:
+        values["tau2"] = float(fitted.theta[0])
+    values["I2"] = fitted.I2
+    if not three_level:
+        values["H2"] = fitted.H2
+    return values
+
+
+def _units(res: MetaResult) -> tuple[pd.Index, list[np.ndarray]]:
+    """What is left out in turn: each effect size (two-level) or each study (three-level)."""
+    if not res.is_three_level:
+        index = pd.Index(res.data.index, name="left_out")
+        masks = []
+        for i in range(res.k):
+            keep = np.ones(res.k, dtype=bool)
+            keep[i] = False
+            masks.append(keep)
+        return index, masks
+    studies = res.data[res.cluster]
+    labels = pd.unique(studies)
+    values = studies.to_numpy()
+    return pd.Index(labels, name="left_out"), [values != label for label in labels]
+
+
+def chosen_coefficient(res: MetaResult, coefficient: str | None) -> str | None:
+    """The coefficient to follow besides the intercept: as named, or PTR when in the model."""
+    names = res.design.names
+    if coefficient is not None:
+        if coefficient not in names:
+            raise AnalysisError(
+                f"'{coefficient}' is not a coefficient of this model ({', '.join(names)})."
+            )
+        return coefficient
+    return next((name for name in PTR_NAMES if name in names), None)
+
+
+def _unit_word(res: MetaResult) -> str:
+    return "study" if res.is_three_level else "effect size"
+
+
+def _plural(unit: str) -> str:
+    return "studies" if unit == "study" else f"{unit}s"
+
+
+def _fmt(value: float) -> str:
+    return "NA" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
+# -- leave one out -------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class LeaveOneOut:
+    """The model refitted without each effect size (two-level) or each study (three-level).
+
+    ``table`` has one row per left-out unit (index ``left_out``: the row label of
+    ``res.data``, or the study): ``k`` effect sizes left, the intercept's ``estimate``, ``se``,
+    ``statistic``, ``pval``, ``ci_lb``, ``ci_ub`` (for a model without moderators: the pooled
+    estimate, as in metafor's ``leave1out``), the followed coefficient's ``coef_*`` columns
+    when ``coefficient`` is set, ``QE``, ``QE_pval``, ``tau2`` (two-level) or ``sigma2_study``
+    and ``sigma2_es`` (three-level), ``I2`` (and ``H2`` two-level), and ``error`` (why a refit
+    was not possible, else None).
+    """
+
+    table: pd.DataFrame
+    unit: str  # "effect size" or "study"
+    coefficient: str | None
+    full: dict[str, float]  # the same quantities for the full model
+    level: float
+
+    def describe(self) -> str:
+        """What was done, what it showed, and what it cannot show, in plain words."""
+        ok = self.table[self.table["error"].isna()]
+        n = len(self.table)
+        lines = [
+            f"Leave-one-out analysis: the model was refitted {n} times, each time without one "
+            f"{self.unit}{' and all its effect sizes' if self.unit == 'study' else ''}."
+        ]
+        if ok.empty:
+            lines.append("No refit could be estimated.")
+            return " ".join(lines)
+        shift = (ok["estimate"] - self.full["estimate"]).abs()
+        most = shift.idxmax()
+        lines.append(
+            f"The intercept (the pooled estimate when there are no moderators) ranged from "
+            f"{_fmt(ok['estimate'].min())} to {_fmt(ok['estimate'].max())}; with all data it is "
+            f"{_fmt(self.full['estimate'])}. Leaving out {self.unit} {most} moved it most "
+            f"(to {_fmt(ok.at[most, 'estimate'])})."
+        )
+        if self.coefficient is not None:
+            alpha = 1.0 - self.level
+            significant = int((ok["coef_pval"] < alpha).sum())
+            lines.append(
+                f"The {display_name(self.coefficient)} coefficient ranged from "
+                f"{_fmt(ok['coef_estimate'].min())} to {_fmt(ok['coef_estimate'].max())} (all "
+                f"data: {_fmt(self.full['coef_estimate'])}, {format_p(self.full['coef_pval'])}); "
+                "it was "
+                f"significant at p < {alpha:g} in {significant} of {len(ok)} refits."
+            )
+        failed = n - len(ok)
+        if failed:
+            lines.append(f"{failed} refit(s) could not be estimated (see the error column).")
+        lines.append(
+            "A result that survives leaving out any single "
+            f"{self.unit} is not thereby safe: several {_plural(self.unit)} "
+            "sharing one problem (e.g. the same design or a common bias) can still drive it."
+        )
+        return " ".join(lines)
+
+
+def leave_one_out(res: MetaResult, coefficient: str | None = None) -> LeaveOneOut:
+    """metafor's ``leave1out(fit)``, with whole studies left out of three-level models.
+
+    ``coefficient`` names a coefficient to follow besides the intercept; by default the PTR
+    coefficient (``log_PTR``/``PTR``) when the model has one. Refits start their variance
+    components at the full model's estimates, which converge to the same maximum faster.
+    """
+    coefficient = chosen_coefficient(res, coefficient)
+    j = res.design.names.index(coefficient) if coefficient is not None else None
+    index, masks = _units(res)
+    start = variance_components(res)
+    refits = ModelRefits(res)
+    rows = []
+    with BLAS.limit(limits=1, user_api="blas"):
+        for label, keep in zip(index, masks, strict=True):
+            try:
+                fitted = refits(keep, start=start)
+            except AnalysisError as error:
+                rows.append({"k": int(keep.sum()), "error": f"Without {label}: {error}"})
+                continue
+            rows.append(_leave_one_out_row(fitted, j, res.is_three_level))
+    table = pd.DataFrame(rows, index=index, columns=_leave_one_out_columns(res, j))
+    table["error"] = table["error"].astype(object).where(table["error"].notna(), None)
+    return LeaveOneOut(
+        table=table,
+        unit=_unit_word(res),
+        coefficient=coefficient,
+        full=_full_values(res, j),
+        level=res.level,
+    )
+
+
+def _leave_one_out_columns(res: MetaResult, j: int | None) -> list[str]:
+    columns = ["k", "estimate", "se", "statistic", "pval", "ci_lb", "ci_ub"]
+    if j is not None:
+        columns += [f"coef_{c}" for c in ("estimate", "se", "statistic", "pval", "ci_lb", "ci_ub")]
+    columns += ["QE", "QE_pval"]
+    columns += ["sigma2_study", "sigma2_es", "I2"] if res.is_three_level else ["tau2", "I2", "H2"]
+    return [*columns, "error"]
+
+
+def _leave_one_out_row(fitted: Refit, j: int | None, three_level: bool) -> dict:
+    row: dict[str, object] = {"k": fitted.k, **fitted.coefficient(0)}
+    if j is not None:
+        row.update({f"coef_{key}": value for key, value in fitted.coefficient(j).items()})
+    row.update(_heterogeneity_columns(fitted, three_level))
+    row["error"] = None
+    return row
+
+
+def _full_values(res: MetaResult, j: int | None) -> dict[str, float]:
+    table = res.coefficients
+    values = {key: float(table[key].iloc[0]) for key in ("estimate", "se", "pval")}
+    if j is not None:
+        for key in ("estimate", "se", "pval"):
+            values[f"coef_{key}"] = float(table[key].iloc[j])
+    return values
+
+
+# -- influence diagnostics -----------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class InfluenceDiagnostics:
+    """Case diagnostics of a fitted model (metafor ``influence`` / ``rma.mv`` methods).
+
+    Two-level: ``effect_sizes`` has metafor's ``influence(fit)`` columns, ``rstudent``,
+    ``dffits``, ``cook_d``, ``cov_r``, ``tau2_del``, ``QE_del``, ``hat``, ``weight`` (percent),
+    ``dfbs_<coefficient>`` for each coefficient, and ``influential`` (metafor's ``is.infl``:
+    |DFFITS| > 3 sqrt(p / (k - p)), or P(chi2_p <= Cook's D) > .5, or hat > 3 p / k, or some
+    |DFBETAS| > 1); ``studies`` is None.
+
+    Three-level: ``effect_sizes`` has ``study``, the standardized residuals of
+    ``rstandard(fit)`` (``resid``, ``se``, ``z``; se from the diagonal of (I - H) M (I - H)'),
+    ``hat`` (diagonal of H = X (X'M^-1 X)^-1 X'M^-1) and ``weight``; ``studies`` has ``k``,
+    ``X2`` (``rstandard(fit, cluster=study)``: e_i' Var(e_i)^-1 e_i over the study's
+    residuals), ``cook_d`` (``cooks.distance(fit, cluster=study)``: the change in all
+    coefficients when the study is left out, in the metric of the full model's vb) and
+    ``influential`` (the Cook's distance part of metafor's two-level rule; metafor flags no
+    cases for rma.mv fits).
+    """
+
+    model: str
+    effect_sizes: pd.DataFrame
+    studies: pd.DataFrame | None
+    p: int
+
+    def describe(self) -> str:
+        if self.studies is None:
+            flagged = self.effect_sizes.index[self.effect_sizes["influential"]]
+            unit, total = "effect size", len(self.effect_sizes)
+        else:
+            flagged = self.studies.index[self.studies["influential"]]
+            unit, total = "study", len(self.studies)
+        names = ", ".join(map(str, flagged[:8])) + (", ..." if len(flagged) > 8 else "")
+        found = (
+            f"{len(flagged)} of {total} {_plural(unit)} "
+            f"{'is' if len(flagged) == 1 else 'are'} flagged as influential"
+            + (f" ({names})." if len(flagged) else ".")
+        )
+        rule = (
+            "metafor's rule (large DFFITS, Cook's distance, hat value or DFBETAS)"
+            if self.studies is None
+            else "a Cook's distance beyond the median of a chi-square on p degrees of freedom"
+        )
+        return (
+            "Influence diagnostics show how much each "
+            f"{unit} pulls the results: how far it lies from the fit without it, and how much "
+            f"the coefficients move when it is left out. Using {rule}, {found} "
+            "Influential is not the same as wrong: such a case deserves a second look at its "
+            "coding and a sensitivity analysis without it, not automatic removal."
+        )
+
+
+def influence_diagnostics(res: MetaResult) -> InfluenceDiagnostics:
+    """metafor's ``influence(fit)`` (two-level) or its ``rma.mv`` diagnostics (three-level)."""
+    if res.rho is not None or res.fix_sigma2:
+        raise AnalysisError(
+            "Influence diagnostics are not available yet for models with a within-study sampling "
+            "correlation (rho) or fixed variance components; leave-one-out and cumulative "
+            "analyses are."
+        )
+    with BLAS.limit(limits=1, user_api="blas"):
+        if res.is_three_level:
+            return _three_level_influence(res)
+        return _two_level_influence(res)
+
+
+def _two_level_influence(res: MetaResult) -> InfluenceDiagnostics:
+    inputs = res.inputs
+    y, v, X = inputs.y, inputs.v, inputs.X
+    k, p = X.shape
+    tau2 = float(res.tau2)
+    hat = _hat_two_level(v, X, tau2)
+    pred_full = X @ res.beta
+    vb_inv = np.linalg.inv(res.vb)
+    det_vb = np.linalg.det(res.vb)
+    columns = {
+        name: np.full(k, np.nan)
+        for name in ("rstudent", "dffits", "cook_d", "cov_r", "tau2_del", "QE_del")
+    }
+    dfbs = np.full((k, p), np.nan)
+    start = variance_components(res)
+    refits = ModelRefits(res)
+    for i in range(k):
+        keep = np.arange(k) != i
+        try:
+            fitted = refits(keep, start=start)
+        except AnalysisError:
+            continue  # metafor leaves the row empty (NA) when a refit fails
+        tau2_del, s2w = float(fitted.theta[0]), fitted.s2w
+        x_i = X[i]
+        delpred = float(x_i @ fitted.beta)
+        resid = y[i] - delpred
+        if abs(resid) < 100 * np.finfo(float).eps:
+            resid = 0.0
+        se_resid = np.sqrt(v[i] * s2w + x_i @ fitted.vb @ x_i + tau2_del * s2w)
+        columns["rstudent"][i] = resid / se_resid
+        columns["dffits"][i] = (pred_full[i] - delpred) / np.sqrt(s2w * hat[i] * (tau2_del + v[i]))
+        # DFBETAS scale by the full data's (X'WX)^-1 at the left-out fit's tau2 (metafor).
+        w_del = 1.0 / (v + tau2_del)
+        vb_del_all = np.linalg.inv(X.T @ (X * w_del[:, None]))
+        dfb = res.beta - fitted.beta
+        dfbs[i] = dfb / np.sqrt(s2w * np.diag(vb_del_all))
+        columns["cook_d"][i] = float(dfb @ vb_inv @ dfb)
+        columns["cov_r"][i] = np.linalg.det(fitted.vb) / det_vb
+        columns["tau2_del"][i] = tau2_del
+        columns["QE_del"][i] = fitted.QE
+
+    table = pd.DataFrame(columns, index=res.data.index)
+    table["hat"] = hat
+    table["weight"] = res.weights.to_numpy()
+    for j, name in enumerate(res.design.names):
+        table[f"dfbs_{name}"] = dfbs[:, j]
+    table["influential"] = _metafor_is_influential(table, dfbs, k, p)
+    return InfluenceDiagnostics(model=res.model, effect_sizes=table, studies=None, p=p)
+
+
+def _hat_two_level(v: np.ndarray, X: np.ndarray, tau2: float) -> np.ndarray:
+    """Diagonal of H = X (X'WX)^-1 X'W, W = diag(1/(vi + tau2)); 1 where it rounds to 1."""
+    w = 1.0 / (v + tau2)
+    A_inv = np.linalg.inv(X.T @ (X * w[:, None]))
+    hat = w * np.einsum("ij,jk,ik->i", X, A_inv, X)
+    return np.where(hat > 1.0 - 10.0 * np.finfo(float).eps, 1.0, hat)
+
+
+def _metafor_is_influential(table: pd.DataFrame, dfbs: np.ndarray, k: int, p: int) -> np.ndarray:
+    """metafor's ``is.infl`` (influence.rma.uni): any one of four cut-offs exceeded."""
+    with np.errstate(invalid="ignore"):
+        flags = (
+            (np.abs(table["dffits"].to_numpy()) > 3.0 * np.sqrt(p / (k - p)))
+            | (special.chdtr(p, table["cook_d"].to_numpy()) > 0.5)
+            | (table["hat"].to_numpy() > 3.0 * p / k)
+            | (np.abs(dfbs) > 1.0).any(axis=1)
+        )
+    return np.asarray(flags, dtype=bool)
+
+
+def _three_level_influence(res: MetaResult) -> InfluenceDiagnostics:
+    inputs = res.inputs
+    order, starts = inputs.order, inputs.starts
+    y, v, X = inputs.y[order], inputs.v[order], inputs.X[order]
+    s_study, s_es = (float(s) for s in res.sigma2)
+    cov = est.NestedCovariance(v, starts, s_study, s_es)
+    G = cov.solve(X)  # M^-1 X
+    vb = np.linalg.inv(X.T @ G)  # (X'M^-1 X)^-1, never scaled in rma.mv
+    hat = np.einsum("ij,jk,ik->i", X, vb, G)
+    hat = np.where(hat > 1.0 - 10.0 * np.finfo(float).eps, 1.0, hat)
+    resid = y - X @ res.beta
+    resid[np.abs(resid) < 100 * np.finfo(float).eps] = 0.0
+    # Var(e) = (I - H) M (I - H)' = M - X vb X' (H M = X vb X' is symmetric).
+    xvx = np.einsum("ij,jk,ik->i", X, vb, X)
+    se = np.sqrt(v + s_study + s_es - xvx)
+
+    unsorted = np.empty_like(order)
+    unsorted[order] = np.arange(len(order))
+    study = res.data[res.cluster]
+    effect_sizes = pd.DataFrame(
+        {
+            "study": study.to_numpy(),
+            "resid": resid[unsorted],
+            "se": se[unsorted],
+            "z": (resid / se)[unsorted],
+            "hat": hat[unsorted],
+            "weight": res.weights.to_numpy(),
+        },
+        index=res.data.index,
+    )
+    studies = _study_diagnostics(res, X, v, resid, vb, starts, s_study, s_es)
+    return InfluenceDiagnostics(
+        model=res.model, effect_sizes=effect_sizes, studies=studies, p=res.p
+    )
+
+
+def _study_diagnostics(res, X, v, resid, vb, starts, s_study, s_es) -> pd.DataFrame:
+    """Per study: X2 of its residuals (rstandard, cluster) and Cook's distance (refit)."""
+    ends = np.append(starts[1:], len(v))
+    sorted_labels = res.data[res.cluster].to_numpy()[res.inputs.order]
+    labels, sizes, x2 = [], [], []
+    for begin, end in zip(starts, ends, strict=True):
+        Xs, e = X[begin:end], resid[begin:end]
+        ve = s_study + np.diag(v[begin:end] + s_es) - Xs @ vb @ Xs.T
+        # A study whose residuals are tied by the fit (e.g. the only study at a moderator
+        # level) has a singular residual covariance and no X2; metafor skips it. Its smallest
+        # eigenvalue is then rounding noise, so the test is relative (metafor: <= machine eps).
+        eigenvalues = np.linalg.eigvalsh(ve)
+        if eigenvalues[0] <= SINGULAR * eigenvalues[-1]:
+            x2.append(np.nan)
+        else:
+            x2.append(float(e @ np.linalg.solve(ve, e)))
+        labels.append(sorted_labels[begin])
+        sizes.append(end - begin)
+    table = pd.DataFrame({"k": sizes, "X2": x2}, index=pd.Index(labels, name="study"))
+    index, masks = _units(res)
+    table = table.loc[index]
+    table.index.name = "study"
+    table["cook_d"] = _cooks_distances(res, masks)
+    table["influential"] = special.chdtr(res.p, table["cook_d"].to_numpy()) > 0.5
+    return table
+
+
+def _cooks_distances(res: MetaResult, masks: list[np.ndarray]) -> np.ndarray:
+    """(b - b_(i))' vb^-1 (b - b_(i)) for each left-out unit; refits start at the full fit."""
+    vb_inv = np.linalg.inv(res.vb)
+    start = variance_components(res)
+    refits = ModelRefits(res)
+    out = np.full(len(masks), np.nan)
+    for i, keep in enumerate(masks):
+        try:
+            fitted = refits(keep, start=start)
+        except AnalysisError:
+            continue
+        dfb = res.beta - fitted.beta
+        out[i] = float(dfb @ vb_inv @ dfb)
+    return out
+
+
+# -- cumulative meta-analysis --------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Cumulative:
+    """The pooled estimate as effect sizes (three-level: studies) are added in order.
+
+    ``table`` has one row per step (index ``added``: the row label or study added), the
+    ordering value ``order``, ``k`` (and ``n_studies``), ``estimate``, ``se``, ``statistic``,
+    ``pval``, ``ci_lb``, ``ci_ub``, ``QE``, ``QE_pval``, ``tau2`` or ``sigma2_study`` /
+    ``sigma2_es``, ``I2`` (``H2`` two-level) and ``error`` for steps that cannot be fitted.
+    """
+
+    table: pd.DataFrame
+    order_by: str
+    unit: str
+    level: float
+
+    def describe(self) -> str:
+        ok = self.table[self.table["error"].isna()]
+        if ok.empty:
+            return "Cumulative meta-analysis: no step could be fitted."
+        first, last = ok.iloc[0], ok.iloc[-1]
+        return (
+            f"Cumulative meta-analysis: {_plural(self.unit)} were added one "
+            f"at a time in order of {self.order_by}. The pooled estimate moved from "
+            f"{_fmt(first['estimate'])} (first fitted step, k = {int(first['k'])}) to "
+            f"{_fmt(last['estimate'])} (all {int(last['k'])} effect sizes). A drift over time "
+            "can reflect changing methods or populations as well as early, larger effects "
+            "being published first; the plot cannot tell these apart."
+        )
+
+
+def cumulative(
+    res: MetaResult, order_by: str | Sequence = "year", decreasing: bool = False
+) -> Cumulative:
+    """metafor's ``cumul(fit, order=...)`` for models without moderators.
+
+    ``order_by`` is a column of ``res.data`` or one value per analysed row; ties keep the data
+    order and missing values come last (R's ``order``). Two-level: effect sizes are added one
+    at a time; the first step is the single effect size itself (metafor then fits an
+    equal-effects model with a z test). Three-level: whole studies are added, ordered by the
+    value in their first row; a step is fitted once it has two studies and one of them has
+    several effect sizes (before that the three-level model is not identified).
+    """
+    if res.p > 1:
+        raise AnalysisError(
+            "Cumulative meta-analysis follows the pooled estimate of a model without "
+            "moderators; fit the model without moderators first."
+        )
+    name, values = _order_values(res, order_by)
+    with BLAS.limit(limits=1, user_api="blas"):
+        if res.is_three_level:
+            table = _cumulative_three_level(res, values, decreasing)
+        else:
+            table = _cumulative_two_level(res, values, decreasing)
+    table.insert(0, "order", table.pop("order"))
+    table["error"] = table["error"].astype(object).where(table["error"].notna(), None)
+    return Cumulative(table=table, order_by=name, unit=_unit_word(res), level=res.level)
+
+
+def _order_values(res: MetaResult, order_by) -> tuple[str, np.ndarray]:
+    if isinstance(order_by, str):
+        if order_by not in res.data.columns:
+            raise AnalysisError(
+                f"Cumulative meta-analysis: the data have no column '{order_by}' to order by."
+            )
+        return order_by, res.data[order_by].to_numpy()
+    values = np.asarray(order_by)
+    if len(values) != res.k:
+        raise AnalysisError(
+            f"Cumulative meta-analysis: {len(values)} ordering values for {res.k} effect sizes."
+        )
+    return "the given values", values
+
+
+def _r_order(values: np.ndarray, decreasing: bool) -> np.ndarray:
+    """R's ``order()``: stable, missing values last."""
+    series = pd.Series(values)
+    return series.sort_values(
+        ascending=not decreasing, kind="stable", na_position="last"
+    ).index.to_numpy()
+
+
+def _cumulative_two_level(res: MetaResult, values, decreasing) -> pd.DataFrame:
+    inputs = res.inputs
+    order = _r_order(values, decreasing)
+    y, v, X = inputs.y[order], inputs.v[order], inputs.X[order]
+    rows = []
+    for i in range(1, res.k + 1):
+        if i == 1:
+            rows.append(_single_effect_row(y[0], v[0], res))
+            continue
+        try:
+            fitted = refit(y[:i], v[:i], X[:i], method=res.method, test=res.test, level=res.level)
+        except AnalysisError as error:
+            rows.append({"k": i, "error": str(error)})
+            continue
+        rows.append(
+            {
+                "k": i,
+                **fitted.coefficient(0),
+                **_heterogeneity_columns(fitted, False),
+                "error": None,
+            }
+        )
+    table = pd.DataFrame(rows, index=pd.Index(res.data.index[order], name="added"))
+    if res.method == "EE":
+        table["tau2"] = np.nan  # an equal-effects model has no tau2 (metafor drops it)
+    table["order"] = values[order]
+    return table
+
+
+def _single_effect_row(y: float, v: float, res: MetaResult) -> dict:
+    """One effect size: metafor fits it as an equal-effects model with a z test."""
+    se = float(np.sqrt(v))
+    crit = critical_value(res.level, None)
+    statistic = y / se
+    return {
+        "k": 1,
+        "estimate": float(y),
+        "se": se,
+        "statistic": statistic,
+        "pval": float(two_sided_p(np.array(statistic), None)),
+        "ci_lb": y - crit * se,
+        "ci_ub": y + crit * se,
+        "QE": 0.0,
+        "QE_pval": 1.0,
+        "tau2": 0.0,
+        "I2": 0.0,
+        "H2": 1.0,
+        "error": None,
+    }
+
+
+def _cumulative_three_level(res: MetaResult, values, decreasing) -> pd.DataFrame:
+    study = res.data[res.cluster].to_numpy()
+    first_rows = ~pd.Series(study).duplicated().to_numpy()
+    study_order = _r_order(values[first_rows], decreasing)
+    labels = study[first_rows][study_order]
+    rows, included = [], np.zeros(res.k, dtype=bool)
+    refits = ModelRefits(res)
+    for j, label in enumerate(labels, start=1):
+        included |= study == label
+        n_rows = int(included.sum())
+        try:
+            fitted = refits(included)
+        except AnalysisError as error:
+            rows.append({"k": n_rows, "n_studies": j, "error": str(error)})
+            continue
+        rows.append(
+            {
+                "k": n_rows,
+                "n_studies": j,
+                **fitted.coefficient(0),
+                **_heterogeneity_columns(fitted, True),
+                "error": None,
+            }
+        )
+    table = pd.DataFrame(rows, index=pd.Index(labels, name="added"))
+    table["order"] = values[first_rows][study_order]
+    return table

@@ -1,0 +1,726 @@
+"""The specification curve of the PTR moderator: how its estimate depends on analytic choices.
+
+A specification curve (Simonsohn, Simmons & Nelson 2020, *Nature Human Behaviour* 4,
+1208-1214) fits every reasonable variant of an analysis and shows all the estimates at once.
+Here PTR is always in the model; every subset of the chosen control moderators is a
+specification, crossed with the two-level and three-level models and with the estimators the
+user picks. Each specification's PTR coefficient (estimate, standard error, confidence
+interval, p) and the change in the predicted effect from PTR = 1 to PTR = 10 patients per
+therapist are collected in one table, and :meth:`SpecificationCurve.figure` draws the sorted
+estimates above a panel that marks the choices behind each.
+
+All specifications are fitted to the same rows: those complete on the effect size, PTR,
+every control and (for three-level models) the study, so that the estimates differ only by
+the analytic choices. The model matrix is built once; each specification selects its columns.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from alliance_core.analyses.run import effect_size_table
+from alliance_core.data.effect_sizes import transf
+from alliance_core.data.mapping import ColumnMapping
+from alliance_core.errors import AnalysisError
+from alliance_core.figures import FONT_FAMILY, GRID, NEUTRAL, OKABE_ITO
+from alliance_core.formatting import format_p
+from alliance_core.model.design import build_design_matrix
+from alliance_core.model.fitting import THREE_LEVEL_METHODS, TWO_LEVEL_METHODS
+from alliance_core.model.refitting import BLAS, refit
+from alliance_core.model.robust import marginal_blocks, robust_from_blocks
+
+MODELS = ("two-level", "three-level")
+RESULT_COLUMNS = (
+    "model",
+    "method",
+    "rho",
+    "inference",
+    "k",
+    "n_studies",
+    "estimate",
+    "se",
+    "statistic",
+    "pval",
+    "ci_lb",
+    "ci_ub",
+    "significant",
+    "delta",
+    "independent",
+    "error",
+)
+PTR_FROM, PTR_TO = 1.0, 10.0
+SIGNIFICANT_COLOUR = OKABE_ITO[0]
+NOT_SIGNIFICANT_COLOUR = OKABE_ITO[7]
+CURRENT_COLOUR = OKABE_ITO[5]
+
+
+@dataclass(frozen=True, eq=False)
+class SpecificationCurve:
+    """Every specification's PTR coefficient.
+
+    ``table`` has one row per specification: a boolean column per control (True where the
+    specification includes it), ``model``, ``method``, ``k`` and ``n_studies``, the PTR
+    ``rho`` (the CHE sampling correlation of a three-level fit; NaN for independent sampling
+    errors and two-level fits), ``inference`` ("model", or "CR2": cluster-robust by study with
+    the coefficient's Satterthwaite df), the PTR
+    coefficient's ``estimate``, ``se``, ``statistic``, ``pval``, ``ci_lb``, ``ci_ub``,
+    ``significant`` (p < 1 - level), ``delta`` (predicted effect at PTR = 10 minus at PTR = 1,
+    other moderators at their mean or reference level, on the ``delta_scale``: "r" for
+    correlations, else the model scale), ``independent`` (True for a two-level fit to rows
+    nested in studies, which treats them as independent and overstates precision: such
+    specifications are marked in the figure and not counted in ``share_significant``) and
+    ``error`` (why a specification could not be fitted, else None).
+    """
+
+    table: pd.DataFrame
+    controls: tuple[str, ...]
+    ptr_column: str
+    ptr_scale: str
+    level: float
+    delta_scale: str | None
+    k: int
+    n_studies: int | None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def fitted(self) -> pd.DataFrame:
+        """The specifications that could be estimated."""
+        return self.table[self.table["error"].isna()]
+
+    @property
+    def counted(self) -> pd.DataFrame:
+        """The estimated specifications that are valid for the data: all but two-level fits
+        that treat nested effect sizes as independent (unless those are all there is)."""
+        fitted = self.fitted
+        valid = fitted[~fitted["independent"].astype(bool)]
+        return valid if len(valid) else fitted
+
+    @property
+    def n_independent(self) -> int:
+        """Specifications that treat nested effect sizes as independent (marked, not counted)."""
+        return int(self.table["independent"].astype(bool).sum())
+
+    @property
+    def share_significant(self) -> float:
+        """Share of the counted specifications in which PTR is significant (either sign)."""
+        counted = self.counted
+        return float(counted["significant"].mean()) if len(counted) else float("nan")
+
+    @property
+    def n_failed(self) -> int:
+        return int(self.table["error"].notna().sum())
+
+    def find(
+        self,
+        controls: Sequence[str] = (),
+        model: str = "three-level",
+        method: str = "REML",
+        rho: float | None = None,
+        inference: str = "model",
+    ) -> int:
+        """Row label of the specification with exactly these controls, model, estimator, rho
+        (three-level only; None or 0 for independent sampling errors) and inference."""
+        unknown = sorted(set(controls) - set(self.controls))
+        if unknown:
+            raise AnalysisError(
+                f"'{unknown[0]}' is not one of the specification curve's controls "
+                f"({', '.join(self.controls)})."
+            )
+        chosen = np.ones(len(self.table), dtype=bool)
+        for control in self.controls:
+            chosen &= self.table[control].to_numpy() == (control in controls)
+        chosen &= (self.table["model"] == model).to_numpy()
+        chosen &= (self.table["method"] == method).to_numpy()
+        chosen &= (self.table["inference"] == inference).to_numpy()
+        table_rho = self.table["rho"].to_numpy(dtype=float)
+        if model == "three-level" and rho:
+            chosen &= np.isclose(table_rho, float(rho))
+        else:
+            chosen &= np.isnan(table_rho)
+        if not chosen.any():
+            raise AnalysisError(f"No specification with the {model} model and {method} estimator.")
+        return int(self.table.index[np.argmax(chosen)])
+
+    def describe(self) -> str:
+        fitted = self.counted
+        n = len(self.table)
+        if fitted.empty:
+            return "Specification curve: no specification could be estimated."
+        alpha = 1.0 - self.level
+        negative = int((fitted["estimate"] < 0).sum())
+        significant = int(fitted["significant"].sum())
+        sig_negative = int((fitted["significant"] & (fitted["estimate"] < 0)).sum())
+        name = "log PTR" if self.ptr_scale == "log" else "PTR"
+        parts = [
+            f"Specification curve: the {name} coefficient was estimated in {n} "
+            f"specifications (every subset of {len(self.controls)} control moderator(s), "
+            "crossed with the chosen models and estimators), all on the same "
+            f"{self.k} effect sizes.",
+        ]
+        independent = self.n_independent
+        counted_all = len(fitted) < len(self.fitted) or not independent
+        if independent and counted_all:
+            parts.append(
+                f"{independent} of them fit the two-level model to effect sizes nested in "
+                "studies as if they were independent, which makes p-values too small; they "
+                "are marked in the figure and not counted below."
+            )
+        elif independent:
+            parts.append(
+                "Every specification here fits the two-level model to effect sizes nested in "
+                "studies as if they were independent, which makes p-values too small."
+            )
+        parts.append(
+            f"It was negative in {negative} of {len(fitted)} and significant at p < {alpha:g} "
+            f"in {significant} ({self.share_significant:.0%}; {sig_negative} of them negative). "
+            f"Estimates ranged from {fitted['estimate'].min():.3f} to "
+            f"{fitted['estimate'].max():.3f} (median {fitted['estimate'].median():.3f})."
+        )
+        if self.n_failed:
+            parts.append(f"{self.n_failed} specification(s) could not be estimated.")
+        parts.append(
+            "The specifications share the same data, so this share describes how robust the "
+            "result is to these choices; it is not an independent replication, and choices "
+            "not listed here (other data, other coding) are not covered."
+        )
+        return " ".join(parts)
+
+    def figure(self, current: int | Mapping | None = None) -> go.Figure:
+        """Sorted PTR estimates with confidence intervals above a panel of the choices made.
+
+        ``current`` (a row label of ``table``, or {"controls": [...], "model": ...,
+        "method": ...}) is highlighted, e.g. the specification shown elsewhere in the app.
+        """
+        return specification_figure(self, current)
+
+
+def specification_curve(
+    data: pd.DataFrame,
+    mapping_or_columns: ColumnMapping | Mapping[str, str],
+    ptr_column: str,
+    controls: Sequence[str],
+    models: Sequence[str] = MODELS,
+    methods: Sequence[str] = ("REML",),
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    test: str = "z",
+    level: float = 0.95,
+    ptr_scale: str | None = None,
+    reference: Mapping[str, object] | None = None,
+    rhos: Sequence[float | None] = (None,),
+    inferences: Sequence[str] = ("model",),
+) -> SpecificationCurve:
+    """Fit every specification: PTR plus each subset of ``controls``, by model and estimator,
+    and for the three-level model by each CHE sampling correlation in ``rhos`` (None or 0:
+    independent sampling errors), each reported under every inference in ``inferences``
+    ("model" and/or "CR2": cluster-robust by study, Satterthwaite df, which needs a study
+    column; one fit serves both inferences).
+
+    ``mapping_or_columns`` is a :class:`ColumnMapping` (effect sizes are computed from it, as
+    for the dashboard's analyses, which also adds the ``PTR`` and ``log_PTR`` columns) or a
+    mapping {"yi": ..., "vi": ..., "study": ...} naming columns of ``data`` that already hold
+    the effect sizes. ``ptr_column`` is the numeric PTR moderator (e.g. ``log_PTR``);
+    ``ptr_scale`` says whether it is log(PTR) or PTR ("log" or "raw"; by default "log" when
+    the name starts with ``log_`` or ``ln_``). ``test`` is "z" or "t" (Knapp-Hartung in the
+    two-level model, t on k - p df in the three-level model). Estimators a model does not
+    offer (e.g. DL for three-level) are skipped with a note. ``progress(done, total)`` is
+    called after each specification.
+    """
+    table, study, delta_scale = _effect_sizes(data, mapping_or_columns)
+    combos, notes = _model_method_pairs(models, methods, study)
+    rho_values = list(dict.fromkeys(None if not r else float(r) for r in rhos)) or [None]
+    inferences = list(dict.fromkeys(inferences)) or ["model"]
+    unknown = sorted(set(inferences) - {"model", "CR2"})
+    if unknown:
+        raise AnalysisError(f"Unknown inference '{unknown[0]}'; choose model or CR2.")
+    if "CR2" in inferences and not study:
+        raise AnalysisError(
+            "Cluster-robust (CR2) specifications need a study column to cluster by."
+        )
+    controls = list(dict.fromkeys(controls))
+    _check_columns(table, ptr_column, controls, study, combos)
+    ptr_scale = ptr_scale or ("log" if ptr_column.lower().startswith(("log_", "ln_")) else "raw")
+    if ptr_scale not in ("log", "raw"):
+        raise AnalysisError(f"PTR scale '{ptr_scale}': choose 'log' or 'raw'.")
+
+    needed = ["yi", "vi", ptr_column, *controls, *([study] if study else [])]
+    sample = table.dropna(subset=list(dict.fromkeys(needed)))
+    if len(sample) < len(table):
+        notes.append(
+            f"{len(table) - len(sample)} of {len(table)} effect sizes lack a value in PTR or a "
+            "control and were left out of every specification, so that all are fitted to the "
+            "same rows."
+        )
+    design, X = build_design_matrix(sample, [ptr_column, *controls], reference)
+    if design.terms[0].kind != "numeric":
+        raise AnalysisError(f"PTR column '{ptr_column}' must hold numbers.")
+    blocks = _column_blocks(design)
+    x_from, x_to = _typical_rows(design, ptr_scale)
+    inputs = _SpecificationInputs(
+        y=sample["yi"].to_numpy(float),
+        v=sample["vi"].to_numpy(float),
+        X=X,
+        names=design.names,
+        studies=pd.factorize(sample[study].to_numpy())[0] if study else None,
+        x_from=x_from,
+        x_to=x_to,
+        delta_scale=delta_scale,
+        test=test,
+        level=level,
+    )
+    nested = bool(study) and bool(sample[study].duplicated().any())
+    subsets = [
+        subset
+        for size in range(len(controls) + 1)
+        for subset in itertools.combinations(controls, size)
+    ]
+    fits = [
+        (model, method, rho)
+        for model, method in combos
+        for rho in (rho_values if model == "three-level" else [None])
+    ]
+    total = len(subsets) * len(fits) * len(inferences)
+    rows = []
+    with BLAS.limit(limits=1, user_api="blas"):
+        for model, method, rho in fits:
+            start = None
+            for subset in subsets:
+                columns = [0, *blocks[ptr_column], *(j for c in subset for j in blocks[c])]
+                results = _fit_specification(
+                    inputs, columns, model, method, start, rho=rho, inferences=inferences
+                )
+                uses = {control: control in subset for control in controls}
+                for inference, row in results.items():
+                    theta = row.pop("theta", None)
+                    if not subset and theta is not None:
+                        # Warm start: every other specification of this model, estimator and
+                        # rho starts its variance components where the PTR-only model ended.
+                        start = theta
+                    row["independent"] = model == "two-level" and nested
+                    rows.append(
+                        {
+                            **uses,
+                            "model": model,
+                            "method": method,
+                            "rho": np.nan if rho is None else rho,
+                            "inference": inference,
+                            **row,
+                        }
+                    )
+                    if progress is not None:
+                        progress(len(rows), total)
+    result = pd.DataFrame(rows, columns=[*controls, *RESULT_COLUMNS])
+    result.index.name = "specification"
+    result["error"] = result["error"].astype(object).where(result["error"].notna(), None)
+    return SpecificationCurve(
+        table=result,
+        controls=tuple(controls),
+        ptr_column=ptr_column,
+        ptr_scale=ptr_scale,
+        level=level,
+        delta_scale=delta_scale,
+        k=len(sample),
+        n_studies=int(sample[study].nunique()) if study else None,
+        notes=tuple(notes),
+    )
+
+
+def _effect_sizes(data, mapping_or_columns) -> tuple[pd.DataFrame, str | None, str | None]:
+    """The table with yi and vi, the study column and the scale of ``delta``."""
+    if isinstance(mapping_or_columns, ColumnMapping):
+        mapping = mapping_or_columns
+        return (
+            effect_size_table(data, mapping),
+            mapping.study,
+            ("r" if mapping.on_fisher_z else None),
+        )
+    columns = dict(mapping_or_columns)
+    unknown = sorted(set(columns) - {"yi", "vi", "study"})
+    if unknown:
+        raise AnalysisError(
+            f"Specification curve: unknown column role '{unknown[0]}' (use yi, vi and study)."
+        )
+    table = data.copy()
+    for role in ("yi", "vi"):
+        name = columns.get(role, role)
+        if name not in table.columns:
+            raise AnalysisError(f"Specification curve: the data have no column '{name}' ({role}).")
+        table[role] = pd.to_numeric(table[name], errors="coerce")
+    return table, columns.get("study"), None
+
+
+def _model_method_pairs(models, methods, study) -> tuple[list[tuple[str, str]], list[str]]:
+    notes: list[str] = []
+    models = list(dict.fromkeys(models))
+    methods = list(
+        dict.fromkeys("EE" if str(m).upper() == "FE" else str(m).upper() for m in methods)
+    )
+    if not models or not methods:
+        raise AnalysisError("Specification curve: choose at least one model and one estimator.")
+    for model in models:
+        if model not in MODELS:
+            raise AnalysisError(f"Unknown model '{model}'; choose two-level or three-level.")
+    if "three-level" in models and not study:
+        raise AnalysisError(
+            "The three-level model needs a study column; map one or use the two-level model only."
+        )
+    pairs = []
+    for model in models:
+        offered = TWO_LEVEL_METHODS if model == "two-level" else THREE_LEVEL_METHODS
+        for method in methods:
+            if method not in offered:
+                notes.append(f"The {model} model is not fitted by {method}; skipped.")
+                continue
+            pairs.append((model, method))
+    if not pairs:
+        raise AnalysisError("Specification curve: no chosen estimator fits the chosen models.")
+    return pairs, notes
+
+
+def _check_columns(table, ptr_column, controls, study, combos) -> None:
+    for column in [ptr_column, *controls, *([study] if study else [])]:
+        if column not in table.columns:
+            raise AnalysisError(f"Specification curve: the data have no column '{column}'.")
+    if ptr_column in controls:
+        raise AnalysisError(f"'{ptr_column}' is the PTR moderator; it cannot also be a control.")
+    clash = sorted(set(controls) & set(RESULT_COLUMNS))
+    if clash:
+        raise AnalysisError(
+            f"A control named '{clash[0]}' would clash with a column of the results; rename it."
+        )
+
+
+def _column_blocks(design) -> dict[str, list[int]]:
+    """Model-matrix columns of each moderator (the intercept is column 0)."""
+    blocks, position = {}, 1
+    for term in design.terms:
+        blocks[term.column] = list(range(position, position + len(term.labels)))
+        position += len(term.labels)
+    return blocks
+
+
+def _typical_rows(design, ptr_scale: str) -> tuple[np.ndarray, np.ndarray]:
+    """Model-matrix rows at PTR = 1 and PTR = 10, other moderators typical.
+
+    Numeric controls sit at their mean over the analysed rows, categorical ones at their
+    reference level (all dummies 0), as in ``MetaResult.predict``.
+    """
+    values = [1.0]
+    for term in design.terms[1:]:
+        values += [term.mean] if term.kind == "numeric" else [0.0] * len(term.labels)
+    forward = np.log if ptr_scale == "log" else (lambda x: x)
+    x_from = np.array([1.0, forward(PTR_FROM), *values[1:]])
+    x_to = np.array([1.0, forward(PTR_TO), *values[1:]])
+    return x_from, x_to
+
+
+@dataclass(frozen=True, eq=False)
+class _SpecificationInputs:
+    """What every specification shares: the rows, the full model matrix, the settings."""
+
+    y: np.ndarray
+    v: np.ndarray
+    X: np.ndarray
+    names: tuple[str, ...]
+    studies: np.ndarray | None  # integer study codes
+    x_from: np.ndarray  # model-matrix row at PTR = 1, other moderators typical
+    x_to: np.ndarray  # the same at PTR = 10
+    delta_scale: str | None
+    test: str
+    level: float
+
+
+def _fit_specification(
+    inputs: _SpecificationInputs,
+    columns: list[int],
+    model: str,
+    method: str,
+    start,
+    rho: float | None = None,
+    inferences: Sequence[str] = ("model",),
+) -> dict[str, dict]:
+    """One fit; its PTR row under each inference (CR2 as ``robust``: clubSandwich's CR2 with
+    the working covariance of the fit, clustered by study)."""
+    three_level = model == "three-level"
+    engine_test = inputs.test if inputs.test == "z" else ("t" if three_level else "knha")
+    names = [inputs.names[j] for j in columns]
+    X = inputs.X[:, columns]
+    try:
+        fitted = refit(
+            inputs.y,
+            inputs.v,
+            X,
+            method=method,
+            test=engine_test,
+            level=inputs.level,
+            studies=inputs.studies if three_level else None,
+            start=start,
+            names=names,
+            rho=rho if three_level else None,
+        )
+    except AnalysisError as error:
+        return {inference: {"k": len(inputs.y), "error": str(error)} for inference in inferences}
+    at_to = transf(np.asarray(inputs.x_to[columns] @ fitted.beta), inputs.delta_scale)
+    at_from = transf(np.asarray(inputs.x_from[columns] @ fitted.beta), inputs.delta_scale)
+    shared = {
+        "k": fitted.k,
+        "n_studies": fitted.n_studies if three_level else None,
+        "delta": float(at_to - at_from),
+        "theta": fitted.theta,
+    }
+    out = {}
+    for inference in inferences:
+        if inference == "CR2":
+            try:
+                ptr = _robust_coefficient(inputs, X, fitted, three_level, rho, names)
+            except AnalysisError as error:
+                out[inference] = {"k": fitted.k, "error": str(error)}
+                continue
+        else:
+            ptr = fitted.coefficient(1)
+        out[inference] = {
+            **shared,
+            **ptr,
+            "significant": bool(ptr["pval"] < 1.0 - inputs.level),
+            "error": None,
+        }
+    return out
+
+
+def _robust_coefficient(inputs, X, fitted, three_level: bool, rho, names) -> dict[str, float]:
+    """The PTR coefficient (column 1) under CR2 clustered by study."""
+    if three_level:
+        blocks = marginal_blocks(
+            inputs.studies,
+            inputs.v,
+            study=inputs.studies,
+            sigma2_study=float(fitted.theta[0]),
+            sigma2_es=float(fitted.theta[1]),
+            rho=rho,
+        )
+    else:
+        blocks = marginal_blocks(inputs.studies, inputs.v, sigma2_es=float(fitted.theta[0]))
+    robust = robust_from_blocks(
+        X, inputs.y, fitted.beta, blocks, names, method="CR2", level=inputs.level
+    )
+    row = robust.coefficients.iloc[1]
+    return {
+        column: float(row[column])
+        for column in ("estimate", "se", "statistic", "pval", "ci_lb", "ci_ub")
+    }
+
+
+# -- the figure ----------------------------------------------------------------------------
+def _current_row(curve: SpecificationCurve, current) -> int | None:
+    if current is None:
+        return None
+    if isinstance(current, Mapping):
+        return curve.find(
+            current.get("controls", ()),
+            current.get("model", "three-level"),
+            current.get("method", "REML"),
+            current.get("rho"),
+            current.get("inference", "model"),
+        )
+    if current not in curve.table.index:
+        raise AnalysisError(f"Specification {current} is not in the table.")
+    return int(current)
+
+
+def _choice_rows(curve: SpecificationCurve) -> list[tuple[str, np.ndarray]]:
+    """The lower panel's rows: one per control, then model and estimator when they vary."""
+    table = curve.table
+    rows = [(control, table[control].to_numpy(bool)) for control in curve.controls]
+    if table["model"].nunique() > 1:
+        rows.append(("three-level model", (table["model"] == "three-level").to_numpy()))
+    methods = list(dict.fromkeys(table["method"]))
+    if len(methods) > 1:
+        rows += [(f"{m} estimator", (table["method"] == m).to_numpy()) for m in methods]
+    rhos = sorted(set(table["rho"].dropna()))
+    if rhos:
+        rows += [(f"ρ = {r:g}", np.isclose(table["rho"].to_numpy(float), r)) for r in rhos]
+    if table["inference"].nunique() > 1:
+        rows.append(("CR2 inference", (table["inference"] == "CR2").to_numpy()))
+    return rows
+
+
+def _hover(table: pd.DataFrame, controls: Sequence[str], delta_scale) -> list[str]:
+    scale = "r" if delta_scale == "r" else "effect"
+    texts = []
+    for _, row in table.iterrows():
+        used = [c for c in controls if row[c]] or ["none"]
+        extra = "" if pd.isna(row["rho"]) else f", ρ = {row['rho']:g}"
+        extra += ", CR2" if row["inference"] == "CR2" else ""
+        texts.append(
+            f"{row['model']}, {row['method']}{extra}<br>controls: {', '.join(used)}<br>"
+            f"PTR b = {row['estimate']:.3f} [{row['ci_lb']:.3f}, {row['ci_ub']:.3f}], "
+            f"{format_p(row['pval'])}<br>change in {scale}, PTR 1 \u2192 10: {row['delta']:+.3f}"
+        )
+    return texts
+
+
+def specification_figure(curve: SpecificationCurve, current=None) -> go.Figure:
+    """The figure of :meth:`SpecificationCurve.figure` (a pure function of the result)."""
+    current_label = _current_row(curve, current)
+    fitted = curve.fitted.sort_values("estimate", kind="stable")
+    rank = pd.Series(np.arange(1, len(fitted) + 1), index=fitted.index)
+    choice_rows = _choice_rows(curve)
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        row_heights=[0.62, 0.38],
+        vertical_spacing=0.03,
+    )
+    hover = pd.Series(_hover(fitted, curve.controls, curve.delta_scale), index=fitted.index)
+    independent = fitted["independent"].astype(bool)
+    marked = bool(independent.any() and not independent.all())
+    for significant, colour, name, naive in (
+        (True, SIGNIFICANT_COLOUR, f"p < {1 - curve.level:g}", False),
+        (False, NOT_SIGNIFICANT_COLOUR, "not significant", False),
+        (
+            None,
+            NOT_SIGNIFICANT_COLOUR,
+            "two-level, effect sizes as if independent (not counted)",
+            True,
+        ),
+    ):
+        if naive and not marked:
+            continue
+        if naive:
+            part = fitted[independent]
+        else:
+            part = fitted[(fitted["significant"] == significant) & ~(independent & marked)]
+        fig.add_trace(
+            go.Scatter(
+                x=rank[part.index],
+                y=part["estimate"],
+                mode="markers",
+                marker={
+                    "color": colour,
+                    "size": 5,
+                    "symbol": "circle-open" if naive else "circle",
+                },
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": part["ci_ub"] - part["estimate"],
+                    "arrayminus": part["estimate"] - part["ci_lb"],
+                    "color": colour,
+                    "thickness": 1,
+                    "width": 0,
+                },
+                name=name,
+                hovertext=hover[part.index],
+                hoverinfo="text",
+                meta={"role": "estimates", "significant": significant, "independent": naive},
+            ),
+            row=1,
+            col=1,
+        )
+    fig.add_hline(y=0.0, line={"color": NEUTRAL, "width": 1, "dash": "dash"}, row=1, col=1)
+
+    labels = [label for label, _ in choice_rows]
+    for label, used in choice_rows:
+        mask = pd.Series(used, index=curve.table.index)[fitted.index].to_numpy()
+        fig.add_trace(
+            go.Scatter(
+                x=rank[fitted.index[mask]],
+                y=[label] * int(mask.sum()),
+                mode="markers",
+                marker={"symbol": "line-ns", "size": 9, "line": {"width": 2, "color": NEUTRAL}},
+                showlegend=False,
+                hoverinfo="skip",
+                meta={"role": "choice", "choice": label},
+            ),
+            row=2,
+            col=1,
+        )
+    if current_label is not None and current_label in rank.index:
+        _add_current(
+            fig,
+            fitted.loc[current_label],
+            int(rank[current_label]),
+            choice_rows,
+            curve,
+            current_label,
+        )
+    return _layout(fig, curve, labels, len(fitted))
+
+
+def _add_current(fig, row, x, choice_rows, curve, label) -> None:
+    fig.add_trace(
+        go.Scatter(
+            x=[x],
+            y=[row["estimate"]],
+            mode="markers",
+            marker={
+                "color": CURRENT_COLOUR,
+                "size": 11,
+                "symbol": "diamond",
+                "line": {"width": 1, "color": "white"},
+            },
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [row["ci_ub"] - row["estimate"]],
+                "arrayminus": [row["estimate"] - row["ci_lb"]],
+                "color": CURRENT_COLOUR,
+                "thickness": 2,
+                "width": 4,
+            },
+            name="current analysis",
+            hovertext=_hover(row.to_frame().T, curve.controls, curve.delta_scale),
+            hoverinfo="text",
+            meta={"role": "current", "specification": int(label)},
+        ),
+        row=1,
+        col=1,
+    )
+    used = [name for name, mask in choice_rows if mask[curve.table.index.get_loc(label)]]
+    fig.add_trace(
+        go.Scatter(
+            x=[x] * len(used),
+            y=used,
+            mode="markers",
+            marker={"symbol": "line-ns", "size": 11, "line": {"width": 3, "color": CURRENT_COLOUR}},
+            showlegend=False,
+            hoverinfo="skip",
+            meta={"role": "current choices"},
+        ),
+        row=2,
+        col=1,
+    )
+
+
+def _layout(fig: go.Figure, curve: SpecificationCurve, labels, n: int) -> go.Figure:
+    scale = "log(PTR)" if curve.ptr_scale == "log" else "PTR"
+    fig.update_yaxes(title_text=f"PTR coefficient (per unit of {scale})", row=1, col=1)
+    fig.update_yaxes(
+        categoryorder="array",
+        categoryarray=list(reversed(labels)),
+        type="category",
+        row=2,
+        col=1,
+    )
+    fig.update_xaxes(title_text="Specifications, sorted by the PTR estimate", row=2, col=1)
+    fig.update_xaxes(range=[0, n + 1], showgrid=False)
+    fig.update_layout(
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        font={"family": FONT_FAMILY, "size": 13},
+        hoverlabel={"font": {"family": FONT_FAMILY}},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "xanchor": "left"},
+        margin={"l": 150, "r": 20, "t": 50, "b": 60},
+        height=380 + 24 * len(labels),
+    )
+    fig.update_xaxes(gridcolor=GRID, zerolinecolor=GRID, linecolor=NEUTRAL, showline=True)
+    fig.update_yaxes(gridcolor=GRID, zerolinecolor=GRID, linecolor=NEUTRAL)
+    return fig

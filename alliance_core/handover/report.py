@@ -1,0 +1,780 @@
+"""A report to paste into a paper: methods, APA-style results, tables, figures, provenance.
+
+``build_report`` assembles one :class:`Report` from the fitted analysis (and its pooled model
+without moderators); ``Report.to_html`` and ``Report.to_docx`` render that one object, so the
+HTML and the Word file always say the same. Every piece of user text (file, column and level
+names) is escaped in HTML and written as plain text runs in Word. Numbers use
+``alliance_core.formatting`` (APA p-values, decimals from the SE).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import plotly.graph_objects as go
+
+from alliance_core.analyses import bias
+from alliance_core.analyses.run import AnalysisRun
+from alliance_core.errors import AnalysisError
+from alliance_core.formatting import format_coefficient, format_number, format_p, format_p_cell
+from alliance_core.handover.provenance import Provenance, fitted_rho, fitted_structure
+from alliance_core.model.nesting import AGGREGATED, INDEPENDENT
+from alliance_core.model.results import MetaResult
+from alliance_core.model.robust import RobustResult
+
+SIMULATED_NOTICE = (
+    "SIMULATED DATA: the numbers in this report come from simulated studies, not real ones."
+)
+
+REFERENCES = {
+    "metafor": "Viechtbauer, W. (2010). Conducting meta-analyses in R with the metafor "
+    "package. Journal of Statistical Software, 36(3), 1–48. https://doi.org/10.18637/jss.v036.i03",
+    "REML": "Viechtbauer, W. (2005). Bias and efficiency of meta-analytic variance estimators "
+    "in the random-effects model. Journal of Educational and Behavioral Statistics, 30(3), "
+    "261–293.",
+    "ML": "Viechtbauer, W. (2005). Bias and efficiency of meta-analytic variance estimators "
+    "in the random-effects model. Journal of Educational and Behavioral Statistics, 30(3), "
+    "261–293.",
+    "DL": "DerSimonian, R., & Laird, N. (1986). Meta-analysis in clinical trials. Controlled "
+    "Clinical Trials, 7(3), 177–188.",
+    "PM": "Paule, R. C., & Mandel, J. (1982). Consensus values and weighting factors. Journal "
+    "of Research of the National Bureau of Standards, 87(5), 377–385.",
+    "HE": "Hedges, L. V., & Olkin, I. (1985). Statistical methods for meta-analysis. "
+    "Academic Press.",
+    "SJ": "Sidik, K., & Jonkman, J. N. (2005). Simple heterogeneity variance estimation for "
+    "meta-analysis. Journal of the Royal Statistical Society, Series C, 54(2), 367–384.",
+    "knha": "Knapp, G., & Hartung, J. (2003). Improved tests for a random effects "
+    "meta-regression with a single covariate. Statistics in Medicine, 22(17), 2693–2710.",
+    "three-level": "Konstantopoulos, S. (2011). Fixed effects and variance components "
+    "estimation in three-level meta-analysis. Research Synthesis Methods, 2(1), 61–76.",
+    "cheung": "Cheung, M. W.-L. (2014). Modeling dependent effect sizes with three-level "
+    "meta-analyses: A structural equation modeling approach. Psychological Methods, 19(2), "
+    "211–229.",
+    "qprofile": "Viechtbauer, W. (2007). Confidence intervals for the amount of heterogeneity "
+    "in meta-analysis. Statistics in Medicine, 26(1), 37–52.",
+    "I2": "Higgins, J. P. T., & Thompson, S. G. (2002). Quantifying heterogeneity in a "
+    "meta-analysis. Statistics in Medicine, 21(11), 1539–1558.",
+    "egger": "Egger, M., Davey Smith, G., Schneider, M., & Minder, C. (1997). Bias in "
+    "meta-analysis detected by a simple, graphical test. BMJ, 315(7109), 629–634.",
+    "begg": "Begg, C. B., & Mazumdar, M. (1994). Operating characteristics of a rank "
+    "correlation test for publication bias. Biometrics, 50(4), 1088–1101.",
+    "trimfill": "Duval, S., & Tweedie, R. (2000). Trim and fill: A simple funnel-plot-based "
+    "method of testing and adjusting for publication bias in meta-analysis. Biometrics, "
+    "56(2), 455–463.",
+    "petpeese": "Stanley, T. D., & Doucouliagos, H. (2014). Meta-regression approximations to "
+    "reduce publication selection bias. Research Synthesis Methods, 5(1), 60–78.",
+    "contour": "Peters, J. L., Sutton, A. J., Jones, D. R., Abrams, K. R., & Rushton, L. "
+    "(2008). Contour-enhanced meta-analysis funnel plots help distinguish publication bias "
+    "from other causes of asymmetry. Journal of Clinical Epidemiology, 61(10), 991–996.",
+    "che": "Pustejovsky, J. E., & Tipton, E. (2022). Meta-analysis with robust variance "
+    "estimation: Expanding the range of working models. Prevention Science, 23(3), 425–438.",
+    "cr2": "Tipton, E. (2015). Small sample adjustments for robust variance estimation with "
+    "meta-regression. Psychological Methods, 20(3), 375–393.",
+    "htz": "Pustejovsky, J. E., & Tipton, E. (2018). Small-sample methods for cluster-robust "
+    "variance estimation and hypothesis testing in fixed effects models. Journal of Business "
+    "& Economic Statistics, 36(4), 672–683.",
+    "ptr": "Del Re, A. C., Flückiger, C., Horvath, A. O., Symonds, D., & Wampold, B. E. "
+    "(2012). Therapist effects in the therapeutic alliance–outcome relationship: A "
+    "restricted-maximum likelihood meta-analysis. Clinical Psychology Review, 32(7), 642–649.",
+}
+
+ESTIMATOR_NAMES = {
+    "REML": "restricted maximum likelihood (REML)",
+    "ML": "maximum likelihood (ML)",
+    "DL": "the DerSimonian–Laird estimator (DL)",
+    "PM": "the Paule–Mandel estimator (PM)",
+    "HE": "the Hedges estimator (HE)",
+    "SJ": "the Sidik–Jonkman estimator (SJ)",
+    "EE": "an equal-effects model (no heterogeneity estimated)",
+}
+
+
+# -- the report object ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Table:
+    number: int
+    title: str
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Figure:
+    number: int
+    title: str
+    caption: str
+    png: bytes | None
+    problem: str | None = None  # why there is no picture
+
+
+@dataclass(frozen=True)
+class Report:
+    title: str
+    notice: str | None  # first line: simulated data
+    methods: tuple[str, ...]
+    results: tuple[str, ...]
+    tables: tuple[Table, ...]
+    figures: tuple[Figure, ...]
+    provenance: tuple[tuple[str, str], ...]
+    references: tuple[str, ...]
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    # -- HTML --------------------------------------------------------------------------
+    def to_html(self) -> str:
+        e = html.escape
+        parts = [
+            "<!DOCTYPE html>",
+            '<html lang="en">',
+            "<head>",
+            '<meta charset="utf-8">',
+            f"<title>{e(self.title)}</title>",
+            "<style>"
+            "body{font-family:Georgia,serif;max-width:50em;margin:2em auto;line-height:1.5;"
+            "padding:0 1em}"
+            "table{border-collapse:collapse;margin:1em 0}"
+            "th,td{padding:.25em .6em;text-align:left}"
+            "thead th{border-top:2px solid #000;border-bottom:1px solid #000}"
+            "tbody tr:last-child td{border-bottom:2px solid #000}"
+            ".notice{background:#fff3cd;border:1px solid #c9a227;padding:.5em;font-weight:bold}"
+            "figure{margin:1.5em 0}img{max-width:100%}"
+            "figcaption,.note{font-size:.9em}"
+            "dl.provenance{font-family:monospace;font-size:.85em}"
+            "dl.provenance dt{font-weight:bold}dl.provenance dd{margin:0 0 .3em 1.5em}"
+            "</style>",
+            "</head>",
+            "<body>",
+        ]
+        if self.notice:
+            parts.append(f'<p class="notice">{e(self.notice)}</p>')
+        parts.append(f"<h1>{e(self.title)}</h1>")
+        for warning in self.warnings:
+            parts.append(f'<p class="note"><strong>Note.</strong> {e(warning)}</p>')
+        parts.append("<h2>Method</h2>")
+        parts += [f"<p>{e(text)}</p>" for text in self.methods]
+        parts.append("<h2>Results</h2>")
+        parts += [f"<p>{e(text)}</p>" for text in self.results]
+        for table in self.tables:
+            parts.append("<table>")
+            parts.append(
+                f"<caption><strong>Table {table.number}</strong><br><em>{e(table.title)}</em>"
+                "</caption>"
+            )
+            parts.append(
+                "<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in table.header) + "</tr></thead>"
+            )
+            parts.append("<tbody>")
+            for row in table.rows:
+                parts.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
+            parts.append("</tbody></table>")
+            if table.note:
+                parts.append(f'<p class="note"><em>Note.</em> {e(table.note)}</p>')
+        for figure in self.figures:
+            parts.append("<figure>")
+            if figure.png is not None:
+                data = base64.b64encode(figure.png).decode("ascii")
+                parts.append(f'<img src="data:image/png;base64,{data}" alt="{e(figure.title)}">')
+            else:
+                parts.append(
+                    f'<p class="note">The figure could not be drawn here: {e(figure.problem or "")}'
+                    "</p>"
+                )
+            parts.append(
+                f"<figcaption><strong>Figure {figure.number}</strong>. <em>{e(figure.title)}</em>. "
+                f"{e(figure.caption)}</figcaption>"
+            )
+            parts.append("</figure>")
+        parts.append("<h2>Provenance</h2>")
+        parts.append('<dl class="provenance">')
+        for key, value in self.provenance:
+            parts.append(f"<dt>{e(key)}</dt><dd>{e(value)}</dd>")
+        parts.append("</dl>")
+        parts.append("<h2>References</h2>")
+        parts += [f"<p>{e(ref)}</p>" for ref in self.references]
+        parts += ["</body>", "</html>", ""]
+        return "\n".join(parts)
+
+    # -- Word --------------------------------------------------------------------------
+    def to_docx(self) -> bytes:
+        try:
+            import docx
+            from docx.shared import Inches, Pt
+        except ImportError as error:  # pragma: no cover - python-docx is a pinned dependency
+            raise AnalysisError("The Word report needs the python-docx package.") from error
+        document = docx.Document()
+        if self.notice:
+            para = document.add_paragraph()
+            run = para.add_run(self.notice)
+            run.bold = True
+        document.add_heading(self.title, level=1)
+        for warning in self.warnings:
+            document.add_paragraph(f"Note. {warning}")
+        document.add_heading("Method", level=2)
+        for text in self.methods:
+            document.add_paragraph(text)
+        document.add_heading("Results", level=2)
+        for text in self.results:
+            document.add_paragraph(text)
+        for table in self.tables:
+            document.add_paragraph().add_run(f"Table {table.number}").bold = True
+            document.add_paragraph().add_run(table.title).italic = True
+            grid = document.add_table(rows=1, cols=len(table.header))
+            for cell, text in zip(grid.rows[0].cells, table.header, strict=True):
+                cell.text = text
+            for row in table.rows:
+                cells = grid.add_row().cells
+                for cell, text in zip(cells, row, strict=True):
+                    cell.text = text
+            if table.note:
+                para = document.add_paragraph()
+                para.add_run("Note. ").italic = True
+                para.add_run(table.note)
+        for figure in self.figures:
+            if figure.png is not None:
+                document.add_picture(io.BytesIO(figure.png), width=Inches(6))
+            else:
+                document.add_paragraph(f"The figure could not be drawn here: {figure.problem}")
+            para = document.add_paragraph()
+            para.add_run(f"Figure {figure.number}. ").bold = True
+            para.add_run(figure.title + ". ").italic = True
+            para.add_run(figure.caption)
+        document.add_heading("Provenance", level=2)
+        for key, value in self.provenance:
+            para = document.add_paragraph()
+            para.add_run(f"{key}: ").bold = True
+            run = para.add_run(value)
+            run.font.size = Pt(9)
+        document.add_heading("References", level=2)
+        for ref in self.references:
+            document.add_paragraph(ref)
+        out = io.BytesIO()
+        document.save(out)
+        return out.getvalue()
+
+
+# -- building it ------------------------------------------------------------------------------
+def _ci(low: float, high: float, digits: int) -> str:
+    return f"[{format_number(low, digits)}, {format_number(high, digits)}]"
+
+
+def _r(value: float) -> str:
+    """A correlation in APA style: no leading zero."""
+    text = format_number(value, 2)
+    return text.replace("0.", ".", 1)
+
+
+def _r3(value: float) -> str:
+    """A rank correlation with three decimals, no leading zero (APA)."""
+    return format_number(value, 3).replace("0.", ".", 1)
+
+
+def _stat_symbol(res: MetaResult) -> str:
+    return "z" if res.ddf is None else f"t({res.ddf})"
+
+
+def _term_label(res: MetaResult, term: str) -> str:
+    if term == "intrcpt":
+        return "Intercept"
+    for t in res.design.terms:
+        if t.kind == "numeric" and t.column == term:
+            return {"log_PTR": "log PTR", "PTR": "PTR"}.get(term, term)
+        for level in t.levels[1:]:
+            if t.kind == "categorical" and term == f"{t.column}{level}":
+                return f"{t.column}: {level} (vs. {t.reference})"
+    return term
+
+
+def _methods(
+    run: AnalysisRun,
+    provenance: Provenance,
+    cited: list[str],
+    robust: RobustResult | None = None,
+) -> list[str]:
+    res, settings = run.result, run.settings
+    structure, rho = fitted_structure(run), fitted_rho(run)
+    effect = (
+        "Correlations were transformed to Fisher's z for analysis (sampling variance "
+        "1 / (n − 3)) and transformed back to r for reporting."
+        if provenance.effect_size.startswith("Fisher")
+        else "Effect sizes and their sampling variances were analysed as given."
+    )
+    if res.is_three_level:
+        model = (
+            f"A three-level meta-analytic model (effect sizes nested in studies; Konstantopoulos, "
+            f"2011; Cheung, 2014) was fitted to {res.k} effect sizes from {res.n_studies} studies"
+        )
+        cited += ["three-level", "cheung"]
+        if rho is not None:
+            model += (
+                ", with the sampling errors of effect sizes from the same study assumed to "
+                f"correlate with ρ = {rho:g} (correlated-and-hierarchical-effects working "
+                "model; Pustejovsky & Tipton, 2022)"
+            )
+            cited.append("che")
+    else:
+        kind = "equal-effects" if settings.method == "EE" else "random-effects"
+        if structure == AGGREGATED:
+            combined = int(run.data["ki"].sum()) if "ki" in run.data.columns else None
+            model = (
+                "Because studies contributed several effect sizes, each study's effect sizes "
+                + (f"({combined} in all) " if combined else "")
+                + "were first aggregated to one inverse-variance weighted effect, assuming a "
+                f"sampling correlation of ρ = {rho:g} between effect sizes of the same study "
+                "(compound symmetry; Pustejovsky & Tipton, 2022); a two-level "
+                f"{kind} model was fitted to the {res.k} study effects"
+            )
+            cited.append("che")
+        elif structure == INDEPENDENT:
+            model = (
+                f"A two-level {kind} model was fitted to {res.k} effect sizes, treating effect "
+                "sizes from the same study as independent (this overstates the precision of "
+                "the estimates)"
+            )
+        else:
+            model = f"A two-level {kind} model was fitted to {res.k} effect sizes"
+    estimator = ESTIMATOR_NAMES[settings.method]
+    if settings.method in ("REML", "ML"):
+        estimator += " (Viechtbauer, 2005)"
+    elif settings.method in ("DL", "PM", "HE", "SJ"):
+        estimator += {
+            "DL": " (DerSimonian & Laird, 1986)",
+            "PM": " (Paule & Mandel, 1982)",
+            "HE": " (Hedges & Olkin, 1985)",
+            "SJ": " (Sidik & Jonkman, 2005)",
+        }[settings.method]
+    cited.append(settings.method)
+    if settings.test == "t":
+        if res.is_three_level:
+            test = f"Coefficients were tested with t tests on k − p = {res.ddf} degrees of freedom."
+        else:
+            test = (
+                "Coefficients were tested with the Knapp and Hartung (2003) adjustment "
+                f"(t and F tests on {res.ddf} degrees of freedom)."
+            )
+            cited.append("knha")
+    else:
+        test = "Coefficients were tested with z tests."
+    sentences = [
+        f"Data: {provenance.dataset_title} ({provenance.source}; {res.k} effect sizes analysed"
+        + (f"; filter: {provenance.filter}" if run.settings.filters else "")
+        + "). "
+        + effect,
+        f"{model}, with variance components estimated by {estimator}. {test}",
+    ]
+    if robust is not None:
+        sentences.append(
+            f"Inference used cluster-robust standard errors ({robust.method}, clustered by "
+            f"{robust.cluster or 'study'}, {robust.n_clusters} clusters) with Satterthwaite "
+            "degrees of freedom (Tipton, 2015); moderators were tested with the HTZ test "
+            "(Pustejovsky & Tipton, 2018)."
+            if robust.method == "CR2"
+            else f"Inference used cluster-robust standard errors ({robust.method}, clustered "
+            f"by {robust.cluster or 'study'}, {robust.n_clusters} clusters) on "
+            f"{robust.n_clusters} − p degrees of freedom."
+        )
+        if robust.method == "CR2":
+            cited += ["cr2", "htz"]
+    if provenance.moderators:
+        sentences.append(
+            "Moderators entered the model as "
+            + "; ".join(provenance.moderators)
+            + ". Categorical moderators were dummy-coded against their reference level; "
+            "QM tests all moderator coefficients together, and pseudo-R² is the proportional "
+            "reduction of the total heterogeneity against the model without moderators."
+        )
+        if run.ptr_column:
+            cited.append("ptr")
+    if not res.is_three_level and settings.method != "EE":
+        sentences.append(
+            "The confidence interval of τ² is the Q-profile interval (Viechtbauer, 2007); "
+            "I² follows Higgins and Thompson (2002)."
+        )
+        cited += ["qprofile", "I2"]
+    sentences.append(
+        "Small-study effects were examined with a contour-enhanced funnel plot (Peters et al., "
+        "2008), Egger's regression test (Egger et al., 1997), the rank correlation test (Begg "
+        "& Mazumdar, 1994), trim-and-fill (Duval & Tweedie, 2000) and PET-PEESE (Stanley & "
+        "Doucouliagos, 2014)."
+    )
+    cited += ["contour", "egger", "begg", "trimfill", "petpeese"]
+    sentences.append(
+        f"Analyses used {provenance.engine}, whose results agree with the R package metafor "
+        "(Viechtbauer, 2010) on the same model; a script reproducing them in R is available."
+    )
+    cited.append("metafor")
+    return [" ".join(sentences[:2]), " ".join(sentences[2:])]
+
+
+def _pooled_sentence(pooled: MetaResult, on_r: bool) -> str:
+    pred = pooled.predict(transform="r" if on_r else None).iloc[0]
+    level = f"{pooled.level:.0%}"
+    digits = 2 if on_r else 3
+    value = _r if on_r else (lambda v: format_number(v, digits))
+    name = "r" if on_r else "estimate"
+    text = (
+        f"The pooled effect was {name} = {value(pred['pred'])}, {level} CI "
+        f"[{value(pred['ci_lb'])}, {value(pred['ci_ub'])}]"
+    )
+    if math.isfinite(pred["pi_lb"]):
+        text += f", with a {level} prediction interval of [{value(pred['pi_lb'])}, {value(pred['pi_ub'])}]"
+    row = pooled.coefficients.iloc[0]
+    text += (
+        f" ({_stat_symbol(pooled)} = {format_number(row['statistic'], 2)}, "
+        f"{format_p(row['pval'])}; k = {pooled.k}"
+        + (f", {pooled.n_studies} studies" if pooled.is_three_level else "")
+        + ")."
+    )
+    return text
+
+
+def _heterogeneity_sentence(res: MetaResult, label: str) -> str:
+    q = f"Q({res.QE_df}) = {format_number(res.QE, 2)}, {format_p(res.QE_pval)}"
+    if res.is_three_level:
+        s = res.sigma2
+        return (
+            f"Heterogeneity{label}: σ² between studies = {format_number(s['study'], 4)}, σ² within "
+            f"studies = {format_number(s['es'], 4)}; I² = {format_number(res.I2, 1)}% in total "
+            f"({format_number(res.I2_levels['study'], 1)}% between and "
+            f"{format_number(res.I2_levels['es'], 1)}% within studies); {q}."
+        )
+    if res.method == "EE":
+        return f"Heterogeneity{label}: I² = {format_number(res.I2, 1)}%; {q}."
+    ci = res.tau2_ci
+    ci_text = f", {res.level:.0%} CI {_ci(ci[0], ci[1], 4)}" if ci else ""
+    return (
+        f"Heterogeneity{label}: τ² = {format_number(res.tau2, 4)}{ci_text}, I² = "
+        f"{format_number(res.I2, 1)}%, H² = {format_number(res.H2, 2)}; {q}."
+    )
+
+
+def _regression_sentences(run: AnalysisRun, on_r: bool) -> list[str]:
+    res = run.result
+    if res.p == 1:
+        return []
+    if res.QM_df2 is not None:
+        qm = f"F({res.QM_df}, {res.QM_df2}) = {format_number(res.QM, 2)}"
+    else:
+        qm = f"QM({res.QM_df}) = {format_number(res.QM, 2)}"
+    out = [
+        f"The moderators together {'were' if res.QM_pval < 0.05 else 'were not'} significant "
+        f"({qm}, {format_p(res.QM_pval)})"
+        + (
+            f" and accounted for {format_number(res.R2, 1)}% of the heterogeneity (pseudo-R²)."
+            if res.R2 is not None
+            else "."
+        )
+    ]
+    column = run.ptr_column
+    if column is not None:
+        row = res.coefficients.loc[column]
+        b, se = format_coefficient(row["estimate"], row["se"])
+        scale = "Fisher's z" if on_r else "the effect-size scale"
+        unit = (
+            "per unit of log PTR" if column == "log_PTR" else "per additional patient per therapist"
+        )
+        direction = (
+            "studies with more patients per therapist showed weaker effects"
+            if row["estimate"] < 0
+            else "studies with more patients per therapist showed stronger effects"
+        )
+        significant = row["pval"] < 1 - res.level
+        out.append(
+            f"The PTR slope was b = {b} ({scale}, {unit}), SE = {se}, "
+            f"{_stat_symbol(res)} = {format_number(row['statistic'], 2)}, {format_p(row['pval'])}, "
+            f"{res.level:.0%} CI {_ci(row['ci_lb'], row['ci_ub'], len(b.split('.')[-1]))}: "
+            + (
+                f"{direction}."
+                if significant
+                else "the data do not show a reliable change of the effect with PTR."
+            )
+        )
+    return out
+
+
+def bias_readings(pooled: MetaResult, on_r: bool) -> list[tuple[str, str]]:
+    """The publication-bias tests of the pooled model, each as (name, APA-style result).
+
+    The tests are the dashboard's (:func:`alliance_core.analyses.bias.run_bias_tests`): trim-and-fill
+    assumes independent effects, so for a three-level model it runs on one aggregated effect
+    per study (two-level model).
+    """
+    tests = bias.run_bias_tests(pooled)
+    level = f"{pooled.level:.0%}"
+
+    def value(z: float) -> str:
+        if on_r:
+            return _r(math.tanh(z))
+        return format_number(z, 3)
+
+    def interval(ci) -> str:
+        return f"{level} CI [{value(ci[0])}, {value(ci[1])}]"
+
+    def egger(test: bias.EggerTest) -> str:
+        stat = "z" if test.ddf is None else f"t({test.ddf})"
+        text = (
+            f"Egger's regression test {'indicated' if test.pval < 0.05 else 'did not indicate'} "
+            f"funnel asymmetry, {stat} = {format_number(test.statistic, 2)}, {format_p(test.pval)}"
+        )
+        if test.limit_estimate is not None:
+            text += (
+                f"; the effect expected at a standard error of 0 was "
+                f"{value(test.limit_estimate)}, {interval(test.limit_ci)}"
+            )
+        return text + "."
+
+    def rank(test: bias.RankCorrelationTest) -> str:
+        return (
+            f"The rank correlation test gave Kendall's τ = {_r3(test.tau)}, {format_p(test.pval)}."
+        )
+
+    def trim_fill(result: bias.TrimAndFill) -> str:
+        basis = (
+            " (run on one aggregated effect per study, as it assumes independent effects)"
+            if pooled.is_three_level
+            else ""
+        )
+        ci = (
+            result.adjusted.coefficients["ci_lb"].iloc[0],
+            result.adjusted.coefficients["ci_ub"].iloc[0],
+        )
+        z_refit = (
+            " (with z tests for the filled data, as metafor's trimfill)"
+            if result.k0 > 0 and result.adjusted.test != result.original.test
+            else ""
+        )
+        return (
+            f"Trim-and-fill{basis} estimated {result.k0} missing effect size(s) on the "
+            f"{result.side} side; the adjusted estimate was {value(result.estimate)}, "
+            f"{interval(ci)}{z_refit}."
+        )
+
+    def pet_peese(result: bias.PetPeese) -> str:
+        return (
+            f"PET-PEESE ({result.chosen} estimate) gave {value(result.estimate)}, "
+            f"{interval(result.ci)}."
+        )
+
+    steps: list[tuple[str, str, object | None, Callable]] = [
+        ("Egger's regression test", "egger", tests.egger, egger),
+        ("Rank correlation test", "rank", tests.rank, rank),
+        ("Trim-and-fill", "trim_fill", tests.trim_fill, trim_fill),
+        ("PET-PEESE", "pet_peese", tests.pet_peese, pet_peese),
+    ]
+    missing = dict(tests.problems)
+    out = []
+    for name, key, result, words in steps:
+        if result is not None:
+            out.append((name, words(result)))
+        else:
+            reason = missing[bias.TEST_NAMES[key]].removeprefix("Not available here: ")
+            out.append((name, f"{name} was not available for these data: {reason}"))
+    return out
+
+
+def _coefficient_row(res: MetaResult, term, row, df: str | None = None) -> tuple[str, ...]:
+    """Predictor, b, SE, statistic, (df,) p and CI of one coefficient; the CI has the decimals
+    the estimate was given for its SE."""
+    b, se = format_coefficient(row["estimate"], row["se"])
+    digits = len(b.split(".")[-1]) if "." in b else 2
+    statistic = (format_number(row["statistic"], 2),) + (() if df is None else (df,))
+    return (
+        _term_label(res, str(term)),
+        b,
+        se,
+        *statistic,
+        format_p_cell(row["pval"]),
+        _ci(row["ci_lb"], row["ci_ub"], digits),
+    )
+
+
+def regression_table(run: AnalysisRun, number: int, on_r_scale: bool) -> Table:
+    res = run.result
+    stat = "z" if res.ddf is None else "t"
+    rows = [_coefficient_row(res, term, row) for term, row in res.coefficients.iterrows()]
+    note = "Coefficients are on the Fisher's z scale. " if on_r_scale else ""
+    return Table(
+        number=number,
+        title="Meta-regression coefficients",
+        header=("Predictor", "b", "SE", stat, "p", f"{res.level:.0%} CI"),
+        rows=tuple(rows),
+        note=note
+        + (
+            f"k = {res.k}"
+            + (f" effect sizes in {res.n_studies} studies" if res.is_three_level else "")
+            + f"; {res.method} estimation"
+            + ("; t tests on k − p df." if res.ddf is not None else "; z tests.")
+        ),
+    )
+
+
+def robust_table(run: AnalysisRun, robust: RobustResult, number: int, on_r_scale: bool) -> Table:
+    """The coefficients with cluster-robust SE, t, Satterthwaite df, p and CI, and the HTZ test."""
+    res = run.result
+    rows = [
+        _coefficient_row(res, term, row, df=format_number(row["df"], 1))
+        for term, row in robust.coefficients.iterrows()
+    ]
+    note = "Coefficients are on the Fisher's z scale. " if on_r_scale else ""
+    note += (
+        f"{robust.method} cluster-robust standard errors, clustered by "
+        f"{robust.cluster or 'study'} ({robust.n_clusters} clusters); t tests on Satterthwaite df."
+    )
+    if robust.QM is not None:
+        df1, df2 = robust.QM_df
+        note += (
+            f" Test of all moderators: F({df1}, {format_number(df2, 1)}) = "
+            f"{format_number(robust.QM, 2)}, {format_p(robust.QM_pval)}"
+            + (" (HTZ)." if robust.method == "CR2" else ".")
+        )
+    for warning in robust.warnings:
+        note += f" Note: {warning}"
+    return Table(
+        number=number,
+        title="Meta-regression coefficients with cluster-robust inference",
+        header=("Predictor", "b", "SE", "t", "df", "p", f"{robust.level:.0%} CI"),
+        rows=tuple(rows),
+        note=note,
+    )
+
+
+def heterogeneity_table(res: MetaResult, number: int, on_r_scale: bool) -> Table:
+    rows: list[tuple[str, str]] = []
+    if res.is_three_level:
+        rows += [
+            ("σ² between studies", format_number(res.sigma2["study"], 4)),
+            ("σ² within studies", format_number(res.sigma2["es"], 4)),
+            ("I² total (%)", format_number(res.I2, 1)),
+            ("I² between studies (%)", format_number(res.I2_levels["study"], 1)),
+            ("I² within studies (%)", format_number(res.I2_levels["es"], 1)),
+        ]
+    elif res.method != "EE":
+        ci = res.tau2_ci
+        rows += [
+            ("τ²", format_number(res.tau2, 4) + (f" {_ci(ci[0], ci[1], 4)}" if ci else "")),
+            ("τ", format_number(math.sqrt(res.tau2), 3)),
+            ("I² (%)", format_number(res.I2, 1)),
+            ("H²", format_number(res.H2, 2)),
+        ]
+    else:
+        rows.append(("I² (%)", format_number(res.I2, 1)))
+    rows.append(
+        (
+            f"Q{' (residual)' if res.p > 1 else ''}",
+            f"Q({res.QE_df}) = {format_number(res.QE, 2)}, {format_p(res.QE_pval)}",
+        )
+    )
+    if res.R2 is not None:
+        rows.append(("Pseudo-R² (%)", format_number(res.R2, 1)))
+    return Table(
+        number=number,
+        title="Heterogeneity",
+        header=("Statistic", "Value"),
+        rows=tuple(rows),
+        note="Variance components on the model scale"
+        + (" (Fisher's z)." if on_r_scale else ".")
+        + " Interval: Q-profile where given.",
+    )
+
+
+def draw_png(
+    fig: go.Figure, exporter: Callable[[go.Figure, str], bytes]
+) -> tuple[bytes | None, str | None]:
+    """PNG bytes of a figure, or None and the reason drawing failed (the report says so)."""
+    try:
+        return exporter(fig, "png"), None
+    except AnalysisError as error:
+        return None, str(error)
+    except Exception as error:  # a browser that crashes or times out must not stop the report
+        return None, f"the headless browser failed ({type(error).__name__})"
+
+
+def build_report(
+    run: AnalysisRun,
+    pooled: AnalysisRun,
+    provenance: Provenance,
+    *,
+    on_r_scale: bool,
+    figures: Mapping[str, go.Figure] | None = None,
+    exporter: Callable[[go.Figure, str], bytes] | None = None,
+    robust: RobustResult | None = None,
+) -> Report:
+    """The report of one analysis; ``pooled`` is the same analysis without moderators.
+
+    ``robust``: cluster-robust inference on ``run.result`` shown with it (methods sentence
+    and a table of the robust coefficients).
+
+    ``figures`` maps "forest", "funnel", "ptr" to plotly figures; each is drawn as PNG by
+    ``exporter`` (default :func:`alliance_core.figures.export_figure`), and a figure that
+    cannot be drawn is replaced by a sentence saying so.
+    """
+    if exporter is None:
+        from alliance_core.figures import export_figure as exporter
+    cited: list[str] = []
+    methods = _methods(run, provenance, cited, robust)
+    res = run.result
+    results = [
+        _pooled_sentence(pooled.result, on_r_scale)
+        + " "
+        + _heterogeneity_sentence(pooled.result, " without moderators"),
+    ]
+    regression = _regression_sentences(run, on_r_scale)
+    if regression:
+        regression.append(_heterogeneity_sentence(res, " remaining with the moderators"))
+        results.append(" ".join(regression))
+    results.append(
+        " ".join(text for _, text in bias_readings(pooled.result, on_r_scale))
+        + " Funnel asymmetry can also come from true differences between small and large studies."
+    )
+    tables = []
+    if res.p > 1:
+        tables.append(regression_table(run, len(tables) + 1, on_r_scale))
+    if robust is not None:
+        tables.append(robust_table(run, robust, len(tables) + 1, on_r_scale))
+    tables.append(heterogeneity_table(res, len(tables) + 1, on_r_scale))
+    drawn = []
+    captions = {
+        "forest": (
+            "Forest plot",
+            "Each row is a study's effect with its confidence interval; the diamond is the "
+            "pooled estimate and the bar below it the prediction interval.",
+        ),
+        "funnel": (
+            "Contour-enhanced funnel plot",
+            "Effect sizes against their standard errors; shaded regions mark p < .10, .05 and .01.",
+        ),
+        "ptr": (
+            "Effect by patient–therapist ratio",
+            "Bubbles are effect sizes (area by weight); the line is the model's prediction "
+            "with its confidence and prediction bands.",
+        ),
+    }
+    for key, fig in (figures or {}).items():
+        title, caption = captions.get(key, (key, ""))
+        png, problem = draw_png(fig, exporter)
+        drawn.append(
+            Figure(len(drawn) + 1, title, f"{caption} {provenance.caption()}", png, problem)
+        )
+    warnings = []
+    if any(f.png is None for f in drawn):
+        warnings.append(
+            "Some figures could not be drawn on this server (no headless browser for the PNG "
+            "export); their places say so. The dashboard's figure downloads offer them as "
+            "interactive HTML."
+        )
+    references = sorted({REFERENCES[key] for key in cited if key in REFERENCES})
+    return Report(
+        title="Meta-analysis report: " + provenance.dataset_title,
+        notice=SIMULATED_NOTICE if provenance.simulated else None,
+        methods=tuple(methods),
+        results=tuple(results),
+        tables=tuple(tables),
+        figures=tuple(drawn),
+        provenance=tuple(provenance.items()),
+        references=tuple(references),
+        warnings=tuple(warnings),
+    )

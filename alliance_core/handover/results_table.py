@@ -1,0 +1,212 @@
+"""The results download: every number the Overview and Moderators pages show, one row each.
+
+One table, built here from the fitted model, is what the dashboard offers as "Results (CSV)",
+what the reproduction scripts compare against, and what the report's numbers come from.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import pandas as pd
+
+from alliance_core.handover.csv_export import neutralised
+from alliance_core.handover.provenance import Provenance, with_comment_lines
+from alliance_core.model.results import MetaResult
+from alliance_core.model.robust import RobustResult
+
+
+def categorical_moderators(res: MetaResult) -> list[str]:
+    return [term.column for term in res.design.terms if term.kind == "categorical"]
+
+
+RESULT_COLUMNS = [
+    "section",
+    "name",
+    "estimate",
+    "se",
+    "statistic",
+    "df",
+    "df2",
+    "pval",
+    "ci_lb",
+    "ci_ub",
+    "pi_lb",
+    "pi_ub",
+]
+
+
+def results_frame(
+    res: MetaResult, on_r_scale: bool = True, robust: RobustResult | None = None
+) -> pd.DataFrame:
+    """Everything the Overview and Moderators pages show, one tidy row per number, full precision.
+
+    Sections: "coefficient" (model scale: Fisher's z for correlations), "prediction" (the
+    average effect at typical moderator values, as r when ``on_r_scale``), "heterogeneity",
+    "test" (QE, QM and one Wald test per categorical moderator) and "model" (k, studies, fit).
+    With ``robust`` (cluster-robust inference on ``res``), sections "robust coefficient" and
+    "robust test" follow: the same coefficients with the robust se, t, Satterthwaite df (CR2),
+    p and CI, the robust test of all moderators (HTZ F) and one per categorical moderator.
+    """
+    rows: list[dict] = []
+    for term, row in res.coefficients.iterrows():
+        rows.append(
+            {
+                "section": "coefficient",
+                "name": term,
+                "estimate": row["estimate"],
+                "se": row["se"],
+                "statistic": row["statistic"],
+                "df": res.ddf,
+                "pval": row["pval"],
+                "ci_lb": row["ci_lb"],
+                "ci_ub": row["ci_ub"],
+            }
+        )
+    pred = res.predict(transform="r" if on_r_scale else None).iloc[0]
+    rows.append(
+        {
+            "section": "prediction",
+            "name": ("r" if on_r_scale else "effect")
+            + (" at typical moderator values" if res.p > 1 else " (pooled)"),
+            **{key: pred[key] for key in ("ci_lb", "ci_ub", "pi_lb", "pi_ub")},
+            "estimate": pred["pred"],
+        }
+    )
+    if res.is_three_level:
+        for level, value in res.sigma2.items():
+            rows.append({"section": "heterogeneity", "name": f"sigma2_{level}", "estimate": value})
+        for level, value in res.I2_levels.items():
+            rows.append({"section": "heterogeneity", "name": f"I2_{level}", "estimate": value})
+    else:
+        ci = res.tau2_ci if res.method != "EE" else None
+        rows.append(
+            {
+                "section": "heterogeneity",
+                "name": "tau2",
+                "estimate": res.tau2,
+                "se": res.tau2_se,
+                "ci_lb": ci[0] if ci else None,
+                "ci_ub": ci[1] if ci else None,
+            }
+        )
+        rows.append({"section": "heterogeneity", "name": "H2", "estimate": res.H2})
+    rows.append({"section": "heterogeneity", "name": "I2", "estimate": res.I2})
+    if res.R2 is not None:
+        rows.append({"section": "heterogeneity", "name": "R2", "estimate": res.R2})
+    rows.append(
+        {
+            "section": "test",
+            "name": "QE",
+            "statistic": res.QE,
+            "df": res.QE_df,
+            "pval": res.QE_pval,
+        }
+    )
+    if res.QM is not None:
+        rows.append(
+            {
+                "section": "test",
+                "name": "QM",
+                "statistic": res.QM,
+                "df": res.QM_df,
+                "df2": res.QM_df2,
+                "pval": res.QM_pval,
+            }
+        )
+    for column in categorical_moderators(res):
+        test = res.wald_test([column])
+        rows.append(
+            {
+                "section": "test",
+                "name": f"wald_{column}",
+                "statistic": test.statistic,
+                "df": test.df,
+                "df2": test.df2,
+                "pval": test.pval,
+            }
+        )
+    for name, value in (
+        ("k", res.k),
+        ("studies", res.n_studies),
+        ("logLik", res.loglik),
+        ("AIC", res.aic),
+        ("BIC", res.bic),
+    ):
+        rows.append({"section": "model", "name": name, "estimate": value})
+    if robust is not None:
+        rows.extend(robust_rows(res, robust))
+    frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    for column in ("df", "df2"):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        # Whole-number df print as integers; Satterthwaite df (CR2) keep their fraction.
+        if (values.dropna() % 1 == 0).all():
+            frame[column] = values.astype("Int64")
+        else:
+            frame[column] = values
+    return frame
+
+
+def robust_rows(res: MetaResult, robust: RobustResult) -> list[dict]:
+    """The robust coefficient table and tests as result rows (sections "robust ...")."""
+    rows: list[dict] = []
+    for term, row in robust.coefficients.iterrows():
+        rows.append(
+            {
+                "section": "robust coefficient",
+                "name": term,
+                **{key: row[key] for key in ("estimate", "se", "statistic", "df", "pval")},
+                "ci_lb": row["ci_lb"],
+                "ci_ub": row["ci_ub"],
+            }
+        )
+    if robust.QM is not None:
+        rows.append(
+            {
+                "section": "robust test",
+                "name": "QM",
+                "statistic": robust.QM,
+                "df": robust.QM_df[0],
+                "df2": robust.QM_df[1],
+                "pval": robust.QM_pval,
+            }
+        )
+    for column in categorical_moderators(res):
+        test = robust.wald_test([column])
+        rows.append(
+            {
+                "section": "robust test",
+                "name": f"wald_{column}",
+                "statistic": test.statistic,
+                "df": test.df,
+                "df2": test.df2,
+                "pval": test.pval,
+            }
+        )
+    return rows
+
+
+def to_csv_text(frame: pd.DataFrame, *, for_spreadsheets: bool = True) -> str:
+    """CSV text with every text field quoted, so a '#' inside a value is never read as the
+    start of a comment by ``read_csv(comment="#")`` (pandas) or ``read.csv`` (R).
+
+    ``for_spreadsheets`` neutralises text a spreadsheet would run as a formula (see
+    ``alliance_core.handover.csv_export``). Files read only by the reproduction scripts keep every value
+    exactly as the model saw it, or a level such as "-other" would no longer match.
+    """
+    if for_spreadsheets:
+        frame = neutralised(frame)
+    return frame.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
+
+
+def results_csv(
+    res: MetaResult,
+    on_r_scale: bool = True,
+    provenance: Provenance | None = None,
+    robust: RobustResult | None = None,
+    *,
+    for_spreadsheets: bool = True,
+) -> bytes:
+    """The results download: provenance comment lines, then one row per number."""
+    frame = results_frame(res, on_r_scale, robust)
+    return with_comment_lines(to_csv_text(frame, for_spreadsheets=for_spreadsheets), provenance)

@@ -1,0 +1,765 @@
+"""``fit``: two-level (metafor ``rma.uni``) and three-level (``rma.mv``, ~ 1 | study/es) models.
+
+Every reported number follows metafor 3.8's definitions, so a table from this package lines up
+row by row with the same model fitted in R; the project's tests check that against fixtures
+made by metafor itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import special
+from threadpoolctl import ThreadpoolController
+
+from alliance_core.errors import AnalysisError
+from alliance_core.model import che
+from alliance_core.model import estimation as est
+from alliance_core.model.design import ModelDesign, build_design_matrix, check_full_rank
+from alliance_core.model.results import (
+    MODEL_THREE_LEVEL,
+    MODEL_TWO_LEVEL,
+    MetaResult,
+    ModelInputs,
+    wald_test,
+)
+
+TWO_LEVEL_METHODS = ("EE", "FE", "DL", "HE", "PM", "SJ", "ML", "REML")
+THREE_LEVEL_METHODS = ("ML", "REML")
+TWO_LEVEL_TESTS = ("z", "knha", "t")
+THREE_LEVEL_TESTS = ("z", "t")
+
+
+# The matrices of a meta-analysis are small (p x p, k x p): BLAS threads cost more in
+# start-up and contention than they save, and on a busy two-core server they can slow a fit
+# down tenfold. Fits therefore run single-threaded; the limit is restored afterwards.
+_BLAS = ThreadpoolController()
+
+
+def fit(
+    data: pd.DataFrame,
+    yi: str = "yi",
+    vi: str = "vi",
+    moderators: Sequence[str] | None = None,
+    reference: Mapping[str, object] | None = None,
+    method: str = "REML",
+    cluster: str | None = None,
+    test: str = "z",
+    level: float = 0.95,
+    es_id: str | None = None,
+    rho: float | None = None,
+    fix_sigma2: Mapping[str, float] | None = None,
+) -> MetaResult:
+    """Fit a random/mixed-effects meta-analysis or meta-regression.
+
+    ``cluster=None`` fits the two-level model y_i = x_i'b + u_i + e_i, u_i ~ N(0, tau2),
+    e_i ~ N(0, vi) with estimator ``method`` (EE/FE, DL, HE, PM, SJ, ML, REML) and tests
+    ``z`` or ``knha`` (Knapp-Hartung: t on k - p df with the variance scaled by the weighted
+    residual mean square). ``cluster="study"`` fits y_ij = x_ij'b + u_i + w_ij + e_ij with
+    u_i ~ N(0, sigma2_study), w_ij ~ N(0, sigma2_es) by ML or REML and tests ``z`` or ``t``
+    (t on k - p df, metafor's default ``dfs="residual"``). ``es_id`` optionally names the
+    effect-size column (every row is one effect size either way).
+
+    ``rho`` (three-level only) assumes the correlated-and-hierarchical-effects (CHE) working
+    model: the sampling errors of one study's effect sizes correlate with ``rho``,
+    V_i[j, l] = rho sqrt(v_j v_l) (metafor ``vcalc(vi, cluster = study, obs = es, rho = rho)``,
+    then ``rma.mv(yi, V, random = ~ 1 | study/es)``); ``None`` keeps independent sampling
+    errors. With a V matrix, QE is r' V^-1 r at the fixed-effects fit (metafor rma.mv), and I2
+    uses the typical sampling variance (k - p) / tr(P) with P built from W = V^-1 (metafor's
+    "I^2 for multilevel and multivariate models", which reduces to W = diag(1/vi) when
+    rho is None or 0). ``fix_sigma2`` (three-level only) holds components at given values,
+    e.g. ``{"es": 0}`` (metafor ``sigma2 = c(NA, 0)``); fixed components do not count as
+    parameters in AIC/BIC or likelihood-ratio tests.
+
+    Rows with a missing value in any used column are left out and listed in ``result.dropped``.
+    """
+    with _BLAS.limit(limits=1, user_api="blas"):
+        return _fit(
+            data, yi, vi, moderators, reference, method, cluster, test, level, rho, fix_sigma2
+        )
+
+
+def _fit(
+    data, yi, vi, moderators, reference, method, cluster, test, level, rho=None, fix_sigma2=None
+) -> MetaResult:
+    method = _normalise_method(method)
+    model = MODEL_TWO_LEVEL if cluster is None else MODEL_THREE_LEVEL
+    _check_settings(model, method, test, level)
+    rho = check_rho(rho, cluster)
+    fixed = check_fix_sigma2(fix_sigma2, cluster)
+    moderators = list(moderators or [])
+    used_columns = [yi, vi, *([cluster] if cluster else []), *moderators]
+    for column in used_columns:
+        if column not in data.columns:
+            raise AnalysisError(
+                f"Column '{column}' is not in the data (columns: {', '.join(map(str, data.columns))})."
+            )
+
+    complete, dropped = _complete_rows(data, used_columns)
+    y = _finite_numbers(complete, yi, "effect size")
+    v = _finite_numbers(complete, vi, "sampling variance")
+    nonpositive = v <= 0
+    if nonpositive.any():
+        row = complete.index[np.argmax(nonpositive)]
+        raise AnalysisError(
+            f"Row {row}, column '{vi}': sampling variance {v[np.argmax(nonpositive)]:g} must be "
+            "positive."
+        )
+
+    design, X = build_design_matrix(complete, moderators, reference)
+    k, p = X.shape
+    if k <= p:
+        raise AnalysisError(
+            f"{k} effect size(s) for {p} coefficient(s): the model needs more effect sizes than "
+            "coefficients. Remove moderators or add data."
+        )
+    moderator_of = {label: term.column for term in design.terms for label in term.labels}
+    check_full_rank(X, design.names, moderator_of)
+
+    frame = complete.copy()
+    frame["yi"] = y
+    frame["vi"] = v
+    if model == MODEL_TWO_LEVEL:
+        return _fit_two_level(frame, y, v, X, design, method, test, level, dropped, yi, vi)
+    if rho is None and fixed is None:
+        return _fit_three_level(
+            frame, y, v, X, design, method, test, level, dropped, yi, vi, cluster
+        )
+    return _fit_dependent(
+        frame, y, v, X, design, method, test, level, dropped, yi, vi, cluster, rho, fixed
+    )
+
+
+# -- input handling -------------------------------------------------------------------------
+def _normalise_method(method: str) -> str:
+    method = str(method).upper()
+    return "EE" if method == "FE" else method
+
+
+def _check_settings(model: str, method: str, test: str, level: float) -> None:
+    methods = TWO_LEVEL_METHODS if model == MODEL_TWO_LEVEL else THREE_LEVEL_METHODS
+    if method not in methods:
+        hint = (
+            " (the three-level model is estimated by ML or REML)"
+            if model == MODEL_THREE_LEVEL
+            else ""
+        )
+        raise AnalysisError(
+            f"Unknown estimator '{method}' for the {model} model{hint}; choose one of "
+            f"{', '.join(m for m in methods if m != 'FE')}."
+        )
+    tests = TWO_LEVEL_TESTS if model == MODEL_TWO_LEVEL else THREE_LEVEL_TESTS
+    if test not in tests:
+        hint = " Use test='t' for t tests in the three-level model." if test == "knha" else ""
+        raise AnalysisError(
+            f"Unknown test '{test}' for the {model} model; choose one of {', '.join(tests)}.{hint}"
+        )
+    if not 0.0 < level < 1.0:
+        raise AnalysisError(f"Confidence level {level} must lie between 0 and 1 (e.g. 0.95).")
+
+
+SIGMA2_NAMES = ("study", "es")
+
+
+def check_rho(rho, cluster: str | None) -> float | None:
+    """The CHE sampling correlation: None, or a number in [0, 1) with a study column."""
+    if rho is None:
+        return None
+    if cluster is None:
+        raise AnalysisError(
+            "A within-study sampling correlation (rho) needs a study column: set cluster to the "
+            "study column (three-level model), or leave rho unset for the two-level model."
+        )
+    try:
+        value = float(rho)
+    except (TypeError, ValueError) as error:
+        raise AnalysisError(f"rho must be a number in [0, 1), not {rho!r}.") from error
+    if not 0.0 <= value < 1.0:
+        raise AnalysisError(
+            f"rho = {value:g} is outside [0, 1): the sampling correlation of a study's effect "
+            "sizes is taken as 0 (independent) up to, but not including, 1 (e.g. 0.6)."
+        )
+    return value
+
+
+def check_fix_sigma2(fix_sigma2, cluster: str | None) -> dict[str, float] | None:
+    """Variance components held at given values: {"study": value} and/or {"es": value}."""
+    if not fix_sigma2:
+        return None
+    if cluster is None:
+        raise AnalysisError(
+            "fix_sigma2 holds a three-level variance component; it needs a study column "
+            "(cluster). For the two-level model leave it unset."
+        )
+    fixed = {}
+    for name, value in dict(fix_sigma2).items():
+        if name not in SIGMA2_NAMES:
+            raise AnalysisError(f"fix_sigma2: unknown component '{name}'; use 'study' and/or 'es'.")
+        try:
+            number = float(value)
+        except (TypeError, ValueError) as error:
+            raise AnalysisError(
+                f"fix_sigma2['{name}'] must be a non-negative number, not {value!r}."
+            ) from error
+        if not np.isfinite(number) or number < 0:
+            raise AnalysisError(
+                f"fix_sigma2['{name}'] = {value!r}: a variance must be a finite number >= 0."
+            )
+        fixed[name] = number
+    return fixed
+
+
+def _complete_rows(data: pd.DataFrame, columns: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    columns = list(dict.fromkeys(columns))
+    # Column arrays' own isna(): several times faster than DataFrame.isna() on text columns.
+    missing = np.column_stack(
+        [np.asarray(data[column].array.isna(), dtype=bool) for column in columns]
+    )
+    incomplete = missing.any(axis=1)
+    reasons = [
+        "missing " + ", ".join(f"'{c}'" for c, gone in zip(columns, row, strict=True) if gone)
+        for row in missing[incomplete]
+    ]
+    dropped = pd.DataFrame({"reason": reasons}, index=data.index[incomplete])
+    if not incomplete.any():
+        return data, dropped
+    return data.loc[~incomplete], dropped
+
+
+def _finite_numbers(frame: pd.DataFrame, column: str, what: str) -> np.ndarray:
+    series = frame[column]
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        values = series.to_numpy(dtype=float)
+    else:
+        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = frame.index[np.argmax(bad)]
+        raise AnalysisError(
+            f"Row {row}, column '{column}': '{frame.at[row, column]}' is not a finite number "
+            f"({what})."
+        )
+    return values
+
+
+# -- shared pieces of both models ---------------------------------------------------------
+# scipy.special's distribution functions are what scipy.stats evaluates underneath, without
+# the per-call overhead that would dominate a fit that takes a few milliseconds.
+def two_sided_p(statistic: np.ndarray, ddf: int | None) -> np.ndarray:
+    """Two-sided p-value of a z (ddf None) or t statistic."""
+    if ddf is None:
+        return 2.0 * special.ndtr(-np.abs(statistic))
+    return 2.0 * special.stdtr(ddf, -np.abs(statistic))
+
+
+def critical_value(level: float, ddf: int | None) -> float:
+    """Two-sided critical value of the standard normal (ddf None) or t distribution."""
+    upper = 1.0 - (1.0 - level) / 2.0
+    if ddf is None:
+        return float(special.ndtri(upper))
+    return float(special.stdtrit(ddf, upper))
+
+
+def _fixed_effects_q(y: np.ndarray, v: np.ndarray, X: np.ndarray) -> tuple[float, float]:
+    """QE = sum (y - X b_FE)^2 / vi and tr(P) at the fixed-effects weights 1/vi."""
+    k, p = X.shape
+    if k <= p:
+        return 0.0, 0.0
+    q, tr_p = est.weighted_residual_q(y, X, 1.0 / v)
+    return max(0.0, q), tr_p
+
+
+def _coefficient_table(
+    names: Sequence[str], beta: np.ndarray, vb: np.ndarray, ddf: int | None, level: float
+) -> pd.DataFrame:
+    se = np.sqrt(np.diag(vb))
+    statistic = beta / se
+    pval = two_sided_p(statistic, ddf)
+    crit = critical_value(level, ddf)
+    return pd.DataFrame(
+        {
+            "estimate": beta,
+            "se": se,
+            "statistic": statistic,
+            "pval": pval,
+            "ci_lb": beta - crit * se,
+            "ci_ub": beta + crit * se,
+        },
+        index=pd.Index(names, name="term"),
+    )
+
+
+def _omnibus(
+    beta: np.ndarray, vb: np.ndarray, design: ModelDesign, ddf: int | None
+) -> tuple[float | None, int | None, int | None, float | None]:
+    if beta.size == 1:
+        return None, None, None, None
+    result = wald_test(beta, vb, range(1, beta.size), design.names, ddf)
+    return result.statistic, result.df, result.df2, result.pval
+
+
+def _fit_statistics(
+    loglik_ml: float,
+    loglik_reml: float,
+    y: np.ndarray,
+    v: np.ndarray,
+    k: int,
+    p: int,
+    parms: int,
+    reml: bool,
+    logdet_V: float | None = None,
+) -> dict[str, float]:
+    """metafor's fit statistics for the method's own likelihood (``fitstats(fit)``).
+
+    The ML deviance is -2 (ll - ll_saturated), ll_saturated = -k/2 log(2 pi) - 1/2 log|V|
+    (``logdet_V``; by default V = diag(v))."""
+    if reml:
+        ll = loglik_reml
+        deviance = -2.0 * ll
+        n_eff = k - p
+    else:
+        ll = loglik_ml
+        if logdet_V is None:
+            saturated = -0.5 * float(np.sum(np.log(2.0 * np.pi * v)))
+        else:
+            saturated = -0.5 * (k * est.LOG_2PI + logdet_V)
+        deviance = -2.0 * (ll - saturated) if k > p else 0.0
+        n_eff = k
+    aic = -2.0 * ll + 2.0 * parms
+    bic = -2.0 * ll + parms * np.log(n_eff)
+    denominator = max(n_eff, parms + 2)
+    aicc = -2.0 * ll + 2.0 * parms * denominator / (denominator - parms - 1)
+    return {"loglik": ll, "deviance": deviance, "aic": aic, "bic": bic, "aicc": aicc}
+
+
+def _weights_series(values: np.ndarray, index: pd.Index) -> pd.Series:
+    return pd.Series(100.0 * values / values.sum(), index=index, name="weight")
+
+
+# -- two-level model ----------------------------------------------------------------------
+def _estimate_tau2(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str, logdet_xtx: float):
+    """tau2 and its standard error by the chosen estimator (metafor ``rma.uni`` definitions)."""
+    k, p = X.shape
+    if method == "EE":
+        return 0.0, None, 0
+    if method == "DL":
+        tau2 = est.tau2_dersimonian_laird(y, v, X)
+        w = 1.0 / v
+        tr_p = trace_p(w, X, np.ones(k))
+        pp = trace_pdpe(w, X, np.ones(k), np.ones(k))
+        se = np.sqrt((2 * (k - p) + 4 * tau2 * tr_p + 2 * tau2**2 * pp) / tr_p**2)
+        return tau2, float(se), 0
+    if method == "HE":
+        tau2 = est.tau2_hedges(y, v, X)
+        ones = np.ones(k)
+        tr_pv = trace_p(ones, X, v)
+        pvpv = trace_pdpe(ones, X, v, v)
+        se = np.sqrt((2 * pvpv + 4 * tau2 * tr_pv + 2 * tau2**2 * (k - p)) / (k - p) ** 2)
+        return tau2, float(se), 0
+    if method == "SJ":
+        tau2, tau2_0 = est.tau2_sidik_jonkman(y, v, X)
+        w = 1.0 / (v + tau2_0)
+        ones = np.ones(k)
+        pvpv = trace_pdpe(w, X, v, v)
+        ppv = trace_pdpe(w, X, ones, v)
+        pp = trace_pdpe(w, X, ones, ones)
+        se = np.sqrt(tau2_0**2 / (k - p) ** 2 * (2 * pvpv + 4 * tau2 * ppv + 2 * tau2**2 * pp))
+        return tau2, float(se), 0
+    if method == "PM":
+        tau2 = est.tau2_paule_mandel(y, v, X)
+        w = 1.0 / (v + tau2)
+        return tau2, float(np.sqrt(2 * k**2 / (k - p) / np.sum(w) ** 2)), 0
+    # ML / REML: Newton/Fisher scoring from the Hedges estimate, as metafor starts from it.
+    start = max(0.0, est._hedges_unbounded(y, v, X))
+    result = est.maximise_likelihood(
+        y, X, v, None, np.array([start]), reml=(method == "REML"), logdet_XtX=logdet_xtx
+    )
+    tau2 = float(result.theta[0])
+    w = 1.0 / (v + tau2)
+    if method == "ML":
+        se = np.sqrt(2.0 / np.sum(w**2))
+    else:
+        se = np.sqrt(2.0 / trace_pdpe(w, X, np.ones(k), np.ones(k)))
+    return tau2, float(se), result.iterations
+
+
+def trace_p(w: np.ndarray, X: np.ndarray, d: np.ndarray) -> float:
+    """tr(P D) for P = W - W X (X'WX)^-1 X'W with W = diag(w), D = diag(d); no k x k matrix."""
+    A_inv = np.linalg.inv(X.T @ (X * w[:, None]))
+    return float(np.sum(w * d) - np.sum(A_inv * (X.T @ (X * (w**2 * d)[:, None]))))
+
+
+def trace_pdpe(w: np.ndarray, X: np.ndarray, d: np.ndarray, e: np.ndarray) -> float:
+    """tr(P D P E) for P as in ``trace_p`` and diagonal D, E; no k x k matrix."""
+    A_inv = np.linalg.inv(X.T @ (X * w[:, None]))
+    B_d = X.T @ (X * (w**2 * d)[:, None])
+    B_e = X.T @ (X * (w**2 * e)[:, None])
+    middle = X.T @ (X * (w**3 * d * e)[:, None])
+    return float(
+        np.sum(w**2 * d * e)
+        - 2.0 * np.sum(A_inv * middle)
+        + np.sum((A_inv @ B_d) * (A_inv @ B_e).T)
+    )
+
+
+def _fit_two_level(
+    frame, y, v, X, design, method, test, level, dropped, yi_col, vi_col
+) -> MetaResult:
+    k, p = X.shape
+    logdet_xtx = est.logdet_crossprod(X)
+    tau2, tau2_se, iterations = _estimate_tau2(y, v, X, method, logdet_xtx)
+    cov = est.NestedCovariance(v, None, 0.0, tau2)
+    gls = est.gls(y, X, cov)
+    vb = gls.vb
+    ddf = None
+    if test in ("knha", "t"):
+        ddf = k - p
+        if test == "knha":
+            if gls.rss <= np.finfo(float).eps:
+                # metafor sets the scale to 0 here, so every SE is 0 and every interval has
+                # zero width: a degenerate result no one should read as certainty.
+                raise AnalysisError(
+                    "Knapp–Hartung tests are not available for these data: the model fits "
+                    "every effect size exactly (weighted residual sum of squares 0), so its "
+                    "variance scale is 0 and every interval would have zero width. Use z tests."
+                )
+            vb = vb * (gls.rss / (k - p))
+    QE, tr_p_fe = _fixed_effects_q(y, v, X)
+    QE_pval = float(special.chdtrc(k - p, QE)) if k > p else 1.0
+    vt = (k - p) / tr_p_fe if tr_p_fe > 0 else 0.0
+    if method == "EE":
+        I2 = max(0.0, 100.0 * (QE - (k - p)) / QE) if QE > 0 else 0.0
+        H2 = QE / (k - p)
+    else:
+        # With no typical sampling variance (vt = 0) the shares are undefined, not an error.
+        I2 = 100.0 * tau2 / (vt + tau2) if vt + tau2 > 0 else float("nan")
+        H2 = tau2 / vt + 1.0 if vt > 0 else float("nan")
+    QM, QM_df, QM_df2, QM_pval = _omnibus(gls.beta, vb, design, ddf)
+
+    loglik_ml = est.log_likelihood(gls, k, p, reml=False, logdet_XtX=logdet_xtx)
+    loglik_reml = est.log_likelihood(gls, k, p, reml=True, logdet_XtX=logdet_xtx)
+    parms = p + (0 if method == "EE" else 1)
+    fit_stats = _fit_statistics(loglik_ml, loglik_reml, y, v, k, p, parms, reml=(method == "REML"))
+
+    return MetaResult(
+        model=MODEL_TWO_LEVEL,
+        method=method,
+        test=test,
+        level=level,
+        k=k,
+        p=p,
+        n_studies=k,
+        design=design,
+        coefficients=_coefficient_table(design.names, gls.beta, vb, ddf, level),
+        beta=gls.beta,
+        vb=vb,
+        ddf=ddf,
+        tau2=tau2,
+        tau2_se=tau2_se if method != "EE" else None,
+        sigma2=None,
+        QE=QE,
+        QE_df=k - p,
+        QE_pval=QE_pval,
+        QM=QM,
+        QM_df=QM_df,
+        QM_df2=QM_df2,
+        QM_pval=QM_pval,
+        I2=I2,
+        I2_levels=None,
+        H2=H2,
+        weights=_weights_series(1.0 / (v + tau2), frame.index),
+        data=frame,
+        dropped=dropped,
+        yi_column=yi_col,
+        vi_column=vi_col,
+        cluster=None,
+        iterations=iterations,
+        inputs=ModelInputs(y=y, v=v, X=X, typical_variance=vt),
+        **fit_stats,
+    )
+
+
+def _pseudo_r2_two_level(y, v, X, method, tau2, logdet_xtx) -> float:
+    """metafor's R^2: max(0, 100 (tau2_RE - tau2) / tau2_RE); for EE the weighted adjusted R^2."""
+    k, p = X.shape
+    if method == "EE":
+        w = 1.0 / v
+        mean = np.sum(w * y) / np.sum(w)
+        total = float(np.sum(w * (y - mean) ** 2))
+        if total == 0.0:
+            return 0.0
+        resid_q, _ = est.weighted_residual_q(y, X, w)
+        r2 = 1.0 - resid_q / total
+        adjusted = 1.0 - (1.0 - r2) * (k - 1) / (k - p)
+        return max(0.0, 100.0 * adjusted)
+    intercept = np.ones((k, 1))
+    tau2_re, _, _ = _estimate_tau2(y, v, intercept, method, 0.0)
+    if tau2_re == 0.0:
+        return 0.0
+    return max(0.0, 100.0 * (tau2_re - tau2) / tau2_re)
+
+
+# -- three-level model --------------------------------------------------------------------
+def _estimate_sigma2(y, v, X, starts, method, logdet_xtx, start=None):
+    result = est.maximise_likelihood(
+        y,
+        X,
+        v,
+        starts,
+        est.three_level_start(y, v, X) if start is None else start,
+        reml=(method == "REML"),
+        logdet_XtX=logdet_xtx,
+    )
+    return result.theta, result.iterations
+
+
+def _fit_three_level(
+    frame, y, v, X, design, method, test, level, dropped, yi_col, vi_col, cluster
+) -> MetaResult:
+    k, p = X.shape
+    order, starts, n_studies = est.study_blocks(frame[cluster].to_numpy())
+    if n_studies < 2:
+        raise AnalysisError(
+            f"Column '{cluster}' names a single study; the three-level model needs effect sizes from "
+            "two or more studies. Use the two-level model instead."
+        )
+    if n_studies == k:
+        raise AnalysisError(
+            f"Every study in '{cluster}' has exactly one effect size, so variation between studies "
+            "and between effect sizes within studies cannot be told apart. Use the two-level model."
+        )
+    ys, vs, Xs = y[order], v[order], X[order]
+    logdet_xtx = est.logdet_crossprod(X)
+    theta, iterations = _estimate_sigma2(ys, vs, Xs, starts, method, logdet_xtx)
+    cov = est.NestedCovariance(vs, starts, theta[0], theta[1])
+    QE, tr_p_fe = _fixed_effects_q(y, v, X)
+    fitted = _Multilevel(
+        frame, y, v, X, design, method, test, level, dropped, yi_col, vi_col, cluster, order, starts
+    )
+    return fitted.result(
+        theta,
+        iterations,
+        cov,
+        QE=QE,
+        typical_variance=(k - p) / tr_p_fe if tr_p_fe > 0 else 0.0,
+        logdet_xtx=logdet_xtx,
+        parms=p + 2,
+    )
+
+
+@dataclass(frozen=True)
+class _Multilevel:
+    """What a three-level fit (independent or correlated sampling errors) was given; its
+    rows sorted by study are ``order``, and study j starts at row ``starts[j]``."""
+
+    frame: pd.DataFrame
+    y: np.ndarray
+    v: np.ndarray
+    X: np.ndarray
+    design: ModelDesign
+    method: str
+    test: str
+    level: float
+    dropped: pd.DataFrame
+    yi_col: str
+    vi_col: str
+    cluster: str
+    order: np.ndarray
+    starts: np.ndarray
+
+    def result(
+        self,
+        theta: np.ndarray,
+        iterations: int,
+        cov,
+        *,
+        QE: float,
+        typical_variance: float,
+        logdet_xtx: float,
+        parms: int,
+        logdet_V: float | None = None,
+        rho: float | None = None,
+        fixed: Mapping[str, float] | None = None,
+    ) -> MetaResult:
+        """The MetaResult at the estimated components ``theta`` with marginal covariance
+        ``cov`` (of the sorted rows): GLS coefficients, heterogeneity, tests, fit statistics."""
+        y, v, X, design, order = self.y, self.v, self.X, self.design, self.order
+        k, p = X.shape
+        gls = est.gls(y[order], X[order], cov)
+        vb = gls.vb
+        ddf = k - p if self.test == "t" else None
+        vt = typical_variance
+        total = float(theta.sum())
+        denominator = total + vt if total + vt > 0 else float("nan")
+        QM, QM_df, QM_df2, QM_pval = _omnibus(gls.beta, vb, design, ddf)
+        reml = self.method == "REML"
+        loglik_ml = est.log_likelihood(gls, k, p, reml=False, logdet_XtX=logdet_xtx)
+        loglik_reml = est.log_likelihood(gls, k, p, reml=True, logdet_XtX=logdet_xtx)
+        fit_stats = _fit_statistics(
+            loglik_ml, loglik_reml, y, v, k, p, parms, reml=reml, logdet_V=logdet_V
+        )
+        weights = np.empty(k)
+        weights[order] = cov.inverse_diagonal()
+        return MetaResult(
+            model=MODEL_THREE_LEVEL,
+            method=self.method,
+            test=self.test,
+            level=self.level,
+            k=k,
+            p=p,
+            n_studies=len(self.starts),
+            design=design,
+            coefficients=_coefficient_table(design.names, gls.beta, vb, ddf, self.level),
+            beta=gls.beta,
+            vb=vb,
+            ddf=ddf,
+            tau2=None,
+            tau2_se=None,
+            sigma2=pd.Series(theta, index=list(SIGMA2_NAMES), name="sigma2"),
+            QE=QE,
+            QE_df=k - p,
+            QE_pval=float(special.chdtrc(k - p, QE)) if k > p else 1.0,
+            QM=QM,
+            QM_df=QM_df,
+            QM_df2=QM_df2,
+            QM_pval=QM_pval,
+            I2=100.0 * total / denominator,
+            I2_levels=pd.Series(100.0 * theta / denominator, index=list(SIGMA2_NAMES), name="I2"),
+            H2=(total + vt) / vt if vt > 0 else float("nan"),
+            weights=_weights_series(weights, self.frame.index),
+            data=self.frame,
+            dropped=self.dropped,
+            yi_column=self.yi_col,
+            vi_column=self.vi_col,
+            cluster=self.cluster,
+            iterations=iterations,
+            inputs=ModelInputs(y=y, v=v, X=X, typical_variance=vt, order=order, starts=self.starts),
+            rho=rho,
+            fix_sigma2=dict(fixed) if fixed else None,
+            **fit_stats,
+        )
+
+
+# -- three-level model with correlated sampling errors and/or fixed components -------------
+def fixed_mask(fixed: Mapping[str, float] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(mask of fixed components, their values) in the order (study, es)."""
+    fixed = fixed or {}
+    mask = np.array([name in fixed for name in SIGMA2_NAMES])
+    values = np.array([float(fixed.get(name, 0.0)) for name in SIGMA2_NAMES])
+    return mask, values
+
+
+def estimate_dependent_sigma2(ys, vs, Xs, starts, rho, method, logdet_xtx, fixed, start=None):
+    """(sigma2_study, sigma2_es) of the CHE model; rows sorted by study (``starts``)."""
+    mask, values = fixed_mask(fixed)
+    theta0 = che.che_start(ys, Xs, vs, starts, rho) if start is None else np.asarray(start, float)
+    theta0 = np.where(mask, values, theta0)
+    result = che.maximise_che_likelihood(
+        ys, Xs, vs, starts, rho, theta0, reml=(method == "REML"), logdet_XtX=logdet_xtx, fixed=mask
+    )
+    return result.theta, result.iterations
+
+
+def _fit_dependent(
+    frame, y, v, X, design, method, test, level, dropped, yi_col, vi_col, cluster, rho, fixed
+) -> MetaResult:
+    k, p = X.shape
+    order, starts, n_studies = est.study_blocks(frame[cluster].to_numpy())
+    if n_studies < 2:
+        raise AnalysisError(
+            f"Column '{cluster}' names a single study; the three-level model needs effect sizes from "
+            "two or more studies. Use the two-level model instead."
+        )
+    if n_studies == k and not fixed:
+        raise AnalysisError(
+            f"Every study in '{cluster}' has exactly one effect size, so variation between studies "
+            "and between effect sizes within studies cannot be told apart. Use the two-level model "
+            "or hold one component fixed (fix_sigma2)."
+        )
+    rho_value = 0.0 if rho is None else rho
+    ys, vs, Xs = y[order], v[order], X[order]
+    logdet_xtx = est.logdet_crossprod(X)
+    summary = che.fixed_effects_summary(ys, Xs, vs, starts, rho_value)
+    theta, iterations = estimate_dependent_sigma2(
+        ys,
+        vs,
+        Xs,
+        starts,
+        rho_value,
+        method,
+        logdet_xtx,
+        fixed,
+        start=che.start_from_residuals(summary.residuals, vs),
+    )
+    cov = che.CheCovariance(vs, starts, theta[0], theta[1], rho_value)
+    fitted = _Multilevel(
+        frame, y, v, X, design, method, test, level, dropped, yi_col, vi_col, cluster, order, starts
+    )
+    return fitted.result(
+        theta,
+        iterations,
+        cov,
+        QE=summary.QE,
+        typical_variance=summary.typical_variance,
+        logdet_xtx=logdet_xtx,
+        parms=p + 2 - len(fixed or {}),
+        logdet_V=summary.logdet_V,
+        rho=rho,
+        fixed=fixed,
+    )
+
+
+# -- derived statistics computed on first use (MetaResult.R2, MetaResult.tau2_ci) ----------
+def pseudo_r2(res: MetaResult) -> float | None:
+    """Pseudo-R^2 in percent against the same model without moderators; None without them.
+
+    Two-level: metafor's max(0, 100 (tau2_0 - tau2) / tau2_0) (0 when tau2_0 = 0), and for
+    equal-effects models the weighted adjusted R^2. Three-level: the same on
+    sigma2_study + sigma2_es (None when the model without moderators has no heterogeneity).
+    """
+    if res.p == 1:
+        return None
+    with _BLAS.limit(limits=1, user_api="blas"):
+        return _pseudo_r2(res)
+
+
+def _pseudo_r2(res: MetaResult) -> float | None:
+    inputs = res.inputs
+    if not res.is_three_level:
+        return _pseudo_r2_two_level(inputs.y, inputs.v, inputs.X, res.method, res.tau2, 0.0)
+    ys, vs = inputs.y[inputs.order], inputs.v[inputs.order]
+    total = res.total_heterogeneity
+    if res.rho is not None or res.fix_sigma2:
+        # The model without moderators keeps the same V (rho) and the same fixed components.
+        theta0, _ = estimate_dependent_sigma2(
+            ys,
+            vs,
+            np.ones((res.k, 1)),
+            inputs.starts,
+            res.rho or 0.0,
+            res.method,
+            0.0,
+            res.fix_sigma2,
+        )
+        total0 = float(theta0.sum())
+        return max(0.0, 100.0 * (total0 - total) / total0) if total0 > 0 else None
+    # The optimum of the model without moderators does not depend on the starting point;
+    # starting near the full model's total (split evenly, kept away from zero) saves work.
+    warm = np.full(2, max(total, 1e-3 * float(np.mean(vs))) / 2.0)
+    theta0, _ = _estimate_sigma2(
+        ys, vs, np.ones((res.k, 1)), inputs.starts, res.method, 0.0, start=warm
+    )
+    total0 = float(theta0.sum())
+    return max(0.0, 100.0 * (total0 - total) / total0) if total0 > 0 else None
+
+
+def tau2_confidence_interval(res: MetaResult) -> tuple[float, float] | None:
+    """Q-profile interval for tau2 of a two-level random-effects model, else None."""
+    if res.is_three_level or res.method == "EE" or res.k <= res.p:
+        return None
+    inputs = res.inputs
+    with _BLAS.limit(limits=1, user_api="blas"):
+        return est.q_profile_interval(inputs.y, inputs.v, inputs.X, res.tau2, res.level)

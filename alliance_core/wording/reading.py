@@ -1,0 +1,218 @@
+"""Plain-language readings of a fitted model, for people who browse rather than read code.
+
+Each function turns numbers of a ``MetaResult`` into one or two sentences. The wording is
+deliberately cautious: it says what an estimate and its interval allow, including when a
+moderator is *not* supported by the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from alliance_core.formatting import format_coefficient, format_number, format_p
+from alliance_core.model.nesting import display_name
+from alliance_core.model.results import MetaResult
+
+
+@dataclass(frozen=True)
+class EffectWords:
+    """How to name an effect-size measure in a sentence: "correlation" and "r"."""
+
+    noun: str  # "correlation", "standardized mean difference", "effect size"
+    symbol: str | None  # "r", "SMD"; None when the measure has no usual symbol
+
+
+_MEASURES = {
+    "ZCOR": EffectWords("correlation", "r"),
+    "COR": EffectWords("correlation", "r"),
+    "SMD": EffectWords("standardized mean difference", "SMD"),
+    "MD": EffectWords("mean difference", "MD"),
+    "OR": EffectWords("log odds ratio", "log OR"),
+    "RR": EffectWords("log risk ratio", "log RR"),
+}
+
+
+def effect_words(measure: str | None) -> EffectWords:
+    """The words for a measure code (metafor's escalc names; None or unknown: "effect size").
+
+    The one place that decides how effects are named, so every reading says the same.
+    """
+    return _MEASURES.get((measure or "").upper(), EffectWords("effect size", None))
+
+
+def _pct(level: float) -> str:
+    return f"{100 * level:g}%"
+
+
+def pooled_effect(
+    res: MetaResult,
+    on_r_scale: bool = True,
+    measure: str | None = None,
+    topic: str = "alliance–outcome ",
+    band=None,
+) -> str:
+    """The average effect with its confidence and prediction intervals.
+
+    ``measure`` names the effect (see :func:`effect_words`); by default "ZCOR" when
+    ``on_r_scale`` and a generic "effect size" otherwise. ``topic`` precedes the noun.
+    ``band`` (a :class:`~alliance_core.figures.BandInference`, e.g. CR2) replaces the model's
+    covariance and critical value in the intervals.
+    """
+    words = effect_words(measure or ("ZCOR" if on_r_scale else None))
+    extra = {} if band is None else {"vcov": band.vcov, "df": band.df}
+    pred = res.predict(transform="r" if on_r_scale else None, **extra).iloc[0]
+    value = format_number(pred["pred"])
+    stated = f"{words.symbol} = {value}" if words.symbol == "r" else value
+    text = (
+        f"The average {topic}{words.noun} is {stated} "
+        f"({_pct(res.level)} CI {format_number(pred['ci_lb'])} to "
+        f"{format_number(pred['ci_ub'])})"
+    )
+    if res.p > 1:
+        text += " at the reference level or mean of every moderator"
+    text += "."
+    if np.isfinite(pred["pi_lb"]):
+        text += (
+            f" In a new study like these, the true {words.noun} is expected to lie between "
+            f"{format_number(pred['pi_lb'])} and {format_number(pred['pi_ub'])} "
+            f"({_pct(res.level)} prediction interval)."
+        )
+    return text
+
+
+def which_model(
+    res: MetaResult,
+    moderators: Sequence[str],
+    *,
+    pooled: bool = False,
+    aggregated_from: int | None = None,
+) -> str:
+    """Which model a page's numbers come from: with or without moderators, and its k.
+
+    ``moderators`` are the model's moderator columns; ``aggregated_from`` the number of
+    effect sizes behind a two-level model on one aggregated effect per study.
+    """
+    if res.is_three_level:
+        size = f"k = {res.k:,} effect sizes in {res.n_studies:,} studies"
+    elif aggregated_from is not None:
+        size = (
+            f"k = {res.k:,} studies (one aggregated effect each, from {aggregated_from:,} "
+            "effect sizes)"
+        )
+    else:
+        size = f"k = {res.k:,} effect sizes"
+    if not moderators:
+        kind = "the pooled model without moderators" if pooled else "the model without moderators"
+    else:
+        names = ", ".join(display_name(m) for m in moderators)
+        kind = f"the model with moderators ({names})"
+    return f"Numbers on this page come from {kind}; {size}."
+
+
+def heterogeneity(res: MetaResult) -> str:
+    """How much the true effects vary, and at which level."""
+    significant = res.QE_pval < 0.05
+    q_text = (
+        f"The effects differ more than sampling error alone explains (Q({res.QE_df}) = {res.QE:.1f}, "
+        f"p {_p(res.QE_pval)})."
+        if significant
+        else f"The effects do not differ more than sampling error would make them (Q({res.QE_df}) = "
+        f"{res.QE:.1f}, p {_p(res.QE_pval)})."
+    )
+    share = f"About {res.I2:.0f}% of the variation in observed effects is true heterogeneity rather than sampling error"
+    if res.is_three_level:
+        study, within = res.I2_levels["study"], res.I2_levels["es"]
+        share += (
+            f": {study:.0f}% between studies and {within:.0f}% between effect sizes within studies"
+        )
+    return f"{q_text} {share}."
+
+
+def within_study_heterogeneity(lrt, alpha: float = 0.05) -> str:
+    """The likelihood-ratio test of sigma2_es = 0 (three-level against the same model without
+    within-study heterogeneity), in words."""
+    stats_text = f"likelihood-ratio test: χ²({lrt.df}) = {lrt.LRT:.2f}, p {_p(lrt.pval)}"
+    if lrt.pval < alpha:
+        return (
+            "Effect sizes of the same study differ more than their sampling error explains: "
+            "the model with heterogeneity within studies fits clearly better than the one "
+            f"without ({stats_text}). Modelling both levels is needed."
+        )
+    return (
+        "The data do not show that effect sizes of the same study differ beyond sampling "
+        f"error ({stats_text}); the test is conservative, because a variance cannot be below "
+        "zero, so a small within-study variance may still be there."
+    )
+
+
+def moderator_test(res: MetaResult, alpha: float = 0.05, omnibus=None) -> str:
+    """Whether the moderators together explain heterogeneity.
+
+    ``omnibus`` = (statistic, df1, df2, p) replaces the model's QM test (e.g. the CR2 HTZ test
+    of ``AnalysisRun.omnibus``, whose df2 is fractional).
+    """
+    if res.QM is None:
+        return "No moderators are in the model."
+    if omnibus is None:
+        statistic, pval = res.QM, res.QM_pval
+        label = f"F({res.QM_df}, {res.QM_df2})" if res.QM_df2 is not None else f"QM({res.QM_df})"
+    else:
+        statistic, df1, df2, pval = omnibus
+        label = f"F({df1}, {df2:.1f})" if df2 is not None else f"QM({df1})"
+    verdict = (
+        "Together, the moderators explain a significant part of the differences between effects"
+        if pval < alpha
+        else "Together, the moderators do not significantly explain the differences between effects"
+    )
+    r2 = res.R2
+    tail = f"; they account for about {r2:.0f}% of the heterogeneity" if r2 is not None else ""
+    return f"{verdict} ({label} = {statistic:.2f}, p {_p(pval)}){tail}."
+
+
+def ptr_effect(
+    res: MetaResult, ptr_column: str, alpha: float = 0.05, coefficients: pd.DataFrame | None = None
+) -> str:
+    """The direction and support of the PTR moderation, in words a clinician understands.
+
+    ``coefficients`` replaces the model's table (e.g. ``AnalysisRun.inference_table`` under CR2).
+    """
+    table = res.coefficients if coefficients is None else coefficients
+    if ptr_column not in table.index:
+        return "PTR is not in the model."
+    row = table.loc[ptr_column]
+    scale = "log PTR" if ptr_column.lower().startswith("log") else "PTR"
+    estimate, low, high = _coefficient(row)
+    if row["pval"] >= alpha:
+        return (
+            f"The data do not support a PTR effect: the {scale} coefficient is {estimate} "
+            f"({_pct(res.level)} CI {low} to {high}, p {_p(row['pval'])}), "
+            "an interval that includes no change."
+        )
+    direction = "weaker" if row["estimate"] < 0 else "stronger"
+    return (
+        f"Studies in which each therapist treats more patients show a {direction} alliance–outcome "
+        f"link: the {scale} coefficient is {estimate} ({_pct(res.level)} CI "
+        f"{low} to {high}, p {_p(row['pval'])})."
+        + (
+            " A negative slope is what a therapist contribution to the alliance predicts."
+            if row["estimate"] < 0
+            else ""
+        )
+    )
+
+
+def _p(p: float) -> str:
+    """p after a "p " already written: "= .021", "< .001"."""
+    return format_p(p, symbol=False)
+
+
+def _coefficient(row) -> tuple[str, str, str]:
+    """Estimate and CI limits with the decimals the standard error needs."""
+    estimate, _ = format_coefficient(row["estimate"], row["se"], minimum=3)
+    low, _ = format_coefficient(row["ci_lb"], row["se"], minimum=3)
+    high, _ = format_coefficient(row["ci_ub"], row["se"], minimum=3)
+    return estimate, low, high
