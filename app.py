@@ -9,9 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages import _render as render
-from pages import _serving as serving
-from pages import _sidebar as sidebar
+from pages._ui import render, serving, sidebar
 
 serving.guard_clear_cache()  # no browser may empty every session's caches
 

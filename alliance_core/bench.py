@@ -48,9 +48,7 @@ CHE_RHO = 0.6  # the within-study sampling correlation of the CHE benchmark fits
 
 def benchmark_data() -> pd.DataFrame:
     """The default dataset with Fisher z effect sizes and log PTR."""
-    from alliance_core.data.datasets import DEFAULT_DATASET, load_dataset
-
-    raw = load_dataset(DEFAULT_DATASET)
+    raw = ac.load_dataset(ac.DEFAULT_DATASET)
     data = ac.escalc(raw, r="r", n="n")
     data["log_ptr"] = np.log(data["ptr"])
     return data

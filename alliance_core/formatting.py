@@ -98,3 +98,12 @@ def format_coefficient(value: object, se: object, *, minimum: int = 2) -> tuple[
     """(estimate, SE) as text with the same number of decimals, enough for the SE."""
     digits = decimals_for(se, minimum=minimum)
     return format_number(value, digits), format_number(se, digits)
+
+
+def format_p_console(p: object) -> str:
+    """p as metafor's console print shows it (four decimals, "<.0001", "NA"), for the
+    ``summary()`` text of result objects that a metafor user compares line by line."""
+    value = _finite(p)
+    if value is None:
+        return "NA"
+    return "<.0001" if value < 1e-4 else f"{value:.4f}"

@@ -6,12 +6,7 @@ from alliance_core.analyses.run import apply_filters
 from alliance_core.data.uploads import template as uploads_template
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import escape_markdown
-from pages import _loading as loading
-from pages import _render as render
-from pages import _session as session
-from pages import _sidebar as sidebar
-from pages import _tables as tables
-from pages import _upload_form as upload_form
+from pages._ui import loading, render, session, sidebar, tables, upload_form
 
 ctx = sidebar.context()
 render.page_header("Data", ctx, needs_data=False)

@@ -4,11 +4,7 @@ import streamlit as st
 
 from alliance_core.figures import forest_figure
 from alliance_core.formatting import escape_markdown
-from pages import _loading as loading
-from pages import _render as render
-from pages import _responsive as responsive
-from pages import _sidebar as sidebar
-from pages import _state as state
+from pages._ui import loading, render, responsive, sidebar, state
 
 SORTS = {
     "effect": "Effect size",

@@ -4,9 +4,7 @@ import streamlit as st
 
 from alliance_core.figures import funnel_figure
 from alliance_core.formatting import escape_markdown
-from pages import _loading as loading
-from pages import _render as render
-from pages import _sidebar as sidebar
+from pages._ui import loading, render, sidebar
 
 ctx = sidebar.context()
 if render.page_header("Publication bias", ctx):

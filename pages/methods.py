@@ -6,10 +6,7 @@ import streamlit as st
 from alliance_core.data import datasets
 from alliance_core.formatting import escape_markdown
 from alliance_core.handover import reproduce
-from pages import _loading as loading
-from pages import _render as render
-from pages import _sidebar as sidebar
-from pages import _upload_form as upload_form
+from pages._ui import loading, render, sidebar, upload_form
 
 ctx = sidebar.context()
 render.page_header("Methods", ctx, needs_data=False)

@@ -8,15 +8,11 @@ from alliance_core.analyses.run import AnalysisRun
 from alliance_core.figures import ptr_curve_figure, ptr_slope_readout
 from alliance_core.formatting import escape_markdown
 from alliance_core.wording import reading
-from pages import _loading as loading
-from pages import _render as render
-from pages import _sidebar as sidebar
-from pages import _state as state
-from pages import _tables as tables
+from pages._ui import loading, render, sidebar, state, tables
 
 
 @st.fragment
-def ptr_section(run: AnalysisRun, ctx: sidebar.Context) -> None:
+def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     """The curve and its what-if profiles: editing them redraws this part only."""
     res = run.result
     band = run.band_inference(run.ptr_column)

@@ -5,10 +5,7 @@ import streamlit as st
 from alliance_core.formatting import escape_markdown
 from alliance_core.model.nesting import display_name
 from alliance_core.wording import reading
-from pages import _loading as loading
-from pages import _render as render
-from pages import _sidebar as sidebar
-from pages import _tables as tables
+from pages._ui import loading, render, sidebar, tables
 
 ctx = sidebar.context()
 if render.page_header("Overview", ctx):

@@ -5,20 +5,18 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from alliance_core.analyses.dependence import RHO_GRID, rho_sensitivity, rho_sensitivity_figure
+from alliance_core.analyses.dependence import RHO_GRID, rho_sensitivity
 from alliance_core.analyses.run import LOG_PTR_COLUMN, PTR_COLUMN, AnalysisRun, apply_filters
 from alliance_core.analyses.sensitivity import cumulative, influence_diagnostics, leave_one_out
 from alliance_core.analyses.settings import PTR
 from alliance_core.analyses.specification import specification_curve
+from alliance_core.figures import rho_sensitivity_figure, specification_figure
 from alliance_core.formatting import escape_markdown
 from alliance_core.handover.csv_export import csv_bytes
 from alliance_core.model.nesting import is_nested, model_name
 from alliance_core.wording.reading import effect_words
-from pages import _loading as loading
-from pages import _render as render
-from pages import _sensitivity_tables as display
-from pages import _sidebar as sidebar
-from pages import _state as state
+from pages._ui import loading, render, sidebar, state
+from pages._ui import sensitivity_tables as display
 
 ctx = sidebar.context()
 # Session-state key of the open tab.
@@ -346,7 +344,7 @@ def specification_section(page: Refits) -> None:
             "Specifications with a significant PTR coefficient",
             f"{curve.share_significant:.0%}",
         )
-        render.plot(curve.figure(current=current), key="spec:figure")
+        render.plot(specification_figure(curve, current=current), key="spec:figure")
         st.markdown(escape_markdown(curve.describe()))
         st.download_button(
             "Specifications (CSV)",

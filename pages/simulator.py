@@ -15,9 +15,7 @@ from alliance_core.formatting import escape_markdown, format_number, format_p
 from alliance_core.teaching.patient_level import fit_patient_level, therapist_means_figure
 from alliance_core.teaching.simulate import SimulationParameters, simulate_patients
 from alliance_core.teaching.simulator import PRESETS, run_simulation
-from pages import _loading as loading
-from pages import _render as render
-from pages import _sidebar as sidebar
+from pages._ui import loading, render, sidebar
 
 
 def interval_text(low: float, high: float) -> str:

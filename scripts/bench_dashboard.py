@@ -72,8 +72,7 @@ def summary(name: str, seconds: list[float], target: float) -> str:
 def bench_server(toggles: int, warmup: int) -> tuple[list[float], list[float]]:
     from streamlit.testing.v1 import AppTest
 
-    from pages import _loading as loading
-    from pages import _session as session
+    from pages._ui import loading, session
 
     at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=120)
     at.run()

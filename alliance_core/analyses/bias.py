@@ -34,8 +34,9 @@ from alliance_core.data.effect_sizes import transf
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_p
 from alliance_core.model.aggregation import COUNT_COLUMN, aggregate
+from alliance_core.model.components import BLAS
 from alliance_core.model.fitting import fit
-from alliance_core.model.refitting import BLAS, refit
+from alliance_core.model.refitting import refit
 from alliance_core.model.results import MetaResult
 
 PREDICTORS = {"sei": "standard error", "vi": "sampling variance"}

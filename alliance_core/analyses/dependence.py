@@ -14,14 +14,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from alliance_core.analyses.run import AnalysisRun, effect_size_table, run_analysis
 from alliance_core.analyses.settings import MODEL_BASED, ROBUST, AnalysisSettings
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.errors import AnalysisError
-from alliance_core.figures import FONT_FAMILY, GRID, OKABE_ITO
-from alliance_core.model.nesting import display_name
 
 RHO_GRID = (0.0, 0.2, 0.4, 0.6, 0.8)
 SENSITIVITY_COLUMNS = (
@@ -108,40 +105,3 @@ def _failed(rho: float, inference: str, settings, message: str) -> dict:
 
 def _is_current(rho: float, inference: str, settings: AnalysisSettings) -> bool:
     return bool(np.isclose(rho, settings.rho) and inference == settings.inference)
-
-
-def rho_sensitivity_figure(table: pd.DataFrame, term: str, level: float = 0.95) -> go.Figure:
-    """The coefficient with its interval against rho, one series per inference."""
-    fig = go.Figure()
-    colours = {MODEL_BASED: OKABE_ITO[4], ROBUST: OKABE_ITO[5]}
-    offsets = {MODEL_BASED: -0.012, ROBUST: 0.012}  # side by side at each rho
-    for inference, rows in table.dropna(subset=["estimate"]).groupby("inference", sort=False):
-        fig.add_trace(
-            go.Scatter(
-                x=rows["rho"] + offsets.get(inference, 0.0),
-                y=rows["estimate"],
-                mode="markers+lines",
-                name=INFERENCE_WORDS.get(inference, inference),
-                marker={"color": colours.get(inference), "size": 9},
-                line={"color": colours.get(inference), "width": 1},
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": rows["ci_ub"] - rows["estimate"],
-                    "arrayminus": rows["estimate"] - rows["ci_lb"],
-                },
-                customdata=np.column_stack([rows["rho"], rows["pval"]]),
-                hovertemplate="ρ = %{customdata[0]:.1f}<br>estimate %{y:.4f}"
-                "<br>p = %{customdata[1]:.3g}<extra>%{fullData.name}</extra>",
-            )
-        )
-    fig.add_hline(y=0, line={"color": GRID, "width": 1})
-    fig.update_layout(
-        font={"family": FONT_FAMILY},
-        height=360,
-        margin={"l": 70, "r": 20, "t": 40, "b": 60},
-        legend={"orientation": "h", "y": 1.08, "x": 0},
-        xaxis_title="Assumed sampling correlation within a study (ρ)",
-        yaxis_title=f"{display_name(term)} coefficient ({level:.0%} CI)",
-    )
-    return fig

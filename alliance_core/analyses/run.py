@@ -21,9 +21,8 @@ from alliance_core.data.effect_sizes import (
 )
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.errors import AnalysisError
-from alliance_core.figures import BandInference
 from alliance_core.model.fitting import fit
-from alliance_core.model.inference import LikelihoodRatioTest, compare
+from alliance_core.model.inference import BandInference, LikelihoodRatioTest, compare
 from alliance_core.model.nesting import (
     AGGREGATED,
     aggregated_rows,

@@ -34,10 +34,10 @@ from scipy import special
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_p
 from alliance_core.model import estimation as est
+from alliance_core.model.components import BLAS
 from alliance_core.model.fitting import critical_value, two_sided_p
 from alliance_core.model.nesting import display_name
 from alliance_core.model.refitting import (  # noqa: F401  (refit, Refit: used by other modules)
-    BLAS,
     ModelRefits,
     Refit,
     refit,

@@ -19,7 +19,6 @@ from alliance_core.data.mapping import ColumnMapping
 from alliance_core.errors import AnalysisError
 
 
-
 def _data_dir() -> Path:
     """Where the bundled datasets are: ``data/`` beside the package in a source checkout (the
     place people look for them), else the copy an installed wheel carries as package data

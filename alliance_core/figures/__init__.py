@@ -15,6 +15,7 @@ Traces carry ``meta={"role": ...}`` tags (e.g. ``"curve"``, ``"ci band"``, ``"di
 tests and the dashboard can find a figure's parts without relying on their order.
 """
 
+from alliance_core.figures.dependence import rho_sensitivity_figure
 from alliance_core.figures.export import EXPORT_FORMATS, export_figure, export_session, find_browser
 from alliance_core.figures.forest import (
     DEFAULT_COLUMNS,
@@ -36,6 +37,7 @@ from alliance_core.figures.ptr_curve import (
     ptr_grid,
     ptr_slope_readout,
 )
+from alliance_core.figures.specification import specification_figure
 from alliance_core.figures.styling import (
     FONT_FAMILY,
     GRID,
@@ -44,7 +46,6 @@ from alliance_core.figures.styling import (
     POINT_CYCLE,
     STUDY_COLOUR,
     SUMMARY_COLOUR,
-    BandInference,
     DisplayScale,
     add_caption,
     display_scale,
@@ -53,6 +54,7 @@ from alliance_core.figures.styling import (
     split_caption,
     style_figure,
 )
+from alliance_core.model.inference import BandInference
 
 __all__ = [
     "BandInference",
@@ -87,6 +89,8 @@ __all__ = [
     "ptr_slope_readout",
     "escape_html",
     "rgba",
+    "rho_sensitivity_figure",
+    "specification_figure",
     "split_caption",
     "study_table",
     "style_figure",

@@ -22,7 +22,6 @@ from alliance_core.figures.styling import (
     OKABE_ITO,
     STUDY_COLOUR,
     SUMMARY_COLOUR,
-    BandInference,
     DisplayScale,
     add_caption,
     display_scale,
@@ -33,6 +32,7 @@ from alliance_core.figures.styling import (
     style_figure,
 )
 from alliance_core.formatting import format_number
+from alliance_core.model.inference import BandInference
 from alliance_core.model.results import MetaResult
 
 ROW_HEIGHT = 18  # pixels per forest-plot row: 12-px labels never overlap

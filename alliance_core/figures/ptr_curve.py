@@ -13,7 +13,6 @@ from scipy import special
 from alliance_core.errors import AnalysisError
 from alliance_core.figures.styling import (
     OKABE_ITO,
-    BandInference,
     add_caption,
     escape_html,
     moderator_values_text,
@@ -22,6 +21,7 @@ from alliance_core.figures.styling import (
     style_figure,
 )
 from alliance_core.formatting import format_number
+from alliance_core.model.inference import BandInference
 from alliance_core.model.nesting import display_name
 from alliance_core.model.results import MetaResult
 

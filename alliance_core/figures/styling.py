@@ -175,14 +175,3 @@ def display_scale(transform: str | None) -> DisplayScale:
         f"Unknown scale '{transform}'. Use 'r' (correlations), 'z' (Fisher's z) or None "
         "(effect sizes as analysed)."
     )
-
-
-@dataclass(frozen=True, eq=False)
-class BandInference:
-    """Where a figure's intervals come from when not from the model: a covariance matrix of the
-    coefficients (e.g. CR2) and the df of the t critical value (e.g. the PTR coefficient's
-    Satterthwaite df; None: normal), with words for the caption."""
-
-    vcov: np.ndarray
-    df: float | None
-    label: str

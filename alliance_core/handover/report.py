@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 from alliance_core.analyses import bias
 from alliance_core.analyses.run import AnalysisRun
 from alliance_core.errors import AnalysisError
+from alliance_core.figures import export_figure
 from alliance_core.formatting import format_coefficient, format_number, format_p, format_p_cell
 from alliance_core.handover.provenance import Provenance, fitted_rho, fitted_structure
 from alliance_core.model.nesting import AGGREGATED, INDEPENDENT
@@ -713,7 +714,7 @@ def build_report(
     cannot be drawn is replaced by a sentence saying so.
     """
     if exporter is None:
-        from alliance_core.figures import export_figure as exporter
+        exporter = export_figure
     cited: list[str] = []
     methods = _methods(run, provenance, cited, robust)
     res = run.result

@@ -13,11 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import special
-from threadpoolctl import ThreadpoolController
 
 from alliance_core.errors import AnalysisError
 from alliance_core.model import che
 from alliance_core.model import estimation as est
+from alliance_core.model.components import (
+    BLAS,
+    SIGMA2_NAMES,
+    estimate_dependent_sigma2,
+    estimate_sigma2,
+    estimate_tau2,
+)
 from alliance_core.model.design import ModelDesign, build_design_matrix, check_full_rank
 from alliance_core.model.results import (
     MODEL_THREE_LEVEL,
@@ -31,12 +37,6 @@ TWO_LEVEL_METHODS = ("EE", "FE", "DL", "HE", "PM", "SJ", "ML", "REML")
 THREE_LEVEL_METHODS = ("ML", "REML")
 TWO_LEVEL_TESTS = ("z", "knha", "t")
 THREE_LEVEL_TESTS = ("z", "t")
-
-
-# The matrices of a meta-analysis are small (p x p, k x p): BLAS threads cost more in
-# start-up and contention than they save, and on a busy two-core server they can slow a fit
-# down tenfold. Fits therefore run single-threaded; the limit is restored afterwards.
-_BLAS = ThreadpoolController()
 
 
 def fit(
@@ -76,7 +76,7 @@ def fit(
 
     Rows with a missing value in any used column are left out and listed in ``result.dropped``.
     """
-    with _BLAS.limit(limits=1, user_api="blas"):
+    with BLAS.limit(limits=1, user_api="blas"):
         return _fit(
             data, yi, vi, moderators, reference, method, cluster, test, level, rho, fix_sigma2
         )
@@ -159,9 +159,6 @@ def _check_settings(model: str, method: str, test: str, level: float) -> None:
         )
     if not 0.0 < level < 1.0:
         raise AnalysisError(f"Confidence level {level} must lie between 0 and 1 (e.g. 0.95).")
-
-
-SIGMA2_NAMES = ("study", "es")
 
 
 def check_rho(rho, cluster: str | None) -> float | None:
@@ -339,78 +336,12 @@ def _weights_series(values: np.ndarray, index: pd.Index) -> pd.Series:
     return pd.Series(100.0 * values / values.sum(), index=index, name="weight")
 
 
-# -- two-level model ----------------------------------------------------------------------
-def _estimate_tau2(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str, logdet_xtx: float):
-    """tau2 and its standard error by the chosen estimator (metafor ``rma.uni`` definitions)."""
-    k, p = X.shape
-    if method == "EE":
-        return 0.0, None, 0
-    if method == "DL":
-        tau2 = est.tau2_dersimonian_laird(y, v, X)
-        w = 1.0 / v
-        tr_p = trace_p(w, X, np.ones(k))
-        pp = trace_pdpe(w, X, np.ones(k), np.ones(k))
-        se = np.sqrt((2 * (k - p) + 4 * tau2 * tr_p + 2 * tau2**2 * pp) / tr_p**2)
-        return tau2, float(se), 0
-    if method == "HE":
-        tau2 = est.tau2_hedges(y, v, X)
-        ones = np.ones(k)
-        tr_pv = trace_p(ones, X, v)
-        pvpv = trace_pdpe(ones, X, v, v)
-        se = np.sqrt((2 * pvpv + 4 * tau2 * tr_pv + 2 * tau2**2 * (k - p)) / (k - p) ** 2)
-        return tau2, float(se), 0
-    if method == "SJ":
-        tau2, tau2_0 = est.tau2_sidik_jonkman(y, v, X)
-        w = 1.0 / (v + tau2_0)
-        ones = np.ones(k)
-        pvpv = trace_pdpe(w, X, v, v)
-        ppv = trace_pdpe(w, X, ones, v)
-        pp = trace_pdpe(w, X, ones, ones)
-        se = np.sqrt(tau2_0**2 / (k - p) ** 2 * (2 * pvpv + 4 * tau2 * ppv + 2 * tau2**2 * pp))
-        return tau2, float(se), 0
-    if method == "PM":
-        tau2 = est.tau2_paule_mandel(y, v, X)
-        w = 1.0 / (v + tau2)
-        return tau2, float(np.sqrt(2 * k**2 / (k - p) / np.sum(w) ** 2)), 0
-    # ML / REML: Newton/Fisher scoring from the Hedges estimate, as metafor starts from it.
-    start = max(0.0, est._hedges_unbounded(y, v, X))
-    result = est.maximise_likelihood(
-        y, X, v, None, np.array([start]), reml=(method == "REML"), logdet_XtX=logdet_xtx
-    )
-    tau2 = float(result.theta[0])
-    w = 1.0 / (v + tau2)
-    if method == "ML":
-        se = np.sqrt(2.0 / np.sum(w**2))
-    else:
-        se = np.sqrt(2.0 / trace_pdpe(w, X, np.ones(k), np.ones(k)))
-    return tau2, float(se), result.iterations
-
-
-def trace_p(w: np.ndarray, X: np.ndarray, d: np.ndarray) -> float:
-    """tr(P D) for P = W - W X (X'WX)^-1 X'W with W = diag(w), D = diag(d); no k x k matrix."""
-    A_inv = np.linalg.inv(X.T @ (X * w[:, None]))
-    return float(np.sum(w * d) - np.sum(A_inv * (X.T @ (X * (w**2 * d)[:, None]))))
-
-
-def trace_pdpe(w: np.ndarray, X: np.ndarray, d: np.ndarray, e: np.ndarray) -> float:
-    """tr(P D P E) for P as in ``trace_p`` and diagonal D, E; no k x k matrix."""
-    A_inv = np.linalg.inv(X.T @ (X * w[:, None]))
-    B_d = X.T @ (X * (w**2 * d)[:, None])
-    B_e = X.T @ (X * (w**2 * e)[:, None])
-    middle = X.T @ (X * (w**3 * d * e)[:, None])
-    return float(
-        np.sum(w**2 * d * e)
-        - 2.0 * np.sum(A_inv * middle)
-        + np.sum((A_inv @ B_d) * (A_inv @ B_e).T)
-    )
-
-
 def _fit_two_level(
     frame, y, v, X, design, method, test, level, dropped, yi_col, vi_col
 ) -> MetaResult:
     k, p = X.shape
     logdet_xtx = est.logdet_crossprod(X)
-    tau2, tau2_se, iterations = _estimate_tau2(y, v, X, method, logdet_xtx)
+    tau2, tau2_se, iterations = estimate_tau2(y, v, X, method, logdet_xtx)
     cov = est.NestedCovariance(v, None, 0.0, tau2)
     gls = est.gls(y, X, cov)
     vb = gls.vb
@@ -479,74 +410,6 @@ def _fit_two_level(
         iterations=iterations,
         inputs=ModelInputs(y=y, v=v, X=X, typical_variance=vt),
         **fit_stats,
-    )
-
-
-def _pseudo_r2_two_level(y, v, X, method, tau2, logdet_xtx) -> float:
-    """metafor's R^2: max(0, 100 (tau2_RE - tau2) / tau2_RE); for EE the weighted adjusted R^2."""
-    k, p = X.shape
-    if method == "EE":
-        w = 1.0 / v
-        mean = np.sum(w * y) / np.sum(w)
-        total = float(np.sum(w * (y - mean) ** 2))
-        if total == 0.0:
-            return 0.0
-        resid_q, _ = est.weighted_residual_q(y, X, w)
-        r2 = 1.0 - resid_q / total
-        adjusted = 1.0 - (1.0 - r2) * (k - 1) / (k - p)
-        return max(0.0, 100.0 * adjusted)
-    intercept = np.ones((k, 1))
-    tau2_re, _, _ = _estimate_tau2(y, v, intercept, method, 0.0)
-    if tau2_re == 0.0:
-        return 0.0
-    return max(0.0, 100.0 * (tau2_re - tau2) / tau2_re)
-
-
-# -- three-level model --------------------------------------------------------------------
-def _estimate_sigma2(y, v, X, starts, method, logdet_xtx, start=None):
-    result = est.maximise_likelihood(
-        y,
-        X,
-        v,
-        starts,
-        est.three_level_start(y, v, X) if start is None else start,
-        reml=(method == "REML"),
-        logdet_XtX=logdet_xtx,
-    )
-    return result.theta, result.iterations
-
-
-def _fit_three_level(
-    frame, y, v, X, design, method, test, level, dropped, yi_col, vi_col, cluster
-) -> MetaResult:
-    k, p = X.shape
-    order, starts, n_studies = est.study_blocks(frame[cluster].to_numpy())
-    if n_studies < 2:
-        raise AnalysisError(
-            f"Column '{cluster}' names a single study; the three-level model needs effect sizes from "
-            "two or more studies. Use the two-level model instead."
-        )
-    if n_studies == k:
-        raise AnalysisError(
-            f"Every study in '{cluster}' has exactly one effect size, so variation between studies "
-            "and between effect sizes within studies cannot be told apart. Use the two-level model."
-        )
-    ys, vs, Xs = y[order], v[order], X[order]
-    logdet_xtx = est.logdet_crossprod(X)
-    theta, iterations = _estimate_sigma2(ys, vs, Xs, starts, method, logdet_xtx)
-    cov = est.NestedCovariance(vs, starts, theta[0], theta[1])
-    QE, tr_p_fe = _fixed_effects_q(y, v, X)
-    fitted = _Multilevel(
-        frame, y, v, X, design, method, test, level, dropped, yi_col, vi_col, cluster, order, starts
-    )
-    return fitted.result(
-        theta,
-        iterations,
-        cov,
-        QE=QE,
-        typical_variance=(k - p) / tr_p_fe if tr_p_fe > 0 else 0.0,
-        logdet_xtx=logdet_xtx,
-        parms=p + 2,
     )
 
 
@@ -643,24 +506,38 @@ class _Multilevel:
         )
 
 
-# -- three-level model with correlated sampling errors and/or fixed components -------------
-def fixed_mask(fixed: Mapping[str, float] | None) -> tuple[np.ndarray, np.ndarray]:
-    """(mask of fixed components, their values) in the order (study, es)."""
-    fixed = fixed or {}
-    mask = np.array([name in fixed for name in SIGMA2_NAMES])
-    values = np.array([float(fixed.get(name, 0.0)) for name in SIGMA2_NAMES])
-    return mask, values
-
-
-def estimate_dependent_sigma2(ys, vs, Xs, starts, rho, method, logdet_xtx, fixed, start=None):
-    """(sigma2_study, sigma2_es) of the CHE model; rows sorted by study (``starts``)."""
-    mask, values = fixed_mask(fixed)
-    theta0 = che.che_start(ys, Xs, vs, starts, rho) if start is None else np.asarray(start, float)
-    theta0 = np.where(mask, values, theta0)
-    result = che.maximise_che_likelihood(
-        ys, Xs, vs, starts, rho, theta0, reml=(method == "REML"), logdet_XtX=logdet_xtx, fixed=mask
+def _fit_three_level(
+    frame, y, v, X, design, method, test, level, dropped, yi_col, vi_col, cluster
+) -> MetaResult:
+    k, p = X.shape
+    order, starts, n_studies = est.study_blocks(frame[cluster].to_numpy())
+    if n_studies < 2:
+        raise AnalysisError(
+            f"Column '{cluster}' names a single study; the three-level model needs effect sizes from "
+            "two or more studies. Use the two-level model instead."
+        )
+    if n_studies == k:
+        raise AnalysisError(
+            f"Every study in '{cluster}' has exactly one effect size, so variation between studies "
+            "and between effect sizes within studies cannot be told apart. Use the two-level model."
+        )
+    ys, vs, Xs = y[order], v[order], X[order]
+    logdet_xtx = est.logdet_crossprod(X)
+    theta, iterations = estimate_sigma2(ys, vs, Xs, starts, method, logdet_xtx)
+    cov = est.NestedCovariance(vs, starts, theta[0], theta[1])
+    QE, tr_p_fe = _fixed_effects_q(y, v, X)
+    fitted = _Multilevel(
+        frame, y, v, X, design, method, test, level, dropped, yi_col, vi_col, cluster, order, starts
     )
-    return result.theta, result.iterations
+    return fitted.result(
+        theta,
+        iterations,
+        cov,
+        QE=QE,
+        typical_variance=(k - p) / tr_p_fe if tr_p_fe > 0 else 0.0,
+        logdet_xtx=logdet_xtx,
+        parms=p + 2,
+    )
 
 
 def _fit_dependent(
@@ -710,56 +587,3 @@ def _fit_dependent(
         rho=rho,
         fixed=fixed,
     )
-
-
-# -- derived statistics computed on first use (MetaResult.R2, MetaResult.tau2_ci) ----------
-def pseudo_r2(res: MetaResult) -> float | None:
-    """Pseudo-R^2 in percent against the same model without moderators; None without them.
-
-    Two-level: metafor's max(0, 100 (tau2_0 - tau2) / tau2_0) (0 when tau2_0 = 0), and for
-    equal-effects models the weighted adjusted R^2. Three-level: the same on
-    sigma2_study + sigma2_es (None when the model without moderators has no heterogeneity).
-    """
-    if res.p == 1:
-        return None
-    with _BLAS.limit(limits=1, user_api="blas"):
-        return _pseudo_r2(res)
-
-
-def _pseudo_r2(res: MetaResult) -> float | None:
-    inputs = res.inputs
-    if not res.is_three_level:
-        return _pseudo_r2_two_level(inputs.y, inputs.v, inputs.X, res.method, res.tau2, 0.0)
-    ys, vs = inputs.y[inputs.order], inputs.v[inputs.order]
-    total = res.total_heterogeneity
-    if res.rho is not None or res.fix_sigma2:
-        # The model without moderators keeps the same V (rho) and the same fixed components.
-        theta0, _ = estimate_dependent_sigma2(
-            ys,
-            vs,
-            np.ones((res.k, 1)),
-            inputs.starts,
-            res.rho or 0.0,
-            res.method,
-            0.0,
-            res.fix_sigma2,
-        )
-        total0 = float(theta0.sum())
-        return max(0.0, 100.0 * (total0 - total) / total0) if total0 > 0 else None
-    # The optimum of the model without moderators does not depend on the starting point;
-    # starting near the full model's total (split evenly, kept away from zero) saves work.
-    warm = np.full(2, max(total, 1e-3 * float(np.mean(vs))) / 2.0)
-    theta0, _ = _estimate_sigma2(
-        ys, vs, np.ones((res.k, 1)), inputs.starts, res.method, 0.0, start=warm
-    )
-    total0 = float(theta0.sum())
-    return max(0.0, 100.0 * (total0 - total) / total0) if total0 > 0 else None
-
-
-def tau2_confidence_interval(res: MetaResult) -> tuple[float, float] | None:
-    """Q-profile interval for tau2 of a two-level random-effects model, else None."""
-    if res.is_three_level or res.method == "EE" or res.k <= res.p:
-        return None
-    inputs = res.inputs
-    with _BLAS.limit(limits=1, user_api="blas"):
-        return est.q_profile_interval(inputs.y, inputs.v, inputs.X, res.tau2, res.level)

@@ -18,89 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
-from scipy import optimize, special
+from scipy import special
 from threadpoolctl import ThreadpoolController
 
 from alliance_core.errors import AnalysisError
-from alliance_core.model import che
-from alliance_core.model import estimation as est
-from alliance_core.model.fitting import SIGMA2_NAMES, fixed_mask, tau2_confidence_interval
+from alliance_core.formatting import format_p_console
+from alliance_core.model.components import parameter_count
 from alliance_core.model.results import MetaResult
 
 BLAS = ThreadpoolController()
-VARIANCE_CI_COLUMNS = ["estimate", "ci_lb", "ci_ub"]
-
-
-# -- confidence intervals for variance components -----------------------------------------
-def variance_ci(res: MetaResult) -> pd.DataFrame:
-    """One row per estimated variance component: estimate, ci_lb, ci_ub at ``res.level``.
-
-    Index labels: ``tau2`` (two-level), ``sigma2.study`` and ``sigma2.es`` (three-level;
-    components held fixed with ``fix_sigma2`` have no interval and no row, as in metafor).
-    """
-    if not res.is_three_level:
-        if res.method == "EE":
-            raise AnalysisError(
-                "An equal-effects model has no variance component, so no interval for one."
-            )
-        interval = tau2_confidence_interval(res)
-        if interval is None:
-            raise AnalysisError(
-                "No interval for tau2: the model has no residual degrees of freedom."
-            )
-        return pd.DataFrame(
-            [[float(res.tau2), *interval]],
-            index=pd.Index(["tau2"], name="component"),
-            columns=VARIANCE_CI_COLUMNS,
-        )
-    mask, values = fixed_mask(res.fix_sigma2)
-    if mask.all():
-        raise AnalysisError("Every variance component is held fixed; none has an interval.")
-    with BLAS.limit(limits=1, user_api="blas"):
-        rows, labels = [], []
-        for j, name in enumerate(SIGMA2_NAMES):
-            if mask[j]:
-                continue
-            rows.append([float(res.sigma2.iloc[j]), *profile_interval(res, j)])
-            labels.append(f"sigma2.{name}")
-    return pd.DataFrame(rows, index=pd.Index(labels, name="component"), columns=VARIANCE_CI_COLUMNS)
-
-
-def profile_interval(res: MetaResult, component: int) -> tuple[float, float]:
-    """Profile-likelihood interval of sigma2 ``component`` (0 study, 1 es) of a three-level fit."""
-    inputs = res.inputs
-    ys, vs, Xs = inputs.y[inputs.order], inputs.v[inputs.order], inputs.X[inputs.order]
-    starts = inputs.starts
-    rho = res.rho or 0.0
-    reml = res.method == "REML"
-    logdet_xtx = est.logdet_crossprod(inputs.X)
-    mask, values = fixed_mask(res.fix_sigma2)
-    estimate = res.sigma2.to_numpy(float)
-    objective = float(special.chdtri(1, 1.0 - res.level))  # qchisq(level, 1)
-    held = mask.copy()
-    held[component] = True
-
-    def excess(value: float) -> float:
-        theta0 = estimate.copy()
-        theta0[component] = value
-        fitted = che.maximise_che_likelihood(
-            ys, Xs, vs, starts, rho, theta0, reml=reml, logdet_XtX=logdet_xtx, fixed=held
-        )
-        return -2.0 * (fitted.loglik - res.loglik) - objective
-
-    vc = float(estimate[component])
-    # metafor's search limits for a variance component.
-    upper_limit = 10.0 if vc <= np.sqrt(np.finfo(float).eps) else max(10.0, 100.0 * vc)
-    if excess(0.0) < 0:
-        lower = 0.0
-    else:
-        lower = optimize.brentq(excess, 0.0, vc, xtol=1e-14, rtol=1e-12, maxiter=500)
-    if excess(upper_limit) < 0:
-        upper = upper_limit
-    else:
-        upper = optimize.brentq(excess, vc, upper_limit, xtol=1e-14, rtol=1e-12, maxiter=500)
-    return float(lower), float(upper)
 
 
 # -- likelihood-ratio test of nested models --------------------------------------------------
@@ -132,30 +58,23 @@ class LikelihoodRatioTest:
         header = f"{'':8s} {'df':>4s} {'AIC':>11s} {'BIC':>11s} {'AICc':>11s} {'logLik':>11s} {'LRT':>9s} {'pval':>8s} {'QE':>11s}"
         lines = [f"Likelihood-ratio test of nested models ({self.method} fits)", header]
         for name, fitted in (("Full", self.full), ("Reduced", self.reduced)):
-            extra = f"{self.LRT:9.4f} {_format_p(self.pval):>8s}" if name == "Reduced" else " " * 18
+            extra = (
+                f"{self.LRT:9.4f} {format_p_console(self.pval):>8s}"
+                if name == "Reduced"
+                else " " * 18
+            )
             lines.append(
                 f"{name:8s} {fitted.parameters:4d} {fitted.aic:11.4f} {fitted.bic:11.4f} "
                 f"{fitted.aicc:11.4f} {fitted.loglik:11.4f} {extra} {fitted.QE:11.4f}"
             )
-        lines.append(f"LRT = {self.LRT:.4f} on {self.df} df, p = {_format_p(self.pval)}")
+        lines.append(f"LRT = {self.LRT:.4f} on {self.df} df, p = {format_p_console(self.pval)}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.summary()
 
 
-def _format_p(p: float) -> str:
-    return "<.0001" if p < 1e-4 else f"{p:.4f}"
-
-
-def parameter_count(res: MetaResult) -> int:
-    """Estimated parameters: coefficients plus free variance components (metafor ``parms``)."""
-    if not res.is_three_level:
-        return res.p + (0 if res.method == "EE" else 1)
-    return res.p + len(SIGMA2_NAMES) - len(res.fix_sigma2 or {})
-
-
-def _model_fit(res: MetaResult) -> ModelFit:
+def _model_fit(res) -> ModelFit:
     return ModelFit(
         parameters=parameter_count(res),
         loglik=float(res.loglik),
@@ -239,3 +158,14 @@ def compare(full: MetaResult, reduced: MetaResult) -> LikelihoodRatioTest:
         df=df,
         pval=float(special.chdtrc(df, lrt)),
     )
+
+
+@dataclass(frozen=True, eq=False)
+class BandInference:
+    """Where a figure's intervals come from when not from the model: a covariance matrix of the
+    coefficients (e.g. CR2) and the df of the t critical value (e.g. the PTR coefficient's
+    Satterthwaite df; None: normal), with words for the caption."""
+
+    vcov: np.ndarray
+    df: float | None
+    label: str

@@ -14,23 +14,18 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import special
-from threadpoolctl import ThreadpoolController
 
 from alliance_core.errors import AnalysisError
 from alliance_core.model import che
 from alliance_core.model import estimation as est
+from alliance_core.model.components import estimate_dependent_sigma2
 from alliance_core.model.design import check_full_rank
 from alliance_core.model.fitting import (
     THREE_LEVEL_METHODS,
     TWO_LEVEL_METHODS,
     critical_value,
-    estimate_dependent_sigma2,
     two_sided_p,
 )
-from alliance_core.model.results import MetaResult
-
-# Fits are small; BLAS threads only add overhead (see alliance_core.model.fitting).
-BLAS = ThreadpoolController()
 
 
 # -- one refit on arrays -------------------------------------------------------------------
@@ -242,7 +237,7 @@ class ModelRefits:
     The study of each row is coded once, so that each refit does only the fitting itself.
     """
 
-    def __init__(self, res: MetaResult):
+    def __init__(self, res):
         self.res = res
         self.codes = (
             pd.factorize(res.data[res.cluster].to_numpy())[0] if res.is_three_level else None
@@ -266,6 +261,6 @@ class ModelRefits:
         )
 
 
-def variance_components(res: MetaResult) -> np.ndarray:
+def variance_components(res) -> np.ndarray:
     """(tau2,) or (sigma2_study, sigma2_es) of a fitted model, e.g. to warm-start refits."""
     return res.sigma2.to_numpy(float) if res.is_three_level else np.array([float(res.tau2)])

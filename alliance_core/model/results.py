@@ -16,32 +16,19 @@ from scipy import special
 
 from alliance_core.data.effect_sizes import transf
 from alliance_core.errors import AnalysisError
+from alliance_core.formatting import format_p_console
+from alliance_core.model.components import (
+    parameter_count,
+    pseudo_r2,
+    tau2_confidence_interval,
+    variance_ci,
+)
 from alliance_core.model.design import ModelDesign
+from alliance_core.model.robust import robust
+from alliance_core.model.wald import WaldTest, wald_test
 
 MODEL_TWO_LEVEL = "two-level"
 MODEL_THREE_LEVEL = "three-level"
-
-
-@dataclass(frozen=True)
-class WaldTest:
-    """Omnibus test that a set of coefficients are all zero (metafor ``anova(fit, btt=...)``).
-
-    With a z test the statistic is chi-square on ``df`` degrees of freedom; with Knapp-Hartung
-    or t tests it is the F statistic (chi-square / df) on (``df``, ``df2``) degrees of freedom.
-    """
-
-    terms: tuple[str, ...]
-    statistic: float
-    df: int
-    df2: float | None  # int for Knapp-Hartung/t tests; fractional for robust HTZ tests
-    pval: float
-    distribution: str  # "chi2" or "F"
-
-    def __str__(self) -> str:
-        if self.distribution == "F":
-            df2 = f"{self.df2:.0f}" if float(self.df2).is_integer() else f"{self.df2:.2f}"
-            return f"F({self.df}, {df2}) = {self.statistic:.4f}, p = {_format_p(self.pval)}"
-        return f"QM(df = {self.df}) = {self.statistic:.4f}, p = {_format_p(self.pval)}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,31 +108,23 @@ class MetaResult:
         """Pseudo-R^2 (percent): the share of heterogeneity the moderators account for,
         against the same model without moderators (metafor's ``R2``; three-level: on the sum
         of the variance components). None without moderators."""
-        from alliance_core.model.fitting import pseudo_r2
-
         return pseudo_r2(self)
 
     @cached_property
     def tau2_ci(self) -> tuple[float, float] | None:
         """Q-profile confidence interval for tau2 (metafor ``confint``); two-level
         random-effects models only."""
-        from alliance_core.model.fitting import tau2_confidence_interval
-
         return tau2_confidence_interval(self)
 
     def variance_ci(self) -> pd.DataFrame:
         """Confidence intervals for the variance components (metafor ``confint``): Q-profile
         for tau2, profile likelihood for sigma2.study and sigma2.es; see
         :func:`alliance_core.model.inference.variance_ci`."""
-        from alliance_core.model.inference import variance_ci
-
         return variance_ci(self)
 
     @property
     def parameters(self) -> int:
         """Number of estimated parameters (coefficients and free variance components)."""
-        from alliance_core.model.inference import parameter_count
-
         return parameter_count(self)
 
     @property
@@ -285,38 +264,7 @@ class MetaResult:
     # -- cluster-robust inference --------------------------------------------------------
     def robust(self, cluster=None, method: str = "CR2"):
         """Cluster-robust (CR2 or CR1) inference on this fit; see ``alliance_core.model.robust``."""
-        from alliance_core.model.robust import robust
-
         return robust(self, cluster=cluster, method=method)
-
-
-def wald_test(
-    beta: np.ndarray, vb: np.ndarray, indices: Sequence[int], names: Sequence[str], ddf: int | None
-) -> WaldTest:
-    idx = list(indices)
-    b = beta[idx]
-    try:
-        statistic = float(b @ np.linalg.solve(vb[np.ix_(idx, idx)], b))
-    except np.linalg.LinAlgError as error:
-        raise AnalysisError(
-            f"The test of {', '.join(names[i] for i in idx)} is not available: the covariance "
-            "matrix of these coefficients is singular (they are estimated without any "
-            "uncertainty or not separately)."
-        ) from error
-    m = len(idx)
-    terms = tuple(names[i] for i in idx)
-    if ddf is None:
-        return WaldTest(terms, statistic, m, None, float(special.chdtrc(m, statistic)), "chi2")
-    f_value = statistic / m
-    pval = float(special.fdtrc(m, ddf, f_value)) if ddf > 0 else float("nan")
-    return WaldTest(terms, f_value, m, ddf, pval, "F")
-
-
-def _format_p(p: float) -> str:
-    """metafor's console style (four decimals, "<.0001"), which never prints 0.0000."""
-    if p is None or not np.isfinite(p):
-        return "NA"
-    return "<.0001" if p < 1e-4 else f"{p:.4f}"
 
 
 def format_summary(res: MetaResult) -> str:
@@ -368,16 +316,16 @@ def format_summary(res: MetaResult) -> str:
         lines.append(f"  R^2 (amount of heterogeneity accounted for) = {res.R2:.2f}%")
     lines.append("")
     lines.append(
-        f"Test for {'residual ' if res.p > 1 else ''}heterogeneity: QE(df = {res.QE_df}) = {res.QE:.4f}, p = {_format_p(res.QE_pval)}"
+        f"Test for {'residual ' if res.p > 1 else ''}heterogeneity: QE(df = {res.QE_df}) = {res.QE:.4f}, p = {format_p_console(res.QE_pval)}"
     )
     if res.QM is not None:
         if res.QM_df2 is not None:
             lines.append(
-                f"Test of moderators: F(df1 = {res.QM_df}, df2 = {res.QM_df2}) = {res.QM:.4f}, p = {_format_p(res.QM_pval)}"
+                f"Test of moderators: F(df1 = {res.QM_df}, df2 = {res.QM_df2}) = {res.QM:.4f}, p = {format_p_console(res.QM_pval)}"
             )
         else:
             lines.append(
-                f"Test of moderators: QM(df = {res.QM_df}) = {res.QM:.4f}, p = {_format_p(res.QM_pval)}"
+                f"Test of moderators: QM(df = {res.QM_df}) = {res.QM:.4f}, p = {format_p_console(res.QM_pval)}"
             )
     lines.append("")
     table = res.coefficients.copy()

@@ -41,6 +41,8 @@ from scipy import special
 from threadpoolctl import ThreadpoolController
 
 from alliance_core.errors import AnalysisError
+from alliance_core.formatting import format_p_console
+from alliance_core.model.wald import WaldTest
 
 METHODS = ("CR2", "CR1")
 # Below this many Satterthwaite df (or this few clusters) robust p-values are unreliable
@@ -344,8 +346,6 @@ class RobustResult:
         Returns a :class:`~alliance_core.model.results.WaldTest` with distribution "F"
         (``df2`` may be fractional).
         """
-        from alliance_core.model.results import WaldTest
-
         if isinstance(terms, str):
             terms = [terms]
         if self.design is not None:
@@ -377,7 +377,7 @@ class RobustResult:
             test = "HTZ " if self.method == "CR2" else ""
             lines.append(
                 f"{test}Test of moderators: F(df1 = {self.QM_df[0]}, df2 = {self.QM_df[1]:.2f}) = "
-                f"{self.QM:.4f}, p = {_format_p(self.QM_pval)}"
+                f"{self.QM:.4f}, p = {format_p_console(self.QM_pval)}"
             )
             lines.append("")
         table = self.coefficients.rename(columns={"statistic": "tval"})
@@ -399,12 +399,6 @@ class RobustResult:
             f"<RobustResult {self.method} clusters={self.n_clusters} p={len(self.names)}{qm}"
             f" warnings={len(self.warnings)}>"
         )
-
-
-def _format_p(p: float | None) -> str:
-    if p is None or not np.isfinite(p):
-        return "NA"
-    return "<.0001" if p < 1e-4 else f"{p:.4f}"
 
 
 def robust_from_blocks(

@@ -9,10 +9,8 @@ from alliance_core.analyses.run import run_analysis
 from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, list_datasets, load_dataset
 from alliance_core.formatting import escape_markdown, format_coefficient
-from pages import _render as render
-from pages import _session as session
-from pages import _tables as tables
-from pages._state import UploadRecord
+from pages._ui import render, session, tables
+from pages._ui.state import UploadRecord
 from tests.app.conftest import exception_messages, new_app, page_paths
 
 BAD_ROW_CSV = (

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 import alliance_core as ac
 from alliance_core.analyses.run import effect_size_table
 from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
-from pages import _session as session
+from pages._ui import session
 from tests.app.conftest import exception_messages, new_app, open_sensitivity_tab, unescaped
 
 PAGES = (

@@ -20,9 +20,8 @@ from streamlit.testing.v1 import AppTest
 
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.formatting import escape_markdown
-from pages import _render as render
-from pages import _session as session
-from pages._tables import fmt_interval
+from pages._ui import render, session
+from pages._ui.tables import fmt_interval
 from tests.app.conftest import exception_messages, new_app
 from tests.coding_sheets import coding_sheet
 
@@ -326,8 +325,8 @@ def test_downloaded_csv_files_neutralise_formulas(monkeypatch):
 
 
 def test_a_kilobyte_link_value_is_quoted_shortened_in_its_notice():
-    from pages._loading import defaults_for
-    from pages._state import settings_from_link
+    from pages._ui.loading import defaults_for
+    from pages._ui.state import settings_from_link
 
     settings, problems = settings_from_link(
         {"mod": ["m" * 10_000], "ds": ["d" * 10_000]}, defaults_for

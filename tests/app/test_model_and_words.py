@@ -11,8 +11,8 @@ from alliance_core.analyses.run import run_analysis
 from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from alliance_core.formatting import format_number
-from pages import _session as session
-from pages._state import UploadRecord
+from pages._ui import session
+from pages._ui.state import UploadRecord
 from tests.app.conftest import (
     exception_messages,
     new_app,

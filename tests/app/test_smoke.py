@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alliance_core.data.datasets import DEFAULT_DATASET, list_datasets
 from alliance_core.formatting import escape_markdown
-from pages._state import display_title
+from pages._ui.state import display_title
 
 
 def test_app_runs_and_offers_the_dataset_choice(app_test, ran_cleanly):

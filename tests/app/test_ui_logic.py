@@ -12,8 +12,7 @@ from alliance_core.analyses.run import effect_size_table, run_analysis
 from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from alliance_core.errors import AnalysisError
-from pages import _state as state
-from pages import _tables as tables
+from pages._ui import state, tables
 
 # A coding sheet whose third spreadsheet row (second data row) has a correlation that is text.
 BAD_ROW_CSV = (

@@ -6,9 +6,8 @@ rerun); held in session state it is released with the session or when the file i
 
 from __future__ import annotations
 
-from pages import _loading as loading
-from pages import _session as session
-from pages._state import UploadRecord
+from pages._ui import loading, session
+from pages._ui.state import UploadRecord
 from tests.app.conftest import new_app
 
 CSV = (

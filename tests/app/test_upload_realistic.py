@@ -9,8 +9,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from pages import _session as session
-from pages._state import UploadRecord
+from pages._ui import session
+from pages._ui.state import UploadRecord
 from tests.app.conftest import exception_messages, new_app, unescaped
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "uploads"

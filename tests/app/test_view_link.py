@@ -11,8 +11,7 @@ from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from alliance_core.figures import ptr_slope_readout
 from alliance_core.formatting import escape_markdown
-from pages import _state as state
-from pages import _tables as tables
+from pages._ui import state, tables
 from tests.app.conftest import new_app, unescaped
 
 ODD_PROFILES = (

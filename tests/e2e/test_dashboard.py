@@ -11,8 +11,8 @@ from alliance_core.analyses.run import run_analysis
 from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from alliance_core.formatting import format_coefficient
-from pages import _tables as tables
-from pages._state import display_title
+from pages._ui import tables
+from pages._ui.state import display_title
 from tests.e2e.conftest import PAGE_TIMEOUT_MS, rerun_and_wait, wait_for_app_ready
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from alliance_core.data.datasets import dataset_info, list_datasets
-from pages._state import display_title
+from pages._ui.state import display_title
 from tests.e2e.conftest import PAGE_TIMEOUT_MS, wait_for_app_ready
 
 pytestmark = pytest.mark.e2e

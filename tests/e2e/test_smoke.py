@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from alliance_core.data.datasets import DEFAULT_DATASET, list_datasets
-from pages._state import display_title
+from pages._ui.state import display_title
 
 pytestmark = pytest.mark.e2e
 

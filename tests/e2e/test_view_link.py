@@ -8,7 +8,7 @@ import urllib.parse
 import pytest
 from playwright.sync_api import expect
 
-from pages import _state as state
+from pages._ui import state
 from tests.e2e.conftest import wait_for_app_ready
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ import uuid
 
 import streamlit as st
 
-from pages import _serving as serving
+from pages._ui import serving
 
 if os.environ.get("PROBE_UNGUARDED") != "1":
     serving.guard_clear_cache()

@@ -62,7 +62,7 @@ def test_without_the_guard_clear_cache_empties_the_cache(probe_server):
 def test_the_dashboard_installs_the_guard():
     from streamlit.testing.v1 import AppTest
 
-    from pages import _serving as serving
+    from pages._ui import serving
 
     at = AppTest.from_file(str(REPO_ROOT / "app.py"), default_timeout=120)
     at.run()

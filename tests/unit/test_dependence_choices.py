@@ -16,15 +16,19 @@ import pytest
 from scipy import stats
 
 import alliance_core as ac
-from alliance_core.analyses.dependence import RHO_GRID, rho_sensitivity, rho_sensitivity_figure
+from alliance_core.analyses.dependence import RHO_GRID, rho_sensitivity
 from alliance_core.analyses.run import effect_size_table, run_analysis, within_study_test
 from alliance_core.analyses.settings import DEFAULT_RHO, MODELS, AnalysisSettings
 from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from alliance_core.errors import AnalysisError
-from alliance_core.figures import BandInference, ptr_slope_readout
+from alliance_core.figures import (
+    BandInference,
+    ptr_slope_readout,
+    rho_sensitivity_figure,
+    specification_figure,
+)
 from alliance_core.model.nesting import AGGREGATED, INDEPENDENT
-from pages import _state as state
-from pages import _tables as tables
+from pages._ui import state, tables
 
 COLUMNS = ["estimate", "se", "statistic", "df", "pval", "ci_lb", "ci_ub"]
 
@@ -283,7 +287,7 @@ def test_specification_curve_crosses_rho_and_inference_with_the_engines_numbers(
     assert independent["se"] == pytest.approx(plain["se"], rel=1e-5)
     choices = [
         trace.meta["choice"]
-        for trace in curve.figure().data
+        for trace in specification_figure(curve).data
         if trace.meta and "choice" in trace.meta
     ]
     assert "ρ = 0.6" in choices and "CR2 inference" in choices

@@ -7,7 +7,7 @@ import os
 import pickle
 import time
 
-from pages._disk_cache import DiskCache
+from pages._ui.disk_cache import DiskCache
 
 
 def test_round_trip_and_miss(tmp_path):

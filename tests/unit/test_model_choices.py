@@ -27,9 +27,8 @@ from alliance_core.model.nesting import (
     is_nested,
 )
 from alliance_core.wording import reading
-from pages import _sensitivity_tables as display
-from pages import _state as state
-from pages import _tables as tables
+from pages._ui import sensitivity_tables as display
+from pages._ui import state, tables
 
 
 def defaults_for(name: str) -> AnalysisSettings:

@@ -74,7 +74,7 @@ def test_results_csv_reads_back_with_comment_lines(upload_analysis):
 
 def test_analysed_rows_csv_keeps_values_with_hash_signs(upload_analysis):
     """'#' inside a value is quoted, so comment='#' does not cut the row."""
-    from pages import _tables as tables
+    from pages._ui import tables
 
     run, _, prov, _ = upload_analysis
     content = tables.data_csv(run, prov).decode("utf-8")

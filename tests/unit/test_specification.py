@@ -19,6 +19,7 @@ from alliance_core.analyses.run import effect_size_table
 from alliance_core.analyses.specification import specification_curve
 from alliance_core.data.datasets import dataset_info, load_dataset
 from alliance_core.errors import AnalysisError
+from alliance_core.figures import specification_figure
 
 CONTROLS = ("alliance_rater", "design", "pd_share")
 
@@ -179,7 +180,7 @@ def _traces(fig, role):
 
 def test_figure_sorts_estimates_and_marks_the_choices():
     curve = default_curve()
-    fig = curve.figure()
+    fig = specification_figure(curve)
     points = sorted(
         (x, y) for trace in _traces(fig, "estimates") for x, y in zip(trace.x, trace.y, strict=True)
     )
@@ -194,7 +195,7 @@ def test_figure_sorts_estimates_and_marks_the_choices():
 def test_figure_highlights_the_current_specification():
     curve = default_curve()
     label = curve.find(["design"], model="three-level", method="REML")
-    fig = curve.figure(current={"controls": ["design"], "model": "three-level"})
+    fig = specification_figure(curve, current={"controls": ["design"], "model": "three-level"})
     (current,) = _traces(fig, "current")
     assert current.meta["specification"] == label
     assert current.y[0] == pytest.approx(curve.table.at[label, "estimate"])
@@ -203,4 +204,4 @@ def test_figure_highlights_the_current_specification():
     (marks,) = _traces(fig, "current choices")
     assert sorted(marks.y) == ["design", "three-level model"]
     with pytest.raises(AnalysisError, match="not one of"):
-        curve.figure(current={"controls": ["outcome_rater"]})
+        specification_figure(curve, current={"controls": ["outcome_rater"]})

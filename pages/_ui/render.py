@@ -14,17 +14,21 @@ import streamlit as st
 from alliance_core.analyses.run import AnalysisRun, apply_filters
 from alliance_core.analyses.settings import PTR, AnalysisSettings
 from alliance_core.errors import AnalysisError
-from alliance_core.figures import export_figure, split_caption
+from alliance_core.figures import (
+    export_figure,
+    forest_figure,
+    funnel_figure,
+    ptr_curve_figure,
+    split_caption,
+)
 from alliance_core.formatting import escape_markdown
 from alliance_core.handover import reproduce
 from alliance_core.handover.provenance import Provenance, bundled_sha256, settings_json
+from alliance_core.handover.report import build_report
 from alliance_core.model.nesting import AGGREGATED, INDEPENDENT, independence_warning, model_name
 from alliance_core.wording.figure_text import plain_figure
 from alliance_core.wording.reading import which_model
-from pages import _loading as loading
-from pages import _session as session
-from pages import _sidebar as sidebar
-from pages import _tables as tables
+from pages._ui import loading, session, sidebar, tables
 
 LOG = logging.getLogger("alliance_dashboard")
 if not LOG.handlers:  # unexpected errors go to the server console, never to the browser
@@ -75,7 +79,7 @@ def describe_settings(settings: AnalysisSettings) -> str:
     return " · ".join(parts)
 
 
-def page_header(title: str, ctx: sidebar.Context, *, needs_data: bool = True) -> bool:
+def page_header(title: str, ctx: loading.Context, *, needs_data: bool = True) -> bool:
     """Title, the data and model in one line (SIMULATED when it is), and whether to go on."""
     st.title(title)
     if ctx.data is None:
@@ -95,7 +99,7 @@ def page_header(title: str, ctx: sidebar.Context, *, needs_data: bool = True) ->
     return True
 
 
-def independence_notice(ctx: sidebar.Context) -> None:
+def independence_notice(ctx: loading.Context) -> None:
     """The warning every page shows over numbers of the not-recommended independent fit."""
     rows = apply_filters(ctx.data.table, ctx.settings.filters)
     study = ctx.data.mapping.study
@@ -244,7 +248,7 @@ def _static_export(fig: go.Figure, stem: str, version: str) -> None:
         )
 
 
-def provenance_for(run: AnalysisRun, ctx: sidebar.Context) -> Provenance:
+def provenance_for(run: AnalysisRun, ctx: loading.Context) -> Provenance:
     """Where the current analysis comes from, for every file a user downloads."""
     data = ctx.data
     if data.upload is not None:
@@ -301,7 +305,7 @@ def about_alliance(data: loading.ActiveData) -> bool:
     return data.info is None or "alliance" in data.info.name
 
 
-def plain(text: str, ctx: sidebar.Context) -> str:
+def plain(text: str, ctx: loading.Context) -> str:
     """A plain-language reading, without "alliance–outcome" when the data are about another link."""
     if ctx.data is not None and not about_alliance(ctx.data):
         return text.replace("alliance–outcome ", "")
@@ -316,7 +320,7 @@ def analysis_notes(run: AnalysisRun) -> None:
         st.caption(f":material/info: {escape_markdown(note)}")
 
 
-def download_stem(ctx: sidebar.Context) -> str:
+def download_stem(ctx: loading.Context) -> str:
     return "alliance-upload" if ctx.data.upload is not None else ctx.data.dataset
 
 
@@ -334,7 +338,7 @@ class Download:
 
 
 def result_downloads(
-    run: AnalysisRun, ctx: sidebar.Context, pooled: AnalysisRun | None = None
+    run: AnalysisRun, ctx: loading.Context, pooled: AnalysisRun | None = None
 ) -> None:
     """Results, analysed rows, settings, the reproduction scripts and the report.
 
@@ -439,11 +443,8 @@ def result_downloads(
         )
 
 
-def report_for(run: AnalysisRun, ctx: sidebar.Context):
+def report_for(run: AnalysisRun, ctx: loading.Context):
     """The report of the current analysis (figures drawn once per analysis and session)."""
-    from alliance_core.figures import forest_figure, funnel_figure, ptr_curve_figure
-    from alliance_core.handover.report import build_report
-
     key = f"_report:{ctx.data.key}:{loading.analysis_key(ctx.settings)}"
     cached = st.session_state.get(key)
     if cached is not None:

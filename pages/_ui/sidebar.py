@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import urllib.parse
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import NoReturn
 
 import pandas as pd
@@ -22,9 +22,9 @@ from alliance_core.data.datasets import DEFAULT_DATASET
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import escape_markdown
 from alliance_core.model.nesting import INDEPENDENT, INFERENCE_HELP, RHO_HELP
-from pages import _loading as loading
-from pages import _session as session
-from pages._state import (
+from pages._ui import loading, session
+from pages._ui.loading import Context
+from pages._ui.state import (
     SOURCE_BUNDLED,
     SOURCE_UPLOAD,
     UPLOAD_DATASET,
@@ -42,34 +42,13 @@ from pages._state import (
     view_from_link,
 )
 
-
 # -- the sidebar -----------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class Context:
-    """What a page needs: the table, the valid settings, and the page registry."""
-
-    data: loading.ActiveData | None
-    settings: AnalysisSettings | None
-    choices: DataChoices | None
-    reconciled: Reconciled | None
-    notices: tuple[str, ...]
-    problem: str | None
-    pages: dict[str, st.Page]
-
-    @property
-    def ptr_column(self) -> str | None:
-        """The model column of PTR (log_PTR or PTR) when PTR is a moderator."""
-        if self.settings is None or PTR not in self.settings.moderators:
-            return None
-        return "log_PTR" if self.settings.ptr_scale == "log" else "PTR"
-
-
 # The Context of the script run in progress: app.py sets it before running the page and clears
 # it afterwards, so a page can tell whether it was reached through app.py in this very run.
 _this_run = threading.local()
 
 
-def set_context(ctx: Context | None) -> None:
+def set_context(ctx: loading.Context | None) -> None:
     _this_run.context = ctx
 
 

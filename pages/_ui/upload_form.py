@@ -11,9 +11,8 @@ from alliance_core.data.uploads import (
 )
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import escape_markdown
-from pages import _loading as loading
-from pages import _session as session
-from pages._state import (
+from pages._ui import loading, session
+from pages._ui.state import (
     SOURCE_BUNDLED,
     SOURCE_UPLOAD,
     accept_upload,

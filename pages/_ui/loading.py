@@ -8,7 +8,7 @@ Memory is bounded for a server shared by a class: every cache has a number of en
 time to live; an upload's parsed table lives in its session's state, so it is freed when the
 session ends rather than kept for every later visitor. Fits and bias tests of the bundled
 datasets are also kept in a small on-disk store shared by the server's processes
-(pages/_disk_cache.py, enabled by ALLIANCE_FIT_CACHE_DIR): the first student's fit serves the
+(pages/_ui/disk_cache.py, enabled by ALLIANCE_FIT_CACHE_DIR): the first student's fit serves the
 rest. A student's upload never goes to disk.
 """
 
@@ -19,7 +19,6 @@ import json
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
@@ -32,7 +31,7 @@ from alliance_core.analyses.run import (
     run_analysis,
     within_study_test,
 )
-from alliance_core.analyses.settings import AnalysisSettings
+from alliance_core.analyses.settings import PTR, AnalysisSettings
 from alliance_core.data import datasets
 from alliance_core.data.datasets import DEFAULT_DATASET, DatasetInfo
 from alliance_core.data.mapping import ColumnMapping
@@ -43,19 +42,17 @@ from alliance_core.data.uploads import (
     suggest_mapping,
 )
 from alliance_core.errors import AnalysisError
-from pages import _disk_cache as disk_cache
-from pages import _session as session
-from pages._state import (
+from pages._ui import disk_cache, session
+from pages._ui.state import (
     SOURCE_BUNDLED,
     SOURCE_UPLOAD,
     UPLOAD_DATASET,
+    DataChoices,
+    Reconciled,
     UploadRecord,
     default_settings,
     mapping_key,
 )
-
-if TYPE_CHECKING:  # types only: importing them at run time would make an import cycle
-    from pages import _sidebar as sidebar
 
 # Bounds of the in-process caches: a lesson's worth of fits, and uploads only briefly (they are
 # also held by their session, see upload_view).
@@ -151,6 +148,26 @@ class ActiveData:
         if self.mapping.study and self.mapping.study in self.table.columns:
             return int(self.table[self.mapping.study].nunique())
         return len(self.table)
+
+
+@dataclass(frozen=True, eq=False)
+class Context:
+    """What a page needs: the table, the valid settings, and the page registry."""
+
+    data: ActiveData | None
+    settings: AnalysisSettings | None
+    choices: DataChoices | None
+    reconciled: Reconciled | None
+    notices: tuple[str, ...]
+    problem: str | None
+    pages: dict[str, st.Page]
+
+    @property
+    def ptr_column(self) -> str | None:
+        """The model column of PTR (log_PTR or PTR) when PTR is a moderator."""
+        if self.settings is None or PTR not in self.settings.moderators:
+            return None
+        return "log_PTR" if self.settings.ptr_scale == "log" else "PTR"
 
 
 @st.cache_data(show_spinner=False, max_entries=16, ttl=TABLE_TTL)
@@ -307,7 +324,7 @@ def _fit(_data: ActiveData, _settings: AnalysisSettings) -> AnalysisRun | str:
     return run
 
 
-def fitted(ctx: sidebar.Context, *, without_moderators: bool = False) -> AnalysisRun:
+def fitted(ctx: Context, *, without_moderators: bool = False) -> AnalysisRun:
     """The model for the current choices; AnalysisError (a sentence for the user) if none.
 
     ``without_moderators`` gives the same model (data, filters, estimator, test) with no
@@ -350,7 +367,7 @@ def _variance_details(data_key: str, settings_key: str, _run: AnalysisRun) -> Va
     return VarianceDetails(intervals, intervals_problem, lrt, lrt_problem)
 
 
-def variance_details(ctx: sidebar.Context, run: AnalysisRun) -> VarianceDetails:
+def variance_details(ctx: Context, run: AnalysisRun) -> VarianceDetails:
     """Cached per table and settings (the profile likelihood refits the model many times)."""
     return _variance_details(ctx.data.key, analysis_key(run.settings), run)
 
@@ -361,5 +378,5 @@ def _bias_tests(data_key: str, settings_key: str, _pooled) -> bias.BiasTests:
     return shared("bias", data_key, settings_key, lambda: bias.run_bias_tests(_pooled))
 
 
-def bias_tests(ctx: sidebar.Context, pooled) -> bias.BiasTests:
+def bias_tests(ctx: Context, pooled) -> bias.BiasTests:
     return _bias_tests(ctx.data.key, analysis_key(ctx.settings.with_changes(moderators=())), pooled)
