@@ -26,6 +26,7 @@ from alliance_core import che
 from alliance_core import estimation as est
 from alliance_core.errors import AnalysisError
 from alliance_core.fitting import SIGMA2_NAMES, fixed_mask, tau2_confidence_interval
+from alliance_core.result_summary import likelihood_ratio_html
 from alliance_core.results import MetaResult
 
 BLAS = ThreadpoolController()
@@ -142,6 +143,10 @@ class LikelihoodRatioTest:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the comparison table of metafor's anova(full, reduced)."""
+        return likelihood_ratio_html(self)
 
 
 def _format_p(p: float) -> str:

@@ -17,6 +17,7 @@ from scipy import special
 from alliance_core.design import ModelDesign
 from alliance_core.effect_sizes import transf
 from alliance_core.errors import AnalysisError
+from alliance_core.result_summary import meta_result_html
 
 MODEL_TWO_LEVEL = "two-level"
 MODEL_THREE_LEVEL = "three-level"
@@ -268,6 +269,10 @@ class MetaResult:
     # -- weights and display -------------------------------------------------------------
     def summary(self) -> str:
         return format_summary(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: a compact table like metafor's print."""
+        return meta_result_html(self)
 
     def __repr__(self) -> str:
         het = (

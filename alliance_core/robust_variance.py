@@ -41,6 +41,7 @@ from scipy import special
 from threadpoolctl import ThreadpoolController
 
 from alliance_core.errors import AnalysisError
+from alliance_core.result_summary import robust_result_html
 
 METHODS = ("CR2", "CR1")
 # Below this many Satterthwaite df (or this few clusters) robust p-values are unreliable
@@ -388,6 +389,10 @@ class RobustResult:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: a compact table like clubSandwich's coef_test."""
+        return robust_result_html(self)
 
     def __repr__(self) -> str:
         qm = (
