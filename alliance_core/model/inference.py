@@ -25,6 +25,7 @@ from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_p_console
 from alliance_core.model.components import parameter_count
 from alliance_core.model.results import MetaResult
+from alliance_core.model.summary import likelihood_ratio_html
 
 BLAS = ThreadpoolController()
 
@@ -72,6 +73,10 @@ class LikelihoodRatioTest:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the comparison table of metafor's anova(full, reduced)."""
+        return likelihood_ratio_html(self)
 
 
 def _model_fit(res) -> ModelFit:

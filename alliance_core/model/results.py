@@ -25,6 +25,7 @@ from alliance_core.model.components import (
 )
 from alliance_core.model.design import ModelDesign
 from alliance_core.model.robust import robust
+from alliance_core.model.summary import meta_result_html
 from alliance_core.model.wald import WaldTest, wald_test
 
 MODEL_TWO_LEVEL = "two-level"
@@ -247,6 +248,10 @@ class MetaResult:
     # -- weights and display -------------------------------------------------------------
     def summary(self) -> str:
         return format_summary(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: a compact table like metafor's print."""
+        return meta_result_html(self)
 
     def __repr__(self) -> str:
         het = (

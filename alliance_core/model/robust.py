@@ -42,6 +42,7 @@ from threadpoolctl import ThreadpoolController
 
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_p_console
+from alliance_core.model.summary import robust_result_html
 from alliance_core.model.wald import WaldTest
 
 METHODS = ("CR2", "CR1")
@@ -388,6 +389,10 @@ class RobustResult:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: a compact table like clubSandwich's coef_test."""
+        return robust_result_html(self)
 
     def __repr__(self) -> str:
         qm = (
