@@ -11,13 +11,14 @@ DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run serve test lint format pytest unit app e2e clean
+.PHONY: help run serve test lint format pytest unit app e2e wheel-check clean
 
 help:
 	@echo "make run    start the dashboard (streamlit run app.py) on the bundled default dataset"
 	@echo "make serve  serve a class: WORKERS Streamlit processes (default: one per core) behind nginx on :8501"
 	@echo "make test   ruff check, ruff format --check, then pytest (unit, app, e2e)"
 	@echo "make format apply ruff's formatter and safe lint fixes"
+	@echo "make wheel-check  build the alliance_core wheel, install it without Streamlit, run docs/engine.md"
 	@echo "make clean  remove .venv and caches"
 
 # The venv itself. Debian/Ubuntu split venv+ensurepip into python3-venv: without it
@@ -46,7 +47,7 @@ $(DEV_STAMP): requirements-dev.txt $(RUN_STAMP)
 run: $(RUN_STAMP)
 	$(VPY) -m streamlit run app.py
 
-# Several Streamlit processes behind nginx (deploy/serve.sh; see README "Serving a class").
+# Several Streamlit processes behind nginx (deploy/serve.sh; see docs/serving.md).
 WORKERS ?= $(shell nproc)
 serve: $(RUN_STAMP)
 	WORKERS=$(WORKERS) PYTHON=$(VPY) deploy/serve.sh
@@ -70,6 +71,10 @@ test: lint pytest
 # Single layers, for working on one of them.
 unit app e2e: $(DEV_STAMP)
 	$(VPY) -m pytest tests/$@ $(PYTEST_ARGS)
+
+# The wheel of alliance_core in a clean venv without Streamlit runs docs/engine.md's examples.
+wheel-check: $(DEV_STAMP)
+	BUILD_PYTHON=$(VPY) BASE_PYTHON=$(PYTHON) scripts/check_wheel.sh
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache .ruff_cache .hypothesis *.egg-info
