@@ -240,22 +240,7 @@ class MetaResult:
         return out
 
     def _newdata_frame(self, newdata, fill_typical: bool) -> pd.DataFrame:
-        if newdata is None:
-            frame = pd.DataFrame(index=[0])
-        elif isinstance(newdata, pd.DataFrame):
-            frame = newdata.copy()
-        elif isinstance(newdata, Mapping):
-            values = {key: (list(v) if np.ndim(v) else [v]) for key, v in newdata.items()}
-            frame = pd.DataFrame(values)
-        else:
-            frame = pd.DataFrame(list(newdata))
-        typical = self.design.typical_values()
-        for column in self.design.moderators:
-            if column not in frame.columns:
-                if not fill_typical:
-                    raise AnalysisError(f"Prediction: a value for moderator '{column}' is needed.")
-                frame[column] = typical[column]
-        return frame
+        return prediction_frame(self.design, newdata, fill_typical)
 
     # -- tests ---------------------------------------------------------------------------
     def wald_test(self, terms: Sequence[str]) -> WaldTest:
@@ -288,6 +273,32 @@ class MetaResult:
         from alliance_core.robust_variance import robust
 
         return robust(self, cluster=cluster, method=method)
+
+
+def prediction_frame(
+    design: ModelDesign,
+    newdata: pd.DataFrame | Mapping | Sequence[Mapping] | None,
+    fill_typical: bool = True,
+) -> pd.DataFrame:
+    """Moderator values of the rows to predict (``predict``'s ``newdata`` / ``newmods``): a
+    frame, a mapping of columns, or a list of rows; None gives one row. Moderators left out are
+    held at their mean (numeric) or reference level (categorical) when ``fill_typical``."""
+    if newdata is None:
+        frame = pd.DataFrame(index=[0])
+    elif isinstance(newdata, pd.DataFrame):
+        frame = newdata.copy()
+    elif isinstance(newdata, Mapping):
+        values = {key: (list(v) if np.ndim(v) else [v]) for key, v in newdata.items()}
+        frame = pd.DataFrame(values)
+    else:
+        frame = pd.DataFrame(list(newdata))
+    typical = design.typical_values()
+    for column in design.moderators:
+        if column not in frame.columns:
+            if not fill_typical:
+                raise AnalysisError(f"Prediction: a value for moderator '{column}' is needed.")
+            frame[column] = typical[column]
+    return frame
 
 
 def wald_test(
