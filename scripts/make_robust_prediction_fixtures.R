@@ -28,8 +28,8 @@ columns_of <- function(d) {
 }
 
 n_cases <- 0
-write_case <- function(name, description, d, spec, newdata = list()) {
-  result <- robust_prediction_reference(d, spec, newdata)
+write_case <- function(name, description, d, spec, newdata = list(), changes = NULL) {
+  result <- robust_prediction_reference(d, spec, newdata, changes)
   case <- list(name = sc(name), description = sc(description), spec = spec,
                data = columns_of(d), newdata = newdata, result = result)
   write_json_file(case, file.path(out_dir, paste0(name, ".json")))
@@ -67,7 +67,8 @@ yi <- 0.32 - 0.03 * log_ptr[study] + 0.04 * (rater == "observer") +
 upload <- data.frame(
   yi = yi, vi = vi, study = sprintf("Study %02d", study),
   es = as.character(stats::ave(seq_len(k), study, FUN = seq_along)),
-  log_PTR = log_ptr[study], rater = rater, stringsAsFactors = FALSE)
+  PTR = (patients / therapists)[study], log_PTR = log_ptr[study], rater = rater,
+  stringsAsFactors = FALSE)
 upload_rows <- list(log_PTR = log(c(1, 3, 10, 40, 3, 10)),
                     rater = c("observer", "observer", "patient", "patient", "therapist",
                               "therapist"))
@@ -88,4 +89,14 @@ for (rho in c(0, 0.6)) {
 }
 write_case("upload_2l_mods", "simulated upload two-level rma.uni, clustered by study, log_PTR + rater",
            upload, spec("two-level", c("log_PTR", "rater")), upload_rows)
+# PTR entering as PTR + log(PTR): a change in PTR moves two coefficients, so its contrast
+# has its own df, equal to neither slope's (the dashboard's "how much does r change").
+both_rows <- list(PTR = c(1, 3, 10, 40), log_PTR = log(c(1, 3, 10, 40)),
+                  rater = c("patient", "patient", "observer", "therapist"))
+write_case("upload_che_rho06_ptr_both", "simulated upload CHE rho = 0.6, PTR + log_PTR + rater",
+           upload, spec("che", c("PTR", "log_PTR", "rater"), rho = sc(0.6)), both_rows,
+           changes = list(from = list(PTR = c(1, 2, 1), log_PTR = log(c(1, 2, 1)),
+                                      rater = c("patient", "observer", "therapist")),
+                          to = list(PTR = c(10, 8, 40), log_PTR = log(c(10, 8, 40)),
+                                    rater = c("patient", "observer", "therapist"))))
 cat(n_cases, "fixtures written to", out_dir, "\n")

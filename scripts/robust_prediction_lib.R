@@ -9,7 +9,8 @@
 #
 # robust_prediction_reference(data, spec, newdata) returns both as a list for JSON.
 # data and spec are as in robust_reference_lib.R; newdata is a list of moderator
-# columns (one value per prediction row), empty for an intercept-only model (one row).
+# columns (one value per prediction row), empty for an intercept-only model (one row);
+# changes (optional): list(from = newdata, to = newdata), contrasts X(to) - X(from).
 
 prediction_lib_dir <- local({
   file_arg <- grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE)
@@ -31,7 +32,7 @@ contrast_rows <- function(newdata, d, moderators) {
   stats::model.matrix(moderator_formula(moderators), nd)
 }
 
-robust_prediction_reference <- function(data, spec, newdata) {
+robust_prediction_reference <- function(data, spec, newdata, changes = NULL) {
   spec <- plain_spec(spec)
   d <- robust_prepare(data, spec)
   fit <- robust_fit(d, spec)
@@ -49,6 +50,18 @@ robust_prediction_reference <- function(data, spec, newdata) {
   pr_r <- if (is.null(newmods)) predict(rob, transf = tanh)
           else predict(rob, newmods = newmods, transf = tanh)
   het <- if (inherits(fit, "rma.mv")) sum(fit$sigma2) else fit$tau2
+  # Changes between two rows of moderator values (e.g. PTR 1 -> 10): the contrast
+  # X(to) - X(from), tested on its own Satterthwaite df.
+  change <- if (is.null(changes)) NULL else {
+    D <- contrast_rows(changes$to, d, moderators) - contrast_rows(changes$from, d, moderators)
+    lc_d <- clubSandwich::linear_contrast(fit, vcov = "CR2", cluster = cluster, contrasts = D,
+                                          test = "Satterthwaite", level = 0.95, p_values = TRUE)
+    list(from = changes$from, to = changes$to,
+         contrasts = lapply(seq_len(nrow(D)), function(i) as.numeric(D[i, ])),
+         est = as.numeric(lc_d$Est), se = as.numeric(lc_d$SE), df = as.numeric(lc_d$df),
+         ci_lb = as.numeric(lc_d$CI_L), ci_ub = as.numeric(lc_d$CI_U),
+         pval = as.numeric(lc_d$p_val))
+  }
 
   list(
     coef_names = rownames(fit$beta),
@@ -66,6 +79,7 @@ robust_prediction_reference <- function(data, spec, newdata) {
       pred = as.numeric(pr$pred), se = as.numeric(pr$se), df = as.numeric(pr$ddf),
       ci_lb = as.numeric(pr$ci.lb), ci_ub = as.numeric(pr$ci.ub),
       pi_lb = as.numeric(pr$pi.lb), pi_ub = as.numeric(pr$pi.ub)),
+    changes = change,
     metafor_r = list(
       pred = as.numeric(pr_r$pred), ci_lb = as.numeric(pr_r$ci.lb),
       ci_ub = as.numeric(pr_r$ci.ub), pi_lb = as.numeric(pr_r$pi.lb),
