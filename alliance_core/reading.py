@@ -16,6 +16,7 @@ import pandas as pd
 from alliance_core.formatting import format_coefficient, format_number, format_p
 from alliance_core.nesting import display_name
 from alliance_core.results import MetaResult
+from alliance_core.robust_contrasts import predict_under
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,12 @@ def pooled_effect(
 
     ``measure`` names the effect (see :func:`effect_words`); by default "ZCOR" when
     ``on_r_scale`` and a generic "effect size" otherwise. ``topic`` precedes the noun.
-    ``band`` (a :class:`~alliance_core.figures.BandInference`, e.g. CR2) replaces the model's
-    covariance and critical value in the intervals.
+    ``band`` (a :class:`~alliance_core.figures.BandInference`, e.g. CR2) gives the intervals
+    of its robust prediction (robust se, t on the prediction's own Satterthwaite df).
     """
     words = effect_words(measure or ("ZCOR" if on_r_scale else None))
-    extra = {} if band is None else {"vcov": band.vcov, "df": band.df}
-    pred = res.predict(transform="r" if on_r_scale else None, **extra).iloc[0]
+    robust = None if band is None else band.robust
+    pred = predict_under(res, robust, transform="r" if on_r_scale else None).iloc[0]
     value = format_number(pred["pred"])
     stated = f"{words.symbol} = {value}" if words.symbol == "r" else value
     text = (

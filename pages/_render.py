@@ -450,17 +450,19 @@ def report_for(run: AnalysisRun, ctx: sidebar.Context):
         return cached
     pooled = loading.fitted(ctx, without_moderators=True)
     on_r = ctx.data.correlations
+    band = run.band_inference()  # under CR2 the figures' intervals are the page's robust ones
     figures = {
         "forest": forest_figure(
             run.result,
             transform="r" if on_r else None,
             columns=figure_columns(ctx.data),
+            band=band,
         ),
         "funnel": funnel_figure(pooled.result, scale="r" if on_r else None),
     }
     if run.ptr_column is not None:
         figures["ptr"] = ptr_curve_figure(
-            run.result, ptr_column="PTR", scale=ctx.settings.ptr_scale
+            run.result, ptr_column="PTR", scale=ctx.settings.ptr_scale, band=band
         )
     built = build_report(
         run,

@@ -14,12 +14,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_number
 from alliance_core.nesting import display_name
 from alliance_core.results import MetaResult
+from alliance_core.robust_contrasts import predict_under
+from alliance_core.robust_variance import RobustResult
 
 # Okabe & Ito's palette without its black, which would vanish on a dark theme.
 OKABE_ITO = (
@@ -179,10 +182,21 @@ def display_scale(transform: str | None) -> DisplayScale:
 
 @dataclass(frozen=True, eq=False)
 class BandInference:
-    """Where a figure's intervals come from when not from the model: a covariance matrix of the
-    coefficients (e.g. CR2) and the df of the t critical value (e.g. the PTR coefficient's
-    Satterthwaite df; None: normal), with words for the caption."""
+    """Where a figure's intervals come from when not from the model: a cluster-robust result
+    (e.g. CR2) whose ``predict`` gives every point its own df (clubSandwich
+    ``linear_contrast``), with words for the caption."""
 
-    vcov: np.ndarray
-    df: float | None
+    robust: RobustResult
     label: str
+
+    @property
+    def vcov(self) -> np.ndarray:
+        return self.robust.vcov
+
+
+def predictions(
+    res: MetaResult, band: BandInference | None, newmods=None, transform: str | None = None
+) -> pd.DataFrame:
+    """``res.predict`` (the model's own inference) or, with ``band``, the robust predictions,
+    each with its own Satterthwaite df (:func:`alliance_core.robust_contrasts.predict_under`)."""
+    return predict_under(res, None if band is None else band.robust, newmods, transform)
