@@ -91,11 +91,13 @@ def which_model(
     *,
     pooled: bool = False,
     aggregated_from: int | None = None,
+    where: str = "on this page",
 ) -> str:
     """Which model a page's numbers come from: with or without moderators, and its k.
 
     ``moderators`` are the model's moderator columns; ``aggregated_from`` the number of
-    effect sizes behind a two-level model on one aggregated effect per study.
+    effect sizes behind a two-level model on one aggregated effect per study; ``where`` the
+    part of the page the statement covers ("in this tab" when a tab uses another model).
     """
     if res.is_three_level:
         size = f"k = {res.k:,} effect sizes in {res.n_studies:,} studies"
@@ -111,7 +113,7 @@ def which_model(
     else:
         names = ", ".join(display_name(m) for m in moderators)
         kind = f"the model with moderators ({names})"
-    return f"Numbers on this page come from {kind}; {size}."
+    return f"Numbers {where} come from {kind}; {size}."
 
 
 def heterogeneity(res: MetaResult) -> str:

@@ -107,13 +107,18 @@ def independence_notice(ctx: sidebar.Context) -> None:
     )
 
 
-def model_statement(run: AnalysisRun, *, pooled: bool = False) -> None:
-    """One line saying which model the page's numbers come from (moderators, k)."""
+def model_statement(
+    run: AnalysisRun, *, pooled: bool = False, where: str = "on this page", also: str = ""
+) -> None:
+    """One line saying which model the page's (or a tab's: ``where``) numbers come from
+    (moderators, k); ``also`` adds a sentence (e.g. which tab follows another model)."""
     res = run.result
     aggregated = run.data.attrs.get("rho") is not None and not res.is_three_level
     total = int(run.data["ki"].sum()) if aggregated and "ki" in run.data.columns else None
-    statement = which_model(res, run.moderator_columns, pooled=pooled, aggregated_from=total)
-    st.caption(":material/functions: " + escape_markdown(statement))
+    statement = which_model(
+        res, run.moderator_columns, pooled=pooled, aggregated_from=total, where=where
+    )
+    st.caption(":material/functions: " + escape_markdown(" ".join(filter(None, [statement, also]))))
 
 
 def inference_statement(run: AnalysisRun) -> None:
