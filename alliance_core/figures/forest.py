@@ -505,7 +505,7 @@ def _add_summary_rows(
             f"{moderator_values_text(typical, res)}, not a pooled estimate over all studies."
         )
     if band is not None:
-        notes.append(f"Diamond and prediction interval: {band.label} (df = {pred['df']:.1f}).")
+        notes.append(f"Diamond and prediction interval: {band.label}; here df = {pred['df']:.1f}.")
     hover = f"{scale.symbol} = {interval_text(est, lo, hi)} ({percent_level(res)} CI)"
     y = rows.add_row(label, interval_text(est, lo, hi), "100%" if res.p == 1 else "")
     _diamond(fig, y, pred, scale, "Pooled estimate", "diamond", hover)

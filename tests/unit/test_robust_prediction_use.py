@@ -66,7 +66,7 @@ def test_forest_diamond_and_prediction_interval_under_cr2_are_metafors():
     np.testing.assert_allclose(bar["pi"], [expected["pi_lb"][0], expected["pi_ub"][0]], rtol=RTOL)
     # The caption names the df the diamond was tested on: the estimate's own.
     df = fixture["result"]["metafor"]["df"][0]
-    assert any(f"(df = {df:.1f})" in note for note in fig.layout.meta["notes"])
+    assert any(f"here df = {df:.1f}." in note for note in fig.layout.meta["notes"])
 
 
 def test_forest_without_band_keeps_the_model_based_diamond():
