@@ -57,7 +57,7 @@ if render.page_header("Forest plot", ctx):
         "show_all_effect_sizes": show_all and res.is_three_level,
         "transform": "r" if ctx.data.correlations else None,
         "columns": columns,
-        "band": run.band_inference("intrcpt" if res.p == 1 else None),
+        "band": run.band_inference(),
     }
     # The data and analysis keys name the fit (and so the bands); the rest are the view.
     view = (ctx.data.key, loading.analysis_key(ctx.settings), sort_by, subgroup, show_all)

@@ -99,7 +99,12 @@ st.markdown(
     "t with **Satterthwaite degrees of freedom**; tests of several coefficients use the "
     '**HTZ** F test (clubSandwich `coef_test(vcov = "CR2")`, `Wald_test(test = "HTZ")`; '
     "metafor `robust(fit, cluster = study, clubSandwich = TRUE)`). With the aggregated "
-    "two-level model or the independent one, the clusters are the studies too."
+    "two-level model or the independent one, the clusters are the studies too. A prediction "
+    "(the forest diamond, a point of the PTR curve, the change in r between two PTR values) "
+    "is a combination $c^\\top\\hat\\beta$ of the coefficients and gets its own "
+    "Satterthwaite df, not one borrowed from a coefficient (clubSandwich `linear_contrast`, "
+    "metafor `predict(robust(...), newmods)`); its prediction interval adds the model's "
+    "variance components to the robust SE², with t on that df."
 )
 st.latex(
     r"\mathbf V^{CR2} = \mathbf B \Big(\sum_i \mathbf X_i^\top \mathbf W_i \mathbf A_i "

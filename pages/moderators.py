@@ -15,7 +15,7 @@ from pages._ui import loading, render, sidebar, state, tables
 def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     """The curve and its what-if profiles: editing them redraws this part only."""
     res = run.result
-    band = run.band_inference(run.ptr_column)
+    band = run.band_inference()
     st.markdown(reading.ptr_effect(res, run.ptr_column, coefficients=run.inference_table))
     left, right = st.columns(2)
     colour_columns = [c for c in ctx.choices.categorical if c in res.data.columns]
@@ -138,6 +138,8 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
         prefix = f"**{escape_markdown(name)}:** " if len(readouts) > 1 else ""
         st.markdown(prefix + escape_markdown(readout.sentence))
     st.table(render.escaped_index(tables.readout_table(readouts).set_index("Profile")))
+    if band is not None:
+        st.caption(tables.readout_inference(readouts))  # no user text in it
     render.figure_downloads(
         fig,
         "ptr-curve",

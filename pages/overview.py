@@ -17,10 +17,9 @@ if render.page_header("Overview", ctx):
     res = run.result
     on_r = ctx.data.correlations
     words = reading.effect_words(ctx.data.measure)
-    # Intervals of the chosen inference (CR2: robust covariance, t on the intercept's df).
-    band = pooled_run.band_inference("intrcpt")
-    extra = {} if band is None else {"vcov": band.vcov, "df": band.df}
-    pred = pooled.predict(transform="r" if on_r else None, **extra).iloc[0]
+    # Intervals of the chosen inference (CR2: robust se, t on the prediction's own df).
+    band = pooled_run.band_inference()
+    pred = pooled_run.predict(transform="r" if on_r else None).iloc[0]
     level = f"{pooled.level:.0%}"
     symbol = words.symbol or "effect"
 

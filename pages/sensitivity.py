@@ -25,15 +25,21 @@ SECTION_KEY = "sensitivity:section"
 
 @st.cache_data(max_entries=8, show_spinner=False, ttl=loading.CACHE_TTL)
 def leave_one_out_table(
-    data_key: str, settings_key: str, _res
+    data_key: str, settings_key: str, _res, on_r: bool
 ) -> tuple[pd.DataFrame, str | None, str]:
     # A refit per study: cached on the analysis, like the fit itself (and shared by the
-    # server's processes, see loading.shared).
+    # server's processes, see loading.shared). The reading states effects on the table's
+    # scale (r for correlations).
     def compute():
         result = leave_one_out(_res)
-        return result.table, result.coefficient, result.describe()
+        return result.table, result.coefficient, result.describe(reading_scale(on_r))
 
-    return loading.shared("leave-one-out", data_key, settings_key, compute)
+    return loading.shared(f"leave-one-out:{reading_scale(on_r)}", data_key, settings_key, compute)
+
+
+def reading_scale(on_r: bool) -> str | None:
+    """The transform of the numbers in a reading: r for correlations, else the model's scale."""
+    return "r" if on_r else None
 
 
 @st.cache_data(max_entries=8, show_spinner=False, ttl=loading.CACHE_TTL)
@@ -56,14 +62,17 @@ def row_labels(res, label_column: str | None) -> dict | None:
 
 @st.cache_data(max_entries=8, show_spinner=False, ttl=loading.CACHE_TTL)
 def cumulative_table(
-    data_key: str, settings_key: str, order_by: str, _pooled
+    data_key: str, settings_key: str, order_by: str, _pooled, on_r: bool
 ) -> tuple[pd.DataFrame, str]:
     # A refit per added study: without the cache every rerun of this page refitted them all.
+    # The reading states the pooled estimate on the chart's scale (r for correlations).
     def compute():
         steps = cumulative(_pooled, order_by=order_by)
-        return steps.table, steps.describe()
+        return steps.table, steps.describe(reading_scale(on_r))
 
-    return loading.shared(f"cumulative:{order_by}", data_key, settings_key, compute)
+    return loading.shared(
+        f"cumulative:{order_by}:{reading_scale(on_r)}", data_key, settings_key, compute
+    )
 
 
 @st.cache_data(max_entries=4, show_spinner=False, ttl=loading.CACHE_TTL)
@@ -127,7 +136,9 @@ def dependence_section(run, term: str) -> None:
 def cumulative_section(pooled_run, year: str, unit: str, on_r: bool, symbol) -> None:
     """The pooled estimate as rows are added in order of ``year``: reading, chart, caption."""
     pooled_key = loading.analysis_key(ctx.settings.with_changes(moderators=()))
-    steps_table, steps_text = cumulative_table(ctx.data.key, pooled_key, year, pooled_run.result)
+    steps_table, steps_text = cumulative_table(
+        ctx.data.key, pooled_key, year, pooled_run.result, on_r
+    )
     st.markdown(escape_markdown(steps_text))
     chart = display.cumulative_chart(steps_table, on_r=on_r, symbol=symbol)
     effect = chart.columns[1]
@@ -174,7 +185,9 @@ def leave_one_out_section(page: Refits) -> None:
         render.shown_errors("Leave-one-out"),
         st.spinner("Refitting without each " + page.unit + "…"),
     ):
-        table, coefficient, text = leave_one_out_table(page.data_key, page.settings_key, res)
+        table, coefficient, text = leave_one_out_table(
+            page.data_key, page.settings_key, res, page.on_r
+        )
         st.markdown(escape_markdown(text))
 
         def readable(rows: pd.DataFrame) -> pd.DataFrame:
@@ -237,7 +250,8 @@ def cumulative_tab(page: Refits) -> None:
     year = ctx.data.mapping.year
     with render.shown_errors("The cumulative meta-analysis"):
         pooled_run = loading.fitted(ctx, without_moderators=True)
-        render.model_statement(pooled_run, pooled=True)
+        # The page's statement names the sidebar's model; this tab follows another one.
+        render.model_statement(pooled_run, pooled=True, where="in this tab")
         if year in pooled_run.result.data.columns:
             cumulative_section(pooled_run, year, page.unit, page.on_r, page.symbol)
         else:
@@ -403,7 +417,15 @@ if render.page_header("Sensitivity", ctx):
         symbol=effect_words(ctx.data.measure).symbol,
         labels=row_labels(res, ctx.data.mapping.label),
     )
-    render.model_statement(run)
+    render.model_statement(
+        run,
+        also=(
+            "The cumulative meta-analysis follows the same model without moderators, as its "
+            "tab says."
+            if res.p > 1
+            else ""
+        ),
+    )
     if run.robust is not None:
         st.caption(
             ":material/info: Leave-one-out, influence and cumulative refits show model-based "

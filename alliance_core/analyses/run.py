@@ -22,7 +22,7 @@ from alliance_core.data.effect_sizes import (
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.errors import AnalysisError
 from alliance_core.model.fitting import fit
-from alliance_core.model.inference import BandInference, LikelihoodRatioTest, compare
+from alliance_core.model.inference import BandInference, LikelihoodRatioTest, compare, predict_under
 from alliance_core.model.nesting import (
     AGGREGATED,
     aggregated_rows,
@@ -106,30 +106,24 @@ class AnalysisRun:
         """The coefficients' covariance matrix of the chosen inference (for bands)."""
         return self.robust.vcov if self.robust is not None else self.result.vb
 
-    def band_df(self, term: str | None) -> float | None:
-        """df of the t critical value of a band: the term's Satterthwaite df under CR2, the
-        model's df otherwise (None: normal critical value)."""
-        if self.robust is None:
-            return None if self.result.ddf is None else float(self.result.ddf)
-        if term is None or term not in self.robust.coefficients.index:
-            return float(self.robust.coefficients["df"].min())
-        return float(self.robust.coefficients.loc[term, "df"])
-
-    def band_inference(self, term: str | None) -> BandInference | None:
-        """Bands of curves under the chosen inference: None (the model's own) when
-        model-based; under CR2 the robust covariance with t on ``term``'s Satterthwaite df."""
+    def band_inference(self) -> BandInference | None:
+        """Intervals of curves and diamonds under the chosen inference: None (the model's own)
+        when model-based; under CR2 the robust predictions, each point on its own Satterthwaite
+        df (clubSandwich ``linear_contrast``), never a coefficient's df borrowed."""
         if self.robust is None:
             return None
-        df = self.band_df(term)
-        name = display_name(term) if term else "smallest"
         return BandInference(
-            vcov=self.robust.vcov,
-            df=df,
+            robust=self.robust,
             label=(
-                f"cluster-robust (CR2) intervals, t on the {name} coefficient's "
-                f"Satterthwaite df = {df:.1f}"
+                "cluster-robust (CR2) intervals, each on its own Satterthwaite df "
+                "(clubSandwich linear_contrast)"
             ),
         )
+
+    def predict(self, newmods=None, transform: str | None = None) -> pd.DataFrame:
+        """Predictions under the chosen inference: ``result.predict`` when model-based; under
+        CR2 ``robust.predict`` (robust se, own df per row, PI from the model's variances)."""
+        return predict_under(self.result, self.robust, newmods, transform)
 
     def inference_warnings(self) -> tuple[str, ...]:
         """Why the robust p-values may not hold, in words a student understands."""

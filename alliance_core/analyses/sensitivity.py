@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from alliance_core.data.effect_sizes import transf
 from alliance_core.errors import AnalysisError
-from alliance_core.formatting import format_p
+from alliance_core.formatting import format_number, format_p
 from alliance_core.model import estimation as est
 from alliance_core.model.components import BLAS
 from alliance_core.model.fitting import critical_value, two_sided_p
@@ -103,6 +104,18 @@ def _fmt(value: float) -> str:
     return "NA" if value is None or not np.isfinite(value) else f"{value:.3f}"
 
 
+def _effect(value: float, transform: str | None) -> str:
+    """An effect on the scale of the table beside the sentence (r for correlations), with
+    the three decimals and the minus sign of that table."""
+    if value is None or not np.isfinite(value):
+        return "NA"
+    return format_number(float(transf(np.asarray(value, dtype=float), transform)), 3)
+
+
+def _scale_words(transform: str | None) -> str:
+    return " (r)" if transform == "r" else ""
+
+
 # -- leave one out -------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class LeaveOneOut:
@@ -122,9 +135,14 @@ class LeaveOneOut:
     coefficient: str | None
     full: dict[str, float]  # the same quantities for the full model
     level: float
+    moderated: bool = False  # the model has moderators: the intercept is not a pooled estimate
 
-    def describe(self) -> str:
-        """What was done, what it showed, and what it cannot show, in plain words."""
+    def describe(self, transform: str | None = None) -> str:
+        """What was done, what it showed, and what it cannot show, in plain words.
+
+        ``transform="r"`` states the intercept as r (the scale of the table shown beside
+        it); the followed coefficient stays on the model's scale and, then, says it is
+        Fisher's z. None: every number on the model's scale."""
         ok = self.table[self.table["error"].isna()]
         n = len(self.table)
         lines = [
@@ -136,17 +154,25 @@ class LeaveOneOut:
             return " ".join(lines)
         shift = (ok["estimate"] - self.full["estimate"]).abs()
         most = shift.idxmax()
+        what = (
+            "The intercept (the expected effect with every moderator at zero or its reference "
+            "level)"
+            if self.moderated
+            else "The pooled estimate"
+        )
         lines.append(
-            f"The intercept (the pooled estimate when there are no moderators) ranged from "
-            f"{_fmt(ok['estimate'].min())} to {_fmt(ok['estimate'].max())}; with all data it is "
-            f"{_fmt(self.full['estimate'])}. Leaving out {self.unit} {most} moved it most "
-            f"(to {_fmt(ok.at[most, 'estimate'])})."
+            f"{what}{_scale_words(transform)} ranged from "
+            f"{_effect(ok['estimate'].min(), transform)} to "
+            f"{_effect(ok['estimate'].max(), transform)}; with all data it is "
+            f"{_effect(self.full['estimate'], transform)}. Leaving out {self.unit} {most} "
+            f"moved it most (to {_effect(ok.at[most, 'estimate'], transform)})."
         )
         if self.coefficient is not None:
             alpha = 1.0 - self.level
             significant = int((ok["coef_pval"] < alpha).sum())
+            on_z = " (on Fisher's z)" if transform == "r" else ""
             lines.append(
-                f"The {display_name(self.coefficient)} coefficient ranged from "
+                f"The {display_name(self.coefficient)} coefficient{on_z} ranged from "
                 f"{_fmt(ok['coef_estimate'].min())} to {_fmt(ok['coef_estimate'].max())} (all "
                 f"data: {_fmt(self.full['coef_estimate'])}, {format_p(self.full['coef_pval'])}); "
                 "it was "
@@ -192,6 +218,7 @@ def leave_one_out(res: MetaResult, coefficient: str | None = None) -> LeaveOneOu
         coefficient=coefficient,
         full=_full_values(res, j),
         level=res.level,
+        moderated=res.p > 1,
     )
 
 
@@ -454,16 +481,19 @@ class Cumulative:
     unit: str
     level: float
 
-    def describe(self) -> str:
+    def describe(self, transform: str | None = None) -> str:
+        """The drift of the pooled estimate in words; ``transform="r"`` states it as r (the
+        scale of the chart beside it), None on the model's scale."""
         ok = self.table[self.table["error"].isna()]
         if ok.empty:
             return "Cumulative meta-analysis: no step could be fitted."
         first, last = ok.iloc[0], ok.iloc[-1]
         return (
             f"Cumulative meta-analysis: {_plural(self.unit)} were added one "
-            f"at a time in order of {self.order_by}. The pooled estimate moved from "
-            f"{_fmt(first['estimate'])} (first fitted step, k = {int(first['k'])}) to "
-            f"{_fmt(last['estimate'])} (all {int(last['k'])} effect sizes). A drift over time "
+            f"at a time in order of {self.order_by}. The pooled estimate{_scale_words(transform)} "
+            f"moved from {_effect(first['estimate'], transform)} (first fitted step, "
+            f"k = {int(first['k'])}) to {_effect(last['estimate'], transform)} (all "
+            f"{int(last['k'])} effect sizes). A drift over time "
             "can reflect changing methods or populations as well as early, larger effects "
             "being published first; the plot cannot tell these apart."
         )

@@ -29,6 +29,7 @@ from alliance_core.figures.styling import (
     interval_text,
     moderator_values_text,
     percent_level,
+    predictions,
     style_figure,
 )
 from alliance_core.formatting import format_number
@@ -231,6 +232,8 @@ def forest_figure(
     The diamond is the pooled estimate of an intercept-only model, or, in a meta-regression,
     the prediction at typical moderator values (means, reference levels), which the caption
     names. The dashed bar under it is the prediction interval for the true effect of a new study.
+    With ``band`` (e.g. CR2) both come from ``band.robust.predict``: robust standard error and
+    t on the prediction's own Satterthwaite df (metafor ``predict(robust(...))``).
     ``subgroup`` adds a diamond per level of that column from a separate intercept-only fit
     (see :func:`alliance_core.analyses.subgroups.subgroup_fits`). ``transform="r"`` shows correlations,
     ``"z"`` Fisher's z, ``None`` effect sizes of another kind as analysed.
@@ -277,7 +280,7 @@ def forest_figure(
 
     bottom = rows.next_y + 0.5
     plotted = res.data if show_all_effect_sizes and res.is_three_level else table
-    x_range = _forest_axes(fig, res, plotted, crit, scale, bottom)
+    x_range = _forest_axes(fig, res, plotted, crit, scale, bottom, band)
     if compact:
         _add_compact_text(fig, rows, x_range)
     else:
@@ -485,9 +488,8 @@ def _prediction_bar(fig, y, pred_row, scale, level_text) -> None:
 def _add_summary_rows(
     fig, res: MetaResult, rows: _ForestLayout, scale: DisplayScale, band: BandInference | None
 ) -> list[str]:
-    # The chosen inference's covariance and df (``band``, e.g. CR2), else the model's own.
-    extra = {} if band is None else {"vcov": band.vcov, "df": band.df}
-    pred = res.predict(transform=None, **extra).iloc[0]
+    # The chosen inference (``band``, e.g. CR2: the prediction's own df), else the model's own.
+    pred = predictions(res, band).iloc[0]
     est, lo, hi = (float(scale(pred[c])) for c in ("pred", "ci_lb", "ci_ub"))
     kind = "three-level" if res.is_three_level else "random-effects"
     if res.method == "EE":
@@ -503,7 +505,7 @@ def _add_summary_rows(
             f"{moderator_values_text(typical, res)}, not a pooled estimate over all studies."
         )
     if band is not None:
-        notes.append(f"Diamond and prediction interval: {band.label}.")
+        notes.append(f"Diamond and prediction interval: {band.label}; here df = {pred['df']:.1f}.")
     hover = f"{scale.symbol} = {interval_text(est, lo, hi)} ({percent_level(res)} CI)"
     y = rows.add_row(label, interval_text(est, lo, hi), "100%" if res.p == 1 else "")
     _diamond(fig, y, pred, scale, "Pooled estimate", "diamond", hover)
@@ -638,11 +640,11 @@ def _shorten(label: str, limit: int = COMPACT_LABEL_CHARS) -> str:
     return html.escape(plain[: limit - 1]) + "\u2026"
 
 
-def _forest_axes(fig, res, plotted, crit, scale, bottom) -> list[float]:
+def _forest_axes(fig, res, plotted, crit, scale, bottom, band=None) -> list[float]:
     """x range covering every plotted interval and the prediction interval; returns it."""
     lows = scale(plotted["yi"] - crit * np.sqrt(plotted["vi"]))
     highs = scale(plotted["yi"] + crit * np.sqrt(plotted["vi"]))
-    pred = res.predict(transform=None).iloc[0]
+    pred = predictions(res, band).iloc[0]
     lo = min(np.min(lows), float(scale(pred["pi_lb"])) if np.isfinite(pred["pi_lb"]) else 0.0, 0.0)
     hi = max(np.max(highs), float(scale(pred["pi_ub"])) if np.isfinite(pred["pi_ub"]) else 0.0)
     pad = 0.04 * (hi - lo)

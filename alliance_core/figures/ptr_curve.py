@@ -17,6 +17,7 @@ from alliance_core.figures.styling import (
     escape_html,
     moderator_values_text,
     percent_level,
+    predictions,
     rgba,
     style_figure,
 )
@@ -24,6 +25,7 @@ from alliance_core.formatting import format_number
 from alliance_core.model.inference import BandInference
 from alliance_core.model.nesting import display_name
 from alliance_core.model.results import MetaResult
+from alliance_core.model.robust_contrasts import linear_contrast
 
 MAX_PROFILES = 4
 # -- PTR curve -------------------------------------------------------------------------------
@@ -179,15 +181,12 @@ def profile_predictions(
     grid: np.ndarray,
     band: BandInference | None = None,
 ) -> pd.DataFrame:
-    """``res.predict`` on the r scale along the PTR grid for one profile (with ``band``: the
-    chosen inference's covariance and df, e.g. CR2)."""
+    """``res.predict`` on the r scale along the PTR grid for one profile (with ``band``, e.g.
+    CR2: ``band.robust.predict``, every grid point on its own Satterthwaite df)."""
     frame = pd.DataFrame(coding.columns_at(grid))
     for column, value in {**profile.values, **profile.held}.items():
         frame[column] = value
-    if band is None:
-        out = res.predict(frame, transform="r")
-    else:
-        out = res.predict(frame, transform="r", vcov=band.vcov, df=band.df)
+    out = predictions(res, band, frame, transform="r")
     # The x axis is PTR itself, also when the model only sees its logarithm.
     out[coding.ptr_column] = grid
     return out
@@ -450,7 +449,9 @@ class PTRSlopeReadout:
 
     The difference is a linear contrast on Fisher's z, c = x(to) - x(from):
     estimate c'b, standard error sqrt(c' V c), interval estimate +/- crit * se with the model's
-    critical value (normal, or t with its df). On the r scale the difference is
+    critical value (normal, or t with its df); under robust inference V is the robust
+    covariance and the t has the contrast's own Satterthwaite df (clubSandwich
+    ``linear_contrast``), reported as ``df``. On the r scale the difference is
     tanh(z_to) - tanh(z_from); its interval is the z interval converted at the predicted
     correlations (multiplied by the ratio of the r to the z difference), so it excludes zero
     exactly when the z-scale test does.
@@ -468,6 +469,7 @@ class PTRSlopeReadout:
     difference_z_ci: tuple[float, float]
     statistic: float
     pval: float
+    df: float | None  # of the contrast's t test; None: normal (z test)
     difference_r: float
     difference_r_ci: tuple[float, float]
     values: Mapping[str, object]  # moderator values set by the caller
@@ -499,18 +501,20 @@ def ptr_slope_readout(
     X = res.design.matrix(frame, what="PTR readout")
     contrast = X[1] - X[0]
     estimate = float(contrast @ res.beta)
-    # The chosen inference's covariance and df (``band``), else the model's own.
-    vb = res.vb if band is None else band.vcov
-    se = float(np.sqrt(contrast @ vb @ contrast))
     if band is None:
+        se = float(np.sqrt(contrast @ res.vb @ contrast))
         crit = res.critical_value
-    elif band.df is None:
-        crit = float(special.ndtri(1.0 - (1.0 - res.level) / 2.0))
+        z_ci = (estimate - crit * se, estimate + crit * se)
+        statistic = estimate / se if se > 0 else np.nan
+        df = None if res.ddf is None else float(res.ddf)
+        pval = _two_sided_p(statistic, res.ddf)
     else:
-        crit = float(special.stdtrit(band.df, 1.0 - (1.0 - res.level) / 2.0))
-    z_ci = (estimate - crit * se, estimate + crit * se)
-    statistic = estimate / se if se > 0 else np.nan
-    pval = _two_sided_p(statistic, res.ddf if band is None else band.df)
+        # The change is its own contrast with its own df, not the slope's (they agree only
+        # when PTR enters as one term).
+        row = linear_contrast(band.robust, contrast[None, :], level=res.level).iloc[0]
+        se, df = float(row["se"]), float(row["df"])
+        z_ci = (float(row["ci_lb"]), float(row["ci_ub"]))
+        statistic, pval = float(row["statistic"]), float(row["pval"])
 
     r_from, r_to = float(pred["pred"].iloc[0]), float(pred["pred"].iloc[1])
     diff_r = r_to - r_from
@@ -531,6 +535,7 @@ def ptr_slope_readout(
         difference_z_ci=z_ci,
         statistic=float(statistic),
         pval=pval,
+        df=df,
         difference_r=diff_r,
         difference_r_ci=r_ci,
         values=dict(profile.values),

@@ -14,10 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_number
+from alliance_core.model.inference import BandInference, predict_under
 from alliance_core.model.nesting import display_name
 from alliance_core.model.results import MetaResult
 
@@ -175,3 +177,11 @@ def display_scale(transform: str | None) -> DisplayScale:
         f"Unknown scale '{transform}'. Use 'r' (correlations), 'z' (Fisher's z) or None "
         "(effect sizes as analysed)."
     )
+
+
+def predictions(
+    res: MetaResult, band: BandInference | None, newmods=None, transform: str | None = None
+) -> pd.DataFrame:
+    """``res.predict`` (the model's own inference) or, with ``band``, the robust predictions,
+    each with its own Satterthwaite df (:func:`alliance_core.model.inference.predict_under`)."""
+    return predict_under(res, None if band is None else band.robust, newmods, transform)

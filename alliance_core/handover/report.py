@@ -411,8 +411,11 @@ def _methods(
     return [" ".join(sentences[:2]), " ".join(sentences[2:])]
 
 
-def _pooled_sentence(pooled: MetaResult, on_r: bool) -> str:
-    pred = pooled.predict(transform="r" if on_r else None).iloc[0]
+def _pooled_sentence(run: AnalysisRun, on_r: bool) -> str:
+    """The pooled effect, its CI, PI and test under the run's inference (under CR2: robust
+    se, t on the estimate's own Satterthwaite df, as the Overview shows)."""
+    pooled = run.result
+    pred = run.predict(transform="r" if on_r else None).iloc[0]
     level = f"{pooled.level:.0%}"
     digits = 2 if on_r else 3
     value = _r if on_r else (lambda v: format_number(v, digits))
@@ -423,9 +426,10 @@ def _pooled_sentence(pooled: MetaResult, on_r: bool) -> str:
     )
     if math.isfinite(pred["pi_lb"]):
         text += f", with a {level} prediction interval of [{value(pred['pi_lb'])}, {value(pred['pi_ub'])}]"
-    row = pooled.coefficients.iloc[0]
+    row = run.inference_table.iloc[0]
+    symbol = _stat_symbol(pooled) if run.robust is None else f"t({format_number(row['df'], 1)})"
     text += (
-        f" ({_stat_symbol(pooled)} = {format_number(row['statistic'], 2)}, "
+        f" ({symbol} = {format_number(row['statistic'], 2)}, "
         f"{format_p(row['pval'])}; k = {pooled.k}"
         + (f", {pooled.n_studies} studies" if pooled.is_three_level else "")
         + ")."
@@ -719,7 +723,7 @@ def build_report(
     methods = _methods(run, provenance, cited, robust)
     res = run.result
     results = [
-        _pooled_sentence(pooled.result, on_r_scale)
+        _pooled_sentence(pooled, on_r_scale)
         + " "
         + _heterogeneity_sentence(pooled.result, " without moderators"),
     ]

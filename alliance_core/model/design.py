@@ -272,3 +272,29 @@ def check_full_rank(X: np.ndarray, names: Sequence[str], moderator_of: Mapping[s
                 "the moderators before it, so its effect cannot be separated from theirs. "
                 "Remove one of them."
             )
+
+
+def prediction_frame(
+    design: ModelDesign,
+    newdata: pd.DataFrame | Mapping | Sequence[Mapping] | None,
+    fill_typical: bool = True,
+) -> pd.DataFrame:
+    """Moderator values of the rows to predict (``predict``'s ``newdata`` / ``newmods``): a
+    frame, a mapping of columns, or a list of rows; None gives one row. Moderators left out are
+    held at their mean (numeric) or reference level (categorical) when ``fill_typical``."""
+    if newdata is None:
+        frame = pd.DataFrame(index=[0])
+    elif isinstance(newdata, pd.DataFrame):
+        frame = newdata.copy()
+    elif isinstance(newdata, Mapping):
+        values = {key: (list(v) if np.ndim(v) else [v]) for key, v in newdata.items()}
+        frame = pd.DataFrame(values)
+    else:
+        frame = pd.DataFrame(list(newdata))
+    typical = design.typical_values()
+    for column in design.moderators:
+        if column not in frame.columns:
+            if not fill_typical:
+                raise AnalysisError(f"Prediction: a value for moderator '{column}' is needed.")
+            frame[column] = typical[column]
+    return frame

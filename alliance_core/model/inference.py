@@ -15,9 +15,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import special
 from threadpoolctl import ThreadpoolController
 
@@ -25,6 +27,7 @@ from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_p_console
 from alliance_core.model.components import parameter_count
 from alliance_core.model.results import MetaResult
+from alliance_core.model.robust import RobustResult
 from alliance_core.model.summary import likelihood_ratio_html
 
 BLAS = ThreadpoolController()
@@ -167,10 +170,27 @@ def compare(full: MetaResult, reduced: MetaResult) -> LikelihoodRatioTest:
 
 @dataclass(frozen=True, eq=False)
 class BandInference:
-    """Where a figure's intervals come from when not from the model: a covariance matrix of the
-    coefficients (e.g. CR2) and the df of the t critical value (e.g. the PTR coefficient's
-    Satterthwaite df; None: normal), with words for the caption."""
+    """Where a figure's intervals come from when not from the model: a cluster-robust result
+    (e.g. CR2) whose ``predict`` gives every point its own df (clubSandwich
+    ``linear_contrast``), with words for the caption."""
 
-    vcov: np.ndarray
-    df: float | None
+    robust: RobustResult
     label: str
+
+    @property
+    def vcov(self) -> np.ndarray:
+        return self.robust.vcov
+
+
+def predict_under(
+    res: MetaResult,
+    robust: RobustResult | None = None,
+    newmods: pd.DataFrame | Mapping | Sequence[Mapping] | None = None,
+    transform: str | None = None,
+) -> pd.DataFrame:
+    """Predictions under the chosen inference: the model's own (``res.predict``) when
+    ``robust`` is None, else ``robust.predict`` with each row's own robust df. The one place
+    that decides which covariance and which df a prediction uses."""
+    if robust is None:
+        return res.predict(newmods, transform=transform)
+    return robust.predict(newmods, transform=transform)

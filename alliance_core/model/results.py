@@ -15,7 +15,6 @@ import pandas as pd
 from scipy import special
 
 from alliance_core.data.effect_sizes import transf
-from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_p_console
 from alliance_core.model.components import (
     parameter_count,
@@ -23,7 +22,7 @@ from alliance_core.model.components import (
     tau2_confidence_interval,
     variance_ci,
 )
-from alliance_core.model.design import ModelDesign
+from alliance_core.model.design import ModelDesign, prediction_frame
 from alliance_core.model.robust import robust
 from alliance_core.model.summary import meta_result_html
 from alliance_core.model.wald import WaldTest, wald_test
@@ -220,22 +219,7 @@ class MetaResult:
         return out
 
     def _newdata_frame(self, newdata, fill_typical: bool) -> pd.DataFrame:
-        if newdata is None:
-            frame = pd.DataFrame(index=[0])
-        elif isinstance(newdata, pd.DataFrame):
-            frame = newdata.copy()
-        elif isinstance(newdata, Mapping):
-            values = {key: (list(v) if np.ndim(v) else [v]) for key, v in newdata.items()}
-            frame = pd.DataFrame(values)
-        else:
-            frame = pd.DataFrame(list(newdata))
-        typical = self.design.typical_values()
-        for column in self.design.moderators:
-            if column not in frame.columns:
-                if not fill_typical:
-                    raise AnalysisError(f"Prediction: a value for moderator '{column}' is needed.")
-                frame[column] = typical[column]
-        return frame
+        return prediction_frame(self.design, newdata, fill_typical)
 
     # -- tests ---------------------------------------------------------------------------
     def wald_test(self, terms: Sequence[str]) -> WaldTest:

@@ -42,6 +42,7 @@ from threadpoolctl import ThreadpoolController
 
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_p_console
+from alliance_core.model.robust_contrasts import robust_predict
 from alliance_core.model.summary import robust_result_html
 from alliance_core.model.wald import WaldTest
 
@@ -335,10 +336,21 @@ class RobustResult:
     names: tuple[str, ...] = field(repr=False)
     core: RobustCore = field(repr=False)
     design: object | None = field(default=None, repr=False)
+    # The model's variance components summed (tau2, or sigma2_study + sigma2_es), for
+    # prediction intervals; NaN for equal-effects fits and when not known.
+    heterogeneity: float = field(default=float("nan"), repr=False)
 
     @property
     def df(self) -> np.ndarray:
         return self.coefficients["df"].to_numpy()
+
+    def predict(self, newmods=None, transform: str | None = None, fill_typical: bool = True):
+        """Predictions with their own robust df: metafor ``predict(robust(fit, cluster,
+        clubSandwich = TRUE), newmods)``; see :func:`alliance_core.model.robust_contrasts.robust_predict`."""
+        if self.design is None:
+            raise AnalysisError("Predictions need the model's design (use res.robust()).")
+        with _BLAS.limit(limits=1, user_api="blas"):
+            return robust_predict(self, newmods, transform=transform, fill_typical=fill_typical)
 
     def wald_test(self, terms: Sequence[str]):
         """Robust test that the named coefficients (or all dummies of a moderator) are zero.
@@ -416,13 +428,20 @@ def robust_from_blocks(
     level: float = 0.95,
     cluster_name: str | None = None,
     design=None,
+    heterogeneity: float = float("nan"),
 ) -> RobustResult:
-    """Robust coefficient table and omnibus test from arrays and working covariance blocks."""
+    """Robust coefficient table and omnibus test from arrays and working covariance blocks.
+
+    ``heterogeneity``: the model's summed variance components, for prediction intervals."""
     with _BLAS.limit(limits=1, user_api="blas"):
-        return _robust_from_blocks(X, y, beta, blocks, names, method, level, cluster_name, design)
+        return _robust_from_blocks(
+            X, y, beta, blocks, names, method, level, cluster_name, design, heterogeneity
+        )
 
 
-def _robust_from_blocks(X, y, beta, blocks, names, method, level, cluster_name, design):
+def _robust_from_blocks(
+    X, y, beta, blocks, names, method, level, cluster_name, design, heterogeneity
+):
     X = np.asarray(X, dtype=float)
     beta = np.asarray(beta, dtype=float)
     p = X.shape[1]
@@ -473,6 +492,7 @@ def _robust_from_blocks(X, y, beta, blocks, names, method, level, cluster_name, 
         names=tuple(names),
         core=core,
         design=design,
+        heterogeneity=float(heterogeneity),
     )
 
 
@@ -567,6 +587,8 @@ def robust(res, cluster=None, method: str = "CR2") -> RobustResult:
         level=res.level,
         cluster_name=name,
         design=res.design,
+        # An equal-effects model assumes no heterogeneity: no prediction interval (metafor NA).
+        heterogeneity=float("nan") if res.method == "EE" else res.total_heterogeneity,
     )
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from alliance_core.formatting import format_coefficient, format_number, format_p
+from alliance_core.model.inference import predict_under
 from alliance_core.model.nesting import display_name
 from alliance_core.model.results import MetaResult
 
@@ -59,12 +60,12 @@ def pooled_effect(
 
     ``measure`` names the effect (see :func:`effect_words`); by default "ZCOR" when
     ``on_r_scale`` and a generic "effect size" otherwise. ``topic`` precedes the noun.
-    ``band`` (a :class:`~alliance_core.figures.BandInference`, e.g. CR2) replaces the model's
-    covariance and critical value in the intervals.
+    ``band`` (a :class:`~alliance_core.figures.BandInference`, e.g. CR2) gives the intervals
+    of its robust prediction (robust se, t on the prediction's own Satterthwaite df).
     """
     words = effect_words(measure or ("ZCOR" if on_r_scale else None))
-    extra = {} if band is None else {"vcov": band.vcov, "df": band.df}
-    pred = res.predict(transform="r" if on_r_scale else None, **extra).iloc[0]
+    robust = None if band is None else band.robust
+    pred = predict_under(res, robust, transform="r" if on_r_scale else None).iloc[0]
     value = format_number(pred["pred"])
     stated = f"{words.symbol} = {value}" if words.symbol == "r" else value
     text = (
@@ -90,11 +91,13 @@ def which_model(
     *,
     pooled: bool = False,
     aggregated_from: int | None = None,
+    where: str = "on this page",
 ) -> str:
     """Which model a page's numbers come from: with or without moderators, and its k.
 
     ``moderators`` are the model's moderator columns; ``aggregated_from`` the number of
-    effect sizes behind a two-level model on one aggregated effect per study.
+    effect sizes behind a two-level model on one aggregated effect per study; ``where`` the
+    part of the page the statement covers ("in this tab" when a tab uses another model).
     """
     if res.is_three_level:
         size = f"k = {res.k:,} effect sizes in {res.n_studies:,} studies"
@@ -110,7 +113,7 @@ def which_model(
     else:
         names = ", ".join(display_name(m) for m in moderators)
         kind = f"the model with moderators ({names})"
-    return f"Numbers on this page come from {kind}; {size}."
+    return f"Numbers {where} come from {kind}; {size}."
 
 
 def heterogeneity(res: MetaResult) -> str:

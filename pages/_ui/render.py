@@ -111,13 +111,18 @@ def independence_notice(ctx: loading.Context) -> None:
     )
 
 
-def model_statement(run: AnalysisRun, *, pooled: bool = False) -> None:
-    """One line saying which model the page's numbers come from (moderators, k)."""
+def model_statement(
+    run: AnalysisRun, *, pooled: bool = False, where: str = "on this page", also: str = ""
+) -> None:
+    """One line saying which model the page's (or a tab's: ``where``) numbers come from
+    (moderators, k); ``also`` adds a sentence (e.g. which tab follows another model)."""
     res = run.result
     aggregated = run.data.attrs.get("rho") is not None and not res.is_three_level
     total = int(run.data["ki"].sum()) if aggregated and "ki" in run.data.columns else None
-    statement = which_model(res, run.moderator_columns, pooled=pooled, aggregated_from=total)
-    st.caption(":material/functions: " + escape_markdown(statement))
+    statement = which_model(
+        res, run.moderator_columns, pooled=pooled, aggregated_from=total, where=where
+    )
+    st.caption(":material/functions: " + escape_markdown(" ".join(filter(None, [statement, also]))))
 
 
 def inference_statement(run: AnalysisRun) -> None:
@@ -451,17 +456,19 @@ def report_for(run: AnalysisRun, ctx: loading.Context):
         return cached
     pooled = loading.fitted(ctx, without_moderators=True)
     on_r = ctx.data.correlations
+    band = run.band_inference()  # under CR2 the figures' intervals are the page's robust ones
     figures = {
         "forest": forest_figure(
             run.result,
             transform="r" if on_r else None,
             columns=figure_columns(ctx.data),
+            band=band,
         ),
         "funnel": funnel_figure(pooled.result, scale="r" if on_r else None),
     }
     if run.ptr_column is not None:
         figures["ptr"] = ptr_curve_figure(
-            run.result, ptr_column="PTR", scale=ctx.settings.ptr_scale
+            run.result, ptr_column="PTR", scale=ctx.settings.ptr_scale, band=band
         )
     built = build_report(
         run,

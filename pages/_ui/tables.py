@@ -458,6 +458,19 @@ def readout_table(readouts: Sequence[tuple[str, PTRSlopeReadout]]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def readout_inference(readouts: Sequence[tuple[str, PTRSlopeReadout]]) -> str:
+    """Under robust inference: the df each change was tested on (the change's own contrast,
+    which equals the PTR slope's only when PTR enters the model as one term)."""
+    dfs = sorted({format_number(out.df, 1) for _, out in readouts if out.df is not None})
+    if not dfs:
+        return ""
+    return (
+        ":material/shield: Cluster-robust (CR2): each change in r is a contrast of its own, "
+        f"tested with t on its own Satterthwaite df = {', '.join(dfs)}; the r values at each "
+        "PTR use their own df too."
+    )
+
+
 def _r_interval(value: float, ci: tuple[float, float], digits: int = 2) -> str:
     lo, hi = sorted(ci)
     return (

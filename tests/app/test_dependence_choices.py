@@ -12,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 import alliance_core as ac
 from alliance_core.analyses.run import effect_size_table
 from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
-from pages._ui import session
+from alliance_core.formatting import format_number
+from pages._ui import session, tables
 from tests.app.conftest import exception_messages, new_app, open_sensitivity_tab, unescaped
 
 PAGES = (
@@ -120,7 +121,25 @@ def test_moderators_page_shows_the_robust_table_with_its_df_and_the_htz_test():
     metric = {m.label: m.value for m in at.metric}["Test of moderators"]
     assert metric == f"F({robust.QM_df[0]}, {robust.QM_df[1]:.1f}) = {robust.QM:.2f}"
     ptr_df = robust.coefficients.loc["log_PTR", "df"]
-    assert f"Satterthwaite df = {ptr_df:.1f}" in all_text(at)
+    # PTR enters as one term: the change in r is tested on the slope's df, its own contrast df.
+    assert f"own Satterthwaite df = {ptr_df:.1f}" in all_text(at)
+    assert "each on its own Satterthwaite df" in all_text(at)  # the bands
+
+
+def test_overview_under_cr2_shows_the_robust_prediction_on_its_own_df():
+    """The pooled model's CI and PI under CR2 are ``robust().predict()`` (t on the estimate's
+    own Satterthwaite df; metafor predict(robust(..., clubSandwich = TRUE)))."""
+    at = open_with({"rho": "0.6", "inf": "CR2", "mod": ["PTR"]})
+    assert_clean(at)
+    info = dataset_info(DEFAULT_DATASET)
+    table = effect_size_table(load_dataset(DEFAULT_DATASET), info.mapping)
+    pooled = ac.fit(table, cluster="study", rho=0.6)
+    pred = pooled.robust().predict(transform="r").iloc[0]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["95% confidence interval"] == tables.fmt_interval(pred["ci_lb"], pred["ci_ub"])
+    assert metrics["95% prediction interval"] == tables.fmt_interval(pred["pi_lb"], pred["pi_ub"])
+    text = all_text(at)
+    assert f"between {format_number(pred['pi_lb'])} and {format_number(pred['pi_ub'])}" in text
 
 
 def test_model_based_moderators_page_has_no_robust_df():

@@ -8,11 +8,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from alliance_core.analyses.run import effect_size_table, run_analysis
-from alliance_core.analyses.sensitivity import leave_one_out
+from alliance_core.analyses.sensitivity import cumulative, leave_one_out
 from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.analyses.specification import specification_curve
 from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, list_datasets, load_dataset
-from alliance_core.formatting import escape_markdown
+from alliance_core.formatting import escape_markdown, format_number
+from pages._ui import sensitivity_tables as display
 from tests.app.conftest import open_sensitivity_tab, unescaped
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
@@ -31,8 +32,61 @@ def sensitivity() -> AppTest:
 def test_leave_one_out_reading_is_the_engines(sensitivity):
     info = dataset_info(DEFAULT_DATASET)
     res = run_analysis(load_dataset(DEFAULT_DATASET), info.mapping, AnalysisSettings()).result
-    expected = leave_one_out(res).describe()
+    # Correlations: the reading states the intercept as r, the scale of the table beside it.
+    expected = leave_one_out(res).describe("r")
     assert any(md.value == escape_markdown(expected) for md in sensitivity.markdown)
+
+
+def between(text: str, before: str, after: str) -> str:
+    return text.split(before, 1)[1].split(after, 1)[0]
+
+
+def test_leave_one_out_sentence_numbers_are_the_tables():
+    """The sentence's intercept range is the smallest and largest value of the table's
+    "Intercept (r)" column, and the PTR coefficient in it says it is on Fisher's z."""
+    info = dataset_info(DEFAULT_DATASET)
+    res = run_analysis(load_dataset(DEFAULT_DATASET), info.mapping, AnalysisSettings()).result
+    result = leave_one_out(res)
+    text = result.describe("r")
+    shown = display.leave_one_out_display(
+        result.table, unit="study", coefficient=result.coefficient, on_r=True, has_moderators=True
+    )
+    column = [float(v.replace("\u2212", "-")) for v in shown["Intercept (r)"]]
+    low = between(text, "ranged from ", " to ")
+    high = between(text, f"ranged from {low} to ", ";")
+    assert (low, high) == (format_number(min(column), 3), format_number(max(column), 3))
+    assert "The intercept (the expected effect with every moderator at zero" in text
+    assert "log PTR coefficient (on Fisher's z) ranged from" in text
+    z_range = f"{result.table['estimate'].min():.3f}"
+    assert z_range not in text  # the Fisher's z value of the intercept is not stated as r
+
+
+def test_cumulative_tab_states_its_own_model_and_its_sentence_is_on_the_charts_scale():
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    at.run()
+    at.switch_page("pages/sensitivity.py").run()
+    at = open_sensitivity_tab(at, "Cumulative meta-analysis")
+    assert not at.exception, [e.message for e in at.exception]
+    statements = [c.value.replace("\\", "") for c in at.main.caption if "Numbers " in c.value]
+    # The page's statement names the sidebar's model and says this tab follows another; the
+    # tab's own statement names the model without moderators: no two say "this page".
+    assert sum("Numbers on this page" in c for c in statements) == 1
+    assert any("cumulative meta-analysis follows the same model without" in c for c in statements)
+    assert any(
+        c.startswith(":material/functions: Numbers in this tab come from the pooled model")
+        for c in statements
+    )
+    info = dataset_info(DEFAULT_DATASET)
+    table = effect_size_table(load_dataset(DEFAULT_DATASET), info.mapping)
+    pooled = run_analysis(
+        load_dataset(DEFAULT_DATASET), info.mapping, AnalysisSettings(moderators=()), table=table
+    ).result
+    steps = cumulative(pooled, order_by=info.mapping.year)
+    expected = steps.describe("r")
+    assert any(md.value == escape_markdown(expected) for md in at.markdown)
+    chart = display.cumulative_chart(steps.table, on_r=True)
+    last = format_number(chart["Pooled r"].iloc[-1], 3)
+    assert f"to {last} (all {pooled.k} effect sizes)" in expected
 
 
 def test_only_the_open_tab_runs_its_analysis(sensitivity):

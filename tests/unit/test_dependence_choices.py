@@ -130,8 +130,12 @@ def test_cr2_run_reports_the_robust_table_and_htz_test_of_the_che_fit():
     assert (df1, df2) == (robust.QM_df[0], pytest.approx(robust.QM_df[1]))
     assert statistic == pytest.approx(robust.QM) and pval == pytest.approx(robust.QM_pval)
     assert run.statistic_name == "t"
-    assert run.band_df("log_PTR") == pytest.approx(robust.coefficients.loc["log_PTR", "df"])
     np.testing.assert_allclose(run.band_vcov, robust.vcov)
+    # Curves and diamonds: every point on its own df (a unit contrast: the coefficient's).
+    band = run.band_inference()
+    assert band.robust is run.robust
+    at_one = run.predict({"log_PTR": 0.0, "design": "other"})  # x = (1, 0, 0)
+    assert at_one["df"].iloc[0] == pytest.approx(robust.coefficients.loc["intrcpt", "df"])
     shown = tables.inference_coefficient_table(run)
     assert list(shown.columns[:5]) == ["Term", "Estimate", "SE", "t", "df"]
     assert shown["df"].iloc[1] == f"{robust.coefficients['df'].iloc[1]:.1f}"
@@ -145,7 +149,9 @@ def test_model_based_run_reports_the_fit_and_rho_zero_is_the_independent_model()
     np.testing.assert_allclose(run.inference_table["se"], direct.coefficients["se"], rtol=1e-10)
     assert (run.inference_table["df"] == direct.ddf).all()
     assert run.omnibus[3] == pytest.approx(direct.QM_pval)
-    assert run.band_inference("log_PTR") is None
+    assert run.band_inference() is None
+    # Model-based predictions stay the model's own.
+    pd.testing.assert_frame_equal(run.predict(transform="r"), direct.predict(transform="r"))
 
 
 def test_cr2_on_the_aggregated_two_level_model_clusters_by_study():
@@ -209,15 +215,17 @@ def test_predict_with_a_robust_covariance_uses_t_on_the_given_df():
 def test_ptr_slope_readout_takes_the_band_inference():
     rows, mapping, table = bundled(DEFAULT_DATASET)
     run = run_analysis(rows, mapping, AnalysisSettings(inference="CR2"), table=table)
-    band = run.band_inference("log_PTR")
-    assert isinstance(band, BandInference) and "Satterthwaite df" in band.label
+    band = run.band_inference()
+    assert isinstance(band, BandInference) and "own Satterthwaite df" in band.label
     model = ptr_slope_readout(run.result, ptr_column="PTR", from_ptr=2, to_ptr=8)
     robust = ptr_slope_readout(run.result, ptr_column="PTR", from_ptr=2, to_ptr=8, band=band)
     assert robust.difference_z == pytest.approx(model.difference_z)
     # log(8) - log(2) times the slope's robust SE: the contrast has one non-zero entry.
     expected = np.log(4.0) * run.robust.coefficients.loc["log_PTR", "se"]
     assert robust.difference_z_se == pytest.approx(expected, rel=1e-10)
+    # PTR enters as one term, so the change's own df is the slope's (df is scale-invariant).
     df = run.robust.coefficients.loc["log_PTR", "df"]
+    assert robust.df == pytest.approx(df, rel=1e-10)
     half = robust.difference_z_ci[1] - robust.difference_z
     assert half == pytest.approx(stats.t.ppf(0.975, df) * expected, rel=1e-8)
     assert robust.pval == pytest.approx(2 * stats.t.sf(abs(robust.statistic), df), rel=1e-8)

@@ -13,7 +13,7 @@ from alliance_core import figures
 from alliance_core.analyses.run import run_analysis
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_p
-from alliance_core.handover.report import SIMULATED_NOTICE, build_report
+from alliance_core.handover.report import SIMULATED_NOTICE, _r, build_report
 from tests.unit.reproduce_states import STATES, analysis_of, prepare
 
 
@@ -184,3 +184,32 @@ def test_trim_and_fill_reading_says_the_filled_data_use_z_tests_after_knapp_hart
     assert pooled.test == "knha"
     text = dict(bias_readings(pooled, on_r))["Trim-and-fill"]
     assert "with z tests for the filled data, as metafor's trimfill" in text
+
+
+def test_cr2_report_states_the_robust_pooled_prediction_with_its_own_df():
+    """Under CR2 the Results' pooled CI, PI and test are the Overview's robust ones (robust
+    se, t on the estimate's own Satterthwaite df), not the model-based ones."""
+    prepared = prepare(_named("simulated-3L-CHE-rho06-CR2"))
+    run = prepared.run
+    pooled = run_analysis(
+        run.data,
+        prepared.mapping,
+        run.settings.with_changes(moderators=(), inference="CR2"),
+        table=run.data,
+    )
+    assert pooled.robust is not None
+    rep = build_report(
+        run,
+        pooled,
+        prepared.provenance,
+        on_r_scale=True,
+        exporter=png_exporter,
+        robust=prepared.robust,
+    )
+    text = rep.results[0]
+    pred = pooled.robust.predict(transform="r").iloc[0]
+    assert f"CI [{_r(pred['ci_lb'])}, {_r(pred['ci_ub'])}]" in text
+    assert f"prediction interval of [{_r(pred['pi_lb'])}, {_r(pred['pi_ub'])}]" in text
+    row = pooled.robust.coefficients.iloc[0]
+    assert f"t({row['df']:.1f}) = {row['statistic']:.2f}" in text
+    assert "z = " not in text
