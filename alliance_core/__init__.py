@@ -46,9 +46,9 @@ from alliance_core.teaching import simulator as teaching
 from alliance_core.teaching.patient_level import (
     PatientLevelResult,
     fit_patient_level,
-    therapist_means_figure,
     validate_patient_data,
 )
+from alliance_core.teaching.patient_level_figure import therapist_means_figure
 from alliance_core.teaching.simulate import SimulationParameters, simulate_meta_analysis
 from alliance_core.teaching.simulator import PRESETS, SimulationRun, run_simulation
 from alliance_core.wording import reading

@@ -12,7 +12,8 @@ import streamlit as st
 
 from alliance_core.data import uploads
 from alliance_core.formatting import escape_markdown, format_number, format_p
-from alliance_core.teaching.patient_level import fit_patient_level, therapist_means_figure
+from alliance_core.teaching.patient_level import fit_patient_level
+from alliance_core.teaching.patient_level_figure import therapist_means_figure
 from alliance_core.teaching.simulate import SimulationParameters, simulate_patients
 from alliance_core.teaching.simulator import PRESETS, run_simulation
 from pages._ui import loading, render, sidebar

@@ -82,7 +82,8 @@ def report(name: str, params, repeats: int) -> object:
 
 def write_pngs(run, directory: Path) -> None:
     from alliance_core.figures import export_figure
-    from alliance_core.teaching.patient_level import fit_patient_level, therapist_means_figure
+    from alliance_core.teaching.patient_level import fit_patient_level
+    from alliance_core.teaching.patient_level_figure import therapist_means_figure
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "simulator_run.png").write_bytes(export_figure(run.figure(), "png"))

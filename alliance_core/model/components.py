@@ -19,6 +19,7 @@ from threadpoolctl import ThreadpoolController
 from alliance_core.errors import AnalysisError
 from alliance_core.model import che
 from alliance_core.model import estimation as est
+from alliance_core.model import q_estimators as qe
 
 # The matrices of a meta-analysis are small (p x p, k x p): BLAS threads cost more in
 # start-up and contention than they save, and on a busy two-core server they can slow a fit
@@ -37,21 +38,21 @@ def estimate_tau2(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str, logd
     if method == "EE":
         return 0.0, None, 0
     if method == "DL":
-        tau2 = est.tau2_dersimonian_laird(y, v, X)
+        tau2 = qe.tau2_dersimonian_laird(y, v, X)
         w = 1.0 / v
         tr_p = trace_p(w, X, np.ones(k))
         pp = trace_pdpe(w, X, np.ones(k), np.ones(k))
         se = np.sqrt((2 * (k - p) + 4 * tau2 * tr_p + 2 * tau2**2 * pp) / tr_p**2)
         return tau2, float(se), 0
     if method == "HE":
-        tau2 = est.tau2_hedges(y, v, X)
+        tau2 = qe.tau2_hedges(y, v, X)
         ones = np.ones(k)
         tr_pv = trace_p(ones, X, v)
         pvpv = trace_pdpe(ones, X, v, v)
         se = np.sqrt((2 * pvpv + 4 * tau2 * tr_pv + 2 * tau2**2 * (k - p)) / (k - p) ** 2)
         return tau2, float(se), 0
     if method == "SJ":
-        tau2, tau2_0 = est.tau2_sidik_jonkman(y, v, X)
+        tau2, tau2_0 = qe.tau2_sidik_jonkman(y, v, X)
         w = 1.0 / (v + tau2_0)
         ones = np.ones(k)
         pvpv = trace_pdpe(w, X, v, v)
@@ -60,11 +61,11 @@ def estimate_tau2(y: np.ndarray, v: np.ndarray, X: np.ndarray, method: str, logd
         se = np.sqrt(tau2_0**2 / (k - p) ** 2 * (2 * pvpv + 4 * tau2 * ppv + 2 * tau2**2 * pp))
         return tau2, float(se), 0
     if method == "PM":
-        tau2 = est.tau2_paule_mandel(y, v, X)
+        tau2 = qe.tau2_paule_mandel(y, v, X)
         w = 1.0 / (v + tau2)
         return tau2, float(np.sqrt(2 * k**2 / (k - p) / np.sum(w) ** 2)), 0
     # ML / REML: Newton/Fisher scoring from the Hedges estimate, as metafor starts from it.
-    start = max(0.0, est._hedges_unbounded(y, v, X))
+    start = max(0.0, qe.hedges_unbounded(y, v, X))
     result = est.maximise_likelihood(
         y, X, v, None, np.array([start]), reml=(method == "REML"), logdet_XtX=logdet_xtx
     )
@@ -105,7 +106,7 @@ def _pseudo_r2_two_level(y, v, X, method, tau2, logdet_xtx) -> float:
         total = float(np.sum(w * (y - mean) ** 2))
         if total == 0.0:
             return 0.0
-        resid_q, _ = est.weighted_residual_q(y, X, w)
+        resid_q, _ = qe.weighted_residual_q(y, X, w)
         r2 = 1.0 - resid_q / total
         adjusted = 1.0 - (1.0 - r2) * (k - 1) / (k - p)
         return max(0.0, 100.0 * adjusted)
@@ -200,7 +201,7 @@ def tau2_confidence_interval(res) -> tuple[float, float] | None:
         return None
     inputs = res.inputs
     with BLAS.limit(limits=1, user_api="blas"):
-        return est.q_profile_interval(inputs.y, inputs.v, inputs.X, res.tau2, res.level)
+        return qe.q_profile_interval(inputs.y, inputs.v, inputs.X, res.tau2, res.level)
 
 
 # -- confidence intervals for variance components -----------------------------------------

@@ -17,6 +17,7 @@ from scipy import special
 from alliance_core.errors import AnalysisError
 from alliance_core.model import che
 from alliance_core.model import estimation as est
+from alliance_core.model import q_estimators as qe
 from alliance_core.model.components import (
     BLAS,
     SIGMA2_NAMES,
@@ -265,7 +266,7 @@ def _fixed_effects_q(y: np.ndarray, v: np.ndarray, X: np.ndarray) -> tuple[float
     k, p = X.shape
     if k <= p:
         return 0.0, 0.0
-    q, tr_p = est.weighted_residual_q(y, X, 1.0 / v)
+    q, tr_p = qe.weighted_residual_q(y, X, 1.0 / v)
     return max(0.0, q), tr_p
 
 

@@ -18,6 +18,7 @@ from scipy import special
 from alliance_core.errors import AnalysisError
 from alliance_core.model import che
 from alliance_core.model import estimation as est
+from alliance_core.model import q_estimators as qe
 from alliance_core.model.components import estimate_dependent_sigma2
 from alliance_core.model.design import check_full_rank
 from alliance_core.model.fitting import (
@@ -119,15 +120,15 @@ def tau2_estimate(
     if method == "EE":
         return 0.0
     if method == "DL":
-        return est.tau2_dersimonian_laird(y, v, X)
+        return qe.tau2_dersimonian_laird(y, v, X)
     if method == "HE":
-        return est.tau2_hedges(y, v, X)
+        return qe.tau2_hedges(y, v, X)
     if method == "SJ":
-        return est.tau2_sidik_jonkman(y, v, X)[0]
+        return qe.tau2_sidik_jonkman(y, v, X)[0]
     if method == "PM":
-        return est.tau2_paule_mandel(y, v, X)
+        return qe.tau2_paule_mandel(y, v, X)
     # ML / REML start, like metafor, from the Hedges estimate unless told otherwise.
-    theta0 = est.tau2_hedges(y, v, X) if start is None else float(start)
+    theta0 = qe.tau2_hedges(y, v, X) if start is None else float(start)
     result = est.maximise_likelihood(
         y,
         X,
@@ -155,7 +156,7 @@ def _test_scaling(
 def _fixed_effects_q(y, v, X) -> tuple[float, float, float]:
     """QE, its p-value and metafor's typical sampling variance vt = (k - p) / tr(P)."""
     k, p = X.shape
-    q, tr_p = est.weighted_residual_q(y, X, 1.0 / v)
+    q, tr_p = qe.weighted_residual_q(y, X, 1.0 / v)
     q = max(0.0, q)
     return q, float(special.chdtrc(k - p, q)), (k - p) / tr_p if tr_p > 0 else 0.0
 

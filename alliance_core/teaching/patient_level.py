@@ -42,18 +42,13 @@ row and column; statsmodels' warnings are captured and turned into notes on the 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 from scipy import special
-from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
-from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from alliance_core.data.patient_data import (
     PatientDataReport,
@@ -61,8 +56,8 @@ from alliance_core.data.patient_data import (
     validate_patient_data,
 )
 from alliance_core.errors import AnalysisError
-from alliance_core.figures import OKABE_ITO, rgba, style_figure
 from alliance_core.formatting import format_p
+from alliance_core.teaching.mixed_model import MixedFit, fit_mixed
 
 METHODS = ("REML", "ML")
 INTERCEPT = "intercept"
@@ -72,8 +67,6 @@ WITHIN = "alliance_within"
 DERIVED_COLUMNS = ("alliance_mean", "alliance_within", "outcome_mean")
 # Below this average reliability the therapist means are noisy enough to say so in the reading.
 LOW_RELIABILITY = 0.7
-BETWEEN_COLOUR = OKABE_ITO[0]  # blue
-WITHIN_COLOUR = OKABE_ITO[1]  # orange: the pair stays distinct for every common colour vision
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,16 +89,6 @@ class Slope:
 
     def confidence_interval(self) -> tuple[float, float]:
         return (self.ci_lb, self.ci_ub)
-
-
-@dataclass(frozen=True)
-class _MixedFit:
-    fe_params: np.ndarray
-    cov_fe: np.ndarray
-    therapist_var: float
-    residual_var: float
-    converged: bool
-    notes: tuple[str, ...]
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,19 +132,19 @@ class PatientLevelResult:
     # -- derived statistics that need more fitting, computed on first use -----------------
     # (cached_property writes to the instance __dict__, which a frozen dataclass allows)
     @cached_property
-    def _icc_fits(self) -> tuple[_MixedFit, _MixedFit]:
+    def _icc_fits(self) -> tuple[MixedFit, MixedFit]:
         groups = pd.factorize(self.data[self.therapist])[0]
         intercept = np.ones((self.n_patients, 1))
         reml = self.method == "REML"
         return (
-            _fit_mixed(
+            fit_mixed(
                 self.data[self.alliance].to_numpy(),
                 intercept,
                 groups,
                 reml,
                 "the alliance ICC model",
             ),
-            _fit_mixed(
+            fit_mixed(
                 self.data[self.outcome].to_numpy(), intercept, groups, reml, "the outcome ICC model"
             ),
         )
@@ -261,7 +244,7 @@ def fit_patient_level(
     )
     _check_rank(X, names)
     reml = method == "REML"
-    main = _fit_mixed(data[outcome].to_numpy(), X, groups, reml, "the outcome model")
+    main = fit_mixed(data[outcome].to_numpy(), X, groups, reml, "the outcome model")
 
     slopes, difference = _inference(main, X, groups, names, level)
     caseload = data.groupby(therapist, sort=False).size().rename("patients")
@@ -339,7 +322,7 @@ def _containment_df(X: np.ndarray, groups: np.ndarray, names: Sequence[str]) -> 
 
 
 def _inference(
-    main: _MixedFit, X: np.ndarray, groups: np.ndarray, names: Sequence[str], level: float
+    main: MixedFit, X: np.ndarray, groups: np.ndarray, names: Sequence[str], level: float
 ) -> tuple[list[Slope], Slope]:
     """t tests and intervals of every fixed effect, and of the contrast between − within."""
     df_by_term = _containment_df(X, groups, names)
@@ -392,7 +375,7 @@ def _coefficient_table(names: Sequence[str], slopes: Sequence[Slope]) -> pd.Data
     return table
 
 
-def _icc(fit: _MixedFit) -> float:
+def _icc(fit: MixedFit) -> float:
     total = fit.therapist_var + fit.residual_var
     return float(fit.therapist_var / total) if total > 0 else float("nan")
 
@@ -411,122 +394,12 @@ def _validation_notes(report: PatientDataReport) -> list[str]:
     return notes
 
 
-# -- statsmodels, quietly ---------------------------------------------------------------------
-
-
-def _start_values(y: np.ndarray, X: np.ndarray, groups: np.ndarray) -> MixedLMParams:
-    """Least-squares coefficients and the ANOVA (moment) estimate of τ²/σ² as start values.
-
-    Near the answer BFGS needs few steps; the ANOVA estimate for unbalanced groups uses the
-    effective group size n₀ = (N − Σn_j²/N)/(T − 1) (Searle, Casella & McCulloch, 1992).
-    """
-    beta = np.linalg.lstsq(X, y, rcond=None)[0]
-    residual = y - X @ beta
-    counts = np.bincount(groups)
-    n, n_groups = len(y), len(counts)
-    group_mean = np.bincount(groups, residual) / counts
-    within = residual - group_mean[groups]
-    ms_within = float(within @ within) / max(n - n_groups, 1)
-    ms_between = float(counts @ group_mean**2) / (n_groups - 1)
-    n0 = (n - float(counts @ counts) / n) / (n_groups - 1)
-    ms_within = max(ms_within, 1e-12 * max(float(residual @ residual), 1.0))
-    ratio = max((ms_between - ms_within) / n0, 0.01 * ms_within) / ms_within
-    return MixedLMParams.from_components(beta, np.array([[ratio]]))
-
-
-def _fit_mixed(
-    y: np.ndarray, X: np.ndarray, groups: np.ndarray, reml: bool, what: str
-) -> _MixedFit:
-    """A random-intercept MixedLM fit with warnings turned into notes, errors into AnalysisError.
-
-    The first attempt starts from moment estimates with statsmodels' default optimisers (BFGS,
-    then L-BFGS, then CG); if that fails, Powell and Nelder–Mead are tried from the same start.
-    """
-    start = _start_values(y, X, groups)
-    fitted, messages, failure = None, [], None
-    for options in ({}, {"method": ["powell", "nm"]}):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                attempt = MixedLM(y, X, groups=groups).fit(reml=reml, start_params=start, **options)
-                usable = _finite_fit(attempt, X.shape[1])
-            except (np.linalg.LinAlgError, ValueError, ArithmeticError) as error:
-                failure, usable = error, False
-        if usable:
-            fitted = attempt
-            messages = [
-                str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)
-            ]
-            if fitted.converged:
-                break
-    if fitted is None:
-        detail = f" ({failure})" if failure else ""
-        raise AnalysisError(
-            f"The mixed model could not be estimated for {what}{detail}. Check that alliance and "
-            "outcome vary within and between therapists, and that covariates are not redundant."
-        )
-    notes = _convergence_notes(messages, fitted.converged, what)
-    therapist_var = float(np.asarray(fitted.cov_re)[0, 0])
-    residual_var = float(fitted.scale)
-    return _MixedFit(
-        fe_params=np.asarray(fitted.fe_params, dtype=float),
-        cov_fe=fixed_effects_covariance(X, groups, therapist_var, residual_var),
-        therapist_var=therapist_var,
-        residual_var=residual_var,
-        converged=bool(fitted.converged),
-        notes=notes,
-    )
-
-
-def fixed_effects_covariance(
-    X: np.ndarray, groups: np.ndarray, therapist_var: float, residual_var: float
-) -> np.ndarray:
-    """(X'V⁻¹X)⁻¹ of the random-intercept model, V_j = σ²I + τ²11' per therapist j.
-
-    V_j⁻¹ = (I − c_j 11') / σ² with c_j = τ² / (σ² + n_j τ²) (Sherman–Morrison), so
-    X'V⁻¹X = (X'X − Σ_j c_j s_j s_j') / σ² with s_j the column sums of therapist j's rows;
-    no N × N matrix is formed. This is lme4's ``vcov`` of a ``lmer`` fit (and HLM's).
-    """
-    X = np.asarray(X, dtype=float)
-    counts = np.bincount(groups)
-    sums = np.stack([np.bincount(groups, X[:, j]) for j in range(X.shape[1])], axis=1)
-    shrink = therapist_var / (residual_var + counts * therapist_var)
-    information = (X.T @ X - (sums * shrink[:, None]).T @ sums) / residual_var
-    return np.linalg.inv(information)
-
-
-def _finite_fit(fitted, p: int) -> bool:
-    cov = np.asarray(fitted.cov_params(), dtype=float)[:p, :p]
-    return bool(np.all(np.isfinite(fitted.fe_params)) and np.all(np.isfinite(np.diag(cov))))
-
-
-def _convergence_notes(messages: list[str], converged: bool, what: str) -> tuple[str, ...]:
-    """Plain-language notes for statsmodels' ConvergenceWarnings (other warnings are dropped:
-    they restate what these notes say, in numerical terms)."""
-    notes = []
-    if any("boundary" in m for m in messages):
-        notes.append(
-            f"In {what} the therapist variance is estimated at (or near) zero: the therapists "
-            "differ no more than their patients' scatter explains."
-        )
-    if any("Hessian" in m for m in messages):
-        notes.append(
-            f"In {what} the uncertainty of the variance estimates could not be fully computed; "
-            "the slopes' standard errors do not depend on it."
-        )
-    if not converged:
-        notes.append(
-            f"The estimation of {what} did not fully converge; treat its results with caution."
-        )
-    return tuple(notes)
-
-
 # ---------------------------------------------------------------------------------------------
 # Reading and printing
 # ---------------------------------------------------------------------------------------------
 
 
-def _number(value: float) -> str:
+def slope_number(value: float) -> str:
     """Three significant digits with a true minus sign: slopes come in any outcome unit."""
     text = f"{value:.3g}"
     if float(text) == 0.0:
@@ -542,8 +415,8 @@ def _p(p: float) -> str:
 
 def _estimate_text(slope: Slope, level: float) -> str:
     return (
-        f"{_number(slope.estimate)}, {level * 100:g}% CI {_number(slope.ci_lb)} to "
-        f"{_number(slope.ci_ub)}, {_p(slope.pval)}"
+        f"{slope_number(slope.estimate)}, {level * 100:g}% CI {slope_number(slope.ci_lb)} to "
+        f"{slope_number(slope.ci_ub)}, {_p(slope.pval)}"
     )
 
 
@@ -661,138 +534,3 @@ def _format_summary(res: PatientLevelResult) -> str:
 # ---------------------------------------------------------------------------------------------
 # Figure
 # ---------------------------------------------------------------------------------------------
-
-
-def therapist_means_figure(result: PatientLevelResult) -> go.Figure:
-    """Two panels: therapist means with the between slope, patient deviations with the within slope.
-
-    Left: each therapist's mean alliance against mean outcome, bubble area proportional to the
-    caseload, and the fitted between-therapist line (covariates at their means). Right: each
-    patient's alliance and outcome as deviations from their therapist's means, with the fitted
-    within-therapist line through the origin. Traces carry ``meta={"role": ...}`` tags
-    ("therapist means", "between line", "patient deviations", "within line").
-    """
-    data = result.data
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        subplot_titles=(
-            # Short lines: each title must fit half of a phone-wide figure.
-            "Between therapists:<br>each therapist's mean",
-            "Within therapists:<br>patients around<br>their therapist's mean",
-        ),
-        horizontal_spacing=0.1,
-    )
-    fig.update_annotations(font_size=13)  # the subplot titles
-    _add_therapist_means(fig, result, data)
-    _add_patient_deviations(fig, result, data)
-    fig.update_xaxes(title_text="Therapist's mean alliance", row=1, col=1)
-    fig.update_yaxes(title_text="Therapist's mean outcome", row=1, col=1)
-    fig.update_xaxes(
-        title_text="Patient's alliance minus their therapist's mean", row=1, col=2, zeroline=True
-    )
-    fig.update_yaxes(
-        title_text="Patient's outcome minus their therapist's mean", row=1, col=2, zeroline=True
-    )
-    fig.update_layout(
-        # Above the subplot titles (up to three lines).
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.24, "x": 0, "xanchor": "left"},
-        margin={"l": 70, "r": 20, "t": 150, "b": 70},
-        hovermode="closest",
-    )
-    return style_figure(fig, height=520)
-
-
-def _add_therapist_means(fig: go.Figure, result: PatientLevelResult, data: pd.DataFrame) -> None:
-    means = data.groupby(result.therapist, sort=False).agg(
-        alliance=("alliance_mean", "first"),
-        outcome=("outcome_mean", "first"),
-        patients=("alliance_mean", "size"),
-    )
-    # Bubble area proportional to caseload; the largest bubble is 28 px across.
-    sizeref = 2.0 * means["patients"].max() / 28.0**2
-    hover = [
-        f"<b>Therapist {label}</b><br>{row.patients} patients<br>"
-        f"mean alliance {row.alliance:.2f}<br>mean outcome {row.outcome:.2f}"
-        for label, row in means.iterrows()
-    ]
-    fig.add_trace(
-        go.Scatter(
-            x=means["alliance"],
-            y=means["outcome"],
-            mode="markers",
-            marker={
-                "size": means["patients"],
-                "sizemode": "area",
-                "sizeref": sizeref,
-                "sizemin": 3,
-                "color": rgba(BETWEEN_COLOUR, 0.45),
-                "line": {"width": 0.8, "color": BETWEEN_COLOUR},
-            },
-            name="Therapists (bubble area = patients)",
-            hovertext=hover,
-            hovertemplate="%{hovertext}<extra></extra>",
-            meta={"role": "therapist means"},
-        ),
-        row=1,
-        col=1,
-    )
-    x = np.linspace(means["alliance"].min(), means["alliance"].max(), 50)
-    fig.add_trace(
-        go.Scatter(
-            x=x,
-            y=_between_line(result, x),
-            mode="lines",
-            line={"color": BETWEEN_COLOUR, "width": 3},
-            name=f"Between-therapist slope {_number(result.between.estimate)}",
-            hoverinfo="skip",
-            meta={"role": "between line"},
-        ),
-        row=1,
-        col=1,
-    )
-
-
-def _between_line(result: PatientLevelResult, x: np.ndarray) -> np.ndarray:
-    """b0 + b_between·x, with the within part at 0 and covariates at their means."""
-    beta = result.coefficients["estimate"]
-    covariate_part = sum(beta[c] * result.data[c].mean() for c in result.covariates)
-    return beta[INTERCEPT] + beta[BETWEEN] * x + covariate_part
-
-
-def _add_patient_deviations(fig: go.Figure, result: PatientLevelResult, data: pd.DataFrame) -> None:
-    deviation = data[result.outcome] - data["outcome_mean"]
-    fig.add_trace(
-        go.Scatter(
-            x=data["alliance_within"],
-            y=deviation,
-            mode="markers",
-            marker={
-                "size": 6,
-                "color": rgba(WITHIN_COLOUR, 0.4),
-                "line": {"width": 0.5, "color": WITHIN_COLOUR},
-            },
-            name="Patients (relative to their therapist)",
-            hovertemplate=(
-                "alliance %{x:+.2f} vs therapist's mean<br>outcome %{y:+.2f} vs therapist's "
-                "mean<extra></extra>"
-            ),
-            meta={"role": "patient deviations"},
-        ),
-        row=1,
-        col=2,
-    )
-    x = np.linspace(data["alliance_within"].min(), data["alliance_within"].max(), 50)
-    fig.add_trace(
-        go.Scatter(
-            x=x,
-            y=result.within.estimate * x,
-            mode="lines",
-            line={"color": WITHIN_COLOUR, "width": 3},
-            name=f"Within-therapist slope {_number(result.within.estimate)}",
-            hoverinfo="skip",
-            meta={"role": "within line"},
-        ),
-        row=1,
-        col=2,
-    )

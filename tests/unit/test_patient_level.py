@@ -33,9 +33,9 @@ from alliance_core.teaching.patient_level import (
     INTERCEPT,
     WITHIN,
     fit_patient_level,
-    therapist_means_figure,
     validate_patient_data,
 )
+from alliance_core.teaching.patient_level_figure import therapist_means_figure
 from alliance_core.teaching.simulate import SimulationParameters, simulate_patients
 
 Z_TOLERANCE = 3.5  # Monte Carlo standard errors

@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 
-from alliance_core.teaching.patient_level import fit_patient_level, fixed_effects_covariance
+from alliance_core.teaching.mixed_model import fixed_effects_covariance
+from alliance_core.teaching.patient_level import fit_patient_level
 from tests.r_reference import apply, needs_r
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "lme4"
