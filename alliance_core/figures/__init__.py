@@ -17,12 +17,11 @@ tests and the dashboard can find a figure's parts without relying on their order
 
 from alliance_core.figures.dependence import rho_sensitivity_figure
 from alliance_core.figures.export import EXPORT_FORMATS, export_figure, export_session, find_browser
-from alliance_core.figures.forest import (
+from alliance_core.figures.forest import ROW_HEIGHT, forest_figure
+from alliance_core.figures.forest_table import (
     DEFAULT_COLUMNS,
     FOREST_SORTS,
     HOVER_FIELDS,
-    ROW_HEIGHT,
-    forest_figure,
     study_table,
 )
 from alliance_core.figures.funnel import funnel_figure
