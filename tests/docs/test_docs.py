@@ -212,3 +212,28 @@ def test_notebook_runs_in_order(tmp_path, monkeypatch):
     # The end-to-end story reached its last step: a Plotly figure of the PTR curve.
     assert type(namespace["fig"]).__name__ == "Figure"
     assert namespace["rob"].method == "CR2"
+
+
+# -- the map of the engine --------------------------------------------------------------------
+def _engine_modules() -> list[str]:
+    """Every module of alliance_core as a path below it ("model/wald.py"), package inits left out."""
+    root = REPO_ROOT / "alliance_core"
+    return sorted(
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*.py")
+        if path.name != "__init__.py" and "__pycache__" not in path.parts
+    )
+
+
+def test_architecture_names_every_module_of_the_engine():
+    """docs/architecture.md is the map: a module it does not name is a part nobody can find."""
+    text = (DOCS / "architecture.md").read_text()
+    assert [module for module in _engine_modules() if f"`{module}`" not in text] == []
+
+
+def test_architecture_names_no_module_that_is_gone():
+    text = (DOCS / "architecture.md").read_text()
+    named = set(re.findall(r"`((?:[a-z_]+/)*[a-z_]+\.py)`", text))
+    known = {*_engine_modules(), *("alliance_core/" + m for m in _engine_modules()), "__init__.py"}
+    outside = {name for name in named if (REPO_ROOT / name).is_file()}
+    assert sorted(named - known - outside) == []
