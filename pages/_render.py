@@ -16,6 +16,7 @@ from alliance_core.analysis import AnalysisRun, apply_filters
 from alliance_core.errors import AnalysisError
 from alliance_core.figure_text import plain_figure
 from alliance_core.figures import export_figure, split_caption
+from alliance_core.figures.export import prepare_images
 from alliance_core.formatting import escape_markdown
 from alliance_core.nesting import AGGREGATED, INDEPENDENT, independence_warning, model_name
 from alliance_core.provenance import Provenance, bundled_sha256, settings_json
@@ -192,12 +193,18 @@ def plot(fig: go.Figure | ShownFigure, key: str) -> None:
 
 
 def figure_downloads(fig: go.Figure | ShownFigure, stem: str, version: str) -> None:
-    """Interactive HTML at once; PNG or SVG on request (drawn by Chromium, which takes seconds)."""
+    """Interactive HTML at once; PNG or SVG on request (drawn by Chromium, which takes seconds).
+
+    The provenance is taken now, while the page runs: the HTML file is made later, when the
+    button is clicked, outside any script run (no sidebar Context there), and the image
+    fragment reruns without app.py (no Context either).
+    """
     fig = fig.full if isinstance(fig, ShownFigure) else plain_figure(fig)
+    provenance = current_provenance()
     html_col, static_col = st.columns([1, 3], vertical_alignment="bottom")
     html_col.download_button(
         "Interactive HTML",
-        data=lambda: export_figure(stamped(fig), "html"),
+        data=lambda: export_figure(stamped(fig, provenance), "html"),
         file_name=f"{stem}.html",
         mime="text/html",
         on_click="ignore",
@@ -205,11 +212,12 @@ def figure_downloads(fig: go.Figure | ShownFigure, stem: str, version: str) -> N
         key=f"{stem}:html",
     )
     with static_col:
-        _static_export(fig, stem, version)
+        _static_export(fig, stem, version, provenance)
+    prepare_images()
 
 
 @st.fragment
-def _static_export(fig: go.Figure, stem: str, version: str) -> None:
+def _static_export(fig: go.Figure, stem: str, version: str, provenance: Provenance | None) -> None:
     ss = st.session_state
     store = f"_export:{stem}"
     row = st.container(horizontal=True, vertical_alignment="bottom")
@@ -219,7 +227,7 @@ def _static_export(fig: go.Figure, stem: str, version: str) -> None:
     if row.button("Make image file", key=f"{stem}:make", icon=":material/image:"):
         with st.spinner(f"Drawing the {fmt.upper()} in a headless browser…"):
             try:
-                ss[store] = (version, fmt, export_figure(stamped(fig), fmt))
+                ss[store] = (version, fmt, export_figure(stamped(fig, provenance), fmt))
             except AnalysisError as error:
                 ss.pop(store, None)
                 st.warning(f"No {fmt.upper()} this time: {escape_markdown(error)}")
@@ -270,14 +278,19 @@ def provenance_for(run: AnalysisRun, ctx: sidebar.Context) -> Provenance:
     )
 
 
-def stamped(fig: go.Figure) -> go.Figure:
-    """The figure with the current analysis's provenance as caption and metadata."""
+def current_provenance() -> Provenance | None:
+    """The provenance of the analysis this page run shows; None when there is no model."""
     ctx = sidebar.context()
     try:
         run = loading.fitted(ctx)
     except AnalysisError:
-        return fig
-    return provenance_for(run, ctx).on_figure(fig)
+        return None
+    return provenance_for(run, ctx)
+
+
+def stamped(fig: go.Figure, provenance: Provenance | None) -> go.Figure:
+    """The figure with ``provenance`` (taken at render time) as caption and metadata."""
+    return fig if provenance is None else provenance.on_figure(fig)
 
 
 def bullet_notes(notes: Sequence[str]) -> None:

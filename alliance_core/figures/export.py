@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import plotly.graph_objects as go
 
+from alliance_core import image_server
 from alliance_core.errors import AnalysisError
 
 # -- export ------------------------------------------------------------------------------------
@@ -66,12 +67,6 @@ def export_figure(
         raise AnalysisError(f"Export format '{fmt}' is not supported; choose svg, png or html.")
     if fmt == "html":
         return fig.to_html(include_plotlyjs=True, full_html=True).encode("utf-8")
-    try:
-        import kaleido
-    except ImportError as error:
-        raise AnalysisError(
-            "PNG/SVG export needs the 'kaleido' package (pip install kaleido)."
-        ) from error
     printable = _print_ready(fig)
     opts = {
         "format": fmt,
@@ -79,15 +74,10 @@ def export_figure(
         "height": height or fig.layout.height or 600,
         "scale": scale if fmt == "png" else 1,
     }
-    if _export_server_running():
-        return kaleido.calc_fig_sync(printable.to_dict(), opts=opts)
     browser = find_browser()
     if browser is None:
         raise AnalysisError(_NO_BROWSER)
-    # No MathJax: the figures use no LaTeX, and kaleido would otherwise fetch it from a CDN.
-    return kaleido.calc_fig_sync(
-        printable.to_dict(), opts=opts, kopts={"mathjax": False, "path": browser}
-    )
+    return image_server.draw(printable.to_dict(), opts, browser)
 
 
 _NO_BROWSER = (
@@ -96,30 +86,25 @@ _NO_BROWSER = (
 )
 
 
-def _export_server_running() -> bool:
-    try:
-        from kaleido import _global_server
-    except ImportError:
-        return False
-    return bool(_global_server.is_running())
+def prepare_images() -> None:
+    """Open the headless browser in the background (a page about to offer image downloads)."""
+    browser = find_browser()
+    if browser is not None:
+        image_server.warm(browser)
 
 
 @contextmanager
 def export_session() -> Iterator[None]:
-    """Keep one headless browser open for several exports (each export otherwise starts one,
-    which takes seconds)::
+    """Several exports, then the headless browser closed (a script's run; the dashboard keeps
+    its browser for the whole process)::
 
         with export_session():
             for name, fig in figures.items():
                 path.write_bytes(export_figure(fig, "png"))
     """
-    import kaleido
-
-    browser = find_browser()
-    if browser is None:
+    if find_browser() is None:
         raise AnalysisError(_NO_BROWSER)
-    kaleido.start_sync_server(path=browser, mathjax=False, silence_warnings=True)
     try:
         yield
     finally:
-        kaleido.stop_sync_server(silence_warnings=True)
+        image_server.stop()
