@@ -22,6 +22,7 @@ from alliance_core.nesting import AGGREGATED, INDEPENDENT, independence_warning,
 from alliance_core.provenance import Provenance, bundled_sha256, settings_json
 from alliance_core.reading import which_model
 from alliance_core.settings import PTR, AnalysisSettings
+from alliance_core.table_text import markdown_frame
 from pages import _loading as loading
 from pages import _session as session
 from pages import _sidebar as sidebar
@@ -299,14 +300,18 @@ def bullet_notes(notes: Sequence[str]) -> None:
         st.caption(escape_markdown(note))
 
 
-def escaped_index(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with its index (term or moderator names, built from user text) escaped.
+def table(frame: pd.DataFrame, **options) -> None:
+    """A static table. st.table renders Markdown in every cell, index label and header, so
+    every text of ``frame`` goes through ``markdown_frame`` (user text shows literally)."""
+    st.table(markdown_frame(frame), **options)
 
-    st.table renders Markdown in every cell; the other cells are numbers formatted here.
-    """
-    out = frame.copy()
-    out.index = out.index.map(escape_markdown).rename(frame.index.name)
-    return out
+
+def dataframe(frame: pd.DataFrame, **options) -> None:
+    """An interactive grid. The grid draws every cell and header as plain text (no Markdown,
+    no HTML); no link or image column is ever configured, so user text stays text."""
+    if "column_config" in options:
+        raise ValueError("column types that render links or images are not used for user text")
+    st.dataframe(frame, **options)
 
 
 def about_alliance(data: loading.ActiveData) -> bool:

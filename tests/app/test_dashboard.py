@@ -13,7 +13,7 @@ from pages import _render as render
 from pages import _session as session
 from pages import _tables as tables
 from pages._state import UploadRecord
-from tests.app.conftest import exception_messages, new_app, page_paths
+from tests.app.conftest import exception_messages, new_app, page_paths, unescaped
 
 BAD_ROW_CSV = (
     b"study,es_id,label,r,n,n_therapists,design\n"
@@ -156,7 +156,7 @@ def test_model_estimator_and_moderators_change_the_numbers_shown():
         moderators=("PTR", "design"),
     )
     assert len(after) == len(before) + 1
-    assert after.index[-1] == escape_markdown("design = RCT (vs other)")
+    assert unescaped(after.index[-1]) == "design = RCT (vs other)"
     assert after["Estimate"].tolist() == [
         format_coefficient(row["estimate"], row["se"], minimum=3)[0]
         for _, row in with_design.coefficients.iterrows()
