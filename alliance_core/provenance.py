@@ -22,6 +22,7 @@ import plotly.graph_objects as go
 from alliance_core import datasets
 from alliance_core.aggregation import COUNT_COLUMN
 from alliance_core.analysis import AnalysisRun
+from alliance_core.figure_text import plain_figure
 from alliance_core.mapping import ColumnMapping
 from alliance_core.nesting import AGGREGATED, INDEPENDENT, model_name
 from alliance_core.settings import PTR, AnalysisSettings
@@ -309,7 +310,9 @@ class Provenance:
             font={"size": 9, "color": "#555555"},
             name="provenance",
         )
-        return out
+        # The provenance quotes user text (file, column and level names): in ``meta`` Plotly
+        # would insert it unescaped wherever a text holds ``%{meta...}``.
+        return plain_figure(out)
 
 
 def _quote_formula(value: str) -> str:

@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 from alliance_core import bias
 from alliance_core.analysis import AnalysisRun
 from alliance_core.errors import AnalysisError
+from alliance_core.figure_text import plain_figure
 from alliance_core.formatting import format_coefficient, format_number, format_p, format_p_cell
 from alliance_core.nesting import AGGREGATED, INDEPENDENT
 from alliance_core.provenance import Provenance, fitted_rho, fitted_structure
@@ -684,9 +685,13 @@ def heterogeneity_table(res: MetaResult, number: int, on_r_scale: bool) -> Table
 def draw_png(
     fig: go.Figure, exporter: Callable[[go.Figure, str], bytes]
 ) -> tuple[bytes | None, str | None]:
-    """PNG bytes of a figure, or None and the reason drawing failed (the report says so)."""
+    """PNG bytes of a figure, or None and the reason drawing failed (the report says so).
+
+    The figure is drawn with its user text made plain (``plain_figure``: no live tag, no
+    template that would pull other text in), as on the pages.
+    """
     try:
-        return exporter(fig, "png"), None
+        return exporter(plain_figure(go.Figure(fig)), "png"), None
     except AnalysisError as error:
         return None, str(error)
     except Exception as error:  # a browser that crashes or times out must not stop the report
