@@ -29,8 +29,9 @@ from alliance_core.settings import PTR, AnalysisSettings
 
 # A spreadsheet reads a cell that starts with one of these as a formula.
 FORMULA_TRIGGERS = ("=", "+", "-", "@")
-# A cell starts after a line start or a separator; quotes and spaces may come before the trigger.
-_CELL_START = re.compile(r'(^|[,;\t])(\s*"?\s*)(?=[=+\-@])')
+# A cell starts after a line start or a separator; any run of quotes and spaces may come
+# before the trigger (``a,""=HYPERLINK(...)`` is read as a cell "=HYPERLINK(...)").
+_CELL_START = re.compile(r'(^|[,;\t])([\s"\']*)(?=[=+\-@])')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
