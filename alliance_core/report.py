@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 
 from alliance_core import bias
 from alliance_core.analysis import AnalysisRun
+from alliance_core.control_text import xml_safe, xml_safe_copy
 from alliance_core.errors import AnalysisError
 from alliance_core.figure_text import plain_figure
 from alliance_core.formatting import format_coefficient, format_number, format_p, format_p_cell
@@ -128,7 +129,9 @@ class Report:
 
     # -- HTML --------------------------------------------------------------------------
     def to_html(self) -> str:
-        e = html.escape
+        def e(text: str) -> str:  # a character HTML and XML cannot hold shows as U+FFFD
+            return html.escape(xml_safe(text))
+
         parts = [
             "<!DOCTYPE html>",
             '<html lang="en">',
@@ -202,6 +205,10 @@ class Report:
 
     # -- Word --------------------------------------------------------------------------
     def to_docx(self) -> bytes:
+        """The report as a Word document; a character XML cannot hold shows as U+FFFD."""
+        return xml_safe_copy(self)._docx()
+
+    def _docx(self) -> bytes:
         try:
             import docx
             from docx.shared import Inches, Pt
