@@ -11,7 +11,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run serve test lint format pytest unit app e2e clean
+.PHONY: help run serve test lint format pytest unit app e2e security clean
 
 help:
 	@echo "make run    start the dashboard (streamlit run app.py) on the bundled default dataset"
@@ -68,7 +68,7 @@ pytest: $(DEV_STAMP)
 test: lint pytest
 
 # Single layers, for working on one of them.
-unit app e2e: $(DEV_STAMP)
+unit app e2e security: $(DEV_STAMP)
 	$(VPY) -m pytest tests/$@ $(PYTEST_ARGS)
 
 clean:

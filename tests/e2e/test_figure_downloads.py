@@ -96,6 +96,7 @@ def download_all(page, browser, stem: str, tmp_path) -> dict[str, float]:
 def test_figure_downloads_work_on_bundled_data(page, browser, tmp_path, title, stem):
     go_to(page, title)
     seconds = download_all(page, browser, stem, tmp_path)
+    print(f"{title}: image ready in " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
     if stem == "forest-plot":
         assert max(seconds.values()) < FOREST_IMAGE_SECONDS, seconds
     assert page.locator('[data-testid="stException"]').count() == 0
