@@ -221,6 +221,24 @@ def test_upload_names_columns_levels_and_labels_are_shown_as_text(payload):
     assert escape_markdown(f"{column} = {levels[1]} (vs {levels[0]})") in terms
 
 
+def test_sensitivity_tables_show_study_ids_as_text():
+    """The leave-one-out table lists the studies left out by their IDs: payloads as text
+    (it rendered them as Markdown links, images and styles before)."""
+    lines = ["study,es_id,r,n,n_therapists"]
+    for i, (payload, r) in enumerate(zip(PAYLOADS * 2, np.linspace(0.1, 0.4, 10), strict=True)):
+        study = payload if i < len(PAYLOADS) else f"{payload} {i}"
+        quoted = '"' + study.replace('"', '""') + '"'
+        lines += [f"{quoted},1,{r:.3f},{40 + 7 * i},{2 + i}", f"{quoted},2,{r + 0.05:.3f},50,4"]
+    at = upload(new_app().run(), "\n".join(lines).encode(), "studies.csv")
+    at.switch_page("pages/sensitivity.py").run()
+    assert_text_only(at)
+    leave_one_out = next(t.value for t in at.table if "k" in t.value.columns)
+    left_out = leave_one_out.iloc[:, 0].tolist()
+    assert escape_markdown(PAYLOADS[0]) in left_out or any(
+        escape_markdown(PAYLOADS[0]) in cell for cell in left_out
+    )
+
+
 # -- numbers ----------------------------------------------------------------------------------
 EQUAL_R = b"label,r,n,n_therapists\n" + b"".join(
     f"{i},0.30,{40 + 10 * i},{2 + i}\n".encode() for i in range(1, 9)
