@@ -59,3 +59,17 @@ def xml_safe_copy(value):
         }
         return dataclasses.replace(value, **changes)
     return value
+
+
+def cleaned_json(value):
+    """A parsed JSON value (a settings file, a profile in a link) with every string cleaned as
+    an upload's cells are (:func:`clean_upload_text`): JSON escapes can spell lone surrogates
+    and control characters that no page, file or script could carry, and levels named in it
+    must match the cleaned levels of an upload."""
+    if isinstance(value, str):
+        return clean_upload_text(value)
+    if isinstance(value, list):
+        return [cleaned_json(item) for item in value]
+    if isinstance(value, dict):
+        return {cleaned_json(key): cleaned_json(item) for key, item in value.items()}
+    return value

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from alliance_core.analysis import apply_filters, available_moderators
+from alliance_core.control_text import cleaned_json
 from alliance_core.datasets import DEFAULT_DATASET, DatasetInfo, list_datasets
 from alliance_core.design import is_categorical, level_order
 from alliance_core.errors import AnalysisError
@@ -443,7 +444,7 @@ def view_query(
 
 def _decode_profile(text: str) -> dict:
     try:
-        raw = json.loads(text)
+        raw = cleaned_json(json.loads(text))
     except ValueError as error:
         raise AnalysisError("it is not a profile written by the dashboard") from error
     if not isinstance(raw, dict) or not isinstance(raw.get("values", {}), dict):

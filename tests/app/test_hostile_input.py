@@ -180,6 +180,21 @@ def test_a_malformed_settings_file_gives_a_message_and_the_page_keeps_working(co
     assert at.metric[0].value
 
 
+def test_a_settings_file_with_lone_surrogates_and_control_characters_loads():
+    """JSON escapes spell characters no page can send (a lone surrogate made the warning
+    raise UnicodeEncodeError): they are cleaned as an upload's cells are."""
+    document = (
+        '{"alliance_dashboard_settings": 1, "dataset": "a\\ud800b", '
+        '"moderators": ["PTR", "x\\udc00\\u001b\\u2028y"], "filters": {"c\\ud800": ["d\\u0000"]}}'
+    )
+    at = load_settings_file(document.encode())
+
+    assert not at.exception, exception_messages(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert escape_markdown("'x y' is not a moderator column") in warnings
+    assert at.metric[0].value
+
+
 def test_one_moderator_written_as_text_is_loaded_as_that_moderator():
     at = load_settings_file(b'{"alliance_dashboard_settings": 1, "moderators": "PTR"}')
 
