@@ -214,7 +214,8 @@ def figure_downloads(fig: go.Figure | ShownFigure, stem: str, version: str) -> N
     )
     with static_col:
         _static_export(fig, stem, version, provenance)
-    prepare_images()
+    if st.context.url:  # a browser is connected (script runs in tests start no Chromium)
+        prepare_images()
 
 
 @st.fragment
