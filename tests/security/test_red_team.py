@@ -26,12 +26,8 @@ from xml.etree import ElementTree
 import pytest
 
 from alliance_core.csv_export import starts_formula
-from tests.e2e.conftest import (
-    PAGE_TIMEOUT_MS,
-    REPO_ROOT,
-    rerun_and_wait,
-    wait_for_app_ready,
-)
+from tests.browser_session import REPO_ROOT
+from tests.e2e.conftest import PAGE_TIMEOUT_MS, rerun_and_wait, wait_for_app_ready
 from tests.r_reference import apply, needs_r
 from tests.security.hostile_sheets import CANARY, FILE_NAME, HOST, hostile_sheet
 
