@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from alliance_core.errors import AnalysisError
 
 # -- export ------------------------------------------------------------------------------------
 EXPORT_FORMATS = ("svg", "png", "html")
+MAX_PNG_PIXELS = 8_000_000  # e.g. 1630 x 4900 px: print quality for a page, drawn in ~2 s
 _BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
 
@@ -60,7 +62,8 @@ def export_figure(
     HTML embeds plotly.js (works offline). SVG and PNG are drawn by kaleido 1.x in a headless
     Chromium-family browser: ``BROWSER_PATH`` names one, otherwise the first of chromium /
     chromium-browser / google-chrome on PATH is used (Debian: ``apt-get install chromium``).
-    Width defaults to the figure's, else 1000 px; ``scale`` multiplies PNG resolution.
+    Width defaults to the figure's, else 1000 px; ``scale`` multiplies PNG resolution, up to
+    ``MAX_PNG_PIXELS`` pixels in all.
     """
     fmt = fmt.lower()
     if fmt not in EXPORT_FORMATS:
@@ -68,10 +71,16 @@ def export_figure(
     if fmt == "html":
         return fig.to_html(include_plotlyjs=True, full_html=True).encode("utf-8")
     printable = _print_ready(fig)
+    width = width or fig.layout.width or 1000
+    height = height or fig.layout.height or 600
+    if fmt == "png":
+        # A tall forest plot (800 rows: 1000 x 3000 px) at scale 2 is 12 million pixels and
+        # takes the browser seconds to paint and send; past MAX_PNG_PIXELS the scale shrinks.
+        scale = min(scale, math.sqrt(MAX_PNG_PIXELS / (width * height)))
     opts = {
         "format": fmt,
-        "width": width or fig.layout.width or 1000,
-        "height": height or fig.layout.height or 600,
+        "width": width,
+        "height": height,
         "scale": scale if fmt == "png" else 1,
     }
     browser = find_browser()
