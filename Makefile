@@ -11,7 +11,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run serve test lint format pytest unit app e2e wheel-check clean
+.PHONY: help run serve test lint format pytest unit app e2e security wheel-check clean
 
 help:
 	@echo "make run    start the dashboard (streamlit run app.py) on the bundled default dataset"
@@ -69,7 +69,7 @@ pytest: $(DEV_STAMP)
 test: lint pytest
 
 # Single layers, for working on one of them.
-unit app e2e: $(DEV_STAMP)
+unit app e2e security: $(DEV_STAMP)
 	$(VPY) -m pytest tests/$@ $(PYTEST_ARGS)
 
 # The wheel of alliance_core in a clean venv without Streamlit runs docs/engine.md's examples.

@@ -31,12 +31,12 @@ if data is not None:
         )
         render.model_statement(run)
         render.analysis_notes(run)
-        st.dataframe(analysed, hide_index=True, width="stretch")
+        render.dataframe(analysed, hide_index=True, width="stretch")
         render.result_downloads(run, ctx)
     else:
         filtered = apply_filters(data.table, ctx.settings.filters)
         st.caption(f"{len(filtered):,} rows after the filter; the model could not be fitted.")
-        st.dataframe(filtered, hide_index=True, width="stretch")
+        render.dataframe(filtered, hide_index=True, width="stretch")
 
 st.subheader("Use your own coding sheet")
 st.file_uploader(
@@ -73,7 +73,7 @@ if view is not None:
         st.error(escape_markdown(view.problem), icon=":material/error:")
     if validation.problems:
         st.caption("Row numbers are spreadsheet rows: the header is row 1.")
-        st.dataframe(validation.problems_frame(), hide_index=True, width="stretch")
+        render.dataframe(validation.problems_frame(), hide_index=True, width="stretch")
     if ctx.data is None or ctx.data.upload is None:
         st.caption("Choose **Your upload** under *Data source* in the sidebar to analyse it.")
 

@@ -233,7 +233,7 @@ elif data is not None and data.upload is not None:
     )
     roles = {role: getattr(view.mapping, role) for role in upload_form.MAPPING_ROLES}
     roles["moderators"] = ", ".join(view.mapping.moderators) or None
-    st.dataframe(
+    render.dataframe(
         pd.DataFrame(
             [
                 (upload_form.MAPPING_ROLES.get(role, "Moderators"), column)

@@ -137,7 +137,7 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     for name, readout in readouts:
         prefix = f"**{escape_markdown(name)}:** " if len(readouts) > 1 else ""
         st.markdown(prefix + escape_markdown(readout.sentence))
-    st.table(render.escaped_index(tables.readout_table(readouts).set_index("Profile")))
+    render.table(tables.readout_table(readouts).set_index("Profile"))
     if band is not None:
         st.caption(tables.readout_inference(readouts))  # no user text in it
     render.figure_downloads(
@@ -169,7 +169,7 @@ if render.page_header("Moderators & PTR", ctx):
             "change from there."
         )
         render.inference_statement(run)
-        st.table(render.escaped_index(tables.inference_coefficient_table(run).set_index("Term")))
+        render.table(tables.inference_coefficient_table(run).set_index("Term"))
         omnibus = run.omnibus
         cols = st.columns(3)
         cols[0].metric(
@@ -190,7 +190,7 @@ if render.page_header("Moderators & PTR", ctx):
             st.markdown(
                 "**Does each categorical moderator matter?** (all its levels tested together)"
             )
-            st.table(render.escaped_index(wald.set_index("Moderator")))
+            render.table(wald.set_index("Moderator"))
         render.analysis_notes(run)
         render.result_downloads(run, ctx)
         render.robust_download_note(run)

@@ -88,7 +88,7 @@ if render.page_header("Overview", ctx):
         )
 
     st.subheader("Heterogeneity")
-    st.table(tables.heterogeneity_table(pooled).set_index("Statistic"))
+    render.table(tables.heterogeneity_table(pooled).set_index("Statistic"))
     if res.p > 1:
         st.caption(
             "Without moderators. With the chosen moderators, the heterogeneity left over is "
@@ -97,7 +97,7 @@ if render.page_header("Overview", ctx):
     details = loading.variance_details(ctx, pooled_run)
     if details.intervals is not None:
         st.markdown("**How uncertain are the variance components?**")
-        st.table(
+        render.table(
             tables.variance_interval_table(details.intervals, pooled.level).set_index("Component")
         )
         method = "profile likelihood" if pooled.is_three_level else "Q-profile"

@@ -124,7 +124,7 @@ def dependence_section(run, term: str) -> None:
             "cluster-robust (CR2) inference."
         )
     table = dependence_table(ctx.data.key, loading.analysis_key(settings), term, ctx.data, settings)
-    st.table(display.dependence_display(table, run.result.level))
+    render.table(display.dependence_display(table, run.result.level))
     st.caption(
         "Model-based df: k − p for t tests, – for z tests; CR2 df: Satterthwaite, per "
         "coefficient. The row marked ● is the sidebar's choice."
@@ -213,12 +213,13 @@ def leave_one_out_section(page: Refits) -> None:
         )
         # A static table (like the Overview's): ten rows need no scrolling grid, and the
         # browser then draws the page without loading the grid's script.
-        st.table(shown.head(10), hide_index=True)
+        render.table(shown.head(10), hide_index=True)
         # Filled only when opened: a closed expander's table would still be sent and laid
         # out by the browser on every first view of the page.
         every = st.expander(f"All {len(table)} refits", key="loo:all", on_change="rerun")
         if every.open:
-            every.dataframe(readable(table), width="stretch", hide_index=True)
+            with every:
+                render.dataframe(readable(table), width="stretch", hide_index=True)
 
 
 def influence_section(page: Refits) -> None:
@@ -239,7 +240,7 @@ def influence_section(page: Refits) -> None:
         table, text = influence_table(page.data_key, page.settings_key, res)
         st.markdown(escape_markdown(text))
         with st.expander("The diagnostics"):
-            st.dataframe(
+            render.dataframe(
                 display.influence_display(table, unit=page.unit, labels=page.labels),
                 width="stretch",
                 hide_index=True,

@@ -47,3 +47,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for name in ("e2e", "needs_r", "load"):
             if item.get_closest_marker(name) is not None:
                 item.user_properties.append(("marker", name))
+
+
+# The served dashboard and Chromium, one of each per session for tests/e2e and tests/security
+# (imported last: tests.browser_session uses missing_tool above).
+from tests.browser_session import app_url, browser, chromium_path  # noqa: E402, F401

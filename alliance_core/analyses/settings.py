@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 
+from alliance_core.data.control_text import cleaned_json
 from alliance_core.errors import AnalysisError
 
 # Model name -> link code. "two-level" is the random-effects model for tables with one effect
@@ -192,6 +193,7 @@ class AnalysisSettings:
             raise AnalysisError(f"The settings file is not valid JSON ({error}).") from error
         if not isinstance(data, dict) or "alliance_dashboard_settings" not in data:
             raise AnalysisError("This JSON file is not a settings file saved by the dashboard.")
+        data = cleaned_json(data)
         known = {name for name in cls.__dataclass_fields__}
         # "provenance" describes the analysis the file was saved from; it sets nothing.
         unknown = sorted(set(data) - known - {"alliance_dashboard_settings", "provenance"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -10,9 +11,11 @@ from contextlib import contextmanager
 import plotly.graph_objects as go
 
 from alliance_core.errors import AnalysisError
+from alliance_core.figures import image_server
 
 # -- export ------------------------------------------------------------------------------------
 EXPORT_FORMATS = ("svg", "png", "html")
+MAX_PNG_PIXELS = 8_000_000  # e.g. 1630 x 4900 px: print quality for a page, drawn in ~2 s
 _BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
 
@@ -59,35 +62,31 @@ def export_figure(
     HTML embeds plotly.js (works offline). SVG and PNG are drawn by kaleido 1.x in a headless
     Chromium-family browser: ``BROWSER_PATH`` names one, otherwise the first of chromium /
     chromium-browser / google-chrome on PATH is used (Debian: ``apt-get install chromium``).
-    Width defaults to the figure's, else 1000 px; ``scale`` multiplies PNG resolution.
+    Width defaults to the figure's, else 1000 px; ``scale`` multiplies PNG resolution, up to
+    ``MAX_PNG_PIXELS`` pixels in all.
     """
     fmt = fmt.lower()
     if fmt not in EXPORT_FORMATS:
         raise AnalysisError(f"Export format '{fmt}' is not supported; choose svg, png or html.")
     if fmt == "html":
         return fig.to_html(include_plotlyjs=True, full_html=True).encode("utf-8")
-    try:
-        import kaleido
-    except ImportError as error:
-        raise AnalysisError(
-            "PNG/SVG export needs the 'kaleido' package (pip install kaleido)."
-        ) from error
     printable = _print_ready(fig)
+    width = width or fig.layout.width or 1000
+    height = height or fig.layout.height or 600
+    if fmt == "png":
+        # A tall forest plot (800 rows: 1000 x 3000 px) at scale 2 is 12 million pixels and
+        # takes the browser seconds to paint and send; past MAX_PNG_PIXELS the scale shrinks.
+        scale = min(scale, math.sqrt(MAX_PNG_PIXELS / (width * height)))
     opts = {
         "format": fmt,
-        "width": width or fig.layout.width or 1000,
-        "height": height or fig.layout.height or 600,
+        "width": width,
+        "height": height,
         "scale": scale if fmt == "png" else 1,
     }
-    if _export_server_running():
-        return kaleido.calc_fig_sync(printable.to_dict(), opts=opts)
     browser = find_browser()
     if browser is None:
         raise AnalysisError(_NO_BROWSER)
-    # No MathJax: the figures use no LaTeX, and kaleido would otherwise fetch it from a CDN.
-    return kaleido.calc_fig_sync(
-        printable.to_dict(), opts=opts, kopts={"mathjax": False, "path": browser}
-    )
+    return image_server.draw(printable.to_dict(), opts, browser)
 
 
 _NO_BROWSER = (
@@ -96,30 +95,25 @@ _NO_BROWSER = (
 )
 
 
-def _export_server_running() -> bool:
-    try:
-        from kaleido import _global_server
-    except ImportError:
-        return False
-    return bool(_global_server.is_running())
+def prepare_images() -> None:
+    """Open the headless browser in the background (a page about to offer image downloads)."""
+    browser = find_browser()
+    if browser is not None:
+        image_server.warm(browser)
 
 
 @contextmanager
 def export_session() -> Iterator[None]:
-    """Keep one headless browser open for several exports (each export otherwise starts one,
-    which takes seconds)::
+    """Several exports, then the headless browser closed (a script's run; the dashboard keeps
+    its browser for the whole process)::
 
         with export_session():
             for name, fig in figures.items():
                 path.write_bytes(export_figure(fig, "png"))
     """
-    import kaleido
-
-    browser = find_browser()
-    if browser is None:
+    if find_browser() is None:
         raise AnalysisError(_NO_BROWSER)
-    kaleido.start_sync_server(path=browser, mathjax=False, silence_warnings=True)
     try:
         yield
     finally:
-        kaleido.stop_sync_server(silence_warnings=True)
+        image_server.stop()

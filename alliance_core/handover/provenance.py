@@ -25,11 +25,13 @@ from alliance_core.data import datasets
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.model.aggregation import COUNT_COLUMN
 from alliance_core.model.nesting import AGGREGATED, INDEPENDENT, model_name
+from alliance_core.wording.figure_text import plain_figure
 
 # A spreadsheet reads a cell that starts with one of these as a formula.
 FORMULA_TRIGGERS = ("=", "+", "-", "@")
-# A cell starts after a line start or a separator; quotes and spaces may come before the trigger.
-_CELL_START = re.compile(r'(^|[,;\t])(\s*"?\s*)(?=[=+\-@])')
+# A cell starts after a line start or a separator; any run of quotes and spaces may come
+# before the trigger (``a,""=HYPERLINK(...)`` is read as a cell "=HYPERLINK(...)").
+_CELL_START = re.compile(r'(^|[,;\t])([\s"\']*)(?=[=+\-@])')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -309,7 +311,9 @@ class Provenance:
             font={"size": 9, "color": "#555555"},
             name="provenance",
         )
-        return out
+        # The provenance quotes user text (file, column and level names): in ``meta`` Plotly
+        # would insert it unescaped wherever a text holds ``%{meta...}``.
+        return plain_figure(out)
 
 
 def _quote_formula(value: str) -> str:

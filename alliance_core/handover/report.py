@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 
 from alliance_core.analyses import bias
 from alliance_core.analyses.run import AnalysisRun
+from alliance_core.data.control_text import xml_safe, xml_safe_copy
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import export_figure
 from alliance_core.formatting import format_coefficient, format_number, format_p, format_p_cell
@@ -27,6 +28,7 @@ from alliance_core.handover.provenance import Provenance, fitted_rho, fitted_str
 from alliance_core.model.nesting import AGGREGATED, INDEPENDENT
 from alliance_core.model.results import MetaResult
 from alliance_core.model.robust import RobustResult
+from alliance_core.wording.figure_text import plain_figure
 
 SIMULATED_NOTICE = (
     "SIMULATED DATA: the numbers in this report come from simulated studies, not real ones."
@@ -128,7 +130,9 @@ class Report:
 
     # -- HTML --------------------------------------------------------------------------
     def to_html(self) -> str:
-        e = html.escape
+        def e(text: str) -> str:  # a character HTML and XML cannot hold shows as U+FFFD
+            return html.escape(xml_safe(text))
+
         parts = [
             "<!DOCTYPE html>",
             '<html lang="en">',
@@ -202,6 +206,10 @@ class Report:
 
     # -- Word --------------------------------------------------------------------------
     def to_docx(self) -> bytes:
+        """The report as a Word document; a character XML cannot hold shows as U+FFFD."""
+        return xml_safe_copy(self)._docx()
+
+    def _docx(self) -> bytes:
         try:
             import docx
             from docx.shared import Inches, Pt
@@ -689,9 +697,13 @@ def heterogeneity_table(res: MetaResult, number: int, on_r_scale: bool) -> Table
 def draw_png(
     fig: go.Figure, exporter: Callable[[go.Figure, str], bytes]
 ) -> tuple[bytes | None, str | None]:
-    """PNG bytes of a figure, or None and the reason drawing failed (the report says so)."""
+    """PNG bytes of a figure, or None and the reason drawing failed (the report says so).
+
+    The figure is drawn with its user text made plain (``plain_figure``: no live tag, no
+    template that would pull other text in), as on the pages.
+    """
     try:
-        return exporter(fig, "png"), None
+        return exporter(plain_figure(go.Figure(fig)), "png"), None
     except AnalysisError as error:
         return None, str(error)
     except Exception as error:  # a browser that crashes or times out must not stop the report

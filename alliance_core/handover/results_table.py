@@ -186,16 +186,16 @@ def robust_rows(res: MetaResult, robust: RobustResult) -> list[dict]:
     return rows
 
 
-def to_csv_text(frame: pd.DataFrame, *, for_spreadsheets: bool = True) -> str:
+def to_csv_text(frame: pd.DataFrame, *, for_scripts: bool = False) -> str:
     """CSV text with every text field quoted, so a '#' inside a value is never read as the
     start of a comment by ``read_csv(comment="#")`` (pandas) or ``read.csv`` (R).
 
-    ``for_spreadsheets`` neutralises text a spreadsheet would run as a formula (see
-    ``alliance_core.handover.csv_export``). Files read only by the reproduction scripts keep every value
-    exactly as the model saw it, or a level such as "-other" would no longer match.
+    Text a spreadsheet would run as a formula is neutralised (see ``alliance_core.handover.csv_export``):
+    a person may open any of these files. ``for_scripts``: the file is read back by a
+    reproduction script, which undoes the neutralisation (it is made reversible), so a level
+    such as "-other" still matches.
     """
-    if for_spreadsheets:
-        frame = neutralised(frame)
+    frame = neutralised(frame, reversible=for_scripts)
     return frame.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
 
 
@@ -205,8 +205,8 @@ def results_csv(
     provenance: Provenance | None = None,
     robust: RobustResult | None = None,
     *,
-    for_spreadsheets: bool = True,
+    for_scripts: bool = False,
 ) -> bytes:
     """The results download: provenance comment lines, then one row per number."""
     frame = results_frame(res, on_r_scale, robust)
-    return with_comment_lines(to_csv_text(frame, for_spreadsheets=for_spreadsheets), provenance)
+    return with_comment_lines(to_csv_text(frame, for_scripts=for_scripts), provenance)

@@ -7,6 +7,12 @@ every ``<`` that does not open one of the few formatting tags the figure builder
 write (line breaks, bold, italics, super/subscripts, the hover box's ``<extra>``). Plotly
 splits tags before it decodes entities, so an escaped ``&lt;a&gt;`` is shown as the literal
 characters ``<a>``.
+
+Plotly also fills ``%{...}`` templates: in hover and text templates, and in titles, annotations
+and legend names from the figure's ``meta`` (``%{meta.provenance.moderators}``). A template
+in user text would pull other text (the provenance, unescaped) into the figure, so every
+``%{`` outside the builders' own ``hovertemplate``/``texttemplate`` is written ``&#37;{``:
+Plotly fills templates before it decodes entities, and then shows a plain ``%{``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,11 @@ import plotly.graph_objects as go
 
 # Tags without attributes that the builders use; anything else starting with "<" is text.
 _NOT_A_FORMATTING_TAG = re.compile(r"<(?!/?(?:br|b|i|em|sup|sub|extra)\s*/?>)", re.IGNORECASE)
+_TEMPLATE_START = "%{"
+_TEMPLATE_START_AS_TEXT = "&#37;{"
+# Properties the figure builders write as templates (never from user text directly: user
+# text reaches them through ``hovertext``/``customdata``, which Plotly inserts unexpanded).
+TEMPLATE_PROPERTIES = frozenset({"hovertemplate", "texttemplate"})
 
 
 def plain_markup(text: str) -> str:
@@ -25,22 +36,28 @@ def plain_markup(text: str) -> str:
     return _NOT_A_FORMATTING_TAG.sub("&lt;", text)
 
 
-def _plain(value):
+def plain_text(text: str) -> str:
+    """``text`` as figure text: no live tag (``plain_markup``) and no ``%{...}`` template."""
+    return plain_markup(text).replace(_TEMPLATE_START, _TEMPLATE_START_AS_TEXT)
+
+
+def _plain(value, key: str = ""):
     if isinstance(value, str):
-        return plain_markup(value)
+        return plain_markup(value) if key in TEMPLATE_PROPERTIES else plain_text(value)
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {name: _plain(item, name) for name, item in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(_plain(item) for item in value)
+        return type(value)(_plain(item, key) for item in value)
     if isinstance(value, np.ndarray) and value.dtype.kind in "OUS":
-        return np.array([_plain(item) for item in value.ravel()], dtype=object).reshape(value.shape)
+        cleaned = [_plain(item, key) for item in value.ravel()]
+        return np.array(cleaned, dtype=object).reshape(value.shape)
     return value
 
 
 def _changed(props: dict) -> dict:
     changes = {}
     for key, value in props.items():
-        cleaned = _plain(value)
+        cleaned = _plain(value, key)
         if isinstance(value, np.ndarray):
             if value.dtype.kind in "OUS" and not np.array_equal(cleaned, value):
                 changes[key] = cleaned

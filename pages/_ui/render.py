@@ -21,6 +21,7 @@ from alliance_core.figures import (
     ptr_curve_figure,
     split_caption,
 )
+from alliance_core.figures.export import prepare_images
 from alliance_core.formatting import escape_markdown
 from alliance_core.handover import reproduce
 from alliance_core.handover.provenance import Provenance, bundled_sha256, settings_json
@@ -28,6 +29,7 @@ from alliance_core.handover.report import build_report
 from alliance_core.model.nesting import AGGREGATED, INDEPENDENT, independence_warning, model_name
 from alliance_core.wording.figure_text import plain_figure
 from alliance_core.wording.reading import which_model
+from alliance_core.wording.table_text import markdown_frame
 from pages._ui import loading, session, sidebar, tables
 
 LOG = logging.getLogger("alliance_dashboard")
@@ -201,12 +203,18 @@ def plot(fig: go.Figure | ShownFigure, key: str) -> None:
 
 
 def figure_downloads(fig: go.Figure | ShownFigure, stem: str, version: str) -> None:
-    """Interactive HTML at once; PNG or SVG on request (drawn by Chromium, which takes seconds)."""
+    """Interactive HTML at once; PNG or SVG on request (drawn by Chromium, which takes seconds).
+
+    The provenance is taken now, while the page runs: the HTML file is made later, when the
+    button is clicked, outside any script run (no sidebar Context there), and the image
+    fragment reruns without app.py (no Context either).
+    """
     fig = fig.full if isinstance(fig, ShownFigure) else plain_figure(fig)
+    provenance = current_provenance()
     html_col, static_col = st.columns([1, 3], vertical_alignment="bottom")
     html_col.download_button(
         "Interactive HTML",
-        data=lambda: export_figure(stamped(fig), "html"),
+        data=lambda: export_figure(stamped(fig, provenance), "html"),
         file_name=f"{stem}.html",
         mime="text/html",
         on_click="ignore",
@@ -214,11 +222,13 @@ def figure_downloads(fig: go.Figure | ShownFigure, stem: str, version: str) -> N
         key=f"{stem}:html",
     )
     with static_col:
-        _static_export(fig, stem, version)
+        _static_export(fig, stem, version, provenance)
+    if st.context.url:  # a browser is connected (script runs in tests start no Chromium)
+        prepare_images()
 
 
 @st.fragment
-def _static_export(fig: go.Figure, stem: str, version: str) -> None:
+def _static_export(fig: go.Figure, stem: str, version: str, provenance: Provenance | None) -> None:
     ss = st.session_state
     store = f"_export:{stem}"
     row = st.container(horizontal=True, vertical_alignment="bottom")
@@ -228,7 +238,7 @@ def _static_export(fig: go.Figure, stem: str, version: str) -> None:
     if row.button("Make image file", key=f"{stem}:make", icon=":material/image:"):
         with st.spinner(f"Drawing the {fmt.upper()} in a headless browser…"):
             try:
-                ss[store] = (version, fmt, export_figure(stamped(fig), fmt))
+                ss[store] = (version, fmt, export_figure(stamped(fig, provenance), fmt))
             except AnalysisError as error:
                 ss.pop(store, None)
                 st.warning(f"No {fmt.upper()} this time: {escape_markdown(error)}")
@@ -279,14 +289,19 @@ def provenance_for(run: AnalysisRun, ctx: loading.Context) -> Provenance:
     )
 
 
-def stamped(fig: go.Figure) -> go.Figure:
-    """The figure with the current analysis's provenance as caption and metadata."""
+def current_provenance() -> Provenance | None:
+    """The provenance of the analysis this page run shows; None when there is no model."""
     ctx = sidebar.context()
     try:
         run = loading.fitted(ctx)
     except AnalysisError:
-        return fig
-    return provenance_for(run, ctx).on_figure(fig)
+        return None
+    return provenance_for(run, ctx)
+
+
+def stamped(fig: go.Figure, provenance: Provenance | None) -> go.Figure:
+    """The figure with ``provenance`` (taken at render time) as caption and metadata."""
+    return fig if provenance is None else provenance.on_figure(fig)
 
 
 def bullet_notes(notes: Sequence[str]) -> None:
@@ -295,14 +310,18 @@ def bullet_notes(notes: Sequence[str]) -> None:
         st.caption(escape_markdown(note))
 
 
-def escaped_index(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with its index (term or moderator names, built from user text) escaped.
+def table(frame: pd.DataFrame, **options) -> None:
+    """A static table. st.table renders Markdown in every cell, index label and header, so
+    every text of ``frame`` goes through ``markdown_frame`` (user text shows literally)."""
+    st.table(markdown_frame(frame), **options)
 
-    st.table renders Markdown in every cell; the other cells are numbers formatted here.
-    """
-    out = frame.copy()
-    out.index = out.index.map(escape_markdown).rename(frame.index.name)
-    return out
+
+def dataframe(frame: pd.DataFrame, **options) -> None:
+    """An interactive grid. The grid draws every cell and header as plain text (no Markdown,
+    no HTML); no link or image column is ever configured, so user text stays text."""
+    if "column_config" in options:
+        raise ValueError("column types that render links or images are not used for user text")
+    st.dataframe(frame, **options)
 
 
 def about_alliance(data: loading.ActiveData) -> bool:

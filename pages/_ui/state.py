@@ -33,6 +33,7 @@ from alliance_core.analyses.settings import (
     AnalysisSettings,
     legacy_link_rho,
 )
+from alliance_core.data.control_text import cleaned_json
 from alliance_core.data.datasets import DEFAULT_DATASET, DatasetInfo, list_datasets
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.data.uploads import UploadedTable, read_table, suggest_mapping
@@ -443,7 +444,7 @@ def view_query(
 
 def _decode_profile(text: str) -> dict:
     try:
-        raw = json.loads(text)
+        raw = cleaned_json(json.loads(text))
     except ValueError as error:
         raise AnalysisError("it is not a profile written by the dashboard") from error
     if not isinstance(raw, dict) or not isinstance(raw.get("values", {}), dict):

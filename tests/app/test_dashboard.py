@@ -11,7 +11,7 @@ from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, list_data
 from alliance_core.formatting import escape_markdown, format_coefficient
 from pages._ui import render, session, tables
 from pages._ui.state import UploadRecord
-from tests.app.conftest import exception_messages, new_app, page_paths
+from tests.app.conftest import exception_messages, new_app, page_paths, unescaped
 
 BAD_ROW_CSV = (
     b"study,es_id,label,r,n,n_therapists,design\n"
@@ -154,7 +154,7 @@ def test_model_estimator_and_moderators_change_the_numbers_shown():
         moderators=("PTR", "design"),
     )
     assert len(after) == len(before) + 1
-    assert after.index[-1] == escape_markdown("design = RCT (vs other)")
+    assert unescaped(after.index[-1]) == "design = RCT (vs other)"
     assert after["Estimate"].tolist() == [
         format_coefficient(row["estimate"], row["se"], minimum=3)[0]
         for _, row in with_design.coefficients.iterrows()

@@ -179,6 +179,21 @@ def test_a_malformed_settings_file_gives_a_message_and_the_page_keeps_working(co
     assert at.metric[0].value
 
 
+def test_a_settings_file_with_lone_surrogates_and_control_characters_loads():
+    """JSON escapes spell characters no page can send (a lone surrogate made the warning
+    raise UnicodeEncodeError): they are cleaned as an upload's cells are."""
+    document = (
+        '{"alliance_dashboard_settings": 1, "dataset": "a\\ud800b", '
+        '"moderators": ["PTR", "x\\udc00\\u001b\\u2028y"], "filters": {"c\\ud800": ["d\\u0000"]}}'
+    )
+    at = load_settings_file(document.encode())
+
+    assert not at.exception, exception_messages(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert escape_markdown("'x y' is not a moderator column") in warnings
+    assert at.metric[0].value
+
+
 def test_one_moderator_written_as_text_is_loaded_as_that_moderator():
     at = load_settings_file(b'{"alliance_dashboard_settings": 1, "moderators": "PTR"}')
 
@@ -218,6 +233,24 @@ def test_upload_names_columns_levels_and_labels_are_shown_as_text(payload):
         assert shown(at, column)  # at least in the sidebar's labels and the model line
     terms = next(t.value for t in at.table if t.value.index.name == "Term").index.tolist()
     assert escape_markdown(f"{column} = {levels[1]} (vs {levels[0]})") in terms
+
+
+def test_sensitivity_tables_show_study_ids_as_text():
+    """The leave-one-out table lists the studies left out by their IDs: payloads as text
+    (it rendered them as Markdown links, images and styles before)."""
+    lines = ["study,es_id,r,n,n_therapists"]
+    for i, (payload, r) in enumerate(zip(PAYLOADS * 2, np.linspace(0.1, 0.4, 10), strict=True)):
+        study = payload if i < len(PAYLOADS) else f"{payload} {i}"
+        quoted = '"' + study.replace('"', '""') + '"'
+        lines += [f"{quoted},1,{r:.3f},{40 + 7 * i},{2 + i}", f"{quoted},2,{r + 0.05:.3f},50,4"]
+    at = upload(new_app().run(), "\n".join(lines).encode(), "studies.csv")
+    at.switch_page("pages/sensitivity.py").run()
+    assert_text_only(at)
+    leave_one_out = next(t.value for t in at.table if "k" in t.value.columns)
+    left_out = leave_one_out.iloc[:, 0].tolist()
+    assert escape_markdown(PAYLOADS[0]) in left_out or any(
+        escape_markdown(PAYLOADS[0]) in cell for cell in left_out
+    )
 
 
 # -- numbers ----------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ import pytest
 
 import alliance_core as ac
 from alliance_core.figures import forest_figure, ptr_curve_figure
+from alliance_core.handover.provenance import Provenance
 from alliance_core.wording.figure_text import plain_figure, plain_markup
+from tests.unit.reproduce_states import STATES, analysis_of
 
 LINK = '<a href="https://evil.example/login">Log in again</a>'
 IMAGE = '<img src="http://evil.example/x.png" onerror="alert(1)">'
@@ -78,3 +80,41 @@ def test_forest_and_ptr_figures_with_hostile_labels_and_levels_are_plain(hostile
     # ... and after it the labels are still there, as text.
     assert any("&lt;a href" in s for s in figure_strings(forest))
     assert any("&lt;img" in s for s in figure_strings(curve))
+
+
+# -- templates: user text is never filled in as a Plotly template ----------------------------
+TEMPLATE = "CLICK%{meta.provenance.moderators}"
+
+
+def test_user_text_templates_are_written_as_text_but_builder_templates_stay():
+    fig = go.Figure(
+        go.Scatter(
+            x=[1],
+            y=[2],
+            name=TEMPLATE,
+            hovertext=[TEMPLATE],
+            hovertemplate="%{hovertext}<extra></extra>",
+        )
+    )
+    fig.update_layout(title=TEMPLATE, meta={"provenance": {"moderators": LINK}})
+    fig.add_annotation(text=TEMPLATE, x=0, y=0)
+    plain_figure(fig)
+    assert fig.data[0].hovertemplate == "%{hovertext}<extra></extra>"
+    texts = [fig.data[0].name, fig.data[0].hovertext[0], fig.layout.title.text]
+    texts.append(fig.layout.annotations[0].text)
+    assert texts == ["CLICK&#37;{meta.provenance.moderators}"] * 4
+    assert not LIVE.search(fig.layout.meta["provenance"]["moderators"])
+    assert plain_figure(fig).to_plotly_json() == fig.to_plotly_json()  # idempotent
+
+
+def test_provenance_added_after_plain_figure_is_plain_too():
+    """Provenance.on_figure puts user text into ``meta`` and a caption after the page escaped
+    the figure: the stamped figure holds no live tag and no user template either."""
+    run, mapping, _, _ = analysis_of(STATES[0])
+    provenance = Provenance.of(run, mapping, dataset=LINK + TEMPLATE, sha256="0" * 64, title=LINK)
+    fig = plain_figure(go.Figure(go.Scatter(x=[1], y=[2])))
+    fig.add_annotation(text=TEMPLATE)  # as if a builder had missed one
+    stamped = provenance.on_figure(fig)
+    for text in figure_strings(stamped):
+        assert not LIVE.search(text), text
+        assert "%{meta" not in text, text

@@ -19,6 +19,7 @@ import pytest
 
 from alliance_core.errors import AnalysisError
 from alliance_core.handover import reproduce
+from alliance_core.handover.csv_export import restore_formula
 from alliance_core.handover.reproduce import parse_agreement, py_string, r_names, r_string
 from tests.r_reference import apply, needs_r
 from tests.unit.reproduce_states import STATES, analysis_of, prepare
@@ -144,6 +145,8 @@ def test_data_csv_holds_exactly_the_model_rows_and_columns():
     run, mapping, provenance, on_r = analysis_of(state)
     files = reproduce.bundle_files(run, mapping, provenance, on_r_scale=on_r, language="R")
     data = pd.read_csv(io.StringIO(files["data.csv"]), keep_default_na=False, na_values=[""])
+    assert "'=Design" in data.columns  # neutralised for a spreadsheet...
+    data = data.rename(columns=restore_formula)  # ...and given back as the scripts do
     assert len(data) == run.result.k
     assert list(data.columns) == [
         "Study ID",

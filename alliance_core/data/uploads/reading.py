@@ -54,6 +54,7 @@ from alliance_core.data.uploads.cells import (
     row_list,
     spelling_key,
 )
+from alliance_core.data.uploads.control import clean_control_characters
 from alliance_core.data.uploads.report import ValidationReport
 from alliance_core.data.uploads.validation import validate
 from alliance_core.data.xlsx_guard import check_xlsx_expansion
@@ -626,6 +627,9 @@ def _build_frame(
             + (" If that is not right, choose the separator." if is_text else "")
         )
     rows = _square_rows(rows, len(header), first_data_row, file_name, is_text=is_text)
+    header, rows, cleaned = clean_control_characters(header, rows, first_data_row, _column_letter)
+    if cleaned:
+        notes.append(cleaned)
     names = _column_names(header, notes)
     cells_by_column = list(zip(*rows, strict=True))
     columns = {

@@ -78,10 +78,11 @@ def bundle_files(
     code = ModelCode.of(run, mapping, on_r_scale, table=table, robust=robust)
     script = r_script(code, provenance) if language == "R" else python_script(code, provenance)
     return {
-        # Read by the scripts only: values stay exactly as the model saw them.
-        "data.csv": to_csv_text(model_rows(code), for_spreadsheets=False),
+        # Neutralised for spreadsheets (a person may open them), reversibly: the scripts take
+        # the added quote off again, so their values are exactly what the model saw.
+        "data.csv": to_csv_text(model_rows(code), for_scripts=True),
         "dashboard_results.csv": results_csv(
-            run.result, on_r_scale, provenance, robust, for_spreadsheets=False
+            run.result, on_r_scale, provenance, robust, for_scripts=True
         ),
         "analysis.R" if language == "R" else "analysis.py": script,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alliance_core.analyses.run import LOG_PTR_COLUMN
+from alliance_core.handover.csv_export import neutralise_formula
 from alliance_core.handover.provenance import Provenance
 from alliance_core.handover.reproduce.common import (
     ABSOLUTE_TOLERANCE,
@@ -17,8 +18,28 @@ from alliance_core.handover.reproduce.common import (
 )
 from alliance_core.model.nesting import INDEPENDENT
 
-
 # -- Python ------------------------------------------------------------------------------------
+# Undoes csv_export.neutralise_formula(reversible=True) on every text cell and column name.
+UNQUOTE_PYTHON = [
+    "# The CSV files are safe to open in a spreadsheet: a text cell or column name that starts",
+    "# with a formula character (= + - @, also after spaces or quotes) or with ' got one leading",
+    "# ' (OWASP). Taking exactly one leading ' off every text value gives the values back.",
+    "",
+    "",
+    "def unquoted(frame):",
+    "    def one(value):",
+    '        return value[1:] if isinstance(value, str) and value.startswith("\'") else value',
+    "",
+    "    out = frame.rename(columns=one)",
+    "    for column in out.columns:",
+    "        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):",
+    "            out[column] = out[column].map(one)",
+    "    return out",
+    "",
+    "",
+]
+
+
 def python_script(code: ModelCode, provenance: Provenance) -> str:
     res, settings, mapping = code.res, code.run.settings, code.mapping
     transform = '"r"' if code.on_r_scale else "None"
@@ -38,7 +59,12 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
         header.insert(
             2, "Reproduces with alliance_core the analysis shown on the alliance dashboard."
         )
-    text_types = ", ".join(f"{py_string(c)}: str" for c in code.columns if c in code.text_columns)
+    # data.csv names its columns as neutralised for spreadsheets (see the script's step 1).
+    text_types = ", ".join(
+        f"{py_string(neutralise_formula(c, reversible=True))}: str"
+        for c in code.columns
+        if c in code.text_columns
+    )
     body = [
         "import sys",
         "from pathlib import Path",
@@ -55,6 +81,8 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
         "# 1. Data: exactly the rows the dashboard's model used, with the columns it used.",
         f'rows = pd.read_csv(HERE / "data.csv", dtype={{{text_types}}},',
         '                   keep_default_na=False, na_values=[""])  # a level "NA" stays text',
+        *UNQUOTE_PYTHON,
+        "rows = unquoted(rows)",
         "",
         "# 2. Effect sizes.",
     ]
@@ -171,7 +199,7 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
         "",
         "# 6. Compare with the dashboard's results download of this analysis.",
         f"ours = results_frame(res, on_r_scale={code.on_r_scale}{robust_argument})",
-        'dashboard = pd.read_csv(HERE / "dashboard_results.csv", comment="#")',
+        'dashboard = unquoted(pd.read_csv(HERE / "dashboard_results.csv", comment="#"))',
         f"columns = {list(COMPARED_COLUMNS)!r}",
         "assert len(ours) == len(dashboard), (len(ours), len(dashboard))",
         "theirs = dashboard[columns].to_numpy(dtype=float)",

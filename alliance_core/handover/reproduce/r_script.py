@@ -70,6 +70,21 @@ def _r_header(provenance: Provenance, robust: bool = False) -> list[str]:
     return [*lines, "", "suppressPackageStartupMessages(library(metafor))"]
 
 
+# Undoes csv_export.neutralise_formula(reversible=True) on every text cell and column name.
+UNQUOTE_R = [
+    "# The CSV files are safe to open in a spreadsheet: a text cell or column name that starts",
+    "# with a formula character (= + - @, also after spaces or quotes) or with ' got one leading",
+    "# ' (OWASP). Taking exactly one leading ' off every text value gives the values back.",
+    "unquoted <- function(frame) {",
+    '  names(frame) <- sub("^\'", "", names(frame))',
+    "  for (j in seq_along(frame)) {",
+    '    if (is.character(frame[[j]])) frame[[j]] <- sub("^\'", "", frame[[j]])',
+    "  }",
+    "  frame",
+    "}",
+]
+
+
 def _r_read(code: ModelCode, names: dict[str, str]) -> list[str]:
     classes = [
         '"character"' if column in code.text_columns else '"numeric"' for column in code.columns
@@ -81,6 +96,8 @@ def _r_read(code: ModelCode, names: dict[str, str]) -> list[str]:
         "# Empty cells are missing values; a level written NA stays text.",
         'dat <- read.csv("data.csv", check.names = FALSE, encoding = "UTF-8", na.strings = "",',
         f"                colClasses = c({', '.join(classes)}))",
+        *UNQUOTE_R,
+        "dat <- unquoted(dat)",
         "# Short syntactic R names, by position (data.csv keeps the coding sheet's names):",
     ]
     for column in code.columns:
@@ -494,7 +511,8 @@ def _r_comparison(code: ModelCode, names: dict[str, str]) -> list[str]:
     rows = _r_row_expressions(code, names)
     lines += ["ours <- rbind("] + [f"  {row}," for row in rows[:-1]] + [f"  {rows[-1]}", ")"]
     lines += [
-        'dashboard <- read.csv("dashboard_results.csv", comment.char = "#", check.names = FALSE)',
+        'dashboard <- unquoted(read.csv("dashboard_results.csv", comment.char = "#",',
+        "                               check.names = FALSE))",
         "stopifnot(nrow(dashboard) == nrow(ours))",
         "theirs <- as.matrix(dashboard[, columns])",
         f"# Agreement: |metafor - dashboard| <= {RELATIVE_TOLERANCE:g} * |dashboard| + "
