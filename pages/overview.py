@@ -11,8 +11,11 @@ ctx = sidebar.context()
 if render.page_header("Overview", ctx):
     # The pooled estimate and the total heterogeneity come from the model without moderators
     # (same data, filters, model and estimator); the moderators' part is summarised below it.
-    run = loading.fitted(ctx)
-    pooled_run = loading.fitted(ctx, without_moderators=True)
+    # One state holds both models; a moderator model that cannot be fitted leaves the pooled
+    # model standing (its reason is shown below the pooled numbers).
+    current = loading.state(ctx)
+    pooled_run = current.pooled
+    run = current.moderated if current.moderated is not None else pooled_run
     pooled = pooled_run.result
     res = run.result
     on_r = ctx.data.correlations
@@ -25,6 +28,13 @@ if render.page_header("Overview", ctx):
 
     render.model_statement(pooled_run, pooled=True)
     render.inference_statement(pooled_run)
+    if current.moderator_problem:
+        st.warning(
+            "The model with the chosen moderators cannot be fitted: "
+            f"{escape_markdown(current.moderator_problem)} The pooled model below does not "
+            "need the moderators.",
+            icon=":material/warning:",
+        )
     if res.p > 1:
         names = ", ".join(display_name(m) for m in run.moderator_columns)
         st.caption(
