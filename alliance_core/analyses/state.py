@@ -242,6 +242,14 @@ class AnalysisState:
             out.append(("moderators", self.moderated, self.moderated_flags))
         return tuple(out)
 
+    def flags_of(self, run: AnalysisRun) -> ModelFlags:
+        """The flags of one of this state's runs (the pooled or the moderator model), told
+        apart by their moderators (a cached state may hand out copies of its runs)."""
+        for _, candidate, flags in self.models():
+            if candidate is run or candidate.settings.moderators == run.settings.moderators:
+                return flags
+        raise AnalysisError("This run is not one of the state's models.")
+
     @property
     def transform(self) -> str | None:
         """The display scale of predictions: "r" for correlations, None (the measure) otherwise."""

@@ -24,7 +24,7 @@ from alliance_core.figures import (
 from alliance_core.formatting import escape_markdown
 from alliance_core.handover import reproduce
 from alliance_core.handover.provenance import Provenance, bundled_sha256, settings_json
-from alliance_core.handover.report import build_report
+from alliance_core.handover.report import state_report
 from alliance_core.model.nesting import AGGREGATED, INDEPENDENT, independence_warning, model_name
 from alliance_core.wording.figure_text import plain_figure
 from alliance_core.wording.reading import which_model
@@ -454,7 +454,7 @@ def report_for(run: AnalysisRun, ctx: loading.Context):
     cached = st.session_state.get(key)
     if cached is not None:
         return cached
-    pooled = loading.fitted(ctx, without_moderators=True)
+    pooled = loading.state(ctx).pooled
     on_r = ctx.data.correlations
     band = run.band_inference()  # under CR2 the figures' intervals are the page's robust ones
     figures = {
@@ -470,14 +470,7 @@ def report_for(run: AnalysisRun, ctx: loading.Context):
         figures["ptr"] = ptr_curve_figure(
             run.result, ptr_column="PTR", scale=ctx.settings.ptr_scale, band=band
         )
-    built = build_report(
-        run,
-        pooled,
-        provenance_for(run, ctx),
-        on_r_scale=on_r,
-        figures=figures,
-        robust=run.robust,
-    )
+    built = state_report(loading.state(ctx), provenance_for(run, ctx), figures=figures)
     st.session_state[key] = built
     return built
 
