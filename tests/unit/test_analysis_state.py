@@ -152,3 +152,20 @@ def test_fewer_than_ten_studies_flag_moderator_tests_and_every_robust_test():
 
 def test_the_state_is_exported_for_notebooks():
     assert ac.analysis_state is not None and "AnalysisState" in ac.__all__
+
+
+def test_a_between_study_variance_the_data_cannot_identify_is_refused_by_name():
+    # Two studies, and log PTR constant within each: the line through the two study averages
+    # fits them exactly, so sigma2_study has a flat restricted likelihood (no estimate exists).
+    rows, mapping, _ = _bundled(ac.DEFAULT_DATASET)
+    settings = ac.AnalysisSettings(moderators=("PTR",), filters={"study": ["1", "2"]})
+    state = ac.analysis_state(rows, mapping, settings)
+    assert state.moderated is None
+    assert "With 2 studies and 2 coefficients" in state.moderator_problem
+    assert "log PTR" in state.moderator_problem
+    assert state.pooled.result.n_studies == 2  # the pooled model stands
+    # A third study identifies it: the model is fitted.
+    three = ac.analysis_state(
+        rows, mapping, settings.with_changes(filters={"study": ["1", "2", "3"]})
+    )
+    assert three.moderator_problem is None and three.moderated.result.p == 2
