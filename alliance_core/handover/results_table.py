@@ -68,7 +68,10 @@ def results_frame(
         {
             "section": "prediction",
             "name": ("r" if on_r_scale else "effect")
-            + (" at typical moderator values" if res.p > 1 else " (pooled)"),
+            + (" at typical moderator values" if res.p > 1 else " (pooled)")
+            # Under CR2 the page shows the robust prediction (its own row below): say which
+            # inference this one is.
+            + (", model-based" if robust is not None else ""),
             **{key: pred[key] for key in ("ci_lb", "ci_ub", "pi_lb", "pi_ub")},
             "estimate": pred["pred"],
         }

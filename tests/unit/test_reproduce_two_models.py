@@ -95,6 +95,12 @@ def test_each_model_has_its_folder_with_its_own_rows(bundle):
         assert len(rows) == run.result.k or "ki" in run.data.columns
     results = pd.read_csv(folder / "moderators" / "dashboard_results.csv", comment="#")
     assert (results["section"] == "robust prediction").any() == (state.moderated.robust is not None)
+    # Under CR2 both prediction rows say which inference they are.
+    names = results.loc[results["section"].str.endswith("prediction"), "name"].tolist()
+    if state.moderated.robust is not None:
+        assert names[0].endswith("model-based") and "CR2" in names[1]
+    else:
+        assert len(names) == 1 and "model-based" not in names[0]
 
 
 def test_the_python_runner_counts_both_models(bundle):
