@@ -23,10 +23,11 @@ import pytest
 import alliance_core as ac
 from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, list_datasets, load_dataset
+from alliance_core.data.mapping import ColumnMapping
 from alliance_core.handover.provenance import Provenance, bundled_sha256
 from alliance_core.handover.report import state_report
-from pages._ui import tables
-from pages._ui.state import default_settings
+from pages._ui import session, tables
+from pages._ui.state import UPLOAD_DATASET, default_settings
 from tests.app.conftest import exception_messages, new_app
 
 STATES = {
@@ -159,3 +160,50 @@ def test_the_flagged_state_is_flagged():
     settings = _settings({k: [v] for k, v in STATES["flagged-CR2"].items()})
     state = ac.analysis_state(load_dataset("assink2016"), info.mapping, settings)
     assert state.moderated_flags.omnibus_caution()
+
+
+# -- an upload with a moderator level observed in one study ------------------------------------
+ONE_STUDY_LEVEL = b"study,es_id,r,n,n_therapists,setting\n" + b"".join(
+    f"{study},{es},{r},{n},{t},{'clinic' if study == 3 else 'lab'}\n".encode()
+    for study, es, r, n, t in (
+        (1, 1, 0.30, 50, 5),
+        (1, 2, 0.22, 50, 5),
+        (2, 1, 0.20, 60, 6),
+        (2, 2, 0.28, 60, 6),
+        (3, 1, 0.35, 45, 9),
+        (3, 2, 0.31, 45, 9),
+        (4, 1, 0.25, 80, 4),
+        (4, 2, 0.18, 80, 4),
+        (5, 1, 0.15, 120, 30),
+        (6, 1, 0.40, 36, 3),
+        (7, 1, 0.33, 70, 7),
+        (8, 1, 0.27, 90, 10),
+    )
+)
+
+
+def test_an_upload_with_a_one_study_level_tells_one_story():
+    at = new_app().run()
+    at.switch_page("pages/data.py").run()
+    at.file_uploader(key=session.UPLOAD_FILE).upload("sheet.csv", ONE_STUDY_LEVEL, "text/csv")
+    at.run()
+    mapping = at.session_state[session.UPLOAD_MAPPING]
+    mapping = ColumnMapping(**{**mapping.__dict__, "moderators": ("setting",)})
+    at.session_state[session.UPLOAD_MAPPING] = mapping
+    at.run()
+    at.multiselect(key=session.MODERATORS).set_value(["setting"]).run()
+    at.switch_page("pages/overview.py").run()
+    assert not at.exception, exception_messages(at)
+
+    rows = pd.read_csv(io.BytesIO(ONE_STUDY_LEVEL))
+    settings = default_settings(UPLOAD_DATASET, mapping).with_changes(moderators=("setting",))
+    state = ac.analysis_state(rows, mapping, settings)
+    flags = state.moderated_flags
+    assert [level for _, _, level in flags.one_study_levels] == ["clinic"]
+    pred = state.pooled_prediction()
+    assert _metric(at, "Pooled") == tables.fmt_num(pred["pred"])
+    assert _metric(at, "95% confidence") == tables.fmt_interval(pred["ci_lb"], pred["ci_ub"])
+    statistic = state.moderated.omnibus[0]
+    sentence = next(m.value for m in at.markdown if f"{statistic:.2f}" in m.value)
+    assert "cannot be trusted" in sentence and "single study" in sentence
+    assert not VERDICT.search(sentence)
