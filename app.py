@@ -74,5 +74,6 @@ sidebar.set_context(ctx)
 try:
     with render.shown_errors("This page"):
         current.run()
+    sidebar.refresh_share_link()
 finally:
     sidebar.set_context(None)

@@ -21,6 +21,7 @@ from alliance_core.analyses.run import AnalysisRun, effect_size_table, run_analy
 from alliance_core.analyses.sensitivity import cumulative, influence_diagnostics, leave_one_out
 from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.analyses.specification import specification_curve
+from alliance_core.analyses.state import AnalysisState, ModelFlags, analysis_state
 from alliance_core.analyses.subgroups import subgroup_fits
 from alliance_core.data import datasets, uploads
 from alliance_core.data.datasets import DEFAULT_DATASET, list_datasets, load_dataset
@@ -80,6 +81,9 @@ __all__ = [
     "AnalysisError",
     "AnalysisRun",
     "AnalysisSettings",
+    "AnalysisState",
+    "ModelFlags",
+    "analysis_state",
     "SimulationParameters",
     "datasets",
     "effect_size_table",

@@ -220,6 +220,17 @@ st.markdown(
 
 st.subheader("Data card")
 data = ctx.data
+if ctx.settings is not None and data is not None:
+    # The card is a description of the file; numbers in it come from the model the card names
+    # in its own heading. Say which model the rest of the dashboard shows, so the two are
+    # never read as one.
+    rho = f" · ρ = {ctx.settings.rho:g}" if ctx.settings.model != "two-level" else ""
+    st.caption(
+        ":material/info: Numbers in the card describe the file under the model the card names; "
+        f"the sidebar's model, which the other pages show, is: "
+        f"{render.describe_settings(ctx.settings)}{rho} · "
+        f"{'cluster-robust (CR2)' if ctx.settings.robust else 'model-based'} inference."
+    )
 if data is not None and data.info is not None:
     if data.simulated:
         st.markdown(":orange-badge[:material/science: SIMULATED] These are not real studies.")

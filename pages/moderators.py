@@ -16,7 +16,15 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     """The curve and its what-if profiles: editing them redraws this part only."""
     res = run.result
     band = run.band_inference()
-    st.markdown(reading.ptr_effect(res, run.ptr_column, coefficients=run.inference_table))
+    flags = loading.state(ctx).flags_of(run)
+    st.markdown(
+        reading.ptr_effect(
+            res,
+            run.ptr_column,
+            coefficients=run.inference_table,
+            caution=flags.coefficient_caution(run.ptr_column),
+        )
+    )
     left, right = st.columns(2)
     colour_columns = [c for c in ctx.choices.categorical if c in res.data.columns]
     linked_colour = sidebar.take_link_view("colour")
@@ -151,6 +159,7 @@ ctx = sidebar.context()
 if render.page_header("Moderators & PTR", ctx):
     run = loading.fitted(ctx)
     res = run.result
+    flags = loading.state(ctx).flags_of(run)
     render.model_statement(run)
     if res.p == 1:
         example = " (for example PTR)" if ctx.choices.has_therapists else ""
@@ -169,7 +178,7 @@ if render.page_header("Moderators & PTR", ctx):
             "change from there."
         )
         render.inference_statement(run)
-        render.table(tables.inference_coefficient_table(run).set_index("Term"))
+        render.table(tables.inference_coefficient_table(run, flags).set_index("Term"))
         omnibus = run.omnibus
         cols = st.columns(3)
         cols[0].metric(
@@ -184,8 +193,13 @@ if render.page_header("Moderators & PTR", ctx):
             "–" if res.R2 is None else f"{res.R2:.1f}%",
             help="Pseudo-R²: how much smaller the heterogeneity is than without moderators.",
         )
-        st.markdown(render.plain(reading.moderator_test(res, omnibus=omnibus), ctx))
-        wald = tables.inference_wald_table(run)
+        st.markdown(
+            render.plain(
+                reading.moderator_test(res, omnibus=omnibus, caution=flags.omnibus_caution()),
+                ctx,
+            )
+        )
+        wald = tables.inference_wald_table(run, flags)
         if not wald.empty:
             st.markdown(
                 "**Does each categorical moderator matter?** (all its levels tested together)"

@@ -11,8 +11,11 @@ ctx = sidebar.context()
 if render.page_header("Overview", ctx):
     # The pooled estimate and the total heterogeneity come from the model without moderators
     # (same data, filters, model and estimator); the moderators' part is summarised below it.
-    run = loading.fitted(ctx)
-    pooled_run = loading.fitted(ctx, without_moderators=True)
+    # One state holds both models; a moderator model that cannot be fitted leaves the pooled
+    # model standing (its reason is shown below the pooled numbers).
+    current = loading.state(ctx)
+    pooled_run = current.pooled
+    run = current.moderated if current.moderated is not None else pooled_run
     pooled = pooled_run.result
     res = run.result
     on_r = ctx.data.correlations
@@ -25,6 +28,13 @@ if render.page_header("Overview", ctx):
 
     render.model_statement(pooled_run, pooled=True)
     render.inference_statement(pooled_run)
+    if current.moderator_problem:
+        st.warning(
+            "The model with the chosen moderators cannot be fitted: "
+            f"{escape_markdown(current.moderator_problem)} The pooled model below does not "
+            "need the moderators.",
+            icon=":material/warning:",
+        )
     if res.p > 1:
         names = ", ".join(display_name(m) for m in run.moderator_columns)
         st.caption(
@@ -75,11 +85,30 @@ if render.page_header("Overview", ctx):
             reading.pooled_effect(pooled, on_r_scale=on_r, measure=ctx.data.measure, band=band), ctx
         )
     )
-    st.markdown(render.plain(reading.heterogeneity(pooled), ctx))
+    # Words follow flags: a test the state flags is never called (non-)significant.
+    flags = current.flags_of(run)
+    st.markdown(
+        render.plain(
+            reading.heterogeneity(pooled, caution=current.pooled_flags.heterogeneity_caution()),
+            ctx,
+        )
+    )
     if res.p > 1:
-        st.markdown(render.plain(reading.moderator_test(res, omnibus=run.omnibus), ctx))
+        st.markdown(
+            render.plain(
+                reading.moderator_test(res, omnibus=run.omnibus, caution=flags.omnibus_caution()),
+                ctx,
+            )
+        )
     if run.ptr_column:
-        st.markdown(reading.ptr_effect(res, run.ptr_column, coefficients=run.inference_table))
+        st.markdown(
+            reading.ptr_effect(
+                res,
+                run.ptr_column,
+                coefficients=run.inference_table,
+                caution=flags.coefficient_caution(run.ptr_column),
+            )
+        )
     if res.p > 1:
         st.page_link(
             ctx.pages["moderators"],

@@ -327,6 +327,8 @@ def run_analysis(
         )
         notes.extend(aggregation_notes)
         check_enough_rows(filtered, aggregated=True)
+    if three_level and moderators:
+        _check_study_variance_identified(filtered, mapping.study, moderators)
     result = fit(
         filtered,
         yi="yi",
@@ -389,6 +391,33 @@ def robust_inference(result: MetaResult, mapping: ColumnMapping) -> RobustResult
     raise AnalysisError(
         "Cluster-robust (CR2) inference groups effect sizes by study, and this table has no "
         "study column; choose model-based inference."
+    )
+
+
+def _check_study_variance_identified(rows: pd.DataFrame, study: str, moderators) -> None:
+    """Refuse, naming the cause, a three-level model whose between-study variance the data
+    cannot identify: when every moderator is constant within studies and there are no more
+    studies than coefficients, the fitted line passes through every study's average, the
+    restricted likelihood is flat in sigma2_study and no estimate exists (metafor returns
+    wherever its optimiser stopped)."""
+    used = rows.dropna(subset=list(moderators))
+    studies = used[study].nunique()
+    within = used.groupby(study)[list(moderators)].nunique(dropna=True)
+    if (within > 1).any().any():
+        return
+    levels = sum(
+        used[m].nunique() - 1 if not pd.api.types.is_numeric_dtype(used[m]) else 1
+        for m in moderators
+    )
+    coefficients = 1 + levels
+    if studies > coefficients:
+        return
+    names = ", ".join(display_name(m) for m in moderators)
+    raise AnalysisError(
+        f"With {studies} studies and {coefficients} coefficients that differ only between "
+        f"studies (the intercept and {names}), the moderator model runs through every study's "
+        "average, so the variance between studies cannot be estimated. Keep more studies, "
+        "use fewer moderators, or read the pooled model without moderators."
     )
 
 

@@ -225,7 +225,13 @@ class Provenance:
             effect_size=one_line(describe_effect_size(mapping)),
             model=one_line(describe_model(run)),
             estimator=settings.method,
-            test=describe_test(fitted_structure(run), settings.test),
+            # Under CR2 the model's own test is not what is reported: say so, so no surface
+            # reads as if model-based tests were used.
+            test=(
+                "cluster-robust t and HTZ tests (the model-based test setting is not used)"
+                if robust is not None and getattr(robust, "method", None) == "CR2"
+                else describe_test(fitted_structure(run), settings.test)
+            ),
             moderators=tuple(one_line(m) for m in describe_moderators(run)),
             filter=one_line(describe_filter(run)),
             ptr_scale=(

@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 
 from alliance_core.analyses import bias
 from alliance_core.analyses.run import AnalysisRun
+from alliance_core.analyses.state import AnalysisState, ModelFlags
 from alliance_core.data.control_text import xml_safe, xml_safe_copy
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import export_figure
@@ -368,6 +369,12 @@ def _methods(
             cited.append("knha")
     else:
         test = "Coefficients were tested with z tests."
+    if robust is not None and robust.method == "CR2":
+        # Under CR2 every reported test is the robust one: no model-based test is described.
+        test = (
+            "Coefficients were tested with t tests on cluster-robust (CR2) standard errors "
+            "with Satterthwaite degrees of freedom."
+        )
     sentences = [
         f"Data: {provenance.dataset_title} ({provenance.source}; {res.k} effect sizes analysed"
         + (f"; filter: {provenance.filter}" if run.settings.filters else "")
@@ -393,7 +400,12 @@ def _methods(
             "Moderators entered the model as "
             + "; ".join(provenance.moderators)
             + ". Categorical moderators were dummy-coded against their reference level; "
-            "QM tests all moderator coefficients together, and pseudo-R² is the proportional "
+            + (
+                "the HTZ test tests all moderator coefficients together"
+                if robust is not None and robust.method == "CR2"
+                else "QM tests all moderator coefficients together"
+            )
+            + ", and pseudo-R² is the proportional "
             "reduction of the total heterogeneity against the model without moderators."
         )
         if run.ptr_column:
@@ -445,7 +457,17 @@ def _pooled_sentence(run: AnalysisRun, on_r: bool) -> str:
     return text
 
 
-def _heterogeneity_sentence(res: MetaResult, label: str) -> str:
+def _heterogeneity_sentence(res: MetaResult, label: str, caution: str | None = None) -> str:
+    text = _heterogeneity_numbers(res, label)
+    if caution:
+        text += (
+            f" These heterogeneity estimates cannot be trusted: {caution}; they are given for "
+            "completeness only."
+        )
+    return text
+
+
+def _heterogeneity_numbers(res: MetaResult, label: str) -> str:
     q = f"Q({res.QE_df}) = {format_number(res.QE, 2)}, {format_p(res.QE_pval)}"
     if res.is_three_level:
         s = res.sigma2
@@ -465,26 +487,43 @@ def _heterogeneity_sentence(res: MetaResult, label: str) -> str:
     )
 
 
-def _regression_sentences(run: AnalysisRun, on_r: bool) -> list[str]:
+def _regression_sentences(
+    run: AnalysisRun, on_r: bool, flags: ModelFlags | None = None
+) -> list[str]:
+    """The moderator test and the PTR slope under the run's chosen inference (under CR2 the HTZ
+    F test and the robust coefficient test, never the model-based ones); a test the ``flags``
+    mark is stated with its reason and without a verdict."""
     res = run.result
     if res.p == 1:
         return []
-    if res.QM_df2 is not None:
-        qm = f"F({res.QM_df}, {res.QM_df2}) = {format_number(res.QM, 2)}"
+    statistic, df1, df2, pval = run.omnibus
+    if run.robust is not None and df2 is not None:
+        qm = f"F({df1}, {format_number(df2, 1)}) = {format_number(statistic, 2)}"
+    elif df2 is not None:
+        qm = f"F({df1}, {df2}) = {format_number(statistic, 2)}"
     else:
-        qm = f"QM({res.QM_df}) = {format_number(res.QM, 2)}"
-    out = [
-        f"The moderators together {'were' if res.QM_pval < 0.05 else 'were not'} significant "
-        f"({qm}, {format_p(res.QM_pval)})"
-        + (
-            f" and accounted for {format_number(res.R2, 1)}% of the heterogeneity (pseudo-R²)."
-            if res.R2 is not None
-            else "."
-        )
-    ]
+        qm = f"QM({df1}) = {format_number(statistic, 2)}"
+    name = " (HTZ)" if run.robust is not None else ""
+    r2 = (
+        f"; the moderators accounted for {format_number(res.R2, 1)}% of the heterogeneity "
+        "(pseudo-R²)"
+        if res.R2 is not None
+        else ""
+    )
+    caution = flags.omnibus_caution() if flags is not None else None
+    if caution:
+        out = [
+            f"The test of all moderators{name} ({qm}, {format_p(pval)}) cannot be trusted: "
+            f"{caution}; it neither shows nor rules out a moderator effect{r2}."
+        ]
+    else:
+        out = [
+            f"The moderators together {'were' if pval < 0.05 else 'were not'} significant"
+            f"{name} ({qm}, {format_p(pval)}){r2}."
+        ]
     column = run.ptr_column
     if column is not None:
-        row = res.coefficients.loc[column]
+        row = run.inference_table.loc[column]
         b, se = format_coefficient(row["estimate"], row["se"])
         scale = "Fisher's z" if on_r else "the effect-size scale"
         unit = (
@@ -495,16 +534,20 @@ def _regression_sentences(run: AnalysisRun, on_r: bool) -> list[str]:
             if row["estimate"] < 0
             else "studies with more patients per therapist showed stronger effects"
         )
+        symbol = _stat_symbol(res) if run.robust is None else f"t({format_number(row['df'], 1)})"
         significant = row["pval"] < 1 - res.level
+        coefficient_caution = flags.coefficient_caution(column) if flags is not None else None
+        if coefficient_caution:
+            verdict = f"this test cannot be trusted ({coefficient_caution})."
+        elif significant:
+            verdict = f"{direction}."
+        else:
+            verdict = "the data do not show a reliable change of the effect with PTR."
         out.append(
             f"The PTR slope was b = {b} ({scale}, {unit}), SE = {se}, "
-            f"{_stat_symbol(res)} = {format_number(row['statistic'], 2)}, {format_p(row['pval'])}, "
+            f"{symbol} = {format_number(row['statistic'], 2)}, {format_p(row['pval'])}, "
             f"{res.level:.0%} CI {_ci(row['ci_lb'], row['ci_ub'], len(b.split('.')[-1]))}: "
-            + (
-                f"{direction}."
-                if significant
-                else "the data do not show a reliable change of the effect with PTR."
-            )
+            + verdict
         )
     return out
 
@@ -589,14 +632,35 @@ def bias_readings(pooled: MetaResult, on_r: bool) -> list[tuple[str, str]]:
     return out
 
 
-def _coefficient_row(res: MetaResult, term, row, df: str | None = None) -> tuple[str, ...]:
+FLAG = "†"
+
+
+def _flag_note(flags: ModelFlags | None, terms) -> str:
+    """The table note for flagged rows: which test cannot be trusted and why."""
+    if flags is None:
+        return ""
+    flagged = flags.flagged_terms(terms)
+    return "".join(
+        f" {FLAG} {_term_words(term)}: the test cannot be trusted ({reason})."
+        for term, reason in flagged.items()
+    )
+
+
+def _term_words(term: str) -> str:
+    return "Intercept" if term == "intrcpt" else str(term)
+
+
+def _coefficient_row(
+    res: MetaResult, term, row, df: str | None = None, flags: ModelFlags | None = None
+) -> tuple[str, ...]:
     """Predictor, b, SE, statistic, (df,) p and CI of one coefficient; the CI has the decimals
-    the estimate was given for its SE."""
+    the estimate was given for its SE. A coefficient the ``flags`` mark carries a dagger."""
     b, se = format_coefficient(row["estimate"], row["se"])
     digits = len(b.split(".")[-1]) if "." in b else 2
     statistic = (format_number(row["statistic"], 2),) + (() if df is None else (df,))
+    mark = f" {FLAG}" if flags is not None and flags.coefficient_caution(str(term)) else ""
     return (
-        _term_label(res, str(term)),
+        _term_label(res, str(term)) + mark,
         b,
         se,
         *statistic,
@@ -605,10 +669,15 @@ def _coefficient_row(res: MetaResult, term, row, df: str | None = None) -> tuple
     )
 
 
-def regression_table(run: AnalysisRun, number: int, on_r_scale: bool) -> Table:
+def regression_table(
+    run: AnalysisRun, number: int, on_r_scale: bool, flags: ModelFlags | None = None
+) -> Table:
+    """The model-based coefficients; rows the ``flags`` mark carry a dagger."""
     res = run.result
     stat = "z" if res.ddf is None else "t"
-    rows = [_coefficient_row(res, term, row) for term, row in res.coefficients.iterrows()]
+    rows = [
+        _coefficient_row(res, term, row, flags=flags) for term, row in res.coefficients.iterrows()
+    ]
     note = "Coefficients are on the Fisher's z scale. " if on_r_scale else ""
     return Table(
         number=number,
@@ -621,15 +690,23 @@ def regression_table(run: AnalysisRun, number: int, on_r_scale: bool) -> Table:
             + (f" effect sizes in {res.n_studies} studies" if res.is_three_level else "")
             + f"; {res.method} estimation"
             + ("; t tests on k − p df." if res.ddf is not None else "; z tests.")
-        ),
+        )
+        + _flag_note(flags, res.coefficients.index),
     )
 
 
-def robust_table(run: AnalysisRun, robust: RobustResult, number: int, on_r_scale: bool) -> Table:
-    """The coefficients with cluster-robust SE, t, Satterthwaite df, p and CI, and the HTZ test."""
+def robust_table(
+    run: AnalysisRun,
+    robust: RobustResult,
+    number: int,
+    on_r_scale: bool,
+    flags: ModelFlags | None = None,
+) -> Table:
+    """The coefficients with cluster-robust SE, t, Satterthwaite df, p and CI, and the HTZ test;
+    rows the ``flags`` mark carry a dagger and the note says why."""
     res = run.result
     rows = [
-        _coefficient_row(res, term, row, df=format_number(row["df"], 1))
+        _coefficient_row(res, term, row, df=format_number(row["df"], 1), flags=flags)
         for term, row in robust.coefficients.iterrows()
     ]
     note = "Coefficients are on the Fisher's z scale. " if on_r_scale else ""
@@ -646,6 +723,7 @@ def robust_table(run: AnalysisRun, robust: RobustResult, number: int, on_r_scale
         )
     for warning in robust.warnings:
         note += f" Note: {warning}"
+    note += _flag_note(flags, robust.coefficients.index)
     return Table(
         number=number,
         title="Meta-regression coefficients with cluster-robust inference",
@@ -719,11 +797,15 @@ def build_report(
     figures: Mapping[str, go.Figure] | None = None,
     exporter: Callable[[go.Figure, str], bytes] | None = None,
     robust: RobustResult | None = None,
+    flags: ModelFlags | None = None,
+    pooled_flags: ModelFlags | None = None,
 ) -> Report:
     """The report of one analysis; ``pooled`` is the same analysis without moderators.
 
     ``robust``: cluster-robust inference on ``run.result`` shown with it (methods sentence
-    and a table of the robust coefficients).
+    and a table of the robust coefficients; under CR2 no model-based test is reported).
+    ``flags`` and ``pooled_flags`` (``AnalysisState``): tests that cannot be trusted are stated
+    with their reason and without a verdict, and marked in the tables.
 
     ``figures`` maps "forest", "funnel", "ptr" to plotly figures; each is drawn as PNG by
     ``exporter`` (default :func:`alliance_core.figures.export_figure`), and a figure that
@@ -737,21 +819,31 @@ def build_report(
     results = [
         _pooled_sentence(pooled, on_r_scale)
         + " "
-        + _heterogeneity_sentence(pooled.result, " without moderators"),
+        + _heterogeneity_sentence(
+            pooled.result,
+            " without moderators",
+            pooled_flags.heterogeneity_caution() if pooled_flags is not None else None,
+        ),
     ]
-    regression = _regression_sentences(run, on_r_scale)
+    regression = _regression_sentences(run, on_r_scale, flags)
     if regression:
-        regression.append(_heterogeneity_sentence(res, " remaining with the moderators"))
+        regression.append(
+            _heterogeneity_sentence(
+                res,
+                " remaining with the moderators",
+                flags.heterogeneity_caution() if flags is not None else None,
+            )
+        )
         results.append(" ".join(regression))
     results.append(
         " ".join(text for _, text in bias_readings(pooled.result, on_r_scale))
         + " Funnel asymmetry can also come from true differences between small and large studies."
     )
     tables = []
-    if res.p > 1:
-        tables.append(regression_table(run, len(tables) + 1, on_r_scale))
+    if res.p > 1 and robust is None:
+        tables.append(regression_table(run, len(tables) + 1, on_r_scale, flags))
     if robust is not None:
-        tables.append(robust_table(run, robust, len(tables) + 1, on_r_scale))
+        tables.append(robust_table(run, robust, len(tables) + 1, on_r_scale, flags))
     tables.append(heterogeneity_table(res, len(tables) + 1, on_r_scale))
     drawn = []
     captions = {
@@ -794,4 +886,27 @@ def build_report(
         provenance=tuple(provenance.items()),
         references=tuple(references),
         warnings=tuple(warnings),
+    )
+
+
+def state_report(
+    state: AnalysisState,
+    provenance: Provenance,
+    *,
+    figures: Mapping[str, go.Figure] | None = None,
+    exporter: Callable[[go.Figure, str], bytes] | None = None,
+) -> Report:
+    """The report of one dashboard state: its pooled and its sidebar model, under the state's
+    inference, with its flags (the report reads the state and refits nothing)."""
+    run = state.model
+    return build_report(
+        run,
+        state.pooled,
+        provenance,
+        on_r_scale=state.on_r_scale,
+        figures=figures,
+        exporter=exporter,
+        robust=run.robust,
+        flags=state.flags_of(run),
+        pooled_flags=state.pooled_flags,
     )

@@ -68,7 +68,10 @@ def results_frame(
         {
             "section": "prediction",
             "name": ("r" if on_r_scale else "effect")
-            + (" at typical moderator values" if res.p > 1 else " (pooled)"),
+            + (" at typical moderator values" if res.p > 1 else " (pooled)")
+            # Under CR2 the page shows the robust prediction (its own row below): say which
+            # inference this one is.
+            + (", model-based" if robust is not None else ""),
             **{key: pred[key] for key in ("ci_lb", "ci_ub", "pi_lb", "pi_ub")},
             "estimate": pred["pred"],
         }
@@ -135,7 +138,7 @@ def results_frame(
     ):
         rows.append({"section": "model", "name": name, "estimate": value})
     if robust is not None:
-        rows.extend(robust_rows(res, robust))
+        rows.extend(robust_rows(res, robust, on_r_scale))
     frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     for column in ("df", "df2"):
         values = pd.to_numeric(frame[column], errors="coerce")
@@ -147,8 +150,11 @@ def results_frame(
     return frame
 
 
-def robust_rows(res: MetaResult, robust: RobustResult) -> list[dict]:
-    """The robust coefficient table and tests as result rows (sections "robust ...")."""
+def robust_rows(res: MetaResult, robust: RobustResult, on_r_scale: bool = True) -> list[dict]:
+    """The robust coefficient table, the robust prediction (the "prediction" row's robust
+    counterpart: robust se, t on the prediction's own Satterthwaite df, PI from the model's
+    variance components; metafor ``predict(robust(..., clubSandwich = TRUE))``) and the robust
+    tests as result rows (sections "robust ...")."""
     rows: list[dict] = []
     for term, row in robust.coefficients.iterrows():
         rows.append(
@@ -160,6 +166,17 @@ def robust_rows(res: MetaResult, robust: RobustResult) -> list[dict]:
                 "ci_ub": row["ci_ub"],
             }
         )
+    pred = robust.predict(transform="r" if on_r_scale else None).iloc[0]
+    rows.append(
+        {
+            "section": "robust prediction",
+            "name": ("r" if on_r_scale else "effect")
+            + (" at typical moderator values" if res.p > 1 else " (pooled)")
+            + ", CR2 (own Satterthwaite df)",
+            **{key: pred[key] for key in ("ci_lb", "ci_ub", "pi_lb", "pi_ub")},
+            "estimate": pred["pred"],
+        }
+    )
     if robust.QM is not None:
         rows.append(
             {

@@ -116,8 +116,18 @@ def which_model(
     return f"Numbers {where} come from {kind}; {size}."
 
 
-def heterogeneity(res: MetaResult) -> str:
-    """How much the true effects vary, and at which level."""
+def heterogeneity(res: MetaResult, caution: str | None = None) -> str:
+    """How much the true effects vary, and at which level.
+
+    ``caution`` (e.g. ``ModelFlags.heterogeneity_caution()``: fewer than 3 studies) replaces
+    the reading: the Q test is stated without a verdict and no share of heterogeneity is given.
+    """
+    if caution:
+        return (
+            f"How much the true effects vary cannot be read from these data: {caution}. "
+            f"The Q test (Q({res.QE_df}) = {res.QE:.1f}, p {_p(res.QE_pval)}) and I² are shown "
+            "for completeness only."
+        )
     significant = res.QE_pval < 0.05
     q_text = (
         f"The effects differ more than sampling error alone explains (Q({res.QE_df}) = {res.QE:.1f}, "
@@ -152,11 +162,15 @@ def within_study_heterogeneity(lrt, alpha: float = 0.05) -> str:
     )
 
 
-def moderator_test(res: MetaResult, alpha: float = 0.05, omnibus=None) -> str:
+def moderator_test(
+    res: MetaResult, alpha: float = 0.05, omnibus=None, caution: str | None = None
+) -> str:
     """Whether the moderators together explain heterogeneity.
 
     ``omnibus`` = (statistic, df1, df2, p) replaces the model's QM test (e.g. the CR2 HTZ test
-    of ``AnalysisRun.omnibus``, whose df2 is fractional).
+    of ``AnalysisRun.omnibus``, whose df2 is fractional). ``caution`` (why the test cannot be
+    trusted, e.g. ``ModelFlags.omnibus_caution()``) replaces the verdict: a flagged test is
+    never called significant or non-significant.
     """
     if res.QM is None:
         return "No moderators are in the model."
@@ -166,6 +180,10 @@ def moderator_test(res: MetaResult, alpha: float = 0.05, omnibus=None) -> str:
     else:
         statistic, df1, df2, pval = omnibus
         label = f"F({df1}, {df2:.1f})" if df2 is not None else f"QM({df1})"
+    if caution:
+        return untrusted(
+            f"The test of all moderators ({label} = {statistic:.2f}, p {_p(pval)})", caution
+        )
     verdict = (
         "Together, the moderators explain a significant part of the differences between effects"
         if pval < alpha
@@ -177,11 +195,16 @@ def moderator_test(res: MetaResult, alpha: float = 0.05, omnibus=None) -> str:
 
 
 def ptr_effect(
-    res: MetaResult, ptr_column: str, alpha: float = 0.05, coefficients: pd.DataFrame | None = None
+    res: MetaResult,
+    ptr_column: str,
+    alpha: float = 0.05,
+    coefficients: pd.DataFrame | None = None,
+    caution: str | None = None,
 ) -> str:
     """The direction and support of the PTR moderation, in words a clinician understands.
 
-    ``coefficients`` replaces the model's table (e.g. ``AnalysisRun.inference_table`` under CR2).
+    ``coefficients`` replaces the model's table (e.g. ``AnalysisRun.inference_table`` under CR2);
+    ``caution`` (why its test cannot be trusted) replaces the verdict.
     """
     table = res.coefficients if coefficients is None else coefficients
     if ptr_column not in table.index:
@@ -189,6 +212,12 @@ def ptr_effect(
     row = table.loc[ptr_column]
     scale = "log PTR" if ptr_column.lower().startswith("log") else "PTR"
     estimate, low, high = _coefficient(row)
+    if caution:
+        return untrusted(
+            f"The {scale} coefficient ({estimate}, {_pct(res.level)} CI {low} to {high}, "
+            f"p {_p(row['pval'])})",
+            caution,
+        )
     if row["pval"] >= alpha:
         return (
             f"The data do not support a PTR effect: the {scale} coefficient is {estimate} "
@@ -205,6 +234,15 @@ def ptr_effect(
             if row["estimate"] < 0
             else ""
         )
+    )
+
+
+def untrusted(test: str, caution: str) -> str:
+    """A flagged test in words: its numbers, that it cannot be trusted and why, and no verdict
+    (neither "significant" nor "not significant")."""
+    return (
+        f"{test} cannot be trusted: {caution}. Do not read it as showing an effect or as "
+        "showing none."
     )
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +27,10 @@ from alliance_core.analyses import bias
 from alliance_core.analyses.run import (
     AnalysisRun,
     effect_size_table,
-    run_analysis,
     within_study_test,
 )
 from alliance_core.analyses.settings import PTR, AnalysisSettings
+from alliance_core.analyses.state import AnalysisState, analysis_state
 from alliance_core.data import datasets
 from alliance_core.data.datasets import DEFAULT_DATASET, DatasetInfo
 from alliance_core.data.mapping import ColumnMapping
@@ -297,46 +296,49 @@ def defaults_for(dataset: str) -> AnalysisSettings:
     return default_settings(dataset, datasets.dataset_info(dataset).mapping)
 
 
-# -- the fit ---------------------------------------------------------------------------------
+# -- the state: every model a page shows -----------------------------------------------------
 def analysis_key(settings: AnalysisSettings) -> str:
-    """Cache key of a fit: the settings without the page (every page shares one fit)."""
+    """Cache key of a state: the settings without the page (every page shares one state)."""
     return settings.with_changes(page=None).cache_key()
 
 
 @st.cache_data(show_spinner="Fitting the model…", max_entries=64, ttl=CACHE_TTL)
-def cached_fit(
+def cached_state(
     data_key: str, settings_key: str, _data: ActiveData, _settings: AnalysisSettings
-) -> AnalysisRun | str:
-    """The fitted model, or the user-facing reason it cannot be fitted (also cached, so a
-    model that does not converge is not refitted on every rerun)."""
-    return shared("fit", data_key, settings_key, lambda: _fit(_data, _settings))
+) -> AnalysisState | str:
+    """The state's models (``analysis_state``), or the user-facing reason the pooled model
+    cannot be fitted (also cached, so a model that does not converge is not refitted on every
+    rerun)."""
+    return shared("state", data_key, settings_key, lambda: _state(_data, _settings))
 
 
-def _fit(_data: ActiveData, _settings: AnalysisSettings) -> AnalysisRun | str:
+def _state(_data: ActiveData, _settings: AnalysisSettings) -> AnalysisState | str:
     try:
-        run = run_analysis(_data.rows, _data.mapping, _settings, table=_data.table)
+        return analysis_state(_data.rows, _data.mapping, _settings, table=_data.table)
     except AnalysisError as error:
         return str(error)
-    # Derived statistics refit the model; compute them once here so the cached copy has them.
-    for name in ("R2", "tau2_ci"):
-        with suppress(AnalysisError):
-            getattr(run.result, name)
-    return run
 
 
-def fitted(ctx: Context, *, without_moderators: bool = False) -> AnalysisRun:
-    """The model for the current choices; AnalysisError (a sentence for the user) if none.
-
-    ``without_moderators`` gives the same model (data, filters, estimator, test) with no
-    moderators: the pooled estimate a meta-analysis reports first.
-    """
+def state(ctx: Context) -> AnalysisState:
+    """The current state: the pooled and the moderator model; AnalysisError (a sentence for the
+    user) when not even the pooled model can be fitted."""
     if ctx.data is None or ctx.settings is None:
         raise AnalysisError(ctx.problem or "No data to analyse.")
-    settings = ctx.settings.with_changes(moderators=()) if without_moderators else ctx.settings
-    out = cached_fit(ctx.data.key, analysis_key(settings), ctx.data, settings)
+    out = cached_state(ctx.data.key, analysis_key(ctx.settings), ctx.data, ctx.settings)
     if isinstance(out, str):
         raise AnalysisError(out)
     return out
+
+
+def fitted(ctx: Context, *, without_moderators: bool = False) -> AnalysisRun:
+    """The sidebar's model from the current state; AnalysisError (a sentence for the user) if
+    it cannot be fitted.
+
+    ``without_moderators`` gives the state's pooled model (same data, filters, estimator, test,
+    no moderators): the pooled estimate a meta-analysis reports first.
+    """
+    current = state(ctx)
+    return current.pooled if without_moderators else current.model
 
 
 # -- variance components: intervals and the test of within-study heterogeneity ---------------

@@ -25,7 +25,7 @@ from alliance_core.figures.export import prepare_images
 from alliance_core.formatting import escape_markdown
 from alliance_core.handover import reproduce
 from alliance_core.handover.provenance import Provenance, bundled_sha256, settings_json
-from alliance_core.handover.report import build_report
+from alliance_core.handover.report import state_report
 from alliance_core.model.nesting import AGGREGATED, INDEPENDENT, independence_warning, model_name
 from alliance_core.wording.figure_text import plain_figure
 from alliance_core.wording.reading import which_model
@@ -145,11 +145,12 @@ def inference_statement(run: AnalysisRun) -> None:
 
 
 def robust_download_note(run: AnalysisRun) -> None:
-    """Under CR2: the results file still holds the model's own numbers; say so."""
+    """Under CR2: what the results file holds, truly (the robust rows are the ones shown)."""
     if run.robust is not None:
         st.caption(
-            ":material/info: The results file and scripts hold the model-based numbers of this "
-            "model; the cluster-robust (CR2) table is the one shown on this page."
+            ":material/info: The results file and both scripts hold the model-based numbers "
+            "and, in the sections marked “robust”, the cluster-robust (CR2) coefficients, tests "
+            "and prediction this page shows; the scripts check both."
         )
 
 
@@ -368,19 +369,29 @@ def result_downloads(
 
     Files are made only when clicked, and each carries the analysis's provenance. With
     ``pooled`` (a page showing both the pooled model and the model with moderators) the
-    results file holds both models, each row labelled in its "model" column.
+    results file holds both models, each row labelled in its "model" column, and "Analysed
+    rows" holds the pooled model's rows (the page's headline model).
     """
     stem = download_stem(ctx)
     on_r = ctx.data.correlations
     mapping = ctx.data.mapping
+    rows_run = pooled if pooled is not None else run
 
     def provenance() -> Provenance:
         return provenance_for(run, ctx)
 
-    def bundle(make):
-        return lambda: make(
-            run, mapping, provenance(), on_r_scale=on_r, table=ctx.data.table, robust=run.robust
-        )
+    def bundle(language: str):
+        # Every model the page shows: the pooled model first when the page reports it.
+        def make() -> bytes:
+            shown = [("model", run)]
+            if pooled is not None and pooled.result.p < run.result.p:
+                shown = [("pooled", pooled), ("moderators", run)]
+            models = [(label, model, provenance_for(model, ctx)) for label, model in shown]
+            return reproduce.models_bundle(
+                models, mapping, on_r_scale=on_r, language=language, table=ctx.data.table
+            )
+
+        return make
 
     csv, json_, zip_ = "text/csv", "application/json", "application/zip"
     docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -398,13 +409,19 @@ def result_downloads(
         ),
         Download(
             label="Analysed rows (CSV)",
-            data=lambda: tables.data_csv(run, provenance()),
+            # The rows of the page's own model: the pooled model's on a page that reports it
+            # (a moderator with missing values leaves rows out of the moderator model only).
+            data=lambda: tables.data_csv(rows_run, provenance()),
             file_name=f"{stem}-analysed-rows.csv",
             mime=csv,
             icon="download",
             key="rows",
-            help="The rows the model was fitted to (after exclusions and the filter), with yi "
-            "and vi.",
+            help=(
+                "The rows the pooled model (the first numbers on this page) was fitted to"
+                if rows_run is not run
+                else "The rows the model was fitted to"
+            )
+            + " (after exclusions and the filter), with yi and vi.",
         ),
         Download(
             label="Settings (JSON)",
@@ -417,22 +434,24 @@ def result_downloads(
         ),
         Download(
             label="Reproduce in R (zip)",
-            data=bundle(reproduce.r_bundle),
+            data=bundle("R"),
             file_name=f"{stem}-reproduce-R.zip",
             mime=zip_,
             icon="code",
             key="reproduce-r",
             help="data.csv, analysis.R (metafor) and the dashboard's results; the script checks "
-            "that metafor gives the same numbers.",
+            "that metafor gives the same numbers. With two models on the page (pooled and with "
+            "moderators), one folder per model and an analysis.R that runs and counts both.",
         ),
         Download(
             label="Reproduce in Python (zip)",
-            data=bundle(reproduce.python_bundle),
+            data=bundle("Python"),
             file_name=f"{stem}-reproduce-python.zip",
             mime=zip_,
             icon="code",
             key="reproduce-python",
-            help="data.csv, analysis.py (alliance_core) and the dashboard's results.",
+            help="data.csv, analysis.py (alliance_core) and the dashboard's results; one folder "
+            "per model when the page shows two.",
         ),
         Download(
             label="Report (HTML)",
@@ -473,7 +492,7 @@ def report_for(run: AnalysisRun, ctx: loading.Context):
     cached = st.session_state.get(key)
     if cached is not None:
         return cached
-    pooled = loading.fitted(ctx, without_moderators=True)
+    pooled = loading.state(ctx).pooled
     on_r = ctx.data.correlations
     band = run.band_inference()  # under CR2 the figures' intervals are the page's robust ones
     figures = {
@@ -489,14 +508,7 @@ def report_for(run: AnalysisRun, ctx: loading.Context):
         figures["ptr"] = ptr_curve_figure(
             run.result, ptr_column="PTR", scale=ctx.settings.ptr_scale, band=band
         )
-    built = build_report(
-        run,
-        pooled,
-        provenance_for(run, ctx),
-        on_r_scale=on_r,
-        figures=figures,
-        robust=run.robust,
-    )
+    built = state_report(loading.state(ctx), provenance_for(run, ctx), figures=figures)
     st.session_state[key] = built
     return built
 

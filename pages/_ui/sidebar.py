@@ -14,6 +14,7 @@ from typing import NoReturn
 
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from alliance_core.analyses.presets import ModelPreset, matching_preset, presets_for
 from alliance_core.analyses.settings import DEFAULT_RHO, PTR, RHO_RANGE, AnalysisSettings
@@ -391,7 +392,11 @@ def _share_and_save(settings: AnalysisSettings) -> None:
             "The address bar always holds every choice above: copy it (or the link below) to "
             "share this exact view."
         )
-        st.text(share_link(settings))
+        # A slot, rewritten after the page has run (refresh_share_link): a page may add view
+        # parameters (a what-if profile, a sort) after the sidebar was drawn.
+        _this_run.link_slot = st.empty()
+        _this_run.link_settings = settings
+        _this_run.link_slot.text(share_link(settings))
         if settings.dataset == UPLOAD_DATASET:
             st.caption("Uploaded data are not part of a link: it opens on the default dataset.")
         st.download_button(
@@ -445,6 +450,21 @@ def write_url(ctx: Context) -> None:
         st.query_params.from_dict(wanted)
 
 
+def refresh_share_link() -> None:
+    """Rewrite the sidebar's share link with the view the page has just written (app.py calls
+    it after the page ran), so the link is current after every rerun."""
+    slot = getattr(_this_run, "link_slot", None)
+    settings = getattr(_this_run, "link_settings", None)
+    if slot is not None and settings is not None:
+        slot.text(share_link(settings))
+    _this_run.link_slot = _this_run.link_settings = None
+
+
+def _in_fragment_rerun() -> bool:
+    run = get_script_run_ctx()
+    return bool(run is not None and run.fragment_ids_this_run)
+
+
 def take_link_view(part: str):
     """The opening link's ``part`` ("sort", "colour", "profiles" or "tab") of the view, once: a page
     applies it on its first run, after which the user's choices rule."""
@@ -466,12 +486,17 @@ def write_view(query: dict[str, list[str] | None]) -> None:
             kept[key] = list(values)
         else:
             kept.pop(key, None)
+    changed = kept != ss.get(session.VIEW_QUERY, {})
     ss[session.VIEW_QUERY] = kept
     for key, values in query.items():
         if values and st.query_params.get_all(key) != list(values):
             st.query_params[key] = list(values)
         elif not values and key in st.query_params:
             del st.query_params[key]
+    if changed and _in_fragment_rerun():
+        # A fragment (e.g. the what-if profiles) cannot redraw the sidebar: rerun the app once
+        # so its share link carries the new view.
+        st.rerun(scope="app")
 
 
 def show_notices(ctx: Context) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from alliance_core.analyses.run import AnalysisRun
+from alliance_core.analyses.state import ModelFlags
 from alliance_core.figures import MAX_PROFILES, PTRSlopeReadout
 from alliance_core.formatting import format_coefficient, format_number, format_p, format_p_cell
 from alliance_core.handover import results_table
@@ -113,9 +114,13 @@ def coefficient_table(res: MetaResult) -> pd.DataFrame:
     )
 
 
-def inference_coefficient_table(run: AnalysisRun) -> pd.DataFrame:
+FLAG_MARK = "⚠ not trustworthy"
+
+
+def inference_coefficient_table(run: AnalysisRun, flags: ModelFlags | None = None) -> pd.DataFrame:
     """The coefficients under the run's chosen inference (model-based or CR2), with a df column
-    whenever the tests are t tests (Satterthwaite df per coefficient under CR2)."""
+    whenever the tests are t tests (Satterthwaite df per coefficient under CR2). With the
+    run's ``flags``, a "Caution" column marks each coefficient whose test cannot be trusted."""
     res = run.result
     labels = term_labels(res)
     coefficients = run.inference_table
@@ -138,6 +143,10 @@ def inference_coefficient_table(run: AnalysisRun) -> pd.DataFrame:
         table["df"] = [fmt_num(v, digits) for v in coefficients["df"]]
     table["p"] = [fmt_p(v) for v in coefficients["pval"]]
     table[f"{res.level:.0%} CI"] = intervals
+    if flags is not None:
+        flagged = flags.flagged_terms(coefficients.index)
+        if flagged:
+            table["Caution"] = [FLAG_MARK if t in flagged else "" for t in coefficients.index]
     return pd.DataFrame(table)
 
 
@@ -149,12 +158,21 @@ def omnibus_label(run: AnalysisRun) -> str:
     return test_label(statistic, df1, df2)
 
 
-def inference_wald_table(run: AnalysisRun) -> pd.DataFrame:
-    """Each categorical moderator's omnibus test under the chosen inference (HTZ for CR2)."""
+def inference_wald_table(run: AnalysisRun, flags: ModelFlags | None = None) -> pd.DataFrame:
+    """Each categorical moderator's omnibus test under the chosen inference (HTZ for CR2); with
+    ``flags``, a "Caution" column marks a test that cannot be trusted (df2 < 4 under CR2, a
+    level from one study, too few studies)."""
     res = run.result
     rows = []
+    marked = False
     for column in categorical_moderators(res):
         test = run.wald_test([column])
+        caution = None
+        if flags is not None:
+            caution = flags.omnibus_caution(res.design.term(column).labels)
+            if run.robust is not None and test.df2 is not None and not test.df2 >= 4:
+                caution = caution or "few denominator degrees of freedom"
+        marked = marked or bool(caution)
         if run.robust is not None:
             label = f"F({test.df}, {test.df2:.1f}) = {test.statistic:.2f}"
         else:
@@ -165,9 +183,11 @@ def inference_wald_table(run: AnalysisRun) -> pd.DataFrame:
                 "Levels": len(res.design.term(column).levels),
                 "Test": label,
                 "p": fmt_p(test.pval),
+                "Caution": FLAG_MARK if caution else "",
             }
         )
-    return pd.DataFrame(rows, columns=["Moderator", "Levels", "Test", "p"])
+    columns = ["Moderator", "Levels", "Test", "p"] + (["Caution"] if marked else [])
+    return pd.DataFrame(rows, columns=["Moderator", "Levels", "Test", "p", "Caution"])[columns]
 
 
 VARIANCE_NAMES = {

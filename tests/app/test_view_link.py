@@ -213,3 +213,33 @@ def test_the_share_link_is_plain_text_that_holds_the_view():
     query = links[0].split("?", 1)[1]
     assert "est=ML" in query and "mod=PTR" in query
     assert not [c for c in at.sidebar.code]
+
+
+def _share_link(at) -> str:
+    links = [t.value for t in at.sidebar.text if "?" in t.value]
+    assert len(links) == 1
+    return links[0]
+
+
+def test_the_share_link_is_current_after_the_rerun_that_changed_the_view():
+    # The page writes its view after the sidebar was drawn; the link must carry it in the same
+    # run, not only after the next one.
+    at = new_app()
+    at.run()
+    at.switch_page("pages/forest.py").run()
+    at.selectbox(key="forest:sort").set_value("year").run()
+    _assert_clean(at)
+    assert "sort=year" in _share_link(at)
+    at.selectbox(key="forest:sort").set_value("effect").run()
+    assert "sort=" not in _share_link(at)
+
+
+def test_the_share_link_holds_the_profiles_the_page_shows():
+    at = new_app()
+    at.query_params.update(
+        {"mod": ["PTR", "design"], **state.view_query(profiles=[ODD_PROFILES[0]])}
+    )
+    at.run()
+    at.switch_page("pages/moderators.py").run()
+    _assert_clean(at)
+    assert "profile=" in _share_link(at)

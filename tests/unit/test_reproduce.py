@@ -243,7 +243,12 @@ def test_independent_and_che_scripts_say_what_they_assume():
     assert "rho=0.6," in py_code and "rob = res.robust(cluster='study', method=\"CR2\")" in py_code
     results = pd.read_csv(io.BytesIO(files["R"]["dashboard_results.csv"]), comment="#")
     robust = results[results["section"].str.startswith("robust")]
-    assert list(robust["name"]) == [*che.robust.coefficients.index, "QM", "wald_alliance_rater"]
+    assert list(robust["name"]) == [
+        *che.robust.coefficients.index,
+        "r at typical moderator values, CR2 (own Satterthwaite df)",
+        "QM",
+        "wald_alliance_rater",
+    ]
     # Satterthwaite df keep their fraction; the model-based df stay whole numbers.
     assert robust["df"].iloc[0] == pytest.approx(che.robust.coefficients["df"].iloc[0])
     assert "CR2" in dict(che.provenance.items())["inference"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -38,6 +39,7 @@ from alliance_core.data.mapping import ColumnMapping
 from alliance_core.handover.provenance import Provenance
 from alliance_core.handover.reproduce.common import (
     AGREEMENT_PREFIX,
+    RELATIVE_TOLERANCE,
     ModelCode,
     model_rows,
     py_string,
@@ -118,6 +120,115 @@ def python_bundle(run, mapping, provenance, *, on_r_scale: bool, table=None, rob
     )
 
 
+# -- several models in one zip -----------------------------------------------------------------
+# A page that shows two models (the Overview: the pooled model and the model with moderators)
+# hands over both: one folder per model with its own data, results and script, and a runner at
+# the top that runs each and prints one agreement line counting the numbers of both.
+R_RUNNER = """# Runs the script of each model in its folder and counts their agreement with the dashboard
+# together (each folder's analysis.R can also be run on its own, from inside its folder).
+parts <- c({parts})
+here <- getwd()
+agree <- 0
+given <- 0
+for (part in parts) {{
+  setwd(file.path(here, part))
+  out <- suppressWarnings(system2("Rscript", "analysis.R", stdout = TRUE, stderr = TRUE))
+  setwd(here)
+  cat(sprintf("== %s ==\\n", part))
+  cat(out, sep = "\\n")
+  found <- regmatches(out, regexec("{prefix} ([0-9]+) of ([0-9]+) numbers", out))
+  found <- Filter(length, found)
+  if (length(found) == 1) {{
+    agree <- agree + as.integer(found[[1]][2])
+    given <- given + as.integer(found[[1]][3])
+  }} else {{
+    given <- given + 1  # a script that printed no agreement line counts as a disagreement
+  }}
+}}
+cat(sprintf("{prefix} %d of %d numbers within {tolerance} (%s)\\n", agree, given,
+            paste(parts, collapse = " and ")))
+quit(status = if (agree == given && given > 0) 0 else 1)
+"""
+
+PY_RUNNER = """# Runs the script of each model in its folder and counts their agreement with the dashboard
+# together (each folder's analysis.py can also be run on its own).
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PARTS = [{parts}]
+agree = given = 0
+for part in PARTS:
+    out = subprocess.run(
+        [sys.executable, "analysis.py"], cwd=HERE / part, capture_output=True, text=True
+    )
+    print(f"== {{part}} ==")
+    print(out.stdout + out.stderr)
+    found = re.search(r"{prefix} (\\d+) of (\\d+) numbers", out.stdout)
+    if found:
+        agree += int(found.group(1))
+        given += int(found.group(2))
+    else:
+        given += 1  # a script that printed no agreement line counts as a disagreement
+print(f"{prefix} {{agree}} of {{given}} numbers within {tolerance} ({{' and '.join(PARTS)}})")
+sys.exit(0 if agree == given and given > 0 else 1)
+"""
+
+
+def models_files(
+    models: Sequence[tuple[str, AnalysisRun, Provenance]],
+    mapping: ColumnMapping,
+    *,
+    on_r_scale: bool,
+    language: str,
+    table: pd.DataFrame | None = None,
+) -> dict[str, bytes | str]:
+    """The files of a zip covering every model a page shows, each model under its label
+    ("pooled", "moderators") with its own data.csv, dashboard_results.csv and script (under its
+    chosen inference), and a runner script whose agreement line counts the numbers of all of
+    them. One model gives the flat files of :func:`bundle_files`."""
+    if len(models) == 1:
+        _, run, provenance = models[0]
+        return bundle_files(
+            run,
+            mapping,
+            provenance,
+            on_r_scale=on_r_scale,
+            language=language,
+            table=table,
+            robust=run.robust,
+        )
+    files: dict[str, bytes | str] = {}
+    for label, run, provenance in models:
+        part = bundle_files(
+            run,
+            mapping,
+            provenance,
+            on_r_scale=on_r_scale,
+            language=language,
+            table=table,
+            robust=run.robust,
+        )
+        files.update({f"{label}/{name}": content for name, content in part.items()})
+    labels = ", ".join(
+        (r_string if language == "R" else py_string)(label) for label, _, _ in models
+    )
+    runner = R_RUNNER if language == "R" else PY_RUNNER
+    files["analysis.R" if language == "R" else "analysis.py"] = runner.format(
+        parts=labels, prefix=AGREEMENT_PREFIX, tolerance=f"{RELATIVE_TOLERANCE:g}"
+    )
+    return files
+
+
+def models_bundle(models, mapping, *, on_r_scale: bool, language: str, table=None) -> bytes:
+    """Zip of :func:`models_files`."""
+    return _zip(
+        models_files(models, mapping, on_r_scale=on_r_scale, language=language, table=table)
+    )
+
+
 def parse_agreement(output: str) -> tuple[int, int] | None:
     """(agreeing, compared) from a script's agreement line, or None when it printed none."""
     match = re.search(rf"{re.escape(AGREEMENT_PREFIX)} (\d+) of (\d+) numbers", output)
@@ -128,6 +239,8 @@ __all__ = [
     "ModelCode",
     "bundle_files",
     "model_rows",
+    "models_bundle",
+    "models_files",
     "parse_agreement",
     "py_string",
     "python_bundle",

@@ -333,6 +333,13 @@ def _r_predictions(code: ModelCode, names: dict[str, str]) -> list[str]:
             f"pooled <- predict(res, newmods = matrix(typical, nrow = 1){transf})",
         ]
     lines.append("print(pooled)")
+    if code.robust is not None:
+        newmods = "" if res.p == 1 else ", newmods = matrix(typical, nrow = 1)"
+        lines += [
+            "# The same prediction under CR2: robust se, t on its own Satterthwaite df.",
+            f"pooled_rob <- predict(rob{newmods}{transf})",
+            "print(pooled_rob)",
+        ]
     ptr = code.ptr_column
     if ptr is not None:
         position = code.model_moderators.index(ptr)
@@ -398,6 +405,11 @@ def _r_row_expressions(code: ModelCode, names: dict[str, str]) -> list[str]:
             indices = res.design.coefficient_indices([wald_columns[name].column])
             btt = ", ".join(str(i + 1) for i in indices)
             out.append(f"wald_row(c({btt}), rob)")
+        elif section == "robust prediction":
+            out.append(
+                "num_row(estimate = pooled_rob$pred, ci_lb = pooled_rob$ci.lb, "
+                "ci_ub = pooled_rob$ci.ub, pi_lb = pooled_rob$pi.lb, pi_ub = pooled_rob$pi.ub)"
+            )
         elif section == "prediction":
             out.append(
                 "num_row(estimate = pooled$pred, ci_lb = pooled$ci.lb, ci_ub = pooled$ci.ub, "

@@ -1,0 +1,115 @@
+"""Words follow flags: a test the state flags is never called significant or non-significant,
+in the pages' readings or in the report, and flagged rows are marked in the report's tables.
+
+The flagged cases are read off the data (a level observed in one study; fewer than three
+studies) or off the definition of a flag (a robust df below 4), see test_analysis_state.py.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+import alliance_core as ac
+from alliance_core.data.mapping import ColumnMapping
+from alliance_core.handover.provenance import Provenance, bundled_sha256
+from alliance_core.handover.report import state_report
+from alliance_core.wording import reading
+
+VERDICT = re.compile(r"\b(not )?significant(ly)?\b|do not support|do not show a reliable")
+
+
+def _verdicts(text: str) -> list[str]:
+    return VERDICT.findall(text)
+
+
+@pytest.fixture(scope="module")
+def flagged_state():
+    info = ac.datasets.dataset_info("assink2016")
+    settings = ac.AnalysisSettings(
+        dataset="assink2016", model="three-level", moderators=("deltype",), inference="CR2"
+    )
+    return ac.analysis_state(ac.load_dataset("assink2016"), info.mapping, settings)
+
+
+def test_a_flagged_moderator_test_gets_no_verdict(flagged_state):
+    run, flags = flagged_state.moderated, flagged_state.moderated_flags
+    caution = flags.omnibus_caution()
+    assert caution  # HTZ df2 below 4 and the reference level from one study
+    text = reading.moderator_test(run.result, omnibus=run.omnibus, caution=caution)
+    assert "cannot be trusted" in text and caution in text
+    assert not _verdicts(text)
+    # Without the caution the same test would be given a verdict: the caution is what removes it.
+    assert _verdicts(reading.moderator_test(run.result, omnibus=run.omnibus))
+
+
+def test_a_flagged_ptr_slope_gets_no_verdict():
+    # Four studies under CR2: every robust test is flagged (fewer than 10 clusters).
+    info = ac.datasets.dataset_info(ac.DEFAULT_DATASET)
+    rows = ac.load_dataset(ac.DEFAULT_DATASET)
+    rows = rows[rows["study"].isin(rows["study"].unique()[:4])]
+    settings = ac.AnalysisSettings(moderators=("PTR",), inference="CR2")
+    state = ac.analysis_state(rows, info.mapping, settings)
+    caution = state.moderated_flags.coefficient_caution("log_PTR")
+    assert "only 4 studies" in caution
+    text = reading.ptr_effect(
+        state.moderated.result,
+        "log_PTR",
+        coefficients=state.moderated.inference_table,
+        caution=caution,
+    )
+    assert "cannot be trusted" in text and not _verdicts(text)
+
+
+def test_heterogeneity_is_not_read_from_two_studies():
+    frame = pd.DataFrame(
+        {"study": ["A", "B"], "yi": [0.1, 0.5], "vi": [0.01, 0.01]},
+    )
+    mapping = ColumnMapping(study="study", yi="yi", vi="vi")
+    state = ac.analysis_state(
+        frame, mapping, ac.AnalysisSettings(dataset="upload", model="two-level", moderators=())
+    )
+    caution = state.pooled_flags.heterogeneity_caution()
+    text = reading.heterogeneity(state.pooled.result, caution=caution)
+    assert "only 2 studies" in text
+    assert "is true heterogeneity" not in text and "differ more than" not in text
+
+
+def test_the_cr2_report_holds_no_model_based_test_and_no_flagged_verdict(flagged_state):
+    run = flagged_state.model
+    provenance = Provenance.of(
+        run,
+        run.mapping,
+        dataset="assink2016",
+        sha256=bundled_sha256("assink2016"),
+        title="assink2016",
+        robust=run.robust,
+    )
+    report = state_report(flagged_state, provenance)
+    methods = " ".join(report.methods)
+    results = " ".join(report.results)
+    assert "z tests" not in methods and "CR2" in methods and "HTZ" in methods
+    assert "QM(" not in results and "(HTZ)" in results
+    assert "cannot be trusted" in results
+    # The moderator sentence is the flagged one: no verdict in it.
+    moderator_sentence = next(s for s in report.results if "test of all moderators" in s)
+    assert not re.search(r"\bwere( not)? significant", moderator_sentence)
+    # Only the robust coefficient table; flagged rows carry the dagger and the note says why.
+    titles = [table.title for table in report.tables]
+    assert "Meta-regression coefficients" not in titles
+    robust = next(t for t in report.tables if "cluster-robust" in t.title)
+    marked = [row[0] for row in robust.rows if row[0].endswith("†")]
+    assert (
+        len(marked)
+        == len(
+            flagged_state.moderated_flags.flagged_terms(
+                flagged_state.moderated.inference_table.index
+            )
+        )
+        > 0
+    )
+    assert "cannot be trusted" in robust.note
+    html = report.to_html()
+    assert "z tests" not in html
