@@ -20,6 +20,7 @@ from alliance_core import (
     figures,
     patient_level,
     reading,
+    selection,
     sensitivity,
     simulate,
     specification,
@@ -51,6 +52,7 @@ from alliance_core.patient_level import (
 )
 from alliance_core.results import MetaResult, WaldTest
 from alliance_core.robust_variance import RobustResult, robust
+from alliance_core.selection import SelectionResult, selmodel
 from alliance_core.sensitivity import cumulative, influence_diagnostics, leave_one_out
 from alliance_core.settings import AnalysisSettings
 from alliance_core.simulate import SimulationParameters, simulate_meta_analysis
@@ -68,6 +70,9 @@ __all__ = [
     "leave_one_out",
     "pet_peese",
     "rank_correlation_test",
+    "selection",
+    "selmodel",
+    "SelectionResult",
     "sensitivity",
     "specification",
     "specification_curve",
