@@ -34,6 +34,7 @@ from alliance_core.datasets import DEFAULT_DATASET, list_datasets, load_dataset
 from alliance_core.design import ModelDesign, ModeratorTerm, build_design, level_order
 from alliance_core.effect_sizes import escalc, patient_therapist_ratio, r_to_z, transf, z_to_r
 from alliance_core.errors import AnalysisError
+from alliance_core.fail_safe import FailSafeN, fsn
 from alliance_core.figures import (
     export_figure,
     forest_figure,
@@ -72,6 +73,8 @@ __all__ = [
     "rank_correlation_test",
     "selection",
     "selmodel",
+    "fsn",
+    "FailSafeN",
     "SelectionResult",
     "sensitivity",
     "specification",

@@ -158,3 +158,38 @@ def test_one_sided_p_values_and_intervals_match_metafor():
         )
         close(ac.selection.one_sided_p(res.inputs.y, res.inputs.v), expected["pvals"], 1e-12)
         assert list(from_engine.group + 1) == expected["pgrp"], name
+
+
+# -- fail-safe N ---------------------------------------------------------------------------
+FSN_CASES = [p.stem for p in sorted(FIXTURES.glob("*.json")) if json.loads(p.read_text())["fsn"]]
+
+
+@pytest.mark.parametrize("name", FSN_CASES)
+def test_fail_safe_n_matches_metafor(name):
+    case, res = load(name)
+    data = pd.DataFrame(case["data"])
+    expected = case["fsn"]
+    runs = {
+        "Rosenthal": dict(type="Rosenthal"),
+        "Orwin": dict(type="Orwin"),
+        "Rosenberg": dict(type="Rosenberg"),
+        "Orwin_target": dict(type="Orwin", target=0.05),
+        "Rosenberg_alpha10": dict(type="Rosenberg", alpha=0.1),
+    }
+    for key, kwargs in runs.items():
+        for source in (data, res):  # a data frame, or a fit's analysed rows
+            result = ac.fsn(source, **kwargs)
+            want = expected[key]
+            assert result.fsnum == want["fsnum"], (name, key)
+            for field in ("pval", "meanes", "target"):
+                if field in want:
+                    close(getattr(result, field), want[field], rtol=1e-10, what=f"{key} {field}")
+
+
+def test_fail_safe_n_fixtures_cover_each_type_with_a_positive_number():
+    assert len(FSN_CASES) >= 5
+    numbers = {
+        k: [load(n)[0]["fsn"][k]["fsnum"] for n in FSN_CASES]
+        for k in ("Rosenthal", "Orwin", "Rosenberg")
+    }
+    assert all(any(v > 0 for v in values) for values in numbers.values())
