@@ -325,7 +325,8 @@ class SelectionResult:
 
     ``coefficients``: the adjusted mean (meta-regression) coefficients, columns estimate, se,
     zval, pval, ci_lb, ci_ub. ``delta``: one row per p-value interval (the first, the most
-    significant, fixed at 1): estimate, se, zval and pval (of delta = 1), ci_lb, ci_ub, k.
+    significant, fixed at 1): estimate, se, zval and pval (of delta = 1), ci_lb, ci_ub, k
+    (effect sizes) and, with a cluster, clusters (clusters with an effect size there).
     ``LRT``: likelihood-ratio test of no selection (all deltas 1) on ``LRT_df`` df
     (independent effect sizes only; NaN for the composite likelihood, which is no likelihood
     to compare). ``vcov_type``: "model-based" (inverse Hessian) or "robust" (sandwich by
@@ -651,6 +652,11 @@ def _result(res, data, spec, best, null, vcov, vcov_type, cuts, counts, labels, 
         },
         index=pd.Index(labels, name="interval"),
     )
+    if clusters is not None:
+        # how many clusters contribute a p-value to each interval (metaselection's m)
+        delta_table["clusters"] = [
+            len(np.unique(clusters[data.group == j])) for j in range(data.intervals)
+        ]
     if robust:
         lrt, lrt_df, lrt_p = float("nan"), data.intervals - 1, float("nan")
     else:
