@@ -135,12 +135,17 @@ def interval_probabilities(data: StepData, mu: np.ndarray, eta: np.ndarray) -> n
     Differences of upper tails where both limits are positive keep the small probabilities
     of far tails accurate."""
     b = (np.sqrt(data.v)[:, None] * data.cut_z[None, :] - mu[:, None]) / eta[:, None]
-    k = len(mu)
-    upper = np.hstack([np.full((k, 1), np.inf), b])
-    lower = np.hstack([b, np.full((k, 1), -np.inf)])
-    right = special.ndtr(-lower) - special.ndtr(-upper)
-    left = special.ndtr(upper) - special.ndtr(lower)
-    return np.where(lower > 0, right, left), b
+    below = special.ndtr(b)  # Phi(b_j)
+    above = special.ndtr(-b)  # 1 - Phi(b_j), accurate in the upper tail
+    P = np.empty((len(mu), data.intervals))
+    P[:, 0] = above[:, 0]
+    P[:, -1] = below[:, -1]
+    if data.intervals > 2:
+        # interval j lies between b_j (lower) and b_{j-1} (upper)
+        left = below[:, :-1] - below[:, 1:]
+        right = above[:, 1:] - above[:, :-1]
+        P[:, 1:-1] = np.where(b[:, 1:] > 0, right, left)
+    return P, b
 
 
 def loglik_terms(
@@ -166,7 +171,7 @@ def loglik_terms(
     if spec.selection:
         P, b = interval_probabilities(data, mu, eta)
         A = P @ delta
-        steps_up = np.diff(delta)
+        steps_up = delta[1:] - delta[:-1]
         phi_b = np.exp(-0.5 * b * b) / np.sqrt(2.0 * np.pi)
         dA_dmu = -(phi_b @ steps_up) / eta
         dA_dtau2 = -((phi_b * b) @ steps_up) / (2.0 * eta2)
@@ -357,7 +362,7 @@ class SelectionResult:
     cluster: str | None
     n_clusters: int | None
     unadjusted: MetaResult = field(repr=False)
-    bootstrap: object | None = None
+    bootstrap: SelectionBootstrap | None = None
     notes: tuple[str, ...] = ()
 
     @property
@@ -442,6 +447,111 @@ def format_selection_summary(sel: SelectionResult) -> str:
     for note in sel.notes:
         lines.append(note)
     return "\n".join(lines)
+
+
+# -- the cluster bootstrap -----------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class SelectionBootstrap:
+    """Cluster-bootstrap replicates of a selection model and their percentile intervals.
+
+    ``type`` "multinomial": each replicate draws the clusters with replacement (multinomial
+    counts), refits the model with each effect size's log-likelihood weighted by its
+    cluster's count, and keeps (beta, tau2, delta_2..N). ``intervals``: the (1 - level) / 2
+    and (1 + level) / 2 quantiles (numpy's linear interpolation) of the replicates, one row
+    per parameter. ``failed``: replicates left out, because an interval held no p-value in
+    the resample or the fit did not converge.
+    """
+
+    type: str
+    R: int
+    seed: int | None
+    replicates: pd.DataFrame
+    failed: int
+    intervals: pd.DataFrame
+
+
+def _refit(data: StepData, spec: Parameters, start: np.ndarray) -> np.ndarray | None:
+    """A bootstrap refit: BFGS on (beta, log tau2, log delta) from the full-sample estimate
+    (no Newton polish: percentiles need no more than ~1e-7 of precision)."""
+    positive = np.zeros(spec.size, bool)
+    if spec.tau2_fixed is None:
+        positive[spec.p] = True
+    positive[-(spec.intervals - 1) :] = True
+    u0 = start.astype(float).copy()
+    floor = 1e-4 * float(np.mean(data.v))
+    u0[positive] = np.log(np.maximum(u0[positive], floor))
+
+    def objective(u):
+        theta = u.copy()
+        theta[positive] = np.exp(u[positive])
+        ll, s = loglik_terms(theta, data, spec)
+        value = -(data.weights @ ll)
+        grad = -(data.weights @ s) * np.where(positive, theta, 1.0)
+        if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+            return np.inf, np.zeros_like(u)
+        return value, grad
+
+    fit = optimize.minimize(objective, u0, jac=True, method="BFGS", options={"gtol": 1e-6})
+    theta = fit.x.copy()
+    theta[positive] = np.exp(fit.x[positive])
+    if not np.all(np.isfinite(theta)) or np.max(np.abs(fit.jac)) > 1e-3:
+        return None
+    return theta
+
+
+def cluster_bootstrap(
+    data: StepData,
+    spec: Parameters,
+    estimate: np.ndarray,
+    clusters: np.ndarray,
+    names: Sequence[str],
+    level: float,
+    R: int,
+    seed: int | None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SelectionBootstrap:
+    """Multinomial cluster bootstrap of the composite-likelihood estimate (Pustejovsky,
+    Citkowicz & Joshi 2025): ``R`` resamples of the clusters from ``numpy``'s default
+    generator seeded with ``seed``; ``progress(done, R)`` after each replicate."""
+    rng = np.random.default_rng(seed)
+    n_clusters = int(clusters.max() + 1)
+    rows = []
+    failed = 0
+    for r in range(R):
+        counts = rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters))
+        weight = counts[clusters]
+        drawn = weight > 0  # effect sizes of clusters not drawn add nothing
+        if np.any(np.bincount(data.group[drawn], minlength=data.intervals) == 0):
+            # an interval without p-values: its weight is not identified in this resample
+            failed += 1
+            if progress is not None:
+                progress(r + 1, R)
+            continue
+        weighted = StepData(
+            data.y[drawn],
+            data.v[drawn],
+            data.X[drawn],
+            data.steps,
+            data.cut_z,
+            data.group[drawn],
+            weight[drawn].astype(float),
+        )
+        theta = _refit(weighted, spec, estimate)
+        if theta is None:
+            failed += 1
+        else:
+            rows.append(theta)
+        if progress is not None:
+            progress(r + 1, R)
+    replicates = pd.DataFrame(np.array(rows).reshape(-1, spec.size), columns=list(names))
+    tail = (1.0 - level) / 2.0
+    intervals = pd.DataFrame(
+        {
+            "ci_lb": replicates.quantile(tail),
+            "ci_ub": replicates.quantile(1.0 - tail),
+        }
+    )
+    return SelectionBootstrap("multinomial", R, seed, replicates, failed, intervals)
 
 
 # -- the verb ------------------------------------------------------------------------------
@@ -539,8 +649,20 @@ def selmodel(
         meat = per_cluster[:, kept].T @ per_cluster[:, kept]
         vcov[np.ix_(kept, kept)] = bread @ meat @ bread
         vcov_type = ROBUST
+    boot = None
+    if bootstrap is not None:
+        if bootstrap != "multinomial":
+            raise AnalysisError(
+                f"Unknown bootstrap '{bootstrap}'; the cluster bootstrap is 'multinomial'."
+            )
+        if int(R) < 1:
+            raise AnalysisError("The cluster bootstrap needs R >= 1 replicates.")
+        names = [*res.design.names] + (["tau2"] if tau2_fixed is None else []) + labels[1:]
+        boot = cluster_bootstrap(
+            data, spec, best.theta, clusters, names, res.level, int(R), seed, progress
+        )
     return _result(
-        res, data, spec, best, null, vcov, vcov_type, cuts, counts, labels, cluster, clusters
+        res, data, spec, best, null, vcov, vcov_type, counts, labels, cluster, clusters, boot
     )
 
 
@@ -600,7 +722,7 @@ def _check_bounds(delta: np.ndarray, labels: list[str]) -> None:
         )
 
 
-def _result(res, data, spec, best, null, vcov, vcov_type, cuts, counts, labels, cluster, clusters):
+def _result(res, data, spec, best, null, vcov, vcov_type, counts, labels, cluster, clusters, boot):
     beta, tau2, delta = spec.unpack(best.theta)
     p = spec.p
     crit = float(special.ndtri(1.0 - (1.0 - res.level) / 2.0))
@@ -657,6 +779,12 @@ def _result(res, data, spec, best, null, vcov, vcov_type, cuts, counts, labels, 
         delta_table["clusters"] = [
             len(np.unique(clusters[data.group == j])) for j in range(data.intervals)
         ]
+    if boot is not None:
+        # percentile intervals beside the large-sample ones
+        coefficients["boot_lb"] = boot.intervals["ci_lb"].to_numpy()[:p]
+        coefficients["boot_ub"] = boot.intervals["ci_ub"].to_numpy()[:p]
+        delta_table["boot_lb"] = [np.nan, *boot.intervals["ci_lb"].to_numpy()[-(len(delta) - 1) :]]
+        delta_table["boot_ub"] = [np.nan, *boot.intervals["ci_ub"].to_numpy()[-(len(delta) - 1) :]]
     if robust:
         lrt, lrt_df, lrt_p = float("nan"), data.intervals - 1, float("nan")
     else:
@@ -706,5 +834,6 @@ def _result(res, data, spec, best, null, vcov, vcov_type, cuts, counts, labels, 
         cluster=cluster,
         n_clusters=None if clusters is None else int(clusters.max() + 1),
         unadjusted=res,
+        bootstrap=boot,
         notes=tuple(notes),
     )

@@ -98,3 +98,44 @@ def test_the_che_working_model_gives_the_same_selection_model():
     a = ac.selmodel(res, steps=[0.025], cluster="study")
     b = ac.selmodel(che, steps=[0.025], cluster="study")
     close(b.coefficients, a.coefficients, "CHE vs three-level", rtol=1e-7, atol=1e-9)
+
+
+# -- the cluster bootstrap -----------------------------------------------------------------
+def test_cluster_bootstrap_is_reproducible_by_seed_and_reports_progress():
+    _, res = load("sim_clustered")
+    calls = []
+    a = ac.selmodel(
+        res,
+        cluster="study",
+        bootstrap="multinomial",
+        R=60,
+        seed=11,
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    b = ac.selmodel(res, cluster="study", bootstrap="multinomial", R=60, seed=11)
+    c = ac.selmodel(res, cluster="study", bootstrap="multinomial", R=60, seed=12)
+    assert calls == [(i, 60) for i in range(1, 61)]
+    pd.testing.assert_frame_equal(a.bootstrap.replicates, b.bootstrap.replicates)
+    assert not a.bootstrap.replicates.equals(c.bootstrap.replicates)
+    assert len(a.bootstrap.replicates) + a.bootstrap.failed == 60
+    assert {"boot_lb", "boot_ub"} <= set(a.coefficients.columns) | set(a.delta.columns)
+
+
+def test_cluster_bootstrap_intervals_agree_with_the_sandwich_on_the_default_data():
+    # 152 clusters: percentile and large-sample intervals of the mean should be close
+    _, res = load("alliance")
+    sel = ac.selmodel(res, cluster="study", bootstrap="multinomial", R=199, seed=3)
+    row = sel.coefficients.loc["intrcpt"]
+    assert row["boot_lb"] < row["estimate"] < row["boot_ub"]
+    ratio = (row["boot_ub"] - row["boot_lb"]) / (row["ci_ub"] - row["ci_lb"])
+    assert 0.75 < ratio < 1.33
+    assert sel.bootstrap.failed == 0
+
+
+def test_bootstrap_needs_a_cluster_and_a_known_type():
+    case, res = load("assink2016")
+    two_level = ac.fit(pd.DataFrame(case["data"]))
+    with pytest.raises(ac.AnalysisError, match="needs a cluster"):
+        ac.selmodel(two_level, bootstrap="multinomial")
+    with pytest.raises(ac.AnalysisError, match="Unknown bootstrap"):
+        ac.selmodel(res, cluster="study", bootstrap="wild")
