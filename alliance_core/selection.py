@@ -39,7 +39,9 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 
+from alliance_core.effect_sizes import transf
 from alliance_core.errors import AnalysisError
+from alliance_core.formatting import format_number, format_p
 from alliance_core.results import MetaResult
 
 # metafor bounds each delta to [0, 100] and warns when an estimate is within these margins
@@ -373,6 +375,52 @@ class SelectionResult:
     def summary(self) -> str:
         return format_selection_summary(self)
 
+    def describe(self, transform: str | None = None) -> str:
+        """The adjusted average effect beside the unadjusted one, the estimated weights and
+        the test of selection, in words (``transform="r"``: estimates as correlations).
+        Only for a model without moderators, whose intercept is the average effect."""
+        unadjusted = self.unadjusted.coefficients.iloc[0]
+        adjusted = self.coefficients.iloc[0]
+        symbol = "r" if transform == "r" else "the estimate"
+
+        def show(row) -> str:
+            values = [row["estimate"], row["ci_lb"], row["ci_ub"]]
+            if transform == "r":
+                values = transf(np.asarray(values, float), "r")
+            e, lo, hi = (format_number(v, 2) for v in values)
+            if transform == "r":
+                e, lo, hi = (v.replace("0.", ".", 1) for v in (e, lo, hi))
+            return f"{e}, {percent(self.level)} CI [{lo}, {hi}]"
+
+        cuts = ", ".join(f"{s:g}" for s in self.steps[:-1])
+        kind = "3PSM" if self.steps[:-1] == THREE_PSM else "step-function selection model"
+        text = (
+            f"Adjusted for selection ({kind}; cut{'s' if len(self.steps) > 2 else ''} at "
+            f"one-sided p = {cuts}), the average effect is {symbol} = {show(adjusted)}, "
+            f"against {show(unadjusted)} without adjustment."
+        )
+        weights = []
+        for label, row in self.delta.iloc[1:].iterrows():
+            weights.append(
+                f"effect sizes with {label} are published {format_number(row['estimate'], 2)} "
+                f"times as often as those with p <= {self.steps[0]:g} "
+                f"({percent(self.level)} CI [{format_number(row['ci_lb'], 2)}, "
+                f"{format_number(row['ci_ub'], 2)}])"
+            )
+        text += " Estimated selection: " + "; ".join(weights) + "."
+        if self.vcov_type == ROBUST:
+            text += (
+                f" Standard errors are cluster-robust over {self.n_clusters} clusters "
+                "(composite likelihood of all effect sizes), so there is no "
+                "likelihood-ratio test of selection."
+            )
+        else:
+            text += (
+                f" Test of selection: chi-square({self.LRT_df}) = "
+                f"{format_number(self.LRT, 2)}, {format_p(self.LRT_pval)}."
+            )
+        return text
+
     def _repr_html_(self) -> str:
         head = html.escape(_title(self))
         parts = [f"<p><b>{head}</b></p>", self.coefficients.to_html(float_format=_fmt)]
@@ -394,6 +442,10 @@ class SelectionResult:
             f"<SelectionResult steps={list(self.steps)} k={self.k} "
             f"estimate={self.estimate:.4g} tau2={self.tau2:.4g} vcov={self.vcov_type}>"
         )
+
+
+def percent(level: float) -> str:
+    return f"{100 * level:g}%"
 
 
 def _fmt(value) -> str:

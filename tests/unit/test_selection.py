@@ -214,3 +214,32 @@ def test_summary_and_html_show_user_text_as_text():
     text = sel.summary()
     assert "Selection weights" in text and "intrcpt" in text
     assert repr(sel).startswith("<SelectionResult")
+
+
+# -- words and figure ----------------------------------------------------------------------
+def test_describe_puts_the_adjusted_estimate_beside_the_unadjusted_one():
+    res = ac.fit(simulate(20261206, 300))
+    sel = ac.selmodel(res, steps=[0.025])
+    text = sel.describe(transform="r")
+    adjusted = np.tanh(sel.coefficients["estimate"].iloc[0])
+    unadjusted = np.tanh(res.coefficients["estimate"].iloc[0])
+    assert f"r = {adjusted:.2f}".replace("0.", ".") in text
+    assert f"against {unadjusted:.2f}".replace("0.", ".") in text
+    assert "3PSM" in text and "Test of selection" in text
+    clustered = simulate(5, 120)
+    clustered["study"] = np.arange(120) // 2
+    robust = ac.selmodel(ac.fit(clustered, cluster="study"), cluster="study")
+    assert "cluster-robust over 60 clusters" in robust.describe()
+
+
+def test_selection_weights_figure_draws_the_estimated_steps_and_intervals():
+    sel = ac.selmodel(ac.fit(simulate(9, 200)), steps=[0.025, 0.5])
+    fig = ac.figures.selection_weights_figure(sel)
+    steps = next(t for t in fig.data if t.meta["role"] == "steps")
+    weights = next(t for t in fig.data if t.meta["role"] == "weights")
+    assert list(steps.x) == [0, 0.025, 0.025, 0.5, 0.5, 1.0]
+    np.testing.assert_allclose(steps.y, np.repeat(sel.delta["estimate"], 2))
+    np.testing.assert_allclose(weights.y, sel.delta["estimate"].iloc[1:])
+    np.testing.assert_allclose(
+        weights.y + np.asarray(weights.error_y.array), sel.delta["ci_ub"].iloc[1:]
+    )
