@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from alliance_core.figures import funnel_figure
+from alliance_core.figures import funnel_figure, selection_weights_figure
 from alliance_core.formatting import escape_markdown
+from alliance_core.selection import THREE_PSM, TWO_CUTS
 from pages import _loading as loading
 from pages import _render as render
 from pages import _sidebar as sidebar
@@ -79,6 +80,31 @@ if render.page_header("Publication bias", ctx):
     st.subheader("Formal tests")
     for name, outcome in tests.readings(transform):
         st.markdown(f"**{name}.** {escape_markdown(outcome)}")
+
+    st.subheader("Selection model")
+    cuts = st.radio(
+        "Cuts on the one-sided p-value",
+        ["3PSM (.025)", "Two cuts (.025 and .5)"],
+        key="funnel:cuts",
+        horizontal=True,
+        help="Vevea & Hedges (1995): effect sizes are published with a weight that depends "
+        "on their p-value interval. The 3PSM has one cut at p = .025 (significant or not); "
+        "two cuts also separate effects in the wrong direction (p > .5).",
+    )
+    steps = THREE_PSM if cuts.startswith("3PSM") else TWO_CUTS
+    sel, problem = loading.selection_model(ctx, pooled, steps)
+    if problem is not None:
+        st.warning(escape_markdown(problem))
+    else:
+        st.markdown(escape_markdown(sel.describe(transform)))
+        render.plot(selection_weights_figure(sel), key="funnel:weights")
+        st.caption(
+            "Each step is the relative likelihood that an effect size in that p-value "
+            "interval is published, against the significant ones (fixed at 1); 1 everywhere "
+            "means no selection. The model assumes the effects are normally distributed "
+            "around the average without selection; with few effect sizes per interval the "
+            "weights are imprecise."
+        )
     render.analysis_notes(run)
     render.figure_downloads(
         fig, "funnel-plot", version=f"{loading.analysis_key(ctx.settings)}|{colour}"

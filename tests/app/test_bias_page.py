@@ -10,6 +10,7 @@ from alliance_core import bias
 from alliance_core.analysis import run_analysis
 from alliance_core.datasets import dataset_info, load_dataset
 from alliance_core.formatting import escape_markdown
+from alliance_core.selection import selmodel as ac_selmodel
 from alliance_core.settings import AnalysisSettings
 from tests.app.conftest import unescaped
 
@@ -68,3 +69,21 @@ def test_trim_and_fill_after_knapp_hartung_says_the_filled_model_uses_z_tests():
         in unescaped(text)
         for text in shown
     )
+
+
+def test_selection_model_shows_the_adjusted_estimate_and_switches_cuts():
+    at = open_bias_page({"ds": "molloy2014"})
+    res = pooled("molloy2014", model="two-level")
+    shown = [md.value for md in at.markdown]
+    three = ac_selmodel(res, steps=(0.025,), cluster=res.cluster).describe(transform="r")
+    assert escape_markdown(three) in shown
+    at.radio(key="funnel:cuts").set_value("Two cuts (.025 and .5)").run()
+    assert not at.exception, [e.message for e in at.exception]
+    two = ac_selmodel(res, steps=(0.025, 0.5), cluster=res.cluster).describe(transform="r")
+    assert escape_markdown(two) in [md.value for md in at.markdown]
+
+
+def test_three_level_selection_model_is_cluster_robust_and_says_so():
+    at = open_bias_page({})
+    text = next(md.value for md in at.markdown if md.value.startswith("Adjusted for selection"))
+    assert "cluster\\-robust over" in text
