@@ -9,6 +9,8 @@ from pages import _loading as loading
 from pages import _render as render
 from pages import _sidebar as sidebar
 
+CUT_CHOICES = ("3PSM (.025)", "Two cuts (.025 and .5)")
+
 ctx = sidebar.context()
 if render.page_header("Publication bias", ctx):
     run = loading.fitted(ctx)
@@ -47,7 +49,14 @@ if render.page_header("Publication bias", ctx):
         disabled=not res.is_three_level,
         help="Three-level model: points of one study share a colour.",
     )
+    # The cut choice is made in the selection-model section below; its last value sets the
+    # funnel's selection-model line.
+    cuts_3psm = st.session_state.get("funnel:cuts", CUT_CHOICES[0]) == CUT_CHOICES[0]
+    steps = THREE_PSM if cuts_3psm else TWO_CUTS
+    sel, problem = loading.selection_model(ctx, pooled, steps)
     overlays = {}
+    if res.p == 1 and sel is not None:
+        overlays["selection_estimate"] = sel.estimate
     if res.p == 1 and tests.egger is not None:
         # Overlays live in the funnel's coordinates only without moderators.
         overlays["egger_line"] = tests.egger.funnel_line()
@@ -57,7 +66,7 @@ if render.page_header("Publication bias", ctx):
     # `shown` is the model with or without moderators (residuals or not); the bias tests
     # behind the overlays come from the pooled model of the same settings.
     fig = render.figure(
-        ("funnel", ctx.data.key, loading.analysis_key(shown.settings), residuals, colour),
+        ("funnel", ctx.data.key, loading.analysis_key(shown.settings), residuals, colour, steps),
         lambda: funnel_figure(
             res,
             scale="r" if ctx.data.correlations else None,
@@ -70,8 +79,9 @@ if render.page_header("Publication bias", ctx):
         "A funnel plot is a visual check only: asymmetry can also come from true differences "
         "between small and large studies."
         + (
-            " Overlays: Egger's regression line and, for the two-level model, trim-and-fill's "
-            "imputed effects (open markers) with the adjusted estimate."
+            " Overlays: Egger's regression line, the selection model's adjusted estimate "
+            "(dash-dotted) and, for the two-level model, trim-and-fill's imputed effects "
+            "(open markers) with its adjusted estimate (dotted)."
             if overlays
             else ""
         )
@@ -82,17 +92,15 @@ if render.page_header("Publication bias", ctx):
         st.markdown(f"**{name}.** {escape_markdown(outcome)}")
 
     st.subheader("Selection model")
-    cuts = st.radio(
+    st.radio(
         "Cuts on the one-sided p-value",
-        ["3PSM (.025)", "Two cuts (.025 and .5)"],
+        CUT_CHOICES,
         key="funnel:cuts",
         horizontal=True,
         help="Vevea & Hedges (1995): effect sizes are published with a weight that depends "
         "on their p-value interval. The 3PSM has one cut at p = .025 (significant or not); "
         "two cuts also separate effects in the wrong direction (p > .5).",
     )
-    steps = THREE_PSM if cuts.startswith("3PSM") else TWO_CUTS
-    sel, problem = loading.selection_model(ctx, pooled, steps)
     if problem is not None:
         st.warning(escape_markdown(problem))
     else:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from alliance_core import bias
@@ -87,3 +90,16 @@ def test_three_level_selection_model_is_cluster_robust_and_says_so():
     at = open_bias_page({})
     text = next(md.value for md in at.markdown if md.value.startswith("Adjusted for selection"))
     assert "cluster\\-robust over" in text
+
+
+def test_funnel_shows_the_selection_model_estimate_of_the_chosen_cuts():
+    at = open_bias_page({"ds": "molloy2014"})
+    res = pooled("molloy2014", model="two-level")
+    at.radio(key="funnel:cuts").set_value("Two cuts (.025 and .5)").run()
+    at.run()  # the funnel above the choice follows it on the next run
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    line = next(
+        t for t in figure["data"] if (t.get("meta") or {}).get("role") == "selection estimate"
+    )
+    expected = ac_selmodel(res, steps=(0.025, 0.5)).estimate
+    assert line["x"][0] == pytest.approx(np.tanh(expected), rel=1e-9)

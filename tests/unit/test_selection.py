@@ -243,3 +243,11 @@ def test_selection_weights_figure_draws_the_estimated_steps_and_intervals():
     np.testing.assert_allclose(
         weights.y + np.asarray(weights.error_y.array), sel.delta["ci_ub"].iloc[1:]
     )
+
+
+def test_funnel_draws_the_selection_model_estimate_on_the_r_scale():
+    res = ac.fit(simulate(10, 100))
+    sel = ac.selmodel(res, steps=[0.025])
+    fig = ac.funnel_figure(res, scale="r", selection_estimate=sel.estimate)
+    line = next(t for t in fig.data if t.meta and t.meta.get("role") == "selection estimate")
+    assert line.x[0] == line.x[1] == pytest.approx(np.tanh(sel.estimate))
