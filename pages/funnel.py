@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from alliance_core.bias_verdict import bias_verdict
 from alliance_core.figures import funnel_figure, selection_weights_figure
 from alliance_core.formatting import escape_markdown
 from alliance_core.selection import THREE_PSM, TWO_CUTS
@@ -29,8 +30,22 @@ if render.page_header("Publication bias", ctx):
         st.caption(
             ":material/info: The funnel and the bias tests below are model-based: each test "
             "has its own reference distribution. The cluster-robust (CR2) choice applies to "
-            "the pooled estimate (Overview, Forest plot) and the moderators."
+            "the pooled estimate (Overview, Forest plot) and the moderators. The selection "
+            "model of a three-level model has cluster-robust (sandwich) standard errors by study."
         )
+    # Formal tests use the model without moderators (same data, filters and estimator):
+    # asymmetry of the pooled effects is what they are about.
+    pooled = loading.fitted(ctx, without_moderators=True).result
+    transform = "r" if ctx.data.correlations else None
+    tests = loading.bias_tests(ctx, pooled)
+    # The cut choice is made in the selection-model section below; its last value sets the
+    # verdict and the funnel's selection-model line.
+    cuts_3psm = st.session_state.get("funnel:cuts", CUT_CHOICES[0]) == CUT_CHOICES[0]
+    steps = THREE_PSM if cuts_3psm else TWO_CUTS
+    sel, problem = loading.selection_model(ctx, pooled, steps)
+    st.markdown(
+        "**Verdict.** " + escape_markdown(bias_verdict(tests, pooled, sel, transform=transform))
+    )
     st.markdown(
         "Each point is an effect size, placed by its size and its standard error (small, "
         "imprecise studies at the bottom). Without publication bias the points scatter "
@@ -38,22 +53,12 @@ if render.page_header("Publication bias", ctx):
         "with weak or null results are missing (often in the shaded non-significant region), "
         "the bottom of the funnel looks lopsided."
     )
-    # Formal tests use the model without moderators (same data, filters and estimator):
-    # asymmetry of the pooled effects is what they are about.
-    pooled = loading.fitted(ctx, without_moderators=True).result
-    transform = "r" if ctx.data.correlations else None
-    tests = loading.bias_tests(ctx, pooled)
     colour = st.toggle(
         "Colour points by study",
         key="funnel:colour",
         disabled=not res.is_three_level,
         help="Three-level model: points of one study share a colour.",
     )
-    # The cut choice is made in the selection-model section below; its last value sets the
-    # funnel's selection-model line.
-    cuts_3psm = st.session_state.get("funnel:cuts", CUT_CHOICES[0]) == CUT_CHOICES[0]
-    steps = THREE_PSM if cuts_3psm else TWO_CUTS
-    sel, problem = loading.selection_model(ctx, pooled, steps)
     overlays = {}
     if res.p == 1 and sel is not None:
         overlays["selection_estimate"] = sel.estimate

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from alliance_core import bias
 from alliance_core.analysis import run_analysis
+from alliance_core.bias_verdict import bias_verdict
 from alliance_core.datasets import dataset_info, load_dataset
 from alliance_core.formatting import escape_markdown
 from alliance_core.selection import selmodel as ac_selmodel
@@ -103,3 +104,13 @@ def test_funnel_shows_the_selection_model_estimate_of_the_chosen_cuts():
     )
     expected = ac_selmodel(res, steps=(0.025, 0.5)).estimate
     assert line["x"][0] == pytest.approx(np.tanh(expected), rel=1e-9)
+
+
+def test_one_verdict_comes_first_and_matches_the_engine():
+    at = open_bias_page({"ds": "molloy2014"})
+    res = pooled("molloy2014", model="two-level")
+    expected = bias_verdict(
+        bias.run_bias_tests(res), res, ac_selmodel(res, steps=(0.025,)), transform="r"
+    )
+    verdicts = [md.value for md in at.markdown if md.value.startswith("**Verdict.**")]
+    assert verdicts == [f"**Verdict.** {escape_markdown(expected)}"]
