@@ -825,7 +825,8 @@ def _result(res, data, spec, best, null, vcov, vcov_type, counts, labels, cluste
     if robust:
         # metaselection infers tau2 and the deltas on the log scale
         with np.errstate(divide="ignore", invalid="ignore"):
-            log_se_tau2 = se_tau2 / tau2
+            # tau2 at its bound 0 has no log scale (and no standard error)
+            log_se_tau2 = se_tau2 / tau2 if tau2 > 0 else float("nan")
             log_se = se_delta / delta
         tau2_ci = (tau2 * np.exp(-crit * log_se_tau2), tau2 * np.exp(crit * log_se_tau2))
         ci_lb = delta * np.exp(-crit * log_se)

@@ -251,3 +251,13 @@ def test_funnel_draws_the_selection_model_estimate_on_the_r_scale():
     fig = ac.funnel_figure(res, scale="r", selection_estimate=sel.estimate)
     line = next(t for t in fig.data if t.meta and t.meta.get("role") == "selection estimate")
     assert line.x[0] == line.x[1] == pytest.approx(np.tanh(sel.estimate))
+
+
+def test_clustered_model_with_tau2_at_zero_reports_it_without_a_standard_error():
+    dat = simulate(11, 120, tau2=0.0, delta=1.0)
+    dat["study"] = np.arange(120) // 3
+    sel = ac.selmodel(ac.fit(dat, cluster="study"), cluster="study")
+    assert sel.tau2 == 0  # the seeded data put tau2 at its bound
+    assert np.isnan(sel.se_tau2) and all(np.isnan(sel.tau2_ci))
+    assert np.all(np.isfinite(sel.coefficients["se"]))
+    assert "bound 0" in " ".join(sel.notes)
