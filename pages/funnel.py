@@ -9,8 +9,11 @@ from alliance_core.selection import THREE_PSM, TWO_CUTS
 from pages import _loading as loading
 from pages import _render as render
 from pages import _sidebar as sidebar
+from pages import _state as state
 
 CUT_CHOICES = ("3PSM (.025)", "Two cuts (.025 and .5)")
+# Cut choice -> its name in a link (cuts=...); the 3PSM, the default, stays out of the link.
+CUT_LINK_NAMES = {CUT_CHOICES[0]: "3psm", CUT_CHOICES[1]: "two"}
 
 ctx = sidebar.context()
 if render.page_header("Publication bias", ctx):
@@ -38,10 +41,18 @@ if render.page_header("Publication bias", ctx):
     pooled = loading.fitted(ctx, without_moderators=True).result
     transform = "r" if ctx.data.correlations else None
     tests = loading.bias_tests(ctx, pooled)
-    # The cut choice is made in the selection-model section below; its last value sets the
-    # verdict and the funnel's selection-model line.
+    # The cut choice is made in the selection-model section below; its last value (or the
+    # opening link's, once) sets the verdict and the funnel's selection-model line.
+    linked = sidebar.take_link_view("cuts")
+    if linked is not None:
+        offered = list(CUT_LINK_NAMES.values())
+        for link_problem in state.check_view_choice("cuts", linked, offered):
+            st.warning(escape_markdown(link_problem), icon=":material/link_off:")
+        if linked in offered:
+            st.session_state["funnel:cuts"] = CUT_CHOICES[offered.index(linked)]
     cuts_3psm = st.session_state.get("funnel:cuts", CUT_CHOICES[0]) == CUT_CHOICES[0]
     steps = THREE_PSM if cuts_3psm else TWO_CUTS
+    sidebar.write_view({"cuts": None if cuts_3psm else [CUT_LINK_NAMES[CUT_CHOICES[1]]]})
     sel, problem = loading.selection_model(ctx, pooled, steps)
     st.markdown(
         "**Verdict.** " + escape_markdown(bias_verdict(tests, pooled, sel, transform=transform))

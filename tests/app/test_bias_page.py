@@ -114,3 +114,22 @@ def test_one_verdict_comes_first_and_matches_the_engine():
     )
     verdicts = [md.value for md in at.markdown if md.value.startswith("**Verdict.**")]
     assert verdicts == [f"**Verdict.** {escape_markdown(expected)}"]
+
+
+def test_the_cut_choice_travels_in_the_link():
+    res = pooled("molloy2014", model="two-level")
+    two = escape_markdown(ac_selmodel(res, steps=(0.025, 0.5)).describe(transform="r"))
+    at = open_bias_page({"ds": "molloy2014", "cuts": "two"})
+    assert two in [md.value for md in at.markdown]
+    assert at.radio(key="funnel:cuts").value == "Two cuts (.025 and .5)"
+    assert at.query_params["cuts"] == "two"
+    at.radio(key="funnel:cuts").set_value("3PSM (.025)").run()
+    assert "cuts" not in at.query_params  # the default stays out of the link
+
+
+def test_a_cut_choice_the_page_does_not_offer_is_named_in_a_warning():
+    at = open_bias_page({"ds": "molloy2014", "cuts": "<b>five</b>"})
+    warnings = [w.value for w in at.warning]
+    shown = escape_markdown("Link parameter cuts=<b>five</b>: not available")
+    assert any(w.startswith(shown) for w in warnings), warnings
+    assert at.radio(key="funnel:cuts").value == "3PSM (.025)"
