@@ -15,9 +15,11 @@ The package never imports streamlit: it serves the dashboard, notebooks and scri
 """
 
 from alliance_core import figures
-from alliance_core.analyses import bias, sensitivity, specification
+from alliance_core.analyses import bias, selection, sensitivity, specification
 from alliance_core.analyses.bias import egger_test, pet_peese, rank_correlation_test, trim_and_fill
+from alliance_core.analyses.fail_safe import FailSafeN, fsn
 from alliance_core.analyses.run import AnalysisRun, effect_size_table, run_analysis
+from alliance_core.analyses.selection import SelectionResult, selmodel
 from alliance_core.analyses.sensitivity import cumulative, influence_diagnostics, leave_one_out
 from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.analyses.specification import specification_curve
@@ -64,6 +66,11 @@ __all__ = [
     "leave_one_out",
     "pet_peese",
     "rank_correlation_test",
+    "selection",
+    "selmodel",
+    "fsn",
+    "FailSafeN",
+    "SelectionResult",
     "sensitivity",
     "specification",
     "specification_curve",

@@ -2,9 +2,15 @@
 
 import streamlit as st
 
-from alliance_core.figures import funnel_figure
+from alliance_core.analyses.bias_verdict import bias_verdict
+from alliance_core.analyses.selection import THREE_PSM, TWO_CUTS
+from alliance_core.figures import funnel_figure, selection_weights_figure
 from alliance_core.formatting import escape_markdown
-from pages._ui import loading, render, sidebar
+from pages._ui import loading, render, sidebar, state
+
+CUT_CHOICES = ("3PSM (.025)", "Two cuts (.025 and .5)")
+# Cut choice -> its name in a link (cuts=...); the 3PSM, the default, stays out of the link.
+CUT_LINK_NAMES = {CUT_CHOICES[0]: "3psm", CUT_CHOICES[1]: "two"}
 
 ctx = sidebar.context()
 if render.page_header("Publication bias", ctx):
@@ -24,8 +30,30 @@ if render.page_header("Publication bias", ctx):
         st.caption(
             ":material/info: The funnel and the bias tests below are model-based: each test "
             "has its own reference distribution. The cluster-robust (CR2) choice applies to "
-            "the pooled estimate (Overview, Forest plot) and the moderators."
+            "the pooled estimate (Overview, Forest plot) and the moderators. The selection "
+            "model of a three-level model has cluster-robust (sandwich) standard errors by study."
         )
+    # Formal tests use the model without moderators (same data, filters and estimator):
+    # asymmetry of the pooled effects is what they are about.
+    pooled = loading.fitted(ctx, without_moderators=True).result
+    transform = "r" if ctx.data.correlations else None
+    tests = loading.bias_tests(ctx, pooled)
+    # The cut choice is made in the selection-model section below; its last value (or the
+    # opening link's, once) sets the verdict and the funnel's selection-model line.
+    linked = sidebar.take_link_view("cuts")
+    if linked is not None:
+        offered = list(CUT_LINK_NAMES.values())
+        for link_problem in state.check_view_choice("cuts", linked, offered):
+            st.warning(escape_markdown(link_problem), icon=":material/link_off:")
+        if linked in offered:
+            st.session_state["funnel:cuts"] = CUT_CHOICES[offered.index(linked)]
+    cuts_3psm = st.session_state.get("funnel:cuts", CUT_CHOICES[0]) == CUT_CHOICES[0]
+    steps = THREE_PSM if cuts_3psm else TWO_CUTS
+    sidebar.write_view({"cuts": None if cuts_3psm else [CUT_LINK_NAMES[CUT_CHOICES[1]]]})
+    sel, problem = loading.selection_model(ctx, pooled, steps)
+    st.markdown(
+        "**Verdict.** " + escape_markdown(bias_verdict(tests, pooled, sel, transform=transform))
+    )
     st.markdown(
         "Each point is an effect size, placed by its size and its standard error (small, "
         "imprecise studies at the bottom). Without publication bias the points scatter "
@@ -33,11 +61,6 @@ if render.page_header("Publication bias", ctx):
         "with weak or null results are missing (often in the shaded non-significant region), "
         "the bottom of the funnel looks lopsided."
     )
-    # Formal tests use the model without moderators (same data, filters and estimator):
-    # asymmetry of the pooled effects is what they are about.
-    pooled = loading.fitted(ctx, without_moderators=True).result
-    transform = "r" if ctx.data.correlations else None
-    tests = loading.bias_tests(ctx, pooled)
     colour = st.toggle(
         "Colour points by study",
         key="funnel:colour",
@@ -45,6 +68,8 @@ if render.page_header("Publication bias", ctx):
         help="Three-level model: points of one study share a colour.",
     )
     overlays = {}
+    if res.p == 1 and sel is not None:
+        overlays["selection_estimate"] = sel.estimate
     if res.p == 1 and tests.egger is not None:
         # Overlays live in the funnel's coordinates only without moderators.
         overlays["egger_line"] = tests.egger.funnel_line()
@@ -54,7 +79,7 @@ if render.page_header("Publication bias", ctx):
     # `shown` is the model with or without moderators (residuals or not); the bias tests
     # behind the overlays come from the pooled model of the same settings.
     fig = render.figure(
-        ("funnel", ctx.data.key, loading.analysis_key(shown.settings), residuals, colour),
+        ("funnel", ctx.data.key, loading.analysis_key(shown.settings), residuals, colour, steps),
         lambda: funnel_figure(
             res,
             scale="r" if ctx.data.correlations else None,
@@ -67,8 +92,9 @@ if render.page_header("Publication bias", ctx):
         "A funnel plot is a visual check only: asymmetry can also come from true differences "
         "between small and large studies."
         + (
-            " Overlays: Egger's regression line and, for the two-level model, trim-and-fill's "
-            "imputed effects (open markers) with the adjusted estimate."
+            " Overlays: Egger's regression line, the selection model's adjusted estimate "
+            "(dash-dotted) and, for the two-level model, trim-and-fill's imputed effects "
+            "(open markers) with its adjusted estimate (dotted)."
             if overlays
             else ""
         )
@@ -77,6 +103,29 @@ if render.page_header("Publication bias", ctx):
     st.subheader("Formal tests")
     for name, outcome in tests.readings(transform):
         st.markdown(f"**{name}.** {escape_markdown(outcome)}")
+
+    st.subheader("Selection model")
+    st.radio(
+        "Cuts on the one-sided p-value",
+        CUT_CHOICES,
+        key="funnel:cuts",
+        horizontal=True,
+        help="Vevea & Hedges (1995): effect sizes are published with a weight that depends "
+        "on their p-value interval. The 3PSM has one cut at p = .025 (significant or not); "
+        "two cuts also separate effects in the wrong direction (p > .5).",
+    )
+    if problem is not None:
+        st.warning(escape_markdown(problem))
+    else:
+        st.markdown(escape_markdown(sel.describe(transform)))
+        render.plot(selection_weights_figure(sel), key="funnel:weights")
+        st.caption(
+            "Each step is the relative likelihood that an effect size in that p-value "
+            "interval is published, against the significant ones (fixed at 1); 1 everywhere "
+            "means no selection. The model assumes the effects are normally distributed "
+            "around the average without selection; with few effect sizes per interval the "
+            "weights are imprecise."
+        )
     render.analysis_notes(run)
     render.figure_downloads(
         fig, "funnel-plot", version=f"{loading.analysis_key(ctx.settings)}|{colour}"

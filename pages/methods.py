@@ -145,6 +145,40 @@ st.markdown(
     "61–76."
 )
 
+st.subheader("Publication bias: step-function selection models and fail-safe N")
+st.markdown(
+    "A selection model (Vevea & Hedges, 1995) lets the chance that an effect size is published "
+    "depend on its one-sided p-value $p_i = 1 - \\Phi(y_i / \\sqrt{v_i})$. Cuts "
+    "$0 < a_1 < \\dots < 1$ split the p-values into intervals with relative weights "
+    "$\\delta_1 = 1$ (the most significant), $\\delta_2, \\dots$; an observed effect size "
+    "then has density $\\delta_{g(i)}\\,\\phi(y_i; \\mu_i, v_i + \\tau^2) / A_i$, where "
+    "$A_i = \\sum_j \\delta_j P_{ij}$ and $P_{ij}$ is the probability of interval $j$ "
+    "without selection. Maximum likelihood gives the mean (and moderators) adjusted for "
+    "selection, and a likelihood-ratio test of no selection (all $\\delta_j = 1$). The "
+    "**3PSM** has one cut at .025 (significant or not); **two cuts** (.025 and .5) also "
+    "separate effects in the unexpected direction. It fails when an interval holds no effect "
+    "size, and a weight that runs to its bound (0 or 100) is not identified: the page then "
+    "says so. The model assumes normally distributed true effects and selection on the "
+    "p-value alone. For dependent effect sizes (the three-level model) the same likelihood is "
+    "summed over all effect sizes as a composite likelihood with one $\\tau^2$, and the "
+    "standard errors are cluster-robust (sandwich) by study (Pustejovsky, Citkowicz & Joshi, "
+    "2025); a cluster bootstrap gives percentile intervals. Independent effect sizes agree "
+    "with metafor's `selmodel`, dependent ones with the R package metaselection.\n\n"
+    "The **fail-safe N** (Rosenthal, 1979; Orwin, 1983; Rosenberg, 2005) counts the "
+    "unpublished null results that would overturn a finding. It assumes they average exactly "
+    "zero, ignores heterogeneity and dependence, and grows with the number of effect sizes "
+    "whatever the bias: it is neither a test of publication bias nor a correction for it.\n\n"
+    "References: Vevea, J. L., & Hedges, L. V. (1995). A general linear model for estimating "
+    "effect size in the presence of publication bias. *Psychometrika, 60*, 419–435. "
+    "Pustejovsky, J. E., Citkowicz, M., & Joshi, M. (2025). Estimation and inference for step-"
+    "function selection models in meta-analysis with dependent effects. Rosenthal, R. (1979). "
+    "The file drawer problem and tolerance for null results. *Psychological Bulletin, 86*, "
+    "638–641. Orwin, R. G. (1983). A fail-safe N for effect size in meta-analysis. *Journal "
+    "of Educational Statistics, 8*, 157–159. Rosenberg, M. S. (2005). The file-drawer problem "
+    "revisited: A general weighted method for calculating fail-safe numbers in meta-analysis. "
+    "*Evolution, 59*, 464–468."
+)
+
 st.subheader("The Patient–Therapist Ratio (PTR)")
 st.markdown(
     "PTR is the number of patients in a study divided by its number of therapists. With one "

@@ -36,6 +36,7 @@ from alliance_core.figures.ptr_curve import (
     ptr_grid,
     ptr_slope_readout,
 )
+from alliance_core.figures.selection_weights import selection_weights_figure
 from alliance_core.figures.specification import specification_figure
 from alliance_core.figures.styling import (
     FONT_FAMILY,
@@ -56,6 +57,7 @@ from alliance_core.figures.styling import (
 from alliance_core.model.inference import BandInference
 
 __all__ = [
+    "selection_weights_figure",
     "BandInference",
     "DEFAULT_COLUMNS",
     "EXPORT_FORMATS",

@@ -35,6 +35,7 @@ def funnel_figure(
     egger_line: Mapping[str, float] | None = None,
     imputed: pd.DataFrame | None = None,
     adjusted_estimate: float | None = None,
+    selection_estimate: float | None = None,
 ) -> go.Figure:
     """Contour-enhanced funnel plot (Peters et al., 2008; metafor ``funnel(..., level=, shade=)``).
 
@@ -49,7 +50,8 @@ def funnel_figure(
 
     Hooks for publication-bias overlays (all on Fisher's z): ``egger_line`` = {"intercept": b0,
     "slope": b1} draws effect = b0 + b1 * SE; ``imputed`` (columns yi, vi) draws trim-and-fill
-    studies as open markers; ``adjusted_estimate`` draws a dotted vertical line.
+    studies as open markers; ``adjusted_estimate`` draws a dotted vertical line;
+    ``selection_estimate`` (a selection model's adjusted mean) a dash-dotted one.
     """
     show = display_scale(scale)
     residuals = res.p > 1
@@ -69,6 +71,18 @@ def funnel_figure(
     _add_pseudo_funnel(fig, centre_z, se_grid, crit, show, residuals, res)
     _add_funnel_points(fig, res, x_z, se, show, color_by_study)
     _add_bias_overlays(fig, egger_line, imputed, adjusted_estimate, se_grid, show)
+    if selection_estimate is not None:
+        x = float(show(selection_estimate))
+        fig.add_trace(
+            go.Scatter(
+                x=[x, x],
+                y=[0.0, se_grid[-1]],
+                mode="lines",
+                line={"color": OKABE_ITO[6], "width": 1.8, "dash": "dashdot"},
+                name="Selection-model estimate",
+                meta={"role": "selection estimate", "x": x},
+            )
+        )
 
     notes = _funnel_notes(res, residuals, alphas, scale)
     caption_height = add_caption(fig, notes, width=110)

@@ -23,7 +23,7 @@ import pandas as pd
 import streamlit as st
 
 import alliance_core
-from alliance_core.analyses import bias
+from alliance_core.analyses import bias, selection
 from alliance_core.analyses.run import (
     AnalysisRun,
     effect_size_table,
@@ -382,3 +382,20 @@ def _bias_tests(data_key: str, settings_key: str, _pooled) -> bias.BiasTests:
 
 def bias_tests(ctx: Context, pooled) -> bias.BiasTests:
     return _bias_tests(ctx.data.key, analysis_key(ctx.settings.with_changes(moderators=())), pooled)
+
+
+@st.cache_data(max_entries=16, show_spinner=False, ttl=CACHE_TTL)
+def _selection_model(data_key: str, settings_key: str, steps: tuple[float, ...], _pooled):
+    try:
+        return selection.selmodel(_pooled, steps=steps, cluster=_pooled.cluster), None
+    except AnalysisError as error:
+        return None, str(error)
+
+
+def selection_model(
+    ctx: Context, pooled, steps: tuple[float, ...]
+) -> tuple[selection.SelectionResult | None, str | None]:
+    """The step-function selection model of the pooled model (cluster-robust by study for a
+    three-level model), or why it cannot be fitted."""
+    key = analysis_key(ctx.settings.with_changes(moderators=()))
+    return _selection_model(ctx.data.key, key, tuple(steps), pooled)

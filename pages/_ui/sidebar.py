@@ -466,7 +466,8 @@ def _in_fragment_rerun() -> bool:
 
 
 def take_link_view(part: str):
-    """The opening link's ``part`` ("sort", "colour", "profiles" or "tab") of the view, once: a page
+    """The opening link's ``part`` ("sort", "colour", "profiles", "tab" or "cuts") of the view,
+    once: a page
     applies it on its first run, after which the user's choices rule."""
     ss = st.session_state
     view = ss.get(session.LINK_VIEW)

@@ -69,8 +69,8 @@ LEGACY_RHO_NOTICE = (
 )
 # Link parameters of what a page shows of the same model (not part of AnalysisSettings, so
 # they never change a fit or its cache key): forest sort order, bubble colour, what-if profiles,
-# the open tab of the Sensitivity page.
-VIEW_PARAMETERS = ("sort", "colour", "profile", "tab")
+# the open tab of the Sensitivity page, the selection model's cuts on the Publication bias page.
+VIEW_PARAMETERS = ("sort", "colour", "profile", "tab", "cuts")
 FOREST_SORT_NAMES = ("effect", "precision", "year", "ptr", "label", "data")
 NO_COLOUR = "none"
 MAX_LINK_PROFILES = 4
@@ -405,12 +405,14 @@ class ViewRequest:
     """What a link asks a page to show of the model. ``None`` means the link does not say;
     ``sort`` is one of FOREST_SORT_NAMES ("data" = data order), ``colour`` a column name or
     NO_COLOUR, ``profiles`` a tuple of {"name": str, "values": {column: level or number}},
-    ``tab`` the name of a Sensitivity tab (checked by the page)."""
+    ``tab`` the name of a Sensitivity tab, ``cuts`` the selection model's cut choice (both
+    checked by the page)."""
 
     sort: str | None = None
     colour: str | None = None
     profiles: tuple[dict, ...] | None = None
     tab: str | None = None
+    cuts: str | None = None
 
 
 def encode_profile(profile: Mapping) -> str:
@@ -428,6 +430,7 @@ def view_query(
     colour: str | None = None,
     profiles: Sequence[Mapping] | None = None,
     tab: str | None = None,
+    cuts: str | None = None,
 ) -> dict[str, list[str]]:
     """Query parameters of a view; a parameter left as ``None`` is not written."""
     query: dict[str, list[str]] = {}
@@ -439,6 +442,8 @@ def view_query(
         query["profile"] = [encode_profile(p) for p in profiles]
     if tab is not None:
         query["tab"] = [tab]
+    if cuts is not None:
+        query["cuts"] = [cuts]
     return query
 
 
@@ -487,7 +492,8 @@ def view_from_link(query: Mapping[str, Sequence[str]]) -> tuple[ViewRequest, lis
             profiles = profiles[:MAX_LINK_PROFILES]
         profiles = tuple(profiles)
     tab = (list(query.get("tab") or []) or [None])[-1]
-    return ViewRequest(sort=sort, colour=colour, profiles=profiles, tab=tab), problems
+    cuts = (list(query.get("cuts") or []) or [None])[-1]
+    return ViewRequest(sort=sort, colour=colour, profiles=profiles, tab=tab, cuts=cuts), problems
 
 
 def check_view_choice(name: str, wanted: str | None, offered: Sequence[str]) -> list[str]:

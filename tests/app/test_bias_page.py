@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from alliance_core.analyses import bias
+from alliance_core.analyses.bias_verdict import bias_verdict
 from alliance_core.analyses.run import run_analysis
+from alliance_core.analyses.selection import selmodel as ac_selmodel
 from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.datasets import dataset_info, load_dataset
 from alliance_core.formatting import escape_markdown
@@ -68,3 +73,63 @@ def test_trim_and_fill_after_knapp_hartung_says_the_filled_model_uses_z_tests():
         in unescaped(text)
         for text in shown
     )
+
+
+def test_selection_model_shows_the_adjusted_estimate_and_switches_cuts():
+    at = open_bias_page({"ds": "molloy2014"})
+    res = pooled("molloy2014", model="two-level")
+    shown = [md.value for md in at.markdown]
+    three = ac_selmodel(res, steps=(0.025,), cluster=res.cluster).describe(transform="r")
+    assert escape_markdown(three) in shown
+    at.radio(key="funnel:cuts").set_value("Two cuts (.025 and .5)").run()
+    assert not at.exception, [e.message for e in at.exception]
+    two = ac_selmodel(res, steps=(0.025, 0.5), cluster=res.cluster).describe(transform="r")
+    assert escape_markdown(two) in [md.value for md in at.markdown]
+
+
+def test_three_level_selection_model_is_cluster_robust_and_says_so():
+    at = open_bias_page({})
+    text = next(md.value for md in at.markdown if md.value.startswith("Adjusted for selection"))
+    assert "cluster\\-robust over" in text
+
+
+def test_funnel_shows_the_selection_model_estimate_of_the_chosen_cuts():
+    at = open_bias_page({"ds": "molloy2014"})
+    res = pooled("molloy2014", model="two-level")
+    at.radio(key="funnel:cuts").set_value("Two cuts (.025 and .5)").run()
+    at.run()  # the funnel above the choice follows it on the next run
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    line = next(
+        t for t in figure["data"] if (t.get("meta") or {}).get("role") == "selection estimate"
+    )
+    expected = ac_selmodel(res, steps=(0.025, 0.5)).estimate
+    assert line["x"][0] == pytest.approx(np.tanh(expected), rel=1e-9)
+
+
+def test_one_verdict_comes_first_and_matches_the_engine():
+    at = open_bias_page({"ds": "molloy2014"})
+    res = pooled("molloy2014", model="two-level")
+    expected = bias_verdict(
+        bias.run_bias_tests(res), res, ac_selmodel(res, steps=(0.025,)), transform="r"
+    )
+    verdicts = [md.value for md in at.markdown if md.value.startswith("**Verdict.**")]
+    assert verdicts == [f"**Verdict.** {escape_markdown(expected)}"]
+
+
+def test_the_cut_choice_travels_in_the_link():
+    res = pooled("molloy2014", model="two-level")
+    two = escape_markdown(ac_selmodel(res, steps=(0.025, 0.5)).describe(transform="r"))
+    at = open_bias_page({"ds": "molloy2014", "cuts": "two"})
+    assert two in [md.value for md in at.markdown]
+    assert at.radio(key="funnel:cuts").value == "Two cuts (.025 and .5)"
+    assert at.query_params["cuts"] == "two"
+    at.radio(key="funnel:cuts").set_value("3PSM (.025)").run()
+    assert "cuts" not in at.query_params  # the default stays out of the link
+
+
+def test_a_cut_choice_the_page_does_not_offer_is_named_in_a_warning():
+    at = open_bias_page({"ds": "molloy2014", "cuts": "<b>five</b>"})
+    warnings = [w.value for w in at.warning]
+    shown = escape_markdown("Link parameter cuts=<b>five</b>: not available")
+    assert any(w.startswith(shown) for w in warnings), warnings
+    assert at.radio(key="funnel:cuts").value == "3PSM (.025)"

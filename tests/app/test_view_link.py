@@ -32,12 +32,16 @@ def model():
 # -- plain logic ----------------------------------------------------------------------------
 def test_view_link_round_trip():
     query = state.view_query(
-        sort="precision", colour="alliance_rater", profiles=ODD_PROFILES, tab="cumulative"
+        sort="precision",
+        colour="alliance_rater",
+        profiles=ODD_PROFILES,
+        tab="cumulative",
+        cuts="two",
     )
     view, problems = state.view_from_link(query)
     assert problems == []
     assert view.sort == "precision" and view.colour == "alliance_rater"
-    assert view.tab == "cumulative"
+    assert view.tab == "cumulative" and view.cuts == "two"
     assert list(view.profiles) == [
         {"name": p["name"], "values": {k: v for k, v in p["values"].items()}} for p in ODD_PROFILES
     ]

@@ -1,0 +1,149 @@
+"""One verdict over the publication-bias evidence: what the tests agree on, where they part,
+in which direction each points, and the caveat once.
+
+Publication bias that favours significant results in the direction of the pooled effect
+makes less precise effect sizes *larger* in that direction (a positive Egger slope or
+Kendall tau for a positive average; missing effects on the side opposite to it). A test that
+finds the reverse points the other way, which such selection does not produce (Sterne et al.,
+2011; Egger et al., 1997). The selection model (Vevea & Hedges, 1995) estimates the selection
+itself and adjusts the average.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from alliance_core.analyses.bias import BiasTests
+from alliance_core.analyses.selection import SelectionResult
+from alliance_core.data.effect_sizes import transf
+from alliance_core.formatting import format_number, format_p
+from alliance_core.model.results import MetaResult
+
+BIAS = "bias"
+OTHER_WAY = "other way"
+NONE = "none"
+CAVEAT = (
+    "Funnel asymmetry and small-study effects are not proof of publication bias: true "
+    "differences between small and large studies, chance and choices of analysis produce "
+    "them too, and every test has little power with few studies."
+)
+
+
+def _value(estimate: float, transform: str | None) -> str:
+    if transform == "r":
+        text = format_number(float(transf(np.asarray([estimate]), "r")[0]), 2)
+        return "r = " + text.replace("0.", ".", 1)
+    return format_number(estimate, 2)
+
+
+def classify(tests: BiasTests, sign: float = 1.0, alpha: float = 0.05) -> dict[str, str]:
+    """Each available test's direction: "bias" (as publication bias favouring effects of
+    ``sign``, the pooled effect's, would make it), "other way" (the reverse) or "none" (no
+    evidence at ``alpha``)."""
+    out = {}
+    if tests.egger is not None:
+        e = tests.egger
+        out["Egger's test"] = (
+            NONE if e.pval >= alpha else (BIAS if sign * e.slope > 0 else OTHER_WAY)
+        )
+    if tests.rank is not None:
+        r = tests.rank
+        out["Begg's rank test"] = (
+            NONE if r.pval >= alpha else (BIAS if sign * r.tau > 0 else OTHER_WAY)
+        )
+    if tests.trim_fill is not None:
+        t = tests.trim_fill
+        missing_side = "left" if sign > 0 else "right"
+        out["trim-and-fill"] = (
+            NONE if t.k0 == 0 else (BIAS if t.side == missing_side else OTHER_WAY)
+        )
+    return out
+
+
+def bias_verdict(
+    tests: BiasTests,
+    pooled: MetaResult,
+    selection: SelectionResult | None = None,
+    transform: str | None = None,
+    alpha: float = 0.05,
+) -> str:
+    """The verdict paragraph over the tests of the ``pooled`` model: agreement, disagreement
+    with each test's direction, the selection model's adjusted average beside the unadjusted
+    one, and the caveat once."""
+    directions = classify(tests, float(np.sign(pooled.beta[0]) or 1.0), alpha)
+    groups = {
+        kind: [name for name, d in directions.items() if d == kind]
+        for kind in (BIAS, NONE, OTHER_WAY)
+    }
+    parts = []
+    if directions and len(groups[BIAS]) == len(directions):
+        parts.append(
+            f"All {len(directions)} small-study tests point to the pattern publication bias "
+            f"produces ({', '.join(groups[BIAS])}): less precise effect sizes are larger."
+        )
+    elif directions and len(groups[NONE]) == len(directions):
+        parts.append(
+            f"None of the {len(directions)} small-study tests ({', '.join(groups[NONE])}) finds "
+            "funnel asymmetry."
+        )
+    else:
+        if groups[BIAS]:
+            parts.append(
+                f"{_names(groups[BIAS])} point{'s' if len(groups[BIAS]) == 1 else ''} to the "
+                "pattern publication bias produces: less precise effect sizes are larger."
+            )
+        if groups[NONE]:
+            parts.append(
+                f"{_names(groups[NONE])} find{'s' if len(groups[NONE]) == 1 else ''} no asymmetry."
+            )
+        if groups[OTHER_WAY]:
+            parts.append(
+                f"{_names(groups[OTHER_WAY])} point{'s' if len(groups[OTHER_WAY]) == 1 else ''} "
+                "the other way: less precise effect sizes show smaller effects, which "
+                "publication bias does not produce."
+            )
+        if groups[BIAS] and (groups[NONE] or groups[OTHER_WAY]):
+            parts.append(
+                "The tests disagree because they read different features of the funnel "
+                "(a regression slope, a rank correlation, missing points on one side) with "
+                "different power."
+            )
+    if tests.trim_fill is not None and tests.trim_fill.k0 > 0:
+        t = tests.trim_fill
+        parts.append(
+            f"Trim-and-fill adds {t.k0} effect size{'s' if t.k0 != 1 else ''} on the {t.side} "
+            f"and moves the average from {_value(t.original.beta[0], transform)} to "
+            f"{_value(t.estimate, transform)}."
+        )
+    if tests.pet_peese is not None:
+        pp = tests.pet_peese
+        parts.append(f"PET-PEESE ({pp.chosen}) estimates {_value(pp.estimate, transform)}.")
+    if selection is not None:
+        weights = selection.delta["estimate"].iloc[1:]
+        upper = selection.delta["ci_ub"].iloc[1:]
+        lower = selection.delta["ci_lb"].iloc[1:]
+        found = (
+            selection.LRT_pval < alpha
+            if np.isfinite(selection.LRT_pval)
+            else bool(np.any((upper < 1) | (lower > 1)))
+        )
+        test = (
+            f" (test of selection {format_p(selection.LRT_pval)})"
+            if np.isfinite(selection.LRT_pval)
+            else " (cluster-robust intervals)"
+        )
+        evidence = ("finds selection" if found else "finds no clear selection") + test
+        fewer = bool(np.all(weights < 1))
+        parts.append(
+            f"The selection model {evidence}"
+            + (", with non-significant results published less often" if found and fewer else "")
+            + f"; it puts the average at {_value(selection.estimate, transform)} against "
+            f"{_value(selection.unadjusted.beta[0], transform)} without adjustment."
+        )
+    parts.append(CAVEAT)
+    return " ".join(parts)
+
+
+def _names(names: list[str]) -> str:
+    text = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return text[0].upper() + text[1:]
