@@ -24,7 +24,12 @@ from alliance_core.model.components import (
     estimate_sigma2,
     estimate_tau2,
 )
-from alliance_core.model.design import ModelDesign, build_design_matrix, check_full_rank
+from alliance_core.model.design import (
+    ModelDesign,
+    build_design_matrix,
+    check_full_rank,
+    split_moderators,
+)
 from alliance_core.model.results import (
     MODEL_THREE_LEVEL,
     MODEL_TWO_LEVEL,
@@ -61,7 +66,9 @@ def fit(
     residual mean square). ``cluster="study"`` fits y_ij = x_ij'b + u_i + w_ij + e_ij with
     u_i ~ N(0, sigma2_study), w_ij ~ N(0, sigma2_es) by ML or REML and tests ``z`` or ``t``
     (t on k - p df, metafor's default ``dfs="residual"``). ``es_id`` optionally names the
-    effect-size column (every row is one effect size either way).
+    effect-size column (every row is one effect size either way). ``moderators`` may name
+    interactions beside their main effects, ``["log_ptr", "rater", "log_ptr:rater"]``, coded
+    as metafor's ``mods = ~ log_ptr * rater`` (see :mod:`alliance_core.model.design`).
 
     ``rho`` (three-level only) assumes the correlated-and-hierarchical-effects (CHE) working
     model: the sampling errors of one study's effect sizes correlate with ``rho``,
@@ -91,7 +98,9 @@ def _fit(
     rho = check_rho(rho, cluster)
     fixed = check_fix_sigma2(fix_sigma2, cluster)
     moderators = list(moderators or [])
-    used_columns = [yi, vi, *([cluster] if cluster else []), *moderators]
+    # Interactions ("a:b") are built from their parts' columns.
+    columns = split_moderators(moderators, data.columns)[0]
+    used_columns = [yi, vi, *([cluster] if cluster else []), *columns]
     for column in used_columns:
         if column not in data.columns:
             raise AnalysisError(
