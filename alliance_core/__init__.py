@@ -36,9 +36,16 @@ from alliance_core.figures import (
 )
 from alliance_core.model.aggregation import aggregate
 from alliance_core.model.components import variance_ci
-from alliance_core.model.design import ModelDesign, ModeratorTerm, build_design, level_order
+from alliance_core.model.design import (
+    InteractionTerm,
+    ModelDesign,
+    ModeratorTerm,
+    build_design,
+    level_order,
+)
 from alliance_core.model.fitting import fit
 from alliance_core.model.inference import LikelihoodRatioTest, compare
+from alliance_core.model.marginal import MarginalMeans, marginal_means
 from alliance_core.model.results import MetaResult, WaldTest
 from alliance_core.model.robust import RobustResult, robust
 from alliance_core.teaching import patient_level, simulate
@@ -101,6 +108,9 @@ __all__ = [
     "MetaResult",
     "ModelDesign",
     "ModeratorTerm",
+    "InteractionTerm",
+    "MarginalMeans",
+    "marginal_means",
     "WaldTest",
     "RobustResult",
     "aggregate",

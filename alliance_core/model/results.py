@@ -24,6 +24,7 @@ from alliance_core.model.components import (
     variance_ci,
 )
 from alliance_core.model.design import ModelDesign
+from alliance_core.model.marginal import MarginalMeans, marginal_means
 from alliance_core.model.robust import robust
 from alliance_core.model.summary import meta_result_html
 from alliance_core.model.wald import WaldTest, wald_test
@@ -236,6 +237,13 @@ class MetaResult:
                     raise AnalysisError(f"Prediction: a value for moderator '{column}' is needed.")
                 frame[column] = typical[column]
         return frame
+
+    def marginal_means(self, focal: str, robust=None) -> MarginalMeans:
+        """Mean effect per level of the categorical moderator ``focal``, other moderators at
+        their means (numeric) or averaged over their observed proportions (categorical), as
+        emmeans ``weights = "proportional"``; ``robust`` (``res.robust()``) for CR2/CR1
+        inference. See :mod:`alliance_core.model.marginal`."""
+        return marginal_means(self, focal, robust=robust)
 
     # -- tests ---------------------------------------------------------------------------
     def wald_test(self, terms: Sequence[str]) -> WaldTest:
