@@ -45,6 +45,7 @@ from alliance_core.model.design import (
 )
 from alliance_core.model.fitting import fit
 from alliance_core.model.inference import LikelihoodRatioTest, compare
+from alliance_core.model.location_scale import LocationScaleResult
 from alliance_core.model.marginal import MarginalMeans, marginal_means
 from alliance_core.model.results import MetaResult, WaldTest
 from alliance_core.model.robust import RobustResult, robust
@@ -110,6 +111,7 @@ __all__ = [
     "ModeratorTerm",
     "InteractionTerm",
     "MarginalMeans",
+    "LocationScaleResult",
     "marginal_means",
     "WaldTest",
     "RobustResult",
