@@ -17,6 +17,7 @@ The package never imports streamlit: it serves the dashboard, notebooks and scri
 from alliance_core import figures
 from alliance_core.analyses import bias, sensitivity, specification
 from alliance_core.analyses.bias import egger_test, pet_peese, rank_correlation_test, trim_and_fill
+from alliance_core.analyses.model_comparison import ModelComparison, model_comparison
 from alliance_core.analyses.run import AnalysisRun, effect_size_table, run_analysis
 from alliance_core.analyses.sensitivity import cumulative, influence_diagnostics, leave_one_out
 from alliance_core.analyses.settings import AnalysisSettings
@@ -111,6 +112,8 @@ __all__ = [
     "ModeratorTerm",
     "InteractionTerm",
     "MarginalMeans",
+    "ModelComparison",
+    "model_comparison",
     "LocationScaleResult",
     "marginal_means",
     "WaldTest",
