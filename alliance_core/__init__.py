@@ -50,6 +50,7 @@ from alliance_core.model.location_scale import LocationScaleResult
 from alliance_core.model.marginal import MarginalMeans, marginal_means
 from alliance_core.model.results import MetaResult, WaldTest
 from alliance_core.model.robust import RobustResult, robust
+from alliance_core.model.wild_bootstrap import WildBootstrapResult, wild_bootstrap
 from alliance_core.teaching import patient_level, simulate
 from alliance_core.teaching import simulator as teaching
 from alliance_core.teaching.patient_level import (
@@ -112,6 +113,8 @@ __all__ = [
     "ModeratorTerm",
     "InteractionTerm",
     "MarginalMeans",
+    "WildBootstrapResult",
+    "wild_bootstrap",
     "ModelComparison",
     "model_comparison",
     "LocationScaleResult",

@@ -28,6 +28,7 @@ from alliance_core.model.marginal import MarginalMeans, marginal_means
 from alliance_core.model.robust import robust
 from alliance_core.model.summary import meta_result_html
 from alliance_core.model.wald import WaldTest, wald_test
+from alliance_core.model.wild_bootstrap import WildBootstrapResult, wild_bootstrap
 
 MODEL_TWO_LEVEL = "two-level"
 MODEL_THREE_LEVEL = "three-level"
@@ -252,6 +253,35 @@ class MetaResult:
             terms = [terms]
         indices = self.design.coefficient_indices(terms)
         return wald_test(self.beta, self.vb, indices, self.design.names, self.ddf)
+
+    def wild_bootstrap(
+        self,
+        terms: Sequence[str],
+        R: int = 1999,
+        seed: int | None = 1,
+        auxiliary: str | None = None,
+        adjust: str = "CR0",
+        type: str = "CR0",  # noqa: A002 (wildmeta's argument name)
+        test: str = "Naive-F",
+        cluster=None,
+        weights: np.ndarray | None = None,
+        progress=None,
+    ) -> WildBootstrapResult:
+        """Cluster wild bootstrap test that ``terms`` are zero (Joshi, Pustejovsky & Beretvas
+        2022; wildmeta ``Wald_test_cwb``); see :mod:`alliance_core.model.wild_bootstrap`."""
+        return wild_bootstrap(
+            self,
+            terms,
+            R=R,
+            seed=seed,
+            auxiliary=auxiliary,
+            adjust=adjust,
+            type=type,
+            test=test,
+            cluster=cluster,
+            weights=weights,
+            progress=progress,
+        )
 
     # -- weights and display -------------------------------------------------------------
     def summary(self) -> str:
