@@ -32,6 +32,7 @@ from alliance_core.figures import (
     export_figure,
     forest_figure,
     funnel_figure,
+    orchard_figure,
     ptr_curve_figure,
     ptr_slope_readout,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "figures",
     "forest_figure",
     "funnel_figure",
+    "orchard_figure",
     "list_datasets",
     "load_dataset",
     "ptr_curve_figure",
