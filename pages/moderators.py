@@ -4,11 +4,12 @@ import json
 
 import streamlit as st
 
+from alliance_core.analyses.model_comparison import model_comparison
 from alliance_core.analyses.run import AnalysisRun
-from alliance_core.figures import ptr_curve_figure, ptr_slope_readout
+from alliance_core.figures import orchard_figure, ptr_curve_figure, ptr_slope_readout
 from alliance_core.formatting import escape_markdown
 from alliance_core.wording import reading
-from pages._ui import loading, render, sidebar, state, tables
+from pages._ui import loading, means_tables, render, sidebar, state, tables
 
 
 @st.fragment
@@ -145,6 +146,38 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     )
 
 
+@st.fragment
+def means_section(run: AnalysisRun, ctx: loading.Context) -> None:
+    """Marginal means of a categorical moderator (table and orchard plot), and the model
+    comparison table on request."""
+    res = run.result
+    categorical = [t.column for t in res.design.terms if t.kind == "categorical"]
+    if categorical:
+        st.markdown("**Expected effect per level** (marginal means)")
+        focal = st.selectbox("Moderator", categorical, key="means:focal")
+        with render.shown_errors("The marginal means"):
+            means = res.marginal_means(focal, robust=run.robust)
+            st.caption(
+                "Each level's expected effect with the other moderators at their means "
+                "(numeric) or averaged over how often their levels occur (categorical); "
+                + ("cluster-robust (CR2) intervals." if run.robust is not None else "")
+            )
+            on_r = bool(ctx.data.correlations)
+            st.table(
+                render.escaped_index(means_tables.marginal_means_table(means, on_r_scale=on_r))
+            )
+            fig = render.figure(
+                ("orchard", ctx.data.key, loading.analysis_key(ctx.settings), focal),
+                lambda: orchard_figure(res, means, transform="r" if on_r else None),
+            )
+            render.plot(fig, key="means:figure")
+    if st.toggle("Compare with neighbouring models", key="means:compare"):
+        with render.shown_errors("The model comparison"):
+            comparison = model_comparison(res)
+            st.table(render.escaped_index(means_tables.comparison_table(comparison)))
+            st.caption(escape_markdown(comparison.note))
+
+
 ctx = sidebar.context()
 if render.page_header("Moderators & PTR", ctx):
     run = loading.fitted(ctx)
@@ -189,6 +222,7 @@ if render.page_header("Moderators & PTR", ctx):
                 "**Does each categorical moderator matter?** (all its levels tested together)"
             )
             st.table(render.escaped_index(wald.set_index("Moderator")))
+        means_section(run, ctx)
         render.analysis_notes(run)
         render.result_downloads(run, ctx)
         render.robust_download_note(run)
