@@ -78,7 +78,10 @@ def ptr_moderator(res: MetaResult) -> str | None:
     return None
 
 
-def _refit(res: MetaResult, terms, method: str, fix_sigma2=None, scale=None):
+def refit_with(res: MetaResult, terms, method: str, fix_sigma2=None, scale=None):
+    """``res`` refitted to the same rows with other terms, estimator, fixed components or a
+    scale part (e.g. the location-scale neighbour), keeping its reference levels, study
+    column, rho and level."""
     reference = {t.column: t.reference for t in res.design.terms if t.kind == "categorical"}
     columns = {part for term in terms for part in term.split(INTERACTION)}
     fixed = dict(res.fix_sigma2 or {})
@@ -163,15 +166,15 @@ def model_comparison(res: MetaResult, ptr: str | None = None) -> ModelComparison
         )
     ptr = ptr if ptr is not None else ptr_moderator(res)
     terms = list(res.design.term_labels)
-    ml = res if res.method == "ML" else _refit(res, terms, "ML")
-    reml = res if res.method == "REML" else _refit(res, terms, "REML")
+    ml = res if res.method == "ML" else refit_with(res, terms, "ML")
+    reml = res if res.method == "REML" else refit_with(res, terms, "REML")
     rows = [
         _row("analysed model", terms, FIXED, "ML", ml, None),
     ]
     skipped = []
     for label, kept in _neighbour_terms(res, ptr):
         try:
-            neighbour = _refit(res, kept, "ML")
+            neighbour = refit_with(res, kept, "ML")
         except AnalysisError as error:
             skipped.append(f"{label}: {error}")
             continue
@@ -184,7 +187,7 @@ def model_comparison(res: MetaResult, ptr: str | None = None) -> ModelComparison
                 random_neighbours.append((f"{words} variance (sigma2.{name} = 0)", {name: 0.0}))
     for label, fixed in random_neighbours:
         try:
-            neighbour = _refit(res, terms, "REML", fix_sigma2=fixed)
+            neighbour = refit_with(res, terms, "REML", fix_sigma2=fixed)
         except AnalysisError as error:
             skipped.append(f"{label}: {error}")
             continue
@@ -192,7 +195,7 @@ def model_comparison(res: MetaResult, ptr: str | None = None) -> ModelComparison
     if not res.is_three_level and ptr is not None:
         label = f"heterogeneity depends on {ptr} (location-scale)"
         try:
-            neighbour = _refit(res, terms, "REML", scale=[ptr])
+            neighbour = refit_with(res, terms, "REML", scale=[ptr])
         except AnalysisError as error:
             skipped.append(f"{label}: {error}")
         else:

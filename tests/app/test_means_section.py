@@ -25,6 +25,31 @@ def test_means_table_and_orchard_on_the_moderators_page():
     assert any(t.index.name == "Model" for t in (x.value for x in at.table))
 
 
+def test_heterogeneity_section_on_the_aggregated_model():
+    at = run_page("pages/moderators.py")
+    at.radio(key=session.MODEL).set_value("two-level-aggregated").run()
+    assert_ran_cleanly(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert "between-study variance τ² changes by a factor of" in text
+    assert not any("location-scale model, which needs" in i.value for i in at.info)
+
+
+def test_heterogeneity_section_explains_itself_on_the_three_level_model():
+    at = run_page("pages/moderators.py")
+    assert_ran_cleanly(at)
+    assert any("location-scale model, which needs" in i.value for i in at.info)
+
+
+def test_wild_bootstrap_is_offered_under_cr2():
+    at = run_page("pages/moderators.py")
+    at.multiselect(key=session.MODERATORS).select("alliance_rater").run()
+    assert not [b for b in at.button if b.key == "cwb:run"]
+    at.radio(key=session.INFERENCE).set_value("CR2").run()
+    assert_ran_cleanly(at)
+    assert [b for b in at.button if b.key == "cwb:run"]
+    assert at.selectbox(key="cwb:test").options == ["all moderators", "alliance_rater"]
+
+
 def test_display_tables_show_the_engine_numbers():
     data = ac.escalc(ac.load_dataset(ac.DEFAULT_DATASET))
     res = ac.fit(data, moderators=["alliance_rater"], cluster="study")
