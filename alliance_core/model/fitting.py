@@ -168,7 +168,9 @@ def _fit(
     frame["yi"] = y
     frame["vi"] = v
     if scale:
-        scale_design, Z = build_design_matrix(complete, scale, reference=None)
+        # A moderator in both parts keeps its reference level (one factor, as in R).
+        scale_reference = {c: r for c, r in (reference or {}).items() if c in scale_columns}
+        scale_design, Z = build_design_matrix(complete, scale, reference=scale_reference)
         check_full_rank(
             Z, scale_design.names, {lab: t.column for t in scale_design.terms for lab in t.labels}
         )

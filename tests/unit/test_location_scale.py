@@ -174,3 +174,13 @@ def test_refusals():
         ac.fit(data, scale=["x"], test="knha")
     with pytest.raises(AnalysisError, match="same value"):
         ac.fit(data.assign(c=1.0), scale=["c"])
+
+
+def test_reference_level_is_shared_by_both_parts():
+    """A moderator in the location and the scale part is one factor: a reference level given
+    for it applies to both (R codes one factor once)."""
+    data = _hetero()
+    res = ac.fit(data, moderators=["g"], scale=["g"], reference={"g": "b"})
+    assert list(res.scale_coefficients.index) == ["intrcpt", "ga"]
+    default = ac.fit(data, moderators=["g"], scale=["g"])
+    assert res.loglik == pytest.approx(default.loglik, abs=1e-8)  # the same model, recoded
