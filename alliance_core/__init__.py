@@ -18,6 +18,7 @@ from alliance_core import figures
 from alliance_core.analyses import bias, selection, sensitivity, specification
 from alliance_core.analyses.bias import egger_test, pet_peese, rank_correlation_test, trim_and_fill
 from alliance_core.analyses.fail_safe import FailSafeN, fsn
+from alliance_core.analyses.model_comparison import ModelComparison, model_comparison
 from alliance_core.analyses.run import AnalysisRun, effect_size_table, run_analysis
 from alliance_core.analyses.selection import SelectionResult, selmodel
 from alliance_core.analyses.sensitivity import cumulative, influence_diagnostics, leave_one_out
@@ -34,16 +35,26 @@ from alliance_core.figures import (
     export_figure,
     forest_figure,
     funnel_figure,
+    orchard_figure,
     ptr_curve_figure,
     ptr_slope_readout,
 )
 from alliance_core.model.aggregation import aggregate
 from alliance_core.model.components import variance_ci
-from alliance_core.model.design import ModelDesign, ModeratorTerm, build_design, level_order
+from alliance_core.model.design import (
+    InteractionTerm,
+    ModelDesign,
+    ModeratorTerm,
+    build_design,
+    level_order,
+)
 from alliance_core.model.fitting import fit
 from alliance_core.model.inference import LikelihoodRatioTest, compare
+from alliance_core.model.location_scale import LocationScaleResult
+from alliance_core.model.marginal import MarginalMeans, marginal_means
 from alliance_core.model.results import MetaResult, WaldTest
 from alliance_core.model.robust import RobustResult, robust
+from alliance_core.model.wild_bootstrap import WildBootstrapResult, wild_bootstrap
 from alliance_core.teaching import patient_level, simulate
 from alliance_core.teaching import simulator as teaching
 from alliance_core.teaching.patient_level import (
@@ -98,6 +109,7 @@ __all__ = [
     "figures",
     "forest_figure",
     "funnel_figure",
+    "orchard_figure",
     "list_datasets",
     "load_dataset",
     "ptr_curve_figure",
@@ -112,6 +124,14 @@ __all__ = [
     "MetaResult",
     "ModelDesign",
     "ModeratorTerm",
+    "InteractionTerm",
+    "MarginalMeans",
+    "WildBootstrapResult",
+    "wild_bootstrap",
+    "ModelComparison",
+    "model_comparison",
+    "LocationScaleResult",
+    "marginal_means",
     "WaldTest",
     "RobustResult",
     "aggregate",

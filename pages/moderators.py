@@ -1,14 +1,22 @@
 """Moderators & PTR: the meta-regression, its tests, and the PTR moderation curve."""
 
 import json
+import time
 
+import numpy as np
 import streamlit as st
 
+from alliance_core.analyses.model_comparison import model_comparison, refit_with
 from alliance_core.analyses.run import AnalysisRun
-from alliance_core.figures import ptr_curve_figure, ptr_slope_readout
+from alliance_core.figures import (
+    orchard_figure,
+    ptr_curve_figure,
+    ptr_slope_readout,
+    tau2_curve_figure,
+)
 from alliance_core.formatting import escape_markdown
 from alliance_core.wording import reading
-from pages._ui import loading, render, sidebar, state, tables
+from pages._ui import loading, means_tables, render, sidebar, state, tables
 
 
 @st.fragment
@@ -155,6 +163,115 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     )
 
 
+@st.fragment
+def means_section(run: AnalysisRun, ctx: loading.Context) -> None:
+    """Marginal means of a categorical moderator (table and orchard plot), and the model
+    comparison table on request."""
+    res = run.result
+    categorical = [t.column for t in res.design.terms if t.kind == "categorical"]
+    if categorical:
+        st.markdown("**Expected effect per level** (marginal means)")
+        focal = st.selectbox("Moderator", categorical, key="means:focal")
+        with render.shown_errors("The marginal means"):
+            means = res.marginal_means(focal, robust=run.robust)
+            st.caption(
+                "Each level's expected effect with the other moderators at their means "
+                "(numeric) or averaged over how often their levels occur (categorical); "
+                + ("cluster-robust (CR2) intervals." if run.robust is not None else "")
+            )
+            on_r = bool(ctx.data.correlations)
+            render.table(means_tables.marginal_means_table(means, on_r_scale=on_r))
+            fig = render.figure(
+                ("orchard", ctx.data.key, loading.analysis_key(ctx.settings), focal),
+                lambda: orchard_figure(res, means, transform="r" if on_r else None),
+            )
+            render.plot(fig, key="means:figure")
+    if st.toggle("Compare with neighbouring models", key="means:compare"):
+        with render.shown_errors("The model comparison"):
+            comparison = model_comparison(res)
+            render.table(means_tables.comparison_table(comparison))
+            st.caption(escape_markdown(comparison.note))
+
+
+WILD_REPLICATES = 1999
+
+
+@st.fragment
+def wild_bootstrap_section(run: AnalysisRun, ctx: loading.Context) -> None:
+    """Beside flagged CR2 tests: the cluster wild bootstrap of each categorical moderator and
+    of all moderators together, run on request (results kept for this analysis)."""
+    res = run.result
+    st.markdown(
+        "**Few studies or few degrees of freedom?** The cluster wild bootstrap (Joshi, "
+        "Pustejovsky & Beretvas 2022) tests the moderators without relying on the df that "
+        "CR2 tests need."
+    )
+    tests = {"all moderators": list(res.design.term_labels)}
+    for term in res.design.terms:
+        if term.kind == "categorical":
+            tests[term.column] = [term.column]
+    choice = st.selectbox("Test", list(tests), key="cwb:test")
+    store = st.session_state.setdefault("cwb:results", {})
+    key = (ctx.data.key, loading.analysis_key(ctx.settings), choice)
+    if st.button(f"Run the wild bootstrap ({WILD_REPLICATES} replicates)", key="cwb:run"):
+        bar = st.progress(0.0, text="Refitting the model for each replicate…")
+        started = time.perf_counter()
+
+        def progress(done: int, total: int) -> None:
+            elapsed = time.perf_counter() - started
+            left = elapsed / done * (total - done)
+            bar.progress(
+                done / total, text=f"{done} of {total} replicates, about {left:.0f} s left"
+            )
+
+        with render.shown_errors("The wild bootstrap"):
+            store[key] = res.wild_bootstrap(
+                tests[choice],
+                R=WILD_REPLICATES,
+                seed=1,
+                cluster=run.robust.cluster if run.robust is not None else None,
+                progress=progress,
+            )
+        bar.empty()
+    if key in store:
+        cwb = store[key]
+        st.markdown(
+            f"Wild bootstrap of {escape_markdown(choice)}: F = {cwb.statistic:.2f}, "
+            f"p = {tables.fmt_p(cwb.pval)} ({cwb.R} replicates, {cwb.auxiliary} weights, "
+            f"{cwb.n_clusters} clusters)."
+        )
+
+
+@st.fragment
+def heterogeneity_section(run: AnalysisRun, ctx: loading.Context) -> None:
+    """Do studies with more patients per therapist differ more? (location-scale model)"""
+    res = run.result
+    st.subheader("Do studies with more patients per therapist differ more?")
+    if res.is_three_level or res.method not in ("ML", "REML"):
+        st.info(
+            "This question is answered by a location-scale model, which needs a two-level "
+            "model estimated by ML or REML: choose the aggregated (one effect per study) "
+            "model in the sidebar.",
+            icon=":material/info:",
+        )
+        return
+    with render.shown_errors("The heterogeneity model"):
+        ls = refit_with(res, list(res.design.term_labels), res.method, scale=[run.ptr_column])
+        slope = ls.scale_coefficients.loc[run.ptr_column]
+        st.markdown(
+            f"The between-study variance τ² changes by a factor of {np.exp(slope['estimate']):.2f} "
+            f"per unit of {escape_markdown(run.ptr_column)} (scale coefficient "
+            f"{slope['estimate']:.3f}, p = {tables.fmt_p(slope['pval'])}); likelihood-ratio "
+            f"test against one τ² for all studies: χ²({ls.LRT_df}) = {ls.LRT:.2f}, "
+            f"p = {tables.fmt_p(ls.LRT_pval)}."
+        )
+        fig = render.figure(
+            ("tau2_curve", ctx.data.key, loading.analysis_key(ctx.settings)),
+            lambda: tau2_curve_figure(ls, run.ptr_column),
+        )
+        render.plot(fig, key="tau2:figure")
+
+
 ctx = sidebar.context()
 if render.page_header("Moderators & PTR", ctx):
     run = loading.fitted(ctx)
@@ -205,6 +322,9 @@ if render.page_header("Moderators & PTR", ctx):
                 "**Does each categorical moderator matter?** (all its levels tested together)"
             )
             render.table(wald.set_index("Moderator"))
+        means_section(run, ctx)
+        if run.robust is not None:
+            wild_bootstrap_section(run, ctx)
         render.analysis_notes(run)
         render.result_downloads(run, ctx)
         render.robust_download_note(run)
@@ -223,3 +343,4 @@ if render.page_header("Moderators & PTR", ctx):
         )
     else:
         ptr_section(run, ctx)
+        heterogeneity_section(run, ctx)

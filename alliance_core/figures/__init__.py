@@ -25,6 +25,8 @@ from alliance_core.figures.forest_table import (
     study_table,
 )
 from alliance_core.figures.funnel import funnel_figure
+from alliance_core.figures.heterogeneity import tau2_curve_figure
+from alliance_core.figures.orchard import orchard_figure
 from alliance_core.figures.ptr_curve import (
     MAX_PROFILES,
     Profile,
@@ -83,6 +85,8 @@ __all__ = [
     "find_browser",
     "forest_figure",
     "funnel_figure",
+    "orchard_figure",
+    "tau2_curve_figure",
     "profile_predictions",
     "ptr_coding",
     "ptr_curve_figure",

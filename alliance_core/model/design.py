@@ -4,10 +4,17 @@ Numeric columns enter as they are. Text, categorical and boolean columns are tre
 (one dummy per non-reference level), with the alphabetically first level as the reference unless
 the caller names one, so that coefficient labels and estimates line up with
 ``rma(yi, vi, mods = ~ ptr + rater)`` row for row: ``intrcpt``, ``ptr``, ``raterobserver``, ...
+
+An interaction is named ``"a:b"`` beside its main effects (``["ptr", "rater", "ptr:rater"]``)
+and coded as R's ``model.matrix`` codes ``~ ptr * rater``: main effects first in the order
+listed, then interactions by degree; each interaction column is the product of one column of
+each part, the first part varying fastest, labelled ``ptr:raterobserver``; the parts of a label
+follow the order in which their moderators are listed.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +24,7 @@ import pandas as pd
 from alliance_core.errors import AnalysisError
 
 INTERCEPT = "intrcpt"
+INTERACTION = ":"
 
 
 def level_order(levels) -> list[str]:
@@ -100,10 +108,44 @@ class ModeratorTerm:
 
 
 @dataclass(frozen=True)
+class InteractionTerm:
+    """An interaction of two or more moderators (R's ``a:b``): the products of their columns."""
+
+    parts: tuple[ModeratorTerm, ...]
+    kind: str = "interaction"
+    levels: tuple[str, ...] = ()
+    mean: float | None = None
+
+    @property
+    def column(self) -> str:
+        """The term's label, R's ``a:b`` (parts in the order the moderators are listed)."""
+        return INTERACTION.join(part.column for part in self.parts)
+
+    @property
+    def reference(self) -> None:
+        return None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        # model.matrix order: the first part's columns vary fastest.
+        combos = itertools.product(*(part.labels for part in reversed(self.parts)))
+        return tuple(INTERACTION.join(reversed(combo)) for combo in combos)
+
+    def columns_from(self, blocks: Mapping[str, np.ndarray]) -> np.ndarray:
+        """This term's columns from the columns of its parts (``blocks[part.column]``)."""
+        out = np.ones((next(iter(blocks.values())).shape[0], 1))
+        for part in self.parts:
+            block = blocks[part.column]
+            # first part fastest: column j * m + i = (existing column i) x (this part's column j)
+            out = (block[:, :, None] * out[:, None, :]).reshape(out.shape[0], -1)
+        return out
+
+
+@dataclass(frozen=True)
 class ModelDesign:
     """The moderators of a model and the coefficient labels they produce (intercept first)."""
 
-    terms: tuple[ModeratorTerm, ...]
+    terms: tuple[ModeratorTerm | InteractionTerm, ...]
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -111,21 +153,38 @@ class ModelDesign:
 
     @property
     def moderators(self) -> tuple[str, ...]:
+        """The data columns the model reads (main effects; interactions are built from them)."""
+        return tuple(term.column for term in self.terms if term.kind != "interaction")
+
+    @property
+    def term_labels(self) -> tuple[str, ...]:
+        """Every term of the model, interactions included (R's ``term.labels``)."""
         return tuple(term.column for term in self.terms)
 
-    def term(self, column: str) -> ModeratorTerm:
+    @property
+    def interactions(self) -> tuple[InteractionTerm, ...]:
+        return tuple(term for term in self.terms if term.kind == "interaction")
+
+    def term(self, column: str) -> ModeratorTerm | InteractionTerm:
         for term in self.terms:
-            if term.column == column:
+            if term.column == column or (
+                term.kind == "interaction" and _same_interaction(term, column)
+            ):
                 return term
         raise AnalysisError(f"'{column}' is not a moderator of this model.")
 
     def matrix(self, frame: pd.DataFrame, what: str = "Data") -> np.ndarray:
         """Model matrix X (intercept column first) for the rows of ``frame``."""
         blocks = [np.ones((len(frame), 1))]
+        by_column: dict[str, np.ndarray] = {}
         for term in self.terms:
+            if term.kind == "interaction":
+                blocks.append(term.columns_from(by_column))
+                continue
             if term.column not in frame.columns:
                 raise AnalysisError(f"{what}: moderator column '{term.column}' is missing.")
-            blocks.append(term.columns_for(frame[term.column], what))
+            by_column[term.column] = term.columns_for(frame[term.column], what)
+            blocks.append(by_column[term.column])
         return np.hstack(blocks)
 
     def typical_values(self) -> dict[str, object]:
@@ -133,6 +192,7 @@ class ModelDesign:
         return {
             term.column: term.mean if term.kind == "numeric" else term.reference
             for term in self.terms
+            if term.kind != "interaction"
         }
 
     def coefficient_indices(self, terms: Sequence[str]) -> list[int]:
@@ -148,7 +208,8 @@ class ModelDesign:
                 i
                 for i, label in enumerate(names)
                 for t in self.terms
-                if t.column == term and label in t.labels
+                if (t.column == term or (t.kind == "interaction" and _same_interaction(t, term)))
+                and label in t.labels
             ]
             if not matches:
                 raise AnalysisError(
@@ -156,6 +217,59 @@ class ModelDesign:
                 )
             chosen.update(matches)
         return sorted(chosen)
+
+
+def _same_interaction(term: InteractionTerm, name: str) -> bool:
+    """``b:a`` names the same interaction as ``a:b``."""
+    return INTERACTION in name and sorted(name.split(INTERACTION)) == sorted(
+        part.column for part in term.parts
+    )
+
+
+def split_moderators(
+    moderators: Sequence[str], columns: Sequence[str]
+) -> tuple[list[str], list[tuple[str, ...]]]:
+    """Main-effect columns and interactions (tuples of columns) of a moderator list.
+
+    A name with ``:`` is an interaction unless the data have a column of exactly that name.
+    Every part of an interaction must be listed as a moderator itself, and so must every
+    lower-order interaction of its parts (R's ``a * b``, whose coding this follows).
+    """
+    columns = set(columns)
+    mains = [m for m in moderators if INTERACTION not in m or m in columns]
+    interactions = []
+    for name in moderators:
+        if name in mains:
+            continue
+        parts = tuple(part.strip() for part in name.split(INTERACTION))
+        if len(set(parts)) != len(parts) or "" in parts:
+            raise AnalysisError(
+                f"Interaction '{name}' must name two or more different moderators, e.g. "
+                "'log_ptr:alliance_rater'."
+            )
+        missing = [part for part in parts if part not in mains]
+        if missing:
+            raise AnalysisError(
+                f"Interaction '{name}': list '{missing[0]}' as a moderator too (an interaction "
+                "is read beside its main effects, as R's a * b)."
+            )
+        # parts in the order their moderators are listed, as R's term labels
+        parts = tuple(sorted(parts, key=mains.index))
+        if parts in interactions:
+            raise AnalysisError(f"Interaction '{name}' is listed twice; list each term once.")
+        interactions.append(parts)
+    known = set(interactions)
+    for parts in interactions:
+        for size in range(2, len(parts)):
+            for lower in itertools.combinations(parts, size):
+                if lower not in known:
+                    raise AnalysisError(
+                        f"Interaction '{INTERACTION.join(parts)}' needs its lower-order term "
+                        f"'{INTERACTION.join(lower)}' listed too (as R's a * b * c)."
+                    )
+    # R orders terms by degree, then as listed.
+    interactions.sort(key=len)
+    return mains, interactions
 
 
 def build_design(
@@ -174,9 +288,10 @@ def build_design_matrix(
 ) -> tuple[ModelDesign, np.ndarray]:
     """The coding of each moderator and the model matrix of ``data``, in one pass per column."""
     reference = dict(reference or {})
-    moderators = list(moderators or [])
-    if len(set(moderators)) != len(moderators):
+    listed = list(moderators or [])
+    if len(set(listed)) != len(listed):
         raise AnalysisError("A moderator is listed twice; list each column once.")
+    moderators, interactions = split_moderators(listed, data.columns)
     unused = sorted(set(reference) - set(moderators))
     if unused:
         raise AnalysisError(
@@ -208,6 +323,12 @@ def build_design_matrix(
             term = ModeratorTerm(column=column, kind="numeric", mean=float(values.mean()))
             blocks.append(values[:, None])
         terms.append(term)
+    by_column = {term.column: term for term in terms}
+    block_of = {term.column: block for term, block in zip(terms, blocks[1:], strict=True)}
+    for parts in interactions:
+        term = InteractionTerm(parts=tuple(by_column[part] for part in parts))
+        terms.append(term)
+        blocks.append(term.columns_from(block_of))
     return ModelDesign(terms=tuple(terms)), np.hstack(blocks)
 
 

@@ -25,7 +25,13 @@ from alliance_core.model.components import (
     estimate_sigma2,
     estimate_tau2,
 )
-from alliance_core.model.design import ModelDesign, build_design_matrix, check_full_rank
+from alliance_core.model.design import (
+    ModelDesign,
+    build_design_matrix,
+    check_full_rank,
+    split_moderators,
+)
+from alliance_core.model.location_scale import LocationScaleResult, fit_location_scale
 from alliance_core.model.results import (
     MODEL_THREE_LEVEL,
     MODEL_TWO_LEVEL,
@@ -53,7 +59,8 @@ def fit(
     es_id: str | None = None,
     rho: float | None = None,
     fix_sigma2: Mapping[str, float] | None = None,
-) -> MetaResult:
+    scale: Sequence[str] | None = None,
+) -> MetaResult | LocationScaleResult:
     """Fit a random/mixed-effects meta-analysis or meta-regression.
 
     ``cluster=None`` fits the two-level model y_i = x_i'b + u_i + e_i, u_i ~ N(0, tau2),
@@ -62,7 +69,9 @@ def fit(
     residual mean square). ``cluster="study"`` fits y_ij = x_ij'b + u_i + w_ij + e_ij with
     u_i ~ N(0, sigma2_study), w_ij ~ N(0, sigma2_es) by ML or REML and tests ``z`` or ``t``
     (t on k - p df, metafor's default ``dfs="residual"``). ``es_id`` optionally names the
-    effect-size column (every row is one effect size either way).
+    effect-size column (every row is one effect size either way). ``moderators`` may name
+    interactions beside their main effects, ``["log_ptr", "rater", "log_ptr:rater"]``, coded
+    as metafor's ``mods = ~ log_ptr * rater`` (see :mod:`alliance_core.model.design`).
 
     ``rho`` (three-level only) assumes the correlated-and-hierarchical-effects (CHE) working
     model: the sampling errors of one study's effect sizes correlate with ``rho``,
@@ -75,24 +84,60 @@ def fit(
     e.g. ``{"es": 0}`` (metafor ``sigma2 = c(NA, 0)``); fixed components do not count as
     parameters in AIC/BIC or likelihood-ratio tests.
 
+    ``scale`` (two-level, ML or REML, z tests) names moderators of the heterogeneity: the
+    location-scale model log tau2_i = z_i'alpha (metafor ``rma(yi, vi, mods = ~ ...,
+    scale = ~ ...)``), returned as a
+    :class:`~alliance_core.model.location_scale.LocationScaleResult`.
+
     Rows with a missing value in any used column are left out and listed in ``result.dropped``.
     """
     with BLAS.limit(limits=1, user_api="blas"):
         return _fit(
-            data, yi, vi, moderators, reference, method, cluster, test, level, rho, fix_sigma2
+            data,
+            yi,
+            vi,
+            moderators,
+            reference,
+            method,
+            cluster,
+            test,
+            level,
+            rho,
+            fix_sigma2,
+            scale,
         )
 
 
 def _fit(
-    data, yi, vi, moderators, reference, method, cluster, test, level, rho=None, fix_sigma2=None
-) -> MetaResult:
+    data,
+    yi,
+    vi,
+    moderators,
+    reference,
+    method,
+    cluster,
+    test,
+    level,
+    rho=None,
+    fix_sigma2=None,
+    scale=None,
+) -> MetaResult | LocationScaleResult:
     method = _normalise_method(method)
     model = MODEL_TWO_LEVEL if cluster is None else MODEL_THREE_LEVEL
     _check_settings(model, method, test, level)
     rho = check_rho(rho, cluster)
     fixed = check_fix_sigma2(fix_sigma2, cluster)
     moderators = list(moderators or [])
-    used_columns = [yi, vi, *([cluster] if cluster else []), *moderators]
+    # Interactions ("a:b") are built from their parts' columns.
+    columns = split_moderators(moderators, data.columns)[0]
+    scale = list(scale or [])
+    if scale and (cluster is not None or rho is not None):
+        raise AnalysisError(
+            "Moderators of the heterogeneity (scale) are available for the two-level model "
+            "(also on aggregated data), not for the three-level or CHE model."
+        )
+    scale_columns = split_moderators(scale, data.columns)[0]
+    used_columns = [yi, vi, *([cluster] if cluster else []), *columns, *scale_columns]
     for column in used_columns:
         if column not in data.columns:
             raise AnalysisError(
@@ -123,6 +168,21 @@ def _fit(
     frame = complete.copy()
     frame["yi"] = y
     frame["vi"] = v
+    if scale:
+        # A moderator in both parts keeps its reference level (one factor, as in R).
+        scale_reference = {c: r for c, r in (reference or {}).items() if c in scale_columns}
+        scale_design, Z = build_design_matrix(complete, scale, reference=scale_reference)
+        check_full_rank(
+            Z, scale_design.names, {lab: t.column for t in scale_design.terms for lab in t.labels}
+        )
+        if method not in ("ML", "REML"):
+            raise AnalysisError(
+                f"The location-scale model is estimated by ML or REML, not '{method}'."
+            )
+        reduced = _fit_two_level(frame, y, v, X, design, method, "z", level, dropped, yi, vi)
+        return fit_location_scale(
+            frame, y, v, X, design, Z, scale_design, method, test, level, dropped, reduced.loglik
+        )
     if model == MODEL_TWO_LEVEL:
         return _fit_two_level(frame, y, v, X, design, method, test, level, dropped, yi, vi)
     if rho is None and fixed is None:

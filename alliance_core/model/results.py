@@ -23,9 +23,11 @@ from alliance_core.model.components import (
     variance_ci,
 )
 from alliance_core.model.design import ModelDesign, prediction_frame
+from alliance_core.model.marginal import MarginalMeans, marginal_means
 from alliance_core.model.robust import robust
 from alliance_core.model.summary import meta_result_html
 from alliance_core.model.wald import WaldTest, wald_test
+from alliance_core.model.wild_bootstrap import WildBootstrapResult, wild_bootstrap
 
 MODEL_TWO_LEVEL = "two-level"
 MODEL_THREE_LEVEL = "three-level"
@@ -221,6 +223,13 @@ class MetaResult:
     def _newdata_frame(self, newdata, fill_typical: bool) -> pd.DataFrame:
         return prediction_frame(self.design, newdata, fill_typical)
 
+    def marginal_means(self, focal: str, robust=None) -> MarginalMeans:
+        """Mean effect per level of the categorical moderator ``focal``, other moderators at
+        their means (numeric) or averaged over their observed proportions (categorical), as
+        emmeans ``weights = "proportional"``; ``robust`` (``res.robust()``) for CR2/CR1
+        inference. See :mod:`alliance_core.model.marginal`."""
+        return marginal_means(self, focal, robust=robust)
+
     # -- tests ---------------------------------------------------------------------------
     def wald_test(self, terms: Sequence[str]) -> WaldTest:
         """Test that the named coefficients are all zero; a moderator name means all its dummies."""
@@ -228,6 +237,35 @@ class MetaResult:
             terms = [terms]
         indices = self.design.coefficient_indices(terms)
         return wald_test(self.beta, self.vb, indices, self.design.names, self.ddf)
+
+    def wild_bootstrap(
+        self,
+        terms: Sequence[str],
+        R: int = 1999,
+        seed: int | None = 1,
+        auxiliary: str | None = None,
+        adjust: str = "CR0",
+        type: str = "CR0",  # noqa: A002 (wildmeta's argument name)
+        test: str = "Naive-F",
+        cluster=None,
+        weights: np.ndarray | None = None,
+        progress=None,
+    ) -> WildBootstrapResult:
+        """Cluster wild bootstrap test that ``terms`` are zero (Joshi, Pustejovsky & Beretvas
+        2022; wildmeta ``Wald_test_cwb``); see :mod:`alliance_core.model.wild_bootstrap`."""
+        return wild_bootstrap(
+            self,
+            terms,
+            R=R,
+            seed=seed,
+            auxiliary=auxiliary,
+            adjust=adjust,
+            type=type,
+            test=test,
+            cluster=cluster,
+            weights=weights,
+            progress=progress,
+        )
 
     # -- weights and display -------------------------------------------------------------
     def summary(self) -> str:
