@@ -6,8 +6,9 @@ import streamlit as st
 
 from alliance_core.analyses.run import AnalysisRun
 from alliance_core.figures import ptr_curve_figure, ptr_slope_readout
-from alliance_core.formatting import escape_markdown
+from alliance_core.formatting import escape_markdown, format_number
 from alliance_core.wording import reading
+from alliance_core.wording.common_language import r_in_brief
 from pages._ui import loading, render, sidebar, state, tables
 
 
@@ -100,6 +101,11 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     render.plot(fig, key="ptr:figure")
     if band is not None:
         st.caption(f":material/shield: Bands: {escape_markdown(band.label)}.")
+    st.page_link(
+        ctx.pages["simulator"],
+        label="Why PTR could matter, and what else gives the same curve: the Simulator",
+        icon=":material/science:",
+    )
 
     st.markdown("**How much does the correlation change?**")
     low, high = float(run.data["PTR"].min()), float(run.data["PTR"].max())
@@ -137,6 +143,11 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     for name, readout in readouts:
         prefix = f"**{escape_markdown(name)}:** " if len(readouts) > 1 else ""
         st.markdown(prefix + escape_markdown(readout.sentence))
+        if ctx.data.correlations:
+            st.caption(
+                f"PTR {format_number(from_ptr, 1)}: {r_in_brief(readout.r_from)}. "
+                f"PTR {format_number(to_ptr, 1)}: {r_in_brief(readout.r_to)}."
+            )
     st.table(render.escaped_index(tables.readout_table(readouts).set_index("Profile")))
     render.figure_downloads(
         fig,

@@ -5,6 +5,7 @@ import streamlit as st
 from alliance_core.formatting import escape_markdown
 from alliance_core.model.nesting import display_name
 from alliance_core.wording import reading
+from alliance_core.wording.common_language import r_in_words
 from pages._ui import loading, render, sidebar, tables
 
 ctx = sidebar.context()
@@ -65,6 +66,7 @@ if render.page_header("Overview", ctx):
         cols[3].metric("Effect sizes (k)", f"{pooled.k:,}")
         cols[4].metric("Studies", f"{pooled.n_studies:,}")
     if on_r:
+        st.markdown(r_in_words(pred["pred"]))
         st.caption(
             "Correlations are pooled as Fisher's z = atanh(r) and shown back as r; the "
             "interval limits are transformed the same way."

@@ -37,3 +37,12 @@ def r_in_words(r: float) -> str:
         f"weaker one (binomial effect size display); r² = {format_number(r * r)}, so the "
         f"alliance accounts for {_percent(r * r)} of the differences in outcome."
     )
+
+
+def r_in_brief(r: float) -> str:
+    """The same in a phrase for a readout: "r = 0.28: as if 64 % vs 36 % improved, r² = 8 %"."""
+    stronger, weaker = besd(r)
+    return (
+        f"r = {format_number(r)}: as if {_percent(stronger)} vs {_percent(weaker)} improved "
+        f"(BESD), r² = {_percent(r * r)} of outcome differences"
+    )

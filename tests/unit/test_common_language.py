@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from alliance_core.errors import AnalysisError
-from alliance_core.wording.common_language import besd, r_in_words
+from alliance_core.wording.common_language import besd, r_in_brief, r_in_words
 
 
 @pytest.mark.parametrize(
@@ -27,3 +27,11 @@ def test_the_sentence_gives_the_rates_and_r_squared():
 def test_a_number_that_is_no_correlation_is_refused(r):
     with pytest.raises(AnalysisError):
         besd(r)
+
+
+def test_the_brief_phrase_gives_the_same_numbers():
+    # r = 0.3: 0.5 ± 0.15, r² = 0.09
+    assert (
+        r_in_brief(0.3)
+        == "r = 0.30: as if 65 % vs 35 % improved (BESD), r² = 9 % of outcome differences"
+    )
