@@ -57,6 +57,9 @@ pages = {
         icon=":material/science:",
         url_path="simulator",
     ),
+    "lesson": st.Page(
+        PAGES_DIR / "lesson.py", title="Lesson", icon=":material/school:", url_path="lesson"
+    ),
     "methods": st.Page(
         PAGES_DIR / "methods.py", title="Methods", icon=":material/menu_book:", url_path="methods"
     ),
