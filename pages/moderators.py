@@ -9,6 +9,7 @@ from alliance_core.figures import ptr_curve_figure, ptr_slope_readout
 from alliance_core.formatting import escape_markdown, format_number
 from alliance_core.wording import reading
 from alliance_core.wording.common_language import r_in_brief
+from alliance_core.wording.glossary import define
 from pages._ui import loading, render, sidebar, state, tables
 
 
@@ -184,8 +185,7 @@ if render.page_header("Moderators & PTR", ctx):
         cols[0].metric(
             "Test of moderators",
             tables.omnibus_label(run),
-            help="Omnibus test that all moderator coefficients are zero"
-            + (" (HTZ: cluster-robust F test)." if run.robust is not None else "."),
+            help=define("QM") + (f" HTZ: {define('HTZ')}" if run.robust is not None else ""),
         )
         cols[1].metric("p (moderators)", tables.fmt_p(omnibus[3]))
         cols[2].metric(

@@ -20,6 +20,7 @@ from alliance_core.teaching.promises import (
 from alliance_core.teaching.simulate import SimulationParameters, simulate_patients
 from alliance_core.teaching.simulator import PRESETS, run_simulation
 from alliance_core.teaching.simulator_view import LINK_PARAMETERS, SLIDERS, SimulatorView
+from alliance_core.wording.glossary import GLOSSARY, define
 from pages._ui import loading, render, session, sidebar
 
 
@@ -267,7 +268,7 @@ if patients is not None:
             else [expected.between, expected.within, expected.between - expected.within]
         )
         for col, (label, slope), mean in zip(cols, slopes, expectations, strict=True):
-            col.metric(label, format_number(slope.estimate, 3))
+            col.metric(label, format_number(slope.estimate, 3), help=GLOSSARY.get(label))
             if mean is not None:
                 col.caption(f"Expected on average: {format_number(mean, 3)}")
             col.caption(
@@ -276,7 +277,11 @@ if patients is not None:
             )
         cols = st.columns(3)
         cols[0].metric("Therapists", f"{result.n_therapists}")
-        cols[1].metric("Therapist share of alliance (ICC)", format_number(result.icc_alliance, 2))
+        cols[1].metric(
+            "Therapist share of alliance (ICC)",
+            format_number(result.icc_alliance, 2),
+            help=define("ICC"),
+        )
         cols[2].metric("Therapist share of outcome (ICC)", format_number(result.icc_outcome, 2))
         if figure_key is None:  # uploaded patients: a figure of their own
             means = therapist_means_figure(result)
