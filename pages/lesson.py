@@ -4,6 +4,7 @@ The lesson's text is data (alliance_core/teaching/lessons/<name>.toml); the step
 link (lesson=ptr&step=3), so students follow on their own devices; arrow keys move between steps.
 """
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from alliance_core.data.datasets import DEFAULT_DATASET
@@ -19,6 +20,7 @@ LESSON_KEY = "_lesson:name"  # plain keys: they survive a visit to the page a st
 STEP_KEY = "_lesson:step"
 OPEN_KEY = "_lesson:open"  # set by the button's callback: switching pages happens in the script
 PREVIOUS, NEXT = "Previous step", "Next step"
+FIGURE_HEIGHT = 380  # px: with the heading above, figure and "what to look for" fit 720 px
 # Arrow keys press the step buttons (by their labels), except while typing in a field.
 ARROW_KEYS = f"""
 <script>
@@ -98,9 +100,10 @@ ss[STEP_KEY] = current.step(ss[STEP_KEY]).number  # a link's step beyond the end
 step = current.step(ss[STEP_KEY])
 sidebar.write_view({"lesson": [current.name], "step": [str(step.number)]})
 
-st.caption(f"**{current.title}** · about {current.minutes} minutes")
-st.subheader(f"{current.heading(step.number)}: {step.title}", anchor=False)
-back, forward, _space = st.columns([1, 1, 3])
+# The step's heading and buttons share one row, so the figure and what to look for start high
+# enough to fit one 1280×720 projector screen together.
+heading, back, forward = st.columns([6, 2, 2], vertical_alignment="center")
+heading.subheader(f"{current.heading(step.number)}: {step.title}", anchor=False)
 back.button(
     PREVIOUS,
     icon=":material/arrow_back:",
@@ -118,16 +121,18 @@ forward.button(
     width="stretch",
     type="primary",
 )
-st.iframe(ARROW_KEYS, height=1)  # our own script, no user text in it
 
 with render.shown_errors("The step's figure"):
     shown = figure_of(current.name, step.number)
     figure_col, look_col = st.columns([3, 2])
     with figure_col:
-        render.plot(shown.figure, key=f"lesson:figure:{step.number}")
+        render.plot(
+            go.Figure(shown.figure).update_layout(height=FIGURE_HEIGHT),
+            key=f"lesson:figure:{step.number}",
+        )
     with look_col.container(border=True, key="lesson-look-for"):
         st.markdown(f"**:material/visibility: What to look for:** {step.look_for}")
-        st.markdown(shown.sentence)
+    st.markdown(shown.sentence)
 
 st.markdown(f"**Question for the class:** {step.question}")
 with st.expander("Reveal the answer", icon=":material/lightbulb:"):
@@ -143,6 +148,8 @@ st.button(
 if ss.pop(OPEN_KEY, False):
     open_view(step)
 st.caption(
+    f"**{current.title}** (about {current.minutes} minutes). "
     "The address bar holds the lesson and the step: share it and students open this step "
     "on their own devices. The arrow keys (← →) move between steps."
 )
+st.iframe(ARROW_KEYS, height=1)  # our own script, no user text in it

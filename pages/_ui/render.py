@@ -18,6 +18,7 @@ from alliance_core.figures import (
     export_figure,
     forest_figure,
     funnel_figure,
+    projector_figure,
     ptr_curve_figure,
     split_caption,
 )
@@ -182,6 +183,8 @@ def plot(fig: go.Figure | ShownFigure, key: str) -> None:
     wrap and would be cut on narrow screens); downloads keep the caption in the figure."""
     shown = fig if isinstance(fig, ShownFigure) else _shown(fig)
     screen, notes = shown.screen, shown.notes
+    if st.session_state.get(session.PROJECTOR):
+        screen = projector_figure(screen)  # a copy: shared figures stay as they are
     st.plotly_chart(
         screen,
         key=key,

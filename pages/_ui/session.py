@@ -35,6 +35,7 @@ NOTICES = "_notices"  # sentences on what a link or file asked for and did not g
 INITIALISED = "_initialised"
 LINK_VIEW = "_link_view"  # ViewRequest of the opening link, each part taken once by its page
 VIEW_QUERY = "_view_query"  # view link parameters (sort, colour, profile) as pages last set them
+PROJECTOR = "projector"  # the sidebar's projector-view toggle (link: view=projector)
 ACTIVE = "_active_table"  # identity of the table the widgets were set up for
 
 

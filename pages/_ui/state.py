@@ -70,9 +70,17 @@ LEGACY_RHO_NOTICE = (
 )
 # Link parameters of what a page shows of the same model (not part of AnalysisSettings, so
 # they never change a fit or its cache key): forest sort order, bubble colour, what-if profiles,
-# the open tab of the Sensitivity page, the Simulator's preset, seed and sliders, the lesson
-# and its step.
-VIEW_PARAMETERS = ("sort", "colour", "profile", "tab", *SIMULATOR_PARAMETERS, *LESSON_PARAMETERS)
+# the open tab of the Sensitivity page, the projector view, the Simulator's preset, seed and
+# sliders, the lesson and its step.
+VIEW_PARAMETERS = (
+    "sort",
+    "colour",
+    "profile",
+    "tab",
+    "view",
+    *SIMULATOR_PARAMETERS,
+    *LESSON_PARAMETERS,
+)
 FOREST_SORT_NAMES = ("effect", "precision", "year", "ptr", "label", "data")
 NO_COLOUR = "none"
 MAX_LINK_PROFILES = 4
