@@ -19,7 +19,7 @@ from pages._ui import loading, render, session, sidebar, state
 LESSON_KEY = "_lesson:name"  # plain keys: they survive a visit to the page a step opens
 STEP_KEY = "_lesson:step"
 OPEN_KEY = "_lesson:open"  # set by the button's callback: switching pages happens in the script
-PREVIOUS, NEXT = "Previous step", "Next step"
+PREVIOUS, NEXT = "Previous", "Next"  # short: never cut in the projector view
 FIGURE_HEIGHT = 380  # px: with the heading above, figure and "what to look for" fit 720 px
 # Arrow keys press the step buttons (by their labels), except while typing in a field.
 ARROW_KEYS = f"""

@@ -46,18 +46,18 @@ def test_every_step_opens_from_its_link(number):
     assert labels[:2] == ["Reveal the answer", "Notes for the instructor"]
     assert link(at, "lesson") == "ptr" and link(at, "step") == str(number)
     assert link(at, "page") == "lesson"
-    assert button(at, "Previous step").disabled == (number == 1)
-    assert button(at, "Next step").disabled == (number == len(STEPS))
+    assert button(at, "Previous").disabled == (number == 1)
+    assert button(at, "Next").disabled == (number == len(STEPS))
 
 
 def test_the_step_buttons_move_and_the_link_follows():
     at = opened({"page": "lesson"})
     assert link(at, "step") == "1"
-    button(at, "Next step").click().run()
-    button(at, "Next step").click().run()
+    button(at, "Next").click().run()
+    button(at, "Next").click().run()
     assert link(at, "step") == "3"
     assert at.subheader[0].value.startswith("Step 3 of")
-    button(at, "Previous step").click().run()
+    button(at, "Previous").click().run()
     assert link(at, "step") == "2"
 
 

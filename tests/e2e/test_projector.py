@@ -39,7 +39,12 @@ MEASURE = """() => {
   const formulas = [...document.querySelectorAll('.katex-display')].filter(visible).map(f => ({
     overflow: getComputedStyle(f).overflowX, right: f.getBoundingClientRect().right,
     wide: f.scrollWidth > f.clientWidth + 1}));
-  return {body, metrics, ticks, plot: box(plot), look: box(look), formulas,
+  const buttons = [...document.querySelectorAll('.stMain button')].filter(visible).map(b => {
+    // Streamlit cuts a long label in a box with an ellipsis: any part wider than its box.
+    const cut = [b, ...b.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1);
+    return {text: b.innerText, cut};
+  });
+  return {body, metrics, ticks, buttons, plot: box(plot), look: box(look), formulas,
           height: window.innerHeight, width: window.innerWidth};
 }"""
 
@@ -91,6 +96,7 @@ def test_lesson_step_fits_one_projector_screen(screen, app_url, step):
     assert min(shown["body"]) >= 20
     assert shown["ticks"] and min(t["size"] for t in shown["ticks"]) >= 16
     assert min(contrast_on_white(t["fill"]) for t in shown["ticks"]) >= 4.5
+    assert not [b for b in shown["buttons"] if b["cut"]]
     for part in ("plot", "look"):
         assert shown[part]["top"] >= 0 and shown[part]["bottom"] <= shown["height"], part
         assert shown[part]["right"] <= shown["width"], part
