@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from alliance_core.teaching.lesson import (
@@ -97,3 +99,9 @@ def test_the_lesson_and_step_from_a_link(query, expected, problems):
 def test_every_step_has_a_figure_and_a_computed_sentence(number):
     shown = step_figure(load_lesson("ptr").step(number).figure)
     assert shown.figure.data and shown.sentence.endswith(".")
+
+
+def test_the_teaching_guide_lists_every_step_of_the_lesson():
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "teaching.md").read_text("utf-8")
+    for step in load_lesson("ptr").steps:
+        assert f"{step.number}. **{step.title}**" in guide
