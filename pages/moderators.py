@@ -49,7 +49,8 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     if columns.names:
         st.markdown(
             "**What-if profiles**: fill in a row to draw a curve for studies with those values "
-            "(a cell left at “typical value” holds that moderator at its mean or reference "
+            f"(a cell left at “{tables.TYPICAL_VALUE}” holds a numeric moderator at its mean "
+            "and a categorical one at its reference level, which need not be the most common "
             "level; rows that set nothing draw nothing)."
         )
         config = {tables.PROFILE_NAME: st.column_config.TextColumn(tables.PROFILE_NAME)}
@@ -129,7 +130,7 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     )
     readouts = [
         (
-            profile["name"] or "Model prediction (typical values)",
+            profile["name"] or "Model prediction (means and reference levels)",
             ptr_slope_readout(
                 res,
                 ptr_column="PTR",
