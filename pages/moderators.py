@@ -1,5 +1,6 @@
 """Moderators & PTR: the meta-regression, its tests, and the PTR moderation curve."""
 
+import contextlib
 import json
 
 import streamlit as st
@@ -10,7 +11,10 @@ from alliance_core.formatting import escape_markdown, format_number
 from alliance_core.wording import reading
 from alliance_core.wording.common_language import r_in_brief
 from alliance_core.wording.glossary import define
-from pages._ui import loading, render, sidebar, state, tables
+from pages._ui import loading, render, session, sidebar, state, tables
+
+# px: on a 1280×720 projector the curve, its legend and x-axis fit below the page heading.
+PROJECTOR_HEIGHT = 360
 
 
 @st.fragment
@@ -18,6 +22,9 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     """The curve and its what-if profiles: editing them redraws this part only."""
     res = run.result
     band = run.band_inference(run.ptr_column)
+    # On a projector the curve comes first, before its reading and the controls, so that it is
+    # whole on the first screen; elsewhere the controls come first, as a reader sets them.
+    figure_slot = st.container() if st.session_state.get(session.PROJECTOR) else None
     st.markdown(reading.ptr_effect(res, run.ptr_column, coefficients=run.inference_table))
     left, right = st.columns(2)
     colour_columns = [c for c in ctx.choices.categorical if c in res.data.columns]
@@ -100,9 +107,10 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
             band=band,
         ),
     )
-    render.plot(fig, key="ptr:figure")
-    if band is not None:
-        st.caption(f":material/shield: Bands: {escape_markdown(band.label)}.")
+    with figure_slot if figure_slot is not None else contextlib.nullcontext():
+        render.plot(fig, key="ptr:figure", projector_height=PROJECTOR_HEIGHT)
+        if band is not None:
+            st.caption(f":material/shield: Bands: {escape_markdown(band.label)}.")
     st.page_link(
         ctx.pages["simulator"],
         label="Why PTR could matter, and what else gives the same curve: the Simulator",
@@ -163,59 +171,68 @@ if render.page_header("Moderators & PTR", ctx):
     run = loading.fitted(ctx)
     res = run.result
     render.model_statement(run)
-    if res.p == 1:
-        example = " (for example PTR)" if ctx.choices.has_therapists else ""
-        st.info(
-            f"No moderators in the model yet: choose some in the sidebar{example} to "
-            "see which study characteristics explain differences between effects.",
-            icon=":material/tune:",
-        )
-    else:
-        st.subheader("Meta-regression")
-        scale = "Fisher's z" if ctx.data.correlations else "the effect-size scale"
-        st.caption(
-            f"Coefficients are on {scale}. The intercept is the expected effect when every "
-            "numeric moderator is 0 (for log PTR: one patient per therapist) and every "
-            "categorical moderator is at its reference level; each other coefficient is a "
-            "change from there."
-        )
-        render.inference_statement(run)
-        st.table(render.escaped_index(tables.inference_coefficient_table(run).set_index("Term")))
-        omnibus = run.omnibus
-        cols = st.columns(3)
-        cols[0].metric(
-            "Test of moderators",
-            tables.omnibus_label(run),
-            help=define("QM") + (f" HTZ: {define('HTZ')}" if run.robust is not None else ""),
-        )
-        cols[1].metric("p (moderators)", tables.fmt_p(omnibus[3]))
-        cols[2].metric(
-            "R² (heterogeneity explained)",
-            "–" if res.R2 is None else f"{res.R2:.1f}%",
-            help="Pseudo-R²: how much smaller the heterogeneity is than without moderators.",
-        )
-        st.markdown(render.plain(reading.moderator_test(res, omnibus=omnibus), ctx))
-        wald = tables.inference_wald_table(run)
-        if not wald.empty:
-            st.markdown(
-                "**Does each categorical moderator matter?** (all its levels tested together)"
+    # On a projector the PTR curve, the page's main figure, comes first (it started 1.5
+    # screens down); the meta-regression table follows it.
+    first, second = st.container(), st.container()
+    projector_on = bool(st.session_state.get(session.PROJECTOR))
+    regression_box, ptr_box = (second, first) if projector_on else (first, second)
+    with regression_box:
+        if res.p == 1:
+            example = " (for example PTR)" if ctx.choices.has_therapists else ""
+            st.info(
+                f"No moderators in the model yet: choose some in the sidebar{example} to "
+                "see which study characteristics explain differences between effects.",
+                icon=":material/tune:",
             )
-            st.table(render.escaped_index(wald.set_index("Moderator")))
-        render.analysis_notes(run)
-        render.result_downloads(run, ctx)
-        render.robust_download_note(run)
+        else:
+            st.subheader("Meta-regression")
+            scale = "Fisher's z" if ctx.data.correlations else "the effect-size scale"
+            st.caption(
+                f"Coefficients are on {scale}. The intercept is the expected effect when every "
+                "numeric moderator is 0 (for log PTR: one patient per therapist) and every "
+                "categorical moderator is at its reference level; each other coefficient is a "
+                "change from there."
+            )
+            render.inference_statement(run)
+            st.table(
+                render.escaped_index(tables.inference_coefficient_table(run).set_index("Term"))
+            )
+            omnibus = run.omnibus
+            cols = st.columns(3)
+            cols[0].metric(
+                "Test of moderators",
+                tables.omnibus_label(run),
+                help=define("QM") + (f" HTZ: {define('HTZ')}" if run.robust is not None else ""),
+            )
+            cols[1].metric("p (moderators)", tables.fmt_p(omnibus[3]))
+            cols[2].metric(
+                "R² (heterogeneity explained)",
+                "–" if res.R2 is None else f"{res.R2:.1f}%",
+                help="Pseudo-R²: how much smaller the heterogeneity is than without moderators.",
+            )
+            st.markdown(render.plain(reading.moderator_test(res, omnibus=omnibus), ctx))
+            wald = tables.inference_wald_table(run)
+            if not wald.empty:
+                st.markdown(
+                    "**Does each categorical moderator matter?** (all its levels tested together)"
+                )
+                st.table(render.escaped_index(wald.set_index("Moderator")))
+            render.analysis_notes(run)
+            render.result_downloads(run, ctx)
+            render.robust_download_note(run)
 
-    st.subheader("PTR: patients per therapist")
-    if not ctx.choices.has_therapists:
-        st.info(
-            "This table has no number of therapists per study, so PTR cannot be computed.",
-            icon=":material/info:",
-        )
-    elif run.ptr_column is None:
-        st.info(
-            "Add **PTR** to the moderators in the sidebar to see whether studies with more "
-            "patients per therapist show a weaker alliance–outcome link.",
-            icon=":material/tune:",
-        )
-    else:
-        ptr_section(run, ctx)
+    with ptr_box:
+        st.subheader("PTR: patients per therapist")
+        if not ctx.choices.has_therapists:
+            st.info(
+                "This table has no number of therapists per study, so PTR cannot be computed.",
+                icon=":material/info:",
+            )
+        elif run.ptr_column is None:
+            st.info(
+                "Add **PTR** to the moderators in the sidebar to see whether studies with more "
+                "patients per therapist show a weaker alliance–outcome link.",
+                icon=":material/tune:",
+            )
+        else:
+            ptr_section(run, ctx)

@@ -36,3 +36,20 @@ def test_the_projector_figure_is_a_large_dark_on_white_copy():
     assert big.layout.yaxis.tickfont.color == PROJECTOR_TEXT
     assert big.layout.paper_bgcolor == "#FFFFFF"
     assert fig.layout.xaxis.tickfont.size is None  # the original is untouched
+
+
+def test_on_a_projector_the_ptr_curve_comes_before_the_meta_regression():
+    def headings(query):
+        at = new_app()
+        for key, value in query.items():
+            at.query_params[key] = value
+        at.run()
+        at.switch_page("pages/moderators.py").run()
+        assert_ran_cleanly(at)
+        return [h.value for h in at.subheader]
+
+    usual = headings({"mod": "PTR"})
+    projected = headings({"mod": "PTR", "view": "projector"})
+    ptr, regression = "PTR: patients per therapist", "Meta-regression"
+    assert usual.index(regression) < usual.index(ptr)
+    assert projected.index(ptr) < projected.index(regression)

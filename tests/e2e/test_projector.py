@@ -81,7 +81,7 @@ def opened(tab, app_url: str, path: str) -> dict:
     tab.goto(f"{app_url}/{path}")
     wait_for_app_ready(tab)
     tab.wait_for_selector(".stMain [data-testid='stMarkdownContainer'] p")
-    if "lesson" in path:
+    if "lesson" in path or "moderators" in path:
         tab.wait_for_selector(".js-plotly-plot .xtick text")
     if path.startswith("?"):  # the Overview: its metrics come after the first fit
         tab.wait_for_selector(".stMain [data-testid='stMetricValue']")
@@ -100,6 +100,13 @@ def test_lesson_step_fits_one_projector_screen(screen, app_url, step):
     for part in ("plot", "look"):
         assert shown[part]["top"] >= 0 and shown[part]["bottom"] <= shown["height"], part
         assert shown[part]["right"] <= shown["width"], part
+
+
+@pytest.mark.parametrize("screen", [PROJECTOR], indirect=True, ids=["1280x720@1.5"])
+def test_the_ptr_curve_is_whole_on_the_first_screen(screen, app_url):
+    shown = opened(screen, app_url, "moderators?view=projector")
+    assert shown["plot"]["top"] >= 0 and shown["plot"]["bottom"] <= shown["height"]
+    assert min(t["size"] for t in shown["ticks"]) >= 16
 
 
 @pytest.mark.parametrize(
