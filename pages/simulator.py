@@ -29,6 +29,7 @@ def interval_text(low: float, high: float) -> str:
 
 
 PRESET_KEY = "sim:preset"
+PROJECTOR_HEIGHT = 360  # px: the figure and what to look for on one 1280×720 screen
 
 
 def widget_key(link_key: str) -> str:
@@ -110,15 +111,11 @@ model = "two-level" if settings and settings.is_two_level else "three-level"
 method = settings.method if settings else "REML"
 ptr_scale = settings.ptr_scale if settings else "log"
 
-st.header("A simulated literature")
-st.markdown(
-    "Each simulated study has patients and therapists. A patient's alliance is a therapist "
-    "part (shared by a therapist's patients) plus a patient part; outcome follows each part "
-    "with its own slope. The study reports the correlation of alliance and outcome, and the "
-    f"studies are meta-analysed with the sidebar's model ({model}, {method}) and "
-    f"{'log PTR' if ptr_scale == 'log' else 'PTR'} as the moderator."
-)
 ss = st.session_state
+# On a projector the figure and what to look for share the first screen: the introduction and
+# the preset's explanation move below them.
+projector_on = bool(ss.get(session.PROJECTOR))
+intro_slot = st.container()
 if PRESET_KEY not in ss:
     # First run on this page (or back from another one): the link's view, which the page
     # keeps in the address bar, sets the preset, the seed and every slider.
@@ -129,10 +126,29 @@ if PRESET_KEY not in ss:
 st.selectbox("Start from a preset", list(PRESETS), key=PRESET_KEY, on_change=apply_preset)
 preset = PRESETS[ss[PRESET_KEY]]
 # Large enough to read from the back of a classroom: the one thing to check on the figure.
-look_for = st.container(border=True, key="sim-look-for")
+if projector_on:
+    figure_col, look_col = st.columns([3, 2])
+    figure_slot, look_for = (
+        figure_col.container(),
+        look_col.container(border=True, key="sim-look-for"),
+    )
+    promise_slot, intro_slot = st.container(), st.container()
+else:
+    figure_slot, look_for = None, st.container(border=True, key="sim-look-for")
+    promise_slot = look_for
 with look_for:
     st.subheader(f":material/visibility: What to look for: {preset.look_for}", anchor=False)
+with promise_slot:
     st.markdown(preset.shows)
+with intro_slot:
+    st.header("A simulated literature")
+    st.markdown(
+        "Each simulated study has patients and therapists. A patient's alliance is a therapist "
+        "part (shared by a therapist's patients) plus a patient part; outcome follows each part "
+        "with its own slope. The study reports the correlation of alliance and outcome, and the "
+        f"studies are meta-analysed with the sidebar's model ({model}, {method}) and "
+        f"{'log PTR' if ptr_scale == 'log' else 'PTR'} as the moderator."
+    )
 with st.form("sim:form"):
     left, middle, right = st.columns(3)
     slider(
@@ -174,7 +190,7 @@ with render.shown_errors("The simulation"), st.spinner("Simulating patients and 
         f"Fitted slope {interval_text(row['ci_lb'], row['ci_ub'])} ({int(100 * sim.result.level)}% CI), "
         f"{format_p(row['pval'])}; simulated and fitted in {format_number(sim.seconds, 2)} s."
     )
-    with look_for:
+    with promise_slot:
         promise = stored_shares()[preset.name]
         st.markdown(f"**{promise.sentence()}** {promise.this_draw(outcome_of(preset, sim))}")
         analysed = {"model": model, "method": method, "ptr_scale": ptr_scale}
@@ -188,16 +204,19 @@ with render.shown_errors("The simulation"), st.spinner("Simulating patients and 
                 "The shares are for the default analysis (three-level, REML, log PTR); the "
                 "sidebar now asks for another, so this draw is judged by that one."
             )
-    figure_col, note_col = st.columns([3, 1])
-    with figure_col:
-        render.plot(
-            render.figure(
-                ("simulation", repr(params), model, method, ptr_scale),
-                lambda: sim.figure(log_x=True),
-            ),
-            key="sim:figure",
-        )
-    note_col.info(sim.why_lines_differ, icon=":material/info:")
+    figure = render.figure(
+        ("simulation", repr(params), model, method, ptr_scale),
+        lambda: sim.figure(log_x=True),
+    )
+    if figure_slot is not None:
+        with figure_slot:
+            render.plot(figure, key="sim:figure", projector_height=PROJECTOR_HEIGHT)
+        st.info(sim.why_lines_differ, icon=":material/info:")
+    else:
+        figure_col, note_col = st.columns([3, 1])
+        with figure_col:
+            render.plot(figure, key="sim:figure")
+        note_col.info(sim.why_lines_differ, icon=":material/info:")
     st.markdown(sim.describe())
 
 st.header("Patient-level analysis")

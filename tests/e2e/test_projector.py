@@ -1,6 +1,7 @@
-"""Projector view in a real browser: 20 px text, 40 px key numbers never cut, 16 px+ axis labels
-at ≥ 4.5:1 contrast, the lesson's figure with what to look for on one 1280×720 screen (device
-scale 1.5), formulas that scroll inside their box, on a projector and on a phone (390×844)."""
+"""Projector view in a real browser: 20 px text, 40 px key numbers never cut, 16 px+ axis
+labels at ≥ 4.5:1 contrast; the lesson's and the Simulator's figure with what to look for, and
+the PTR curve, each on one 1280×720 screen (device scale 1.5); formulas that scroll inside their
+box; on a projector and on a phone (390×844)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ MEASURE = """() => {
     .filter(t => t.getBoundingClientRect().width > 0)
     .map(t => ({size: px(t), fill: getComputedStyle(t).fill}));
   const plot = [...document.querySelectorAll('.js-plotly-plot')].find(visible);
-  const look = document.querySelector('.st-key-lesson-look-for');
+  const look = document.querySelector('.st-key-lesson-look-for, .st-key-sim-look-for');
   const box = (el) => el ? el.getBoundingClientRect().toJSON() : null;
   const formulas = [...document.querySelectorAll('.katex-display')].filter(visible).map(f => ({
     overflow: getComputedStyle(f).overflowX, right: f.getBoundingClientRect().right,
@@ -81,7 +82,7 @@ def opened(tab, app_url: str, path: str) -> dict:
     tab.goto(f"{app_url}/{path}")
     wait_for_app_ready(tab)
     tab.wait_for_selector(".stMain [data-testid='stMarkdownContainer'] p")
-    if "lesson" in path or "moderators" in path:
+    if any(page in path for page in ("lesson", "moderators", "simulator")):
         tab.wait_for_selector(".js-plotly-plot .xtick text")
     if path.startswith("?"):  # the Overview: its metrics come after the first fit
         tab.wait_for_selector(".stMain [data-testid='stMetricValue']")
@@ -100,6 +101,15 @@ def test_lesson_step_fits_one_projector_screen(screen, app_url, step):
     for part in ("plot", "look"):
         assert shown[part]["top"] >= 0 and shown[part]["bottom"] <= shown["height"], part
         assert shown[part]["right"] <= shown["width"], part
+
+
+@pytest.mark.parametrize("screen", [PROJECTOR], indirect=True, ids=["1280x720@1.5"])
+@pytest.mark.parametrize("preset", ["therapists", "equal"])
+def test_the_simulator_figure_and_what_to_look_for_share_one_screen(screen, app_url, preset):
+    shown = opened(screen, app_url, f"simulator?view=projector&sim={preset}")
+    for part in ("plot", "look"):
+        assert shown[part]["top"] >= 0 and shown[part]["bottom"] <= shown["height"], part
+    assert min(contrast_on_white(t["fill"]) for t in shown["ticks"]) >= 4.5
 
 
 @pytest.mark.parametrize("screen", [PROJECTOR], indirect=True, ids=["1280x720@1.5"])
