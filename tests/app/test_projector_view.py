@@ -7,6 +7,8 @@ import plotly.graph_objects as go
 
 from alliance_core.figures import projector_figure
 from alliance_core.figures.styling import PROJECTOR_TEXT, PROJECTOR_TICK_SIZE
+from alliance_core.teaching.promises import stored_shares
+from alliance_core.teaching.simulator import PRESETS
 from pages._ui import session
 from tests.app.conftest import assert_ran_cleanly, new_app
 
@@ -53,3 +55,17 @@ def test_on_a_projector_the_ptr_curve_comes_before_the_meta_regression():
     ptr, regression = "PTR: patients per therapist", "Meta-regression"
     assert usual.index(regression) < usual.index(ptr)
     assert projected.index(ptr) < projected.index(regression)
+
+
+def test_the_simulator_in_the_projector_view_keeps_every_part():
+    at = new_app()
+    at.query_params["view"] = "projector"
+    at.query_params["sim"] = "equal"
+    at.run()
+    at.switch_page("pages/simulator.py").run()
+    assert_ran_cleanly(at)
+    preset = PRESETS["Both equal"]
+    assert any(preset.look_for in h.value for h in at.subheader)
+    assert any(m.value == preset.shows for m in at.markdown)
+    assert any(stored_shares()[preset.name].sentence() in m.value for m in at.markdown)
+    assert [h.value for h in at.header][:1] == ["A simulated literature"]
