@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._ui import render, serving, sidebar
+from pages._ui import projector, render, serving, sidebar
 
 serving.guard_clear_cache()  # no browser may empty every session's caches
 
@@ -57,6 +57,9 @@ pages = {
         icon=":material/science:",
         url_path="simulator",
     ),
+    "lesson": st.Page(
+        PAGES_DIR / "lesson.py", title="Lesson", icon=":material/school:", url_path="lesson"
+    ),
     "methods": st.Page(
         PAGES_DIR / "methods.py", title="Methods", icon=":material/menu_book:", url_path="methods"
     ),
@@ -68,6 +71,7 @@ with render.shown_errors("The sidebar"):
     ctx = sidebar.build_sidebar(current, pages)
 if ctx is None:
     st.stop()
+projector.projector_toggle()
 sidebar.write_url(ctx)
 sidebar.show_notices(ctx)
 sidebar.set_context(ctx)

@@ -6,6 +6,7 @@ from alliance_core.analyses.run import apply_filters
 from alliance_core.data.uploads import template as uploads_template
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import escape_markdown
+from alliance_core.wording.ptr_slope import PTR_SLOPE_HEADING, PTR_SLOPE_MEANING
 from pages._ui import loading, render, session, sidebar, tables, upload_form
 
 ctx = sidebar.context()
@@ -15,6 +16,8 @@ data = ctx.data
 if data is not None:
     if data.info is not None:
         st.markdown(data.info.description)
+        if data.mapping.has_therapists:
+            st.caption(f"**{PTR_SLOPE_HEADING}.** {PTR_SLOPE_MEANING}")
         st.caption(f"**Source:** {data.info.citation}  \n**Licence:** {data.info.licence}")
 
     st.subheader("Rows in the analysis")

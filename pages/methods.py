@@ -6,6 +6,7 @@ import streamlit as st
 from alliance_core.data import datasets
 from alliance_core.formatting import escape_markdown
 from alliance_core.handover import reproduce
+from alliance_core.wording.glossary import glossary_markdown
 from pages._ui import loading, render, sidebar, upload_form
 
 ctx = sidebar.context()
@@ -225,6 +226,13 @@ with render.shown_errors("The reproduction scripts"):
         r_tab, python_tab = st.tabs(["R (metafor)", "Python (alliance_core)"])
         r_tab.code(files["R"]["analysis.R"], language="r")
         python_tab.code(files["Python"]["analysis.py"], language="python")
+
+st.subheader("Glossary")
+st.caption(
+    "Every term and column code the dashboard shows, in plain words; the same texts appear on hover."
+)
+with st.expander("The glossary", expanded=False):
+    st.markdown(glossary_markdown())
 
 st.subheader("References")
 st.markdown(

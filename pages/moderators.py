@@ -1,5 +1,6 @@
 """Moderators & PTR: the meta-regression, its tests, and the PTR moderation curve."""
 
+import contextlib
 import json
 import time
 
@@ -14,9 +15,14 @@ from alliance_core.figures import (
     ptr_slope_readout,
     tau2_curve_figure,
 )
-from alliance_core.formatting import escape_markdown
+from alliance_core.formatting import escape_markdown, format_number
 from alliance_core.wording import reading
-from pages._ui import loading, means_tables, render, sidebar, state, tables
+from alliance_core.wording.common_language import r_in_brief
+from alliance_core.wording.glossary import define
+from pages._ui import loading, means_tables, render, session, sidebar, state, tables
+
+# px: on a 1280×720 projector the curve, its legend and x-axis fit below the page heading.
+PROJECTOR_HEIGHT = 360
 
 
 @st.fragment
@@ -25,6 +31,9 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     res = run.result
     band = run.band_inference()
     flags = loading.state(ctx).flags_of(run)
+    # On a projector the curve comes first, before its reading and the controls, so that it is
+    # whole on the first screen; elsewhere the controls come first, as a reader sets them.
+    figure_slot = st.container() if st.session_state.get(session.PROJECTOR) else None
     st.markdown(
         reading.ptr_effect(
             res,
@@ -63,7 +72,8 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     if columns.names:
         st.markdown(
             "**What-if profiles**: fill in a row to draw a curve for studies with those values "
-            "(a cell left at “typical value” holds that moderator at its mean or reference "
+            f"(a cell left at “{tables.TYPICAL_VALUE}” holds a numeric moderator at its mean "
+            "and a categorical one at its reference level, which need not be the most common "
             "level; rows that set nothing draw nothing)."
         )
         config = {tables.PROFILE_NAME: st.column_config.TextColumn(tables.PROFILE_NAME)}
@@ -113,9 +123,15 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
             band=band,
         ),
     )
-    render.plot(fig, key="ptr:figure")
-    if band is not None:
-        st.caption(f":material/shield: Bands: {escape_markdown(band.label)}.")
+    with figure_slot if figure_slot is not None else contextlib.nullcontext():
+        render.plot(fig, key="ptr:figure", projector_height=PROJECTOR_HEIGHT)
+        if band is not None:
+            st.caption(f":material/shield: Bands: {escape_markdown(band.label)}.")
+    st.page_link(
+        ctx.pages["simulator"],
+        label="Why PTR could matter, and what else gives the same curve: the Simulator",
+        icon=":material/science:",
+    )
 
     st.markdown("**How much does the correlation change?**")
     low, high = float(run.data["PTR"].min()), float(run.data["PTR"].max())
@@ -138,7 +154,7 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     )
     readouts = [
         (
-            profile["name"] or "Model prediction (typical values)",
+            profile["name"] or "Model prediction (means and reference levels)",
             ptr_slope_readout(
                 res,
                 ptr_column="PTR",
@@ -153,6 +169,11 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     for name, readout in readouts:
         prefix = f"**{escape_markdown(name)}:** " if len(readouts) > 1 else ""
         st.markdown(prefix + escape_markdown(readout.sentence))
+        if ctx.data.correlations:
+            st.caption(
+                f"PTR {format_number(from_ptr, 1)}: {r_in_brief(readout.r_from)}. "
+                f"PTR {format_number(to_ptr, 1)}: {r_in_brief(readout.r_to)}."
+            )
     render.table(tables.readout_table(readouts).set_index("Profile"))
     if band is not None:
         st.caption(tables.readout_inference(readouts))  # no user text in it
@@ -278,69 +299,75 @@ if render.page_header("Moderators & PTR", ctx):
     res = run.result
     flags = loading.state(ctx).flags_of(run)
     render.model_statement(run)
-    if res.p == 1:
-        example = " (for example PTR)" if ctx.choices.has_therapists else ""
-        st.info(
-            f"No moderators in the model yet: choose some in the sidebar{example} to "
-            "see which study characteristics explain differences between effects.",
-            icon=":material/tune:",
-        )
-    else:
-        st.subheader("Meta-regression")
-        scale = "Fisher's z" if ctx.data.correlations else "the effect-size scale"
-        st.caption(
-            f"Coefficients are on {scale}. The intercept is the expected effect when every "
-            "numeric moderator is 0 (for log PTR: one patient per therapist) and every "
-            "categorical moderator is at its reference level; each other coefficient is a "
-            "change from there."
-        )
-        render.inference_statement(run)
-        render.table(tables.inference_coefficient_table(run, flags).set_index("Term"))
-        omnibus = run.omnibus
-        cols = st.columns(3)
-        cols[0].metric(
-            "Test of moderators",
-            tables.omnibus_label(run),
-            help="Omnibus test that all moderator coefficients are zero"
-            + (" (HTZ: cluster-robust F test)." if run.robust is not None else "."),
-        )
-        cols[1].metric("p (moderators)", tables.fmt_p(omnibus[3]))
-        cols[2].metric(
-            "R² (heterogeneity explained)",
-            "–" if res.R2 is None else f"{res.R2:.1f}%",
-            help="Pseudo-R²: how much smaller the heterogeneity is than without moderators.",
-        )
-        st.markdown(
-            render.plain(
-                reading.moderator_test(res, omnibus=omnibus, caution=flags.omnibus_caution()),
-                ctx,
+    # On a projector the PTR curve, the page's main figure, comes first (it started 1.5
+    # screens down); the meta-regression table follows it.
+    first, second = st.container(), st.container()
+    projector_on = bool(st.session_state.get(session.PROJECTOR))
+    regression_box, ptr_box = (second, first) if projector_on else (first, second)
+    with regression_box:
+        if res.p == 1:
+            example = " (for example PTR)" if ctx.choices.has_therapists else ""
+            st.info(
+                f"No moderators in the model yet: choose some in the sidebar{example} to "
+                "see which study characteristics explain differences between effects.",
+                icon=":material/tune:",
             )
-        )
-        wald = tables.inference_wald_table(run, flags)
-        if not wald.empty:
+        else:
+            st.subheader("Meta-regression")
+            scale = "Fisher's z" if ctx.data.correlations else "the effect-size scale"
+            st.caption(
+                f"Coefficients are on {scale}. The intercept is the expected effect when every "
+                "numeric moderator is 0 (for log PTR: one patient per therapist) and every "
+                "categorical moderator is at its reference level; each other coefficient is a "
+                "change from there."
+            )
+            render.inference_statement(run)
+            render.table(tables.inference_coefficient_table(run, flags).set_index("Term"))
+            omnibus = run.omnibus
+            cols = st.columns(3)
+            cols[0].metric(
+                "Test of moderators",
+                tables.omnibus_label(run),
+                help=define("QM") + (f" HTZ: {define('HTZ')}" if run.robust is not None else ""),
+            )
+            cols[1].metric("p (moderators)", tables.fmt_p(omnibus[3]))
+            cols[2].metric(
+                "R² (heterogeneity explained)",
+                "–" if res.R2 is None else f"{res.R2:.1f}%",
+                help="Pseudo-R²: how much smaller the heterogeneity is than without moderators.",
+            )
             st.markdown(
-                "**Does each categorical moderator matter?** (all its levels tested together)"
+                render.plain(
+                    reading.moderator_test(res, omnibus=omnibus, caution=flags.omnibus_caution()),
+                    ctx,
+                )
             )
-            render.table(wald.set_index("Moderator"))
-        means_section(run, ctx)
-        if run.robust is not None:
-            wild_bootstrap_section(run, ctx)
-        render.analysis_notes(run)
-        render.result_downloads(run, ctx)
-        render.robust_download_note(run)
+            wald = tables.inference_wald_table(run, flags)
+            if not wald.empty:
+                st.markdown(
+                    "**Does each categorical moderator matter?** (all its levels tested together)"
+                )
+                render.table(wald.set_index("Moderator"))
+            means_section(run, ctx)
+            if run.robust is not None:
+                wild_bootstrap_section(run, ctx)
+            render.analysis_notes(run)
+            render.result_downloads(run, ctx)
+            render.robust_download_note(run)
 
-    st.subheader("PTR: patients per therapist")
-    if not ctx.choices.has_therapists:
-        st.info(
-            "This table has no number of therapists per study, so PTR cannot be computed.",
-            icon=":material/info:",
-        )
-    elif run.ptr_column is None:
-        st.info(
-            "Add **PTR** to the moderators in the sidebar to see whether studies with more "
-            "patients per therapist show a weaker alliance–outcome link.",
-            icon=":material/tune:",
-        )
-    else:
-        ptr_section(run, ctx)
-        heterogeneity_section(run, ctx)
+    with ptr_box:
+        st.subheader("PTR: patients per therapist")
+        if not ctx.choices.has_therapists:
+            st.info(
+                "This table has no number of therapists per study, so PTR cannot be computed.",
+                icon=":material/info:",
+            )
+        elif run.ptr_column is None:
+            st.info(
+                "Add **PTR** to the moderators in the sidebar to see whether studies with more "
+                "patients per therapist show a weaker alliance–outcome link.",
+                icon=":material/tune:",
+            )
+        else:
+            ptr_section(run, ctx)
+            heterogeneity_section(run, ctx)

@@ -5,6 +5,8 @@ import streamlit as st
 from alliance_core.formatting import escape_markdown
 from alliance_core.model.nesting import display_name
 from alliance_core.wording import reading
+from alliance_core.wording.common_language import r_in_words
+from alliance_core.wording.glossary import define
 from pages._ui import loading, render, sidebar, tables
 
 ctx = sidebar.context()
@@ -49,18 +51,18 @@ if render.page_header("Overview", ctx):
     cols[0].metric(
         f"Pooled {symbol}",
         tables.fmt_num(pred["pred"]),
-        help=f"The estimated mean of the true {words.noun}s (the model without moderators).",
+        help=f"The estimated mean of the true {words.noun}s (the model without moderators). "
+        + define("r"),
     )
     cols[1].metric(
         f"{level} confidence interval",
         tables.fmt_interval(pred["ci_lb"], pred["ci_ub"]),
-        help="Where the average true effect plausibly lies.",
+        help=define("Confidence interval"),
     )
     cols[2].metric(
         f"{level} prediction interval",
         tables.fmt_interval(pred["pi_lb"], pred["pi_ub"]),
-        help="Where the true effect of a new, similar study is expected to lie: wider than the "
-        "confidence interval because true effects differ between studies.",
+        help=define("Prediction interval"),
     )
     if "ki" in pooled_run.data.columns and not pooled.is_three_level:
         # One aggregated effect per study: k counts studies; say how many effect sizes went in.
@@ -74,6 +76,7 @@ if render.page_header("Overview", ctx):
         cols[3].metric("Effect sizes (k)", f"{pooled.k:,}")
         cols[4].metric("Studies", f"{pooled.n_studies:,}")
     if on_r:
+        st.markdown(r_in_words(pred["pred"]))
         st.caption(
             "Correlations are pooled as Fisher's z = atanh(r) and shown back as r; the "
             "interval limits are transformed the same way."
@@ -118,6 +121,9 @@ if render.page_header("Overview", ctx):
 
     st.subheader("Heterogeneity")
     render.table(tables.heterogeneity_table(pooled).set_index("Statistic"))
+    terms = ("σ²" if pooled.is_three_level else "τ²", "I²", "QE")
+    st.caption(" ".join(f"**{term}**: {define(term)}" for term in terms))
+
     if res.p > 1:
         st.caption(
             "Without moderators. With the chosen moderators, the heterogeneity left over is "

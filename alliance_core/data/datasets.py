@@ -73,8 +73,10 @@ _DATASETS: tuple[DatasetInfo, ...] = (
         description=(
             "SIMULATED data, not real studies: 152 fictional studies with 811 alliance–outcome "
             "correlations, shaped like the published alliance meta-analyses (pooled r about .29, "
-            "patient–therapist ratios from 1 to 100). The true model has a therapist effect, so "
-            "studies with more patients per therapist show smaller correlations."
+            "patient–therapist ratios from 1 to 100). In the simulation's model the therapist "
+            "part of the alliance predicts outcome more strongly than the patient part (slopes "
+            "1.2 and 0.2), so studies with more patients per therapist show smaller "
+            "correlations on average; in real data such a pattern has other possible causes."
         ),
         mapping=ColumnMapping(
             study="study",

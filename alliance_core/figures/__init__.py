@@ -52,6 +52,7 @@ from alliance_core.figures.styling import (
     add_caption,
     display_scale,
     escape_html,
+    projector_figure,
     rgba,
     split_caption,
     style_figure,
@@ -98,5 +99,6 @@ __all__ = [
     "specification_figure",
     "split_caption",
     "study_table",
+    "projector_figure",
     "style_figure",
 ]

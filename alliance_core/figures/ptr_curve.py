@@ -434,7 +434,7 @@ def _ptr_notes(res: MetaResult, coding: PTRCoding, profiles, show_pi: bool) -> l
     if len(helds) == 1:
         held = profiles[0].held
         if held:
-            notes.append(f"Held at typical values: {moderator_values_text(held, res)}.")
+            notes.append(f"Held fixed: {moderator_values_text(held, res)}.")
     else:
         for p in profiles:
             if p.held:

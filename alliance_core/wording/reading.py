@@ -17,6 +17,7 @@ from alliance_core.formatting import format_coefficient, format_number, format_p
 from alliance_core.model.inference import predict_under
 from alliance_core.model.nesting import display_name
 from alliance_core.model.results import MetaResult
+from alliance_core.wording.ptr_slope import PTR_SLOPE_MEANING
 
 
 @dataclass(frozen=True)
@@ -229,11 +230,7 @@ def ptr_effect(
         f"Studies in which each therapist treats more patients show a {direction} alliance–outcome "
         f"link: the {scale} coefficient is {estimate} ({_pct(res.level)} CI "
         f"{low} to {high}, p {_p(row['pval'])})."
-        + (
-            " A negative slope is what a therapist contribution to the alliance predicts."
-            if row["estimate"] < 0
-            else ""
-        )
+        + (f" {PTR_SLOPE_MEANING}" if row["estimate"] < 0 else "")
     )
 
 

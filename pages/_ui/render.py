@@ -18,6 +18,7 @@ from alliance_core.figures import (
     export_figure,
     forest_figure,
     funnel_figure,
+    projector_figure,
     ptr_curve_figure,
     split_caption,
 )
@@ -185,11 +186,15 @@ def figure(key: tuple, build: Callable[[], go.Figure]) -> ShownFigure:
     return _cached_figure(key, build)
 
 
-def plot(fig: go.Figure | ShownFigure, key: str) -> None:
+def plot(fig: go.Figure | ShownFigure, key: str, projector_height: int | None = None) -> None:
     """The figure, with its caption as wrapping text under it (an in-figure caption does not
-    wrap and would be cut on narrow screens); downloads keep the caption in the figure."""
+    wrap and would be cut on narrow screens); downloads keep the caption in the figure.
+    ``projector_height`` (px) is the figure's height in the projector view, where a page's
+    main figure must fit one screen."""
     shown = fig if isinstance(fig, ShownFigure) else _shown(fig)
     screen, notes = shown.screen, shown.notes
+    if st.session_state.get(session.PROJECTOR):
+        screen = projector_figure(screen, projector_height)  # a copy: shared figures stay
     st.plotly_chart(
         screen,
         key=key,

@@ -5,6 +5,8 @@ One place for the names, so the sidebar, the pages and the tests agree on them.
 
 from __future__ import annotations
 
+from alliance_core.wording.glossary import column_name
+
 # -- session-state keys ----------------------------------------------------------------------
 # Widget keys (the sidebar's widgets live in app.py, so they exist on every page).
 SOURCE = "source"
@@ -33,6 +35,7 @@ NOTICES = "_notices"  # sentences on what a link or file asked for and did not g
 INITIALISED = "_initialised"
 LINK_VIEW = "_link_view"  # ViewRequest of the opening link, each part taken once by its page
 VIEW_QUERY = "_view_query"  # view link parameters (sort, colour, profile) as pages last set them
+PROJECTOR = "projector"  # the sidebar's projector-view toggle (link: view=projector)
 ACTIVE = "_active_table"  # identity of the table the widgets were set up for
 
 
@@ -69,4 +72,6 @@ def test_labels(model: str) -> dict[str, str]:
 
 
 def moderator_label(name: str) -> str:
-    return {"pd": "pd (personality disorder in the sample)"}.get(name, name)
+    """A moderator by its display name, with its column code (codes without one as they are)."""
+    shown = column_name(name)
+    return name if shown == name or name == "PTR" else f"{shown} ({name})"

@@ -40,6 +40,8 @@ from alliance_core.data.uploads import UploadedTable, read_table, suggest_mappin
 from alliance_core.errors import AnalysisError
 from alliance_core.model.design import is_categorical, level_order
 from alliance_core.model.nesting import AGGREGATED, INDEPENDENT, is_nested
+from alliance_core.teaching.lesson import LINK_PARAMETERS as LESSON_PARAMETERS
+from alliance_core.teaching.simulator_view import LINK_PARAMETERS as SIMULATOR_PARAMETERS
 
 SOURCE_BUNDLED = "bundled"
 SOURCE_UPLOAD = "upload"
@@ -69,8 +71,18 @@ LEGACY_RHO_NOTICE = (
 )
 # Link parameters of what a page shows of the same model (not part of AnalysisSettings, so
 # they never change a fit or its cache key): forest sort order, bubble colour, what-if profiles,
-# the open tab of the Sensitivity page, the selection model's cuts on the Publication bias page.
-VIEW_PARAMETERS = ("sort", "colour", "profile", "tab", "cuts")
+# the open tab of the Sensitivity page, the selection model's cuts, the projector view, the Simulator's preset, seed and
+# sliders, the lesson and its step.
+VIEW_PARAMETERS = (
+    "sort",
+    "colour",
+    "profile",
+    "tab",
+    "cuts",
+    "view",
+    *SIMULATOR_PARAMETERS,
+    *LESSON_PARAMETERS,
+)
 FOREST_SORT_NAMES = ("effect", "precision", "year", "ptr", "label", "data")
 NO_COLOUR = "none"
 MAX_LINK_PROFILES = 4

@@ -29,7 +29,9 @@ from alliance_core.model.results import MetaResult
 
 PROFILE_NAME = "Profile name"
 # What a blank what-if cell means, written in the cell instead of the editor's "None".
-TYPICAL_VALUE = "typical value"
+# What a blank what-if cell means: the numeric moderator's mean or the categorical one's
+# reference level (which need not be typical of the data, so the editor does not say "typical").
+TYPICAL_VALUE = "mean / reference level"
 
 
 # -- number formats ----------------------------------------------------------------------------
@@ -362,9 +364,9 @@ class ProfileColumns:
         return (*self.categorical, *self.numeric)
 
     def empty_editor_frame(self, rows: int = MAX_PROFILES) -> pd.DataFrame:
-        """Rows to fill in, every moderator cell reading "typical value": rows that set nothing
+        """Rows to fill in, every moderator cell reading TYPICAL_VALUE: rows that set nothing
         and have no name draw nothing, so no "add row" step is needed. Numeric cells are text
-        so that they can say "typical value" too; profiles_from_rows reads the numbers."""
+        so that they can say TYPICAL_VALUE too; profiles_from_rows reads the numbers."""
         columns = {PROFILE_NAME: pd.Series([""] * rows, dtype="string")}
         for column in self.names:
             columns[column] = pd.Series([TYPICAL_VALUE] * rows, dtype="string")
@@ -403,7 +405,7 @@ def editor_frame_for(
 def profiles_from_rows(rows: pd.DataFrame, columns: ProfileColumns) -> tuple[list[dict], list[str]]:
     """What-if profiles ({"name", "values"}) from the editor's rows, and notes on rows not used.
 
-    A blank cell or one reading "typical value" leaves that moderator at its typical value; a row with no name is named by
+    A blank cell or one reading TYPICAL_VALUE leaves that moderator at its mean or reference level; a row with no name is named by
     the values it sets; a row with nothing in it is skipped; beyond four profiles the rest are
     dropped.
     """

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from alliance_core.teaching.promises import patient_expectation, stored_shares
 from alliance_core.teaching.simulator import PRESETS, run_simulation
+from tests.app.conftest import unescaped
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
 
@@ -19,6 +21,12 @@ def simulator() -> AppTest:
     at.switch_page("pages/simulator.py").run()
     assert not at.exception, [e.message for e in at.exception]
     return at
+
+
+def link(at: AppTest, key: str) -> list[str] | None:
+    """A link parameter's values as the address bar holds them (AppTest gives one as text)."""
+    value = at.query_params.get(key)
+    return [value] if isinstance(value, str) else value
 
 
 def metric(at: AppTest, label: str) -> str:
@@ -66,3 +74,57 @@ def test_the_figure_says_why_theory_and_fit_differ(simulator):
     preset = PRESETS[simulator.selectbox(key="sim:preset").value]
     run = run_simulation(preset.params, model="three-level", method="REML", ptr_scale="log")
     assert [i.value for i in simulator.info if i.value == run.why_lines_differ]
+
+
+# -- promises, shrinkage and the link --------------------------------------------------------
+def test_the_preset_states_its_promise_as_computed_shares(simulator):
+    name = simulator.selectbox(key="sim:preset").value
+    sentence = stored_shares()[name].sentence()
+    assert any(sentence in m.value for m in simulator.markdown)
+
+
+def test_the_patient_panel_explains_the_shrinkage_with_its_size(simulator):
+    preset = PRESETS[simulator.selectbox(key="sim:preset").value]
+    expected = patient_expectation(preset.params, 8)
+    assert [i for i in simulator.info if i.value == expected.sentence()]
+    assert any(c.value == f"Expected on average: {expected.between:.3f}" for c in simulator.caption)
+
+
+def test_choosing_a_preset_puts_it_and_its_values_in_the_link(simulator):
+    simulator.number_input(key="sim:seed").set_value(9)
+    next(b for b in simulator.button if b.label == "Run the simulation").click().run()
+    assert link(simulator, "seed") == ["9"]
+    simulator.selectbox(key="sim:preset").set_value("Only patients matter").run()
+    assert not simulator.exception, [e.message for e in simulator.exception]
+    assert link(simulator, "sim") == ["patients"]
+    # A new preset brings its own world, default seed included, so the seed leaves the link.
+    assert "seed" not in simulator.query_params
+    assert (
+        simulator.number_input(key="sim:seed").value == PRESETS["Only patients matter"].params.seed
+    )
+    assert link(simulator, "page") == ["simulator"]
+
+
+def test_a_link_opens_its_preset_seed_and_sliders():
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    for key, value in {"sim": "equal", "seed": "7", "perther": "12", "icc": "0.5"}.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page("pages/simulator.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.selectbox(key="sim:preset").value == "Both equal"
+    assert at.number_input(key="sim:seed").value == 7
+    assert at.slider(key="sim:icc").value == 0.5
+    assert at.slider(key="sim:perther").value == 12
+    assert any(c.value.startswith("240 simulated patients of 20") for c in at.caption)
+    assert link(at, "sim") == ["equal"] and link(at, "seed") == ["7"]
+
+
+def test_a_bad_link_value_is_named():
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    at.query_params["sim"] = "nobody"
+    at.run()
+    at.switch_page("pages/simulator.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("sim=nobody" in unescaped(w.value) for w in at.warning)
+    assert at.selectbox(key="sim:preset").value == "Only therapists matter"

@@ -1,5 +1,5 @@
 """What-if profiles, forest sort order and bubble colour travel in the share link; the
-what-if editor says "typical value" for blank cells; the readout gives each profile its own r's.
+what-if editor names blank cells "mean / reference level"; the readout gives each profile its own r's.
 """
 
 from __future__ import annotations
