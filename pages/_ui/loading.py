@@ -97,16 +97,20 @@ class UploadView:
     problem: str | None
     sheet: str | None = None  # the workbook sheet chosen (None: the first, or a text file)
     real_values: tuple[str, ...] = ()  # missing-value spellings the user calls real values
+    extra_codes: tuple[str, ...] = ()  # missing-value codes the user added
 
     @property
     def reading_key(self) -> str:
-        return reading_key(self.sheet, self.real_values)
+        return reading_key(self.sheet, self.real_values, self.extra_codes)
 
 
-def reading_key(sheet: str | None, real_values: tuple[str, ...]) -> str:
-    """Which table of the file, read how: part of the cache keys (another sheet, or a spelling
-    declared a real value, gives another table, so fits refresh)."""
-    return json.dumps([sheet, list(real_values)])
+def reading_key(
+    sheet: str | None, real_values: tuple[str, ...], extra_codes: tuple[str, ...] = ()
+) -> str:
+    """Which table of the file, read how: part of the cache keys (another sheet, a spelling
+    declared a real value or an added missing-value code gives another table, so fits
+    refresh)."""
+    return json.dumps([sheet, list(real_values), list(extra_codes)])
 
 
 # The measure an upload's mapping declares, as the escalc code the readings know.
@@ -184,6 +188,7 @@ def read_upload(
     content: bytes,
     sheet: str | None = None,
     real_values: tuple[str, ...] = (),
+    extra_codes: tuple[str, ...] = (),
 ) -> UploadedTable:
     """The uploaded file as a table, parsed once per session, file, sheet and real-value
     spellings.
@@ -193,11 +198,13 @@ def read_upload(
     a cached frame at each hit).
     """
     ss = st.session_state
-    identity = (sha, reading_key(sheet, real_values))
+    identity = (sha, reading_key(sheet, real_values, extra_codes))
     held = ss.get(PARSED_UPLOAD)
     if held is None or held[0] != identity:
         ss.pop(CHECKED_UPLOAD, None)
-        table = read_table(content, file_name, sheet=sheet, real_values=real_values)
+        table = read_table(
+            content, file_name, sheet=sheet, real_values=real_values, extra_codes=extra_codes
+        )
         held = (identity, table)
         ss[PARSED_UPLOAD] = held
     return held[1]
@@ -235,14 +242,23 @@ def upload_view() -> UploadView | None:
         return None
     sheet = ss.get(session.UPLOAD_SHEET)
     real_values = tuple(ss.get(session.UPLOAD_REAL_VALUES, ()))
+    extra_codes = tuple(ss.get(session.UPLOAD_EXTRA_CODES, ()))
     uploaded = read_upload(
-        record.sha, record.name, record.content, sheet=sheet, real_values=real_values
+        record.sha,
+        record.name,
+        record.content,
+        sheet=sheet,
+        real_values=real_values,
+        extra_codes=extra_codes,
     )
     mapping = ss.get(session.UPLOAD_MAPPING) or suggest_mapping(uploaded.frame.columns)
+    reading = reading_key(sheet, real_values, extra_codes)
     report, table, problem = _checked_upload(
-        record.sha, reading_key(sheet, real_values), mapping_key(mapping), uploaded, mapping
+        record.sha, reading, mapping_key(mapping), uploaded, mapping
     )
-    return UploadView(record, uploaded, mapping, report, table, problem, sheet, real_values)
+    return UploadView(
+        record, uploaded, mapping, report, table, problem, sheet, real_values, extra_codes
+    )
 
 
 def active_data() -> tuple[ActiveData | None, str | None]:

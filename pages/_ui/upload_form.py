@@ -7,6 +7,7 @@ import streamlit as st
 from alliance_core.data.mapping import MEASURES, ColumnMapping, measure_words
 from alliance_core.data.uploads import (
     moderator_candidates,
+    shown_spelling,
     suggest_mapping,
 )
 from alliance_core.errors import AnalysisError
@@ -31,6 +32,7 @@ def receive_upload() -> None:
             session.UPLOAD_ERROR,
             session.UPLOAD_SHEET,
             session.UPLOAD_REAL_VALUES,
+            session.UPLOAD_EXTRA_CODES,
         ):
             ss.pop(key, None)
         ss[session.SOURCE] = SOURCE_BUNDLED
@@ -43,6 +45,7 @@ def receive_upload() -> None:
     ss.pop(session.UPLOAD_ERROR, None)
     ss.pop(session.UPLOAD_SHEET, None)
     ss.pop(session.UPLOAD_REAL_VALUES, None)
+    ss.pop(session.UPLOAD_EXTRA_CODES, None)
     ss[session.UPLOAD] = record
     ss[session.UPLOAD_MAPPING] = mapping
     ss[session.SOURCE] = SOURCE_UPLOAD
@@ -55,10 +58,14 @@ def choose_sheet() -> None:
     sheet = ss.get(session.UPLOAD_SHEET_CHOICE)
     if record is None:
         return
-    real_values = tuple(ss.get(session.UPLOAD_REAL_VALUES, ()))
     try:
         uploaded = loading.read_upload(
-            record.sha, record.name, record.content, sheet=sheet, real_values=real_values
+            record.sha,
+            record.name,
+            record.content,
+            sheet=sheet,
+            real_values=tuple(ss.get(session.UPLOAD_REAL_VALUES, ())),
+            extra_codes=tuple(ss.get(session.UPLOAD_EXTRA_CODES, ())),
         )
     except AnalysisError as error:
         ss[session.UPLOAD_ERROR] = str(error)
@@ -72,6 +79,19 @@ def update_real_values() -> None:
     """Callback of the spellings choice: these spellings are real values, not missing ones."""
     ss = st.session_state
     ss[session.UPLOAD_REAL_VALUES] = tuple(sorted(ss.get(session.UPLOAD_REAL_VALUES_CHOICE, [])))
+
+
+def update_extra_codes() -> None:
+    """Callback of the codes field: more spellings of this sheet that mean "missing"."""
+    ss = st.session_state
+    written = str(ss.get(session.UPLOAD_EXTRA_CODES_CHOICE) or "")
+    ss[session.UPLOAD_EXTRA_CODES] = parse_codes(written)
+
+
+def parse_codes(written: str) -> tuple[str, ...]:
+    """Codes typed as a comma- or semicolon-separated list ("k.A.; -99"), each once, sorted."""
+    parts = (part.strip() for part in written.replace(";", ",").split(","))
+    return tuple(sorted({part for part in parts if part}))
 
 
 MAPPING_ROLES = {
@@ -172,6 +192,18 @@ def missing_values(view: loading.UploadView) -> None:
     if found:
         listed = "; ".join(escape_markdown(spelling.describe()) for spelling in found)
         st.caption(f":material/info: Read as missing values: {listed}.")
+    st.session_state[session.UPLOAD_EXTRA_CODES_CHOICE] = ", ".join(view.extra_codes)
+    st.text_input(
+        "More codes that mean 'missing' in this sheet (separated by commas)",
+        key=session.UPLOAD_EXTRA_CODES_CHOICE,
+        on_change=update_extra_codes,
+        placeholder="e.g. k.A., -99, not coded",
+        help=(
+            "The usual codes (NA, n.a., n.r., NR, not reported, -, ?, missing, unknown, …) are "
+            "read as missing in every column. Add codes your sheet uses; a row with a missing "
+            "value is left out only of the models that use that column."
+        ),
+    )
     options = sorted({spelling.spelling for spelling in found} | set(view.real_values))
     if not options:
         return
@@ -179,6 +211,7 @@ def missing_values(view: loading.UploadView) -> None:
     st.multiselect(
         "Spellings that are real values in this sheet (not missing)",
         options,
+        format_func=shown_spelling,
         key=session.UPLOAD_REAL_VALUES_CHOICE,
         on_change=update_real_values,
         help=(

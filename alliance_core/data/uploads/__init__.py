@@ -19,6 +19,7 @@ from alliance_core.data.uploads.cells import (
     MISSING_MARKERS,
     MISSING_SPELLINGS,
     missing_markers,
+    shown_spelling,
     spelling_key,
 )
 from alliance_core.data.uploads.mapping import moderator_candidates, suggest_mapping
@@ -58,6 +59,7 @@ __all__ = [
     "missing_markers",
     "moderator_candidates",
     "read_table",
+    "shown_spelling",
     "spelling_key",
     "suggest_mapping",
     "template_csv",

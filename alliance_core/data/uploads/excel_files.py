@@ -24,6 +24,7 @@ def read_excel(
     sheet: str | int | None,
     decimal: str | None,
     real_values: tuple[str, ...] = (),
+    extra_codes: tuple[str, ...] = (),
     max_rows: int,
 ) -> UploadedTable:
     import openpyxl  # only needed for workbooks; keeps importing this module light
@@ -66,7 +67,7 @@ def read_excel(
             notes.append(
                 "Numbers stored as text use a decimal comma ('0,3') and were read as such."
             )
-    markers = missing_markers(real_values)
+    markers = missing_markers(real_values, extra_codes)
     frame, found = build_frame(
         header, rows, header_row + 1, decimal, file_name, notes, markers, is_text=False
     )
@@ -84,6 +85,7 @@ def read_excel(
         notes=tuple(notes),
         missing_spellings=found,
         real_values=real_values,
+        extra_codes=extra_codes,
     )
     return UploadedTable(frame, report)
 

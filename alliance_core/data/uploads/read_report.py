@@ -13,7 +13,12 @@ from typing import Literal
 import pandas as pd
 
 from alliance_core.data.mapping import ColumnMapping
-from alliance_core.data.uploads.cells import DECIMAL_NAMES, count_of, missing_markers
+from alliance_core.data.uploads.cells import (
+    DECIMAL_NAMES,
+    count_of,
+    missing_markers,
+    shown_spelling,
+)
 from alliance_core.data.uploads.report import ValidationReport
 from alliance_core.data.uploads.validation import validate
 
@@ -38,7 +43,7 @@ class MissingSpelling:
         listed = ", ".join(f"'{column}'" for column in self.columns[:5])
         more = ", …" if len(self.columns) > 5 else ""
         where = "column" if len(self.columns) == 1 else "columns"
-        return f"'{self.spelling}' in {count_of(self.cells, 'cell')} ({where} {listed}{more})"
+        return f"'{shown_spelling(self.spelling)}' in {count_of(self.cells, 'cell')} ({where} {listed}{more})"
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,8 @@ class ReadReport:
     ``first_data_row`` is the spreadsheet row of the table's first data row (see ``alliance_core.data.uploads.reading``).
     ``notes`` lists every decision worth a second look (ambiguities, renamed columns).
     ``missing_spellings`` lists the non-empty missing-value spellings read as missing (most
-    cells first); ``real_values`` the spellings the caller declared real values.
+    cells first); ``real_values`` the spellings the caller declared real values,
+    ``extra_codes`` the codes the caller added.
     """
 
     file_name: str
@@ -65,11 +71,12 @@ class ReadReport:
     notes: tuple[str, ...] = ()
     missing_spellings: tuple[MissingSpelling, ...] = ()
     real_values: tuple[str, ...] = ()
+    extra_codes: tuple[str, ...] = ()
 
     @property
     def missing_markers(self) -> frozenset[str]:
         """The spellings that count as missing in this table."""
-        return missing_markers(self.real_values)
+        return missing_markers(self.real_values, self.extra_codes)
 
     def describe(self) -> str:
         """One sentence such as "Read as semicolon-separated text, decimal comma, Latin-1 …"."""

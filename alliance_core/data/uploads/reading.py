@@ -23,7 +23,8 @@ Detection rules (each decision is reported, never made in silence)
     "1.234" (could be a thousands separator) do not vote. With mixed votes the cells in the
     losing style stay text and ``validate`` quotes them as not numbers.
     Missing values: empty cells and the spellings in ``MISSING_SPELLINGS`` (any case, spaces
-    ignored), less those the caller declares real values (``real_values``).
+    ignored), with the codes the caller adds (``extra_codes``) and less those the caller
+    declares real values (``real_values``).
     Sheet: the first sheet of a workbook unless ``sheet`` names another.
 """
 
@@ -73,6 +74,7 @@ def read_table(
     delimiter: str | None = None,
     decimal: str | None = None,
     real_values: Iterable[str] = (),
+    extra_codes: Iterable[str] = (),
 ) -> UploadedTable:
     """Read a coding sheet from the bytes of a CSV, TSV or Excel (.xlsx) file.
 
@@ -80,7 +82,8 @@ def read_table(
     named .csv); the name is used in messages. For Excel, ``sheet`` picks a sheet by name or
     0-based position (default: the first). For text, ``encoding``, ``delimiter`` and ``decimal``
     override detection. Cells spelling a missing value (``MISSING_SPELLINGS``) are read as
-    missing unless their spelling is among ``real_values``. Fully numeric columns become
+    missing unless their spelling is among ``real_values``; ``extra_codes`` adds codes of this
+    sheet ("k.A.", "-99"), in every column. Fully numeric columns become
     numbers; other columns stay text with surrounding spaces removed. Raises ``AnalysisError`` (and nothing else) when the file cannot
     be read as a table.
     """
@@ -89,6 +92,7 @@ def read_table(
     data = bytes(data)
     _check_size(data, file_name)
     real = tuple(sorted({spelling_key(str(value)) for value in real_values} - {""}))
+    extra = tuple(sorted({spelling_key(str(value)) for value in extra_codes} - {""}))
     if decimal is not None and decimal not in DECIMAL_NAMES:
         raise AnalysisError(f"Decimal mark '{decimal}' is not supported; use '.' or ','.")
     suffix = _suffix(file_name)
@@ -103,7 +107,13 @@ def read_table(
                 f"'{file_name}' is an OpenDocument spreadsheet. Save it as .xlsx or CSV."
             )
         return read_excel(
-            data, file_name, sheet=sheet, decimal=decimal, real_values=real, max_rows=MAX_ROWS
+            data,
+            file_name,
+            sheet=sheet,
+            decimal=decimal,
+            real_values=real,
+            extra_codes=extra,
+            max_rows=MAX_ROWS,
         )
     notes: list[str] = []
     if suffix in _EXCEL_SUFFIXES:
@@ -118,6 +128,7 @@ def read_table(
         decimal=decimal,
         notes=notes,
         real_values=real,
+        extra_codes=extra,
         max_rows=MAX_ROWS,
     )
 

@@ -70,9 +70,11 @@ error `sei` (vi = sei²). The variance is the standard error squared: a `vi` col
 look like standard errors gets a warning. For `yi`, say which measure the table holds
 (correlation, standardized mean difference, log odds ratio, other).
 
-**Missing values.** Empty cells and `NA`, `N/A`, `n.a.`, `na`, `-`, `–`, `.`, `?`, `missing`,
-`#N/A`, `NaN`, `null`, `none` (any case, spaces ignored) are missing; the Data page lists which
-of them were found and lets you declare one a real value. A row missing an effect size, its
+**Missing values.** In every column, empty cells and `NA`, `N/A`, `n.a.`, `na`, `n.r.`, `NR`,
+`n/r`, `not reported`, `-`, `–`, `—`, `.`, `?`, `missing`, `unknown`, `#N/A`, `NaN`, `null`,
+`none` (any case, spaces ignored) are missing; the Data page lists which of them were found in
+which columns, lets you add a code of your own sheet (such as `k.A.` or `-99`) and lets you
+declare one a real value. A row missing an effect size, its
 `n` or its study is left out and listed; a row missing only a moderator, a therapist count or
 PTR is left out only of the models that use that column. Each page says how many rows its
 model used and why the others were left out.

@@ -40,6 +40,7 @@ def read_text(
     decimal: str | None,
     notes: list[str],
     real_values: tuple[str, ...] = (),
+    extra_codes: tuple[str, ...] = (),
     max_rows: int,
 ) -> UploadedTable:
     text, encoding = _decode(data, file_name, encoding)
@@ -54,7 +55,7 @@ def read_text(
     if decimal is None:
         decimal, decimal_notes = detect_decimal(rows)
         notes.extend(decimal_notes)
-    markers = missing_markers(real_values)
+    markers = missing_markers(real_values, extra_codes)
     frame, found = build_frame(
         header, rows, header_row + 1, decimal, file_name, notes, markers, is_text=True
     )
@@ -72,6 +73,7 @@ def read_text(
         notes=tuple(notes),
         missing_spellings=found,
         real_values=real_values,
+        extra_codes=extra_codes,
     )
     return UploadedTable(frame, report)
 
