@@ -60,6 +60,7 @@ if view is not None:
 
     st.markdown("**Column roles** (suggested from the column names; change any of them)")
     upload_form.mapping_editor(view)
+    upload_form.level_spellings(view)
 
     st.markdown("**Validation**")
     validation = view.validation

@@ -36,6 +36,7 @@ from alliance_core.data import datasets
 from alliance_core.data.datasets import DEFAULT_DATASET, DatasetInfo
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.data.uploads import (
+    LevelReview,
     UploadedTable,
     ValidationReport,
     read_table,
@@ -98,19 +99,27 @@ class UploadView:
     sheet: str | None = None  # the workbook sheet chosen (None: the first, or a text file)
     real_values: tuple[str, ...] = ()  # missing-value spellings the user calls real values
     extra_codes: tuple[str, ...] = ()  # missing-value codes the user added
+    levels: LevelReview | None = None  # spellings of moderator levels merged (a view)
 
     @property
     def reading_key(self) -> str:
-        return reading_key(self.sheet, self.real_values, self.extra_codes)
+        return reading_key(self.sheet, self.real_values, self.extra_codes, self.kept_apart)
+
+    @property
+    def kept_apart(self) -> tuple[tuple[str, str], ...]:
+        return () if self.levels is None else tuple(m.ident for m in self.levels.kept_apart)
 
 
 def reading_key(
-    sheet: str | None, real_values: tuple[str, ...], extra_codes: tuple[str, ...] = ()
+    sheet: str | None,
+    real_values: tuple[str, ...],
+    extra_codes: tuple[str, ...] = (),
+    kept_apart: tuple[tuple[str, str], ...] = (),
 ) -> str:
     """Which table of the file, read how: part of the cache keys (another sheet, a spelling
-    declared a real value or an added missing-value code gives another table, so fits
-    refresh)."""
-    return json.dumps([sheet, list(real_values), list(extra_codes)])
+    declared a real value, an added missing-value code or a level merge kept apart gives
+    another table, so fits refresh)."""
+    return json.dumps([sheet, list(real_values), list(extra_codes), [list(k) for k in kept_apart]])
 
 
 # The measure an upload's mapping declares, as the escalc code the readings know.
@@ -216,13 +225,14 @@ def _checked_upload(
     mapping_id: str,
     uploaded: UploadedTable,
     mapping: ColumnMapping,
+    levels: LevelReview | None = None,
 ) -> tuple[ValidationReport, pd.DataFrame | None, str | None]:
     ss = st.session_state
     identity = (sha, reading_id, mapping_id)
     held = ss.get(CHECKED_UPLOAD)
     if held is not None and held[0] == identity:
         return held[1]
-    report = uploaded.validate(mapping)
+    report = uploaded.validate(mapping, levels)
     if not report.ok:
         result = report, None, report.summary()
     else:
@@ -252,12 +262,14 @@ def upload_view() -> UploadView | None:
         extra_codes=extra_codes,
     )
     mapping = ss.get(session.UPLOAD_MAPPING) or suggest_mapping(uploaded.frame.columns)
-    reading = reading_key(sheet, real_values, extra_codes)
+    levels = uploaded.levels(mapping, ss.get(session.UPLOAD_KEPT_APART, ()))
+    kept_apart = tuple(merge.ident for merge in levels.kept_apart)
+    reading = reading_key(sheet, real_values, extra_codes, kept_apart)
     report, table, problem = _checked_upload(
-        record.sha, reading, mapping_key(mapping), uploaded, mapping
+        record.sha, reading, mapping_key(mapping), uploaded, mapping, levels
     )
     return UploadView(
-        record, uploaded, mapping, report, table, problem, sheet, real_values, extra_codes
+        record, uploaded, mapping, report, table, problem, sheet, real_values, extra_codes, levels
     )
 
 

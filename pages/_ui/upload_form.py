@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
 from alliance_core.data.mapping import MEASURES, ColumnMapping, measure_words
@@ -33,6 +35,7 @@ def receive_upload() -> None:
             session.UPLOAD_SHEET,
             session.UPLOAD_REAL_VALUES,
             session.UPLOAD_EXTRA_CODES,
+            session.UPLOAD_KEPT_APART,
         ):
             ss.pop(key, None)
         ss[session.SOURCE] = SOURCE_BUNDLED
@@ -46,6 +49,7 @@ def receive_upload() -> None:
     ss.pop(session.UPLOAD_SHEET, None)
     ss.pop(session.UPLOAD_REAL_VALUES, None)
     ss.pop(session.UPLOAD_EXTRA_CODES, None)
+    ss.pop(session.UPLOAD_KEPT_APART, None)
     ss[session.UPLOAD] = record
     ss[session.UPLOAD_MAPPING] = mapping
     ss[session.SOURCE] = SOURCE_UPLOAD
@@ -217,5 +221,45 @@ def missing_values(view: loading.UploadView) -> None:
         help=(
             "Cells such as 'NA', 'n.a.', '-', '?' or 'none' are read as missing. If one of "
             "them is a real answer in your sheet (e.g. 'none' as a comorbidity), choose it here."
+        ),
+    )
+
+
+def update_kept_apart() -> None:
+    """Callback of the merges choice: these spellings stay apart, as written."""
+    ss = st.session_state
+    chosen = ss.get(session.UPLOAD_KEPT_APART_CHOICE, [])
+    ss[session.UPLOAD_KEPT_APART] = tuple(sorted(tuple(json.loads(item)) for item in chosen))
+
+
+def level_spellings(view: loading.UploadView) -> None:
+    """Each merge of spellings into one level, near-duplicates, and the choice to keep apart."""
+    levels = view.levels
+    if levels is None or not (levels.all_merges or levels.near_duplicates):
+        return
+    for merge in levels.merges:
+        st.caption(f":material/merge: {escape_markdown(merge.describe())}")
+    for merge in levels.kept_apart:
+        st.caption(
+            f":material/call_split: Kept apart as you chose: {escape_markdown(merge.describe())}"
+        )
+    for near in levels.near_duplicates:
+        st.caption(f":material/warning: {escape_markdown(near.describe())}")
+    merges = {json.dumps(list(merge.ident)): merge for merge in levels.all_merges}
+    if not merges:
+        return
+    st.session_state[session.UPLOAD_KEPT_APART_CHOICE] = [
+        json.dumps(list(merge.ident)) for merge in levels.kept_apart
+    ]
+    st.multiselect(
+        "Spellings to keep apart as separate levels",
+        list(merges),
+        format_func=lambda item: merges[item].describe(),
+        key=session.UPLOAD_KEPT_APART_CHOICE,
+        on_change=update_kept_apart,
+        help=(
+            "Values of a moderator that differ only in case, spaces or Unicode form are read as "
+            "one level under their most frequent spelling. Your file is not changed; choose a "
+            "merge here to analyse its spellings as separate levels."
         ),
     )

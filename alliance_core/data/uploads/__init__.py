@@ -22,6 +22,13 @@ from alliance_core.data.uploads.cells import (
     shown_spelling,
     spelling_key,
 )
+from alliance_core.data.uploads.levels import (
+    LevelMerge,
+    LevelReview,
+    NearDuplicate,
+    level_key,
+    review_levels,
+)
 from alliance_core.data.uploads.mapping import moderator_candidates, suggest_mapping
 from alliance_core.data.uploads.reading import (
     DELIMITER_NAMES,
@@ -49,16 +56,21 @@ __all__ = [
     "MISSING_MARKERS",
     "MISSING_SPELLINGS",
     "TEMPLATE_COLUMNS",
+    "LevelMerge",
+    "LevelReview",
     "MissingSpelling",
+    "NearDuplicate",
     "Problem",
     "ProblemReport",
     "ReadReport",
     "Severity",
     "UploadedTable",
     "ValidationReport",
+    "level_key",
     "missing_markers",
     "moderator_candidates",
     "read_table",
+    "review_levels",
     "shown_spelling",
     "spelling_key",
     "suggest_mapping",

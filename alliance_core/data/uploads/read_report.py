@@ -7,6 +7,7 @@ spellings found; ``UploadedTable`` pairs the table with it (made by
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,6 +20,7 @@ from alliance_core.data.uploads.cells import (
     missing_markers,
     shown_spelling,
 )
+from alliance_core.data.uploads.levels import LevelReview, review_levels
 from alliance_core.data.uploads.report import ValidationReport
 from alliance_core.data.uploads.validation import validate
 
@@ -99,10 +101,19 @@ class UploadedTable:
     frame: pd.DataFrame
     report: ReadReport
 
-    def validate(self, mapping: ColumnMapping) -> ValidationReport:
-        """``validate`` with this file's decimal mark and row numbering."""
+    def levels(
+        self, mapping: ColumnMapping, kept_apart: Iterable[tuple[str, str]] = ()
+    ) -> LevelReview:
+        """The spellings of each moderator's levels merged (``review_levels``), as a view."""
+        return review_levels(self.frame, mapping.moderators, kept_apart)
+
+    def validate(
+        self, mapping: ColumnMapping, levels: LevelReview | None = None
+    ) -> ValidationReport:
+        """``validate`` with this file's decimal mark and row numbering; of the view with
+        merged levels when ``levels`` is given (the file's table itself is never changed)."""
         return validate(
-            self.frame,
+            self.frame if levels is None else levels.frame,
             mapping,
             decimal=self.report.decimal,
             first_data_row=self.report.first_data_row,
