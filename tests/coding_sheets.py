@@ -22,8 +22,8 @@ ROWS = [
 
 
 def coding_sheet(column: str, levels: tuple[str, str], labels: list[str]) -> bytes:
-    """CSV bytes: moderator ``column`` holds ``levels[0]`` in even studies and ``levels[1]`` in
-    odd ones; the labels cycle through ``labels``."""
+    """CSV bytes: moderator ``column`` holds ``levels[0]`` in even studies (3) and ``levels[1]``
+    in odd ones (4, so it is the default reference level); the labels cycle through ``labels``."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["study", "es_id", "label", "r", "n", "n_therapists", column])

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from alliance_core.analyses.references import resolve_references, single_study_notes
 from alliance_core.analyses.settings import PTR, AnalysisSettings
 from alliance_core.data.effect_sizes import (
     escalc,
@@ -333,12 +334,16 @@ def run_analysis(
         )
         notes.extend(aggregation_notes)
         check_enough_rows(filtered, aggregated=True)
+    chosen = {c: v for c, v in settings.reference.items() if c in moderators}
+    # The default reference is the level with the most studies, not R's alphabetical first.
+    references = resolve_references(filtered, moderators, chosen, mapping.study)
+    notes.extend(single_study_notes(filtered, moderators, mapping.study))
     result = fit(
         filtered,
         yi="yi",
         vi="vi",
         moderators=list(moderators),
-        reference={c: v for c, v in settings.reference.items() if c in moderators} or None,
+        reference=references or None,
         method=settings.method,
         cluster=mapping.study if three_level else None,
         test=settings.engine_test,
@@ -374,7 +379,11 @@ def within_study_test(run: AnalysisRun) -> LikelihoodRatioTest:
         yi="yi",
         vi="vi",
         moderators=list(run.moderator_columns),
-        reference={c: v for c, v in run.settings.reference.items() if c in run.moderator_columns}
+        reference={
+            term.column: term.reference
+            for term in run.result.design.terms
+            if term.kind == "categorical"
+        }
         or None,
         method=run.settings.method,
         cluster=res.cluster,

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from alliance_core.analyses.presets import apply_preset_link, matching_preset
+from alliance_core.analyses.references import reference_order, reference_refusal
 from alliance_core.analyses.run import apply_filters, available_moderators
 from alliance_core.analyses.settings import (
     DEFAULT_RHO,
@@ -115,6 +116,7 @@ class DataChoices:
     moderators: tuple[str, ...]
     categorical: Mapping[str, tuple[str, ...]]
     nested: bool = False  # some study has several effect sizes
+    study: str | None = None  # the study column (reference levels count its studies)
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -144,6 +146,7 @@ def offered_choices(dataset: str, mapping: ColumnMapping, table: pd.DataFrame) -
         moderators=tuple(available_moderators(table, mapping)),
         categorical=categorical,
         nested=is_nested(table, mapping.study),
+        study=mapping.study,
     )
 
 
@@ -200,14 +203,12 @@ class Reconciled:
     filter_columns: tuple[str, ...]
     filter_levels: Mapping[str, tuple[str, ...]]
     notes: tuple[str, ...]
+    study: str | None = None  # the study column (see DataChoices)
 
     def reference_levels(self, table: pd.DataFrame, column: str) -> tuple[str, ...]:
-        """Levels of a categorical moderator left after the filter (the first is the default)."""
-        return _levels_present(apply_filters(table, self.settings.filters), column)
-
-
-def _levels_present(rows: pd.DataFrame, column: str) -> tuple[str, ...]:
-    return tuple(level_order(rows[column].dropna().unique()))
+        """Levels of a categorical moderator left after the filter, the default reference (the
+        level with the most studies) first."""
+        return reference_order(apply_filters(table, self.settings.filters), column, self.study)
 
 
 def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconciled:
@@ -303,12 +304,15 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
     for column, level in draft.reference.items():
         if column not in moderators or column not in choices.categorical:
             continue  # a reference only matters for a categorical moderator in the model
-        present = _levels_present(rows, column)
+        present = reference_order(rows, column, choices.study)
+        refusal = reference_refusal(rows, column, choices.study, str(level))
         if str(level) not in present:
             notes.append(
                 f"'{level}' is not a level of '{column}' in the analysed rows; the reference "
                 f"level is {present[0] if present else 'the first level'} instead."
             )
+        elif refusal is not None:
+            notes.append(refusal + f" The reference level is '{present[0]}'.")
         elif present and str(level) != present[0]:
             reference[column] = str(level)  # the default reference is left implicit
 
@@ -325,7 +329,9 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
         inference=inference,
         page=draft.page,
     )
-    return Reconciled(settings, tuple(filter_columns), filter_levels, tuple(notes))
+    return Reconciled(
+        settings, tuple(filter_columns), filter_levels, tuple(notes), study=choices.study
+    )
 
 
 # -- links -----------------------------------------------------------------------------------
