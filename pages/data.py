@@ -72,6 +72,11 @@ if view is not None:
         st.success(escape_markdown(validation.summary()), icon=":material/check_circle:")
     if view.problem and validation.ok:
         st.error(escape_markdown(view.problem), icon=":material/error:")
+    if validation.effect_forms:
+        with st.expander("Effect-size form of each row", icon=":material/rule:"):
+            st.dataframe(
+                tables.effect_form_rows(validation.effect_forms), hide_index=True, width="stretch"
+            )
     if validation.problems:
         st.caption("Row numbers are spreadsheet rows: the header is row 1.")
         st.dataframe(validation.problems_frame(), hide_index=True, width="stretch")

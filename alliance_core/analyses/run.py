@@ -14,6 +14,7 @@ import pandas as pd
 
 from alliance_core.analyses.references import resolve_references, single_study_notes
 from alliance_core.analyses.settings import PTR, AnalysisSettings
+from alliance_core.data.effect_forms import effect_sizes_by_row
 from alliance_core.data.effect_sizes import (
     escalc,
     from_fisher_z,
@@ -222,7 +223,11 @@ def effect_size_table(data: pd.DataFrame, mapping: ColumnMapping) -> pd.DataFram
     vi = 1/(n − 3); yi and vi as given; yi and sei → vi = sei². PTR by ``study_ptr``.
     """
     form = mapping.effect_form
-    if form == "r":
+    if mapping.mixed_forms:
+        # Each row in its own form (alliance_core.data.effect_forms).
+        table = data.copy()
+        table["yi"], table["vi"], _ = effect_sizes_by_row(data, mapping)
+    elif form == "r":
         table = escalc(data, r=mapping.r, n=mapping.n, measure="ZCOR")
     elif form == "z":
         table = from_fisher_z(data, z=mapping.z, n=mapping.n)

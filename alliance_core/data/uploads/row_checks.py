@@ -15,6 +15,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from alliance_core.data.effect_forms import FORM_NAMES, disagreements, row_forms
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.data.uploads.cells import (
     COMMA_DECIMAL,
@@ -55,7 +56,8 @@ class RowChecks:
         self.flagged: dict[str, np.ndarray] = {}  # per column: cells that already have a problem
         self.numbers: dict[str, np.ndarray] = {}
         # Without a complete form the correlation rules apply (and the mapping is an error).
-        self.form = mapping.effect_form or "r"
+        self.form = "mixed" if mapping.mixed_forms else mapping.effect_form or "r"
+        self.row_form = np.full(len(df), None, dtype=object)  # the form of each row (mixed)
         self.uses_correlations = self.form == "r"
 
     # --- recording -----------------------------------------------------------------------
@@ -148,6 +150,9 @@ class RowChecks:
 
     def _check_effect_sizes(self) -> None:
         mapping = self.mapping
+        if self.form == "mixed":
+            self._check_mixed_forms()
+            return
         if self.form == "r":
             r = self._numbers(mapping.r)
             if r is not None:
@@ -184,6 +189,80 @@ class RowChecks:
         self._check_patients()
         self._check_spread_plausible()
 
+    def _forms_use_n(self) -> bool:
+        return any(form in ("r", "z") for form in self.mapping.row_forms)
+
+    def _check_mixed_forms(self) -> None:
+        """Forms by row (``alliance_core.data.effect_forms``): each filled cell is checked by
+        its column's rules; a row is left out only when no form is complete; two forms of a
+        row that disagree are a warning naming the row and both columns."""
+        mapping = self.mapping
+        columns = [c for c in dict.fromkeys((mapping.r, mapping.z, mapping.yi)) if c]
+        spreads = [c for c in dict.fromkeys((mapping.vi, mapping.sei)) if c]
+        for column in columns:
+            values = self._numbers(column, required=False)
+            if values is None:
+                continue
+            self._check_finite(column, values)
+            if column == mapping.r:
+                self._flag(
+                    column,
+                    values,
+                    np.abs(values) >= 1,
+                    lambda v: (
+                        f"r = {show_number(v)}; a correlation must lie strictly between "
+                        "−1 and 1 (Fisher's z is infinite at ±1)"
+                    ),
+                    "|r| ≥ 1",
+                )
+        for column in spreads:
+            values = self._numbers(column, required=False)
+            if values is not None:
+                self._flag(
+                    column,
+                    values,
+                    ~np.isnan(values) & ~(np.isfinite(values) & (values > 0)),
+                    lambda v: (
+                        f"{show_number(v)}; a variance or standard error must be a "
+                        "positive finite number"
+                    ),
+                    f"{column} ≤ 0 or not finite",
+                )
+        self._check_patients()
+        # A missing r (or z, yi, …) is not a missing moderator: the row may have another form.
+        for column in (*columns, *spreads):
+            self.optional_missing.pop(column, None)
+        if mapping.n not in mapping.ptr_inputs:
+            self.optional_missing.pop(mapping.n, None)
+        checked = pd.DataFrame(
+            {c: self.numbers[c] for c in (*columns, *spreads, mapping.n) if c in self.numbers}
+        )
+        self.row_form = row_forms(checked, mapping)
+        names = " or ".join(FORM_NAMES[form] for form in mapping.row_forms)
+        incomplete = (self.row_form == None) & ~self.excluded & ~self.empty  # noqa: E711
+        first = (columns or spreads)[0]
+        for position in np.flatnonzero(incomplete):
+            self._leave_out(
+                int(position), first, None, f"no complete effect size ({names})", "no effect size"
+            )
+        for found in disagreements(checked, mapping):
+            if self.excluded[found.position]:
+                continue
+            row = int(self.row_numbers[found.position])
+            used = FORM_NAMES[self.row_form[found.position]]
+            first_column, second_column = found.columns
+            self.problems.append(
+                Problem(
+                    row,
+                    second_column,
+                    None,
+                    f"Row {row}, columns '{first_column}' and '{second_column}': {found.message}; "
+                    f"the two forms disagree (the row uses {used}). Check the row.",
+                    "warning",
+                    "forms that disagree",
+                )
+            )
+
     def _check_finite(self, column: str, values: np.ndarray) -> None:
         self._flag(
             column,
@@ -199,7 +278,7 @@ class RowChecks:
         n = self._numbers(column, required=self.form in ("r", "z"))
         if n is not None:
             self._check_whole(column, n, "patients")
-            if self.form in ("r", "z"):
+            if self.form in ("r", "z") or (self.form == "mixed" and self._forms_use_n()):
                 self._flag(
                     column,
                     n,

@@ -68,7 +68,12 @@ one study is listed as a data problem with its row and column.
 (vi = 1/(n − 3)); an effect size `yi` with its sampling variance `vi`; or `yi` with its standard
 error `sei` (vi = sei²). The variance is the standard error squared: a `vi` column whose values
 look like standard errors gets a warning. For `yi`, say which measure the table holds
-(correlation, standardized mean difference, log odds ratio, other).
+(correlation, standardized mean difference, log odds ratio, other). Forms may be mixed row by
+row: map every form your sheet uses (say `r` and `n`, `z` and its standard error `se`) and each
+row takes the first complete one (r and n; z and its SE or variance; z and n; yi and vi; yi and
+sei). The Data page lists each row's form and flags a row whose two forms disagree (r and z
+that do not match). `yi` is pooled with correlations only when declared a correlation on
+Fisher's z scale.
 
 **Missing values.** In every column, empty cells and `NA`, `N/A`, `n.a.`, `na`, `n.r.`, `NR`,
 `n/r`, `not reported`, `-`, `–`, `—`, `.`, `?`, `missing`, `unknown`, `#N/A`, `NaN`, `null`,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from alliance_core.data.effect_forms import FORM_NAMES
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.data.uploads.cells import DECIMAL_NAMES, MISSING_MARKERS, row_list
 from alliance_core.data.uploads.report import Problem, ValidationReport
@@ -92,6 +93,21 @@ class _TableCheck(RowChecks):
             n_rows=len(self.df),
             mapping=self.mapping,
             missing_by_column=self._missing_counts(),
+            effect_forms=self._form_rows(),
+        )
+
+    def _form_rows(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """Mixed forms: each form used and the spreadsheet rows of the usable rows using it."""
+        if self.form != "mixed":
+            return ()
+        kept = ~self.excluded
+        return tuple(
+            (
+                FORM_NAMES[form],
+                tuple(int(r) for r in self.row_numbers[kept & (self.row_form == form)]),
+            )
+            for form in self.mapping.row_forms
+            if (kept & (self.row_form == form)).any()
         )
 
     def _too_few_message(self, usable: int) -> str:
@@ -114,8 +130,24 @@ class _TableCheck(RowChecks):
 
     def _check_mapping(self) -> None:
         mapping = self.mapping
-        if mapping.effect_form is None:
+        if mapping.effect_form is None and not mapping.row_forms:
             self._error(None, None, None, _missing_roles_message(mapping), "an incomplete mapping")
+        correlations = any(form in ("r", "z", "z_sei", "z_vi") for form in mapping.row_forms)
+        if (
+            mapping.mixed_forms
+            and correlations
+            and mapping.yi is not None
+            and mapping.measure != "correlation"
+        ):
+            self._error(
+                None,
+                mapping.yi,
+                None,
+                f"Rows are read as r or Fisher's z and as yi ('{mapping.yi}'), but yi is not "
+                "declared a correlation: effect sizes of different measures cannot be pooled. "
+                "Say that yi holds correlations on Fisher's z scale, or leave yi unmapped.",
+                "two measures",
+            )
         for role in ("study", "es_id", *NUMERIC_ROLES, "label", "year"):
             self._check_column_exists(getattr(mapping, role), role)
         for moderator in dict.fromkeys(mapping.moderators):
@@ -134,7 +166,7 @@ class _TableCheck(RowChecks):
                     "own column.",
                     "one column in two roles",
                 )
-        unused = _unused_effect_roles(mapping)
+        unused = [] if mapping.mixed_forms else _unused_effect_roles(mapping)
         if unused:
             self._warn(
                 None,
@@ -311,7 +343,10 @@ def _missing_roles_message(mapping: ColumnMapping) -> str:
     if mapping.r and not mapping.n:
         return "A correlation (r) is chosen but not its number of patients (n); choose n."
     if mapping.z and not mapping.n:
-        return "A Fisher's z column is chosen but not its number of patients (n); choose n."
+        return (
+            "A Fisher's z column is chosen but not its number of patients (n), standard error "
+            "(sei) or sampling variance (vi); choose one of them."
+        )
     if mapping.n and not (mapping.r or mapping.z or mapping.yi or mapping.vi or mapping.sei):
         return "A number of patients (n) is chosen but not the correlation (r); choose r."
     if mapping.yi and not (mapping.vi or mapping.sei):
