@@ -51,6 +51,8 @@ if st.session_state.get(session.UPLOAD_ERROR):
 view = loading.upload_view()
 if view is not None:
     st.markdown(f"**Uploaded:** {escape_markdown(view.record.name)}")
+    if st.session_state.get(session.UPLOAD_NOTICE):
+        st.info(escape_markdown(st.session_state[session.UPLOAD_NOTICE]), icon=":material/sync:")
     report = view.uploaded.report
     st.info(escape_markdown(report.describe()), icon=":material/description:")
     for note in report.notes:
@@ -59,6 +61,7 @@ if view is not None:
     upload_form.missing_values(view)
 
     st.markdown("**Column roles** (suggested from the column names; change any of them)")
+    upload_form.role_reasons(view)
     upload_form.mapping_editor(view)
     upload_form.level_spellings(view)
 

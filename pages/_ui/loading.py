@@ -40,7 +40,7 @@ from alliance_core.data.uploads import (
     UploadedTable,
     ValidationReport,
     read_table,
-    suggest_mapping,
+    suggest_roles,
 )
 from alliance_core.errors import AnalysisError
 from pages._ui import disk_cache, session
@@ -261,7 +261,7 @@ def upload_view() -> UploadView | None:
         real_values=real_values,
         extra_codes=extra_codes,
     )
-    mapping = ss.get(session.UPLOAD_MAPPING) or suggest_mapping(uploaded.frame.columns)
+    mapping = ss.get(session.UPLOAD_MAPPING) or suggest_roles(uploaded.frame).mapping
     levels = uploaded.levels(mapping, ss.get(session.UPLOAD_KEPT_APART, ()))
     kept_apart = tuple(merge.ident for merge in levels.kept_apart)
     reading = reading_key(sheet, real_values, extra_codes, kept_apart)
@@ -271,6 +271,12 @@ def upload_view() -> UploadView | None:
     return UploadView(
         record, uploaded, mapping, report, table, problem, sheet, real_values, extra_codes, levels
     )
+
+
+def columns_identity(columns) -> str:
+    """The column names of a table as a short key (which choices a table can keep)."""
+    text = json.dumps([str(column) for column in columns])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def active_data() -> tuple[ActiveData | None, str | None]:
@@ -291,7 +297,9 @@ def active_data() -> tuple[ActiveData | None, str | None]:
         return (
             ActiveData(
                 key=f"upload:{view.record.sha}:{view.reading_key}:{mapping_key(view.mapping)}",
-                identity=f"upload:{view.record.sha}:{view.sheet or ''}",
+                # By columns, not content: a corrected file with the same columns keeps the
+                # sidebar's choices (moderators, filters, reference levels, inference).
+                identity=f"upload:{columns_identity(view.uploaded.frame.columns)}:{view.sheet or ''}",
                 dataset=UPLOAD_DATASET,
                 title=f"Your upload: {view.record.name}",
                 simulated=False,

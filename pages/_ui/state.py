@@ -36,7 +36,7 @@ from alliance_core.analyses.settings import (
 )
 from alliance_core.data.datasets import DEFAULT_DATASET, DatasetInfo, list_datasets
 from alliance_core.data.mapping import ColumnMapping
-from alliance_core.data.uploads import UploadedTable, read_table, suggest_mapping
+from alliance_core.data.uploads import UploadedTable, read_table, suggest_roles
 from alliance_core.errors import AnalysisError
 from alliance_core.model.design import is_categorical, level_order
 from alliance_core.model.nesting import AGGREGATED, INDEPENDENT, is_nested
@@ -535,4 +535,4 @@ def accept_upload(
         uploaded = read_table(record.content, record.name)
     else:
         uploaded = read(record.sha, record.name, record.content)
-    return record, uploaded, suggest_mapping(uploaded.frame.columns)
+    return record, uploaded, suggest_roles(uploaded.frame).mapping

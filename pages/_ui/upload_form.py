@@ -10,7 +10,7 @@ from alliance_core.data.mapping import MEASURES, ColumnMapping, measure_words
 from alliance_core.data.uploads import (
     moderator_candidates,
     shown_spelling,
-    suggest_mapping,
+    suggest_roles,
 )
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import escape_markdown
@@ -36,22 +36,43 @@ def receive_upload() -> None:
             session.UPLOAD_REAL_VALUES,
             session.UPLOAD_EXTRA_CODES,
             session.UPLOAD_KEPT_APART,
+            session.UPLOAD_COLUMNS,
+            session.UPLOAD_NOTICE,
         ):
             ss.pop(key, None)
         ss[session.SOURCE] = SOURCE_BUNDLED
         return
     try:
-        record, _, mapping = accept_upload(file.getvalue(), file.name, read=loading.read_upload)
+        record, uploaded, mapping = accept_upload(
+            file.getvalue(), file.name, read=loading.read_upload
+        )
+        sheet = ss.get(session.UPLOAD_SHEET)
+        if sheet is not None and sheet in uploaded.report.sheet_names:
+            uploaded = loading.read_upload(record.sha, record.name, record.content, sheet=sheet)
     except AnalysisError as error:
         ss[session.UPLOAD_ERROR] = str(error)
         return
     ss.pop(session.UPLOAD_ERROR, None)
-    ss.pop(session.UPLOAD_SHEET, None)
-    ss.pop(session.UPLOAD_REAL_VALUES, None)
-    ss.pop(session.UPLOAD_EXTRA_CODES, None)
-    ss.pop(session.UPLOAD_KEPT_APART, None)
+    columns = tuple(str(column) for column in uploaded.frame.columns)
+    if ss.get(session.UPLOAD) is not None and ss.get(session.UPLOAD_COLUMNS) == columns:
+        # A corrected file with the same columns: keep the roles, codes, merges and sheet
+        # (the sidebar keeps its choices too: the table's identity is its columns).
+        ss[session.UPLOAD_NOTICE] = (
+            f"'{record.name}' has the same columns as the file before: its column roles, "
+            "missing codes, level merges and the analysis choices were kept."
+        )
+    else:
+        for key in (
+            session.UPLOAD_SHEET,
+            session.UPLOAD_REAL_VALUES,
+            session.UPLOAD_EXTRA_CODES,
+            session.UPLOAD_KEPT_APART,
+            session.UPLOAD_NOTICE,
+        ):
+            ss.pop(key, None)
+        ss[session.UPLOAD_MAPPING] = mapping
+    ss[session.UPLOAD_COLUMNS] = columns
     ss[session.UPLOAD] = record
-    ss[session.UPLOAD_MAPPING] = mapping
     ss[session.SOURCE] = SOURCE_UPLOAD
 
 
@@ -76,7 +97,7 @@ def choose_sheet() -> None:
         return
     ss.pop(session.UPLOAD_ERROR, None)
     ss[session.UPLOAD_SHEET] = sheet
-    ss[session.UPLOAD_MAPPING] = suggest_mapping(uploaded.frame.columns)
+    ss[session.UPLOAD_MAPPING] = suggest_roles(uploaded.frame).mapping
 
 
 def update_real_values() -> None:
@@ -263,3 +284,13 @@ def level_spellings(view: loading.UploadView) -> None:
             "merge here to analyse its spellings as separate levels."
         ),
     )
+
+
+def role_reasons(view: loading.UploadView) -> None:
+    """Why each role was suggested, and the columns the suggestion asks about."""
+    suggestion = suggest_roles(view.uploaded.frame)
+    for question in suggestion.questions:
+        st.warning(escape_markdown(question), icon=":material/help:")
+    if suggestion.reasons:
+        listed = " ".join(escape_markdown(reason) for _, reason in suggestion.reasons)
+        st.caption(f":material/info: Suggested roles: {listed}")

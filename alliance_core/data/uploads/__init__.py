@@ -42,6 +42,7 @@ from alliance_core.data.uploads.reading import (
     read_table,
 )
 from alliance_core.data.uploads.report import Problem, ProblemReport, Severity, ValidationReport
+from alliance_core.data.uploads.roles import RoleSuggestion, suggest_roles
 from alliance_core.data.uploads.template import FORMAT_DESCRIPTION, TEMPLATE_COLUMNS, template_csv
 from alliance_core.data.uploads.validation import validate
 
@@ -63,6 +64,7 @@ __all__ = [
     "Problem",
     "ProblemReport",
     "ReadReport",
+    "RoleSuggestion",
     "Severity",
     "UploadedTable",
     "ValidationReport",
@@ -74,6 +76,7 @@ __all__ = [
     "shown_spelling",
     "spelling_key",
     "suggest_mapping",
+    "suggest_roles",
     "template_csv",
     "validate",
 ]
