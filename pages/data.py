@@ -51,6 +51,7 @@ if st.session_state.get(session.UPLOAD_ERROR):
 view = loading.upload_view()
 if view is not None:
     st.markdown(f"**Uploaded:** {escape_markdown(view.record.name)}")
+    upload_form.kept_on_server()
     if st.session_state.get(session.UPLOAD_NOTICE):
         st.info(escape_markdown(st.session_state[session.UPLOAD_NOTICE]), icon=":material/sync:")
     report = view.uploaded.report

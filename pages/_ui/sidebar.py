@@ -22,7 +22,7 @@ from alliance_core.data.datasets import DEFAULT_DATASET
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import escape_markdown
 from alliance_core.model.nesting import INDEPENDENT, INFERENCE_HELP, RHO_HELP
-from pages._ui import loading, session
+from pages._ui import loading, session, upload_form
 from pages._ui.loading import Context
 from pages._ui.state import (
     SOURCE_BUNDLED,
@@ -103,6 +103,15 @@ def build_sidebar(current: st.Page, pages: dict[str, st.Page]) -> Context:
             key: list(values) for key, values in current_query().items() if key in VIEW_PARAMETERS
         }
         problems = [*problems, *view_problems]
+        token = current_query().get(upload_form.UPLOAD_PARAMETER)
+        if token and session.UPLOAD not in ss:
+            if upload_form.restore_from_link(token[0]):
+                settings = settings.with_changes(dataset=UPLOAD_DATASET)
+            else:
+                problems.append(
+                    "The upload this link pointed to is no longer kept on the server (uploads "
+                    "are kept for 24 hours, or until deleted); upload the file again."
+                )
         ss[session.PENDING] = settings
         ss[session.NOTICES] = problems
         target = pages.get(settings.page or "")
@@ -441,6 +450,9 @@ def write_url(ctx: Context) -> None:
     if ctx.settings is None:
         return
     wanted = link_query(ctx.settings) | dict(st.session_state.get(session.VIEW_QUERY, {}))
+    token = st.session_state.get(session.UPLOAD_TOKEN)
+    if token and ctx.data is not None and ctx.data.upload is not None:
+        wanted[upload_form.UPLOAD_PARAMETER] = [token]  # a reload finds the upload again
     if current_query() != wanted:
         st.query_params.from_dict(wanted)
 

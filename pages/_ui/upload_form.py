@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import streamlit as st
 
@@ -18,8 +19,10 @@ from pages._ui import loading, session
 from pages._ui.state import (
     SOURCE_BUNDLED,
     SOURCE_UPLOAD,
+    UploadRecord,
     accept_upload,
 )
+from pages._ui.upload_store import UploadStore
 
 
 # -- uploads (Data page callbacks) -------------------------------------------------------------
@@ -40,6 +43,7 @@ def receive_upload() -> None:
             session.UPLOAD_NOTICE,
         ):
             ss.pop(key, None)
+        delete_kept_upload()
         ss[session.SOURCE] = SOURCE_BUNDLED
         return
     try:
@@ -74,6 +78,7 @@ def receive_upload() -> None:
     ss[session.UPLOAD_COLUMNS] = columns
     ss[session.UPLOAD] = record
     ss[session.SOURCE] = SOURCE_UPLOAD
+    keep_on_server(record)
 
 
 def choose_sheet() -> None:
@@ -294,3 +299,74 @@ def role_reasons(view: loading.UploadView) -> None:
     if suggestion.reasons:
         listed = " ".join(escape_markdown(reason) for _, reason in suggestion.reasons)
         st.caption(f":material/info: Suggested roles: {listed}")
+
+
+# -- keeping an upload over a reload (the server-side store) ----------------------------------
+UPLOAD_PARAMETER = "upload"  # the link's parameter holding the store's token
+
+
+def upload_store() -> UploadStore:
+    return UploadStore()
+
+
+def keep_on_server(record: UploadRecord) -> None:
+    """Keep the file in the server's store; its token goes into the link (``write_url``)."""
+    ss = st.session_state
+    delete_kept_upload()  # the previous file of this session is not needed any more
+    kept = upload_store().put(record.content, record.name)
+    if kept is not None:
+        ss[session.UPLOAD_TOKEN] = kept.token
+        ss[session.UPLOAD_KEPT_UNTIL] = kept.expires_at
+
+
+def restore_from_link(token: str) -> bool:
+    """A reloaded tab: the upload kept under the link's token, as if uploaded again."""
+    ss = st.session_state
+    stored = upload_store().get(token)
+    if stored is None:
+        return False
+    record = UploadRecord.from_bytes(stored.content, stored.name)
+    try:
+        uploaded = loading.read_upload(record.sha, record.name, record.content)
+    except AnalysisError:
+        return False
+    ss[session.UPLOAD] = record
+    ss[session.UPLOAD_MAPPING] = suggest_roles(uploaded.frame).mapping
+    ss[session.UPLOAD_COLUMNS] = tuple(str(column) for column in uploaded.frame.columns)
+    ss[session.UPLOAD_TOKEN] = token
+    ss[session.UPLOAD_KEPT_UNTIL] = stored.expires_at
+    ss[session.SOURCE] = SOURCE_UPLOAD
+    return True
+
+
+def delete_kept_upload() -> None:
+    """Delete this session's upload from the server's store now (the session keeps its copy)."""
+    ss = st.session_state
+    token = ss.pop(session.UPLOAD_TOKEN, None)
+    ss.pop(session.UPLOAD_KEPT_UNTIL, None)
+    if token:
+        upload_store().delete(token)
+
+
+def kept_on_server() -> None:
+    """How long the server keeps the upload, and a button to delete it now."""
+    ss = st.session_state
+    until = ss.get(session.UPLOAD_KEPT_UNTIL)
+    if until is None:
+        st.caption(
+            ":material/info: This upload is not kept on the server: reloading the page loses "
+            "it (upload it again)."
+        )
+        return
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(until))
+    st.caption(
+        f":material/schedule: The file is kept on this server until {when} (24 hours) so that "
+        "reloading the page keeps it; only this page's link opens it. It is deleted then, or "
+        "now if you ask."
+    )
+    st.button(
+        "Delete it from the server now",
+        on_click=delete_kept_upload,
+        icon=":material/delete:",
+        key="delete_kept_upload",
+    )
