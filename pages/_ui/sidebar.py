@@ -16,7 +16,14 @@ import pandas as pd
 import streamlit as st
 
 from alliance_core.analyses.presets import ModelPreset, matching_preset, presets_for
-from alliance_core.analyses.settings import DEFAULT_RHO, PTR, RHO_RANGE, AnalysisSettings
+from alliance_core.analyses.settings import (
+    DEFAULT_RHO,
+    PTR,
+    RHO_RANGE,
+    AnalysisSettings,
+    upload_choices_from_json,
+)
+from alliance_core.analyses.upload_choices import UploadChoices
 from alliance_core.data import datasets
 from alliance_core.data.datasets import DEFAULT_DATASET
 from alliance_core.errors import AnalysisError
@@ -183,7 +190,7 @@ def build_sidebar(current: st.Page, pages: dict[str, st.Page]) -> Context:
             notices += reconciled.notes
         _write_widget_state(reconciled, choices, data.table)
         _what_if_widgets(reconciled, choices, data)
-        _share_and_save(reconciled.settings)
+        _share_and_save(reconciled.settings, data)
     return Context(data, reconciled.settings, choices, reconciled, tuple(notices), None, pages)
 
 
@@ -394,7 +401,24 @@ def share_link(settings: AnalysisSettings) -> str:
     return f"{base}?{query}"
 
 
-def _share_and_save(settings: AnalysisSettings) -> None:
+def upload_choices(data: loading.ActiveData) -> UploadChoices | None:
+    """The uploaded sheet's choices for the settings file (None for a bundled dataset)."""
+    view = data.upload
+    if view is None:
+        return None
+    return UploadChoices(
+        file_name=view.record.name,
+        sha256=view.record.sha,
+        columns=tuple(str(column) for column in view.uploaded.frame.columns),
+        mapping=view.mapping,
+        sheet=view.sheet,
+        real_values=view.real_values,
+        extra_codes=view.extra_codes,
+        kept_apart=view.kept_apart,
+    )
+
+
+def _share_and_save(settings: AnalysisSettings, data: loading.ActiveData) -> None:
     with st.expander("Share or save this view", icon=":material/share:"):
         st.caption(
             "The address bar always holds every choice above: copy it (or the link below) to "
@@ -402,10 +426,14 @@ def _share_and_save(settings: AnalysisSettings) -> None:
         )
         st.text(share_link(settings))
         if settings.dataset == UPLOAD_DATASET:
-            st.caption("Uploaded data are not part of a link: it opens on the default dataset.")
+            st.caption(
+                "The link opens this upload while the server keeps it (24 hours). The settings "
+                "file also keeps its column roles, missing codes and level merges, with the "
+                "file's name and SHA-256: load it after uploading the file again."
+            )
         st.download_button(
             "Download settings (JSON)",
-            data=settings.to_json(),
+            data=settings.to_json(upload_choices(data)),
             file_name="alliance-settings.json",
             mime="application/json",
             on_click="ignore",
@@ -431,13 +459,21 @@ def _load_settings_file() -> None:
         ss[session.NOTICES] = [f"The settings file was not loaded: {error}"]
         return
     notices = []
+    try:
+        choices = upload_choices_from_json(file.getvalue())
+    except AnalysisError as error:
+        ss[session.NOTICES] = [f"The settings file was not loaded: {error}"]
+        return
     names = [info.name for info in datasets.list_datasets()]
     if settings.dataset == UPLOAD_DATASET and session.UPLOAD not in ss:
+        saved_for = f" ('{choices.file_name}')" if choices is not None else ""
         notices.append(
-            "These settings were saved for an uploaded table: upload it on the Data page, "
-            "then load the settings again."
+            f"These settings were saved for an uploaded table{saved_for}: upload it on the "
+            "Data page, then load the settings again."
         )
         settings = settings.with_changes(dataset=DEFAULT_DATASET)
+    elif settings.dataset == UPLOAD_DATASET and choices is not None:
+        notices += restore_upload_choices(choices)
     elif settings.dataset not in names and settings.dataset != UPLOAD_DATASET:
         notices.append(f"No bundled dataset is called '{settings.dataset}'; the default is shown.")
         settings = settings.with_changes(dataset=DEFAULT_DATASET)
@@ -490,3 +526,19 @@ def show_notices(ctx: Context) -> None:
     for notice in ctx.notices:
         # Notices quote link parameters and settings-file values: shown as text.
         st.warning(escape_markdown(notice), icon=":material/link_off:")
+
+
+def restore_upload_choices(choices: UploadChoices) -> list[str]:
+    """Column roles, missing codes, merges and sheet of a settings file, applied to the current
+    upload when it is that file or has its columns; sentences on what differs."""
+    ss = st.session_state
+    record = ss[session.UPLOAD]
+    columns = ss.get(session.UPLOAD_COLUMNS, ())
+    differences = choices.differences(record.name, record.sha, columns)
+    if record.sha == choices.sha256 or list(columns) == list(choices.columns):
+        ss[session.UPLOAD_MAPPING] = choices.mapping
+        ss[session.UPLOAD_SHEET] = choices.sheet
+        ss[session.UPLOAD_REAL_VALUES] = choices.real_values
+        ss[session.UPLOAD_EXTRA_CODES] = choices.extra_codes
+        ss[session.UPLOAD_KEPT_APART] = choices.kept_apart
+    return differences

@@ -84,3 +84,66 @@ def test_a_reloaded_tab_finds_its_upload_again_and_only_its_own():
     again.run()
     assert session.UPLOAD not in again.session_state
     assert any("no longer kept on the server" in w.value for w in again.warning)
+
+
+def settings_file(choices_for: bytes, name: str) -> bytes:
+    """A version-3 settings file as the dashboard writes it for ``choices_for`` (the bytes of
+    the sheet it was saved with)."""
+    import hashlib
+
+    from alliance_core.analyses.settings import AnalysisSettings
+    from alliance_core.analyses.upload_choices import UploadChoices
+
+    columns = ("Study", "ES", "Design", "Rater", "yi", "SE", "n", "Patients", "Therapists")
+    choices = UploadChoices(
+        file_name=name,
+        sha256=hashlib.sha256(choices_for).hexdigest(),
+        columns=columns,
+        mapping=ColumnMapping(
+            study="Study",
+            es_id="ES",
+            yi="yi",
+            sei="SE",
+            n="n",
+            study_patients="Patients",
+            n_therapists="Therapists",
+            measure="correlation",
+            moderators=("Design", "Rater"),
+        ),
+        extra_codes=("k.a.",),
+    )
+    settings = AnalysisSettings(dataset="upload", moderators=("PTR", "Rater"), inference="CR2")
+    return settings.to_json(choices).encode()
+
+
+def load(at: AppTest, content: bytes) -> AppTest:
+    at.file_uploader(key=session.SETTINGS_FILE).upload("s.json", content, "application/json")
+    at.run()
+    assert not at.exception, exception_messages(at)
+    return at
+
+
+def test_a_settings_file_restores_the_whole_analysis_of_its_file():
+    sheet = MESSY_CSV.read_bytes()
+    at = upload(new_app().run(), sheet, "sheet.csv")
+    at = load(at, settings_file(sheet, "sheet.csv"))
+    mapping = at.session_state[session.UPLOAD_MAPPING]
+    assert mapping.moderators == ("Design", "Rater") and mapping.measure == "correlation"
+    assert at.session_state[session.UPLOAD_EXTRA_CODES] == ("k.a.",)
+    assert at.multiselect(key=session.MODERATORS).value == ["PTR", "Rater"]
+    assert at.radio(key=session.INFERENCE).value == "CR2"
+    # Nothing differs: no notice about the file (the Data page's validation warning stays).
+    assert not [w for w in at.warning if w.icon == ":material/link_off:"]
+
+
+def test_a_settings_file_on_another_file_says_what_differs():
+    sheet = MESSY_CSV.read_bytes()
+    newer = sheet.replace(b",0.39378,", b",0.39,", 1)
+    at = load(upload(new_app().run(), newer, "sheet v2.csv"), settings_file(sheet, "sheet.csv"))
+    assert at.session_state[session.UPLOAD_MAPPING].moderators == ("Design", "Rater")
+    assert any("same columns" in w.value for w in at.warning)
+
+    other = sheet.replace(b"Design,", b"Study design,", 1)
+    at = load(upload(new_app().run(), other, "other.csv"), settings_file(sheet, "sheet.csv"))
+    assert at.session_state[session.UPLOAD_MAPPING].moderators == ()
+    assert any("other columns" in w.value for w in at.warning)

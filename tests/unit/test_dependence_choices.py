@@ -96,7 +96,7 @@ def test_an_old_three_level_settings_file_means_rho_zero_a_new_one_keeps_rho():
     old_agg = {"alliance_dashboard_settings": 1, **AnalysisSettings(model=AGGREGATED).to_dict()}
     assert AnalysisSettings.from_json(json.dumps(old_agg)).rho == 0.6
     new = AnalysisSettings(rho=0.6).to_json()
-    assert json.loads(new)["alliance_dashboard_settings"] == 2
+    assert json.loads(new)["alliance_dashboard_settings"] == 3  # version 3: upload choices
     assert AnalysisSettings.from_json(new).rho == 0.6
 
 
