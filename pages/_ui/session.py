@@ -31,6 +31,7 @@ UPLOAD_EXTRA_CODES = "_upload_extra_codes"  # missing-value codes the user added
 UPLOAD_EXTRA_CODES_CHOICE = "upload_extra_codes_choice"  # the Data page's codes widget
 UPLOAD_TOKEN = "_upload_token"  # the server-side store's token of this upload (in the link)
 UPLOAD_KEPT_UNTIL = "_upload_kept_until"  # when the store deletes it (Unix time)
+UPLOAD_SAVED_CHOICES = "_upload_saved_choices"  # the choices last written to the store
 UPLOAD_COLUMNS = "_upload_columns"  # column names of the upload, to know a corrected re-upload
 UPLOAD_NOTICE = "_upload_notice"  # what a re-upload kept
 UPLOAD_KEPT_APART = "_upload_kept_apart"  # level merges kept apart: (column, level key)

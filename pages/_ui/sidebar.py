@@ -7,6 +7,8 @@ leaves a :class:`Context` for the page, which the page reads with :func:`context
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 import urllib.parse
 from dataclasses import replace
@@ -112,8 +114,12 @@ def build_sidebar(current: st.Page, pages: dict[str, st.Page]) -> Context:
         problems = [*problems, *view_problems]
         token = current_query().get(upload_form.UPLOAD_PARAMETER)
         if token and session.UPLOAD not in ss:
-            if upload_form.restore_from_link(token[0]):
+            stored = upload_form.restore_from_link(token[0])
+            if stored is not None:
                 settings = settings.with_changes(dataset=UPLOAD_DATASET)
+                if stored.choices:
+                    with contextlib.suppress(AnalysisError, ValueError):
+                        restore_upload_choices(UploadChoices.from_dict(json.loads(stored.choices)))
             else:
                 problems.append(
                     "The upload this link pointed to is no longer kept on the server (uploads "
@@ -489,6 +495,11 @@ def write_url(ctx: Context) -> None:
     token = st.session_state.get(session.UPLOAD_TOKEN)
     if token and ctx.data is not None and ctx.data.upload is not None:
         wanted[upload_form.UPLOAD_PARAMETER] = [token]  # a reload finds the upload again
+        # ... and the Data page's choices for it, kept beside the file when they change.
+        choices = json.dumps(upload_choices(ctx.data).to_dict(), sort_keys=True)
+        if st.session_state.get(session.UPLOAD_SAVED_CHOICES) != choices:
+            upload_form.upload_store().save_choices(token, choices)
+            st.session_state[session.UPLOAD_SAVED_CHOICES] = choices
     if current_query() != wanted:
         st.query_params.from_dict(wanted)
 

@@ -22,7 +22,7 @@ from pages._ui.state import (
     UploadRecord,
     accept_upload,
 )
-from pages._ui.upload_store import UploadStore
+from pages._ui.upload_store import StoredUpload, UploadStore
 
 
 # -- uploads (Data page callbacks) -------------------------------------------------------------
@@ -319,24 +319,25 @@ def keep_on_server(record: UploadRecord) -> None:
         ss[session.UPLOAD_KEPT_UNTIL] = kept.expires_at
 
 
-def restore_from_link(token: str) -> bool:
-    """A reloaded tab: the upload kept under the link's token, as if uploaded again."""
+def restore_from_link(token: str) -> StoredUpload | None:
+    """A reloaded tab: the upload kept under the link's token, as if uploaded again (None when
+    the store no longer has it)."""
     ss = st.session_state
     stored = upload_store().get(token)
     if stored is None:
-        return False
+        return None
     record = UploadRecord.from_bytes(stored.content, stored.name)
     try:
         uploaded = loading.read_upload(record.sha, record.name, record.content)
     except AnalysisError:
-        return False
+        return None
     ss[session.UPLOAD] = record
     ss[session.UPLOAD_MAPPING] = suggest_roles(uploaded.frame).mapping
     ss[session.UPLOAD_COLUMNS] = tuple(str(column) for column in uploaded.frame.columns)
     ss[session.UPLOAD_TOKEN] = token
     ss[session.UPLOAD_KEPT_UNTIL] = stored.expires_at
     ss[session.SOURCE] = SOURCE_UPLOAD
-    return True
+    return stored
 
 
 def delete_kept_upload() -> None:

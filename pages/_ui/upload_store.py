@@ -12,6 +12,8 @@ the page's link; whoever holds the token can open that upload and no other.
   ``max_total_bytes``; an upload that would exceed the total is not kept (the session still
   has it, only a reload loses it), and the caller says so.
 - **Deleted on request** (``delete``).
+- Beside the file, the Data page's choices for it (column roles, missing codes, level merges:
+  a small JSON text, ``save_choices``) so that a reload restores the analysis, not only the file.
 
 The directory is ``ALLIANCE_UPLOAD_DIR`` if set, else ``alliance-uploads`` in the system's
 temporary directory; it is created with permissions 0700.
@@ -46,6 +48,7 @@ class StoredUpload:
     name: str
     content: bytes
     expires_at: float
+    choices: str | None = None  # the Data page's choices as JSON text (``save_choices``)
 
 
 def default_directory() -> Path:
@@ -103,7 +106,22 @@ class UploadStore:
             content = (folder / "content").read_bytes()
         except OSError:
             return None
-        return StoredUpload(token, str(meta["name"]), content, float(meta["expires_at"]))
+        try:
+            choices = (folder / "choices.json").read_text()
+        except OSError:
+            choices = None
+        return StoredUpload(token, str(meta["name"]), content, float(meta["expires_at"]), choices)
+
+    def save_choices(self, token: str, choices: str) -> bool:
+        """Keep the Data page's choices (JSON text, at most 64 KB) beside an existing upload."""
+        if not isinstance(token, str) or not _TOKEN.fullmatch(token) or len(choices) > 65_536:
+            return False
+        folder = self._folder(token)
+        meta = self._meta(folder)
+        if meta is None or meta["expires_at"] <= self.clock():
+            return False
+        (folder / "choices.json").write_text(choices)
+        return True
 
     def delete(self, token: str) -> bool:
         """Delete the upload kept under ``token`` now; whether there was one."""

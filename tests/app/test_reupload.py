@@ -65,6 +65,15 @@ def test_a_reloaded_tab_finds_its_upload_again_and_only_its_own():
     token = at.query_params["upload"]
     assert len(token) == 43
     assert any("kept on this server until" in c.value for c in at.caption)
+    # Choices on the Data page and in the sidebar, then the Moderators page's numbers.
+    mapping = at.session_state[session.UPLOAD_MAPPING]
+    chosen = ColumnMapping(**{**mapping.__dict__, "moderators": ("Design", "Rater")})
+    at.session_state[session.UPLOAD_MAPPING] = chosen
+    at.session_state[session.UPLOAD_EXTRA_CODES] = ("k.a.",)
+    at.run()
+    at.multiselect(key=session.MODERATORS).set_value(["PTR", "Rater"]).run()
+    at.switch_page("pages/moderators.py").run()
+    table = next(t.value for t in at.table if t.value.index.name == "Term")
     query = dict(at.query_params)
 
     reloaded = new_app()
@@ -74,9 +83,13 @@ def test_a_reloaded_tab_finds_its_upload_again_and_only_its_own():
     assert not reloaded.exception, exception_messages(reloaded)
     assert reloaded.session_state[session.UPLOAD].name == "sheet.csv"
     assert reloaded.session_state[session.SOURCE] == "upload"
+    assert reloaded.session_state[session.UPLOAD_MAPPING] == chosen
+    assert reloaded.session_state[session.UPLOAD_EXTRA_CODES] == ("k.a.",)
     assert dict(reloaded.query_params) == query
+    assert next(t.value for t in reloaded.table if t.value.index.name == "Term").equals(table)
 
     # Deleted now: the link opens nothing, and says so.
+    at.switch_page("pages/data.py").run()
     at.button(key="delete_kept_upload").click().run()
     assert "upload" not in at.query_params
     again = new_app()

@@ -89,3 +89,15 @@ def test_the_directory_is_configurable(monkeypatch, tmp_path):
     assert default_directory() == tmp_path / "elsewhere"
     monkeypatch.delenv(DIRECTORY_VARIABLE)
     assert default_directory().name == "alliance-uploads"
+
+
+def test_the_choices_are_kept_beside_their_upload_only(tmp_path):
+    uploads, clock = store(tmp_path, ttl=10)
+    kept = uploads.put(b"x", "a.csv")
+    assert uploads.get(kept.token).choices is None
+    assert uploads.save_choices(kept.token, '{"mapping": {}}') is True
+    assert uploads.get(kept.token).choices == '{"mapping": {}}'
+    assert uploads.save_choices("A" * 43, "{}") is False  # no such upload: nothing is created
+    assert uploads.save_choices(kept.token, "x" * 70_000) is False
+    clock.now += 11
+    assert uploads.save_choices(kept.token, "{}") is False
