@@ -18,6 +18,8 @@ import pandas as pd
 import streamlit as st
 
 from alliance_core.analyses.presets import ModelPreset, matching_preset, presets_for
+from alliance_core.analyses.references import level_studies
+from alliance_core.analyses.run import apply_filters
 from alliance_core.analyses.settings import (
     DEFAULT_RHO,
     PTR,
@@ -194,6 +196,8 @@ def build_sidebar(current: st.Page, pages: dict[str, st.Page]) -> Context:
         reconciled = reconcile(replace(draft, page=page), choices, data.table)
         if pending is not None:
             notices += reconciled.notes
+        else:
+            notices += reconciled.refusals
         _write_widget_state(reconciled, choices, data.table)
         _what_if_widgets(reconciled, choices, data)
         _share_and_save(reconciled.settings, data)
@@ -344,11 +348,22 @@ def _what_if_widgets(rec: Reconciled, choices: DataChoices, data: loading.Active
             continue
         levels = rec.reference_levels(data.table, column)
         if levels:
+            studies = level_studies(
+                apply_filters(data.table, rec.settings.filters), column, rec.study
+            )
+            single = {level for level, count in studies.items() if count == 1}
             st.selectbox(
                 f"Reference level of {escape_markdown(column)}",
                 list(levels),
+                # A level from one study is flagged here too; choosing it as the reference is
+                # refused (with the reason) when the analysis is reconciled.
+                format_func=lambda level, single=single: (
+                    f"{level} (1 study only)" if level in single else str(level)
+                ),
                 key=session.reference_key(column),
-                help="The other levels' coefficients are differences from this level.",
+                help="The other levels' coefficients are differences from this level. The "
+                "default is the level with the most studies; a level from one study cannot be "
+                "the reference.",
             )
     if choices.filter_columns:
         st.multiselect(

@@ -204,6 +204,7 @@ class Reconciled:
     filter_levels: Mapping[str, tuple[str, ...]]
     notes: tuple[str, ...]
     study: str | None = None  # the study column (see DataChoices)
+    refusals: tuple[str, ...] = ()  # choices refused with a reason, shown even for widgets
 
     def reference_levels(self, table: pd.DataFrame, column: str) -> tuple[str, ...]:
         """Levels of a categorical moderator left after the filter, the default reference (the
@@ -301,6 +302,7 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
 
     rows = apply_filters(table, filters)
     reference: dict[str, str] = {}
+    refusals: list[str] = []
     for column, level in draft.reference.items():
         if column not in moderators or column not in choices.categorical:
             continue  # a reference only matters for a categorical moderator in the model
@@ -313,6 +315,7 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
             )
         elif refusal is not None:
             notes.append(refusal + f" The reference level is '{present[0]}'.")
+            refusals.append(notes[-1])
         elif present and str(level) != present[0]:
             reference[column] = str(level)  # the default reference is left implicit
 
@@ -330,7 +333,12 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
         page=draft.page,
     )
     return Reconciled(
-        settings, tuple(filter_columns), filter_levels, tuple(notes), study=choices.study
+        settings,
+        tuple(filter_columns),
+        filter_levels,
+        tuple(notes),
+        study=choices.study,
+        refusals=tuple(refusals),
     )
 
 
