@@ -448,9 +448,11 @@ def _share_and_save(settings: AnalysisSettings, data: loading.ActiveData) -> Non
         st.text(share_link(settings))
         if settings.dataset == UPLOAD_DATASET:
             st.caption(
-                "The link opens this upload while the server keeps it (24 hours). The settings "
-                "file also keeps its column roles, missing codes and level merges, with the "
-                "file's name and SHA-256: load it after uploading the file again."
+                "The address bar's link opens this upload while the server keeps it (24 "
+                "hours); the link above leaves the upload out and opens these choices on the "
+                "default dataset. The settings file also keeps the upload's column roles, "
+                "missing codes and level merges, with the file's name and SHA-256: load it "
+                "after uploading the file again."
             )
         st.download_button(
             "Download settings (JSON)",
