@@ -54,6 +54,9 @@ if st.session_state.get(session.UPLOAD_ERROR):
 view = loading.upload_view()
 if view is not None:
     st.markdown(f"**Uploaded:** {escape_markdown(view.record.name)}")
+    upload_form.kept_on_server()
+    if st.session_state.get(session.UPLOAD_NOTICE):
+        st.info(escape_markdown(st.session_state[session.UPLOAD_NOTICE]), icon=":material/sync:")
     report = view.uploaded.report
     st.info(escape_markdown(report.describe()), icon=":material/description:")
     for note in report.notes:
@@ -62,7 +65,9 @@ if view is not None:
     upload_form.missing_values(view)
 
     st.markdown("**Column roles** (suggested from the column names; change any of them)")
+    upload_form.role_reasons(view)
     upload_form.mapping_editor(view)
+    upload_form.level_spellings(view)
 
     st.markdown("**Validation**")
     validation = view.validation
@@ -74,6 +79,11 @@ if view is not None:
         st.success(escape_markdown(validation.summary()), icon=":material/check_circle:")
     if view.problem and validation.ok:
         st.error(escape_markdown(view.problem), icon=":material/error:")
+    if validation.effect_forms:
+        with st.expander("Effect-size form of each row", icon=":material/rule:"):
+            render.dataframe(
+                tables.effect_form_rows(validation.effect_forms), hide_index=True, width="stretch"
+            )
     if validation.problems:
         st.caption("Row numbers are spreadsheet rows: the header is row 1.")
         render.dataframe(validation.problems_frame(), hide_index=True, width="stretch")

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from alliance_core.analyses.dependence import RHO_GRID, rho_sensitivity
+from alliance_core.analyses.references import resolve_references
 from alliance_core.analyses.run import LOG_PTR_COLUMN, PTR_COLUMN, AnalysisRun, apply_filters
 from alliance_core.analyses.sensitivity import cumulative, influence_diagnostics, leave_one_out
 from alliance_core.analyses.settings import PTR
@@ -95,7 +96,13 @@ def cached_curve(data_key, settings_key, controls, ptr_column, dimensions, _data
         methods=(_settings.method,),
         progress=lambda done, total: _bar.progress(done / total, text=f"{done} of {total}"),
         test=_settings.test,
-        reference={c: v for c, v in _settings.reference.items() if c in controls} or None,
+        reference=resolve_references(
+            rows,
+            controls,
+            {c: v for c, v in _settings.reference.items() if c in controls},
+            _data.mapping.study,
+        )
+        or None,
         rhos=dimensions[0],
         inferences=dimensions[1],
     )

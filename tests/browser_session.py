@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from pages._ui.upload_store import DIRECTORY_VARIABLE
 from tests.conftest import missing_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -93,8 +94,15 @@ def app_url(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "false",
     ]
     with open(log_path, "wb") as log:
+        # Uploads the server keeps for a reload go to this session's own directory.
+        uploads = tmp_path_factory.mktemp("uploads")
         server = subprocess.Popen(
-            command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            command,
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, DIRECTORY_VARIABLE: str(uploads)},
         )
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT

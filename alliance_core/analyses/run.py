@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from alliance_core.analyses.references import resolve_references, single_study_notes
 from alliance_core.analyses.settings import PTR, AnalysisSettings
+from alliance_core.data.effect_forms import effect_sizes_by_row
 from alliance_core.data.effect_sizes import (
     escalc,
     from_fisher_z,
@@ -215,7 +217,11 @@ def effect_size_table(data: pd.DataFrame, mapping: ColumnMapping) -> pd.DataFram
     vi = 1/(n − 3); yi and vi as given; yi and sei → vi = sei². PTR by ``study_ptr``.
     """
     form = mapping.effect_form
-    if form == "r":
+    if mapping.mixed_forms:
+        # Each row in its own form (alliance_core.data.effect_forms).
+        table = data.copy()
+        table["yi"], table["vi"], _ = effect_sizes_by_row(data, mapping)
+    elif form == "r":
         table = escalc(data, r=mapping.r, n=mapping.n, measure="ZCOR")
     elif form == "z":
         table = from_fisher_z(data, z=mapping.z, n=mapping.n)
@@ -327,6 +333,10 @@ def run_analysis(
         )
         notes.extend(aggregation_notes)
         check_enough_rows(filtered, aggregated=True)
+    chosen = {c: v for c, v in settings.reference.items() if c in moderators}
+    # The default reference is the level with the most studies, not R's alphabetical first.
+    references = resolve_references(filtered, moderators, chosen, mapping.study)
+    notes.extend(single_study_notes(filtered, moderators, mapping.study))
     if three_level and moderators:
         _check_study_variance_identified(filtered, mapping.study, moderators)
     result = fit(
@@ -334,7 +344,7 @@ def run_analysis(
         yi="yi",
         vi="vi",
         moderators=list(moderators),
-        reference={c: v for c, v in settings.reference.items() if c in moderators} or None,
+        reference=references or None,
         method=settings.method,
         cluster=mapping.study if three_level else None,
         test=settings.engine_test,
@@ -370,7 +380,11 @@ def within_study_test(run: AnalysisRun) -> LikelihoodRatioTest:
         yi="yi",
         vi="vi",
         moderators=list(run.moderator_columns),
-        reference={c: v for c, v in run.settings.reference.items() if c in run.moderator_columns}
+        reference={
+            term.column: term.reference
+            for term in run.result.design.terms
+            if term.kind == "categorical"
+        }
         or None,
         method=run.settings.method,
         cluster=res.cluster,

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 
+from alliance_core.analyses.upload_choices import UploadChoices
 from alliance_core.data.control_text import cleaned_json
 from alliance_core.errors import AnalysisError
 
@@ -38,7 +39,7 @@ MODEL_BASED = "model"
 ROBUST = "CR2"
 # Settings files before version 2 (and links without rho) knew no CHE working model: their
 # three-level model assumed independent sampling errors, i.e. rho = 0.
-SETTINGS_VERSION = 2
+SETTINGS_VERSION = 3  # 3: an uploaded sheet's mapping, missing codes and level merges
 LEGACY_THREE_LEVEL_RHO = 0.0
 PTR_SCALES = ("log", "raw")
 PTR = "PTR"  # the moderator name the dashboard uses for the Patient-Therapist Ratio
@@ -165,10 +166,12 @@ class AnalysisSettings:
         data["reference"] = dict(self.reference)
         return data
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {"alliance_dashboard_settings": SETTINGS_VERSION, **self.to_dict()}, indent=2
-        )
+    def to_json(self, upload: UploadChoices | None = None) -> str:
+        """The settings file; with ``upload`` also the uploaded sheet's choices (version 3)."""
+        data = {"alliance_dashboard_settings": SETTINGS_VERSION, **self.to_dict()}
+        if upload is not None:
+            data["upload"] = upload.to_dict()
+        return json.dumps(data, indent=2)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> AnalysisSettings:
@@ -196,7 +199,9 @@ class AnalysisSettings:
         data = cleaned_json(data)
         known = {name for name in cls.__dataclass_fields__}
         # "provenance" describes the analysis the file was saved from; it sets nothing.
-        unknown = sorted(set(data) - known - {"alliance_dashboard_settings", "provenance"})
+        # "upload" holds an uploaded sheet's choices (``upload_choices_from_json``).
+        extras = {"alliance_dashboard_settings", "provenance", "upload"}
+        unknown = sorted(set(data) - known - extras)
         if unknown:
             shown = ", ".join(unknown[:10]) + (", …" if len(unknown) > 10 else "")
             raise AnalysisError(f"The settings file has unknown entries: {shown}.")
@@ -298,10 +303,20 @@ class AnalysisSettings:
         return replace(base, **changes)
 
 
+def upload_choices_from_json(text: str | bytes) -> UploadChoices | None:
+    """The uploaded sheet's choices of a settings file (version 3), None when it has none.
+
+    Call after ``AnalysisSettings.from_json`` accepted the file (it checks size and JSON)."""
+    data = json.loads(text)
+    if not isinstance(data, dict) or data.get("upload") is None:
+        return None
+    return UploadChoices.from_dict(data["upload"])
+
+
 def _is_legacy_three_level(data: Mapping) -> bool:
     """A settings file from before version 2 for the three-level model."""
     version = data.get("alliance_dashboard_settings")
-    old = not isinstance(version, int) or isinstance(version, bool) or version < SETTINGS_VERSION
+    old = not isinstance(version, int) or isinstance(version, bool) or version < 2
     return old and data.get("model", AnalysisSettings.model) == "three-level"
 
 

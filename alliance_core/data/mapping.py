@@ -74,8 +74,37 @@ class ColumnMapping:
         return None
 
     @property
+    def row_forms(self) -> tuple[str, ...]:
+        """Every complete form, in the order a row takes them (``alliance_core.data.effect_forms``):
+        r+n, z+sei, z+vi, z+n, yi+vi, yi+sei. sei and vi belong to yi when yi is mapped."""
+        forms = []
+        if self.r is not None and self.n is not None:
+            forms.append("r")
+        if self.z is not None:
+            if self.yi is None and self.sei is not None:
+                forms.append("z_sei")
+            if self.yi is None and self.vi is not None:
+                forms.append("z_vi")
+            if self.n is not None:
+                forms.append("z")
+        if self.yi is not None:
+            if self.vi is not None:
+                forms.append("vi")
+            if self.sei is not None:
+                forms.append("sei")
+        return tuple(forms)
+
+    @property
+    def mixed_forms(self) -> bool:
+        """The form is chosen row by row: several complete forms, or z with its SE/variance."""
+        forms = self.row_forms
+        return len(forms) > 1 or forms[:1] in (("z_sei",), ("z_vi",))
+
+    @property
     def on_fisher_z(self) -> bool:
         """Effect sizes are analysed as Fisher's z and shown back as r."""
+        if self.mixed_forms:
+            return any(form.startswith(("r", "z")) for form in self.row_forms)
         return self.effect_form in ("r", "z")
 
     @property

@@ -56,6 +56,14 @@ def _codes_and_labels(series: pd.Series) -> tuple[np.ndarray, list[str]]:
     return np.asarray(codes), labels
 
 
+def level_labels(series: pd.Series) -> pd.Series:
+    """The level of each row as the model names it (booleans as 'TRUE'/'FALSE'; missing: None)."""
+    codes, labels = _codes_and_labels(series)
+    return pd.Series(
+        [labels[code] if code >= 0 else None for code in codes], index=series.index, dtype=object
+    )
+
+
 @dataclass(frozen=True)
 class ModeratorTerm:
     """One moderator column and the coefficient columns it becomes."""

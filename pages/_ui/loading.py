@@ -35,10 +35,11 @@ from alliance_core.data import datasets
 from alliance_core.data.datasets import DEFAULT_DATASET, DatasetInfo
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.data.uploads import (
+    LevelReview,
     UploadedTable,
     ValidationReport,
     read_table,
-    suggest_mapping,
+    suggest_roles,
 )
 from alliance_core.errors import AnalysisError
 from pages._ui import disk_cache, session
@@ -96,16 +97,28 @@ class UploadView:
     problem: str | None
     sheet: str | None = None  # the workbook sheet chosen (None: the first, or a text file)
     real_values: tuple[str, ...] = ()  # missing-value spellings the user calls real values
+    extra_codes: tuple[str, ...] = ()  # missing-value codes the user added
+    levels: LevelReview | None = None  # spellings of moderator levels merged (a view)
 
     @property
     def reading_key(self) -> str:
-        return reading_key(self.sheet, self.real_values)
+        return reading_key(self.sheet, self.real_values, self.extra_codes, self.kept_apart)
+
+    @property
+    def kept_apart(self) -> tuple[tuple[str, str], ...]:
+        return () if self.levels is None else tuple(m.ident for m in self.levels.kept_apart)
 
 
-def reading_key(sheet: str | None, real_values: tuple[str, ...]) -> str:
-    """Which table of the file, read how: part of the cache keys (another sheet, or a spelling
-    declared a real value, gives another table, so fits refresh)."""
-    return json.dumps([sheet, list(real_values)])
+def reading_key(
+    sheet: str | None,
+    real_values: tuple[str, ...],
+    extra_codes: tuple[str, ...] = (),
+    kept_apart: tuple[tuple[str, str], ...] = (),
+) -> str:
+    """Which table of the file, read how: part of the cache keys (another sheet, a spelling
+    declared a real value, an added missing-value code or a level merge kept apart gives
+    another table, so fits refresh)."""
+    return json.dumps([sheet, list(real_values), list(extra_codes), [list(k) for k in kept_apart]])
 
 
 # The measure an upload's mapping declares, as the escalc code the readings know.
@@ -183,6 +196,7 @@ def read_upload(
     content: bytes,
     sheet: str | None = None,
     real_values: tuple[str, ...] = (),
+    extra_codes: tuple[str, ...] = (),
 ) -> UploadedTable:
     """The uploaded file as a table, parsed once per session, file, sheet and real-value
     spellings.
@@ -192,11 +206,13 @@ def read_upload(
     a cached frame at each hit).
     """
     ss = st.session_state
-    identity = (sha, reading_key(sheet, real_values))
+    identity = (sha, reading_key(sheet, real_values, extra_codes))
     held = ss.get(PARSED_UPLOAD)
     if held is None or held[0] != identity:
         ss.pop(CHECKED_UPLOAD, None)
-        table = read_table(content, file_name, sheet=sheet, real_values=real_values)
+        table = read_table(
+            content, file_name, sheet=sheet, real_values=real_values, extra_codes=extra_codes
+        )
         held = (identity, table)
         ss[PARSED_UPLOAD] = held
     return held[1]
@@ -208,13 +224,14 @@ def _checked_upload(
     mapping_id: str,
     uploaded: UploadedTable,
     mapping: ColumnMapping,
+    levels: LevelReview | None = None,
 ) -> tuple[ValidationReport, pd.DataFrame | None, str | None]:
     ss = st.session_state
     identity = (sha, reading_id, mapping_id)
     held = ss.get(CHECKED_UPLOAD)
     if held is not None and held[0] == identity:
         return held[1]
-    report = uploaded.validate(mapping)
+    report = uploaded.validate(mapping, levels)
     if not report.ok:
         result = report, None, report.summary()
     else:
@@ -234,14 +251,31 @@ def upload_view() -> UploadView | None:
         return None
     sheet = ss.get(session.UPLOAD_SHEET)
     real_values = tuple(ss.get(session.UPLOAD_REAL_VALUES, ()))
+    extra_codes = tuple(ss.get(session.UPLOAD_EXTRA_CODES, ()))
     uploaded = read_upload(
-        record.sha, record.name, record.content, sheet=sheet, real_values=real_values
+        record.sha,
+        record.name,
+        record.content,
+        sheet=sheet,
+        real_values=real_values,
+        extra_codes=extra_codes,
     )
-    mapping = ss.get(session.UPLOAD_MAPPING) or suggest_mapping(uploaded.frame.columns)
+    mapping = ss.get(session.UPLOAD_MAPPING) or suggest_roles(uploaded.frame).mapping
+    levels = uploaded.levels(mapping, ss.get(session.UPLOAD_KEPT_APART, ()))
+    kept_apart = tuple(merge.ident for merge in levels.kept_apart)
+    reading = reading_key(sheet, real_values, extra_codes, kept_apart)
     report, table, problem = _checked_upload(
-        record.sha, reading_key(sheet, real_values), mapping_key(mapping), uploaded, mapping
+        record.sha, reading, mapping_key(mapping), uploaded, mapping, levels
     )
-    return UploadView(record, uploaded, mapping, report, table, problem, sheet, real_values)
+    return UploadView(
+        record, uploaded, mapping, report, table, problem, sheet, real_values, extra_codes, levels
+    )
+
+
+def columns_identity(columns) -> str:
+    """The column names of a table as a short key (which choices a table can keep)."""
+    text = json.dumps([str(column) for column in columns])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def active_data() -> tuple[ActiveData | None, str | None]:
@@ -262,7 +296,9 @@ def active_data() -> tuple[ActiveData | None, str | None]:
         return (
             ActiveData(
                 key=f"upload:{view.record.sha}:{view.reading_key}:{mapping_key(view.mapping)}",
-                identity=f"upload:{view.record.sha}:{view.sheet or ''}",
+                # By columns, not content: a corrected file with the same columns keeps the
+                # sidebar's choices (moderators, filters, reference levels, inference).
+                identity=f"upload:{columns_identity(view.uploaded.frame.columns)}:{view.sheet or ''}",
                 dataset=UPLOAD_DATASET,
                 title=f"Your upload: {view.record.name}",
                 simulated=False,

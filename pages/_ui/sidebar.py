@@ -7,6 +7,8 @@ leaves a :class:`Context` for the page, which the page reads with :func:`context
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 import urllib.parse
 from dataclasses import replace
@@ -17,13 +19,22 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from alliance_core.analyses.presets import ModelPreset, matching_preset, presets_for
-from alliance_core.analyses.settings import DEFAULT_RHO, PTR, RHO_RANGE, AnalysisSettings
+from alliance_core.analyses.references import level_studies
+from alliance_core.analyses.run import apply_filters
+from alliance_core.analyses.settings import (
+    DEFAULT_RHO,
+    PTR,
+    RHO_RANGE,
+    AnalysisSettings,
+    upload_choices_from_json,
+)
+from alliance_core.analyses.upload_choices import UploadChoices
 from alliance_core.data import datasets
 from alliance_core.data.datasets import DEFAULT_DATASET
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import escape_markdown
 from alliance_core.model.nesting import INDEPENDENT, INFERENCE_HELP, RHO_HELP
-from pages._ui import loading, session
+from pages._ui import loading, session, upload_form
 from pages._ui.loading import Context
 from pages._ui.state import (
     SOURCE_BUNDLED,
@@ -104,6 +115,19 @@ def build_sidebar(current: st.Page, pages: dict[str, st.Page]) -> Context:
             key: list(values) for key, values in current_query().items() if key in VIEW_PARAMETERS
         }
         problems = [*problems, *view_problems]
+        token = current_query().get(upload_form.UPLOAD_PARAMETER)
+        if token and session.UPLOAD not in ss:
+            stored = upload_form.restore_from_link(token[0])
+            if stored is not None:
+                settings = settings.with_changes(dataset=UPLOAD_DATASET)
+                if stored.choices:
+                    with contextlib.suppress(AnalysisError, ValueError):
+                        restore_upload_choices(UploadChoices.from_dict(json.loads(stored.choices)))
+            else:
+                problems.append(
+                    "The upload this link pointed to is no longer kept on the server (uploads "
+                    "are kept for 24 hours, or until deleted); upload the file again."
+                )
         ss[session.PENDING] = settings
         ss[session.NOTICES] = problems
         target = pages.get(settings.page or "")
@@ -173,9 +197,11 @@ def build_sidebar(current: st.Page, pages: dict[str, st.Page]) -> Context:
         reconciled = reconcile(replace(draft, page=page), choices, data.table)
         if pending is not None:
             notices += reconciled.notes
+        else:
+            notices += reconciled.refusals
         _write_widget_state(reconciled, choices, data.table)
         _what_if_widgets(reconciled, choices, data)
-        _share_and_save(reconciled.settings)
+        _share_and_save(reconciled.settings, data)
     return Context(data, reconciled.settings, choices, reconciled, tuple(notices), None, pages)
 
 
@@ -323,11 +349,22 @@ def _what_if_widgets(rec: Reconciled, choices: DataChoices, data: loading.Active
             continue
         levels = rec.reference_levels(data.table, column)
         if levels:
+            studies = level_studies(
+                apply_filters(data.table, rec.settings.filters), column, rec.study
+            )
+            single = {level for level, count in studies.items() if count == 1}
             st.selectbox(
                 f"Reference level of {escape_markdown(column)}",
                 list(levels),
+                # A level from one study is flagged here too; choosing it as the reference is
+                # refused (with the reason) when the analysis is reconciled.
+                format_func=lambda level, single=single: (
+                    f"{level} (1 study only)" if level in single else str(level)
+                ),
                 key=session.reference_key(column),
-                help="The other levels' coefficients are differences from this level.",
+                help="The other levels' coefficients are differences from this level. The "
+                "default is the level with the most studies; a level from one study cannot be "
+                "the reference.",
             )
     if choices.filter_columns:
         st.multiselect(
@@ -386,7 +423,24 @@ def share_link(settings: AnalysisSettings) -> str:
     return f"{base}?{query}"
 
 
-def _share_and_save(settings: AnalysisSettings) -> None:
+def upload_choices(data: loading.ActiveData) -> UploadChoices | None:
+    """The uploaded sheet's choices for the settings file (None for a bundled dataset)."""
+    view = data.upload
+    if view is None:
+        return None
+    return UploadChoices(
+        file_name=view.record.name,
+        sha256=view.record.sha,
+        columns=tuple(str(column) for column in view.uploaded.frame.columns),
+        mapping=view.mapping,
+        sheet=view.sheet,
+        real_values=view.real_values,
+        extra_codes=view.extra_codes,
+        kept_apart=view.kept_apart,
+    )
+
+
+def _share_and_save(settings: AnalysisSettings, data: loading.ActiveData) -> None:
     with st.expander("Share or save this view", icon=":material/share:"):
         st.caption(
             "The address bar always holds every choice above: copy it (or the link below) to "
@@ -398,10 +452,16 @@ def _share_and_save(settings: AnalysisSettings) -> None:
         _this_run.link_settings = settings
         _this_run.link_slot.text(share_link(settings))
         if settings.dataset == UPLOAD_DATASET:
-            st.caption("Uploaded data are not part of a link: it opens on the default dataset.")
+            st.caption(
+                "The address bar's link opens this upload while the server keeps it (24 "
+                "hours); the link above leaves the upload out and opens these choices on the "
+                "default dataset. The settings file also keeps the upload's column roles, "
+                "missing codes and level merges, with the file's name and SHA-256: load it "
+                "after uploading the file again."
+            )
         st.download_button(
             "Download settings (JSON)",
-            data=settings.to_json(),
+            data=settings.to_json(upload_choices(data)),
             file_name="alliance-settings.json",
             mime="application/json",
             on_click="ignore",
@@ -427,13 +487,21 @@ def _load_settings_file() -> None:
         ss[session.NOTICES] = [f"The settings file was not loaded: {error}"]
         return
     notices = []
+    try:
+        choices = upload_choices_from_json(file.getvalue())
+    except AnalysisError as error:
+        ss[session.NOTICES] = [f"The settings file was not loaded: {error}"]
+        return
     names = [info.name for info in datasets.list_datasets()]
     if settings.dataset == UPLOAD_DATASET and session.UPLOAD not in ss:
+        saved_for = f" ('{choices.file_name}')" if choices is not None else ""
         notices.append(
-            "These settings were saved for an uploaded table: upload it on the Data page, "
-            "then load the settings again."
+            f"These settings were saved for an uploaded table{saved_for}: upload it on the "
+            "Data page, then load the settings again."
         )
         settings = settings.with_changes(dataset=DEFAULT_DATASET)
+    elif settings.dataset == UPLOAD_DATASET and choices is not None:
+        notices += restore_upload_choices(choices)
     elif settings.dataset not in names and settings.dataset != UPLOAD_DATASET:
         notices.append(f"No bundled dataset is called '{settings.dataset}'; the default is shown.")
         settings = settings.with_changes(dataset=DEFAULT_DATASET)
@@ -446,6 +514,14 @@ def write_url(ctx: Context) -> None:
     if ctx.settings is None:
         return
     wanted = link_query(ctx.settings) | dict(st.session_state.get(session.VIEW_QUERY, {}))
+    token = st.session_state.get(session.UPLOAD_TOKEN)
+    if token and ctx.data is not None and ctx.data.upload is not None:
+        wanted[upload_form.UPLOAD_PARAMETER] = [token]  # a reload finds the upload again
+        # ... and the Data page's choices for it, kept beside the file when they change.
+        choices = json.dumps(upload_choices(ctx.data).to_dict(), sort_keys=True)
+        if st.session_state.get(session.UPLOAD_SAVED_CHOICES) != choices:
+            upload_form.upload_store().save_choices(token, choices)
+            st.session_state[session.UPLOAD_SAVED_CHOICES] = choices
     if current_query() != wanted:
         st.query_params.from_dict(wanted)
 
@@ -504,3 +580,19 @@ def show_notices(ctx: Context) -> None:
     for notice in ctx.notices:
         # Notices quote link parameters and settings-file values: shown as text.
         st.warning(escape_markdown(notice), icon=":material/link_off:")
+
+
+def restore_upload_choices(choices: UploadChoices) -> list[str]:
+    """Column roles, missing codes, merges and sheet of a settings file, applied to the current
+    upload when it is that file or has its columns; sentences on what differs."""
+    ss = st.session_state
+    record = ss[session.UPLOAD]
+    columns = ss.get(session.UPLOAD_COLUMNS, ())
+    differences = choices.differences(record.name, record.sha, columns)
+    if record.sha == choices.sha256 or list(columns) == list(choices.columns):
+        ss[session.UPLOAD_MAPPING] = choices.mapping
+        ss[session.UPLOAD_SHEET] = choices.sheet
+        ss[session.UPLOAD_REAL_VALUES] = choices.real_values
+        ss[session.UPLOAD_EXTRA_CODES] = choices.extra_codes
+        ss[session.UPLOAD_KEPT_APART] = choices.kept_apart
+    return differences

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from alliance_core.analyses.presets import apply_preset_link, matching_preset
+from alliance_core.analyses.references import reference_order, reference_refusal
 from alliance_core.analyses.run import apply_filters, available_moderators
 from alliance_core.analyses.settings import (
     DEFAULT_RHO,
@@ -36,7 +37,7 @@ from alliance_core.analyses.settings import (
 from alliance_core.data.control_text import cleaned_json
 from alliance_core.data.datasets import DEFAULT_DATASET, DatasetInfo, list_datasets
 from alliance_core.data.mapping import ColumnMapping
-from alliance_core.data.uploads import UploadedTable, read_table, suggest_mapping
+from alliance_core.data.uploads import UploadedTable, read_table, suggest_roles
 from alliance_core.errors import AnalysisError
 from alliance_core.model.design import is_categorical, level_order
 from alliance_core.model.nesting import AGGREGATED, INDEPENDENT, is_nested
@@ -128,6 +129,7 @@ class DataChoices:
     moderators: tuple[str, ...]
     categorical: Mapping[str, tuple[str, ...]]
     nested: bool = False  # some study has several effect sizes
+    study: str | None = None  # the study column (reference levels count its studies)
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -157,6 +159,7 @@ def offered_choices(dataset: str, mapping: ColumnMapping, table: pd.DataFrame) -
         moderators=tuple(available_moderators(table, mapping)),
         categorical=categorical,
         nested=is_nested(table, mapping.study),
+        study=mapping.study,
     )
 
 
@@ -213,14 +216,13 @@ class Reconciled:
     filter_columns: tuple[str, ...]
     filter_levels: Mapping[str, tuple[str, ...]]
     notes: tuple[str, ...]
+    study: str | None = None  # the study column (see DataChoices)
+    refusals: tuple[str, ...] = ()  # choices refused with a reason, shown even for widgets
 
     def reference_levels(self, table: pd.DataFrame, column: str) -> tuple[str, ...]:
-        """Levels of a categorical moderator left after the filter (the first is the default)."""
-        return _levels_present(apply_filters(table, self.settings.filters), column)
-
-
-def _levels_present(rows: pd.DataFrame, column: str) -> tuple[str, ...]:
-    return tuple(level_order(rows[column].dropna().unique()))
+        """Levels of a categorical moderator left after the filter, the default reference (the
+        level with the most studies) first."""
+        return reference_order(apply_filters(table, self.settings.filters), column, self.study)
 
 
 def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconciled:
@@ -313,15 +315,20 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
 
     rows = apply_filters(table, filters)
     reference: dict[str, str] = {}
+    refusals: list[str] = []
     for column, level in draft.reference.items():
         if column not in moderators or column not in choices.categorical:
             continue  # a reference only matters for a categorical moderator in the model
-        present = _levels_present(rows, column)
+        present = reference_order(rows, column, choices.study)
+        refusal = reference_refusal(rows, column, choices.study, str(level))
         if str(level) not in present:
             notes.append(
                 f"'{level}' is not a level of '{column}' in the analysed rows; the reference "
                 f"level is {present[0] if present else 'the first level'} instead."
             )
+        elif refusal is not None:
+            notes.append(refusal + f" The reference level is '{present[0]}'.")
+            refusals.append(notes[-1])
         elif present and str(level) != present[0]:
             reference[column] = str(level)  # the default reference is left implicit
 
@@ -338,7 +345,14 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
         inference=inference,
         page=draft.page,
     )
-    return Reconciled(settings, tuple(filter_columns), filter_levels, tuple(notes))
+    return Reconciled(
+        settings,
+        tuple(filter_columns),
+        filter_levels,
+        tuple(notes),
+        study=choices.study,
+        refusals=tuple(refusals),
+    )
 
 
 # -- links -----------------------------------------------------------------------------------
@@ -548,4 +562,4 @@ def accept_upload(
         uploaded = read_table(record.content, record.name)
     else:
         uploaded = read(record.sha, record.name, record.content)
-    return record, uploaded, suggest_mapping(uploaded.frame.columns)
+    return record, uploaded, suggest_roles(uploaded.frame).mapping

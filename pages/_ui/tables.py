@@ -498,3 +498,9 @@ def _r_interval(value: float, ci: tuple[float, float], digits: int = 2) -> str:
     return (
         f"{format_number(value, digits)} [{format_number(lo, digits)}, {format_number(hi, digits)}]"
     )
+
+
+def effect_form_rows(effect_forms: tuple[tuple[str, tuple[int, ...]], ...]) -> pd.DataFrame:
+    """One line per usable row: its spreadsheet row and the form its effect size was read in."""
+    records = [{"row": row, "form": form} for form, rows in effect_forms for row in rows]
+    return pd.DataFrame(records, columns=["row", "form"]).sort_values("row", kind="stable")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 import streamlit as st
 
 from alliance_core.data.mapping import MEASURES, ColumnMapping, measure_words
 from alliance_core.data.uploads import (
     moderator_candidates,
-    suggest_mapping,
+    shown_spelling,
+    suggest_roles,
 )
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import escape_markdown
@@ -15,8 +19,10 @@ from pages._ui import loading, session
 from pages._ui.state import (
     SOURCE_BUNDLED,
     SOURCE_UPLOAD,
+    UploadRecord,
     accept_upload,
 )
+from pages._ui.upload_store import StoredUpload, UploadStore
 
 
 # -- uploads (Data page callbacks) -------------------------------------------------------------
@@ -31,21 +37,48 @@ def receive_upload() -> None:
             session.UPLOAD_ERROR,
             session.UPLOAD_SHEET,
             session.UPLOAD_REAL_VALUES,
+            session.UPLOAD_EXTRA_CODES,
+            session.UPLOAD_KEPT_APART,
+            session.UPLOAD_COLUMNS,
+            session.UPLOAD_NOTICE,
         ):
             ss.pop(key, None)
+        delete_kept_upload()
         ss[session.SOURCE] = SOURCE_BUNDLED
         return
     try:
-        record, _, mapping = accept_upload(file.getvalue(), file.name, read=loading.read_upload)
+        record, uploaded, mapping = accept_upload(
+            file.getvalue(), file.name, read=loading.read_upload
+        )
+        sheet = ss.get(session.UPLOAD_SHEET)
+        if sheet is not None and sheet in uploaded.report.sheet_names:
+            uploaded = loading.read_upload(record.sha, record.name, record.content, sheet=sheet)
     except AnalysisError as error:
         ss[session.UPLOAD_ERROR] = str(error)
         return
     ss.pop(session.UPLOAD_ERROR, None)
-    ss.pop(session.UPLOAD_SHEET, None)
-    ss.pop(session.UPLOAD_REAL_VALUES, None)
+    columns = tuple(str(column) for column in uploaded.frame.columns)
+    if ss.get(session.UPLOAD) is not None and ss.get(session.UPLOAD_COLUMNS) == columns:
+        # A corrected file with the same columns: keep the roles, codes, merges and sheet
+        # (the sidebar keeps its choices too: the table's identity is its columns).
+        ss[session.UPLOAD_NOTICE] = (
+            f"'{record.name}' has the same columns as the file before: its column roles, "
+            "missing codes, level merges and the analysis choices were kept."
+        )
+    else:
+        for key in (
+            session.UPLOAD_SHEET,
+            session.UPLOAD_REAL_VALUES,
+            session.UPLOAD_EXTRA_CODES,
+            session.UPLOAD_KEPT_APART,
+            session.UPLOAD_NOTICE,
+        ):
+            ss.pop(key, None)
+        ss[session.UPLOAD_MAPPING] = mapping
+    ss[session.UPLOAD_COLUMNS] = columns
     ss[session.UPLOAD] = record
-    ss[session.UPLOAD_MAPPING] = mapping
     ss[session.SOURCE] = SOURCE_UPLOAD
+    keep_on_server(record)
 
 
 def choose_sheet() -> None:
@@ -55,23 +88,40 @@ def choose_sheet() -> None:
     sheet = ss.get(session.UPLOAD_SHEET_CHOICE)
     if record is None:
         return
-    real_values = tuple(ss.get(session.UPLOAD_REAL_VALUES, ()))
     try:
         uploaded = loading.read_upload(
-            record.sha, record.name, record.content, sheet=sheet, real_values=real_values
+            record.sha,
+            record.name,
+            record.content,
+            sheet=sheet,
+            real_values=tuple(ss.get(session.UPLOAD_REAL_VALUES, ())),
+            extra_codes=tuple(ss.get(session.UPLOAD_EXTRA_CODES, ())),
         )
     except AnalysisError as error:
         ss[session.UPLOAD_ERROR] = str(error)
         return
     ss.pop(session.UPLOAD_ERROR, None)
     ss[session.UPLOAD_SHEET] = sheet
-    ss[session.UPLOAD_MAPPING] = suggest_mapping(uploaded.frame.columns)
+    ss[session.UPLOAD_MAPPING] = suggest_roles(uploaded.frame).mapping
 
 
 def update_real_values() -> None:
     """Callback of the spellings choice: these spellings are real values, not missing ones."""
     ss = st.session_state
     ss[session.UPLOAD_REAL_VALUES] = tuple(sorted(ss.get(session.UPLOAD_REAL_VALUES_CHOICE, [])))
+
+
+def update_extra_codes() -> None:
+    """Callback of the codes field: more spellings of this sheet that mean "missing"."""
+    ss = st.session_state
+    written = str(ss.get(session.UPLOAD_EXTRA_CODES_CHOICE) or "")
+    ss[session.UPLOAD_EXTRA_CODES] = parse_codes(written)
+
+
+def parse_codes(written: str) -> tuple[str, ...]:
+    """Codes typed as a comma- or semicolon-separated list ("k.A.; -99"), each once, sorted."""
+    parts = (part.strip() for part in written.replace(";", ",").split(","))
+    return tuple(sorted({part for part in parts if part}))
 
 
 MAPPING_ROLES = {
@@ -172,6 +222,18 @@ def missing_values(view: loading.UploadView) -> None:
     if found:
         listed = "; ".join(escape_markdown(spelling.describe()) for spelling in found)
         st.caption(f":material/info: Read as missing values: {listed}.")
+    st.session_state[session.UPLOAD_EXTRA_CODES_CHOICE] = ", ".join(view.extra_codes)
+    st.text_input(
+        "More codes that mean 'missing' in this sheet (separated by commas)",
+        key=session.UPLOAD_EXTRA_CODES_CHOICE,
+        on_change=update_extra_codes,
+        placeholder="e.g. k.A., -99, not coded",
+        help=(
+            "The usual codes (NA, n.a., n.r., NR, not reported, -, ?, missing, unknown, …) are "
+            "read as missing in every column. Add codes your sheet uses; a row with a missing "
+            "value is left out only of the models that use that column."
+        ),
+    )
     options = sorted({spelling.spelling for spelling in found} | set(view.real_values))
     if not options:
         return
@@ -179,10 +241,133 @@ def missing_values(view: loading.UploadView) -> None:
     st.multiselect(
         "Spellings that are real values in this sheet (not missing)",
         options,
+        format_func=shown_spelling,
         key=session.UPLOAD_REAL_VALUES_CHOICE,
         on_change=update_real_values,
         help=(
             "Cells such as 'NA', 'n.a.', '-', '?' or 'none' are read as missing. If one of "
             "them is a real answer in your sheet (e.g. 'none' as a comorbidity), choose it here."
         ),
+    )
+
+
+def update_kept_apart() -> None:
+    """Callback of the merges choice: these spellings stay apart, as written."""
+    ss = st.session_state
+    chosen = ss.get(session.UPLOAD_KEPT_APART_CHOICE, [])
+    ss[session.UPLOAD_KEPT_APART] = tuple(sorted(tuple(json.loads(item)) for item in chosen))
+
+
+def level_spellings(view: loading.UploadView) -> None:
+    """Each merge of spellings into one level, near-duplicates, and the choice to keep apart."""
+    levels = view.levels
+    if levels is None or not (levels.all_merges or levels.near_duplicates):
+        return
+    for merge in levels.merges:
+        st.caption(f":material/merge: {escape_markdown(merge.describe())}")
+    for merge in levels.kept_apart:
+        st.caption(
+            f":material/call_split: Kept apart as you chose: {escape_markdown(merge.describe())}"
+        )
+    for near in levels.near_duplicates:
+        st.caption(f":material/warning: {escape_markdown(near.describe())}")
+    merges = {json.dumps(list(merge.ident)): merge for merge in levels.all_merges}
+    if not merges:
+        return
+    st.session_state[session.UPLOAD_KEPT_APART_CHOICE] = [
+        json.dumps(list(merge.ident)) for merge in levels.kept_apart
+    ]
+    st.multiselect(
+        "Spellings to keep apart as separate levels",
+        list(merges),
+        format_func=lambda item: merges[item].describe(),
+        key=session.UPLOAD_KEPT_APART_CHOICE,
+        on_change=update_kept_apart,
+        help=(
+            "Values of a moderator that differ only in case, spaces or Unicode form are read as "
+            "one level under their most frequent spelling. Your file is not changed; choose a "
+            "merge here to analyse its spellings as separate levels."
+        ),
+    )
+
+
+def role_reasons(view: loading.UploadView) -> None:
+    """Why each role was suggested, and the columns the suggestion asks about."""
+    suggestion = suggest_roles(view.uploaded.frame)
+    for question in suggestion.questions:
+        st.warning(escape_markdown(question), icon=":material/help:")
+    if suggestion.reasons:
+        listed = " ".join(escape_markdown(reason) for _, reason in suggestion.reasons)
+        st.caption(f":material/info: Suggested roles: {listed}")
+
+
+# -- keeping an upload over a reload (the server-side store) ----------------------------------
+UPLOAD_PARAMETER = "upload"  # the link's parameter holding the store's token
+
+
+def upload_store() -> UploadStore:
+    return UploadStore()
+
+
+def keep_on_server(record: UploadRecord) -> None:
+    """Keep the file in the server's store; its token goes into the link (``write_url``)."""
+    ss = st.session_state
+    delete_kept_upload()  # the previous file of this session is not needed any more
+    kept = upload_store().put(record.content, record.name)
+    if kept is not None:
+        ss[session.UPLOAD_TOKEN] = kept.token
+        ss[session.UPLOAD_KEPT_UNTIL] = kept.expires_at
+
+
+def restore_from_link(token: str) -> StoredUpload | None:
+    """A reloaded tab: the upload kept under the link's token, as if uploaded again (None when
+    the store no longer has it)."""
+    ss = st.session_state
+    stored = upload_store().get(token)
+    if stored is None:
+        return None
+    record = UploadRecord.from_bytes(stored.content, stored.name)
+    try:
+        uploaded = loading.read_upload(record.sha, record.name, record.content)
+    except AnalysisError:
+        return None
+    ss[session.UPLOAD] = record
+    ss[session.UPLOAD_MAPPING] = suggest_roles(uploaded.frame).mapping
+    ss[session.UPLOAD_COLUMNS] = tuple(str(column) for column in uploaded.frame.columns)
+    ss[session.UPLOAD_TOKEN] = token
+    ss[session.UPLOAD_KEPT_UNTIL] = stored.expires_at
+    ss[session.SOURCE] = SOURCE_UPLOAD
+    return stored
+
+
+def delete_kept_upload() -> None:
+    """Delete this session's upload from the server's store now (the session keeps its copy)."""
+    ss = st.session_state
+    token = ss.pop(session.UPLOAD_TOKEN, None)
+    ss.pop(session.UPLOAD_KEPT_UNTIL, None)
+    if token:
+        upload_store().delete(token)
+
+
+def kept_on_server() -> None:
+    """How long the server keeps the upload, and a button to delete it now."""
+    ss = st.session_state
+    until = ss.get(session.UPLOAD_KEPT_UNTIL)
+    if until is None:
+        st.caption(
+            ":material/info: This upload is not kept on the server: reloading the page loses "
+            "it (upload it again)."
+        )
+        return
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(until))
+    st.caption(
+        f":material/schedule: The file is kept on this server until {when} (24 hours) so that "
+        "reloading the page keeps it; only this page's link opens it. It is deleted then, or "
+        "now if you ask."
+    )
+    st.button(
+        "Delete it from the server now",
+        on_click=delete_kept_upload,
+        icon=":material/delete:",
+        key="delete_kept_upload",
     )

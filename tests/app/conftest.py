@@ -15,6 +15,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.util import patch_config_options
 
+from pages._ui.upload_store import DIRECTORY_VARIABLE
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_PATH = REPO_ROOT / "app.py"
 PAGES_DIR = REPO_ROOT / "pages"
@@ -68,6 +70,12 @@ def full_error_details() -> Iterator[None]:
     """
     with patch_config_options({"client.showErrorDetails": "full"}):
         yield
+
+
+@pytest.fixture(autouse=True)
+def private_upload_store(monkeypatch, tmp_path) -> None:
+    """Uploads kept by the server go to the test's own directory, not the shared temp dir."""
+    monkeypatch.setenv(DIRECTORY_VARIABLE, str(tmp_path / "uploads"))
 
 
 @pytest.fixture

@@ -179,13 +179,15 @@ def test_knapp_hartung_turns_the_coefficient_tests_into_t_tests():
 def test_a_reference_level_choice_reaches_the_model():
     at = open_with({"mod": ["alliance_rater"]})
     at.switch_page("pages/moderators.py").run()
-    assert escape_markdown("alliance_rater = patient (vs observer)") in terms(at)
+    # The default reference is the level with the most studies: patient-rated alliance
+    # (133 studies of data/alliance_simulated.csv; observer 86), not the alphabetical first.
+    assert escape_markdown("alliance_rater = observer (vs patient)") in terms(at)
 
-    at.selectbox(key=session.reference_key("alliance_rater")).set_value("patient").run()
+    at.selectbox(key=session.reference_key("alliance_rater")).set_value("observer").run()
 
     assert_clean(at)
-    assert escape_markdown("alliance_rater = observer (vs patient)") in terms(at)
-    assert at.query_params["ref"] == "alliance_rater:patient"
+    assert escape_markdown("alliance_rater = patient (vs observer)") in terms(at)
+    assert at.query_params["ref"] == "alliance_rater:observer"
 
 
 def test_datasets_without_therapist_counts_explain_why_ptr_is_missing():
@@ -205,7 +207,8 @@ def test_a_link_restores_every_sidebar_choice():
         "est": "DL",
         "test": "t",
         "mod": ["class", "source"],
-        "ref": "source:journal",
+        # Not the default reference ('journal', the level with the most studies).
+        "ref": "source:dissertation",
         "keep": "criterion:grade",
         "page": "overview",
     }
@@ -218,7 +221,7 @@ def test_a_link_restores_every_sidebar_choice():
     assert at.selectbox(key=session.METHOD).value == "DL"
     assert at.radio(key=session.TEST).value == "t"
     assert at.multiselect(key=session.MODERATORS).value == ["class", "source"]
-    assert at.selectbox(key=session.reference_key("source")).value == "journal"
+    assert at.selectbox(key=session.reference_key("source")).value == "dissertation"
     assert at.multiselect(key=session.FILTER_COLUMNS).value == ["criterion"]
     assert at.multiselect(key=session.keep_key("criterion")).value == ["grade"]
     assert at.query_params == {**query, "ptr": "log"}

@@ -277,7 +277,8 @@ def test_coefficient_table_names_levels_against_their_reference(default_run):
     shown = tables.coefficient_table(default_run.result)
 
     assert shown["Term"].tolist()[:2] == ["Intercept", "log PTR"]
-    assert "alliance_rater = therapist (vs observer)" in shown["Term"].tolist()
+    # The default reference is the level with the most studies (patient-rated alliance).
+    assert "alliance_rater = therapist (vs patient)" in shown["Term"].tolist()
     assert list(shown.columns) == ["Term", "Estimate", "SE", "z", "p", "95% CI"]
 
 

@@ -140,6 +140,19 @@ STATES: tuple[State, ...] = (
         ),
     ),
     State(
+        "upload-forms-by-row",
+        "upload",
+        {"model": "three-level", "moderators": (PTR,)},
+        upload_mapping=ColumnMapping(
+            study="Study ID",
+            r="r (alliance–outcome)",
+            n="N patients",
+            z="Fisher z",
+            sei="SE of z",
+            n_therapists="n thérapeutes",
+        ),
+    ),
+    State(
         "upload-awkward-names",
         "upload",
         {
@@ -152,7 +165,7 @@ STATES: tuple[State, ...] = (
 )
 
 
-def upload_bytes(seed: int = 7, extra_columns: bool = False) -> bytes:
+def upload_bytes(seed: int = 7, extra_columns: bool = False, mixed_forms: bool = False) -> bytes:
     """A coding sheet with awkward column names and levels (spaces, quotes, accents, '#')."""
     rng = np.random.default_rng(seed)
     studies = 24
@@ -181,6 +194,10 @@ def upload_bytes(seed: int = 7, extra_columns: bool = False) -> bytes:
         frame["SE of z"] = np.round(1 / np.sqrt(n - 3), 5)
         frame["Patients in study"] = n + rng.integers(0, 40, studies)[study - 1]
         frame["PTR given"] = np.round(frame["Patients in study"] / therapists, 3)
+    if mixed_forms:
+        # Every fourth effect size reported as Fisher's z with its SE only: r not reported.
+        frame["r (alliance–outcome)"] = frame["r (alliance–outcome)"].astype(object)
+        frame.loc[frame.index % 4 == 1, "r (alliance–outcome)"] = "n.r."
     return frame.to_csv(index=False).encode("utf-8")
 
 
@@ -218,7 +235,9 @@ def prepare(state: State) -> Prepared:
     """A state's fitted analysis with its effect-size table and robust inference (if any)."""
     if state.dataset == "upload":
         mapping = state.upload_mapping or UPLOAD_MAPPING
-        content = upload_bytes(extra_columns=state.upload_mapping is not None)
+        content = upload_bytes(
+            extra_columns=state.upload_mapping is not None, mixed_forms=mapping.mixed_forms
+        )
         uploaded = read_table(content, UPLOAD_NAME)
         report = uploaded.validate(mapping)
         assert report.ok, report.summary()

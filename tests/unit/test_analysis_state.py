@@ -48,9 +48,15 @@ def test_a_level_observed_in_one_study_flags_the_contrasts_resting_on_it(assink_
     rows, _, _, state = assink_cr2
     studies_per_level = rows.groupby("deltype")["study"].nunique()
     single = set(studies_per_level.index[studies_per_level == 1])
-    assert single == {"covert"}  # the reference level: every contrast rests on it
+    assert single == {"covert"}
+    contrasts = {t for t in state.moderated.result.coefficients.index if t.startswith("deltype")}
+    reference = (
+        set(studies_per_level.index) - {t.removeprefix("deltype") for t in contrasts}
+    ).pop()
+    # A one-study reference level carries every contrast; otherwise only its own is flagged.
+    expected = contrasts if reference in single else {f"deltype{level}" for level in single}
     flagged = {label for label, _, level in state.moderated_flags.one_study_levels}
-    assert flagged == {"deltypegeneral", "deltypeovert"}
+    assert flagged == expected
     assert "single study" in state.moderated_flags.omnibus_caution()
 
 

@@ -96,7 +96,7 @@ def test_an_old_three_level_settings_file_means_rho_zero_a_new_one_keeps_rho():
     old_agg = {"alliance_dashboard_settings": 1, **AnalysisSettings(model=AGGREGATED).to_dict()}
     assert AnalysisSettings.from_json(json.dumps(old_agg)).rho == 0.6
     new = AnalysisSettings(rho=0.6).to_json()
-    assert json.loads(new)["alliance_dashboard_settings"] == 2
+    assert json.loads(new)["alliance_dashboard_settings"] == 3  # version 3: upload choices
     assert AnalysisSettings.from_json(new).rho == 0.6
 
 
@@ -154,6 +154,14 @@ def test_model_based_run_reports_the_fit_and_rho_zero_is_the_independent_model()
     pd.testing.assert_frame_equal(run.predict(transform="r"), direct.predict(transform="r"))
 
 
+def most_studies(table, column: str, study: str) -> str:
+    """The level with the most studies (the analysis' default reference), by plain pandas;
+    ties would go to the alphabetically first level (none occurs in these datasets)."""
+    counts = table.groupby(column)[study].nunique()
+    assert (counts == counts.max()).sum() == 1
+    return str(counts.idxmax())
+
+
 def test_cr2_on_the_aggregated_two_level_model_clusters_by_study():
     rows, mapping, table = bundled("crede2010")
     settings = AnalysisSettings(
@@ -161,7 +169,10 @@ def test_cr2_on_the_aggregated_two_level_model_clusters_by_study():
     )
     run = run_analysis(rows, mapping, settings, table=table)
     studies = ac.aggregate(table, cluster="studyid", rho=0.5)
-    direct = ac.fit(studies, moderators=["source"])
+    reference = {
+        "source": most_studies(table, "source", "studyid")
+    }  # 'journal', not 'dissertation'
+    direct = ac.fit(studies, moderators=["source"], reference=reference)
     robust = direct.robust(cluster="studyid", method="CR2")
     np.testing.assert_allclose(run.inference_table["se"], robust.coefficients["se"], rtol=1e-8)
     np.testing.assert_allclose(run.inference_table["df"], robust.coefficients["df"], rtol=1e-8)
@@ -173,7 +184,10 @@ def test_cr2_on_the_independent_two_level_model_clusters_effect_sizes_by_study()
         dataset="assink2016", model=INDEPENDENT, inference="CR2", moderators=("deltype",)
     )
     run = run_analysis(rows, mapping, settings, table=table)
-    robust = ac.fit(table, moderators=["deltype"]).robust(cluster="study", method="CR2")
+    # The default reference is 'general' (17 studies), not the alphabetical 'covert' (1 study).
+    reference = {"deltype": most_studies(table, "deltype", "study")}
+    direct = ac.fit(table, moderators=["deltype"], reference=reference)
+    robust = direct.robust(cluster="study", method="CR2")
     assert run.robust.n_clusters == 17
     np.testing.assert_allclose(run.inference_table["se"], robust.coefficients["se"], rtol=1e-8)
 

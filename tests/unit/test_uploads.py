@@ -688,11 +688,17 @@ def test_missing_label_or_year_leaves_no_row_out():
     assert report.problems == ()
 
 
-def test_both_effect_size_kinds_mapped_uses_r_and_n_and_warns():
-    df = sheet(r=[0.1, 0.2], n=[50, 60], yi=["bad", 0.1], vi=[-1.0, 0.1])
+def test_both_effect_size_kinds_mapped_are_read_row_by_row_when_yi_is_a_correlation():
+    # Forms by row (issue 20): r + n where given, else yi + vi, which must then be declared a
+    # correlation on Fisher's z scale; otherwise two measures would be pooled.
+    df = sheet(r=[0.1, None], n=[50, None], yi=[None, 0.1], vi=[None, 0.02])
     report = checked(df, ColumnMapping(r="r", n="n", yi="yi", vi="vi"))
-    assert [p.severity for p in report.problems] == ["warning"]
-    assert report.ok
+    assert not report.ok
+    assert [p.kind for p in report.errors] == ["two measures"]
+    mapping = ColumnMapping(r="r", n="n", yi="yi", vi="vi", measure="correlation")
+    report = checked(df, mapping)
+    assert report.ok and report.n_usable == 2 and not report.problems
+    assert report.effect_forms == (("r and n", (2,)), ("yi and vi", (3,)))
 
 
 def test_no_usable_row_is_an_error_with_the_reason():

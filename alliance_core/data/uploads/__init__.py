@@ -19,7 +19,15 @@ from alliance_core.data.uploads.cells import (
     MISSING_MARKERS,
     MISSING_SPELLINGS,
     missing_markers,
+    shown_spelling,
     spelling_key,
+)
+from alliance_core.data.uploads.levels import (
+    LevelMerge,
+    LevelReview,
+    NearDuplicate,
+    level_key,
+    review_levels,
 )
 from alliance_core.data.uploads.mapping import moderator_candidates, suggest_mapping
 from alliance_core.data.uploads.reading import (
@@ -34,6 +42,7 @@ from alliance_core.data.uploads.reading import (
     read_table,
 )
 from alliance_core.data.uploads.report import Problem, ProblemReport, Severity, ValidationReport
+from alliance_core.data.uploads.roles import RoleSuggestion, suggest_roles
 from alliance_core.data.uploads.template import FORMAT_DESCRIPTION, TEMPLATE_COLUMNS, template_csv
 from alliance_core.data.uploads.validation import validate
 
@@ -48,18 +57,26 @@ __all__ = [
     "MISSING_MARKERS",
     "MISSING_SPELLINGS",
     "TEMPLATE_COLUMNS",
+    "LevelMerge",
+    "LevelReview",
     "MissingSpelling",
+    "NearDuplicate",
     "Problem",
     "ProblemReport",
     "ReadReport",
+    "RoleSuggestion",
     "Severity",
     "UploadedTable",
     "ValidationReport",
+    "level_key",
     "missing_markers",
     "moderator_candidates",
     "read_table",
+    "review_levels",
+    "shown_spelling",
     "spelling_key",
     "suggest_mapping",
+    "suggest_roles",
     "template_csv",
     "validate",
 ]

@@ -4,16 +4,19 @@ Shared by reading a file (``uploads_reading``), checking it (``uploads_validatio
 patient-level reader. Also the few phrases every upload message uses ("3 rows", "rows 4, 7").
 
 Missing values
-    A cell is missing when it is empty or spells a missing value in one of the usual ways:
-    ``MISSING_SPELLINGS`` (NA, N/A, n.a., na, -, –, ., ?, missing, #N/A, NaN, null, none).
-    Spellings are compared without case and without spaces ("N. A." is "n.a."). A user may
-    declare a spelling a real value (``missing_markers(real_values=...)``), for example "none"
-    in a column of comorbidities.
+    A cell is missing when it is empty or spells a missing value in one of the usual ways of
+    coding sheets: ``MISSING_SPELLINGS`` (NA, N/A, n.a., na, n.r., NR, n/r, not reported, -, –,
+    —, ., ?, missing, unknown, #N/A, NaN, null, none), in every column. Spellings are compared
+    without case and without spaces ("N. A." is "n.a.", "Not Reported" is "not reported"). A
+    user may declare a spelling a real value (``missing_markers(real_values=...)``), for example
+    "none" in a column of comorbidities, or add a code of their own sheet
+    (``missing_markers(extra_codes=...)``, for example "k.A." or "-99").
 """
 
 from __future__ import annotations
 
 import decimal as _decimal
+import functools
 import math
 import numbers
 import re
@@ -29,21 +32,26 @@ MISSING_SPELLINGS = (
     "na",
     "n/a",
     "n.a.",
+    "n.r.",
+    "nr",
+    "n/r",
+    "notreported",
     "-",
     "–",
+    "—",
     ".",
     "?",
     "missing",
+    "unknown",
     "#n/a",
     "nan",
     "null",
     "none",
 )
 MISSING_MARKERS = frozenset(MISSING_SPELLINGS)
-# First letters of the spellings (case-folded): most cells ("0.25", "RCT") are ruled out by
-# their first letter, which keeps reading a 200,000-row sheet fast.
-_MARKER_STARTS = frozenset(spelling[0] for spelling in MISSING_SPELLINGS if spelling) | {"\u2212"}
-_LONGEST_WRITTEN = 20  # a missing-value spelling with spaces is never longer
+# How a spelling is shown when ``spelling_key`` took its spaces out.
+_SHOWN = {"notreported": "not reported"}
+_LONGEST_WRITTEN = 20  # a default missing-value spelling with spaces is never longer
 DECIMAL_NAMES = {".": "decimal point", ",": "decimal comma"}
 
 COMMA_DECIMAL = re.compile(r"[+\-\u2212]?[0-9]*,[0-9]+")
@@ -56,11 +64,29 @@ def spelling_key(text: str) -> str:
     return "".join(text.split()).casefold()
 
 
-def missing_markers(real_values: Iterable[str] = ()) -> frozenset[str]:
-    """The missing-value spellings, less those the user declared real values (an empty cell
-    stays missing)."""
+def shown_spelling(key: str) -> str:
+    """A spelling key as a reader writes it ("notreported" → "not reported")."""
+    return _SHOWN.get(key, key)
+
+
+def missing_markers(
+    real_values: Iterable[str] = (), extra_codes: Iterable[str] = ()
+) -> frozenset[str]:
+    """The missing-value spellings, with the user's own codes and less those the user declared
+    real values (an empty cell stays missing; a code both added and declared real is real)."""
     real = {spelling_key(value) for value in real_values} - {""}
-    return MISSING_MARKERS - real
+    extra = {spelling_key(str(value)) for value in extra_codes} - {""}
+    return (MISSING_MARKERS | extra) - real
+
+
+@functools.lru_cache(maxsize=64)
+def _marker_shape(markers: frozenset[str]) -> tuple[frozenset[str], int]:
+    """First letters of the spellings (case-folded) and their longest written length: most
+    cells ("0.25", "RCT") are ruled out by their first letter, which keeps reading a
+    200,000-row sheet fast."""
+    starts = frozenset(spelling[0] for spelling in markers if spelling) | {"\u2212"}
+    longest = max([_LONGEST_WRITTEN, *(2 * len(spelling) for spelling in markers)])
+    return starts, longest
 
 
 def read_cell(value, decimal: str = ".", markers: frozenset[str] = MISSING_MARKERS):
@@ -89,7 +115,7 @@ def read_cell(value, decimal: str = ".", markers: frozenset[str] = MISSING_MARKE
 def _read_text_cell(value: str, decimal: str, markers: frozenset[str]) -> tuple[CellKind, float]:
     stripped = value.strip().replace("\u2212", "-")
     if stripped.casefold() in markers or (
-        _could_be_spelling(stripped) and spelling_key(stripped) in markers
+        _could_be_spelling(stripped, markers) and spelling_key(stripped) in markers
     ):
         return "missing", math.nan
     if decimal == ",":
@@ -112,14 +138,15 @@ def missing_spelling(value, markers: frozenset[str] = MISSING_MARKERS) -> str | 
     if not isinstance(value, str):
         return None
     stripped = value.strip()
-    if not _could_be_spelling(stripped):
+    if not _could_be_spelling(stripped, markers):
         return None
     key = spelling_key(stripped.replace("\u2212", "-"))
     return key if key in markers else None
 
 
-def _could_be_spelling(stripped: str) -> bool:
-    return 0 < len(stripped) <= _LONGEST_WRITTEN and stripped[0].casefold() in _MARKER_STARTS
+def _could_be_spelling(stripped: str, markers: frozenset[str]) -> bool:
+    starts, longest = _marker_shape(markers)
+    return 0 < len(stripped) <= longest and stripped[0].casefold() in starts
 
 
 def as_float(value) -> float:

@@ -89,6 +89,8 @@ class ValidationReport(ProblemReport):
     # Columns that only some models use (moderators, PTR's counts), with how many usable rows
     # lack a value there: those rows are left out only of the models that use the column.
     missing_by_column: tuple[tuple[str, int], ...] = ()
+    # With forms chosen row by row: each form used, with the spreadsheet rows that use it.
+    effect_forms: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def summary(self) -> str:
         """A few sentences: how many rows are usable, why the others are left out."""
@@ -107,6 +109,12 @@ class ValidationReport(ProblemReport):
                 f"Missing values in columns only some models use: {listed}; such a row is left "
                 "out only of models that use that column."
             )
+        if self.ok and self.effect_forms:
+            listed = "; ".join(
+                f"{form} in {count_of(len(rows), 'row')} ({row_list(list(rows))})"
+                for form, rows in self.effect_forms
+            )
+            parts.append(f"Effect sizes by row: {listed}.")
         warnings = list(dict.fromkeys(p.message for p in self.warnings))
         if warnings:
             label = "Warning" if len(warnings) == 1 else "Warnings"

@@ -68,11 +68,18 @@ one study is listed as a data problem with its row and column.
 (vi = 1/(n − 3)); an effect size `yi` with its sampling variance `vi`; or `yi` with its standard
 error `sei` (vi = sei²). The variance is the standard error squared: a `vi` column whose values
 look like standard errors gets a warning. For `yi`, say which measure the table holds
-(correlation, standardized mean difference, log odds ratio, other).
+(correlation, standardized mean difference, log odds ratio, other). Forms may be mixed row by
+row: map every form your sheet uses (say `r` and `n`, `z` and its standard error `se`) and each
+row takes the first complete one (r and n; z and its SE or variance; z and n; yi and vi; yi and
+sei). The Data page lists each row's form and flags a row whose two forms disagree (r and z
+that do not match). `yi` is pooled with correlations only when declared a correlation on
+Fisher's z scale.
 
-**Missing values.** Empty cells and `NA`, `N/A`, `n.a.`, `na`, `-`, `–`, `.`, `?`, `missing`,
-`#N/A`, `NaN`, `null`, `none` (any case, spaces ignored) are missing; the Data page lists which
-of them were found and lets you declare one a real value. A row missing an effect size, its
+**Missing values.** In every column, empty cells and `NA`, `N/A`, `n.a.`, `na`, `n.r.`, `NR`,
+`n/r`, `not reported`, `-`, `–`, `—`, `.`, `?`, `missing`, `unknown`, `#N/A`, `NaN`, `null`,
+`none` (any case, spaces ignored) are missing; the Data page lists which of them were found in
+which columns, lets you add a code of your own sheet (such as `k.A.` or `-99`) and lets you
+declare one a real value. A row missing an effect size, its
 `n` or its study is left out and listed; a row missing only a moderator, a therapist count or
 PTR is left out only of the models that use that column. Each page says how many rows its
 model used and why the others were left out.

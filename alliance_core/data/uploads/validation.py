@@ -4,27 +4,26 @@
 with its spreadsheet row and column (``ValidationReport``). Rows that cannot be analysed are
 left out of ``report.usable``; the caller's frame is never changed. A row that lacks only a
 moderator or a count used for PTR stays usable: only the models that use that column leave it
-out (``alliance_core.analyses.run``).
+out (``alliance_core.analyses.run``). The row checks are in
+``alliance_core.data.uploads.row_checks``; this module adds the checks of the mapping, of
+studies and of the table.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
-
 import numpy as np
 import pandas as pd
 
+from alliance_core.data.effect_forms import FORM_NAMES
 from alliance_core.data.mapping import ColumnMapping
-from alliance_core.data.uploads.cells import (
-    COMMA_DECIMAL,
-    DECIMAL_NAMES,
-    MISSING_MARKERS,
-    missing_mask,
-    parse_numbers,
-    row_list,
-)
+from alliance_core.data.uploads.cells import DECIMAL_NAMES, MISSING_MARKERS, row_list
 from alliance_core.data.uploads.report import Problem, ValidationReport
+from alliance_core.data.uploads.row_checks import (
+    NUMERIC_ROLES,
+    RowChecks,
+    plain_value,
+    quote_value,
+)
 from alliance_core.errors import AnalysisError
 
 
@@ -65,36 +64,8 @@ def validate(
     return checker.run()
 
 
-class _TableCheck:
-    """The state of one validation: the frame, the problems found, the rows left out.
-
-    Each cell gets at most one problem (the first rule it fails), but every column of a row is
-    checked, so a row missing both r and n is listed under both.
-    """
-
-    def __init__(
-        self,
-        df: pd.DataFrame,
-        mapping: ColumnMapping,
-        decimal: str,
-        first_row: int,
-        markers: frozenset[str] = MISSING_MARKERS,
-    ):
-        self.df = df
-        self.markers = markers
-        self.optional_missing: dict[str, np.ndarray] = {}
-        self.mapping = mapping
-        self.decimal = decimal
-        self.row_numbers = first_row + np.arange(len(df))
-        self.name_counts = Counter(df.columns)
-        self.problems: list[Problem] = []
-        self.excluded = np.zeros(len(df), dtype=bool)
-        self.empty = np.zeros(len(df), dtype=bool)
-        self.flagged: dict[str, np.ndarray] = {}  # per column: cells that already have a problem
-        self.numbers: dict[str, np.ndarray] = {}
-        # Without a complete form the correlation rules apply (and the mapping is an error).
-        self.form = mapping.effect_form or "r"
-        self.uses_correlations = self.form == "r"
+class _TableCheck(RowChecks):
+    """One validation: the row checks, then the mapping, study and table checks."""
 
     def run(self) -> ValidationReport:
         self._check_mapping()
@@ -122,6 +93,21 @@ class _TableCheck:
             n_rows=len(self.df),
             mapping=self.mapping,
             missing_by_column=self._missing_counts(),
+            effect_forms=self._form_rows(),
+        )
+
+    def _form_rows(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """Mixed forms: each form used and the spreadsheet rows of the usable rows using it."""
+        if self.form != "mixed":
+            return ()
+        kept = ~self.excluded
+        return tuple(
+            (
+                FORM_NAMES[form],
+                tuple(int(r) for r in self.row_numbers[kept & (self.row_form == form)]),
+            )
+            for form in self.mapping.row_forms
+            if (kept & (self.row_form == form)).any()
         )
 
     def _too_few_message(self, usable: int) -> str:
@@ -140,56 +126,34 @@ class _TableCheck:
                 counts.append((column, count))
         return tuple(counts)
 
-    # --- recording -----------------------------------------------------------------------
-
-    def _has_errors(self) -> bool:
-        return any(p.severity == "error" for p in self.problems)
-
-    def _error(self, row, column, value, message: str, kind: str) -> None:
-        self.problems.append(Problem(row, column, value, message, "error", kind))
-
-    def _warn(self, column, message: str, kind: str) -> None:
-        self.problems.append(Problem(None, column, None, message, "warning", kind))
-
-    def _exclude(self, bad: np.ndarray, column: str, message, kind: str, values=None) -> None:
-        """Leave out the rows where ``bad`` holds, unless the cell already has a problem.
-
-        ``message(value)`` gives the sentence after the "Row 7, column 'n':" prefix; ``values``
-        are the cells shown (default: the cells as they are in the table).
-        """
-        new = bad & ~self._flagged(column) & ~self.empty
-        if not new.any():
-            return
-        cells = self.df[column].to_numpy() if values is None else values
-        for position in np.flatnonzero(new):
-            value = _plain(cells[position])
-            self._leave_out(int(position), column, value, message(value), kind)
-
-    def _leave_out(self, position: int, column: str, value, reason: str, kind: str) -> None:
-        row = int(self.row_numbers[position])
-        text = f"Row {row}, column '{column}': {reason} — row left out."
-        self.problems.append(Problem(row, column, value, text, "excluded", kind))
-        self._flagged(column)[position] = True
-        self.excluded[position] = True
-
-    def _flagged(self, column: str) -> np.ndarray:
-        return self.flagged.setdefault(column, np.zeros(len(self.df), dtype=bool))
-
-    def _usable_column(self, column: str | None) -> bool:
-        return column is not None and self.name_counts.get(column, 0) == 1
-
     # --- the mapping ---------------------------------------------------------------------
 
     def _check_mapping(self) -> None:
         mapping = self.mapping
-        if mapping.effect_form is None:
+        if mapping.effect_form is None and not mapping.row_forms:
             self._error(None, None, None, _missing_roles_message(mapping), "an incomplete mapping")
-        for role in ("study", "es_id", *_NUMERIC_ROLES, "label", "year"):
+        correlations = any(form in ("r", "z", "z_sei", "z_vi") for form in mapping.row_forms)
+        if (
+            mapping.mixed_forms
+            and correlations
+            and mapping.yi is not None
+            and mapping.measure != "correlation"
+        ):
+            self._error(
+                None,
+                mapping.yi,
+                None,
+                f"Rows are read as r or Fisher's z and as yi ('{mapping.yi}'), but yi is not "
+                "declared a correlation: effect sizes of different measures cannot be pooled. "
+                "Say that yi holds correlations on Fisher's z scale, or leave yi unmapped.",
+                "two measures",
+            )
+        for role in ("study", "es_id", *NUMERIC_ROLES, "label", "year"):
             self._check_column_exists(getattr(mapping, role), role)
         for moderator in dict.fromkeys(mapping.moderators):
             self._check_column_exists(moderator, "a moderator")
         roles_by_column: dict[str, list[str]] = {}
-        for role in _NUMERIC_ROLES:
+        for role in NUMERIC_ROLES:
             if getattr(mapping, role) is not None:
                 roles_by_column.setdefault(getattr(mapping, role), []).append(role)
         for column, roles in roles_by_column.items():
@@ -202,7 +166,7 @@ class _TableCheck:
                     "own column.",
                     "one column in two roles",
                 )
-        unused = _unused_effect_roles(mapping)
+        unused = [] if mapping.mixed_forms else _unused_effect_roles(mapping)
         if unused:
             self._warn(
                 None,
@@ -236,240 +200,6 @@ class _TableCheck:
                 "rename them so each name is used once.",
                 "a repeated column name",
             )
-
-    # --- row checks ----------------------------------------------------------------------
-
-    def _check_empty_rows(self) -> None:
-        """A row with nothing in it is listed once, not once per column."""
-        if self.df.shape[1] == 0:
-            return
-        empty = np.ones(len(self.df), dtype=bool)
-        for position in range(self.df.shape[1]):
-            if not empty.any():
-                break
-            column = self.df.iloc[:, position]
-            empty &= missing_mask(column, self.markers)
-        for position in np.flatnonzero(empty):
-            row = int(self.row_numbers[position])
-            message = f"Row {row} is empty — row left out."
-            self.problems.append(Problem(row, None, None, message, "excluded", "no values at all"))
-        self.empty = empty
-        self.excluded |= empty
-
-    def _numbers(self, column: str | None, *, required: bool = True) -> np.ndarray | None:
-        """A numeric column as floats (NaN where missing or not a number). A value that is not
-        a number is a problem; a missing one too when every model needs the column
-        (``required``), otherwise it is only counted (``_note_missing``)."""
-        if not self._usable_column(column):
-            return None
-        if column not in self.numbers:
-            values, missing, text = parse_numbers(self.df[column], self.decimal, self.markers)
-            if required:
-                self._exclude(missing, column, lambda v: "no value", f"a missing {column}")
-            else:
-                self.optional_missing[column] = missing & ~self.empty
-            self._exclude(
-                text,
-                column,
-                lambda v: f"{_quote(v)} is not a number{self._decimal_hint(v)}",
-                f"a non-numeric {column}",
-            )
-            self.numbers[column] = np.where(missing | text, np.nan, values)
-        return self.numbers[column]
-
-    def _decimal_hint(self, value) -> str:
-        looks_like_comma_decimal = isinstance(value, str) and COMMA_DECIMAL.fullmatch(value.strip())
-        if self.decimal == "." and looks_like_comma_decimal:
-            return " (to read it as a number, choose ',' as the decimal mark)"
-        return ""
-
-    def _flag(self, column: str, values: np.ndarray, bad: np.ndarray, message, kind: str) -> None:
-        """Leave out rows failing a rule on parsed numbers, showing the number."""
-        self._exclude(bad, column, message, kind, values=values)
-
-    def _check_effect_sizes(self) -> None:
-        mapping = self.mapping
-        if self.form == "r":
-            r = self._numbers(mapping.r)
-            if r is not None:
-                self._check_finite(mapping.r, r)
-                self._flag(
-                    mapping.r,
-                    r,
-                    np.abs(r) >= 1,
-                    lambda v: (
-                        f"r = {_show(v)}; a correlation must lie strictly between −1 and "
-                        "1 (Fisher's z is infinite at ±1)"
-                    ),
-                    "|r| ≥ 1",
-                )
-        elif self.form == "z":
-            z = self._numbers(mapping.z)
-            if z is not None:
-                self._check_finite(mapping.z, z)
-        else:
-            yi = self._numbers(mapping.yi)
-            if yi is not None:
-                self._check_finite(mapping.yi, yi)
-            spread = mapping.vi if self.form == "vi" else mapping.sei
-            what = "sampling variance" if self.form == "vi" else "standard error"
-            values = self._numbers(spread)
-            if values is not None:
-                self._flag(
-                    spread,
-                    values,
-                    ~(np.isfinite(values) & (values > 0)),
-                    lambda v: f"{what} {_show(v)}; it must be a positive finite number",
-                    f"{spread} ≤ 0 or not finite",
-                )
-        self._check_patients()
-        self._check_spread_plausible()
-
-    def _check_finite(self, column: str, values: np.ndarray) -> None:
-        self._flag(
-            column,
-            values,
-            np.isinf(values),
-            lambda v: f"{_show(v)} is not a finite number",
-            f"a non-finite {column}",
-        )
-
-    def _check_patients(self) -> None:
-        column = self.mapping.n
-        # n is needed by every model for r and z; otherwise it only feeds PTR.
-        n = self._numbers(column, required=self.form in ("r", "z"))
-        if n is not None:
-            self._check_whole(column, n, "patients")
-            if self.form in ("r", "z"):
-                self._flag(
-                    column,
-                    n,
-                    n <= 3,
-                    lambda v: (
-                        f"{_show(v)} patients; a correlation needs more than 3 (its "
-                        "variance is 1/(n − 3))"
-                    ),
-                    f"{column} ≤ 3",
-                )
-            else:
-                self._positive_count(column, n)
-        study_patients = self.mapping.study_patients
-        if study_patients is not None and study_patients != column:
-            values = self._numbers(study_patients, required=False)
-            if values is not None:
-                self._check_whole(study_patients, values, "patients")
-                self._positive_count(study_patients, values)
-
-    def _positive_count(self, column: str, values: np.ndarray) -> None:
-        self._flag(
-            column,
-            values,
-            values <= 0,
-            lambda v: f"{_show(v)} patients; the number of patients must be positive",
-            f"{column} ≤ 0",
-        )
-
-    def _check_spread_plausible(self) -> None:
-        """A "variance" column holding standard errors (or the reverse) is a common mix-up.
-
-        With n known, the standard error of Fisher's z is 1/sqrt(n − 3) and that of a
-        standardized mean difference about sqrt(4/n) (two equal groups); their squares are
-        the variances. When most rows match the other quantity within 10 %, warn.
-        """
-        if self.form not in ("vi", "sei"):
-            return
-        column = self.mapping.vi if self.form == "vi" else self.mapping.sei
-        values = self.numbers.get(column)
-        n = self.numbers.get(self.mapping.n) if self.mapping.n else None
-        if values is None:
-            return
-        usable = np.isfinite(values) & (values > 0)
-        looks_wrong = False
-        if n is not None:
-            usable &= np.isfinite(n) & (n > 3)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                standard_errors = (1 / np.sqrt(n - 3), np.sqrt(4 / n))
-            candidates = (
-                standard_errors if self.form == "vi" else tuple(se**2 for se in standard_errors)
-            )
-            for candidate in candidates:
-                close = usable & (np.abs(values - candidate) <= 0.1 * candidate)
-                if usable.sum() >= 2 and close.sum() >= 0.5 * usable.sum():
-                    looks_wrong = True
-        elif self.form == "vi" and usable.sum() >= 2:
-            # Without n: sampling variances of typical studies are well below 0.1, while
-            # standard errors rarely are; a column of mostly larger values is suspicious.
-            looks_wrong = bool(np.median(values[usable]) > 0.1)
-        if not looks_wrong:
-            return
-        if self.form == "vi":
-            message = (
-                f"The values in '{column}' (chosen as sampling variance vi) look like standard "
-                "errors. If they are, choose the column as the standard error (sei) instead; "
-                "vi = sei²."
-            )
-        else:
-            message = (
-                f"The values in '{column}' (chosen as standard error sei) look like sampling "
-                "variances. If they are, choose the column as the sampling variance (vi) instead."
-            )
-        self._warn(column, message, "a variance that looks like a standard error")
-
-    def _check_whole(self, column: str, values: np.ndarray, unit: str) -> None:
-        self._flag(
-            column,
-            values,
-            np.isinf(values),
-            lambda v: f"{_show(v)} {unit} is not a finite number",
-            f"a non-finite {column}",
-        )
-        fractional = np.isfinite(values) & (values != np.floor(values))
-        self._flag(
-            column,
-            values,
-            fractional,
-            lambda v: f"{_show(v)} {unit} is not a whole number",
-            f"a non-integer {column}",
-        )
-
-    def _check_therapists(self) -> None:
-        ptr_column = self.mapping.ptr
-        if ptr_column is not None:
-            ptr = self._numbers(ptr_column, required=False)
-            if ptr is not None:
-                self._check_finite(ptr_column, ptr)
-                self._flag(
-                    ptr_column,
-                    ptr,
-                    ptr <= 0,
-                    lambda v: f"PTR {_show(v)}; patients per therapist must be positive",
-                    f"{ptr_column} ≤ 0",
-                )
-        column = self.mapping.n_therapists
-        therapists = self._numbers(column, required=False)
-        if therapists is None:
-            return
-        self._check_whole(column, therapists, "therapists")
-        self._flag(
-            column,
-            therapists,
-            therapists <= 0,
-            lambda v: f"{_show(v)} therapists; a study has at least one",
-            f"{column} ≤ 0",
-        )
-        patients_column = self.mapping.ptr_patients or self.mapping.n
-        patients = self.numbers.get(patients_column) if patients_column else None
-        if patients is None or patients_column == column:
-            return
-        # Compare only counts that passed their own checks.
-        comparable = ~self._flagged(patients_column) & ~self._flagged(column) & ~self.empty
-        for position in np.flatnonzero((therapists > patients) & comparable):
-            value = _plain(therapists[position])
-            reason = (
-                f"{_show(value)} therapists for {_show(_plain(patients[position]))} patients; "
-                "there cannot be more therapists than patients"
-            )
-            self._leave_out(int(position), column, value, reason, "more therapists than patients")
 
     def _check_ptr_within_studies(self) -> None:
         """PTR describes a study: different values within one study are a data problem
@@ -515,10 +245,10 @@ class _TableCheck:
                     Problem(
                         row,
                         column,
-                        _plain(self.df[column].to_numpy()[position]),
+                        plain_value(self.df[column].to_numpy()[position]),
                         f"Row {row}, column '{column}': PTR = {value:.3g} differs from "
                         f"{values.iloc[0]:.3g} in row {first_row} of the same study "
-                        f"{_quote(_plain(study_value))}; PTR is a property of the study.{hint}",
+                        f"{quote_value(plain_value(study_value))}; PTR is a property of the study.{hint}",
                         "warning",
                         "PTR varying within a study",
                     )
@@ -534,19 +264,6 @@ class _TableCheck:
         if not np.allclose(therapists, therapists[0]):
             return mapping.n_therapists
         return mapping.ptr_patients
-
-    def _check_present(self, column: str | None) -> None:
-        """Study, effect-size id and moderators need a value, whatever its type."""
-        if self._usable_column(column):
-            missing = missing_mask(self.df[column], self.markers)
-            self._exclude(missing, column, lambda v: "no value", f"a missing {column}")
-
-    def _note_missing(self, column: str | None) -> None:
-        """A moderator may be missing: the row is left out only of models that use it."""
-        if self._usable_column(column) and column not in self.optional_missing:
-            self.optional_missing[column] = (
-                missing_mask(self.df[column], self.markers) & ~self.empty
-            )
 
     def _check_duplicate_ids(self) -> None:
         """Each effect size needs its own id within its study (the three-level model's levels)."""
@@ -566,14 +283,14 @@ class _TableCheck:
         for key, row in zip(ids[repeated].itertuples(index=False, name=None), rows, strict=True):
             groups.setdefault(key, []).append(int(row))
         for key, group_rows in groups.items():
-            es_value = _plain(key[-1])
-            where = f" in study {_quote(_plain(key[0]))}" if in_study else ""
+            es_value = plain_value(key[-1])
+            where = f" in study {quote_value(plain_value(key[0]))}" if in_study else ""
             for row in group_rows:
                 self._error(
                     row,
                     es_column,
                     es_value,
-                    f"Row {row}, column '{es_column}': effect-size id {_quote(es_value)} is "
+                    f"Row {row}, column '{es_column}': effect-size id {quote_value(es_value)} is "
                     f"used more than once{where} ({row_list(group_rows)}). Give each effect "
                     "size its own id, or leave the es_id role empty to number them by row.",
                     f"a repeated {es_column}",
@@ -594,30 +311,12 @@ class _TableCheck:
                 self._warn(
                     moderator,
                     f"Moderator '{moderator}' has the same value "
-                    f"({_quote(_plain(values.iloc[0]))}) in every usable row, so it cannot "
+                    f"({quote_value(plain_value(values.iloc[0]))}) in every usable row, so it cannot "
                     "explain differences between effect sizes.",
                     "a moderator with one value",
                 )
 
-    # --- the usable rows -------------------------------------------------------------------
 
-    def _usable_frame(self) -> pd.DataFrame:
-        """The rows left in, with the checked numeric columns as numbers."""
-        keep = ~self.excluded
-        usable = self.df.iloc[np.flatnonzero(keep)].copy()
-        for role in _NUMERIC_ROLES:
-            column = getattr(self.mapping, role)
-            if column is None or column not in self.numbers:
-                continue
-            values = self.numbers[column][keep]
-            counts = role in ("n", "n_therapists", "study_patients")
-            if counts and np.all(np.abs(values) < 2**53):  # whole numbers a float holds exactly
-                values = values.astype(np.int64)
-            usable[column] = values
-        return usable
-
-
-_NUMERIC_ROLES = ("r", "z", "n", "yi", "vi", "sei", "n_therapists", "study_patients", "ptr")
 _FORM_NAMES = {
     "r": "r and n",
     "z": "Fisher's z and n",
@@ -644,7 +343,10 @@ def _missing_roles_message(mapping: ColumnMapping) -> str:
     if mapping.r and not mapping.n:
         return "A correlation (r) is chosen but not its number of patients (n); choose n."
     if mapping.z and not mapping.n:
-        return "A Fisher's z column is chosen but not its number of patients (n); choose n."
+        return (
+            "A Fisher's z column is chosen but not its number of patients (n), standard error "
+            "(sei) or sampling variance (vi); choose one of them."
+        )
     if mapping.n and not (mapping.r or mapping.z or mapping.yi or mapping.vi or mapping.sei):
         return "A number of patients (n) is chosen but not the correlation (r); choose r."
     if mapping.yi and not (mapping.vi or mapping.sei):
@@ -665,28 +367,3 @@ def _missing_roles_message(mapping: ColumnMapping) -> str:
 def _problem_order(problem: Problem) -> tuple:
     # Table-level problems first, then by row; within a row, in the order they were found.
     return (problem.row is not None, problem.row or 0)
-
-
-def _plain(value):
-    """A cell as a plain Python value (numpy scalars unwrapped, NaN as None)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
-def _show(value) -> str:
-    """A number as a researcher would write it: 2, 0.25, 1e+20, inf."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    if isinstance(value, float) and math.isinf(value):
-        return "infinity" if value > 0 else "minus infinity"
-    return str(value)
-
-
-def _quote(value, limit: int = 40) -> str:
-    text = str(value)
-    if len(text) > limit:
-        text = text[:limit] + "…"
-    return f"'{text}'"

@@ -19,6 +19,7 @@ from alliance_core.analyses.run import (
     apply_filters,
     resolve_moderators,
 )
+from alliance_core.data.effect_forms import form_columns
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.errors import AnalysisError
 from alliance_core.handover.provenance import Provenance, fitted_rho, fitted_structure
@@ -174,10 +175,15 @@ class ModelCode:
             "vi": (mapping.yi, mapping.vi),
             "sei": (mapping.yi, mapping.sei),
         }
-        if form not in effect_columns:
+        if mapping.mixed_forms:  # forms by row: every column of every form
+            for row_form in mapping.row_forms:
+                for column in form_columns(mapping, row_form):
+                    add(column)
+        elif form not in effect_columns:
             raise AnalysisError("The mapping names no complete effect-size form.")
-        for column in effect_columns[form]:
-            add(column)
+        else:
+            for column in effect_columns[form]:
+                add(column)
         for column in run.moderator_columns:
             if column in (PTR_COLUMN, LOG_PTR_COLUMN):
                 for ptr_input in mapping.ptr_inputs:

@@ -73,7 +73,9 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
         "import pandas as pd",
         "",
         "import alliance_core as ac",
+        "from alliance_core.data.effect_forms import effect_sizes_by_row",
         "from alliance_core.data.effect_sizes import from_fisher_z, from_standard_errors",
+        "from alliance_core.data.mapping import ColumnMapping",
         "from alliance_core.handover.results_table import results_frame",
         "",
         "HERE = Path(__file__).resolve().parent",
@@ -87,7 +89,19 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
         "# 2. Effect sizes.",
     ]
     form = mapping.effect_form
-    if form == "r":
+    if mapping.mixed_forms:
+        roles = ("r", "n", "z", "yi", "vi", "sei", "measure")
+        given = ", ".join(
+            f"{role}={py_string(getattr(mapping, role))}"
+            for role in roles
+            if getattr(mapping, role) is not None
+        )
+        body += [
+            "# Effect sizes come in several forms; each row takes the first complete one.",
+            "dat = rows.copy()",
+            f'dat["yi"], dat["vi"], _ = effect_sizes_by_row(rows, ColumnMapping({given}))',
+        ]
+    elif form == "r":
         body.append(
             f"dat = ac.escalc(rows, r={py_string(mapping.r)}, n={py_string(mapping.n)}, "
             'measure="ZCOR")  # Fisher z'

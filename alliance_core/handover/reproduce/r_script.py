@@ -9,6 +9,7 @@ the dashboard's results that prints the agreement line.
 from __future__ import annotations
 
 from alliance_core.analyses.run import LOG_PTR_COLUMN
+from alliance_core.data.effect_forms import FORM_NAMES, form_columns
 from alliance_core.handover.provenance import Provenance
 from alliance_core.handover.reproduce.common import (
     ABSOLUTE_TOLERANCE,
@@ -86,8 +87,14 @@ UNQUOTE_R = [
 
 
 def _r_read(code: ModelCode, names: dict[str, str]) -> list[str]:
+    # With forms by row an effect-size column has empty cells, which data.csv writes quoted
+    # (""); read.csv refuses those in a numeric column, so they are read as text first.
+    gappy = set()
+    if code.mapping.mixed_forms:
+        gappy = {c for form in code.mapping.row_forms for c in form_columns(code.mapping, form)}
     classes = [
-        '"character"' if column in code.text_columns else '"numeric"' for column in code.columns
+        '"character"' if column in code.text_columns or column in gappy else '"numeric"'
+        for column in code.columns
     ]
     lines = [
         "## 1. Data ----------------------------------------------------------------------",
@@ -104,6 +111,9 @@ def _r_read(code: ModelCode, names: dict[str, str]) -> list[str]:
         if names[column] != column:
             lines.append(f"#   {r_string(column)} is called {names[column]} below")
     lines.append(f"names(dat) <- c({', '.join(r_string(names[c]) for c in code.columns)})")
+    for column in code.columns:
+        if column in gappy and column not in code.text_columns:
+            lines.append(f"dat${names[column]} <- as.numeric(dat${names[column]})  # empty: NA")
     return lines
 
 
@@ -111,7 +121,9 @@ def _r_effect_sizes(code: ModelCode, names: dict[str, str]) -> list[str]:
     mapping = code.mapping
     lines = ["## 2. Effect sizes -----------------------------------------------------------"]
     form = mapping.effect_form
-    if form == "r":
+    if mapping.mixed_forms:
+        lines += _r_forms_by_row(mapping, names)
+    elif form == "r":
         lines += [
             "# Correlations are analysed as Fisher's z: yi = atanh(r), vi = 1 / (n - 3).",
             f'dat <- escalc(measure = "ZCOR", ri = {names[mapping.r]}, ni = {names[mapping.n]}, '
@@ -149,6 +161,32 @@ def _r_effect_sizes(code: ModelCode, names: dict[str, str]) -> list[str]:
         ]
         if code.ptr_column == LOG_PTR_COLUMN:
             lines += ["# PTR enters the model on the log scale.", "dat$log_PTR <- log(dat$PTR)"]
+    return lines
+
+
+def _r_forms_by_row(mapping, names: dict[str, str]) -> list[str]:
+    """Each row in the first complete form (alliance_core.data.effect_forms), as in R."""
+    lines = [
+        "# Effect sizes come in several forms; each row takes the first complete one:",
+        "# " + "; ".join(FORM_NAMES[form] for form in mapping.row_forms) + ".",
+        "dat$yi <- NA_real_",
+        "dat$vi <- NA_real_",
+    ]
+    for form in mapping.row_forms:
+        first, second = (f"dat${names[c]}" for c in form_columns(mapping, form))
+        yi = f"atanh({first}[use])" if form == "r" else f"{first}[use]"
+        vi = {
+            "r": f"1 / ({second}[use] - 3)",
+            "z": f"1 / ({second}[use] - 3)",
+            "z_sei": f"{second}[use]^2",
+            "sei": f"{second}[use]^2",
+        }.get(form, f"{second}[use]")
+        lines += [
+            f"use <- is.na(dat$yi) & !is.na({first}) & !is.na({second})  # {FORM_NAMES[form]}",
+            f"dat$yi[use] <- {yi}",
+            f"dat$vi[use] <- {vi}",
+        ]
+    lines.append('dat <- escalc(measure = "GEN", yi = yi, vi = vi, data = dat)')
     return lines
 
 
