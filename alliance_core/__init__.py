@@ -18,10 +18,11 @@ from alliance_core import figures
 from alliance_core.analyses import bias, selection, sensitivity, specification
 from alliance_core.analyses.bias import egger_test, pet_peese, rank_correlation_test, trim_and_fill
 from alliance_core.analyses.fail_safe import FailSafeN, fsn
+from alliance_core.analyses.influence import influence_diagnostics
 from alliance_core.analyses.model_comparison import ModelComparison, model_comparison
 from alliance_core.analyses.run import AnalysisRun, effect_size_table, run_analysis
 from alliance_core.analyses.selection import SelectionResult, selmodel
-from alliance_core.analyses.sensitivity import cumulative, influence_diagnostics, leave_one_out
+from alliance_core.analyses.sensitivity import cumulative, leave_one_out
 from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.analyses.specification import specification_curve
 from alliance_core.analyses.state import AnalysisState, ModelFlags, analysis_state

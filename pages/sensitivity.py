@@ -6,9 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from alliance_core.analyses.dependence import RHO_GRID, rho_sensitivity
+from alliance_core.analyses.influence import influence_diagnostics
 from alliance_core.analyses.references import resolve_references
 from alliance_core.analyses.run import LOG_PTR_COLUMN, PTR_COLUMN, AnalysisRun, apply_filters
-from alliance_core.analyses.sensitivity import cumulative, influence_diagnostics, leave_one_out
+from alliance_core.analyses.sensitivity import cumulative, leave_one_out
 from alliance_core.analyses.settings import PTR
 from alliance_core.analyses.specification import specification_curve
 from alliance_core.figures import rho_sensitivity_figure, specification_figure

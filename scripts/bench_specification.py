@@ -18,8 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import alliance_core as ac  # noqa: E402
 from alliance_core.analyses.bias import aggregate_by_study  # noqa: E402
+from alliance_core.analyses.influence import influence_diagnostics  # noqa: E402
 from alliance_core.analyses.run import effect_size_table  # noqa: E402
-from alliance_core.analyses.sensitivity import influence_diagnostics, leave_one_out  # noqa: E402
+from alliance_core.analyses.sensitivity import leave_one_out  # noqa: E402
 from alliance_core.analyses.specification import specification_curve  # noqa: E402
 from alliance_core.data.datasets import dataset_info, load_dataset  # noqa: E402
 

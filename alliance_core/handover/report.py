@@ -9,23 +9,28 @@ names) is escaped in HTML and written as plain text runs in Word. Numbers use
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
 
 from alliance_core.analyses import bias
 from alliance_core.analyses.run import AnalysisRun
 from alliance_core.analyses.state import AnalysisState, ModelFlags
-from alliance_core.data.control_text import xml_safe, xml_safe_copy
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import export_figure
-from alliance_core.formatting import format_coefficient, format_number, format_p, format_p_cell
+from alliance_core.formatting import format_coefficient, format_number, format_p
 from alliance_core.handover.provenance import Provenance, fitted_rho, fitted_structure
+from alliance_core.handover.report_document import Figure, Report
+from alliance_core.handover.report_tables import (
+    ci_text,
+    heterogeneity_table,
+    r3_text,
+    r_text,
+    regression_table,
+    robust_table,
+    stat_symbol,
+)
 from alliance_core.model.nesting import AGGREGATED, INDEPENDENT
 from alliance_core.model.results import MetaResult
 from alliance_core.model.robust import RobustResult
@@ -96,207 +101,6 @@ ESTIMATOR_NAMES = {
     "SJ": "the Sidik–Jonkman estimator (SJ)",
     "EE": "an equal-effects model (no heterogeneity estimated)",
 }
-
-
-# -- the report object ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Table:
-    number: int
-    title: str
-    header: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class Figure:
-    number: int
-    title: str
-    caption: str
-    png: bytes | None
-    problem: str | None = None  # why there is no picture
-
-
-@dataclass(frozen=True)
-class Report:
-    title: str
-    notice: str | None  # first line: simulated data
-    methods: tuple[str, ...]
-    results: tuple[str, ...]
-    tables: tuple[Table, ...]
-    figures: tuple[Figure, ...]
-    provenance: tuple[tuple[str, str], ...]
-    references: tuple[str, ...]
-    warnings: tuple[str, ...] = field(default_factory=tuple)
-
-    # -- HTML --------------------------------------------------------------------------
-    def to_html(self) -> str:
-        def e(text: str) -> str:  # a character HTML and XML cannot hold shows as U+FFFD
-            return html.escape(xml_safe(text))
-
-        parts = [
-            "<!DOCTYPE html>",
-            '<html lang="en">',
-            "<head>",
-            '<meta charset="utf-8">',
-            f"<title>{e(self.title)}</title>",
-            "<style>"
-            "body{font-family:Georgia,serif;max-width:50em;margin:2em auto;line-height:1.5;"
-            "padding:0 1em}"
-            "table{border-collapse:collapse;margin:1em 0}"
-            "th,td{padding:.25em .6em;text-align:left}"
-            "thead th{border-top:2px solid #000;border-bottom:1px solid #000}"
-            "tbody tr:last-child td{border-bottom:2px solid #000}"
-            ".notice{background:#fff3cd;border:1px solid #c9a227;padding:.5em;font-weight:bold}"
-            "figure{margin:1.5em 0}img{max-width:100%}"
-            "figcaption,.note{font-size:.9em}"
-            "dl.provenance{font-family:monospace;font-size:.85em}"
-            "dl.provenance dt{font-weight:bold}dl.provenance dd{margin:0 0 .3em 1.5em}"
-            "</style>",
-            "</head>",
-            "<body>",
-        ]
-        if self.notice:
-            parts.append(f'<p class="notice">{e(self.notice)}</p>')
-        parts.append(f"<h1>{e(self.title)}</h1>")
-        for warning in self.warnings:
-            parts.append(f'<p class="note"><strong>Note.</strong> {e(warning)}</p>')
-        parts.append("<h2>Method</h2>")
-        parts += [f"<p>{e(text)}</p>" for text in self.methods]
-        parts.append("<h2>Results</h2>")
-        parts += [f"<p>{e(text)}</p>" for text in self.results]
-        for table in self.tables:
-            parts.append("<table>")
-            parts.append(
-                f"<caption><strong>Table {table.number}</strong><br><em>{e(table.title)}</em>"
-                "</caption>"
-            )
-            parts.append(
-                "<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in table.header) + "</tr></thead>"
-            )
-            parts.append("<tbody>")
-            for row in table.rows:
-                parts.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
-            parts.append("</tbody></table>")
-            if table.note:
-                parts.append(f'<p class="note"><em>Note.</em> {e(table.note)}</p>')
-        for figure in self.figures:
-            parts.append("<figure>")
-            if figure.png is not None:
-                data = base64.b64encode(figure.png).decode("ascii")
-                parts.append(f'<img src="data:image/png;base64,{data}" alt="{e(figure.title)}">')
-            else:
-                parts.append(
-                    f'<p class="note">The figure could not be drawn here: {e(figure.problem or "")}'
-                    "</p>"
-                )
-            parts.append(
-                f"<figcaption><strong>Figure {figure.number}</strong>. <em>{e(figure.title)}</em>. "
-                f"{e(figure.caption)}</figcaption>"
-            )
-            parts.append("</figure>")
-        parts.append("<h2>Provenance</h2>")
-        parts.append('<dl class="provenance">')
-        for key, value in self.provenance:
-            parts.append(f"<dt>{e(key)}</dt><dd>{e(value)}</dd>")
-        parts.append("</dl>")
-        parts.append("<h2>References</h2>")
-        parts += [f"<p>{e(ref)}</p>" for ref in self.references]
-        parts += ["</body>", "</html>", ""]
-        return "\n".join(parts)
-
-    # -- Word --------------------------------------------------------------------------
-    def to_docx(self) -> bytes:
-        """The report as a Word document; a character XML cannot hold shows as U+FFFD."""
-        return xml_safe_copy(self)._docx()
-
-    def _docx(self) -> bytes:
-        try:
-            import docx
-            from docx.shared import Inches, Pt
-        except ImportError as error:  # pragma: no cover - python-docx is a pinned dependency
-            raise AnalysisError("The Word report needs the python-docx package.") from error
-        document = docx.Document()
-        if self.notice:
-            para = document.add_paragraph()
-            run = para.add_run(self.notice)
-            run.bold = True
-        document.add_heading(self.title, level=1)
-        for warning in self.warnings:
-            document.add_paragraph(f"Note. {warning}")
-        document.add_heading("Method", level=2)
-        for text in self.methods:
-            document.add_paragraph(text)
-        document.add_heading("Results", level=2)
-        for text in self.results:
-            document.add_paragraph(text)
-        for table in self.tables:
-            document.add_paragraph().add_run(f"Table {table.number}").bold = True
-            document.add_paragraph().add_run(table.title).italic = True
-            grid = document.add_table(rows=1, cols=len(table.header))
-            for cell, text in zip(grid.rows[0].cells, table.header, strict=True):
-                cell.text = text
-            for row in table.rows:
-                cells = grid.add_row().cells
-                for cell, text in zip(cells, row, strict=True):
-                    cell.text = text
-            if table.note:
-                para = document.add_paragraph()
-                para.add_run("Note. ").italic = True
-                para.add_run(table.note)
-        for figure in self.figures:
-            if figure.png is not None:
-                document.add_picture(io.BytesIO(figure.png), width=Inches(6))
-            else:
-                document.add_paragraph(f"The figure could not be drawn here: {figure.problem}")
-            para = document.add_paragraph()
-            para.add_run(f"Figure {figure.number}. ").bold = True
-            para.add_run(figure.title + ". ").italic = True
-            para.add_run(figure.caption)
-        document.add_heading("Provenance", level=2)
-        for key, value in self.provenance:
-            para = document.add_paragraph()
-            para.add_run(f"{key}: ").bold = True
-            run = para.add_run(value)
-            run.font.size = Pt(9)
-        document.add_heading("References", level=2)
-        for ref in self.references:
-            document.add_paragraph(ref)
-        out = io.BytesIO()
-        document.save(out)
-        return out.getvalue()
-
-
-# -- building it ------------------------------------------------------------------------------
-def _ci(low: float, high: float, digits: int) -> str:
-    return f"[{format_number(low, digits)}, {format_number(high, digits)}]"
-
-
-def _r(value: float) -> str:
-    """A correlation in APA style: no leading zero."""
-    text = format_number(value, 2)
-    return text.replace("0.", ".", 1)
-
-
-def _r3(value: float) -> str:
-    """A rank correlation with three decimals, no leading zero (APA)."""
-    return format_number(value, 3).replace("0.", ".", 1)
-
-
-def _stat_symbol(res: MetaResult) -> str:
-    return "z" if res.ddf is None else f"t({res.ddf})"
-
-
-def _term_label(res: MetaResult, term: str) -> str:
-    if term == "intrcpt":
-        return "Intercept"
-    for t in res.design.terms:
-        if t.kind == "numeric" and t.column == term:
-            return {"log_PTR": "log PTR", "PTR": "PTR"}.get(term, term)
-        for level in t.levels[1:]:
-            if t.kind == "categorical" and term == f"{t.column}{level}":
-                return f"{t.column}: {level} (vs. {t.reference})"
-    return term
 
 
 def _methods(
@@ -438,7 +242,7 @@ def _pooled_sentence(run: AnalysisRun, on_r: bool) -> str:
     pred = run.predict(transform="r" if on_r else None).iloc[0]
     level = f"{pooled.level:.0%}"
     digits = 2 if on_r else 3
-    value = _r if on_r else (lambda v: format_number(v, digits))
+    value = r_text if on_r else (lambda v: format_number(v, digits))
     name = "r" if on_r else "estimate"
     text = (
         f"The pooled effect was {name} = {value(pred['pred'])}, {level} CI "
@@ -447,7 +251,7 @@ def _pooled_sentence(run: AnalysisRun, on_r: bool) -> str:
     if math.isfinite(pred["pi_lb"]):
         text += f", with a {level} prediction interval of [{value(pred['pi_lb'])}, {value(pred['pi_ub'])}]"
     row = run.inference_table.iloc[0]
-    symbol = _stat_symbol(pooled) if run.robust is None else f"t({format_number(row['df'], 1)})"
+    symbol = stat_symbol(pooled) if run.robust is None else f"t({format_number(row['df'], 1)})"
     text += (
         f" ({symbol} = {format_number(row['statistic'], 2)}, "
         f"{format_p(row['pval'])}; k = {pooled.k}"
@@ -480,9 +284,9 @@ def _heterogeneity_numbers(res: MetaResult, label: str) -> str:
     if res.method == "EE":
         return f"Heterogeneity{label}: I² = {format_number(res.I2, 1)}%; {q}."
     ci = res.tau2_ci
-    ci_text = f", {res.level:.0%} CI {_ci(ci[0], ci[1], 4)}" if ci else ""
+    interval = f", {res.level:.0%} CI {ci_text(ci[0], ci[1], 4)}" if ci else ""
     return (
-        f"Heterogeneity{label}: τ² = {format_number(res.tau2, 4)}{ci_text}, I² = "
+        f"Heterogeneity{label}: τ² = {format_number(res.tau2, 4)}{interval}, I² = "
         f"{format_number(res.I2, 1)}%, H² = {format_number(res.H2, 2)}; {q}."
     )
 
@@ -534,7 +338,7 @@ def _regression_sentences(
             if row["estimate"] < 0
             else "studies with more patients per therapist showed stronger effects"
         )
-        symbol = _stat_symbol(res) if run.robust is None else f"t({format_number(row['df'], 1)})"
+        symbol = stat_symbol(res) if run.robust is None else f"t({format_number(row['df'], 1)})"
         significant = row["pval"] < 1 - res.level
         coefficient_caution = flags.coefficient_caution(column) if flags is not None else None
         if coefficient_caution:
@@ -546,7 +350,7 @@ def _regression_sentences(
         out.append(
             f"The PTR slope was b = {b} ({scale}, {unit}), SE = {se}, "
             f"{symbol} = {format_number(row['statistic'], 2)}, {format_p(row['pval'])}, "
-            f"{res.level:.0%} CI {_ci(row['ci_lb'], row['ci_ub'], len(b.split('.')[-1]))}: "
+            f"{res.level:.0%} CI {ci_text(row['ci_lb'], row['ci_ub'], len(b.split('.')[-1]))}: "
             + verdict
         )
     return out
@@ -564,7 +368,7 @@ def bias_readings(pooled: MetaResult, on_r: bool) -> list[tuple[str, str]]:
 
     def value(z: float) -> str:
         if on_r:
-            return _r(math.tanh(z))
+            return r_text(math.tanh(z))
         return format_number(z, 3)
 
     def interval(ci) -> str:
@@ -584,9 +388,7 @@ def bias_readings(pooled: MetaResult, on_r: bool) -> list[tuple[str, str]]:
         return text + "."
 
     def rank(test: bias.RankCorrelationTest) -> str:
-        return (
-            f"The rank correlation test gave Kendall's τ = {_r3(test.tau)}, {format_p(test.pval)}."
-        )
+        return f"The rank correlation test gave Kendall's τ = {r3_text(test.tau)}, {format_p(test.pval)}."
 
     def trim_fill(result: bias.TrimAndFill) -> str:
         basis = (
@@ -630,146 +432,6 @@ def bias_readings(pooled: MetaResult, on_r: bool) -> list[tuple[str, str]]:
             reason = missing[bias.TEST_NAMES[key]].removeprefix("Not available here: ")
             out.append((name, f"{name} was not available for these data: {reason}"))
     return out
-
-
-FLAG = "†"
-
-
-def _flag_note(flags: ModelFlags | None, terms) -> str:
-    """The table note for flagged rows: which test cannot be trusted and why."""
-    if flags is None:
-        return ""
-    flagged = flags.flagged_terms(terms)
-    return "".join(
-        f" {FLAG} {_term_words(term)}: the test cannot be trusted ({reason})."
-        for term, reason in flagged.items()
-    )
-
-
-def _term_words(term: str) -> str:
-    return "Intercept" if term == "intrcpt" else str(term)
-
-
-def _coefficient_row(
-    res: MetaResult, term, row, df: str | None = None, flags: ModelFlags | None = None
-) -> tuple[str, ...]:
-    """Predictor, b, SE, statistic, (df,) p and CI of one coefficient; the CI has the decimals
-    the estimate was given for its SE. A coefficient the ``flags`` mark carries a dagger."""
-    b, se = format_coefficient(row["estimate"], row["se"])
-    digits = len(b.split(".")[-1]) if "." in b else 2
-    statistic = (format_number(row["statistic"], 2),) + (() if df is None else (df,))
-    mark = f" {FLAG}" if flags is not None and flags.coefficient_caution(str(term)) else ""
-    return (
-        _term_label(res, str(term)) + mark,
-        b,
-        se,
-        *statistic,
-        format_p_cell(row["pval"]),
-        _ci(row["ci_lb"], row["ci_ub"], digits),
-    )
-
-
-def regression_table(
-    run: AnalysisRun, number: int, on_r_scale: bool, flags: ModelFlags | None = None
-) -> Table:
-    """The model-based coefficients; rows the ``flags`` mark carry a dagger."""
-    res = run.result
-    stat = "z" if res.ddf is None else "t"
-    rows = [
-        _coefficient_row(res, term, row, flags=flags) for term, row in res.coefficients.iterrows()
-    ]
-    note = "Coefficients are on the Fisher's z scale. " if on_r_scale else ""
-    return Table(
-        number=number,
-        title="Meta-regression coefficients",
-        header=("Predictor", "b", "SE", stat, "p", f"{res.level:.0%} CI"),
-        rows=tuple(rows),
-        note=note
-        + (
-            f"k = {res.k}"
-            + (f" effect sizes in {res.n_studies} studies" if res.is_three_level else "")
-            + f"; {res.method} estimation"
-            + ("; t tests on k − p df." if res.ddf is not None else "; z tests.")
-        )
-        + _flag_note(flags, res.coefficients.index),
-    )
-
-
-def robust_table(
-    run: AnalysisRun,
-    robust: RobustResult,
-    number: int,
-    on_r_scale: bool,
-    flags: ModelFlags | None = None,
-) -> Table:
-    """The coefficients with cluster-robust SE, t, Satterthwaite df, p and CI, and the HTZ test;
-    rows the ``flags`` mark carry a dagger and the note says why."""
-    res = run.result
-    rows = [
-        _coefficient_row(res, term, row, df=format_number(row["df"], 1), flags=flags)
-        for term, row in robust.coefficients.iterrows()
-    ]
-    note = "Coefficients are on the Fisher's z scale. " if on_r_scale else ""
-    note += (
-        f"{robust.method} cluster-robust standard errors, clustered by "
-        f"{robust.cluster or 'study'} ({robust.n_clusters} clusters); t tests on Satterthwaite df."
-    )
-    if robust.QM is not None:
-        df1, df2 = robust.QM_df
-        note += (
-            f" Test of all moderators: F({df1}, {format_number(df2, 1)}) = "
-            f"{format_number(robust.QM, 2)}, {format_p(robust.QM_pval)}"
-            + (" (HTZ)." if robust.method == "CR2" else ".")
-        )
-    for warning in robust.warnings:
-        note += f" Note: {warning}"
-    note += _flag_note(flags, robust.coefficients.index)
-    return Table(
-        number=number,
-        title="Meta-regression coefficients with cluster-robust inference",
-        header=("Predictor", "b", "SE", "t", "df", "p", f"{robust.level:.0%} CI"),
-        rows=tuple(rows),
-        note=note,
-    )
-
-
-def heterogeneity_table(res: MetaResult, number: int, on_r_scale: bool) -> Table:
-    rows: list[tuple[str, str]] = []
-    if res.is_three_level:
-        rows += [
-            ("σ² between studies", format_number(res.sigma2["study"], 4)),
-            ("σ² within studies", format_number(res.sigma2["es"], 4)),
-            ("I² total (%)", format_number(res.I2, 1)),
-            ("I² between studies (%)", format_number(res.I2_levels["study"], 1)),
-            ("I² within studies (%)", format_number(res.I2_levels["es"], 1)),
-        ]
-    elif res.method != "EE":
-        ci = res.tau2_ci
-        rows += [
-            ("τ²", format_number(res.tau2, 4) + (f" {_ci(ci[0], ci[1], 4)}" if ci else "")),
-            ("τ", format_number(math.sqrt(res.tau2), 3)),
-            ("I² (%)", format_number(res.I2, 1)),
-            ("H²", format_number(res.H2, 2)),
-        ]
-    else:
-        rows.append(("I² (%)", format_number(res.I2, 1)))
-    rows.append(
-        (
-            f"Q{' (residual)' if res.p > 1 else ''}",
-            f"Q({res.QE_df}) = {format_number(res.QE, 2)}, {format_p(res.QE_pval)}",
-        )
-    )
-    if res.R2 is not None:
-        rows.append(("Pseudo-R² (%)", format_number(res.R2, 1)))
-    return Table(
-        number=number,
-        title="Heterogeneity",
-        header=("Statistic", "Value"),
-        rows=tuple(rows),
-        note="Variance components on the model scale"
-        + (" (Fisher's z)." if on_r_scale else ".")
-        + " Interval: Q-profile where given.",
-    )
 
 
 def draw_png(

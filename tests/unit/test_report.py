@@ -13,7 +13,8 @@ from alliance_core import figures
 from alliance_core.analyses.run import run_analysis
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_p
-from alliance_core.handover.report import SIMULATED_NOTICE, _r, build_report
+from alliance_core.handover.report import SIMULATED_NOTICE, build_report
+from alliance_core.handover.report_tables import r_text
 from tests.unit.reproduce_states import STATES, analysis_of, prepare
 
 
@@ -208,8 +209,8 @@ def test_cr2_report_states_the_robust_pooled_prediction_with_its_own_df():
     )
     text = rep.results[0]
     pred = pooled.robust.predict(transform="r").iloc[0]
-    assert f"CI [{_r(pred['ci_lb'])}, {_r(pred['ci_ub'])}]" in text
-    assert f"prediction interval of [{_r(pred['pi_lb'])}, {_r(pred['pi_ub'])}]" in text
+    assert f"CI [{r_text(pred['ci_lb'])}, {r_text(pred['ci_ub'])}]" in text
+    assert f"prediction interval of [{r_text(pred['pi_lb'])}, {r_text(pred['pi_ub'])}]" in text
     row = pooled.robust.coefficients.iloc[0]
     assert f"t({row['df']:.1f}) = {row['statistic']:.2f}" in text
     assert "z = " not in text

@@ -17,12 +17,8 @@ import pytest
 from bias_cases import cases_with, load
 
 import alliance_core as ac
-from alliance_core.analyses.sensitivity import (
-    cumulative,
-    influence_diagnostics,
-    leave_one_out,
-    refit,
-)
+from alliance_core.analyses.influence import influence_diagnostics
+from alliance_core.analyses.sensitivity import cumulative, leave_one_out, refit
 from alliance_core.errors import AnalysisError
 
 RTOL = 1e-6

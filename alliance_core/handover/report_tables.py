@@ -1,0 +1,186 @@
+"""The report's APA tables (meta-regression, robust coefficients, heterogeneity) and the number
+formats the report's sentences share with them, so a table and its sentence never round apart.
+"""
+
+from __future__ import annotations
+
+import math
+
+from alliance_core.analyses.run import AnalysisRun
+from alliance_core.analyses.state import ModelFlags
+from alliance_core.formatting import format_coefficient, format_number, format_p, format_p_cell
+from alliance_core.handover.report_document import Table
+from alliance_core.model.results import MetaResult
+from alliance_core.model.robust import RobustResult
+
+
+# -- building it ------------------------------------------------------------------------------
+def ci_text(low: float, high: float, digits: int) -> str:
+    return f"[{format_number(low, digits)}, {format_number(high, digits)}]"
+
+
+def r_text(value: float) -> str:
+    """A correlation in APA style: no leading zero."""
+    text = format_number(value, 2)
+    return text.replace("0.", ".", 1)
+
+
+def r3_text(value: float) -> str:
+    """A rank correlation with three decimals, no leading zero (APA)."""
+    return format_number(value, 3).replace("0.", ".", 1)
+
+
+def stat_symbol(res: MetaResult) -> str:
+    return "z" if res.ddf is None else f"t({res.ddf})"
+
+
+def term_label(res: MetaResult, term: str) -> str:
+    if term == "intrcpt":
+        return "Intercept"
+    for t in res.design.terms:
+        if t.kind == "numeric" and t.column == term:
+            return {"log_PTR": "log PTR", "PTR": "PTR"}.get(term, term)
+        for level in t.levels[1:]:
+            if t.kind == "categorical" and term == f"{t.column}{level}":
+                return f"{t.column}: {level} (vs. {t.reference})"
+    return term
+
+
+FLAG = "†"
+
+
+def flag_note(flags: ModelFlags | None, terms) -> str:
+    """The table note for flagged rows: which test cannot be trusted and why."""
+    if flags is None:
+        return ""
+    flagged = flags.flagged_terms(terms)
+    return "".join(
+        f" {FLAG} {term_words(term)}: the test cannot be trusted ({reason})."
+        for term, reason in flagged.items()
+    )
+
+
+def term_words(term: str) -> str:
+    return "Intercept" if term == "intrcpt" else str(term)
+
+
+def coefficient_row(
+    res: MetaResult, term, row, df: str | None = None, flags: ModelFlags | None = None
+) -> tuple[str, ...]:
+    """Predictor, b, SE, statistic, (df,) p and CI of one coefficient; the CI has the decimals
+    the estimate was given for its SE. A coefficient the ``flags`` mark carries a dagger."""
+    b, se = format_coefficient(row["estimate"], row["se"])
+    digits = len(b.split(".")[-1]) if "." in b else 2
+    statistic = (format_number(row["statistic"], 2),) + (() if df is None else (df,))
+    mark = f" {FLAG}" if flags is not None and flags.coefficient_caution(str(term)) else ""
+    return (
+        term_label(res, str(term)) + mark,
+        b,
+        se,
+        *statistic,
+        format_p_cell(row["pval"]),
+        ci_text(row["ci_lb"], row["ci_ub"], digits),
+    )
+
+
+def regression_table(
+    run: AnalysisRun, number: int, on_r_scale: bool, flags: ModelFlags | None = None
+) -> Table:
+    """The model-based coefficients; rows the ``flags`` mark carry a dagger."""
+    res = run.result
+    stat = "z" if res.ddf is None else "t"
+    rows = [
+        coefficient_row(res, term, row, flags=flags) for term, row in res.coefficients.iterrows()
+    ]
+    note = "Coefficients are on the Fisher's z scale. " if on_r_scale else ""
+    return Table(
+        number=number,
+        title="Meta-regression coefficients",
+        header=("Predictor", "b", "SE", stat, "p", f"{res.level:.0%} CI"),
+        rows=tuple(rows),
+        note=note
+        + (
+            f"k = {res.k}"
+            + (f" effect sizes in {res.n_studies} studies" if res.is_three_level else "")
+            + f"; {res.method} estimation"
+            + ("; t tests on k − p df." if res.ddf is not None else "; z tests.")
+        )
+        + flag_note(flags, res.coefficients.index),
+    )
+
+
+def robust_table(
+    run: AnalysisRun,
+    robust: RobustResult,
+    number: int,
+    on_r_scale: bool,
+    flags: ModelFlags | None = None,
+) -> Table:
+    """The coefficients with cluster-robust SE, t, Satterthwaite df, p and CI, and the HTZ test;
+    rows the ``flags`` mark carry a dagger and the note says why."""
+    res = run.result
+    rows = [
+        coefficient_row(res, term, row, df=format_number(row["df"], 1), flags=flags)
+        for term, row in robust.coefficients.iterrows()
+    ]
+    note = "Coefficients are on the Fisher's z scale. " if on_r_scale else ""
+    note += (
+        f"{robust.method} cluster-robust standard errors, clustered by "
+        f"{robust.cluster or 'study'} ({robust.n_clusters} clusters); t tests on Satterthwaite df."
+    )
+    if robust.QM is not None:
+        df1, df2 = robust.QM_df
+        note += (
+            f" Test of all moderators: F({df1}, {format_number(df2, 1)}) = "
+            f"{format_number(robust.QM, 2)}, {format_p(robust.QM_pval)}"
+            + (" (HTZ)." if robust.method == "CR2" else ".")
+        )
+    for warning in robust.warnings:
+        note += f" Note: {warning}"
+    note += flag_note(flags, robust.coefficients.index)
+    return Table(
+        number=number,
+        title="Meta-regression coefficients with cluster-robust inference",
+        header=("Predictor", "b", "SE", "t", "df", "p", f"{robust.level:.0%} CI"),
+        rows=tuple(rows),
+        note=note,
+    )
+
+
+def heterogeneity_table(res: MetaResult, number: int, on_r_scale: bool) -> Table:
+    rows: list[tuple[str, str]] = []
+    if res.is_three_level:
+        rows += [
+            ("σ² between studies", format_number(res.sigma2["study"], 4)),
+            ("σ² within studies", format_number(res.sigma2["es"], 4)),
+            ("I² total (%)", format_number(res.I2, 1)),
+            ("I² between studies (%)", format_number(res.I2_levels["study"], 1)),
+            ("I² within studies (%)", format_number(res.I2_levels["es"], 1)),
+        ]
+    elif res.method != "EE":
+        ci = res.tau2_ci
+        rows += [
+            ("τ²", format_number(res.tau2, 4) + (f" {ci_text(ci[0], ci[1], 4)}" if ci else "")),
+            ("τ", format_number(math.sqrt(res.tau2), 3)),
+            ("I² (%)", format_number(res.I2, 1)),
+            ("H²", format_number(res.H2, 2)),
+        ]
+    else:
+        rows.append(("I² (%)", format_number(res.I2, 1)))
+    rows.append(
+        (
+            f"Q{' (residual)' if res.p > 1 else ''}",
+            f"Q({res.QE_df}) = {format_number(res.QE, 2)}, {format_p(res.QE_pval)}",
+        )
+    )
+    if res.R2 is not None:
+        rows.append(("Pseudo-R² (%)", format_number(res.R2, 1)))
+    return Table(
+        number=number,
+        title="Heterogeneity",
+        header=("Statistic", "Value"),
+        rows=tuple(rows),
+        note="Variance components on the model scale"
+        + (" (Fisher's z)." if on_r_scale else ".")
+        + " Interval: Q-profile where given.",
+    )
