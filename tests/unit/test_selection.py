@@ -10,7 +10,7 @@ import pytest
 from scipy import integrate, stats
 
 import alliance_core as ac
-from alliance_core.analyses import selection as S
+from alliance_core.analyses import selection_likelihood as S
 from alliance_core.errors import AnalysisError
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 import alliance_core as ac
+from alliance_core.analyses import selection_likelihood
 from alliance_core.errors import AnalysisError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "selection"
@@ -153,10 +154,12 @@ def test_one_sided_p_values_and_intervals_match_metafor():
     for name, index in entries("fit"):
         case, res = load(name)
         expected = case["selmodel"][index]
-        from_engine = ac.selection.step_data(
+        from_engine = selection_likelihood.step_data(
             res.inputs.y, res.inputs.v, res.inputs.X, cuts(expected)
         )
-        close(ac.selection.one_sided_p(res.inputs.y, res.inputs.v), expected["pvals"], 1e-12)
+        close(
+            selection_likelihood.one_sided_p(res.inputs.y, res.inputs.v), expected["pvals"], 1e-12
+        )
         assert list(from_engine.group + 1) == expected["pgrp"], name
 
 
