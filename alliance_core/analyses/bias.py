@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from alliance_core.analyses.kendall import kendall_test
 from alliance_core.data.effect_sizes import transf
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_p
@@ -40,9 +41,6 @@ from alliance_core.model.refitting import refit
 from alliance_core.model.results import MetaResult
 
 PREDICTORS = {"sei": "standard error", "vi": "sampling variance"}
-# Up to this many effect sizes without ties the rank test's p-value is exact (0.1 s at 500);
-# beyond, the normal approximation, which is then within about 1e-3 of the exact p-value.
-EXACT_KENDALL_MAX = 500
 # Few studies give these tests little power (Sterne et al. 2011 advise at least 10).
 FEW_STUDIES = 10
 
@@ -261,78 +259,6 @@ def rank_correlation_test(res: MetaResult) -> RankCorrelationTest:
     return RankCorrelationTest(
         tau=tau, pval=pval, exact=exact, k=len(y), caveats=tuple(_caveats(res))
     )
-
-
-def kendall_test(x: np.ndarray, y: np.ndarray) -> tuple[float, float, bool]:
-    """Kendall's tau-b and the two-sided p-value of R's ``cor.test(x, y, "kendall", exact=TRUE)``.
-
-    Without ties: the exact null distribution of the number of concordant pairs. With ties:
-    the normal approximation to S = tau_b sqrt((n0 - n1)(n0 - n2)) with the tie-corrected
-    variance (Kendall 1970), no continuity correction. Beyond ``EXACT_KENDALL_MAX`` effect
-    sizes the exact distribution costs seconds (its work grows like n^3) and the normal
-    approximation is used, as R would have to (its exact computation overflows above 170).
-    """
-    n = len(x)
-    tau = float(stats.kendalltau(x, y).statistic)
-    if not np.isfinite(tau):
-        return float("nan"), float("nan"), False
-    ties = min(len(np.unique(x)), len(np.unique(y))) < n
-    if not ties and n <= EXACT_KENDALL_MAX:
-        q = round((tau + 1.0) * n * (n - 1) / 4.0)
-        return tau, _kendall_exact_p(q, n), True
-    return tau, _kendall_normal_p(x, y, tau), False
-
-
-def _kendall_exact_p(q: int, n: int) -> float:
-    """Two-sided exact p for q concordant pairs among n(n - 1)/2 (no ties)."""
-    pairs = n * (n - 1) // 2
-    # The distribution is symmetric about pairs / 2: use the lower tail, which is accurate.
-    lower = min(q, pairs - q)
-    p = float(_kendall_cdf(lower, n))
-    return min(2.0 * p, 1.0)
-
-
-def _kendall_cdf(q: int, n: int) -> float:
-    """P(T <= q) for the number T of inversions of a random permutation of n elements.
-
-    The probabilities f_m(t) satisfy f_m(t) = (1/m) sum_{j=0}^{m-1} f_{m-1}(t - j) (the m-th
-    element adds 0..m-1 inversions); only t <= q is needed, so the arrays stay short.
-    """
-    if q < 0:
-        return 0.0
-    f = np.zeros(q + 1)
-    f[0] = 1.0
-    for m in range(2, n + 1):
-        # after m elements the support is 0..m(m-1)/2: work only on that part
-        top = min(q, m * (m - 1) // 2) + 1
-        cumulative = np.cumsum(f[:top])
-        f[:top] = cumulative
-        if m < top:
-            f[m:top] -= cumulative[: top - m]
-        f[:top] /= m
-    return float(np.sum(f))
-
-
-def _kendall_normal_p(x: np.ndarray, y: np.ndarray, tau: float) -> float:
-    n = len(x)
-
-    def tie_sizes(values: np.ndarray) -> np.ndarray:
-        counts = np.unique(values, return_counts=True)[1]
-        return counts[counts > 1].astype(float)
-
-    tx, ty = tie_sizes(x), tie_sizes(y)
-    n0 = n * (n - 1) / 2.0
-    n1 = float(np.sum(tx * (tx - 1))) / 2.0
-    n2 = float(np.sum(ty * (ty - 1))) / 2.0
-    s = tau * np.sqrt((n0 - n1) * (n0 - n2))
-    v0 = n * (n - 1) * (2 * n + 5)
-    vt = np.sum(tx * (tx - 1) * (2 * tx + 5))
-    vu = np.sum(ty * (ty - 1) * (2 * ty + 5))
-    v1 = np.sum(tx * (tx - 1)) * np.sum(ty * (ty - 1))
-    v2 = np.sum(tx * (tx - 1) * (tx - 2)) * np.sum(ty * (ty - 1) * (ty - 2))
-    var_s = (v0 - vt - vu) / 18.0 + v1 / (2.0 * n * (n - 1)) + v2 / (9.0 * n * (n - 1) * (n - 2))
-    z = s / np.sqrt(var_s)
-    return float(2.0 * special.ndtr(-abs(z)))
 
 
 # -- trim and fill -------------------------------------------------------------------------
@@ -663,86 +589,3 @@ def pet_peese(res: MetaResult, alpha: float = 0.05) -> PetPeese:
         has_moderators=res.p > 1,
         caveats=tuple(_caveats(res)),
     )
-
-
-# -- every test of a pooled model at once --------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class BiasTests:
-    """The small-study / publication-bias tests of one pooled model, and why any is missing.
-
-    The dashboard's Publication bias page and the report read the same object, so both show
-    the numbers of one set of fits. A test that cannot run on these data (too few studies, a
-    singular design, ...) is None and its reason is in ``problems`` as (test name, message).
-    """
-
-    egger: EggerTest | None
-    rank: RankCorrelationTest | None
-    trim_fill: TrimAndFill | None
-    pet_peese: PetPeese | None
-    problems: tuple[tuple[str, str], ...]
-    # Three-level models: trim-and-fill ran on one aggregated effect per study (it assumes
-    # independent effects); this says how they were aggregated.
-    trim_fill_note: str | None
-
-    def readings(self, transform: str | None) -> list[tuple[str, str]]:
-        """(test name, the result in words) for each test, then the missing ones' reasons."""
-        out = []
-        if self.egger is not None:
-            out.append(("Egger's regression test", self.egger.describe(transform=transform)))
-        if self.rank is not None:
-            out.append(("Begg and Mazumdar's rank correlation", self.rank.describe()))
-        if self.trim_fill is not None:
-            text = self.trim_fill.describe(transform=transform)
-            out.append(
-                ("Trim-and-fill", f"{self.trim_fill_note} {text}" if self.trim_fill_note else text)
-            )
-        if self.pet_peese is not None:
-            out.append(("PET-PEESE", self.pet_peese.describe(transform=transform)))
-        out.extend(self.problems)
-        return out
-
-
-TEST_NAMES = {
-    "egger": "Egger's regression test",
-    "rank": "Begg and Mazumdar's rank correlation",
-    "trim_fill": "Trim-and-fill",
-    "pet_peese": "PET-PEESE",
-}
-
-
-def trim_and_fill_of(pooled: MetaResult) -> TrimAndFill:
-    """Trim-and-fill of a pooled model; a three-level model's on one aggregated effect per
-    study (REML or ML as the model, REML for the other estimators)."""
-    if not pooled.is_three_level:
-        return trim_and_fill(pooled)
-    method = pooled.method if pooled.method in ("REML", "ML") else "REML"
-    return trim_and_fill(fit(aggregate_by_study(pooled), method=method))
-
-
-def run_bias_tests(pooled: MetaResult) -> BiasTests:
-    """Egger's test, the rank correlation test, trim-and-fill and PET-PEESE of ``pooled``."""
-    steps = {
-        "egger": lambda: egger_test(pooled),
-        "rank": lambda: rank_correlation_test(pooled),
-        "trim_fill": lambda: trim_and_fill_of(pooled),
-        "pet_peese": lambda: pet_peese(pooled),
-    }
-    results: dict[str, object | None] = dict.fromkeys(steps)
-    problems = []
-    for key, compute in steps.items():
-        try:
-            results[key] = compute()
-        except AnalysisError as error:
-            problems.append((TEST_NAMES[key], f"Not available here: {error}"))
-    note = None
-    if pooled.is_three_level and results["trim_fill"] is not None:
-        within = (
-            f"compound symmetry with the model's ρ = {pooled.rho:g}"
-            if pooled.rho
-            else "inverse-variance mean of its effect sizes"
-        )
-        note = (
-            "Trim-and-fill assumes independent effects, so it was run on one aggregated effect "
-            f"per study ({within}, two-level model)."
-        )
-    return BiasTests(problems=tuple(problems), trim_fill_note=note, **results)

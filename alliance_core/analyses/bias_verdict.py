@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alliance_core.analyses.bias import BiasTests
+from alliance_core.analyses.bias_tests import BiasTests
 from alliance_core.analyses.selection import SelectionResult
 from alliance_core.data.effect_sizes import transf
 from alliance_core.formatting import format_number, format_p

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 import plotly.graph_objects as go
 
-from alliance_core.analyses import bias
+from alliance_core.analyses import bias, bias_tests
 from alliance_core.analyses.run import AnalysisRun
 from alliance_core.analyses.state import AnalysisState, ModelFlags
 from alliance_core.errors import AnalysisError
@@ -359,11 +359,11 @@ def _regression_sentences(
 def bias_readings(pooled: MetaResult, on_r: bool) -> list[tuple[str, str]]:
     """The publication-bias tests of the pooled model, each as (name, APA-style result).
 
-    The tests are the dashboard's (:func:`alliance_core.analyses.bias.run_bias_tests`): trim-and-fill
+    The tests are the dashboard's (:func:`alliance_core.analyses.bias_tests.run_bias_tests`): trim-and-fill
     assumes independent effects, so for a three-level model it runs on one aggregated effect
     per study (two-level model).
     """
-    tests = bias.run_bias_tests(pooled)
+    tests = bias_tests.run_bias_tests(pooled)
     level = f"{pooled.level:.0%}"
 
     def value(z: float) -> str:
@@ -429,7 +429,7 @@ def bias_readings(pooled: MetaResult, on_r: bool) -> list[tuple[str, str]]:
         if result is not None:
             out.append((name, words(result)))
         else:
-            reason = missing[bias.TEST_NAMES[key]].removeprefix("Not available here: ")
+            reason = missing[bias_tests.TEST_NAMES[key]].removeprefix("Not available here: ")
             out.append((name, f"{name} was not available for these data: {reason}"))
     return out
 

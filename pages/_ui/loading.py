@@ -23,7 +23,8 @@ import pandas as pd
 import streamlit as st
 
 import alliance_core
-from alliance_core.analyses import bias, selection
+from alliance_core.analyses import selection
+from alliance_core.analyses.bias_tests import BiasTests, run_bias_tests
 from alliance_core.analyses.run import (
     AnalysisRun,
     effect_size_table,
@@ -412,11 +413,11 @@ def variance_details(ctx: Context, run: AnalysisRun) -> VarianceDetails:
 
 # -- publication bias ---------------------------------------------------------------------------
 @st.cache_data(max_entries=16, show_spinner=False, ttl=CACHE_TTL)
-def _bias_tests(data_key: str, settings_key: str, _pooled) -> bias.BiasTests:
-    return shared("bias", data_key, settings_key, lambda: bias.run_bias_tests(_pooled))
+def _bias_tests(data_key: str, settings_key: str, _pooled) -> BiasTests:
+    return shared("bias", data_key, settings_key, lambda: run_bias_tests(_pooled))
 
 
-def bias_tests(ctx: Context, pooled) -> bias.BiasTests:
+def bias_tests(ctx: Context, pooled) -> BiasTests:
     return _bias_tests(ctx.data.key, analysis_key(ctx.settings.with_changes(moderators=())), pooled)
 
 

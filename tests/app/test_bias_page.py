@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from alliance_core.analyses import bias
+from alliance_core.analyses import bias, bias_tests
 from alliance_core.analyses.bias_verdict import bias_verdict
 from alliance_core.analyses.run import run_analysis
 from alliance_core.analyses.selection import selmodel as ac_selmodel
@@ -110,7 +110,7 @@ def test_one_verdict_comes_first_and_matches_the_engine():
     at = open_bias_page({"ds": "molloy2014"})
     res = pooled("molloy2014", model="two-level")
     expected = bias_verdict(
-        bias.run_bias_tests(res), res, ac_selmodel(res, steps=(0.025,)), transform="r"
+        bias_tests.run_bias_tests(res), res, ac_selmodel(res, steps=(0.025,)), transform="r"
     )
     verdicts = [md.value for md in at.markdown if md.value.startswith("**Verdict.**")]
     assert verdicts == [f"**Verdict.** {escape_markdown(expected)}"]

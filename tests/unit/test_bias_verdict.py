@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 import alliance_core as ac
-from alliance_core.analyses import bias
+from alliance_core.analyses import bias_tests
 from alliance_core.analyses.bias_verdict import BIAS, CAVEAT, OTHER_WAY, bias_verdict, classify
 
 
@@ -22,7 +22,7 @@ def funnel(seed: int, slope: float, base: float = 0.05, k: int = 120) -> pd.Data
 
 def test_small_studies_with_larger_effects_point_to_bias():
     res = ac.fit(funnel(1, slope=2.5))
-    tests = bias.run_bias_tests(res)
+    tests = bias_tests.run_bias_tests(res)
     directions = classify(tests)
     assert directions["Egger's test"] == BIAS and directions["Begg's rank test"] == BIAS
     text = bias_verdict(tests, res, ac.selmodel(res), transform="r")
@@ -34,7 +34,7 @@ def test_small_studies_with_larger_effects_point_to_bias():
 def test_small_studies_with_smaller_effects_point_the_other_way_and_say_so():
     res = ac.fit(funnel(2, slope=-2.5, base=0.6))
     assert res.beta[0] > 0
-    tests = bias.run_bias_tests(res)
+    tests = bias_tests.run_bias_tests(res)
     assert classify(tests)["Egger's test"] == OTHER_WAY
     text = bias_verdict(tests, res)
     assert "point the other way" in text or "points the other way" in text
@@ -45,5 +45,7 @@ def test_a_negative_average_turns_the_expected_direction():
     data = funnel(1, slope=2.5)
     data["yi"] = -data["yi"]
     res = ac.fit(data)
-    assert classify(bias.run_bias_tests(res), sign=-1.0)["Egger's test"] == BIAS
-    assert "less precise effect sizes are larger" in bias_verdict(bias.run_bias_tests(res), res)
+    assert classify(bias_tests.run_bias_tests(res), sign=-1.0)["Egger's test"] == BIAS
+    assert "less precise effect sizes are larger" in bias_verdict(
+        bias_tests.run_bias_tests(res), res
+    )
