@@ -29,7 +29,7 @@ from alliance_core.data.mapping import ColumnMapping
 from alliance_core.errors import AnalysisError
 from alliance_core.model.components import BLAS
 from alliance_core.model.design import build_design_matrix
-from alliance_core.model.fitting import THREE_LEVEL_METHODS, TWO_LEVEL_METHODS
+from alliance_core.model.fit_inputs import THREE_LEVEL_METHODS, TWO_LEVEL_METHODS
 from alliance_core.model.refitting import refit
 from alliance_core.model.robust import marginal_blocks, robust_from_blocks
 

@@ -21,12 +21,8 @@ from alliance_core.model import estimation as est
 from alliance_core.model import q_estimators as qe
 from alliance_core.model.components import estimate_dependent_sigma2
 from alliance_core.model.design import check_full_rank
-from alliance_core.model.fitting import (
-    THREE_LEVEL_METHODS,
-    TWO_LEVEL_METHODS,
-    critical_value,
-    two_sided_p,
-)
+from alliance_core.model.fit_inputs import THREE_LEVEL_METHODS, TWO_LEVEL_METHODS
+from alliance_core.model.fitting import critical_value, two_sided_p
 
 
 # -- one refit on arrays -------------------------------------------------------------------
