@@ -129,7 +129,7 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
             st.caption(f":material/shield: Bands: {escape_markdown(band.label)}.")
     st.page_link(
         ctx.pages["simulator"],
-        label="Why PTR could matter, and what else gives the same curve: the Simulator",
+        label="The Simulator: why PTR could matter",
         icon=":material/science:",
     )
 

@@ -12,6 +12,7 @@ from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from alliance_core.formatting import format_coefficient
 from pages._ui import tables
+from pages._ui.session import moderator_label
 from pages._ui.state import display_title
 from tests.e2e.conftest import PAGE_TIMEOUT_MS, rerun_and_wait, wait_for_app_ready
 
@@ -63,10 +64,12 @@ def curve_y(page) -> list[float] | None:
     """The y values of the PTR chart's model curve, as plotly holds them."""
     return page.evaluate(
         """() => {
-            const graph = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
-            if (!graph || !graph._fullData) return null;
-            const curve = graph._fullData.find((t) => t.meta && t.meta.role === "curve");
-            return curve ? Array.from(curve.y) : null;
+            // The page may draw other charts first (marginal means); find the PTR curve's.
+            for (const graph of document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')) {
+                const curve = (graph._fullData || []).find((t) => t.meta && t.meta.role === "curve");
+                if (curve) return Array.from(curve.y);
+            }
+            return null;
         }"""
     )
 
@@ -75,10 +78,13 @@ def wait_for_curve(page, different_from: list[float] | None = None) -> list[floa
     """Plotly draws after Streamlit's run ends: wait until the curve is there (and new)."""
     page.wait_for_function(
         """(old) => {
-            const graph = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
-            if (!graph || !graph._fullData) return false;
-            const curve = graph._fullData.find((t) => t.meta && t.meta.role === "curve");
-            return !!curve && (old === null || JSON.stringify(Array.from(curve.y)) !== JSON.stringify(old));
+            for (const graph of document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')) {
+                const curve = (graph._fullData || []).find((t) => t.meta && t.meta.role === "curve");
+                if (curve) {
+                    return old === null || JSON.stringify(Array.from(curve.y)) !== JSON.stringify(old);
+                }
+            }
+            return false;
         }""",
         arg=different_from,
         timeout=PAGE_TIMEOUT_MS,
@@ -107,7 +113,8 @@ def add_moderator(page, name: str) -> None:
         # Typing opens the list reliably, also when the box already has the focus.
         box.click()
         box.press_sequentially(name)
-        page.get_by_role("option", name=name, exact=True).click()
+        # The list shows a moderator by its display name with its column code.
+        page.get_by_role("option", name=moderator_label(name), exact=True).click()
         page.keyboard.press("Escape")
 
     rerun_and_wait(page, pick)

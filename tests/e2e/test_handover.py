@@ -49,13 +49,22 @@ def test_html_report_downloads_and_shows_in_chromium(page, browser, tmp_path):
 
 
 def test_reproduce_in_r_zip_holds_script_data_and_results(page):
+    # The Overview shows the pooled model and the moderator model: the zip holds both, each in
+    # its own folder, and a runner script at the top that runs both.
     with page.expect_download() as download:
         page.get_by_role("button", name="Reproduce in R (zip)").click()
     archive = zipfile.ZipFile(io.BytesIO(download.value.path().read_bytes()))
-    assert sorted(archive.namelist()) == ["analysis.R", "dashboard_results.csv", "data.csv"]
-    script = archive.read("analysis.R").decode("utf-8")
-    assert "rma.mv(" in script and "agreement with the dashboard" in script
-    results = pd.read_csv(io.BytesIO(archive.read("dashboard_results.csv")), comment="#")
-    data = pd.read_csv(io.BytesIO(archive.read("data.csv")))
-    model = results[results["section"] == "model"].set_index("name")["estimate"]
-    assert model["k"] == len(data)
+    parts = ("moderators", "pooled")
+    files = ("analysis.R", "dashboard_results.csv", "data.csv")
+    assert sorted(archive.namelist()) == ["analysis.R"] + [f"{p}/{f}" for p in parts for f in files]
+    runner = archive.read("analysis.R").decode("utf-8")
+    assert all(part in runner for part in parts)
+    for part in parts:
+        script = archive.read(f"{part}/analysis.R").decode("utf-8")
+        assert "rma.mv(" in script and "agreement with the dashboard" in script
+        results = pd.read_csv(
+            io.BytesIO(archive.read(f"{part}/dashboard_results.csv")), comment="#"
+        )
+        data = pd.read_csv(io.BytesIO(archive.read(f"{part}/data.csv")))
+        model = results[results["section"] == "model"].set_index("name")["estimate"]
+        assert model["k"] == len(data)
