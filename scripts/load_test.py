@@ -245,9 +245,12 @@ class Session:
 
 
 def option_value(label: str) -> str:
-    """The value behind a moderator option: the sidebar shows "name" or "name (explanation)"
-    (e.g. "pd (personality disorder in the sample)"), and the link holds the name."""
-    return label.split(" (", 1)[0]
+    """The value behind a moderator option: the sidebar shows a column with a display name as
+    "Display name (code)" (e.g. "Research design (design)") and any other by its code; the link
+    holds the code."""
+    if label.endswith(")") and " (" in label:
+        return label.rsplit(" (", 1)[1][:-1]
+    return label
 
 
 # -- choices ---------------------------------------------------------------------------------
