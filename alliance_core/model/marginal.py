@@ -31,7 +31,8 @@ from scipy import special
 
 from alliance_core.data.effect_sizes import z_to_r
 from alliance_core.errors import AnalysisError
-from alliance_core.model.robust import RobustCore, RobustResult
+from alliance_core.model.robust import RobustResult
+from alliance_core.model.robust_contrasts import contrast_df
 
 COLUMNS = ("estimate", "r", "se", "df", "ci_lb", "ci_ub", "pi_lb", "pi_ub")
 
@@ -62,24 +63,6 @@ class MarginalMeans:
 
     def __str__(self) -> str:
         return self.summary()
-
-
-def contrast_satterthwaite_df(core: RobustCore, c: np.ndarray) -> float:
-    """Satterthwaite df of the CR2 variance of c'b (clubSandwich ``linear_contrast``).
-
-    With g_j = c' K_j c and h_j = c' H_j (see :class:`RobustCore`):
-    df = E^2 / V', E = sum_j (g_j - |h_j|^2),
-    V' = sum_j g_j^2 - 2 sum_j g_j |h_j|^2 + |sum_j h_j h_j'|_F^2; CR1: J - p.
-    """
-    if core.method == "CR1":
-        return float(core.n_clusters - core.vcov.shape[0])
-    g = np.einsum("i,jik,k->j", c, core.K, c)
-    h = np.einsum("i,jiu->ju", c, core.H)
-    hh = np.sum(h * h, axis=1)
-    S = h.T @ h
-    expectation = float(np.sum(g - hh))
-    half_variance = float(np.sum(g * g) - 2.0 * np.sum(g * hh) + np.sum(S * S))
-    return expectation**2 / half_variance if half_variance > 0 else float("nan")
 
 
 def reference_rows(res, focal: str) -> pd.DataFrame:
@@ -127,7 +110,7 @@ def marginal_means(res, focal: str, robust: RobustResult | None = None) -> Margi
         if robust.beta.shape != res.beta.shape or not np.allclose(robust.beta, res.beta):
             raise AnalysisError("The robust result belongs to another fit than this one.")
         vb = robust.vcov
-        df = np.array([contrast_satterthwaite_df(robust.core, c) for c in C])
+        df = contrast_df(robust.core, C)  # each mean's own Satterthwaite df
         inference = robust.method
     se = np.sqrt(np.einsum("ij,jk,ik->i", C, vb, C))
     upper = 1.0 - (1.0 - res.level) / 2.0
