@@ -5,13 +5,12 @@ from __future__ import annotations
 import io
 import warnings
 
-from alliance_core.data.uploads.cells import missing_markers
-from alliance_core.data.uploads.read_report import ReadReport, UploadedTable
+from alliance_core.data.uploads.read_report import UploadedTable
 from alliance_core.data.uploads.sheet_frame import (
-    build_frame,
     detect_decimal,
     is_blank,
     too_many_rows,
+    uploaded_table,
 )
 from alliance_core.data.xlsx_guard import check_xlsx_expansion
 from alliance_core.errors import AnalysisError
@@ -67,27 +66,19 @@ def read_excel(
             notes.append(
                 "Numbers stored as text use a decimal comma ('0,3') and were read as such."
             )
-    markers = missing_markers(real_values, extra_codes)
-    frame, found = build_frame(
-        header, rows, header_row + 1, decimal, file_name, notes, markers, is_text=False
-    )
-    report = ReadReport(
-        file_name=file_name,
-        file_format="excel",
-        encoding=None,
-        delimiter=None,
-        decimal=decimal,
-        sheet_name=sheet_name,
-        sheet_names=sheet_names,
-        n_rows=len(frame),
-        n_columns=frame.shape[1],
-        first_data_row=header_row + 1,
-        notes=tuple(notes),
-        missing_spellings=found,
+    return uploaded_table(
+        header,
+        rows,
+        header_row,
+        decimal,
+        file_name,
+        notes,
         real_values=real_values,
         extra_codes=extra_codes,
+        file_format="excel",
+        sheet_name=sheet_name,
+        sheet_names=sheet_names,
     )
-    return UploadedTable(frame, report)
 
 
 def _choose_sheet(sheet_names: tuple[str, ...], sheet: str | int | None, file_name: str) -> str:

@@ -19,12 +19,13 @@ from alliance_core.data.uploads.cells import (
     DECIMAL_NAMES,
     cell_text,
     count_of,
+    missing_markers,
     missing_spelling,
     read_cell,
     row_list,
 )
 from alliance_core.data.uploads.control import clean_control_characters
-from alliance_core.data.uploads.read_report import MissingSpelling
+from alliance_core.data.uploads.read_report import MissingSpelling, ReadReport, UploadedTable
 from alliance_core.errors import AnalysisError
 
 MAX_COLUMNS = 1_000  # far beyond any coding sheet; stops a garbled file from building a huge frame
@@ -82,6 +83,54 @@ def detect_decimal(rows: Iterable[Sequence]) -> tuple[str, list[str]]:
             "they were read with a decimal point. Choose the decimal mark if that is wrong."
         )
     return chosen, notes
+
+
+def uploaded_table(
+    header: list,
+    rows: list[list],
+    header_row: int,
+    decimal: str,
+    file_name: str,
+    notes: list[str],
+    *,
+    real_values: tuple[str, ...],
+    extra_codes: tuple[str, ...],
+    file_format: str,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    sheet_name: str | None = None,
+    sheet_names: tuple[str, ...] = (),
+) -> UploadedTable:
+    """The records of a text file or a sheet as a table, with the report of how it was read
+    (the last step both readers share)."""
+    markers = missing_markers(real_values, extra_codes)
+    frame, found = build_frame(
+        header,
+        rows,
+        header_row + 1,
+        decimal,
+        file_name,
+        notes,
+        markers,
+        is_text=file_format == "text",
+    )
+    report = ReadReport(
+        file_name=file_name,
+        file_format=file_format,
+        encoding=encoding,
+        delimiter=delimiter,
+        decimal=decimal,
+        sheet_name=sheet_name,
+        sheet_names=sheet_names,
+        n_rows=len(frame),
+        n_columns=frame.shape[1],
+        first_data_row=header_row + 1,
+        notes=tuple(notes),
+        missing_spellings=found,
+        real_values=real_values,
+        extra_codes=extra_codes,
+    )
+    return UploadedTable(frame, report)
 
 
 def build_frame(

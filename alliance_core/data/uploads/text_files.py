@@ -11,18 +11,16 @@ import re
 from collections.abc import Iterator
 from itertools import islice
 
-from alliance_core.data.uploads.cells import missing_markers
 from alliance_core.data.uploads.read_report import (
     DELIMITER_NAMES,
     ENCODING_LABELS,
-    ReadReport,
     UploadedTable,
 )
 from alliance_core.data.uploads.sheet_frame import (
-    build_frame,
     detect_decimal,
     is_blank_record,
     too_many_rows,
+    uploaded_table,
 )
 from alliance_core.errors import AnalysisError
 
@@ -55,27 +53,19 @@ def read_text(
     if decimal is None:
         decimal, decimal_notes = detect_decimal(rows)
         notes.extend(decimal_notes)
-    markers = missing_markers(real_values, extra_codes)
-    frame, found = build_frame(
-        header, rows, header_row + 1, decimal, file_name, notes, markers, is_text=True
-    )
-    report = ReadReport(
-        file_name=file_name,
+    return uploaded_table(
+        header,
+        rows,
+        header_row,
+        decimal,
+        file_name,
+        notes,
+        real_values=real_values,
+        extra_codes=extra_codes,
         file_format="text",
         encoding=encoding,
         delimiter=delimiter,
-        decimal=decimal,
-        sheet_name=None,
-        sheet_names=(),
-        n_rows=len(frame),
-        n_columns=frame.shape[1],
-        first_data_row=header_row + 1,
-        notes=tuple(notes),
-        missing_spellings=found,
-        real_values=real_values,
-        extra_codes=extra_codes,
     )
-    return UploadedTable(frame, report)
 
 
 def _decode(data: bytes, file_name: str, encoding: str | None) -> tuple[str, str]:
