@@ -1,6 +1,10 @@
 """Every publication-bias test of a pooled model at once, as the dashboard and the report show
 them: Egger, the rank correlation, trim and fill (on study aggregates for nested data) and
 PET-PEESE, each with the reason when it cannot be run.
+
+Egger's test and PET-PEESE refit the model of the analysis (for nested data the three-level
+CHE model) and are tested under the analysis's inference (CR2 by study when it is CR2);
+:func:`bias_tests_of` runs them for a dashboard state, with the state's own study count.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from alliance_core.analyses.bias import (
     rank_correlation_test,
     trim_and_fill,
 )
+from alliance_core.analyses.state import AnalysisState
 from alliance_core.errors import AnalysisError
 from alliance_core.model.fitting import fit
 from alliance_core.model.results import MetaResult
@@ -41,23 +46,53 @@ class BiasTests:
     # Three-level models: trim-and-fill ran on one aggregated effect per study (it assumes
     # independent effects); this says how they were aggregated.
     trim_fill_note: str | None
+    inference: str = "model"  # of Egger's test and PET-PEESE: "model" or "CR2"
+    nested: bool = False  # the pooled model is three-level (effect sizes nested in studies)
 
-    def readings(self, transform: str | None) -> list[tuple[str, str]]:
-        """(test name, the result in words) for each test, then the missing ones' reasons."""
+    def readings(self, transform: str | None, caveat: bool = False) -> list[tuple[str, str]]:
+        """(test name, the result in words) for each test, then the missing ones' reasons.
+
+        The caveat that asymmetry is not proof of bias is said once by the verdict
+        (:func:`alliance_core.analyses.bias_verdict.bias_verdict`), so the readings leave it
+        out unless ``caveat``."""
         out = []
         if self.egger is not None:
-            out.append(("Egger's regression test", self.egger.describe(transform=transform)))
+            out.append(
+                ("Egger's regression test", self.egger.describe(transform=transform, caveat=caveat))
+            )
         if self.rank is not None:
-            out.append(("Begg and Mazumdar's rank correlation", self.rank.describe()))
+            out.append(("Begg and Mazumdar's rank correlation", self.rank.describe(caveat=caveat)))
         if self.trim_fill is not None:
-            text = self.trim_fill.describe(transform=transform)
+            text = self.trim_fill.describe(transform=transform, caveat=caveat)
             out.append(
                 ("Trim-and-fill", f"{self.trim_fill_note} {text}" if self.trim_fill_note else text)
             )
         if self.pet_peese is not None:
-            out.append(("PET-PEESE", self.pet_peese.describe(transform=transform)))
+            out.append(
+                ("PET-PEESE", self.pet_peese.describe(transform=transform, caveat=caveat))
+            )
         out.extend(self.problems)
         return out
+
+    def inference_sentence(self) -> str | None:
+        """How Egger's test and PET-PEESE respect the dependence, in one sentence (None for
+        a two-level model under model-based inference)."""
+        if self.inference == "CR2":
+            model = "the three-level model of the analysis" if self.nested else "the model"
+            return (
+                f"Egger's test and PET-PEESE refit {model} with the standard error (or the "
+                "sampling variance) as a moderator and use cluster-robust (CR2) tests by study "
+                "with Satterthwaite df, as the analysis does; the rank test and trim-and-fill "
+                "are not cluster-robust."
+            )
+        if self.nested:
+            return (
+                "Egger's test and PET-PEESE refit the three-level model of the analysis "
+                "(effect sizes nested in studies) with the standard error (or the sampling "
+                "variance) as a moderator, so they respect the dependence (model-based tests); "
+                "the rank test ignores it and trim-and-fill runs on study aggregates."
+            )
+        return None
 
 
 TEST_NAMES = {
@@ -77,13 +112,23 @@ def trim_and_fill_of(pooled: MetaResult) -> TrimAndFill:
     return trim_and_fill(fit(aggregate_by_study(pooled), method=method))
 
 
-def run_bias_tests(pooled: MetaResult) -> BiasTests:
-    """Egger's test, the rank correlation test, trim-and-fill and PET-PEESE of ``pooled``."""
+def run_bias_tests(
+    pooled: MetaResult,
+    inference: str = "model",
+    cluster: str | None = None,
+    n_studies: int | None = None,
+) -> BiasTests:
+    """Egger's test, the rank correlation test, trim-and-fill and PET-PEESE of ``pooled``.
+
+    ``inference="CR2"`` tests Egger's slope and the PET-PEESE intercepts cluster-robustly by
+    ``cluster`` (default: the model's study column); ``n_studies`` is the study count behind
+    the few-studies cautions (default: the model's)."""
+    robust = {"inference": inference, "cluster": cluster, "n_studies": n_studies}
     steps = {
-        "egger": lambda: egger_test(pooled),
-        "rank": lambda: rank_correlation_test(pooled),
+        "egger": lambda: egger_test(pooled, **robust),
+        "rank": lambda: rank_correlation_test(pooled, n_studies=n_studies),
         "trim_fill": lambda: trim_and_fill_of(pooled),
-        "pet_peese": lambda: pet_peese(pooled),
+        "pet_peese": lambda: pet_peese(pooled, **robust),
     }
     results: dict[str, object | None] = dict.fromkeys(steps)
     problems = []
@@ -103,4 +148,24 @@ def run_bias_tests(pooled: MetaResult) -> BiasTests:
             "Trim-and-fill assumes independent effects, so it was run on one aggregated effect "
             f"per study ({within}, two-level model)."
         )
-    return BiasTests(problems=tuple(problems), trim_fill_note=note, **results)
+    return BiasTests(
+        problems=tuple(problems),
+        trim_fill_note=note,
+        inference=inference,
+        nested=pooled.is_three_level,
+        **results,
+    )
+
+
+def bias_tests_of(state: AnalysisState) -> BiasTests:
+    """The bias tests of a state's pooled model under the state's inference: CR2 clustered as
+    the pooled model's robust inference (by study) when the state is CR2, model-based
+    otherwise; the few-studies cautions count the state's studies (its flags)."""
+    run = state.pooled
+    robust = run.robust
+    return run_bias_tests(
+        run.result,
+        inference="model" if robust is None else "CR2",
+        cluster=None if robust is None else robust.cluster,
+        n_studies=state.pooled_flags.n_studies,
+    )

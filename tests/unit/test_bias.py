@@ -107,14 +107,20 @@ def test_egger_test_finds_a_built_in_small_study_effect():
     assert "found asymmetry" in text and "not proof of publication bias" in text
 
 
-def test_egger_describe_warns_about_few_studies_and_dependent_effects():
+def test_egger_on_few_studies_is_not_read_and_the_rank_test_names_the_dependence():
     case, _ = load("assink2016_reml_z")
     data = pd.DataFrame(case["data"])
     few = data[data["study"].astype(int) <= 8]
     res = ac.fit(few, cluster="study")
-    text = egger_test(res).describe()
-    assert "only 8 studies" in text and "little power" in text
-    assert "not independent" in text
+    egger = egger_test(res)
+    text = egger.describe()
+    assert egger.caution == "only 8 studies (fewer than 10)" and egger.significant is None
+    assert "cannot be read" in text and "only 8 studies" in text
+    assert "found asymmetry" not in text and "found no clear asymmetry" not in text
+    # Egger's refit is the three-level model itself: it respects the nesting and says so.
+    assert "three-level model" in text and "not independent" not in text
+    rank = rank_correlation_test(res).describe()
+    assert "cannot be read" in rank and "not independent" in rank
 
 
 def test_egger_test_with_the_variance_as_predictor_equals_the_fit_with_vi():
