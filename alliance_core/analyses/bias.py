@@ -185,7 +185,14 @@ class TrimAndFill:
             "analysis, and it can mislead when the effects are truly heterogeneous."
         )
         return " ".join(
-            [what, found, *self._test_note(), limits, *self.caveats, *([NOT_PROOF] if caveat else [])]
+            [
+                what,
+                found,
+                *self._test_note(),
+                limits,
+                *self.caveats,
+                *([NOT_PROOF] if caveat else []),
+            ]
         )
 
     def _test_note(self) -> list[str]:

@@ -68,9 +68,7 @@ class BiasTests:
                 ("Trim-and-fill", f"{self.trim_fill_note} {text}" if self.trim_fill_note else text)
             )
         if self.pet_peese is not None:
-            out.append(
-                ("PET-PEESE", self.pet_peese.describe(transform=transform, caveat=caveat))
-            )
+            out.append(("PET-PEESE", self.pet_peese.describe(transform=transform, caveat=caveat)))
         out.extend(self.problems)
         return out
 

@@ -143,8 +143,7 @@ def inference_words(robust: RobustResult | None) -> str:
     if robust is None:
         return "tested model-based"
     return (
-        f"tested cluster-robustly (CR2 by study over {robust.n_clusters} studies, "
-        "Satterthwaite df)"
+        f"tested cluster-robustly (CR2 by study over {robust.n_clusters} studies, Satterthwaite df)"
     )
 
 

@@ -57,12 +57,14 @@ def test_model_based_egger_and_peese_agree_with_metafor(name):
             close(table[column], expected[column])
         assert fit.ddf == expected["ddf"]
     ref = case["result"]["sei"]["model"]
-    close([egger.slope, egger.slope_se, egger.statistic, egger.pval], [
-        ref["estimate"][1], ref["se"][1], ref["statistic"][1], ref["pval"][1]
-    ])
-    close([egger.limit_estimate, *egger.limit_ci], [
-        ref["estimate"][0], ref["ci_lb"][0], ref["ci_ub"][0]
-    ])
+    close(
+        [egger.slope, egger.slope_se, egger.statistic, egger.pval],
+        [ref["estimate"][1], ref["se"][1], ref["statistic"][1], ref["pval"][1]],
+    )
+    close(
+        [egger.limit_estimate, *egger.limit_ci],
+        [ref["estimate"][0], ref["ci_lb"][0], ref["ci_ub"][0]],
+    )
     assert egger.ddf == ref["ddf"] and egger.robust is None
 
 
@@ -72,16 +74,20 @@ def test_cr2_egger_and_pet_peese_agree_with_club_sandwich(name):
     res = fitted(case, data)
     egger = egger_test(res, inference="CR2")
     pp = pet_peese(res, inference="CR2")
-    for rob, ref in ((egger.robust, case["result"]["sei"]), (pp.peese_robust, case["result"]["vi"])):
+    for rob, ref in (
+        (egger.robust, case["result"]["sei"]),
+        (pp.peese_robust, case["result"]["vi"]),
+    ):
         table, expected = rob.coefficients, ref["cr2"]
         close(table["estimate"], ref["model"]["estimate"])
         for column in ("se", "statistic", "df", "pval", "ci_lb", "ci_ub"):
             close(table[column], expected[column])
         assert rob.n_clusters == case["result"]["n_studies"]
     sei = case["result"]["sei"]["cr2"]
-    close([egger.slope_se, egger.statistic, egger.ddf, egger.pval], [
-        sei["se"][1], sei["statistic"][1], sei["df"][1], sei["pval"][1]
-    ])
+    close(
+        [egger.slope_se, egger.statistic, egger.ddf, egger.pval],
+        [sei["se"][1], sei["statistic"][1], sei["df"][1], sei["pval"][1]],
+    )
     close(egger.limit_ci, [sei["ci_lb"][0], sei["ci_ub"][0]])
     # PET-PEESE's rule reads PET's robust intercept test: one-sided p from its t and df.
     from scipy import stats
@@ -90,10 +96,16 @@ def test_cr2_egger_and_pet_peese_agree_with_club_sandwich(name):
     close(pp.pet_one_sided_p, one_sided)
     chosen = case["result"]["vi" if one_sided < 0.05 else "sei"]
     assert pp.chosen == ("PEESE" if one_sided < 0.05 else "PET")
-    close([pp.estimate, pp.se, pp.pval, *pp.ci], [
-        chosen["model"]["estimate"][0], chosen["cr2"]["se"][0], chosen["cr2"]["pval"][0],
-        chosen["cr2"]["ci_lb"][0], chosen["cr2"]["ci_ub"][0],
-    ])
+    close(
+        [pp.estimate, pp.se, pp.pval, *pp.ci],
+        [
+            chosen["model"]["estimate"][0],
+            chosen["cr2"]["se"][0],
+            chosen["cr2"]["pval"][0],
+            chosen["cr2"]["ci_lb"][0],
+            chosen["cr2"]["ci_ub"][0],
+        ],
+    )
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -125,7 +137,8 @@ def test_the_default_state_under_cr2_tests_egger_as_the_fixture():
     tests = bias_tests_of(state)
     assert tests.inference == "CR2" and tests.nested
     sei = case["result"]["sei"]["cr2"]
-    close([tests.egger.statistic, tests.egger.ddf, tests.egger.pval], [
-        sei["statistic"][1], sei["df"][1], sei["pval"][1]
-    ])
+    close(
+        [tests.egger.statistic, tests.egger.ddf, tests.egger.pval],
+        [sei["statistic"][1], sei["df"][1], sei["pval"][1]],
+    )
     assert "cluster-robust (CR2)" in tests.inference_sentence()
