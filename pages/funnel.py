@@ -1,4 +1,5 @@
-"""Publication bias: the contour-enhanced funnel plot."""
+"""Publication bias: the contour-enhanced funnel plot, the small-study tests of the state (under
+its inference), the selection model and the fail-safe N; the caveat once, in the verdict."""
 
 import streamlit as st
 
@@ -6,7 +7,7 @@ from alliance_core.analyses.bias_verdict import bias_verdict
 from alliance_core.analyses.selection import THREE_PSM, TWO_CUTS
 from alliance_core.figures import funnel_figure, selection_weights_figure
 from alliance_core.formatting import escape_markdown
-from pages._ui import loading, render, sidebar, state
+from pages._ui import fail_safe_section, loading, render, sidebar, state
 
 CUT_CHOICES = ("3PSM (.025)", "Two cuts (.025 and .5)")
 # Cut choice -> its name in a link (cuts=...); the 3PSM, the default, stays out of the link.
@@ -28,16 +29,16 @@ if render.page_header("Publication bias", ctx):
     render.model_statement(shown, pooled=shown is not run)
     if run.robust is not None:
         st.caption(
-            ":material/info: The funnel and the bias tests below are model-based: each test "
-            "has its own reference distribution. The cluster-robust (CR2) choice applies to "
-            "the pooled estimate (Overview, Forest plot) and the moderators. The selection "
-            "model of a three-level model has cluster-robust (sandwich) standard errors by study."
+            ":material/info: Cluster-robust (CR2) inference: Egger's test and PET-PEESE are "
+            "tested cluster-robustly by study (Satterthwaite df), as the pooled estimate is. "
+            "The rank test and trim-and-fill have no cluster-robust form; the selection model "
+            "of a three-level model has cluster-robust (sandwich) standard errors by study."
         )
     # Formal tests use the model without moderators (same data, filters and estimator):
     # asymmetry of the pooled effects is what they are about.
     pooled = loading.fitted(ctx, without_moderators=True).result
     transform = "r" if ctx.data.correlations else None
-    tests = loading.bias_tests(ctx, pooled)
+    tests = loading.bias_tests(ctx)
     # The cut choice is made in the selection-model section below; its last value (or the
     # opening link's, once) sets the verdict and the funnel's selection-model line.
     linked = sidebar.take_link_view("cuts")
@@ -89,8 +90,8 @@ if render.page_header("Publication bias", ctx):
     )
     render.plot(fig, key="funnel:figure")
     st.caption(
-        "A funnel plot is a visual check only: asymmetry can also come from true differences "
-        "between small and large studies."
+        "A funnel plot is a visual check only; the verdict above says what asymmetry can and "
+        "cannot show."
         + (
             " Overlays: Egger's regression line, the selection model's adjusted estimate "
             "(dash-dotted) and, for the two-level model, trim-and-fill's imputed effects "
@@ -126,6 +127,7 @@ if render.page_header("Publication bias", ctx):
             "around the average without selection; with few effect sizes per interval the "
             "weights are imprecise."
         )
+    fail_safe_section.show(pooled, transform)
     render.analysis_notes(run)
     render.figure_downloads(
         fig, "funnel-plot", version=f"{loading.analysis_key(ctx.settings)}|{colour}"

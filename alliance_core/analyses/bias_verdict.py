@@ -7,6 +7,11 @@ Kendall tau for a positive average; missing effects on the side opposite to it).
 finds the reverse points the other way, which such selection does not produce (Sterne et al.,
 2011; Egger et al., 1997). The selection model (Vevea & Hedges, 1995) estimates the selection
 itself and adjusts the average.
+
+A test whose result cannot be read (``caution``: fewer than 10 studies, or a cluster-robust
+test on fewer than 4 df) is called neither significant nor non-significant: the verdict
+names it among the tests that cannot be read, with the reason. Under CR2 the verdict says that
+Egger's test and PET-PEESE are cluster-robust (:meth:`BiasTests.inference_sentence`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from alliance_core.model.results import MetaResult
 BIAS = "bias"
 OTHER_WAY = "other way"
 NONE = "none"
+UNREADABLE = "cannot be read"
 CAVEAT = (
     "Funnel asymmetry and small-study effects are not proof of publication bias: true "
     "differences between small and large studies, chance and choices of analysis produce "
@@ -38,18 +44,26 @@ def _value(estimate: float, transform: str | None) -> str:
 
 def classify(tests: BiasTests, sign: float = 1.0, alpha: float = 0.05) -> dict[str, str]:
     """Each available test's direction: "bias" (as publication bias favouring effects of
-    ``sign``, the pooled effect's, would make it), "other way" (the reverse) or "none" (no
-    evidence at ``alpha``)."""
+    ``sign``, the pooled effect's, would make it), "other way" (the reverse), "none" (no
+    evidence at ``alpha``) or "cannot be read" (the test carries a caution)."""
     out = {}
     if tests.egger is not None:
         e = tests.egger
         out["Egger's test"] = (
-            NONE if e.pval >= alpha else (BIAS if sign * e.slope > 0 else OTHER_WAY)
+            UNREADABLE
+            if e.caution
+            else NONE
+            if e.pval >= alpha
+            else (BIAS if sign * e.slope > 0 else OTHER_WAY)
         )
     if tests.rank is not None:
         r = tests.rank
         out["Begg's rank test"] = (
-            NONE if r.pval >= alpha else (BIAS if sign * r.tau > 0 else OTHER_WAY)
+            UNREADABLE
+            if r.caution
+            else NONE
+            if r.pval >= alpha
+            else (BIAS if sign * r.tau > 0 else OTHER_WAY)
         )
     if tests.trim_fill is not None:
         t = tests.trim_fill
@@ -70,18 +84,25 @@ def bias_verdict(
     """The verdict paragraph over the tests of the ``pooled`` model: agreement, disagreement
     with each test's direction, the selection model's adjusted average beside the unadjusted
     one, and the caveat once."""
-    directions = classify(tests, float(np.sign(pooled.beta[0]) or 1.0), alpha)
+    classified = classify(tests, float(np.sign(pooled.beta[0]) or 1.0), alpha)
+    unreadable = [name for name, d in classified.items() if d == UNREADABLE]
+    directions = {name: d for name, d in classified.items() if d != UNREADABLE}
     groups = {
         kind: [name for name, d in directions.items() if d == kind]
         for kind in (BIAS, NONE, OTHER_WAY)
     }
     parts = []
-    if directions and len(groups[BIAS]) == len(directions):
+    sentence = tests.inference_sentence()
+    if sentence:
+        parts.append(sentence)
+    if unreadable:
+        parts.append(_unreadable_sentence(tests, unreadable))
+    if len(directions) > 1 and len(groups[BIAS]) == len(directions):
         parts.append(
             f"All {len(directions)} small-study tests point to the pattern publication bias "
             f"produces ({', '.join(groups[BIAS])}): less precise effect sizes are larger."
         )
-    elif directions and len(groups[NONE]) == len(directions):
+    elif len(directions) > 1 and len(groups[NONE]) == len(directions):
         parts.append(
             f"None of the {len(directions)} small-study tests ({', '.join(groups[NONE])}) finds "
             "funnel asymmetry."
@@ -117,7 +138,10 @@ def bias_verdict(
         )
     if tests.pet_peese is not None:
         pp = tests.pet_peese
-        parts.append(f"PET-PEESE ({pp.chosen}) estimates {_value(pp.estimate, transform)}.")
+        parts.append(
+            f"PET-PEESE ({pp.chosen}) estimates {_value(pp.estimate, transform)}"
+            + (f", a choice its test cannot support ({pp.caution})." if pp.caution else ".")
+        )
     if selection is not None:
         weights = selection.delta["estimate"].iloc[1:]
         upper = selection.delta["ci_ub"].iloc[1:]
@@ -142,6 +166,21 @@ def bias_verdict(
         )
     parts.append(CAVEAT)
     return " ".join(parts)
+
+
+def _unreadable_sentence(tests: BiasTests, names: list[str]) -> str:
+    """The tests that cannot be read, with their reasons, called neither way."""
+    cautions = [
+        test.caution for test in (tests.egger, tests.rank) if test is not None and test.caution
+    ]
+    reasons = "; ".join(dict.fromkeys(cautions))
+    one = len(names) == 1
+    return (
+        f"{_names(names)} cannot be read here ({reasons}): "
+        f"{'its result is' if one else 'their results are'} shown below, but neither "
+        "asymmetry nor its absence can be concluded from "
+        f"{'it' if one else 'them'}."
+    )
 
 
 def _names(names: list[str]) -> str:

@@ -28,10 +28,17 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from alliance_core.data.effect_sizes import transf
 from alliance_core.errors import AnalysisError
+from alliance_core.formatting import format_number
 from alliance_core.model.results import MetaResult
 
 TYPES = ("Rosenthal", "Orwin", "Rosenberg")
+CAVEAT = (
+    "A fail-safe N assumes the missing results average exactly zero, ignores heterogeneity and "
+    "dependence among effect sizes, and grows with the number of effect sizes whatever the "
+    "bias: it is neither a test of publication bias nor a correction for it."
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,7 @@ class FailSafeN:
     ``pval``: the one-sided Stouffer p-value (Rosenthal) or the two-sided p-value of the
     weighted mean (Rosenberg); ``meanes``: the mean effect (unweighted for Orwin, weighted for
     Rosenberg); ``target``: Orwin's target mean; NaN where a field does not apply.
+    ``target_given``: Orwin's target was chosen by the caller (False: half the mean).
     """
 
     type: str
@@ -50,14 +58,20 @@ class FailSafeN:
     meanes: float
     target: float
     k: int
+    target_given: bool = False
 
-    def describe(self) -> str:
-        """The number in words, with what it cannot tell."""
+    def describe(self, transform: str | None = None, caveat: bool = True) -> str:
+        """The number in words, with what it cannot tell (:data:`CAVEAT`, unless ``caveat`` is
+        False because it is said once elsewhere); ``transform="r"`` shows Orwin's means as r."""
         n = "infinitely many" if np.isinf(self.fsnum) else f"{int(self.fsnum):,}"
         if self.type == "Orwin":
+            chosen = (
+                "the target chosen" if self.target_given else "the default target, half the average"
+            )
             what = (
-                f"{n} unpublished effect sizes of zero would bring the average effect "
-                f"({self.meanes:.3f}) down to {self.target:.3f} (Orwin's fail-safe N)."
+                f"{n} unpublished effect sizes of zero would bring the unweighted average effect "
+                f"({_mean(self.meanes, transform)}) down to {_mean(self.target, transform)} "
+                f"(Orwin's fail-safe N; {chosen})."
             )
         elif self.type == "Rosenthal":
             what = (
@@ -70,12 +84,13 @@ class FailSafeN:
                 f"{n} unpublished effect sizes of zero would make the weighted average "
                 f"effect non-significant at alpha = {self.alpha:g} (Rosenberg's fail-safe N)."
             )
-        return (
-            what + " A fail-safe N assumes the missing results average exactly zero, ignores "
-            "heterogeneity and dependence among effect sizes, and grows with the number of "
-            "effect sizes whatever the bias: it is neither a test of publication bias nor a "
-            "correction for it."
-        )
+        return f"{what} {CAVEAT}" if caveat else what
+
+
+def _mean(value: float, transform: str | None) -> str:
+    shown = format_number(float(transf(np.asarray(value), transform)), 3)
+    # A correlation as r is written without its leading zero, as everywhere on the pages.
+    return "r = " + shown.replace("0.", ".", 1) if transform == "r" else shown
 
 
 def fsn(
@@ -124,7 +139,7 @@ def fsn(
             if np.sign(goal) != np.sign(meanes):
                 goal = -goal  # metafor: the target lies on the side of the mean
             number = max(0.0, k * (meanes - goal) / goal)
-        return FailSafeN(type, _round_up(number), alpha, nan, meanes, goal, k)
+        return FailSafeN(type, _round_up(number), alpha, nan, meanes, goal, k, target is not None)
     w = 1 / v
     meanes = float(np.sum(w * y) / np.sum(w))
     z = meanes * np.sqrt(np.sum(w))
@@ -132,6 +147,17 @@ def fsn(
     extra = (np.sum(w * y) / special.ndtri(1 - alpha / 2)) ** 2 - np.sum(w)
     number = max(0.0, k * extra / np.sum(w))
     return FailSafeN(type, _round_up(number), alpha, pval, meanes, nan, k)
+
+
+def fail_safe_numbers(
+    res: MetaResult, target: float | None = None, alpha: float = 0.05
+) -> tuple[FailSafeN, ...]:
+    """Rosenthal's, Orwin's (with ``target``; default half the mean) and Rosenberg's fail-safe
+    N of a fit's analysed effect sizes, as the Publication bias page shows them."""
+    return tuple(
+        fsn(res, type=kind, alpha=alpha, target=target if kind == "Orwin" else None)
+        for kind in TYPES
+    )
 
 
 def _round_up(number: float) -> float:

@@ -342,8 +342,8 @@ class PetPeese:
         what = (
             "PET-PEESE extrapolates the effect to a study of perfect precision: PET regresses "
             "effect sizes on their standard errors, PEESE on their sampling variances, and the "
-            f"intercept is the effect at zero error ({model_words(self.pet)}, "
-            f"{inference_words(self.pet_robust)})."
+            f"intercept is the effect at zero error. Both refit {model_words(self.pet)}, "
+            f"{inference_words(self.pet_robust)}."
         )
         result = (
             f"the {self.chosen} estimate is used: {value_text(self.estimate, transform)} "

@@ -24,7 +24,7 @@ import streamlit as st
 
 import alliance_core
 from alliance_core.analyses import selection
-from alliance_core.analyses.bias_tests import BiasTests, run_bias_tests
+from alliance_core.analyses.bias_tests import BiasTests, bias_tests_of
 from alliance_core.analyses.run import (
     AnalysisRun,
     effect_size_table,
@@ -413,12 +413,16 @@ def variance_details(ctx: Context, run: AnalysisRun) -> VarianceDetails:
 
 # -- publication bias ---------------------------------------------------------------------------
 @st.cache_data(max_entries=16, show_spinner=False, ttl=CACHE_TTL)
-def _bias_tests(data_key: str, settings_key: str, _pooled) -> BiasTests:
-    return shared("bias", data_key, settings_key, lambda: run_bias_tests(_pooled))
+def _bias_tests(data_key: str, settings_key: str, _state: AnalysisState) -> BiasTests:
+    return shared("bias", data_key, settings_key, lambda: bias_tests_of(_state))
 
 
-def bias_tests(ctx: Context, pooled) -> BiasTests:
-    return _bias_tests(ctx.data.key, analysis_key(ctx.settings.with_changes(moderators=())), pooled)
+def bias_tests(ctx: Context) -> BiasTests:
+    """The bias tests of the state's pooled model under the state's inference (Egger's test and
+    PET-PEESE cluster-robust under CR2; cautions from the state's study count)."""
+    return _bias_tests(
+        ctx.data.key, analysis_key(ctx.settings.with_changes(moderators=())), state(ctx)
+    )
 
 
 @st.cache_data(max_entries=16, show_spinner=False, ttl=CACHE_TTL)
