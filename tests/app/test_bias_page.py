@@ -9,16 +9,21 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import alliance_core as ac
 from alliance_core.analyses import bias, bias_tests
+from alliance_core.analyses.bias_tests import bias_tests_of
 from alliance_core.analyses.bias_verdict import bias_verdict
 from alliance_core.analyses.run import run_analysis
 from alliance_core.analyses.selection import selmodel as ac_selmodel
 from alliance_core.analyses.settings import AnalysisSettings
+from alliance_core.analyses.small_study import NOT_PROOF
+from alliance_core.analyses.state import analysis_state
 from alliance_core.data.datasets import dataset_info, load_dataset
 from alliance_core.formatting import escape_markdown
 from tests.app.conftest import unescaped
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
+DEFAULT = "alliance_simulated"
 
 
 def open_bias_page(query: dict) -> AppTest:
@@ -42,15 +47,15 @@ def test_two_level_page_reports_egger_rank_and_trim_and_fill():
     res = pooled("molloy2014", model="two-level")
     shown = [md.value for md in at.markdown]
     assert (
-        f"**Egger's regression test.** {escape_markdown(bias.egger_test(res).describe(transform='r'))}"
+        f"**Egger's regression test.** {escape_markdown(bias.egger_test(res).describe(transform='r', caveat=False))}"
         in shown
     )
     assert (
-        f"**Begg and Mazumdar's rank correlation.** {escape_markdown(bias.rank_correlation_test(res).describe())}"
+        f"**Begg and Mazumdar's rank correlation.** {escape_markdown(bias.rank_correlation_test(res).describe(caveat=False))}"
         in shown
     )
     assert (
-        f"**Trim-and-fill.** {escape_markdown(bias.trim_and_fill(res).describe(transform='r'))}"
+        f"**Trim-and-fill.** {escape_markdown(bias.trim_and_fill(res).describe(transform='r', caveat=False))}"
         in shown
     )
 
@@ -133,3 +138,101 @@ def test_a_cut_choice_the_page_does_not_offer_is_named_in_a_warning():
     shown = escape_markdown("Link parameter cuts=<b>five</b>: not available")
     assert any(w.startswith(shown) for w in warnings), warnings
     assert at.radio(key="funnel:cuts").value == "3PSM (.025)"
+
+
+def state_of(name: str, **settings):
+    info = dataset_info(name)
+    chosen = AnalysisSettings(dataset=name, moderators=(), **settings)
+    return analysis_state(load_dataset(name), info.mapping, chosen)
+
+
+def page_text(at: AppTest) -> list[str]:
+    return [
+        unescaped(e.value) for kind in (at.markdown, at.caption, at.warning, at.info) for e in kind
+    ]
+
+
+def verdict_of(at: AppTest) -> str:
+    verdicts = [md.value for md in at.markdown if md.value.startswith("**Verdict.**")]
+    assert len(verdicts) == 1
+    return unescaped(verdicts[0])
+
+
+def reading_of(at: AppTest, name: str) -> str:
+    return next(md.value for md in at.markdown if md.value.startswith(f"**{name}.**"))
+
+
+@pytest.mark.parametrize(
+    "query", [{}, {"inf": "CR2"}, {"ds": "molloy2014"}], ids=["default", "cr2", "two-level"]
+)
+def test_the_not_proof_caveat_is_said_once_on_the_page(query):
+    at = open_bias_page(query)
+    text = " ".join(page_text(at))
+    assert text.count("not proof of publication bias") == 1
+    assert NOT_PROOF not in text  # the per-test copy of the caveat is gone
+    assert "not proof of publication bias" in verdict_of(at)
+
+
+def test_under_cr2_the_tests_are_the_states_cluster_robust_ones_and_the_verdict_says_so():
+    at = open_bias_page({"inf": "CR2"})
+    state = state_of(DEFAULT, inference="CR2")
+    assert state.pooled.robust is not None
+    tests = bias_tests_of(state)
+    assert tests.egger.robust is not None and tests.pet_peese.pet_robust is not None
+    verdict = verdict_of(at)
+    assert "cluster-robust (CR2)" in verdict and tests.inference_sentence() in verdict
+    egger = escape_markdown(tests.egger.describe(transform="r", caveat=False))
+    assert reading_of(at, "Egger's regression test") == f"**Egger's regression test.** {egger}"
+    assert "tested cluster-robustly (CR2 by study" in unescaped(egger)
+    pet = escape_markdown(tests.pet_peese.describe(transform="r", caveat=False))
+    assert reading_of(at, "PET-PEESE") == f"**PET-PEESE.** {pet}"
+    captions = [c.value for c in at.caption]
+    assert any("Egger's test and PET-PEESE are tested cluster-robustly" in c for c in captions)
+
+
+def test_model_based_three_level_tests_refit_the_three_level_model():
+    at = open_bias_page({})
+    tests = bias_tests_of(state_of(DEFAULT))
+    assert tests.egger.robust is None and tests.egger.fit.is_three_level
+    assert tests.egger.fit.rho == AnalysisSettings().rho
+    assert "respect the dependence (model-based tests)" in verdict_of(at)
+
+
+def test_a_flagged_test_is_not_called_significant_or_non_significant():
+    query = {"ds": "assink2016", "inf": "CR2", "keep": "deltype:overt"}
+    at = open_bias_page(query)
+    state = state_of("assink2016", inference="CR2", filters={"deltype": ("overt",)})
+    assert state.pooled_flags.few_studies
+    tests = bias_tests_of(state)
+    assert tests.egger.caution and tests.rank.caution and tests.pet_peese.caution
+    verdict = verdict_of(at)
+    assert "Egger's test and Begg's rank test cannot be read here" in verdict
+    # Egger's test appears only in the inference sentence and among the unreadable tests.
+    sentence = tests.inference_sentence()
+    rest = verdict.replace(sentence, "")
+    mentions = [s for s in rest.split(". ") if "Egger" in s]
+    assert mentions and all("cannot be read" in s for s in mentions), mentions
+    egger = unescaped(reading_of(at, "Egger's regression test"))
+    assert "cannot be read" in egger
+    assert "found asymmetry" not in egger and "found no clear asymmetry" not in egger
+    pet = unescaped(reading_of(at, "PET-PEESE"))
+    assert "significantly" not in pet and "cannot be read" in pet
+
+
+def test_fail_safe_numbers_are_the_engines_and_orwins_target_is_chosen():
+    at = open_bias_page({"ds": "molloy2014"})
+    res = pooled("molloy2014", model="two-level")
+    for kind in ("Rosenthal", "Orwin", "Rosenberg"):
+        expected = ac.fsn(res, type=kind)
+        shown = reading_of(at, kind)
+        assert shown == f"**{kind}.** {escape_markdown(expected.describe('r', caveat=False))}"
+        assert f"{int(expected.fsnum):,}" in unescaped(shown)
+    caveat = "A fail-safe N assumes the missing results average exactly zero"
+    assert sum(caveat in text for text in page_text(at)) == 1
+    assert "the default target, half the average" in unescaped(reading_of(at, "Orwin"))
+    at.number_input(key="funnel:orwin_target").set_value(0.05).run()
+    assert not at.exception, [e.message for e in at.exception]
+    chosen = ac.fsn(res, type="Orwin", target=float(np.arctanh(0.05)))
+    orwin = reading_of(at, "Orwin")
+    assert orwin == f"**Orwin.** {escape_markdown(chosen.describe('r', caveat=False))}"
+    assert "the target chosen" in unescaped(orwin) and "r = .050" in unescaped(orwin)
