@@ -48,6 +48,7 @@ class BiasTests:
     trim_fill_note: str | None
     inference: str = "model"  # of Egger's test and PET-PEESE: "model" or "CR2"
     nested: bool = False  # the pooled model is three-level (effect sizes nested in studies)
+    n_studies: int | None = None  # the studies behind the tests (the state's count)
 
     def readings(self, transform: str | None, caveat: bool = False) -> list[tuple[str, str]]:
         """(test name, the result in words) for each test, then the missing ones' reasons.
@@ -151,6 +152,7 @@ def run_bias_tests(
         trim_fill_note=note,
         inference=inference,
         nested=pooled.is_three_level,
+        n_studies=int(pooled.n_studies if n_studies is None else n_studies),
         **results,
     )
 

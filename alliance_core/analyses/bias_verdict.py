@@ -20,6 +20,7 @@ import numpy as np
 
 from alliance_core.analyses.bias_tests import BiasTests
 from alliance_core.analyses.selection import SelectionResult
+from alliance_core.analyses.small_study import few_studies_reason
 from alliance_core.data.effect_sizes import transf
 from alliance_core.formatting import format_number, format_p
 from alliance_core.model.results import MetaResult
@@ -140,7 +141,7 @@ def bias_verdict(
         pp = tests.pet_peese
         parts.append(
             f"PET-PEESE ({pp.chosen}) estimates {_value(pp.estimate, transform)}"
-            + (f", a choice its test cannot support ({pp.caution})." if pp.caution else ".")
+            + (f", a choice its test cannot support: {pp.caution}." if pp.caution else ".")
         )
     if selection is not None:
         weights = selection.delta["estimate"].iloc[1:]
@@ -158,28 +159,42 @@ def bias_verdict(
         )
         evidence = ("finds selection" if found else "finds no clear selection") + test
         fewer = bool(np.all(weights < 1))
-        parts.append(
-            f"The selection model {evidence}"
-            + (", with non-significant results published less often" if found and fewer else "")
-            + f"; it puts the average at {_value(selection.estimate, transform)} against "
-            f"{_value(selection.unadjusted.beta[0], transform)} without adjustment."
+        average = (
+            f"puts the average at {_value(selection.estimate, transform)} against "
+            f"{_value(selection.unadjusted.beta[0], transform)} without adjustment"
         )
+        few = few_studies_reason(tests.n_studies) if tests.n_studies is not None else None
+        if few:
+            # Few studies: its evidence of selection is called neither way, like the tests'.
+            parts.append(
+                f"The selection model {average}; whether it finds selection cannot be read "
+                f"here: {few}."
+            )
+        else:
+            parts.append(
+                f"The selection model {evidence}"
+                + (", with non-significant results published less often" if found and fewer else "")
+                + f"; it {average}."
+            )
     parts.append(CAVEAT)
     return " ".join(parts)
 
 
 def _unreadable_sentence(tests: BiasTests, names: list[str]) -> str:
-    """The tests that cannot be read, with their reasons, called neither way."""
-    cautions = [
-        test.caution for test in (tests.egger, tests.rank) if test is not None and test.caution
-    ]
-    reasons = "; ".join(dict.fromkeys(cautions))
+    """The tests that cannot be read, with their reasons (each said once), called neither
+    way."""
+    reasons = []
+    for label, test in (("Egger's", tests.egger), ("the rank test's", tests.rank)):
+        if test is not None and test.caution:
+            reasons += [
+                part.replace("its cluster-robust test", f"{label} cluster-robust test")
+                for part in test.caution.split("; ")
+            ]
     one = len(names) == 1
     return (
-        f"{_names(names)} cannot be read here ({reasons}): "
-        f"{'its result is' if one else 'their results are'} shown below, but neither "
-        "asymmetry nor its absence can be concluded from "
-        f"{'it' if one else 'them'}."
+        f"{_names(names)} cannot be read here: {'; '.join(dict.fromkeys(reasons))}. "
+        f"{'Its result is' if one else 'Their results are'} shown below, but neither "
+        f"asymmetry nor its absence can be concluded from {'it' if one else 'them'}."
     )
 
 

@@ -8,7 +8,14 @@ import pandas as pd
 
 import alliance_core as ac
 from alliance_core.analyses import bias_tests
-from alliance_core.analyses.bias_verdict import BIAS, CAVEAT, OTHER_WAY, bias_verdict, classify
+from alliance_core.analyses.bias_verdict import (
+    BIAS,
+    CAVEAT,
+    OTHER_WAY,
+    UNREADABLE,
+    bias_verdict,
+    classify,
+)
 
 
 def funnel(seed: int, slope: float, base: float = 0.05, k: int = 120) -> pd.DataFrame:
@@ -49,3 +56,31 @@ def test_a_negative_average_turns_the_expected_direction():
     assert "less precise effect sizes are larger" in bias_verdict(
         bias_tests.run_bias_tests(res), res
     )
+
+
+def test_few_studies_make_every_test_unreadable_even_a_strong_slope():
+    """Eight studies with a strong small-study slope: the tests reject, but with fewer than 10
+    studies the verdict calls none of them either way."""
+    res = ac.fit(funnel(6, slope=6.0, k=8))
+    tests = bias_tests.run_bias_tests(res)
+    assert tests.egger.pval < 0.05 and tests.rank.pval < 0.05  # not to be called significant
+    directions = classify(tests)
+    assert directions["Egger's test"] == UNREADABLE == directions["Begg's rank test"]
+    text = bias_verdict(tests, res)
+    assert "Egger's test and Begg's rank test cannot be read here: only 8 studies" in text
+    assert "point to the pattern" not in text.split("Trim-and-fill")[0]
+    assert text.count(CAVEAT) == 1
+
+
+def test_with_few_studies_the_selection_model_is_called_neither_way():
+    res = ac.fit(funnel(3, slope=0.0, base=0.3, k=9))
+    tests = bias_tests.run_bias_tests(res)
+    selection = ac.selmodel(res)
+    assert selection.LRT_pval > 0.05  # would read "finds no clear selection"
+    text = bias_verdict(tests, res, selection)
+    assert "The selection model finds" not in text
+    assert "whether it finds selection cannot be read here: only 9 studies" in text
+    # With enough studies the sentence still reads the test.
+    many = ac.fit(funnel(3, slope=0.0, base=0.3, k=60))
+    text = bias_verdict(bias_tests.run_bias_tests(many), many, ac.selmodel(many))
+    assert "The selection model finds" in text
