@@ -32,7 +32,7 @@ if render.page_header("Publication bias", ctx):
             ":material/info: Cluster-robust (CR2) inference: Egger's test and PET-PEESE are "
             "tested cluster-robustly by study (Satterthwaite df), as the pooled estimate is. "
             "The rank test and trim-and-fill have no cluster-robust form; the selection model "
-            "of a three-level model has cluster-robust (sandwich) standard errors by study."
+            "has cluster-robust (sandwich) standard errors by study."
         )
     # Formal tests use the model without moderators (same data, filters and estimator):
     # asymmetry of the pooled effects is what they are about.

@@ -426,9 +426,11 @@ def bias_tests(ctx: Context) -> BiasTests:
 
 
 @st.cache_data(max_entries=16, show_spinner=False, ttl=CACHE_TTL)
-def _selection_model(data_key: str, settings_key: str, steps: tuple[float, ...], _pooled):
+def _selection_model(
+    data_key: str, settings_key: str, steps: tuple[float, ...], cluster: str | None, _pooled
+):
     try:
-        return selection.selmodel(_pooled, steps=steps, cluster=_pooled.cluster), None
+        return selection.selmodel(_pooled, steps=steps, cluster=cluster), None
     except AnalysisError as error:
         return None, str(error)
 
@@ -436,7 +438,10 @@ def _selection_model(data_key: str, settings_key: str, steps: tuple[float, ...],
 def selection_model(
     ctx: Context, pooled, steps: tuple[float, ...]
 ) -> tuple[selection.SelectionResult | None, str | None]:
-    """The step-function selection model of the pooled model (cluster-robust by study for a
-    three-level model), or why it cannot be fitted."""
+    """The step-function selection model of the pooled model, or why it cannot be fitted:
+    cluster-robust by study for a three-level model and, under CR2, by the state's robust
+    cluster (so a two-level model of nested rows is cluster-robust too, as the page says)."""
     key = analysis_key(ctx.settings.with_changes(moderators=()))
-    return _selection_model(ctx.data.key, key, tuple(steps), pooled)
+    robust = state(ctx).pooled.robust
+    cluster = robust.cluster if robust is not None and robust.cluster else pooled.cluster
+    return _selection_model(ctx.data.key, key, tuple(steps), cluster, pooled)

@@ -239,3 +239,16 @@ def test_fail_safe_numbers_are_the_engines_and_orwins_target_is_chosen():
     orwin = reading_of(at, "Orwin")
     assert orwin == f"**Orwin.** {escape_markdown(chosen.describe('r', caveat=False))}"
     assert "the target chosen" in unescaped(orwin) and "r = .050" in unescaped(orwin)
+
+
+def test_under_cr2_a_two_level_model_of_nested_rows_gets_a_cluster_robust_selection_model():
+    at = open_bias_page({"ds": "crede2010", "model": "2L-ind", "inf": "CR2"})
+    state = state_of("crede2010", model="two-level-independent", inference="CR2")
+    res = state.pooled.result
+    assert not res.is_three_level and state.pooled.robust.cluster
+    expected = ac_selmodel(res, steps=(0.025,), cluster=state.pooled.robust.cluster)
+    assert expected.vcov_type == "robust"
+    assert escape_markdown(expected.describe(transform="r")) in [md.value for md in at.markdown]
+    tests = bias_tests_of(state)
+    assert tests.egger.robust.n_clusters == state.pooled.robust.n_clusters
+    assert "cluster-robust (CR2)" in verdict_of(at)
