@@ -37,6 +37,17 @@ def show(pooled: MetaResult, transform: str | None) -> None:
     except AnalysisError as error:
         st.warning(escape_markdown(f"Fail-safe N not available here: {error}"))
         return
+    orwin = next(n for n in numbers if n.type == "Orwin")
+    if goal is not None and orwin.target != goal:
+        # fsn puts the target on the side of the average (metafor's rule): say so, never
+        # use a different number than the one typed without a word.
+        st.info(
+            escape_markdown(
+                f"Orwin's target lies on the side of the average effect, so the target "
+                f"{target:g} you typed is read as {-target:g}."
+            ),
+            icon=":material/info:",
+        )
     for number in numbers:
         st.markdown(
             f"**{number.type}.** {escape_markdown(number.describe(transform, caveat=False))}"

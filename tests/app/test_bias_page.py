@@ -239,6 +239,15 @@ def test_fail_safe_numbers_are_the_engines_and_orwins_target_is_chosen():
     orwin = reading_of(at, "Orwin")
     assert orwin == f"**Orwin.** {escape_markdown(chosen.describe('r', caveat=False))}"
     assert "the target chosen" in unescaped(orwin) and "r = .050" in unescaped(orwin)
+    assert not [i for i in at.info if "you typed" in i.value]
+    # A target on the other side of the average is read on its side, and the page says so.
+    at.number_input(key="funnel:orwin_target").set_value(-0.05).run()
+    assert ac.fsn(res, type="Orwin", target=float(np.arctanh(-0.05))).target > 0
+    notes = [unescaped(i.value) for i in at.info if "you typed" in i.value]
+    assert notes == [
+        "Orwin's target lies on the side of the average effect, so the target -0.05 you typed is read as 0.05."
+    ]
+    assert reading_of(at, "Orwin") == orwin
 
 
 def test_under_cr2_a_two_level_model_of_nested_rows_gets_a_cluster_robust_selection_model():
