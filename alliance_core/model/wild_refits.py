@@ -149,8 +149,8 @@ class BatchedCheRefits:
         alpha = a[:, None] * damp
         a2s2 = alpha * alpha * s2
 
-        def outer(weight, left, right):
-            return np.einsum("rn,rni,rnj->rij", weight, left, right)
+        def outer(weight, left, right):  # sum_i weight_i left_i' right_i, per replicate
+            return np.swapaxes(weight[:, :, None] * left, 1, 2) @ right
 
         C1 = cross[0] - outer(alpha, B1, B1)
         b21 = outer(alpha, B2, B1)
