@@ -8,16 +8,22 @@ wildmeta, ``Wald_test_cwb``): to test that the coefficients C b are zero,
 2. in replicate r draw one auxiliary weight eta_j per cluster (Rademacher: +-1; Webb's six
    points +-sqrt(1/2), +-1, +-sqrt(3/2), equally likely) and form y* = f + eta_j e
    (``adjust="CR1"`` first multiplies e by sqrt(J / (J - 1)), clubSandwich's CR1
-   adjustment; ``"CR0"`` leaves it);
+   adjustment; ``"CR2"`` by the null model's CR2 adjustment matrices A_j, e_j -> A_j e_j;
+   ``"CR0"`` leaves it);
 3. refit the full model to y* (variance components re-estimated) and compute the Wald
    statistic with the cluster-robust covariance ``type``:
    CR0 = B (sum_j X_j' W_j e_j e_j' W_j X_j) B, B = (X' W X)^-1, W = M^-1 the model's
    working weights; CR1 = CR0 J / (J - 1) (clubSandwich's CR1, not metafor's J / (J - p));
+   CR2 with W_j A_j e_j in place of W_j e_j (clubSandwich ``vcovCR(type = "CR2")``; see
+   :mod:`alliance_core.model.wild_statistic`);
    ``test="Naive-F"``: F = (C b)' (C V C')^-1 (C b) / q (clubSandwich ``Wald_test``);
 4. p = the share of replicates whose F exceeds the observed one (failed refits left out).
 
 Each refit starts its variance components at the full model's estimates; the maximum it finds
-is the same as from metafor's starting values. Weights are drawn with numpy's generator
+is the same as from metafor's starting values. Three-level models (without fixed components)
+are refitted a block of replicates at a time by :mod:`alliance_core.model.wild_refits`, the
+same iteration vectorised over replicates (the few replicates it leaves, and two-level models,
+are refitted one at a time). Weights are drawn with numpy's generator
 seeded by ``seed`` (not R's, so the draws differ from wildmeta's); pass ``weights`` to use
 given draws.
 """
@@ -55,7 +61,7 @@ WEBB_BELOW_CLUSTERS = 10
 TYPES = ("CR0", "CR1", "CR2")
 ADJUSTMENTS = ("CR0", "CR1", "CR2")
 # Replicates refitted together (vectorised); progress is reported after each block.
-BLOCK = 50
+BLOCK = 100
 TESTS = ("Naive-F",)
 _BLAS = ThreadpoolController()
 
@@ -185,8 +191,8 @@ def wild_bootstrap(
     docstring). ``terms``: coefficient labels or moderator names (all their coefficients).
     ``auxiliary``: "Rademacher" or "Webb six" (default: Webb six below 10 clusters).
     ``weights``: an R x J array of auxiliary weights (columns in the order of the result's
-    ``clusters``) replacing the random draws. ``progress(done, R)`` is called every 50
-    replicates (a dashboard's progress bar)."""
+    ``clusters``) replacing the random draws. ``progress(done, R)`` is called after
+    each block of ``BLOCK`` replicates (a dashboard's progress bar)."""
     if isinstance(terms, str):
         terms = [terms]
     if type not in TYPES:

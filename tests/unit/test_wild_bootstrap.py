@@ -140,7 +140,7 @@ def test_progress_is_reported():
     res = ac.fit(_small(), moderators=["x"], cluster="study")
     seen = []
     res.wild_bootstrap(["x"], R=120, seed=1, progress=lambda done, total: seen.append(done))
-    assert seen == [50, 100, 120]
+    assert seen == [100, 120]  # after each block of 100 replicates and at the end
 
 
 def _simulated_che(seed=11, studies=30):
