@@ -196,13 +196,17 @@ def test_batched_refits_equal_one_at_a_time(rho, method):
         np.testing.assert_allclose(fits.e[:, r], gls.e, rtol=1e-7, atol=1e-9)
 
 
-def test_observed_cr2_statistic_matches_the_robust_module():
-    """type = "CR2": F = b' (V_CR2)^-1 b / q with the robust module's CR2 covariance."""
-    res = ac.fit(_simulated_che(), moderators=["group"], cluster="study", es_id="es", rho=0.6)
-    rob = res.robust(method="CR2")
+@pytest.mark.parametrize("cluster", ["study", "region"])
+def test_observed_cr2_statistic_matches_the_robust_module(cluster):
+    """type = "CR2": F = b' (V_CR2)^-1 b / q with the robust module's CR2 covariance, with
+    studies as clusters and with clusters of several studies."""
+    data = _simulated_che(studies=40)
+    data["region"] = [f"r{int(s[1:]) // 3}" for s in data["study"]]
+    res = ac.fit(data, moderators=["group"], cluster="study", es_id="es", rho=0.6)
+    rob = res.robust(method="CR2", cluster=cluster)
     idx = res.design.coefficient_indices(["group"])
     b = res.beta[idx]
     expected = float(b @ np.linalg.solve(rob.vcov[np.ix_(idx, idx)], b)) / len(idx)
-    cwb = res.wild_bootstrap(["group"], R=3, seed=2, type="CR2", adjust="CR2")
+    cwb = res.wild_bootstrap(["group"], R=3, seed=2, type="CR2", adjust="CR2", cluster=cluster)
     assert cwb.statistic == pytest.approx(expected, rel=1e-8)
     assert cwb.type == "CR2" and cwb.adjust == "CR2"
