@@ -60,8 +60,10 @@ AUXILIARY = {
 WEBB_BELOW_CLUSTERS = 10
 TYPES = ("CR0", "CR1", "CR2")
 ADJUSTMENTS = ("CR0", "CR1", "CR2")
-# Replicates refitted together (vectorised); progress is reported after each block.
+# Replicates refitted together (vectorised); progress is reported after each block. Large
+# data get smaller blocks: the arrays of a block hold about BLOCK_ELEMENTS numbers at most.
 BLOCK = 100
+BLOCK_ELEMENTS = 4_000_000
 TESTS = ("Naive-F",)
 _BLAS = ThreadpoolController()
 
@@ -192,7 +194,7 @@ def wild_bootstrap(
     ``auxiliary``: "Rademacher" or "Webb six" (default: Webb six below 10 clusters).
     ``weights``: an R x J array of auxiliary weights (columns in the order of the result's
     ``clusters``) replacing the random draws. ``progress(done, R)`` is called after
-    each block of ``BLOCK`` replicates (a dashboard's progress bar)."""
+    each block of replicates (``BLOCK``, fewer on large data; a dashboard's progress bar)."""
     if isinstance(terms, str):
         terms = [terms]
     if type not in TYPES:
@@ -265,8 +267,12 @@ def _run(res, idx, codes, clusters, W, auxiliary, adjust, type_, test, seed, pro
     batched = full.batched()
     R = W.shape[0]
     boot = np.full(R, np.nan)
-    for first in range(0, R, BLOCK):
-        block = np.arange(first, min(first + BLOCK, R))
+    per_replicate = res.k * (res.p + 2)
+    if type_ == "CR2" or adjust == "CR2":
+        per_replicate = max(per_replicate, sum(group[2].size for group in geometry.groups))
+    size = int(np.clip(BLOCK_ELEMENTS // per_replicate, 1, BLOCK))
+    for first in range(0, R, size):
+        block = np.arange(first, min(first + size, R))
         Y = fitted[:, None] + residuals[:, None] * W[block][:, codes].T  # k x block
         sequential = block
         if batched is not None:

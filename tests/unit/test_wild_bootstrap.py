@@ -210,3 +210,21 @@ def test_observed_cr2_statistic_matches_the_robust_module(cluster):
     cwb = res.wild_bootstrap(["group"], R=3, seed=2, type="CR2", adjust="CR2", cluster=cluster)
     assert cwb.statistic == pytest.approx(expected, rel=1e-8)
     assert cwb.type == "CR2" and cwb.adjust == "CR2"
+
+
+def test_smaller_blocks_give_the_same_statistics(monkeypatch):
+    """Large data are refitted in smaller blocks of replicates; the block size changes
+    nothing but how often progress is reported."""
+    from alliance_core.model import wild_bootstrap as module
+
+    res = ac.fit(_simulated_che(), moderators=["group"], cluster="study", es_id="es", rho=0.6)
+    whole = res.wild_bootstrap(["group"], R=30, seed=4, type="CR2")
+    per_replicate = res.k * (res.p + 2)
+    monkeypatch.setattr(module, "BLOCK_ELEMENTS", 7 * per_replicate)
+    seen = []
+    parts = res.wild_bootstrap(
+        ["group"], R=30, seed=4, type="CR2", progress=lambda done, total: seen.append(done)
+    )
+    np.testing.assert_allclose(parts.boot, whole.boot, rtol=1e-12)
+    assert parts.pval == whole.pval
+    assert seen[-1] == 30 and len(seen) > 1
