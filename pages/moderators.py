@@ -245,11 +245,14 @@ def wild_bootstrap_section(run: AnalysisRun, ctx: loading.Context) -> None:
                 done / total, text=f"{done} of {total} replicates, about {left:.0f} s left"
             )
 
+        # Under CR2 inference the test statistic uses the CR2 covariance (wildmeta type="CR2").
+        cr2 = run.robust is not None and run.robust.method == "CR2"
         with render.shown_errors("The wild bootstrap"):
             store[key] = res.wild_bootstrap(
                 tests[choice],
                 R=WILD_REPLICATES,
                 seed=1,
+                type="CR2" if cr2 else "CR0",
                 cluster=run.robust.cluster if run.robust is not None else None,
                 progress=progress,
             )
@@ -257,9 +260,9 @@ def wild_bootstrap_section(run: AnalysisRun, ctx: loading.Context) -> None:
     if key in store:
         cwb = store[key]
         st.markdown(
-            f"Wild bootstrap of {escape_markdown(choice)}: F = {cwb.statistic:.2f}, "
+            f"Wild bootstrap of {escape_markdown(choice)}: F = {tables.fmt_num(cwb.statistic)}, "
             f"p = {tables.fmt_p(cwb.pval)} ({cwb.R} replicates, {cwb.auxiliary} weights, "
-            f"{cwb.n_clusters} clusters)."
+            f"{cwb.n_clusters} clusters, {cwb.type} covariance)."
         )
 
 

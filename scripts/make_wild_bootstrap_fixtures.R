@@ -118,3 +118,16 @@ write_case("che06_rater_cr1", "as che06_rater with adjust = CR1 and type = CR1",
            alliance, spec("three-level", "REML", c("log_ptr", "alliance_rater", "design"),
                           "alliance_rater", c("alliance_rater", "design"), rho = 0.6,
                           adjust = "CR1", type = "CR1", seed = 11))
+# CR2: the residuals multiplied by the null model's CR2 adjustment matrices (adjust) and the
+# test statistic on the refit's CR2 covariance (type), clubSandwich vcovCR(type = "CR2").
+write_case("che06_rater_cr2", "as che06_rater with adjust = CR2 and type = CR2",
+           alliance, spec("three-level", "REML", c("log_ptr", "alliance_rater", "design"),
+                          "alliance_rater", c("alliance_rater", "design"), rho = 0.6,
+                          adjust = "CR2", type = "CR2", seed = 13))
+write_case("three_level_few_webb_cr2", "as three_level_few_webb with type = CR2 (adjust CR0)",
+           few, spec("three-level", "REML", c("log_ptr", "design"), "log_ptr", "design",
+                     auxiliary = "Webb six", seed = 17, type = "CR2"))
+write_case("two_level_ptr_design_ml_cr2", "as two_level_ptr_design_ml with adjust = CR2 and type = CR2",
+           alliance, spec("two-level", "ML", c("log_ptr", "alliance_rater", "design"),
+                          c("log_ptr", "design"), c("alliance_rater", "design"), seed = 19,
+                          adjust = "CR2", type = "CR2"))

@@ -8,16 +8,22 @@ wildmeta, ``Wald_test_cwb``): to test that the coefficients C b are zero,
 2. in replicate r draw one auxiliary weight eta_j per cluster (Rademacher: +-1; Webb's six
    points +-sqrt(1/2), +-1, +-sqrt(3/2), equally likely) and form y* = f + eta_j e
    (``adjust="CR1"`` first multiplies e by sqrt(J / (J - 1)), clubSandwich's CR1
-   adjustment; ``"CR0"`` leaves it);
+   adjustment; ``"CR2"`` by the null model's CR2 adjustment matrices A_j, e_j -> A_j e_j;
+   ``"CR0"`` leaves it);
 3. refit the full model to y* (variance components re-estimated) and compute the Wald
    statistic with the cluster-robust covariance ``type``:
    CR0 = B (sum_j X_j' W_j e_j e_j' W_j X_j) B, B = (X' W X)^-1, W = M^-1 the model's
    working weights; CR1 = CR0 J / (J - 1) (clubSandwich's CR1, not metafor's J / (J - p));
+   CR2 with W_j A_j e_j in place of W_j e_j (clubSandwich ``vcovCR(type = "CR2")``; see
+   :mod:`alliance_core.model.wild_statistic`);
    ``test="Naive-F"``: F = (C b)' (C V C')^-1 (C b) / q (clubSandwich ``Wald_test``);
 4. p = the share of replicates whose F exceeds the observed one (failed refits left out).
 
 Each refit starts its variance components at the full model's estimates; the maximum it finds
-is the same as from metafor's starting values. Weights are drawn with numpy's generator
+is the same as from metafor's starting values. Three-level models (without fixed components)
+are refitted a block of replicates at a time by :mod:`alliance_core.model.wild_refits`, the
+same iteration vectorised over replicates (the few replicates it leaves, and two-level models,
+are refitted one at a time). Weights are drawn with numpy's generator
 seeded by ``seed`` (not R's, so the draws differ from wildmeta's); pass ``weights`` to use
 given draws.
 """
@@ -41,6 +47,8 @@ from alliance_core.model.components import (
     estimate_sigma2,
     estimate_tau2,
 )
+from alliance_core.model.wild_refits import BatchedCheRefits
+from alliance_core.model.wild_statistic import ClusterGeometry, naive_f
 
 AUXILIARY = {
     "Rademacher": np.array([-1.0, 1.0]),
@@ -50,8 +58,12 @@ AUXILIARY = {
 # Rademacher weights give only 2^J distinct bootstrap samples; below 10 clusters Webb's six
 # points are the better default (Webb 2014; Joshi et al. 2022).
 WEBB_BELOW_CLUSTERS = 10
-TYPES = ("CR0", "CR1")
-ADJUSTMENTS = ("CR0", "CR1")
+TYPES = ("CR0", "CR1", "CR2")
+ADJUSTMENTS = ("CR0", "CR1", "CR2")
+# Replicates refitted together (vectorised); progress is reported after each block. Large
+# data get smaller blocks: the arrays of a block hold about BLOCK_ELEMENTS numbers at most.
+BLOCK = 100
+BLOCK_ELEMENTS = 4_000_000
 TESTS = ("Naive-F",)
 _BLAS = ThreadpoolController()
 
@@ -97,8 +109,8 @@ class WildBootstrapResult:
 
 
 class _ModelRefitter:
-    """Refits of one model's structure (rows sorted by study) to new outcomes: the GLS
-    coefficients, B = (X'WX)^-1 and M^-1 (y - X b), variance components re-estimated."""
+    """Refits of one model's structure (rows sorted by study) to new outcomes: the GLS fit
+    and the components (sigma2_study, sigma2_es), or (0, tau2) for a two-level model."""
 
     def __init__(self, res, X: np.ndarray, order: np.ndarray, starts: np.ndarray | None):
         self.method = res.method
@@ -116,6 +128,7 @@ class _ModelRefitter:
         if starts is None:
             tau2, _, _ = estimate_tau2(y, v, X, self.method, self.logdet_xtx)
             cov = est.NestedCovariance(v, None, 0.0, tau2)
+            theta = np.array([0.0, tau2])
         elif self.dependent:
             rho = self.rho or 0.0
             theta, _ = estimate_dependent_sigma2(
@@ -125,18 +138,15 @@ class _ModelRefitter:
         else:
             theta, _ = estimate_sigma2(y, v, X, starts, self.method, self.logdet_xtx, self.start)
             cov = est.NestedCovariance(v, starts, theta[0], theta[1])
-        return est.gls(y, X, cov)
+        return est.gls(y, X, cov), np.asarray(theta, dtype=float)
 
-
-def _naive_f(gls, X: np.ndarray, codes: np.ndarray, J: int, idx, scale: float) -> float:
-    """(C b)' (C V C')^-1 (C b) / q with V the CR0 covariance times ``scale``."""
-    scores = np.zeros((J, X.shape[1]))
-    np.add.at(scores, codes, X * gls.e[:, None])
-    bread_c = gls.vb[idx]  # C B: q x p
-    half = scores @ bread_c.T  # J x q: rows are (C B X_j' W_j e_j)'
-    vcov_c = scale * (half.T @ half)
-    b = gls.beta[idx]
-    return float(b @ np.linalg.solve(vcov_c, b)) / len(idx)
+    def batched(self) -> BatchedCheRefits | None:
+        """The vectorised refits of a three-level model without fixed components, else None."""
+        if self.starts is None or self.fixed or self.method not in ("ML", "REML"):
+            return None
+        return BatchedCheRefits(
+            self.X, self.v, self.starts, self.rho or 0.0, self.method == "REML", self.logdet_xtx
+        )
 
 
 def _cluster_codes(res, cluster) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -183,8 +193,8 @@ def wild_bootstrap(
     docstring). ``terms``: coefficient labels or moderator names (all their coefficients).
     ``auxiliary``: "Rademacher" or "Webb six" (default: Webb six below 10 clusters).
     ``weights``: an R x J array of auxiliary weights (columns in the order of the result's
-    ``clusters``) replacing the random draws. ``progress(done, R)`` is called every 50
-    replicates (a dashboard's progress bar)."""
+    ``clusters``) replacing the random draws. ``progress(done, R)`` is called after
+    each block of replicates (``BLOCK``, fewer on large data; a dashboard's progress bar)."""
     if isinstance(terms, str):
         terms = [terms]
     if type not in TYPES:
@@ -225,35 +235,66 @@ def _run(res, idx, codes, clusters, W, auxiliary, adjust, type_, test, seed, pro
     J = len(clusters)
     if res.is_three_level:
         order, starts = inputs.order, inputs.starts
+        study_of_row = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, res.k)))
     else:
-        order, starts = np.arange(res.k), None
+        order, starts, study_of_row = np.arange(res.k), None, np.arange(res.k)
     y = inputs.y[order]
     codes = codes[order]
     X_full = inputs.X
     keep = [j for j in range(res.p) if j not in idx]
     full = _ModelRefitter(res, X_full, order, starts)
     null = _ModelRefitter(res, X_full[:, keep], order, starts)
-    scale = J / (J - 1) if type_ == "CR1" else 1.0
-    observed_fit = full(y)
-    statistic = _naive_f(observed_fit, full.X, codes, J, idx, scale)
-    null_fit = null(y)
+    geometry = ClusterGeometry(codes, full.v, study_of_row, res.rho, J)
+
+    def statistic(Y, beta, bread, weighted, theta):
+        resid = Y - full.X @ beta.T if type_ == "CR2" else None
+        return naive_f(geometry, full.X, idx, type_, beta, bread, weighted, resid, theta)
+
+    def one_by_one(y_star):
+        gls, theta = full(y_star)
+        return statistic(y_star[:, None], gls.beta[None], gls.vb[None], gls.e[:, None], theta[None])
+
+    statistic_observed = float(one_by_one(y)[0])
+    null_fit, null_theta = null(y)
     fitted = y - null_fit.residuals
-    residuals = null_fit.residuals * (np.sqrt(J / (J - 1)) if adjust == "CR1" else 1.0)
+    residuals = null_fit.residuals
+    if adjust == "CR1":
+        residuals = residuals * np.sqrt(J / (J - 1))
+    elif adjust == "CR2":
+        residuals = geometry.cr2_residuals(
+            null.X, residuals[:, None], null_theta[None], null_fit.vb[None], weighted=False
+        )[:, 0]
+    batched = full.batched()
     R = W.shape[0]
     boot = np.full(R, np.nan)
-    for r in range(R):
-        y_star = fitted + residuals * W[r, codes]
-        # a failed refit counts as missing, as wildmeta's NA
-        with contextlib.suppress(AnalysisError, np.linalg.LinAlgError):
-            boot[r] = _naive_f(full(y_star), full.X, codes, J, idx, scale)
-        if progress is not None and ((r + 1) % 50 == 0 or r + 1 == R):
-            progress(r + 1, R)
+    per_replicate = res.k * (res.p + 2)
+    if type_ == "CR2" or adjust == "CR2":
+        per_replicate = max(per_replicate, sum(group[2].size for group in geometry.groups))
+    size = int(np.clip(BLOCK_ELEMENTS // per_replicate, 1, BLOCK))
+    for first in range(0, R, size):
+        block = np.arange(first, min(first + size, R))
+        Y = fitted[:, None] + residuals[:, None] * W[block][:, codes].T  # k x block
+        sequential = block
+        if batched is not None:
+            fits = batched.refit(Y, full.start)
+            done = ~fits.pending
+            with contextlib.suppress(np.linalg.LinAlgError):
+                boot[block[done]] = statistic(
+                    Y[:, done], fits.beta[done], fits.vb[done], fits.e[:, done], fits.theta[done]
+                )
+            sequential = block[np.isnan(boot[block])]
+        for r in sequential:
+            # a failed refit counts as missing, as wildmeta's NA
+            with contextlib.suppress(AnalysisError, np.linalg.LinAlgError):
+                boot[r] = one_by_one(Y[:, r - first])[0]
+        if progress is not None:
+            progress(int(block[-1]) + 1, R)
     ok = ~np.isnan(boot)
-    pval = float(np.mean(boot[ok] > statistic)) if ok.any() else float("nan")
+    pval = float(np.mean(boot[ok] > statistic_observed)) if ok.any() else float("nan")
     names = tuple(res.design.names[i] for i in idx)
     return WildBootstrapResult(
         terms=names,
-        statistic=statistic,
+        statistic=statistic_observed,
         pval=pval,
         R=R,
         auxiliary=auxiliary,

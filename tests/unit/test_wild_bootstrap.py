@@ -19,6 +19,10 @@ import pytest
 
 import alliance_core as ac
 from alliance_core.errors import AnalysisError
+from alliance_core.model import che
+from alliance_core.model import estimation as est
+from alliance_core.model.components import estimate_dependent_sigma2
+from alliance_core.model.wild_refits import BatchedCheRefits
 
 FIXTURES = sorted((Path(__file__).parents[1] / "fixtures" / "wild_bootstrap").glob("*.json"))
 
@@ -124,7 +128,7 @@ def test_defaults_seed_and_refusals():
     with pytest.raises(AnalysisError, match="R x 8"):
         res.wild_bootstrap(["x"], weights=np.ones((3, 7)))
     with pytest.raises(AnalysisError, match="type must be"):
-        res.wild_bootstrap(["x"], type="CR2")
+        res.wild_bootstrap(["x"], type="CR3")
     with pytest.raises(AnalysisError, match="no null model"):
         res.wild_bootstrap(["intrcpt", "x"])
     two_level = ac.fit(_small(), moderators=["x"])
@@ -136,4 +140,91 @@ def test_progress_is_reported():
     res = ac.fit(_small(), moderators=["x"], cluster="study")
     seen = []
     res.wild_bootstrap(["x"], R=120, seed=1, progress=lambda done, total: seen.append(done))
-    assert seen == [50, 100, 120]
+    assert seen == [100, 120]  # after each block of 100 replicates and at the end
+
+
+def _simulated_che(seed=11, studies=30):
+    """Seeded CHE data: 1 to 6 effect sizes per study, a two-level categorical moderator."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 7, studies)
+    study = np.repeat(np.arange(studies), sizes)
+    k = len(study)
+    group = rng.integers(0, 3, k)
+    return pd.DataFrame(
+        {
+            "yi": 0.25
+            + 0.05 * group
+            + rng.normal(0, 0.12, studies)[study]
+            + rng.normal(0, 0.08, k)
+            + rng.normal(0, 0.1, k),
+            "vi": rng.uniform(0.005, 0.03, k),
+            "study": [f"s{i:02d}" for i in study],
+            "es": np.arange(k),
+            "group": np.array(["a", "b", "c"])[group],
+        }
+    )
+
+
+@pytest.mark.parametrize(("rho", "method"), [(0.6, "REML"), (None, "REML"), (0.8, "ML")])
+def test_batched_refits_equal_one_at_a_time(rho, method):
+    """Every column refitted by the vectorised path equals the sequential maximisation
+    (che.maximise_che_likelihood from the same start) and its GLS fit."""
+    res = ac.fit(
+        _simulated_che(), moderators=["group"], cluster="study", es_id="es", rho=rho, method=method
+    )
+    inputs = res.inputs
+    order, starts = inputs.order, inputs.starts
+    X, v, y = inputs.X[order], inputs.v[order], inputs.y[order]
+    rng = np.random.default_rng(3)
+    study = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, res.k)))
+    Y = y.mean() + (y - y.mean())[:, None] * rng.choice([-1.0, 1.0], (len(starts), 40))[study]
+    logdet = est.logdet_crossprod(X)
+    start = res.sigma2.to_numpy(float)
+    batch = BatchedCheRefits(X, v, starts, rho or 0.0, method == "REML", logdet)
+    fits = batch.refit(Y, start)
+    # the rare replicates the vectorised path leaves to the sequential routine (a component
+    # heading for zero) are few; the rest must equal it
+    assert fits.pending.sum() <= Y.shape[1] // 4
+    for r in np.flatnonzero(~fits.pending):
+        theta, _ = estimate_dependent_sigma2(
+            Y[:, r], v, X, starts, rho or 0.0, method, logdet, None, start=start
+        )
+        gls = est.gls(Y[:, r], X, che.CheCovariance(v, starts, theta[0], theta[1], rho or 0.0))
+        np.testing.assert_allclose(fits.theta[r], theta, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(fits.beta[r], gls.beta, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(fits.vb[r], gls.vb, rtol=1e-8)
+        np.testing.assert_allclose(fits.e[:, r], gls.e, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("cluster", ["study", "region"])
+def test_observed_cr2_statistic_matches_the_robust_module(cluster):
+    """type = "CR2": F = b' (V_CR2)^-1 b / q with the robust module's CR2 covariance, with
+    studies as clusters and with clusters of several studies."""
+    data = _simulated_che(studies=40)
+    data["region"] = [f"r{int(s[1:]) // 3}" for s in data["study"]]
+    res = ac.fit(data, moderators=["group"], cluster="study", es_id="es", rho=0.6)
+    rob = res.robust(method="CR2", cluster=cluster)
+    idx = res.design.coefficient_indices(["group"])
+    b = res.beta[idx]
+    expected = float(b @ np.linalg.solve(rob.vcov[np.ix_(idx, idx)], b)) / len(idx)
+    cwb = res.wild_bootstrap(["group"], R=3, seed=2, type="CR2", adjust="CR2", cluster=cluster)
+    assert cwb.statistic == pytest.approx(expected, rel=1e-8)
+    assert cwb.type == "CR2" and cwb.adjust == "CR2"
+
+
+def test_smaller_blocks_give_the_same_statistics(monkeypatch):
+    """Large data are refitted in smaller blocks of replicates; the block size changes
+    nothing but how often progress is reported."""
+    from alliance_core.model import wild_bootstrap as module
+
+    res = ac.fit(_simulated_che(), moderators=["group"], cluster="study", es_id="es", rho=0.6)
+    whole = res.wild_bootstrap(["group"], R=30, seed=4, type="CR2")
+    per_replicate = res.k * (res.p + 2)
+    monkeypatch.setattr(module, "BLOCK_ELEMENTS", 7 * per_replicate)
+    seen = []
+    parts = res.wild_bootstrap(
+        ["group"], R=30, seed=4, type="CR2", progress=lambda done, total: seen.append(done)
+    )
+    np.testing.assert_allclose(parts.boot, whole.boot, rtol=1e-12)
+    assert parts.pval == whole.pval
+    assert seen[-1] == 30 and len(seen) > 1
