@@ -262,13 +262,15 @@ class AnalysisState:
 
     def headline(self) -> dict[str, float]:
         """The headline numbers a state reports, by name, on the scale shown (r for
-        correlations; coefficients on the analysis scale): the pooled estimate, CI, PI, I², the
-        variance components, the moderator test and every coefficient with its test."""
+        correlations; coefficients on the analysis scale), keyed "<model>.<number>" for the
+        models "pooled" and "moderators": each model's prediction (the pooled estimate; with
+        moderators, the effect at typical moderator values) with CI and PI, k, I², the variance
+        components, the moderator test and every coefficient with its test."""
         out: dict[str, float] = {}
-        pred = self.pooled_prediction()
-        for name in ("pred", "ci_lb", "ci_ub", "pi_lb", "pi_ub"):
-            out[f"pooled.{name}"] = float(pred[name])
         for label, run, _ in self.models():
+            pred = run.predict(transform=self.transform).iloc[0]
+            for name in ("pred", "ci_lb", "ci_ub", "pi_lb", "pi_ub"):
+                out[f"{label}.prediction.{name}"] = float(pred[name])
             res = run.result
             out[f"{label}.k"] = float(res.k)
             out[f"{label}.I2"] = float(res.I2)
