@@ -76,6 +76,7 @@ if render.page_header("Forest plot", ctx):
     with st.container(key=responsive.COMPACT_KEY):
         render.plot(forest("compact"), key="forest:compact")
     render.inference_statement(run)
+    render.state_cautions(ctx)
     if run.robust is not None and subgroup:
         st.caption(
             ":material/info: Subgroup diamonds are separate model-based fits (too few studies "

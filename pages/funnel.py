@@ -27,6 +27,7 @@ if render.page_header("Publication bias", ctx):
     shown = run if residuals and has_moderators else loading.fitted(ctx, without_moderators=True)
     res = shown.result
     render.model_statement(shown, pooled=shown is not run)
+    render.state_cautions(ctx)
     if run.robust is not None:
         st.caption(
             ":material/info: Cluster-robust (CR2) inference: Egger's test and PET-PEESE are "

@@ -88,30 +88,10 @@ if render.page_header("Overview", ctx):
             reading.pooled_effect(pooled, on_r_scale=on_r, measure=ctx.data.measure, band=band), ctx
         )
     )
-    # Words follow flags: a test the state flags is never called (non-)significant.
-    flags = current.flags_of(run)
-    st.markdown(
-        render.plain(
-            reading.heterogeneity(pooled, caution=current.pooled_flags.heterogeneity_caution()),
-            ctx,
-        )
-    )
-    if res.p > 1:
-        st.markdown(
-            render.plain(
-                reading.moderator_test(res, omnibus=run.omnibus, caution=flags.omnibus_caution()),
-                ctx,
-            )
-        )
-    if run.ptr_column:
-        st.markdown(
-            reading.ptr_effect(
-                res,
-                run.ptr_column,
-                coefficients=run.inference_table,
-                caution=flags.coefficient_caution(run.ptr_column),
-            )
-        )
+    # Words follow flags: a test the state flags is never called (non-)significant. The
+    # readings are the state's (the pages that show only their cautions read the same ones).
+    for item in current.readings():
+        st.markdown(render.plain(item.text, ctx))
     if res.p > 1:
         st.page_link(
             ctx.pages["moderators"],

@@ -12,6 +12,7 @@ from alliance_core.analyses.run import LOG_PTR_COLUMN, PTR_COLUMN, AnalysisRun, 
 from alliance_core.analyses.sensitivity import cumulative, leave_one_out
 from alliance_core.analyses.settings import PTR
 from alliance_core.analyses.specification import specification_curve
+from alliance_core.analyses.state import ModelFlags
 from alliance_core.figures import rho_sensitivity_figure, specification_figure
 from alliance_core.formatting import escape_markdown
 from alliance_core.handover.csv_export import csv_bytes
@@ -27,14 +28,16 @@ SECTION_KEY = "sensitivity:section"
 
 @st.cache_data(max_entries=8, show_spinner=False, ttl=loading.CACHE_TTL)
 def leave_one_out_table(
-    data_key: str, settings_key: str, _res, on_r: bool
+    data_key: str, settings_key: str, _res, on_r: bool, _flags
 ) -> tuple[pd.DataFrame, str | None, str]:
     # A refit per study: cached on the analysis, like the fit itself (and shared by the
     # server's processes, see loading.shared). The reading states effects on the table's
-    # scale (r for correlations).
+    # scale (r for correlations); the state's flags (fixed by the analysis) decide whether
+    # the followed coefficient's test may be read.
     def compute():
         result = leave_one_out(_res)
-        return result.table, result.coefficient, result.describe(reading_scale(on_r))
+        caution = _flags.coefficient_caution(result.coefficient) if result.coefficient else None
+        return result.table, result.coefficient, result.describe(reading_scale(on_r), caution)
 
     return loading.shared(f"leave-one-out:{reading_scale(on_r)}", data_key, settings_key, compute)
 
@@ -175,6 +178,7 @@ class Refits:
     on_r: bool
     symbol: str
     labels: dict | None
+    flags: ModelFlags  # the state's flags of ``run``
 
     @property
     def result(self):
@@ -194,7 +198,7 @@ def leave_one_out_section(page: Refits) -> None:
         st.spinner("Refitting without each " + page.unit + "…"),
     ):
         table, coefficient, text = leave_one_out_table(
-            page.data_key, page.settings_key, res, page.on_r
+            page.data_key, page.settings_key, res, page.on_r, page.flags
         )
         st.markdown(escape_markdown(text))
 
@@ -425,6 +429,7 @@ if render.page_header("Sensitivity", ctx):
         on_r=ctx.data.correlations,
         symbol=effect_words(ctx.data.measure).symbol,
         labels=row_labels(res, ctx.data.mapping.label),
+        flags=loading.state(ctx).flags_of(run),
     )
     render.model_statement(
         run,
@@ -435,6 +440,7 @@ if render.page_header("Sensitivity", ctx):
             else ""
         ),
     )
+    render.state_cautions(ctx)
     if run.robust is not None:
         st.caption(
             ":material/info: Leave-one-out, influence and cumulative refits show model-based "

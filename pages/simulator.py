@@ -182,13 +182,15 @@ sidebar.write_view(view_query(view))
 with render.shown_errors("The simulation"), st.spinner("Simulating patients and studies…"):
     sim = simulated_run(params, model, method, ptr_scale)
     row = sim.slope
+    # The slope, its interval and the sentence below read one state, in one format.
+    estimate, low, high = sim.slope_shown()
     cols = st.columns(4)
     cols[0].metric("Effect sizes (k)", f"{sim.result.k}")
     cols[1].metric("Studies", f"{sim.result.n_studies}")
-    cols[2].metric("Fitted PTR slope", format_number(row["estimate"], 3), help="On Fisher's z.")
+    cols[2].metric("Fitted PTR slope", estimate, help="On Fisher's z.")
     cols[3].metric("Theory's slope", format_number(sim.theory_slope, 3))
     st.caption(
-        f"Fitted slope {interval_text(row['ci_lb'], row['ci_ub'])} ({int(100 * sim.result.level)}% CI), "
+        f"Fitted slope [{low}, {high}] ({int(100 * sim.result.level)}% CI), "
         f"{format_p(row['pval'])}; simulated and fitted in {format_number(sim.seconds, 2)} s."
     )
     with promise_slot:

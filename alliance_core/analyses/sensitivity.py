@@ -136,12 +136,15 @@ class LeaveOneOut:
     level: float
     moderated: bool = False  # the model has moderators: the intercept is not a pooled estimate
 
-    def describe(self, transform: str | None = None) -> str:
+    def describe(self, transform: str | None = None, caution: str | None = None) -> str:
         """What was done, what it showed, and what it cannot show, in plain words.
 
         ``transform="r"`` states the intercept as r (the scale of the table shown beside
         it); the followed coefficient stays on the model's scale and, then, says it is
-        Fisher's z. None: every number on the model's scale."""
+        Fisher's z. None: every number on the model's scale. ``caution`` (why the followed
+        coefficient's test cannot be trusted, ``ModelFlags.coefficient_caution``) replaces
+        the count of significant refits: a flagged test is never called significant or
+        non-significant."""
         ok = self.table[self.table["error"].isna()]
         n = len(self.table)
         lines = [
@@ -170,13 +173,21 @@ class LeaveOneOut:
             alpha = 1.0 - self.level
             significant = int((ok["coef_pval"] < alpha).sum())
             on_z = " (on Fisher's z)" if transform == "r" else ""
-            lines.append(
+            ranged = (
                 f"The {display_name(self.coefficient)} coefficient{on_z} ranged from "
                 f"{_fmt(ok['coef_estimate'].min())} to {_fmt(ok['coef_estimate'].max())} (all "
-                f"data: {_fmt(self.full['coef_estimate'])}, {format_p(self.full['coef_pval'])}); "
-                "it was "
-                f"significant at p < {alpha:g} in {significant} of {len(ok)} refits."
+                f"data: {_fmt(self.full['coef_estimate'])}, {format_p(self.full['coef_pval'])})"
             )
+            if caution:
+                lines.append(
+                    f"{ranged}; its test cannot be trusted ({caution}), so the refits' tests "
+                    "are not read as showing an effect or as showing none."
+                )
+            else:
+                lines.append(
+                    f"{ranged}; it was significant at p < {alpha:g} in {significant} of "
+                    f"{len(ok)} refits."
+                )
         failed = n - len(ok)
         if failed:
             lines.append(f"{failed} refit(s) could not be estimated (see the error column).")

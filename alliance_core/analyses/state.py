@@ -31,6 +31,7 @@ from alliance_core.errors import AnalysisError
 from alliance_core.model.design import INTERCEPT
 from alliance_core.model.nesting import display_name
 from alliance_core.model.robust import FEW_CLUSTERS, MIN_RELIABLE_DF
+from alliance_core.wording import reading
 
 # A heterogeneity statement ("about 80% is true heterogeneity") needs studies that can differ:
 # with two studies the between-study variance rests on one contrast.
@@ -199,6 +200,15 @@ def model_flags(run: AnalysisRun) -> ModelFlags:
     )
 
 
+@dataclass(frozen=True)
+class Reading:
+    """One test of a state in words (see ``AnalysisState.readings``)."""
+
+    what: str  # "heterogeneity", "moderators" or "ptr"
+    text: str
+    flagged: bool  # the test cannot be trusted: the text says why and gives no verdict
+
+
 @dataclass(frozen=True, eq=False)
 class AnalysisState:
     """Every model one dashboard state shows, fitted once (see the module docstring)."""
@@ -262,13 +272,15 @@ class AnalysisState:
 
     def headline(self) -> dict[str, float]:
         """The headline numbers a state reports, by name, on the scale shown (r for
-        correlations; coefficients on the analysis scale): the pooled estimate, CI, PI, I², the
-        variance components, the moderator test and every coefficient with its test."""
+        correlations; coefficients on the analysis scale), keyed "<model>.<number>" for the
+        models "pooled" and "moderators": each model's prediction (the pooled estimate; with
+        moderators, the effect at typical moderator values) with CI and PI, k, I², the variance
+        components, the moderator test and every coefficient with its test."""
         out: dict[str, float] = {}
-        pred = self.pooled_prediction()
-        for name in ("pred", "ci_lb", "ci_ub", "pi_lb", "pi_ub"):
-            out[f"pooled.{name}"] = float(pred[name])
         for label, run, _ in self.models():
+            pred = run.predict(transform=self.transform).iloc[0]
+            for name in ("pred", "ci_lb", "ci_ub", "pi_lb", "pi_ub"):
+                out[f"{label}.prediction.{name}"] = float(pred[name])
             res = run.result
             out[f"{label}.k"] = float(res.k)
             out[f"{label}.I2"] = float(res.I2)
@@ -285,6 +297,41 @@ class AnalysisState:
                 for name in ("estimate", "se", "pval", "ci_lb", "ci_ub"):
                     out[f"{label}.{term}.{name}"] = float(row[name])
         return out
+
+    def readings(self) -> tuple[Reading, ...]:
+        """The state's tests in words, as the Overview states them: the pooled model's
+        heterogeneity, the test of all moderators and the PTR slope of the sidebar's model
+        (under its chosen inference). Each reading follows the state's flags: a flagged test
+        is stated with why it cannot be trusted and without a verdict (never "significant" or
+        "not significant"), and ``flagged`` says so, for pages that show only the cautions."""
+        pooled = self.pooled.result
+        caution = self.pooled_flags.heterogeneity_caution()
+        out = [
+            Reading("heterogeneity", reading.heterogeneity(pooled, caution=caution), bool(caution))
+        ]
+        run = self.moderated
+        if run is None or run.result.p < 2:
+            return tuple(out)
+        flags = self.moderated_flags
+        caution = flags.omnibus_caution()
+        out.append(
+            Reading(
+                "moderators",
+                reading.moderator_test(run.result, omnibus=run.omnibus, caution=caution),
+                bool(caution),
+            )
+        )
+        if run.ptr_column:
+            caution = flags.coefficient_caution(run.ptr_column)
+            text = reading.ptr_effect(
+                run.result, run.ptr_column, coefficients=run.inference_table, caution=caution
+            )
+            out.append(Reading("ptr", text, bool(caution)))
+        return tuple(out)
+
+    def reading(self, what: str) -> Reading | None:
+        """The reading ``what`` ("heterogeneity", "moderators", "ptr") or None."""
+        return next((r for r in self.readings() if r.what == what), None)
 
     def summary(self) -> str:
         """The models of this state and their flags, as text."""

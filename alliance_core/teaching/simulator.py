@@ -1,8 +1,9 @@
 """The Simulator page's engine: simulate a literature, fit the PTR meta-regression, set theory beside it.
 
 A run draws a meta-analysis from the project's worked model (:mod:`alliance_core.teaching.simulate`),
-fits the PTR meta-regression a reader would fit to it (:func:`alliance_core.fit`, Fisher z,
-log PTR or PTR as moderator) and computes what the model itself says the answer should be:
+analyses it as the dashboard analyses a coding sheet (``analysis_state``: Fisher z, log PTR or
+PTR as moderator, the state's flags; the page's slope and its sentence read that one state) and
+computes what the model itself says the answer should be:
 
 * the theory curve: the expected sample correlation
   (:func:`~alliance_core.teaching.simulate.mean_sample_correlation`) of a study with the median number of
@@ -35,23 +36,22 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from alliance_core.data.effect_sizes import escalc
+from alliance_core.analyses.run import LOG_PTR_COLUMN, PTR_COLUMN, effect_size_table
+from alliance_core.analyses.settings import PTR, AnalysisSettings
+from alliance_core.analyses.state import AnalysisState, analysis_state
+from alliance_core.data.mapping import ColumnMapping
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import OKABE_ITO, ptr_curve_figure
-from alliance_core.formatting import format_number
-from alliance_core.model.fitting import fit
+from alliance_core.formatting import format_coefficient, format_number
 from alliance_core.model.results import MetaResult
 from alliance_core.teaching.simulate import (
     SimulationParameters,
     mean_sample_correlation,
     simulate_meta_analysis,
 )
-from alliance_core.wording import reading
 
 MODELS = ("two-level", "three-level")
 PTR_SCALES = ("log", "raw")
-PTR_COLUMN = "ptr"
-LOG_PTR_COLUMN = "log_ptr"
 THEORY_GRID_POINTS = 120
 THEORY_COLOUR = OKABE_ITO[5]  # vermillion, apart from the fitted curve's blue
 FITTED_CURVE_NAME = "Fitted meta-regression"
@@ -171,8 +171,11 @@ PRESETS: dict[str, Preset] = {
 class SimulationRun:
     """One simulated meta-analysis, its PTR meta-regression and the theory beside it.
 
-    ``data`` is the simulated coding sheet with ``yi``, ``vi`` (Fisher z) and ``log_ptr``;
-    ``result`` the fitted model (moderator ``ptr_term``); ``theory`` a table with columns
+    ``state`` is the simulated literature analysed as the dashboard analyses a coding sheet
+    (``analysis_state``: the pooled and the PTR model, with their flags); ``data`` the rows
+    of its PTR model (the simulated sheet with ``yi``, ``vi`` on Fisher's z, ``PTR`` and
+    ``log_PTR``); ``result`` that model's fit (moderator ``ptr_term``), the one the page's
+    slope and sentence both read; ``theory`` a table with columns
     ``ptr``, ``n_therapists`` and ``r_theory`` for a study of ``typical_n`` patients;
     ``theory_slope`` the coefficient the model would report at the expected effect sizes
     (module docstring); ``seconds`` the time from simulation to theory.
@@ -182,8 +185,7 @@ class SimulationRun:
     model: str
     method: str
     ptr_scale: str
-    data: pd.DataFrame
-    result: MetaResult
+    state: AnalysisState
     theory: pd.DataFrame
     typical_n: int
     theory_slope: float
@@ -194,9 +196,19 @@ class SimulationRun:
         return LOG_PTR_COLUMN if self.ptr_scale == "log" else PTR_COLUMN
 
     @property
+    def result(self) -> MetaResult:
+        """The PTR model's fit: the state's model."""
+        return self.state.model.result
+
+    @property
+    def data(self) -> pd.DataFrame:
+        return self.state.model.data
+
+    @property
     def slope(self) -> pd.Series:
-        """The PTR row of the coefficient table (estimate, se, statistic, pval, ci_lb, ci_ub)."""
-        return self.result.coefficients.loc[self.ptr_term]
+        """The PTR row of the state's coefficient table under its inference (estimate, se,
+        statistic, df, pval, ci_lb, ci_ub): the number the page shows."""
+        return self.state.model.inference_table.loc[self.ptr_term]
 
     def figure(self, log_x: bool = True, grid_points: int = THEORY_GRID_POINTS) -> go.Figure:
         """Simulated effect sizes against PTR, the fitted curve with its CI band, and theory.
@@ -240,15 +252,23 @@ class SimulationRun:
             "of every size, so it cannot follow the theory's curve at the ends."
         )
 
-    def describe(self, alpha: float = 0.05) -> str:
-        """What the run shows: the fitted PTR slope, the theory's slope, and the two curves."""
-        return " ".join(
-            [
-                reading.ptr_effect(self.result, self.ptr_term, alpha=alpha),
-                self._theory_sentence(),
-                self._curve_sentence(),
-            ]
+    def slope_shown(self) -> tuple[str, str, str]:
+        """The PTR slope and its CI limits as text, with the decimals its SE needs (at least
+        three): as the page's metric shows them and as :meth:`ptr_sentence` states them."""
+        row = self.slope
+        return tuple(
+            format_coefficient(row[name], row["se"], minimum=3)[0]
+            for name in ("estimate", "ci_lb", "ci_ub")
         )
+
+    def ptr_sentence(self) -> str:
+        """The PTR slope in words: the state's own reading of the slope shown (a test the
+        state flags, e.g. with fewer than 10 studies, is stated without a verdict)."""
+        return self.state.reading("ptr").text
+
+    def describe(self) -> str:
+        """What the run shows: the fitted PTR slope, the theory's slope, and the two curves."""
+        return " ".join([self.ptr_sentence(), self._theory_sentence(), self._curve_sentence()])
 
     def _theory_sentence(self) -> str:
         row = self.slope
@@ -316,19 +336,16 @@ def run_simulation(
 
     sheet = simulate_meta_analysis(params)
     report()
-    data = escalc(sheet, r="r", n="n", measure="ZCOR")
-    data[LOG_PTR_COLUMN] = np.log(data[PTR_COLUMN])
+    # The dashboard's own path from a coding sheet to its state: effect sizes, PTR, the fit.
+    table = effect_size_table(sheet, SIMULATED_MAPPING)
     report()
+    settings = simulation_settings(model, method, ptr_scale)
+    state = analysis_state(sheet, SIMULATED_MAPPING, settings, table=table)
     moderator = LOG_PTR_COLUMN if ptr_scale == "log" else PTR_COLUMN
-    result = fit(
-        data,
-        moderators=[moderator],
-        method=method,
-        cluster="study" if model == "three-level" else None,
-    )
+    result = state.model.result
     report()
     typical_n = int(np.median(sheet.drop_duplicates("study")["n"]))
-    theory = theory_curve(params, typical_n, sheet[PTR_COLUMN])
+    theory = theory_curve(params, typical_n, sheet["ptr"])
     slope = theory_slope(result, params, moderator)
     report()
     return SimulationRun(
@@ -336,12 +353,39 @@ def run_simulation(
         model=model,
         method=str(method).upper(),
         ptr_scale=ptr_scale,
-        data=data,
-        result=result,
+        state=state,
         theory=theory,
         typical_n=typical_n,
         theory_slope=slope,
         seconds=time.perf_counter() - started,
+    )
+
+
+# The simulated coding sheet's columns (those of the bundled simulated dataset).
+SIMULATED_MAPPING = ColumnMapping(
+    study="study",
+    es_id="es_id",
+    r="r",
+    n="n",
+    n_therapists="n_therapists",
+    label="label",
+    year="year",
+    measure="correlation",
+)
+# The Simulator's models as dashboard settings: its three-level model has independent sampling
+# errors (rho = 0), its two-level model takes every effect size as its own study.
+SETTINGS_MODELS = {"three-level": "three-level", "two-level": "two-level-independent"}
+
+
+def simulation_settings(model: str, method: str, ptr_scale: str) -> AnalysisSettings:
+    """The settings that analyse a simulated literature as the Simulator does."""
+    return AnalysisSettings(
+        dataset="simulated literature",
+        model=SETTINGS_MODELS[model],
+        method=str(method).upper(),
+        moderators=(PTR,),
+        ptr_scale=ptr_scale,
+        rho=0.0,
     )
 
 

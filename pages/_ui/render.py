@@ -145,6 +145,15 @@ def inference_statement(run: AnalysisRun) -> None:
         st.warning(escape_markdown(warning), icon=":material/warning:")
 
 
+def state_cautions(ctx: loading.Context) -> None:
+    """The Overview's words for every test the current state flags (the same sentences, from
+    its ModelFlags), for pages that show the model without reading its tests: a flagged
+    result is never left to pass there for significant or non-significant."""
+    for item in loading.state(ctx).readings():
+        if item.flagged:
+            st.warning(escape_markdown(plain(item.text, ctx)), icon=":material/warning:")
+
+
 def robust_download_note(run: AnalysisRun) -> None:
     """Under CR2: what the results file holds, truly (the robust rows are the ones shown)."""
     if run.robust is not None:

@@ -23,33 +23,15 @@ import pytest
 
 import alliance_core as ac
 from alliance_core.analyses.settings import AnalysisSettings
-from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, list_datasets, load_dataset
+from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.handover.provenance import Provenance, bundled_sha256
 from alliance_core.handover.report import state_report
 from pages._ui import session, tables
 from pages._ui.state import UPLOAD_DATASET, default_settings
 from tests.app.conftest import exception_messages, new_app
+from tests.app.one_story_states import MODERATED_STATES, ONE_STUDY_LEVEL, STATES
 
-STATES = {
-    "default": {},
-    "CR2": {"inf": "CR2"},
-    "rho0": {"rho": "0"},
-    "two-level-aggregated": {"model": "2L-agg"},
-    "three-studies": {"keep": ["study:1", "study:2", "study:3"]},
-    # A flagged moderator test: CR2 with a level from one study and df below 4.
-    "flagged-CR2": {"ds": "assink2016", "mod": "deltype", "inf": "CR2"},
-    # Moderator tests on real data: two-level model-based, and three-level under CR2.
-    "molloy-design": {"ds": "molloy2014", "mod": "design"},
-    "crede-criterion-CR2": {"ds": "crede2010", "mod": "criterion", "inf": "CR2"},
-    **{
-        f"dataset-{info.name}": {"ds": info.name}
-        for info in list_datasets()
-        if info.name != DEFAULT_DATASET
-    },
-}
-# The bundled datasets open without moderators; every other state has a moderator model.
-MODERATED_STATES = sorted(name for name in STATES if not name.startswith("dataset-"))
 VERDICT = re.compile(r"\bsignificant(ly)?\b")
 
 
@@ -176,25 +158,6 @@ def test_the_flagged_state_is_flagged():
 
 
 # -- an upload with a moderator level observed in one study ------------------------------------
-ONE_STUDY_LEVEL = b"study,es_id,r,n,n_therapists,setting\n" + b"".join(
-    f"{study},{es},{r},{n},{t},{'clinic' if study == 3 else 'lab'}\n".encode()
-    for study, es, r, n, t in (
-        (1, 1, 0.30, 50, 5),
-        (1, 2, 0.22, 50, 5),
-        (2, 1, 0.20, 60, 6),
-        (2, 2, 0.28, 60, 6),
-        (3, 1, 0.35, 45, 9),
-        (3, 2, 0.31, 45, 9),
-        (4, 1, 0.25, 80, 4),
-        (4, 2, 0.18, 80, 4),
-        (5, 1, 0.15, 120, 30),
-        (6, 1, 0.40, 36, 3),
-        (7, 1, 0.33, 70, 7),
-        (8, 1, 0.27, 90, 10),
-    )
-)
-
-
 def test_an_upload_with_a_one_study_level_tells_one_story():
     at = new_app().run()
     at.switch_page("pages/data.py").run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,21 @@ def test_simulator_shows_the_fitted_and_theoretical_slopes(simulator):
     assert theory == pytest.approx(expected.theory_slope, abs=5e-4)
     assert metric(simulator, "Effect sizes (k)") == str(expected.result.k)
     assert any("SIMULATED" in m.value for m in simulator.markdown)
+
+
+def test_the_ptr_sentence_states_the_slope_shown_beside_it(simulator):
+    # One fit, one format: the sentence's slope and interval are the metric's and the caption's.
+    estimate = metric(simulator, "Fitted PTR slope")
+    caption = next(c.value for c in simulator.caption if c.value.startswith("Fitted slope ["))
+    interval = re.match(r"Fitted slope \[(\S+), (\S+)\] \(95% CI\), (p [=<>] \.\d+)", caption)
+    assert interval, caption
+    low, high, p_text = interval.groups()
+    sentence = next(unescaped(m.value) for m in simulator.markdown if "PTR coefficient" in m.value)
+    stated = re.search(
+        r"coefficient (?:is )?\(?(\S+?),? \(?95% CI (\S+) to (\S+), (p [=<>] \.\d+)\)", sentence
+    )
+    assert stated, sentence
+    assert stated.groups() == (estimate, low, high, p_text)
 
 
 def test_changing_the_preset_changes_the_simulated_world(simulator):

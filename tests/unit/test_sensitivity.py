@@ -151,6 +151,18 @@ def test_leave_one_out_follows_ptr_by_default_and_describes_the_range():
     assert result.coefficient == "log_PTR"
     text = result.describe()
     assert "log PTR coefficient ranged from" in text and "152 times" in text
+    assert "significant at p < 0.05 in" in text
+
+
+def test_leave_one_out_never_calls_a_flagged_coefficient_significant():
+    # A caution (the state's flag of the followed coefficient) replaces the count of
+    # significant refits: the range and the reason are given, no verdict.
+    _, res = load("alliance_studies_reml_knha_ptr")
+    result = leave_one_out(res)
+    caution = "only 3 studies inform the moderator test (fewer than 10)"
+    text = result.describe(caution=caution)
+    assert "log PTR coefficient ranged from" in text and f"cannot be trusted ({caution})" in text
+    assert "significant" not in text
 
 
 # -- influence diagnostics -----------------------------------------------------------------

@@ -252,12 +252,12 @@ def test_fit_uses_the_chosen_model_and_ptr_scale(small_run):
     params = small_params()
     raw = run_simulation(params, model="two-level", method="DL", ptr_scale="raw")
     assert raw.result.model == "two-level" and raw.result.method == "DL"
-    assert raw.ptr_term == "ptr" and "ptr" in raw.result.coefficients.index
+    assert raw.ptr_term == "PTR" and "PTR" in raw.result.coefficients.index
     logged = small_run
-    assert logged.result.is_three_level and logged.ptr_term == "log_ptr"
+    assert logged.result.is_three_level and logged.ptr_term == "log_PTR"
     data = escalc(simulate_meta_analysis(params))
     np.testing.assert_allclose(logged.data["yi"], data["yi"])
-    np.testing.assert_allclose(logged.data["log_ptr"], np.log(data["ptr"]))
+    np.testing.assert_allclose(logged.data["log_PTR"], np.log(data["ptr"]))
 
 
 @pytest.mark.parametrize("log_x", [True, False])
@@ -267,7 +267,7 @@ def test_figure_traces_equal_predict_and_theory(runs, log_x):
     traces = {trace.meta["role"]: trace for trace in fig.data if trace.meta}
     curve = traces["curve"]
     ptr = np.asarray(curve.x)
-    pred = run.result.predict({"log_ptr": np.log(ptr)}, transform="r")
+    pred = run.result.predict({"log_PTR": np.log(ptr)}, transform="r")
     np.testing.assert_allclose(curve.y, pred["pred"])
     band = np.asarray(traces["ci band"].y)
     np.testing.assert_allclose(band[: len(ptr)], pred["ci_ub"])
@@ -323,5 +323,24 @@ def test_bad_choices_raise_analysis_errors():
         run_simulation(ptr_scale="sqrt")
     with pytest.raises(AnalysisError, match="SimulationParameters"):
         run_simulation({"icc": 0.2})
-    with pytest.raises(AnalysisError, match="ML or REML"):
+    with pytest.raises(AnalysisError, match="choose one of REML, ML"):
         run_simulation(replace(SimulationParameters(), n_studies=20), method="DL")
+
+
+def test_the_ptr_sentence_reads_the_state_of_the_slope_shown():
+    # The sentence is the state's reading of the very fit whose slope the page shows, in the
+    # page's format; with fewer than 10 studies that state flags the test and the sentence
+    # gives no verdict.
+    for studies, flagged in ((6, True), (40, False)):
+        run = run_simulation(replace(SimulationParameters(), n_studies=studies))
+        estimate, low, high = run.slope_shown()
+        sentence = run.ptr_sentence()
+        assert f"({estimate}, 95% CI {low} to {high}" in sentence or (
+            f"is {estimate} (95% CI {low} to {high}" in sentence
+        )
+        assert run.slope["estimate"] == run.result.coefficients.loc[run.ptr_term, "estimate"]
+        assert run.state.moderated_flags.few_studies is flagged
+        assert ("cannot be trusted" in sentence) is flagged
+        if flagged:
+            assert "significant" not in sentence and "do not support" not in sentence
+        assert run.describe().startswith(sentence)
