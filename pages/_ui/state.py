@@ -32,7 +32,9 @@ from alliance_core.analyses.settings import (
     THREE_LEVEL_METHODS,
     TWO_LEVEL_METHODS,
     AnalysisSettings,
+    interaction_partner,
     legacy_link_rho,
+    ptr_interaction,
 )
 from alliance_core.data.control_text import cleaned_json
 from alliance_core.data.datasets import DEFAULT_DATASET, DatasetInfo, list_datasets
@@ -72,20 +74,25 @@ LEGACY_RHO_NOTICE = (
 )
 # Link parameters of what a page shows of the same model (not part of AnalysisSettings, so
 # they never change a fit or its cache key): forest sort order, bubble colour, what-if profiles,
-# the open tab of the Sensitivity page, the selection model's cuts, the projector view, the Simulator's preset, seed and
-# sliders, the lesson and its step.
+# the open tab of the Sensitivity page, the selection model's cuts, the Moderators page's marginal
+# means moderator, its location-scale section and its wild bootstrap request, the projector view,
+# the Simulator's preset, seed and sliders, the lesson and its step.
 VIEW_PARAMETERS = (
     "sort",
     "colour",
     "profile",
     "tab",
     "cuts",
+    "means",
+    "ls",
+    "cwb",
     "view",
     *SIMULATOR_PARAMETERS,
     *LESSON_PARAMETERS,
 )
 FOREST_SORT_NAMES = ("effect", "precision", "year", "ptr", "label", "data")
 NO_COLOUR = "none"
+SCALE_ON, SCALE_OFF = "on", "off"  # ls=: the Moderators page's location-scale section
 MAX_LINK_PROFILES = 4
 
 
@@ -279,11 +286,14 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
     ptr_scale = draft.ptr_scale if draft.ptr_scale in PTR_SCALES else "log"
 
     moderators: list[str] = []
+    asked_interactions: list[str] = []
     for moderator in draft.moderators:
         if moderator in moderators:
             continue
         if moderator in choices.moderators:
             moderators.append(moderator)
+        elif interaction_partner(moderator) is not None:
+            asked_interactions.append(interaction_partner(moderator))
         elif moderator == PTR:
             notes.append(
                 "PTR needs the number of therapists per study, which this table does not have; "
@@ -291,6 +301,12 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
             )
         else:
             notes.append(f"'{moderator}' is not a moderator column of this table; it was left out.")
+    interactions, interaction_notes = reconcile_interactions(
+        asked_interactions, moderators, choices
+    )
+    notes += interaction_notes
+    refusals: list[str] = list(interaction_notes)
+    moderators += [ptr_interaction(column) for column in interactions]
 
     filter_columns: list[str] = []
     filter_levels: dict[str, tuple[str, ...]] = {}
@@ -315,7 +331,6 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
 
     rows = apply_filters(table, filters)
     reference: dict[str, str] = {}
-    refusals: list[str] = []
     for column, level in draft.reference.items():
         if column not in moderators or column not in choices.categorical:
             continue  # a reference only matters for a categorical moderator in the model
@@ -353,6 +368,47 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
         study=choices.study,
         refusals=tuple(refusals),
     )
+
+
+def interaction_choices(moderators: Sequence[str], choices: DataChoices) -> tuple[str, ...]:
+    """The categorical moderators PTR may interact with: those chosen beside PTR."""
+    if PTR not in moderators:
+        return ()
+    return tuple(m for m in moderators if m in choices.categorical and m != PTR)
+
+
+def reconcile_interactions(
+    asked: Sequence[str], moderators: Sequence[str], choices: DataChoices
+) -> tuple[tuple[str, ...], list[str]]:
+    """The PTR interactions (partner columns) kept of those ``asked``, and a sentence for each
+    left out: a partner this table does not have or that is not categorical, or an interaction
+    whose main effects are not both among the ``moderators`` (removing a main effect removes
+    its interaction, and says so)."""
+    offered = interaction_choices(moderators, choices)
+    kept: list[str] = []
+    notes: list[str] = []
+    for column in dict.fromkeys(asked):
+        name = f"PTR × {column}"
+        if column not in choices.moderators:
+            notes.append(
+                f"The interaction {name} was left out: '{column}' is not a moderator column of "
+                "this table."
+            )
+        elif column not in choices.categorical:
+            notes.append(
+                f"The interaction {name} was left out: PTR interacts here only with a "
+                f"categorical moderator, and '{column}' is numeric."
+            )
+        elif column in offered:
+            kept.append(column)
+        else:
+            missing = " and ".join(f"'{part}'" for part in (PTR, column) if part not in moderators)
+            notes.append(
+                f"The interaction {name} was removed because {missing} "
+                f"{'is' if ' and ' not in missing else 'are'} not among the moderators: "
+                "an interaction is read beside both its main effects."
+            )
+    return tuple(kept), notes
 
 
 # -- links -----------------------------------------------------------------------------------
@@ -431,14 +487,18 @@ class ViewRequest:
     """What a link asks a page to show of the model. ``None`` means the link does not say;
     ``sort`` is one of FOREST_SORT_NAMES ("data" = data order), ``colour`` a column name or
     NO_COLOUR, ``profiles`` a tuple of {"name": str, "values": {column: level or number}},
-    ``tab`` the name of a Sensitivity tab, ``cuts`` the selection model's cut choice (both
-    checked by the page)."""
+    ``tab`` the name of a Sensitivity tab, ``cuts`` the selection model's cut choice,
+    ``means`` the moderator of the marginal means, ``cwb`` the wild bootstrap test asked for
+    (all checked by the page); ``scale`` whether the location-scale section is open (``ls=on``)."""
 
     sort: str | None = None
     colour: str | None = None
     profiles: tuple[dict, ...] | None = None
     tab: str | None = None
     cuts: str | None = None
+    means: str | None = None
+    scale: bool | None = None
+    cwb: str | None = None
 
 
 def encode_profile(profile: Mapping) -> str:
@@ -457,6 +517,9 @@ def view_query(
     profiles: Sequence[Mapping] | None = None,
     tab: str | None = None,
     cuts: str | None = None,
+    means: str | None = None,
+    scale: bool | None = None,
+    cwb: str | None = None,
 ) -> dict[str, list[str]]:
     """Query parameters of a view; a parameter left as ``None`` is not written."""
     query: dict[str, list[str]] = {}
@@ -470,6 +533,12 @@ def view_query(
         query["tab"] = [tab]
     if cuts is not None:
         query["cuts"] = [cuts]
+    if means is not None:
+        query["means"] = [means]
+    if scale:
+        query["ls"] = [SCALE_ON]
+    if cwb is not None:
+        query["cwb"] = [cwb]
     return query
 
 
@@ -519,7 +588,29 @@ def view_from_link(query: Mapping[str, Sequence[str]]) -> tuple[ViewRequest, lis
         profiles = tuple(profiles)
     tab = (list(query.get("tab") or []) or [None])[-1]
     cuts = (list(query.get("cuts") or []) or [None])[-1]
-    return ViewRequest(sort=sort, colour=colour, profiles=profiles, tab=tab, cuts=cuts), problems
+    means = (list(query.get("means") or []) or [None])[-1]
+    cwb = (list(query.get("cwb") or []) or [None])[-1]
+    scale = None
+    scale_text = (list(query.get("ls") or []) or [None])[-1]
+    if scale_text is not None:
+        if scale_text in (SCALE_ON, SCALE_OFF):
+            scale = scale_text == SCALE_ON
+        else:
+            problems.append(
+                f"Link parameter ls={_shortened(scale_text)}: it is {SCALE_ON} or {SCALE_OFF}; "
+                "the section stays closed."
+            )
+    view = ViewRequest(
+        sort=sort,
+        colour=colour,
+        profiles=profiles,
+        tab=tab,
+        cuts=cuts,
+        means=means,
+        scale=scale,
+        cwb=cwb,
+    )
+    return view, problems
 
 
 def check_view_choice(name: str, wanted: str | None, offered: Sequence[str]) -> list[str]:
