@@ -19,8 +19,10 @@ from alliance_core.analyses.settings import (
     interactions_of,
     ptr_interaction,
 )
+from alliance_core.analyses.state import model_flags
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.figures import level_curves, ptr_curve_figure, ptr_partners
+from alliance_core.wording import reading
 
 WITH_INTERACTION = ("PTR", "rater", "PTR:rater")
 
@@ -183,3 +185,30 @@ def test_level_curves_follow_the_preferred_partner(sheet, mapping):
     assert chosen.column == "design" and chosen.others == ("rater",)
     assert "held at its reference level" in chosen.note()
     assert level_curves(run.result, "PTR", prefer="study").column == "rater"
+
+
+def test_the_ptr_sentence_names_the_level_whose_slope_it_is(sheet, mapping):
+    run = run_analysis(sheet, mapping, AnalysisSettings(moderators=WITH_INTERACTION))
+    reference = run.result.design.term("rater").reference
+    text = reading.ptr_effect(run.result, "log_PTR")
+    assert f"with rater = {reference}" in text
+    assert "each level has its own PTR slope" in text
+    plain = run_analysis(sheet, mapping, AnalysisSettings(moderators=("PTR", "rater")))
+    assert "its own PTR slope" not in reading.ptr_effect(plain.result, "log_PTR")
+
+
+def test_an_interaction_coefficient_of_a_one_study_level_is_flagged(sheet, mapping):
+    # PTR is constant within a study, so PTR x a one-study level cannot be fitted (collinear);
+    # a moderator varying within studies can interact with it, and its coefficient rests on
+    # that one study as the level's own coefficient does.
+    lone = sheet.copy()
+    first = lone["study"] == lone["study"].iloc[0]
+    lone.loc[first, "rater"] = "other"  # a level seen in one study only
+    lone["dose"] = np.random.default_rng(5).normal(size=len(lone))
+    mapping = ColumnMapping(study="study", r="r", n="n", moderators=("rater", "dose"))
+    settings = AnalysisSettings(moderators=("rater", "dose", "dose:rater"))
+    run = run_analysis(lone, mapping, settings)
+    flagged = {label for label, _, _ in model_flags(run).one_study_levels}
+    # labels follow the order the moderators are listed in (R's term labels)
+    assert {"raterother", "raterother:dose"} <= flagged
+    assert "raterpatient:dose" not in flagged
