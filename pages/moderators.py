@@ -262,9 +262,13 @@ def wild_bootstrap_section(run: AnalysisRun, ctx: loading.Context) -> None:
         if linked in by_link_name:
             st.session_state["cwb:test"] = by_link_name[linked]
             st.session_state["cwb:requested"] = (*state_key, by_link_name[linked])
-    choice = st.selectbox("Test", list(tests), key="cwb:test")
-    # Results are kept per state and test for the session: returning to a state shows them.
+    # Results are kept per state and test for the session: returning to a state shows them
+    # (the test box, gone while the section was hidden, reopens on a test with a result).
     store = st.session_state.setdefault("cwb:results", {})
+    kept = [shown for shown in tests if (*state_key, shown) in store]
+    if "cwb:test" not in st.session_state and kept:
+        st.session_state["cwb:test"] = kept[-1]
+    choice = st.selectbox("Test", list(tests), key="cwb:test")
     key = (*state_key, choice)
     if st.button(f"Run the wild bootstrap ({WILD_REPLICATES} replicates)", key="cwb:run"):
         bar = st.progress(0.0, text="Refitting the model for each replicate…")
