@@ -400,9 +400,14 @@ if render.page_header("Moderators & PTR", ctx):
             )
             wald = tables.inference_wald_table(run, flags)
             if not wald.empty:
+                slopes = (
+                    "; a row with × asks whether the PTR slope differs between levels"
+                    if res.design.interactions
+                    else ""
+                )
                 st.markdown(
                     "**Does each categorical moderator matter?** (all its levels tested "
-                    "together; a row with × asks whether the PTR slope differs between levels)"
+                    f"together{slopes})"
                 )
                 render.table(wald.set_index("Moderator"))
             means_section(run, ctx)
