@@ -20,7 +20,7 @@ from alliance_core.formatting import escape_markdown, format_number
 from alliance_core.wording import reading
 from alliance_core.wording.common_language import r_in_brief
 from alliance_core.wording.glossary import define
-from pages._ui import loading, means_tables, render, session, sidebar, state, tables
+from pages._ui import loading, means_tables, render, session, sidebar, state, tables, view_link
 
 # px: on a 1280×720 projector the curve, its legend and x-axis fit below the page heading.
 PROJECTOR_HEIGHT = 360
@@ -47,11 +47,11 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     colour_columns = [c for c in ctx.choices.categorical if c in res.data.columns]
     linked_colour = sidebar.take_link_view("colour")
     if linked_colour is not None:
-        offered = [state.NO_COLOUR, *colour_columns]
+        offered = [view_link.NO_COLOUR, *colour_columns]
         for problem in state.check_view_choice("colour", linked_colour, offered):
             st.warning(escape_markdown(problem), icon=":material/link_off:")
         if linked_colour in offered:
-            wanted = None if linked_colour == state.NO_COLOUR else linked_colour
+            wanted = None if linked_colour == view_link.NO_COLOUR else linked_colour
             st.session_state["ptr:colour"] = wanted
     color_by = left.selectbox(
         "Colour bubbles by",
@@ -104,7 +104,7 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
             key="ptr:profiles:" + "|".join(columns.names),
         )
         profiles, notes = tables.profiles_from_rows(edited, columns)
-        sidebar.write_view({"profile": state.view_query(profiles=profiles)["profile"] or None})
+        sidebar.write_view({"profile": view_link.view_query(profiles=profiles)["profile"] or None})
         for note in notes:
             st.caption(f":material/info: {escape_markdown(note)}")
     else:
@@ -321,7 +321,7 @@ def heterogeneity_section(run: AnalysisRun, ctx: loading.Context) -> None:
         key="tau2:on",
         help="Lets the between-study variance τ² depend on PTR: a second, slower fit.",
     )
-    sidebar.write_view({"ls": [state.SCALE_ON] if opened else None})
+    sidebar.write_view({"ls": [view_link.SCALE_ON] if opened else None})
     if not opened:
         return
     if res.is_three_level or res.method not in ("ML", "REML"):

@@ -32,7 +32,6 @@ from pages._ui.state import (
     SOURCE_BUNDLED,
     SOURCE_UPLOAD,
     UPLOAD_DATASET,
-    VIEW_PARAMETERS,
     Draft,
     default_settings,
     display_title,
@@ -40,8 +39,8 @@ from pages._ui.state import (
     offered_choices,
     reconcile,
     settings_from_link,
-    view_from_link,
 )
+from pages._ui.view_link import VIEW_PARAMETERS, view_from_link
 
 # -- the sidebar -----------------------------------------------------------------------------
 # The Context of the script run in progress: app.py sets it before running the page and clears
@@ -325,7 +324,7 @@ def _in_fragment_rerun() -> bool:
 
 
 def take_link_view(part: str):
-    """The opening link's ``part`` of the view (a field of ``state.ViewRequest``: "sort",
+    """The opening link's ``part`` of the view (a field of ``view_link.ViewRequest``: "sort",
     "colour", "profiles", "tab", "cuts", "means", "scale" or "cwb"), once: a page applies it on
     its first run, after which the user's choices rule."""
     ss = st.session_state

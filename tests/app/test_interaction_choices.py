@@ -7,7 +7,7 @@ from __future__ import annotations
 from alliance_core.analyses.run import effect_size_table
 from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
-from pages._ui import state
+from pages._ui import state, view_link
 
 
 def reconciled(name: str = DEFAULT_DATASET, **draft):
@@ -66,22 +66,22 @@ def test_the_interaction_travels_through_a_dashboard_link():
 
 
 def test_the_moderators_page_view_round_trips():
-    query = state.view_query(means="design", scale=True, cwb="alliance_rater")
+    query = view_link.view_query(means="design", scale=True, cwb="alliance_rater")
     assert query == {"means": ["design"], "ls": ["on"], "cwb": ["alliance_rater"]}
-    view, problems = state.view_from_link(query)
+    view, problems = view_link.view_from_link(query)
     assert problems == []
     assert (view.means, view.scale, view.cwb) == ("design", True, "alliance_rater")
-    assert set(query) <= set(state.VIEW_PARAMETERS)
+    assert set(query) <= set(view_link.VIEW_PARAMETERS)
 
 
 def test_a_closed_location_scale_section_is_not_written_and_a_bad_value_is_named():
-    assert state.view_query(scale=False) == {}
-    view, problems = state.view_from_link({"ls": ["maybe"]})
+    assert view_link.view_query(scale=False) == {}
+    view, problems = view_link.view_from_link({"ls": ["maybe"]})
     assert view.scale is None
     assert problems == ["Link parameter ls=maybe: it is on or off; the section stays closed."]
 
 
 def test_a_link_without_the_new_view_parameters_asks_for_none_of_them():
-    view, problems = state.view_from_link({"mod": ["PTR"], "sort": ["effect"]})
+    view, problems = view_link.view_from_link({"mod": ["PTR"], "sort": ["effect"]})
     assert problems == []
     assert (view.means, view.scale, view.cwb) == (None, None, None)
