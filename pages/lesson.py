@@ -14,7 +14,7 @@ from alliance_core.teaching.lesson import (
     load_lesson,
 )
 from alliance_core.teaching.lesson_figures import step_figure
-from pages._ui import loading, render, session, sidebar, state
+from pages._ui import loading, render, session, sidebar, state, view_link
 
 LESSON_KEY = "_lesson:name"  # plain keys: they survive a visit to the page a step opens
 STEP_KEY = "_lesson:step"
@@ -67,12 +67,12 @@ def open_view(step) -> None:
     ss = st.session_state
     query = {"ds": [DEFAULT_DATASET], **step.query()}
     settings, problems = state.settings_from_link(query, loading.defaults_for)
-    view, view_problems = state.view_from_link(query)
+    view, view_problems = view_link.view_from_link(query)
     ss[session.PENDING] = settings
     ss[session.NOTICES] = [*problems, *view_problems]
     ss[session.LINK_VIEW] = view
     ss[session.VIEW_QUERY] = {
-        key: values for key, values in query.items() if key in state.VIEW_PARAMETERS
+        key: values for key, values in query.items() if key in view_link.VIEW_PARAMETERS
     }
     for key in [key for key in ss if str(key).startswith("sim:")]:
         del ss[key]  # the Simulator reads its view from the link again

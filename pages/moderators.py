@@ -10,6 +10,7 @@ import streamlit as st
 from alliance_core.analyses.model_comparison import model_comparison, refit_with
 from alliance_core.analyses.run import AnalysisRun
 from alliance_core.figures import (
+    level_curves,
     orchard_figure,
     ptr_curve_figure,
     ptr_slope_readout,
@@ -19,7 +20,7 @@ from alliance_core.formatting import escape_markdown, format_number
 from alliance_core.wording import reading
 from alliance_core.wording.common_language import r_in_brief
 from alliance_core.wording.glossary import define
-from pages._ui import loading, means_tables, render, session, sidebar, state, tables
+from pages._ui import loading, means_tables, render, session, sidebar, state, tables, view_link
 
 # px: on a 1280×720 projector the curve, its legend and x-axis fit below the page heading.
 PROJECTOR_HEIGHT = 360
@@ -46,11 +47,11 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     colour_columns = [c for c in ctx.choices.categorical if c in res.data.columns]
     linked_colour = sidebar.take_link_view("colour")
     if linked_colour is not None:
-        offered = [state.NO_COLOUR, *colour_columns]
+        offered = [view_link.NO_COLOUR, *colour_columns]
         for problem in state.check_view_choice("colour", linked_colour, offered):
             st.warning(escape_markdown(problem), icon=":material/link_off:")
         if linked_colour in offered:
-            wanted = None if linked_colour == state.NO_COLOUR else linked_colour
+            wanted = None if linked_colour == view_link.NO_COLOUR else linked_colour
             st.session_state["ptr:colour"] = wanted
     color_by = left.selectbox(
         "Colour bubbles by",
@@ -103,12 +104,23 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
             key="ptr:profiles:" + "|".join(columns.names),
         )
         profiles, notes = tables.profiles_from_rows(edited, columns)
-        sidebar.write_view({"profile": state.view_query(profiles=profiles)["profile"] or None})
+        sidebar.write_view({"profile": view_link.view_query(profiles=profiles)["profile"] or None})
         for note in notes:
             st.caption(f":material/info: {escape_markdown(note)}")
     else:
         st.caption(
             "Add other moderators to compose what-if profiles (e.g. observer-rated alliance)."
+        )
+    # With PTR x a categorical moderator, each level has its own slope: one curve per level
+    # (unless the reader composed profiles of their own).
+    curves = level_curves(res, "PTR", prefer=color_by)
+    if curves is not None and not profiles:
+        profiles = list(curves.profiles)
+        st.caption(f":material/stacked_line_chart: {escape_markdown(curves.note())}")
+    elif curves is not None:
+        st.caption(
+            ":material/info: Your what-if profiles are drawn instead of one curve per level of "
+            f"{escape_markdown(curves.column)}; clear them to see every level's PTR slope."
         )
 
     view = (log_axis, color_by, json.dumps(profiles, sort_keys=True, default=str))
@@ -192,7 +204,14 @@ def means_section(run: AnalysisRun, ctx: loading.Context) -> None:
     categorical = [t.column for t in res.design.terms if t.kind == "categorical"]
     if categorical:
         st.markdown("**Expected effect per level** (marginal means)")
+        linked = sidebar.take_link_view("means")
+        if linked is not None:
+            for problem in state.check_view_choice("means", linked, categorical):
+                st.warning(escape_markdown(problem), icon=":material/link_off:")
+            if linked in categorical:
+                st.session_state["means:focal"] = linked
         focal = st.selectbox("Moderator", categorical, key="means:focal")
+        sidebar.write_view({"means": None if focal == categorical[0] else [focal]})
         with render.shown_errors("The marginal means"):
             means = res.marginal_means(focal, robust=run.robust)
             st.caption(
@@ -228,12 +247,29 @@ def wild_bootstrap_section(run: AnalysisRun, ctx: loading.Context) -> None:
         "CR2 tests need."
     )
     tests = {"all moderators": list(res.design.term_labels)}
+    link_names = {"all moderators": "all"}
     for term in res.design.terms:
-        if term.kind == "categorical":
-            tests[term.column] = [term.column]
-    choice = st.selectbox("Test", list(tests), key="cwb:test")
+        if term.kind != "numeric":
+            shown = tables.interaction_words(res, term.column)
+            tests[shown] = [term.column]
+            link_names[shown] = term.column
+    state_key = (ctx.data.key, loading.analysis_key(ctx.settings))
+    linked = sidebar.take_link_view("cwb")
+    if linked is not None:
+        for problem in state.check_view_choice("cwb", linked, list(link_names.values())):
+            st.warning(escape_markdown(problem), icon=":material/link_off:")
+        by_link_name = {name: shown for shown, name in link_names.items()}
+        if linked in by_link_name:
+            st.session_state["cwb:test"] = by_link_name[linked]
+            st.session_state["cwb:requested"] = (*state_key, by_link_name[linked])
+    # Results are kept per state and test for the session: returning to a state shows them
+    # (the test box, gone while the section was hidden, reopens on a test with a result).
     store = st.session_state.setdefault("cwb:results", {})
-    key = (ctx.data.key, loading.analysis_key(ctx.settings), choice)
+    kept = [shown for shown in tests if (*state_key, shown) in store]
+    if "cwb:test" not in st.session_state and kept:
+        st.session_state["cwb:test"] = kept[-1]
+    choice = st.selectbox("Test", list(tests), key="cwb:test")
+    key = (*state_key, choice)
     if st.button(f"Run the wild bootstrap ({WILD_REPLICATES} replicates)", key="cwb:run"):
         bar = st.progress(0.0, text="Refitting the model for each replicate…")
         started = time.perf_counter()
@@ -264,6 +300,15 @@ def wild_bootstrap_section(run: AnalysisRun, ctx: loading.Context) -> None:
             f"p = {tables.fmt_p(cwb.pval)} ({cwb.R} replicates, {cwb.auxiliary} weights, "
             f"{cwb.n_clusters} clusters, {cwb.type} covariance)."
         )
+    elif st.session_state.get("cwb:requested") == key:
+        st.info(
+            f"This link asked for the wild bootstrap of {escape_markdown(choice)}. It is not run "
+            "when a link opens, since it refits the model for every replicate: press the button "
+            "above to run it.",
+            icon=":material/link:",
+        )
+    requested = key in store or st.session_state.get("cwb:requested") == key
+    sidebar.write_view({"cwb": [link_names[choice]] if requested else None})
 
 
 @st.fragment
@@ -271,6 +316,17 @@ def heterogeneity_section(run: AnalysisRun, ctx: loading.Context) -> None:
     """Do studies with more patients per therapist differ more? (location-scale model)"""
     res = run.result
     st.subheader("Do studies with more patients per therapist differ more?")
+    linked = sidebar.take_link_view("scale")
+    if linked is not None:
+        st.session_state["tau2:on"] = linked
+    opened = st.toggle(
+        "Fit a model of the heterogeneity (location-scale model)",
+        key="tau2:on",
+        help="Lets the between-study variance τ² depend on PTR: a second, slower fit.",
+    )
+    sidebar.write_view({"ls": [view_link.SCALE_ON] if opened else None})
+    if not opened:
+        return
     if res.is_three_level or res.method not in ("ML", "REML"):
         st.info(
             "This question is answered by a location-scale model, which needs a two-level "
@@ -347,8 +403,14 @@ if render.page_header("Moderators & PTR", ctx):
             )
             wald = tables.inference_wald_table(run, flags)
             if not wald.empty:
+                slopes = (
+                    "; a row with × asks whether the PTR slope differs between levels"
+                    if res.design.interactions
+                    else ""
+                )
                 st.markdown(
-                    "**Does each categorical moderator matter?** (all its levels tested together)"
+                    "**Does each categorical moderator matter?** (all its levels tested "
+                    f"together{slopes})"
                 )
                 render.table(wald.set_index("Moderator"))
             means_section(run, ctx)

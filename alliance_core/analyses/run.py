@@ -13,7 +13,12 @@ import numpy as np
 import pandas as pd
 
 from alliance_core.analyses.references import resolve_references, single_study_notes
-from alliance_core.analyses.settings import PTR, AnalysisSettings
+from alliance_core.analyses.settings import (
+    INTERACTION,
+    PTR,
+    AnalysisSettings,
+    interaction_partner,
+)
 from alliance_core.data.effect_forms import effect_sizes_by_row
 from alliance_core.data.effect_sizes import (
     escalc,
@@ -23,6 +28,7 @@ from alliance_core.data.effect_sizes import (
 )
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.errors import AnalysisError
+from alliance_core.model.design import build_design, split_moderators
 from alliance_core.model.fitting import fit
 from alliance_core.model.inference import BandInference, LikelihoodRatioTest, compare, predict_under
 from alliance_core.model.nesting import (
@@ -282,14 +288,31 @@ def apply_filters(data: pd.DataFrame, filters) -> pd.DataFrame:
 
 
 def resolve_moderators(settings: AnalysisSettings, mapping: ColumnMapping) -> tuple[str, ...]:
+    """The model's moderator columns: PTR as log_PTR or PTR (``ptr_scale``), and each PTR
+    interaction with its PTR part resolved the same way ("PTR:alliance_rater" becomes
+    "log_PTR:alliance_rater"), so the fit follows metafor's ``~ log_PTR * alliance_rater``.
+
+    An interaction needs both its main effects among the moderators (AnalysisError naming
+    the missing one otherwise).
+    """
+    ptr = LOG_PTR_COLUMN if settings.ptr_scale == "log" else PTR_COLUMN
     columns = []
     for moderator in settings.moderators:
+        partner = interaction_partner(moderator)
+        if (moderator == PTR or partner is not None) and not mapping.has_therapists:
+            raise AnalysisError(
+                "PTR needs the number of therapists per study; map a therapist column to use it."
+            )
         if moderator == PTR:
-            if not mapping.has_therapists:
+            columns.append(ptr)
+        elif partner is not None:
+            missing = [part for part in (PTR, partner) if part not in settings.moderators]
+            if missing:
                 raise AnalysisError(
-                    "PTR needs the number of therapists per study; map a therapist column to use it."
+                    f"The interaction PTR × {partner} needs '{missing[0]}' among the moderators "
+                    "too: an interaction is read beside both its main effects."
                 )
-            columns.append(LOG_PTR_COLUMN if settings.ptr_scale == "log" else PTR_COLUMN)
+            columns.append(f"{ptr}{INTERACTION}{partner}")
         else:
             columns.append(moderator)
     return tuple(columns)
@@ -414,16 +437,14 @@ def _check_study_variance_identified(rows: pd.DataFrame, study: str, moderators)
     studies than coefficients, the fitted line passes through every study's average, the
     restricted likelihood is flat in sigma2_study and no estimate exists (metafor returns
     wherever its optimiser stopped)."""
-    used = rows.dropna(subset=list(moderators))
+    mains, _ = split_moderators(list(moderators), rows.columns)
+    used = rows.dropna(subset=mains)
     studies = used[study].nunique()
-    within = used.groupby(study)[list(moderators)].nunique(dropna=True)
+    within = used.groupby(study)[mains].nunique(dropna=True)
     if (within > 1).any().any():
         return
-    levels = sum(
-        used[m].nunique() - 1 if not pd.api.types.is_numeric_dtype(used[m]) else 1
-        for m in moderators
-    )
-    coefficients = 1 + levels
+    # Interactions count too (their columns are products of the main effects' columns).
+    coefficients = len(build_design(used, list(moderators)).names)
     if studies > coefficients:
         return
     names = ", ".join(display_name(m) for m in moderators)

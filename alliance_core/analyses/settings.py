@@ -43,6 +43,9 @@ SETTINGS_VERSION = 3  # 3: an uploaded sheet's mapping, missing codes and level 
 LEGACY_THREE_LEVEL_RHO = 0.0
 PTR_SCALES = ("log", "raw")
 PTR = "PTR"  # the moderator name the dashboard uses for the Patient-Therapist Ratio
+# An interaction is listed among the moderators beside its two main effects as "PTR:column"
+# (R's ``a:b``; the sidebar offers PTR x each categorical moderator).
+INTERACTION = ":"
 # A settings file written by the dashboard is a few hundred bytes; anything near this size is
 # not one, and refusing it before parsing keeps a hostile file from costing memory or time.
 MAX_SETTINGS_BYTES = 100_000
@@ -56,7 +59,9 @@ class AnalysisSettings:
 
     ``test`` is "z" or "t"; "t" means Knapp-Hartung in the two-level model and t tests on
     k - p degrees of freedom in the three-level model (see ``engine_test``). ``moderators``
-    may include ``"PTR"``, entered as log(PTR) or PTR according to ``ptr_scale``.
+    may include ``"PTR"``, entered as log(PTR) or PTR according to ``ptr_scale``, and an
+    interaction of PTR with a categorical moderator, ``"PTR:alliance_rater"``, listed beside
+    both its main effects (R's ``~ PTR * alliance_rater``; see ``ptr_interaction``).
     ``filters`` keep only rows whose value in a column is among the listed levels.
     ``rho`` is the sampling correlation of one study's effect sizes: the CHE working model of
     the three-level fit and the aggregation of the aggregated two-level model (one rho for the
@@ -301,6 +306,28 @@ class AnalysisSettings:
                 filters.setdefault(column, []).append(level)
             changes["filters"] = {column: tuple(levels) for column, levels in filters.items()}
         return replace(base, **changes)
+
+
+def ptr_interaction(column: str) -> str:
+    """The moderator name of the interaction of PTR with ``column`` ("PTR:alliance_rater")."""
+    return f"{PTR}{INTERACTION}{column}"
+
+
+def interaction_partner(name: str) -> str | None:
+    """The other part of a PTR interaction ("alliance_rater" for "PTR:alliance_rater" or
+    "alliance_rater:PTR"); None when ``name`` is not an interaction with PTR."""
+    parts = name.split(INTERACTION)
+    if len(parts) != 2 or PTR not in parts or parts[0] == parts[1]:
+        return None
+    other = parts[1] if parts[0] == PTR else parts[0]
+    return other or None
+
+
+def interactions_of(moderators) -> tuple[str, ...]:
+    """The partners of PTR among the interactions of a moderator list, in order."""
+    return tuple(
+        partner for name in moderators if (partner := interaction_partner(name)) is not None
+    )
 
 
 def upload_choices_from_json(text: str | bytes) -> UploadChoices | None:

@@ -28,7 +28,7 @@ from alliance_core.analyses.run import AnalysisRun, run_analysis
 from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.errors import AnalysisError
-from alliance_core.model.design import INTERCEPT
+from alliance_core.model.design import INTERACTION, INTERCEPT
 from alliance_core.model.nesting import display_name
 from alliance_core.model.robust import FEW_CLUSTERS, MIN_RELIABLE_DF
 from alliance_core.wording import reading
@@ -179,6 +179,13 @@ def model_flags(run: AnalysisRun) -> ModelFlags:
                 # rest on it; another level makes its own contrast rest on it.
                 for flagged in term.labels if label is None else (label,):
                     one_level.append((flagged, term.column, str(level)))
+    # An interaction coefficient of a one-study level rests on that study as well.
+    flagged_levels = {label: (column, level) for label, column, level in one_level}
+    for term in res.design.interactions:
+        for label in term.labels:
+            pieces = [p for p in label.split(INTERACTION) if p in flagged_levels]
+            if pieces:
+                one_level.append((label, *flagged_levels[pieces[0]]))
     boundary = []
     if res.tau2 is not None and res.tau2 <= BOUNDARY and res.method != "EE":
         boundary.append("tau2")

@@ -38,6 +38,7 @@ from alliance_core.figures.ptr_curve import (
     ptr_grid,
     ptr_slope_readout,
 )
+from alliance_core.figures.ptr_levels import LevelCurves, level_curves, ptr_partners
 from alliance_core.figures.selection_weights import selection_weights_figure
 from alliance_core.figures.specification import specification_figure
 from alliance_core.figures.styling import (
@@ -93,6 +94,9 @@ __all__ = [
     "ptr_curve_figure",
     "ptr_grid",
     "ptr_slope_readout",
+    "LevelCurves",
+    "level_curves",
+    "ptr_partners",
     "escape_html",
     "rgba",
     "rho_sensitivity_figure",

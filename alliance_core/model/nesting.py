@@ -20,6 +20,7 @@ import pandas as pd
 
 from alliance_core.errors import AnalysisError
 from alliance_core.model.aggregation import COUNT_COLUMN, aggregate
+from alliance_core.model.design import INTERACTION
 
 AGGREGATED = "two-level-aggregated"
 INDEPENDENT = "two-level-independent"
@@ -82,8 +83,16 @@ def aggregated_rows(
         rows = rows.drop(columns=COUNT_COLUMN)
     studies = aggregate(rows, cluster=study, rho=rho, yi="yi", vi="vi")
     varying = set(studies.attrs.get("dropped_columns", ()))
-    kept = tuple(m for m in moderators if m not in varying)
-    left_out = [m for m in moderators if m in varying]
+
+    def left_out_of_model(moderator: str) -> bool:
+        # An interaction leaves with any of its parts (it is read beside its main effects).
+        return moderator in varying or (
+            moderator not in rows.columns
+            and any(part in varying for part in moderator.split(INTERACTION))
+        )
+
+    kept = tuple(m for m in moderators if not left_out_of_model(m))
+    left_out = [m for m in moderators if left_out_of_model(m)]
     notes = [
         f"Two-level model on one aggregated effect per study: the {len(rows):,} effect sizes "
         f"of {len(studies):,} studies were combined within each study (inverse-variance "

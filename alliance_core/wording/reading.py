@@ -13,7 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from alliance_core.formatting import format_coefficient, format_number, format_p
+from alliance_core.formatting import (
+    escape_markdown,
+    format_coefficient,
+    format_number,
+    format_p,
+)
 from alliance_core.model.inference import predict_under
 from alliance_core.model.nesting import display_name
 from alliance_core.model.results import MetaResult
@@ -213,25 +218,57 @@ def ptr_effect(
     row = table.loc[ptr_column]
     scale = "log PTR" if ptr_column.lower().startswith("log") else "PTR"
     estimate, low, high = _coefficient(row)
+    # With PTR x a categorical moderator the PTR coefficient is one level's slope (the
+    # reference level's), not every study's: the sentence names that level.
+    at, note = _interaction_words(res, ptr_column, scale)
     if caution:
-        return untrusted(
-            f"The {scale} coefficient ({estimate}, {_pct(res.level)} CI {low} to {high}, "
-            f"p {_p(row['pval'])})",
-            caution,
+        return (
+            untrusted(
+                f"The {scale} coefficient{at} ({estimate}, {_pct(res.level)} CI {low} to {high}, "
+                f"p {_p(row['pval'])})",
+                caution,
+            )
+            + note
         )
     if row["pval"] >= alpha:
         return (
-            f"The data do not support a PTR effect: the {scale} coefficient is {estimate} "
+            f"The data do not support a PTR effect{at}: the {scale} coefficient is {estimate} "
             f"({_pct(res.level)} CI {low} to {high}, p {_p(row['pval'])}), "
-            "an interval that includes no change."
+            "an interval that includes no change." + note
         )
     direction = "weaker" if row["estimate"] < 0 else "stronger"
+    studies = f"Studies{at} in which" if at else "Studies in which"
     return (
-        f"Studies in which each therapist treats more patients show a {direction} alliance–outcome "
+        f"{studies} each therapist treats more patients show a {direction} alliance–outcome "
         f"link: the {scale} coefficient is {estimate} ({_pct(res.level)} CI "
         f"{low} to {high}, p {_p(row['pval'])})."
+        + note
         + (f" {PTR_SLOPE_MEANING}" if row["estimate"] < 0 else "")
     )
+
+
+def _interaction_words(res: MetaResult, ptr_column: str, scale: str) -> tuple[str, str]:
+    """(" with alliance_rater = patient", " PTR interacts with ...") for a model with PTR x a
+    categorical moderator; ("", "") otherwise. User text is escaped for Markdown."""
+    partners = [
+        part
+        for term in res.design.interactions
+        if ptr_column in [p.column for p in term.parts]
+        for part in term.parts
+        if part.column != ptr_column and part.kind == "categorical"
+    ]
+    if not partners:
+        return "", ""
+    levels = " and ".join(
+        f"{escape_markdown(p.column)} = {escape_markdown(str(p.reference))}" for p in partners
+    )
+    names = " and ".join(escape_markdown(p.column) for p in partners)
+    note = (
+        f" PTR interacts with {names} in this model, so each level has its own PTR slope: this "
+        f"is the slope at the reference level ({levels}); the test of {scale} × {names} says "
+        "whether the slopes differ."
+    )
+    return f" with {levels}", note
 
 
 def untrusted(test: str, caution: str) -> str:

@@ -14,7 +14,8 @@ DATASET = "dataset"
 MODEL = "model"
 METHOD = "method"
 TEST = "test"
-MODERATORS = "moderators"
+MODERATORS = "moderators"  # the main effects
+INTERACTIONS = "interactions"  # the categorical moderators PTR interacts with
 PTR_SCALE = "ptr_scale"
 RHO = "rho"
 INFERENCE = "inference"
@@ -84,3 +85,9 @@ def moderator_label(name: str) -> str:
     """A moderator by its display name, with its column code (codes without one as they are)."""
     shown = column_name(name)
     return name if shown == name or name == "PTR" else f"{shown} ({name})"
+
+
+def interaction_label(column: str) -> str:
+    """PTR's interaction with a categorical moderator, by its display name: "PTR × Alliance
+    rater"."""
+    return f"PTR × {column_name(column)}"

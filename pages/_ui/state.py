@@ -32,17 +32,17 @@ from alliance_core.analyses.settings import (
     THREE_LEVEL_METHODS,
     TWO_LEVEL_METHODS,
     AnalysisSettings,
+    interaction_partner,
     legacy_link_rho,
+    ptr_interaction,
 )
-from alliance_core.data.control_text import cleaned_json
 from alliance_core.data.datasets import DEFAULT_DATASET, DatasetInfo, list_datasets
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.data.uploads import UploadedTable, read_table, suggest_roles
 from alliance_core.errors import AnalysisError
 from alliance_core.model.design import is_categorical, level_order
 from alliance_core.model.nesting import AGGREGATED, INDEPENDENT, is_nested
-from alliance_core.teaching.lesson import LINK_PARAMETERS as LESSON_PARAMETERS
-from alliance_core.teaching.simulator_view import LINK_PARAMETERS as SIMULATOR_PARAMETERS
+from pages._ui.view_link import VIEW_PARAMETERS, shortened
 
 SOURCE_BUNDLED = "bundled"
 SOURCE_UPLOAD = "upload"
@@ -70,25 +70,6 @@ LEGACY_RHO_NOTICE = (
     "errors (ρ = 0). New analyses start at ρ = {default:g}, the usual working assumption; set "
     "ρ in the sidebar to use it."
 )
-# Link parameters of what a page shows of the same model (not part of AnalysisSettings, so
-# they never change a fit or its cache key): forest sort order, bubble colour, what-if profiles,
-# the open tab of the Sensitivity page, the selection model's cuts, the projector view, the Simulator's preset, seed and
-# sliders, the lesson and its step.
-VIEW_PARAMETERS = (
-    "sort",
-    "colour",
-    "profile",
-    "tab",
-    "cuts",
-    "view",
-    *SIMULATOR_PARAMETERS,
-    *LESSON_PARAMETERS,
-)
-FOREST_SORT_NAMES = ("effect", "precision", "year", "ptr", "label", "data")
-NO_COLOUR = "none"
-MAX_LINK_PROFILES = 4
-
-
 DATASET_TITLE_CHARS = 26  # what the sidebar's dataset box shows without cutting
 
 
@@ -279,11 +260,14 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
     ptr_scale = draft.ptr_scale if draft.ptr_scale in PTR_SCALES else "log"
 
     moderators: list[str] = []
+    asked_interactions: list[str] = []
     for moderator in draft.moderators:
         if moderator in moderators:
             continue
         if moderator in choices.moderators:
             moderators.append(moderator)
+        elif interaction_partner(moderator) is not None:
+            asked_interactions.append(interaction_partner(moderator))
         elif moderator == PTR:
             notes.append(
                 "PTR needs the number of therapists per study, which this table does not have; "
@@ -291,6 +275,12 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
             )
         else:
             notes.append(f"'{moderator}' is not a moderator column of this table; it was left out.")
+    interactions, interaction_notes = reconcile_interactions(
+        asked_interactions, moderators, choices
+    )
+    notes += interaction_notes
+    refusals: list[str] = list(interaction_notes)
+    moderators += [ptr_interaction(column) for column in interactions]
 
     filter_columns: list[str] = []
     filter_levels: dict[str, tuple[str, ...]] = {}
@@ -315,7 +305,6 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
 
     rows = apply_filters(table, filters)
     reference: dict[str, str] = {}
-    refusals: list[str] = []
     for column, level in draft.reference.items():
         if column not in moderators or column not in choices.categorical:
             continue  # a reference only matters for a categorical moderator in the model
@@ -355,6 +344,47 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
     )
 
 
+def interaction_choices(moderators: Sequence[str], choices: DataChoices) -> tuple[str, ...]:
+    """The categorical moderators PTR may interact with: those chosen beside PTR."""
+    if PTR not in moderators:
+        return ()
+    return tuple(m for m in moderators if m in choices.categorical and m != PTR)
+
+
+def reconcile_interactions(
+    asked: Sequence[str], moderators: Sequence[str], choices: DataChoices
+) -> tuple[tuple[str, ...], list[str]]:
+    """The PTR interactions (partner columns) kept of those ``asked``, and a sentence for each
+    left out: a partner this table does not have or that is not categorical, or an interaction
+    whose main effects are not both among the ``moderators`` (removing a main effect removes
+    its interaction, and says so)."""
+    offered = interaction_choices(moderators, choices)
+    kept: list[str] = []
+    notes: list[str] = []
+    for column in dict.fromkeys(asked):
+        name = f"PTR × {column}"
+        if column not in choices.moderators:
+            notes.append(
+                f"The interaction {name} was left out: '{column}' is not a moderator column of "
+                "this table."
+            )
+        elif column not in choices.categorical:
+            notes.append(
+                f"The interaction {name} was left out: PTR interacts here only with a "
+                f"categorical moderator, and '{column}' is numeric."
+            )
+        elif column in offered:
+            kept.append(column)
+        else:
+            missing = " and ".join(f"'{part}'" for part in (PTR, column) if part not in moderators)
+            notes.append(
+                f"The interaction {name} was removed because {missing} "
+                f"{'is' if ' and ' not in missing else 'are'} not among the moderators: "
+                "an interaction is read beside both its main effects."
+            )
+    return tuple(kept), notes
+
+
 # -- links -----------------------------------------------------------------------------------
 def link_query(settings: AnalysisSettings) -> dict[str, list[str]]:
     """The query parameters of a link to this view, every value as a list (repeated keys).
@@ -388,12 +418,12 @@ def settings_from_link(
     unknown = sorted(set(query) - set(LINK_PARAMETERS) - set(VIEW_PARAMETERS) - {"ds"})
     for key in unknown:
         problems.append(
-            f"Link parameter '{_shortened(key)}' is not one the dashboard knows; it was ignored."
+            f"Link parameter '{shortened(key)}' is not one the dashboard knows; it was ignored."
         )
     dataset = (list(query.get("ds") or []) or [DEFAULT_DATASET])[-1]
     if dataset not in names:
         problems.append(
-            f"Link parameter ds={_shortened(dataset)}: no bundled dataset has this name (bundled: "
+            f"Link parameter ds={shortened(dataset)}: no bundled dataset has this name (bundled: "
             f"{', '.join(names)}); the default dataset is shown."
         )
         dataset = DEFAULT_DATASET
@@ -412,7 +442,7 @@ def settings_from_link(
         except AnalysisError as error:
             message = str(error)
             if not message.startswith("Link parameter"):
-                message = f"Link parameter {key}={_shortened(','.join(values))}: {message}"
+                message = f"Link parameter {key}={shortened(','.join(values))}: {message}"
             problems.append(f"{message} The default is used instead.")
     if query and legacy_link_rho(query, settings.model):
         settings = settings.with_changes(rho=LEGACY_THREE_LEVEL_RHO)
@@ -420,108 +450,7 @@ def settings_from_link(
     return settings, problems
 
 
-def _shortened(text: str, limit: int = 80) -> str:
-    """A link value as quoted in a notice: a crafted link can be kilobytes long."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-# -- view links: forest sort, bubble colour, what-if profiles -----------------------------------
-@dataclass(frozen=True)
-class ViewRequest:
-    """What a link asks a page to show of the model. ``None`` means the link does not say;
-    ``sort`` is one of FOREST_SORT_NAMES ("data" = data order), ``colour`` a column name or
-    NO_COLOUR, ``profiles`` a tuple of {"name": str, "values": {column: level or number}},
-    ``tab`` the name of a Sensitivity tab, ``cuts`` the selection model's cut choice (both
-    checked by the page)."""
-
-    sort: str | None = None
-    colour: str | None = None
-    profiles: tuple[dict, ...] | None = None
-    tab: str | None = None
-    cuts: str | None = None
-
-
-def encode_profile(profile: Mapping) -> str:
-    """One profile as compact JSON (names and levels may hold any character)."""
-    values = dict(profile.get("values") or {})
-    return json.dumps(
-        {"name": str(profile.get("name") or ""), "values": values},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-
-
-def view_query(
-    sort: str | None = None,
-    colour: str | None = None,
-    profiles: Sequence[Mapping] | None = None,
-    tab: str | None = None,
-    cuts: str | None = None,
-) -> dict[str, list[str]]:
-    """Query parameters of a view; a parameter left as ``None`` is not written."""
-    query: dict[str, list[str]] = {}
-    if sort is not None:
-        query["sort"] = [sort]
-    if colour is not None:
-        query["colour"] = [colour]
-    if profiles is not None:
-        query["profile"] = [encode_profile(p) for p in profiles]
-    if tab is not None:
-        query["tab"] = [tab]
-    if cuts is not None:
-        query["cuts"] = [cuts]
-    return query
-
-
-def _decode_profile(text: str) -> dict:
-    try:
-        raw = cleaned_json(json.loads(text))
-    except ValueError as error:
-        raise AnalysisError("it is not a profile written by the dashboard") from error
-    if not isinstance(raw, dict) or not isinstance(raw.get("values", {}), dict):
-        raise AnalysisError("it is not a profile written by the dashboard")
-    values = {}
-    for column, value in raw.get("values", {}).items():
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise AnalysisError(f"the value of '{column}' is neither a level nor a number")
-        values[str(column)] = float(value) if isinstance(value, int | float) else value
-    return {"name": str(raw.get("name") or ""), "values": values}
-
-
-def view_from_link(query: Mapping[str, Sequence[str]]) -> tuple[ViewRequest, list[str]]:
-    """The view a link asks for, and a sentence for every view parameter not used.
-
-    Checks here need no data (a known sort name, well-formed profiles, at most four); whether
-    the dataset has the column or level is checked by the page (:func:`check_view`).
-    """
-    problems: list[str] = []
-    sort = (list(query.get("sort") or []) or [None])[-1]
-    if sort is not None and sort not in FOREST_SORT_NAMES:
-        problems.append(
-            f"Link parameter sort={sort}: the forest plot sorts by "
-            f"{', '.join(FOREST_SORT_NAMES)}; the default order is used instead."
-        )
-        sort = None
-    colour = (list(query.get("colour") or []) or [None])[-1]
-    profiles = None
-    if "profile" in query:
-        profiles = []
-        for position, text in enumerate(query.get("profile") or [], start=1):
-            try:
-                profiles.append(_decode_profile(str(text)))
-            except AnalysisError as error:
-                problems.append(f"Link parameter profile number {position}: {error}; skipped.")
-        if len(profiles) > MAX_LINK_PROFILES:
-            problems.append(
-                f"The link holds {len(profiles)} profiles; the first {MAX_LINK_PROFILES} are used."
-            )
-            profiles = profiles[:MAX_LINK_PROFILES]
-        profiles = tuple(profiles)
-    tab = (list(query.get("tab") or []) or [None])[-1]
-    cuts = (list(query.get("cuts") or []) or [None])[-1]
-    return ViewRequest(sort=sort, colour=colour, profiles=profiles, tab=tab, cuts=cuts), problems
-
-
+# -- a page checking a link's view choice -----------------------------------------------------
 def check_view_choice(name: str, wanted: str | None, offered: Sequence[str]) -> list[str]:
     """A sentence when a link's ``name`` parameter asks for a choice this data does not offer."""
     if wanted is None or wanted in offered:

@@ -78,12 +78,26 @@ def test_label(statistic: float, df: int | None, df2: int | None) -> str:
 def term_labels(res: MetaResult) -> dict[str, str]:
     """Readable names of coefficients: "alliance_rater = observer (vs patient)", "log PTR"."""
     labels = {"intrcpt": "Intercept"}
+    pieces: dict[str, str] = {}  # each main-effect coefficient as a part of an interaction
     for term in res.design.terms:
         if term.kind == "numeric":
-            labels[term.column] = display_name(term.column)
-            continue
-        for level in term.levels[1:]:
-            labels[f"{term.column}{level}"] = f"{term.column} = {level} (vs {term.reference})"
+            labels[term.column] = pieces[term.column] = display_name(term.column)
+        elif term.kind == "categorical":
+            for level in term.levels[1:]:
+                label = f"{term.column}{level}"
+                labels[label] = f"{term.column} = {level} (vs {term.reference})"
+                pieces[label] = f"{term.column} = {level}"
+        else:
+            # "log PTR × alliance_rater = observer": how the PTR slope of observer-rated
+            # alliance differs from the slope of the reference level.
+            references = ", ".join(
+                f"{part.column} = {part.reference}"
+                for part in term.parts
+                if part.kind == "categorical"
+            )
+            for label in term.labels:
+                text = " × ".join(pieces.get(piece, piece) for piece in label.split(":"))
+                labels[label] = text + (f" (vs {references})" if references else "")
     return labels
 
 
@@ -160,6 +174,14 @@ def omnibus_label(run: AnalysisRun) -> str:
     return test_label(statistic, df1, df2)
 
 
+def interaction_words(res: MetaResult, column: str) -> str:
+    """A moderator as the Wald table names it; an interaction as "log PTR × alliance_rater"."""
+    term = res.design.term(column)
+    if term.kind != "interaction":
+        return column
+    return " × ".join(display_name(part.column) for part in term.parts)
+
+
 def inference_wald_table(run: AnalysisRun, flags: ModelFlags | None = None) -> pd.DataFrame:
     """Each categorical moderator's omnibus test under the chosen inference (HTZ for CR2); with
     ``flags``, a "Caution" column marks a test that cannot be trusted (df2 < 4 under CR2, a
@@ -167,7 +189,10 @@ def inference_wald_table(run: AnalysisRun, flags: ModelFlags | None = None) -> p
     res = run.result
     rows = []
     marked = False
-    for column in categorical_moderators(res):
+    # Each categorical moderator, then each interaction (does the PTR slope differ between
+    # its levels? all interaction coefficients tested together).
+    tested = [*categorical_moderators(res), *(t.column for t in res.design.interactions)]
+    for column in tested:
         test = run.wald_test([column])
         caution = None
         if flags is not None:
@@ -181,8 +206,8 @@ def inference_wald_table(run: AnalysisRun, flags: ModelFlags | None = None) -> p
             label = test_label(test.statistic, test.df, test.df2)
         rows.append(
             {
-                "Moderator": column,
-                "Levels": len(res.design.term(column).levels),
+                "Moderator": interaction_words(res, column),
+                "Levels": len(res.design.term(column).labels) + 1,
                 "Test": label,
                 "p": fmt_p(test.pval),
                 "Caution": FLAG_MARK if caution else "",
@@ -221,8 +246,8 @@ def wald_table(res: MetaResult) -> pd.DataFrame:
         test = res.wald_test([column])
         rows.append(
             {
-                "Moderator": column,
-                "Levels": len(res.design.term(column).levels),
+                "Moderator": interaction_words(res, column),
+                "Levels": len(res.design.term(column).labels) + 1,
                 "Test": test_label(test.statistic, test.df, test.df2),
                 "p": fmt_p(test.pval),
             }
@@ -351,8 +376,8 @@ class ProfileColumns:
         categorical = {}
         numeric = []
         for term in res.design.terms:
-            if term.column == ptr_column:
-                continue
+            if term.column == ptr_column or term.kind == "interaction":
+                continue  # an interaction follows its parts' values
             if term.kind == "categorical":
                 categorical[term.column] = tuple(term.levels)
             else:

@@ -32,6 +32,10 @@ def test_heterogeneity_section_on_the_aggregated_model():
     at = run_page("pages/moderators.py")
     at.radio(key=session.MODEL).set_value("two-level-aggregated").run()
     assert_ran_cleanly(at)
+    # The location-scale model is a second fit: the section opens on request.
+    assert "between-study variance τ² changes" not in " ".join(m.value for m in at.markdown)
+    at.toggle(key="tau2:on").set_value(True).run()
+    assert_ran_cleanly(at)
     text = " ".join(m.value for m in at.markdown)
     assert "between-study variance τ² changes by a factor of" in text
     assert not any("location-scale model, which needs" in i.value for i in at.info)
@@ -39,6 +43,7 @@ def test_heterogeneity_section_on_the_aggregated_model():
 
 def test_heterogeneity_section_explains_itself_on_the_three_level_model():
     at = run_page("pages/moderators.py")
+    at.toggle(key="tau2:on").set_value(True).run()
     assert_ran_cleanly(at)
     assert any("location-scale model, which needs" in i.value for i in at.info)
 

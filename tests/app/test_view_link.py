@@ -11,7 +11,7 @@ from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from alliance_core.figures import ptr_slope_readout
 from alliance_core.formatting import escape_markdown
-from pages._ui import state, tables
+from pages._ui import state, tables, view_link
 from tests.app.conftest import new_app, unescaped
 
 ODD_PROFILES = (
@@ -31,14 +31,14 @@ def model():
 
 # -- plain logic ----------------------------------------------------------------------------
 def test_view_link_round_trip():
-    query = state.view_query(
+    query = view_link.view_query(
         sort="precision",
         colour="alliance_rater",
         profiles=ODD_PROFILES,
         tab="cumulative",
         cuts="two",
     )
-    view, problems = state.view_from_link(query)
+    view, problems = view_link.view_from_link(query)
     assert problems == []
     assert view.sort == "precision" and view.colour == "alliance_rater"
     assert view.tab == "cumulative" and view.cuts == "two"
@@ -48,12 +48,12 @@ def test_view_link_round_trip():
 
 
 def test_a_link_without_view_parameters_asks_for_nothing():
-    view, problems = state.view_from_link({"model": ["3L"]})
-    assert view == state.ViewRequest() and problems == []
+    view, problems = view_link.view_from_link({"model": ["3L"]})
+    assert view == view_link.ViewRequest() and problems == []
 
 
 def test_bad_view_parameters_are_named_and_skipped():
-    view, problems = state.view_from_link(
+    view, problems = view_link.view_from_link(
         {"sort": ["weight"], "profile": ["{not json", '{"name":"ok","values":{"design":"RCT"}}']}
     )
     assert view.sort is None
@@ -63,7 +63,10 @@ def test_bad_view_parameters_are_named_and_skipped():
 
 
 def test_view_parameters_are_known_link_parameters():
-    query = {"ds": [DEFAULT_DATASET], **state.view_query(sort="data", colour="none", profiles=[])}
+    query = {
+        "ds": [DEFAULT_DATASET],
+        **view_link.view_query(sort="data", colour="none", profiles=[]),
+    }
     _, problems = state.settings_from_link(query, lambda name: AnalysisSettings(dataset=name))
     assert problems == []
 
@@ -137,7 +140,7 @@ def test_colour_and_profiles_travel_in_the_link():
     query = {
         "mod": ["PTR", "alliance_rater", "design"],
         "colour": "design",
-        **state.view_query(profiles=[ODD_PROFILES[0]]),
+        **view_link.view_query(profiles=[ODD_PROFILES[0]]),
     }
     at = new_app()
     at.query_params.update(query)
@@ -147,7 +150,7 @@ def test_colour_and_profiles_travel_in_the_link():
     assert at.selectbox(key="ptr:colour").value == "design"
     assert at.query_params["colour"] == "design"
     # The profile from the link is drawn and written back unchanged.
-    assert state.view_from_link({"profile": [at.query_params["profile"]]})[0].profiles == (
+    assert view_link.view_from_link({"profile": [at.query_params["profile"]]})[0].profiles == (
         ODD_PROFILES[0],
     )
     assert any("Observer, RCT" in unescaped(" | ".join(map(str, t.value.index))) for t in at.table)
@@ -241,7 +244,7 @@ def test_the_share_link_is_current_after_the_rerun_that_changed_the_view():
 def test_the_share_link_holds_the_profiles_the_page_shows():
     at = new_app()
     at.query_params.update(
-        {"mod": ["PTR", "design"], **state.view_query(profiles=[ODD_PROFILES[0]])}
+        {"mod": ["PTR", "design"], **view_link.view_query(profiles=[ODD_PROFILES[0]])}
     )
     at.run()
     at.switch_page("pages/moderators.py").run()

@@ -8,7 +8,7 @@ import urllib.parse
 import pytest
 from playwright.sync_api import expect
 
-from pages._ui import state
+from pages._ui import view_link
 from tests.e2e.conftest import wait_for_app_ready
 
 pytestmark = pytest.mark.e2e
@@ -20,7 +20,7 @@ def test_a_link_with_a_profile_and_colour_opens_that_view(page, app_url):
     query = {
         "mod": ["PTR", "alliance_rater"],
         "colour": ["alliance_rater"],
-        **state.view_query(profiles=[PROFILE]),
+        **view_link.view_query(profiles=[PROFILE]),
     }
     link = f"{app_url}/moderators?{urllib.parse.urlencode(query, doseq=True)}"
     page.goto(link)
@@ -38,7 +38,7 @@ def test_a_link_with_a_profile_and_colour_opens_that_view(page, app_url):
     # The address bar keeps the view parameters next to the analysis ones.
     kept = urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)
     assert kept["colour"] == ["alliance_rater"]
-    assert state.view_from_link(kept)[0].profiles == (PROFILE,)
+    assert view_link.view_from_link(kept)[0].profiles == (PROFILE,)
 
 
 def test_a_link_with_a_forest_sort_opens_the_forest_plot_so_sorted(page, app_url):
