@@ -1,6 +1,5 @@
 """Moderators & PTR: the meta-regression, its tests, and the PTR moderation curve."""
 
-import contextlib
 import json
 import time
 
@@ -19,10 +18,16 @@ from alliance_core.formatting import escape_markdown, format_number
 from alliance_core.wording import reading
 from alliance_core.wording.common_language import r_in_brief
 from alliance_core.wording.glossary import define
-from pages._ui import loading, means_tables, render, session, sidebar, state, tables
-
-# px: on a 1280×720 projector the curve, its legend and x-axis fit below the page heading.
-PROJECTOR_HEIGHT = 360
+from alliance_core.wording.look_for import look_for
+from pages._ui import (
+    loading,
+    means_tables,
+    projector,
+    render,
+    sidebar,
+    state,
+    tables,
+)
 
 
 @st.fragment
@@ -33,7 +38,7 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     flags = loading.state(ctx).flags_of(run)
     # On a projector the curve comes first, before its reading and the controls, so that it is
     # whole on the first screen; elsewhere the controls come first, as a reader sets them.
-    figure_slot = st.container() if st.session_state.get(session.PROJECTOR) else None
+    figure_slot = projector.stage_slot()
     st.markdown(
         reading.ptr_effect(
             res,
@@ -123,8 +128,8 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
             band=band,
         ),
     )
-    with figure_slot if figure_slot is not None else contextlib.nullcontext():
-        render.plot(fig, key="ptr:figure", projector_height=PROJECTOR_HEIGHT)
+    with projector.stage(figure_slot, look_for("ptr_curve")):
+        render.plot(fig, key="ptr:figure", projector_height=render.FILL)
         if band is not None:
             st.caption(f":material/shield: Bands: {escape_markdown(band.label)}.")
     st.page_link(
@@ -298,13 +303,13 @@ if render.page_header("Moderators & PTR", ctx):
     run = loading.fitted(ctx)
     res = run.result
     flags = loading.state(ctx).flags_of(run)
-    render.model_statement(run)
     # On a projector the PTR curve, the page's main figure, comes first (it started 1.5
     # screens down); the meta-regression table follows it.
     first, second = st.container(), st.container()
-    projector_on = bool(st.session_state.get(session.PROJECTOR))
+    projector_on = projector.on()
     regression_box, ptr_box = (second, first) if projector_on else (first, second)
     with regression_box:
+        render.model_statement(run)
         if res.p == 1:
             example = " (for example PTR)" if ctx.choices.has_therapists else ""
             st.info(

@@ -7,7 +7,8 @@ from alliance_core.model.nesting import display_name
 from alliance_core.wording import reading
 from alliance_core.wording.common_language import r_in_words
 from alliance_core.wording.glossary import define
-from pages._ui import loading, render, sidebar, tables
+from alliance_core.wording.look_for import look_for
+from pages._ui import loading, projector, render, sidebar, tables
 
 ctx = sidebar.context()
 if render.page_header("Overview", ctx):
@@ -28,6 +29,7 @@ if render.page_header("Overview", ctx):
     level = f"{pooled.level:.0%}"
     symbol = words.symbol or "effect"
 
+    stage = projector.stage_slot()  # on a projector the key numbers come first
     render.model_statement(pooled_run, pooled=True)
     render.inference_statement(pooled_run)
     if current.moderator_problem:
@@ -47,7 +49,8 @@ if render.page_header("Overview", ctx):
             "meta-analysis reports first."
         )
 
-    cols = st.columns(5)
+    with projector.stage(stage, look_for("overview"), fit="content"):
+        cols = st.columns(5)
     cols[0].metric(
         f"Pooled {symbol}",
         tables.fmt_num(pred["pred"]),

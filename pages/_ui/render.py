@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -186,18 +187,34 @@ def figure(key: tuple, build: Callable[[], go.Figure]) -> ShownFigure:
     return _cached_figure(key, build)
 
 
-def plot(fig: go.Figure | ShownFigure, key: str, projector_height: int | None = None) -> None:
+FILL = "fill"  # a figure as high as its projector stage's box (``plot(projector_height=FILL)``)
+
+
+def plot(
+    fig: go.Figure | ShownFigure, key: str, projector_height: int | Literal["fill"] | None = None
+) -> None:
     """The figure, with its caption as wrapping text under it (an in-figure caption does not
     wrap and would be cut on narrow screens); downloads keep the caption in the figure.
-    ``projector_height`` (px) is the figure's height in the projector view, where a page's
-    main figure must fit one screen."""
+    ``projector_height`` is the figure's height in the projector view, where a page's main
+    figure must fit one screen: px, or :data:`FILL` (as high as its box, a projector stage's
+    figure box, whose height follows the screen's)."""
     shown = fig if isinstance(fig, ShownFigure) else _shown(fig)
     screen, notes = shown.screen, shown.notes
+    height: int | str = "content"
     if st.session_state.get(session.PROJECTOR):
-        screen = projector_figure(screen, projector_height)  # a copy: shared figures stay
+        fixed = projector_height if isinstance(projector_height, int) else None
+        screen = projector_figure(screen, fixed)  # a copy: shared figures stay
+        if projector_height == FILL:
+            # The box is wider than high: the legend goes to the right, where a stack of
+            # entries costs no height.
+            screen.update_layout(
+                legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"}
+            )
+            height = "stretch"
     st.plotly_chart(
         screen,
         key=key,
+        height=height,
         theme="streamlit",
         # No mode bar: it would cover the figures' top rows (the forest plot's column headers)
         # on hover; dragging still zooms, a double click resets, and files come from the
