@@ -29,7 +29,7 @@ if render.page_header("Publication bias", ctx):
     res = shown.result
     render.model_statement(shown, pooled=shown is not run)
     if run.robust is not None:
-        st.caption(
+        render.caption(
             ":material/info: The funnel and the bias tests below are model-based: each test "
             "has its own reference distribution. The cluster-robust (CR2) choice applies to "
             "the pooled estimate (Overview, Forest plot) and the moderators. The selection "

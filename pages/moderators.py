@@ -39,7 +39,7 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     # On a projector the curve comes first, before its reading and the controls, so that it is
     # whole on the first screen; elsewhere the controls come first, as a reader sets them.
     figure_slot = projector.stage_slot()
-    st.markdown(
+    render.markdown(
         reading.ptr_effect(
             res,
             run.ptr_column,
@@ -75,7 +75,7 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     columns = tables.ProfileColumns.of(res, run.ptr_column)
     profiles: list[dict] = []
     if columns.names:
-        st.markdown(
+        render.markdown(
             "**What-if profiles**: fill in a row to draw a curve for studies with those values "
             f"(a cell left at “{tables.TYPICAL_VALUE}” holds a numeric moderator at its mean "
             "and a categorical one at its reference level, which need not be the most common "
@@ -110,9 +110,9 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
         profiles, notes = tables.profiles_from_rows(edited, columns)
         sidebar.write_view({"profile": state.view_query(profiles=profiles)["profile"] or None})
         for note in notes:
-            st.caption(f":material/info: {escape_markdown(note)}")
+            render.caption(f":material/info: {escape_markdown(note)}")
     else:
-        st.caption(
+        render.caption(
             "Add other moderators to compose what-if profiles (e.g. observer-rated alliance)."
         )
 
@@ -131,14 +131,14 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     with projector.stage(figure_slot, look_for("ptr_curve")):
         render.plot(fig, key="ptr:figure", projector_height=render.FILL)
         if band is not None:
-            st.caption(f":material/shield: Bands: {escape_markdown(band.label)}.")
+            render.caption(f":material/shield: Bands: {escape_markdown(band.label)}.")
     st.page_link(
         ctx.pages["simulator"],
         label="The Simulator: why PTR could matter",
         icon=":material/science:",
     )
 
-    st.markdown("**How much does the correlation change?**")
+    render.markdown("**How much does the correlation change?**")
     low, high = float(run.data["PTR"].min()), float(run.data["PTR"].max())
     a, b = st.columns(2)
     from_ptr = a.number_input(
@@ -173,15 +173,15 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     ]
     for name, readout in readouts:
         prefix = f"**{escape_markdown(name)}:** " if len(readouts) > 1 else ""
-        st.markdown(prefix + escape_markdown(readout.sentence))
+        render.markdown(prefix + escape_markdown(readout.sentence))
         if ctx.data.correlations:
-            st.caption(
+            render.caption(
                 f"PTR {format_number(from_ptr, 1)}: {r_in_brief(readout.r_from)}. "
                 f"PTR {format_number(to_ptr, 1)}: {r_in_brief(readout.r_to)}."
             )
     render.table(tables.readout_table(readouts).set_index("Profile"))
     if band is not None:
-        st.caption(tables.readout_inference(readouts))  # no user text in it
+        render.caption(tables.readout_inference(readouts))  # no user text in it
     render.figure_downloads(
         fig,
         "ptr-curve",
@@ -196,11 +196,11 @@ def means_section(run: AnalysisRun, ctx: loading.Context) -> None:
     res = run.result
     categorical = [t.column for t in res.design.terms if t.kind == "categorical"]
     if categorical:
-        st.markdown("**Expected effect per level** (marginal means)")
+        render.markdown("**Expected effect per level** (marginal means)")
         focal = st.selectbox("Moderator", categorical, key="means:focal")
         with render.shown_errors("The marginal means"):
             means = res.marginal_means(focal, robust=run.robust)
-            st.caption(
+            render.caption(
                 "Each level's expected effect with the other moderators at their means "
                 "(numeric) or averaged over how often their levels occur (categorical); "
                 + ("cluster-robust (CR2) intervals." if run.robust is not None else "")
@@ -216,7 +216,7 @@ def means_section(run: AnalysisRun, ctx: loading.Context) -> None:
         with render.shown_errors("The model comparison"):
             comparison = model_comparison(res)
             render.table(means_tables.comparison_table(comparison))
-            st.caption(escape_markdown(comparison.note))
+            render.caption(escape_markdown(comparison.note))
 
 
 WILD_REPLICATES = 1999
@@ -227,7 +227,7 @@ def wild_bootstrap_section(run: AnalysisRun, ctx: loading.Context) -> None:
     """Beside flagged CR2 tests: the cluster wild bootstrap of each categorical moderator and
     of all moderators together, run on request (results kept for this analysis)."""
     res = run.result
-    st.markdown(
+    render.markdown(
         "**Few studies or few degrees of freedom?** The cluster wild bootstrap (Joshi, "
         "Pustejovsky & Beretvas 2022) tests the moderators without relying on the df that "
         "CR2 tests need."
@@ -261,7 +261,7 @@ def wild_bootstrap_section(run: AnalysisRun, ctx: loading.Context) -> None:
         bar.empty()
     if key in store:
         cwb = store[key]
-        st.markdown(
+        render.markdown(
             f"Wild bootstrap of {escape_markdown(choice)}: F = {cwb.statistic:.2f}, "
             f"p = {tables.fmt_p(cwb.pval)} ({cwb.R} replicates, {cwb.auxiliary} weights, "
             f"{cwb.n_clusters} clusters)."
@@ -284,7 +284,7 @@ def heterogeneity_section(run: AnalysisRun, ctx: loading.Context) -> None:
     with render.shown_errors("The heterogeneity model"):
         ls = refit_with(res, list(res.design.term_labels), res.method, scale=[run.ptr_column])
         slope = ls.scale_coefficients.loc[run.ptr_column]
-        st.markdown(
+        render.markdown(
             f"The between-study variance τ² changes by a factor of {np.exp(slope['estimate']):.2f} "
             f"per unit of {escape_markdown(run.ptr_column)} (scale coefficient "
             f"{slope['estimate']:.3f}, p = {tables.fmt_p(slope['pval'])}); likelihood-ratio "
@@ -318,9 +318,9 @@ if render.page_header("Moderators & PTR", ctx):
                 icon=":material/tune:",
             )
         else:
-            st.subheader("Meta-regression")
+            st.subheader("Meta-regression", help=define("Meta-regression"))
             scale = "Fisher's z" if ctx.data.correlations else "the effect-size scale"
-            st.caption(
+            render.caption(
                 f"Coefficients are on {scale}. The intercept is the expected effect when every "
                 "numeric moderator is 0 (for log PTR: one patient per therapist) and every "
                 "categorical moderator is at its reference level; each other coefficient is a "
@@ -341,7 +341,7 @@ if render.page_header("Moderators & PTR", ctx):
                 "–" if res.R2 is None else f"{res.R2:.1f}%",
                 help="Pseudo-R²: how much smaller the heterogeneity is than without moderators.",
             )
-            st.markdown(
+            render.markdown(
                 render.plain(
                     reading.moderator_test(res, omnibus=omnibus, caution=flags.omnibus_caution()),
                     ctx,
@@ -349,7 +349,7 @@ if render.page_header("Moderators & PTR", ctx):
             )
             wald = tables.inference_wald_table(run, flags)
             if not wald.empty:
-                st.markdown(
+                render.markdown(
                     "**Does each categorical moderator matter?** (all its levels tested together)"
                 )
                 render.table(wald.set_index("Moderator"))

@@ -41,7 +41,7 @@ if render.page_header("Overview", ctx):
         )
     if res.p > 1:
         names = ", ".join(display_name(m) for m in run.moderator_columns)
-        st.caption(
+        render.caption(
             ":material/compare_arrows: The sidebar's model adds the moderators "
             f"{escape_markdown(names)}: the moderator test and the PTR reading below come from "
             "it, and the Moderators & PTR page shows it in full. The pooled effect and the "
@@ -79,35 +79,35 @@ if render.page_header("Overview", ctx):
         cols[3].metric("Effect sizes (k)", f"{pooled.k:,}")
         cols[4].metric("Studies", f"{pooled.n_studies:,}")
     if on_r:
-        st.markdown(r_in_words(pred["pred"]))
-        st.caption(
+        render.markdown(r_in_words(pred["pred"]))
+        render.caption(
             "Correlations are pooled as Fisher's z = atanh(r) and shown back as r; the "
             "interval limits are transformed the same way."
         )
 
     st.subheader("In plain words")
-    st.markdown(
+    render.markdown(
         render.plain(
             reading.pooled_effect(pooled, on_r_scale=on_r, measure=ctx.data.measure, band=band), ctx
         )
     )
     # Words follow flags: a test the state flags is never called (non-)significant.
     flags = current.flags_of(run)
-    st.markdown(
+    render.markdown(
         render.plain(
             reading.heterogeneity(pooled, caution=current.pooled_flags.heterogeneity_caution()),
             ctx,
         )
     )
     if res.p > 1:
-        st.markdown(
+        render.markdown(
             render.plain(
                 reading.moderator_test(res, omnibus=run.omnibus, caution=flags.omnibus_caution()),
                 ctx,
             )
         )
     if run.ptr_column:
-        st.markdown(
+        render.markdown(
             reading.ptr_effect(
                 res,
                 run.ptr_column,
@@ -125,32 +125,34 @@ if render.page_header("Overview", ctx):
     st.subheader("Heterogeneity")
     render.table(tables.heterogeneity_table(pooled).set_index("Statistic"))
     terms = ("σ²" if pooled.is_three_level else "τ²", "I²", "QE")
-    st.caption(" ".join(f"**{term}**: {define(term)}" for term in terms))
+    render.caption(" ".join(f"**{term}**: {define(term)}" for term in terms))
 
     if res.p > 1:
-        st.caption(
+        render.caption(
             "Without moderators. With the chosen moderators, the heterogeneity left over is "
             f"I² = {res.I2:.1f}% (Moderators & PTR page)."
         )
     details = loading.variance_details(ctx, pooled_run)
     if details.intervals is not None:
-        st.markdown("**How uncertain are the variance components?**")
+        render.markdown("**How uncertain are the variance components?**")
         render.table(
             tables.variance_interval_table(details.intervals, pooled.level).set_index("Component")
         )
         method = "profile likelihood" if pooled.is_three_level else "Q-profile"
-        st.caption(f"Confidence intervals by {method} (as metafor's confint), without moderators.")
+        render.caption(
+            f"Confidence intervals by {method} (as metafor's confint), without moderators."
+        )
     elif details.intervals_problem:
-        st.caption(f":material/info: {escape_markdown(details.intervals_problem)}")
+        render.caption(f":material/info: {escape_markdown(details.intervals_problem)}")
     if details.within_study is not None:
-        st.markdown(render.plain(reading.within_study_heterogeneity(details.within_study), ctx))
+        render.markdown(render.plain(reading.within_study_heterogeneity(details.within_study), ctx))
     elif details.within_study_problem:
-        st.caption(f":material/info: {escape_markdown(details.within_study_problem)}")
+        render.caption(f":material/info: {escape_markdown(details.within_study_problem)}")
     render.analysis_notes(run)
 
     st.subheader("Downloads")
     if res.p > 1:
-        st.caption(
+        render.caption(
             "The results file holds both models this page shows, the pooled model first; the "
             "“model” column says which row belongs to which."
         )

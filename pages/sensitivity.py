@@ -16,6 +16,7 @@ from alliance_core.figures import rho_sensitivity_figure, specification_figure
 from alliance_core.formatting import escape_markdown
 from alliance_core.handover.csv_export import csv_bytes
 from alliance_core.model.nesting import is_nested, model_name
+from alliance_core.wording.glossary import with_definitions
 from alliance_core.wording.look_for import look_for
 from alliance_core.wording.reading import effect_words
 from pages._ui import loading, projector, render, sidebar, state
@@ -215,10 +216,11 @@ def leave_one_out_section(page: Refits) -> None:
         change = (table[order] - table[order].median()).abs()
         moved = table.assign(change=change).sort_values("change", ascending=False, kind="stable")
         shown = readable(moved.drop(columns="change"))
-        st.caption(
+        render.caption(
             f"The {min(10, len(shown))} {page.unit} rows that move "
             f"{'the PTR coefficient' if coefficient else 'the estimate'} most"
-            + (" (effects as r; coefficients on Fisher's z):" if page.on_r else ":")
+            + (" (effects as r; coefficients on Fisher's z):" if page.on_r else ":"),
+            help=with_definitions(" ".join(map(str, shown.columns))),  # the table's terms
         )
         # A static table (like the Overview's): ten rows need no scrolling grid, and the
         # browser then draws the page without loading the grid's script.

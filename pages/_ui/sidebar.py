@@ -34,6 +34,7 @@ from alliance_core.data.datasets import DEFAULT_DATASET
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import escape_markdown
 from alliance_core.model.nesting import INDEPENDENT, INFERENCE_HELP, RHO_HELP
+from alliance_core.wording.glossary import with_definitions
 from pages._ui import loading, session, upload_form
 from pages._ui.loading import Context
 from pages._ui.state import (
@@ -277,7 +278,9 @@ def _what_if_widgets(rec: Reconciled, choices: DataChoices, data: loading.Active
             step=0.1,
             format="%.2f",
             key=session.RHO,
-            help=RHO_HELP + f" Default {DEFAULT_RHO:g}; 0 assumes independent sampling errors.",
+            help=with_definitions(
+                "ρ", RHO_HELP + f" Default {DEFAULT_RHO:g}; 0 assumes independent sampling errors."
+            ),
         )
     if settings.model == INDEPENDENT:
         st.warning(
@@ -309,17 +312,19 @@ def _what_if_widgets(rec: Reconciled, choices: DataChoices, data: loading.Active
         key=session.INFERENCE,
         horizontal=True,
         disabled=not choices.has_study,
-        help=INFERENCE_HELP,
+        help=with_definitions("CR2", INFERENCE_HELP, "Satterthwaite df"),
     )
     if settings.robust:
         st.caption(
             "Under CR2 every test is a t test on its Satterthwaite df; the z / t choice below "
-            "applies to the model-based rows of the Sensitivity page."
+            "applies to the model-based rows of the Sensitivity page.",
+            help=with_definitions("CR2 Satterthwaite df"),
         )
     if not choices.has_study:
         st.caption(
             "Cluster-robust (CR2) inference is not offered: it groups effect sizes by study, and "
-            "this table has no study column."
+            "this table has no study column.",
+            help=with_definitions("CR2"),
         )
     st.multiselect(
         "Moderators",
@@ -342,7 +347,7 @@ def _what_if_widgets(rec: Reconciled, choices: DataChoices, data: loading.Active
         key=session.PTR_SCALE,
         horizontal=True,
         disabled=PTR not in settings.moderators,
-        help="log PTR lets each doubling of patients per therapist change r by the same amount.",
+        help=with_definitions("PTR r", "log PTR: each doubling of PTR changes r equally."),
     )
     for column in settings.moderators:
         if column not in choices.categorical:
