@@ -124,7 +124,8 @@ forward.button(
 
 with render.shown_errors("The step's figure"):
     shown = figure_of(current.name, step.number)
-    figure_col, look_col = st.columns([3, 2])
+    # On a projector what to look for gets half the width, so it stays short beside the figure.
+    figure_col, look_col = st.columns([1, 1] if projector.on() else [3, 2])
     with figure_col, projector.figure_box():
         render.plot(
             go.Figure(shown.figure).update_layout(height=FIGURE_HEIGHT),

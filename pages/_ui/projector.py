@@ -25,9 +25,9 @@ LOOK_FOR_KEY = "projector-look-for"
 # The figure's box: as high as the screen leaves under the page heading, and never more than a
 # 1280×720 screen needs; the same rule at 150 % browser zoom (an 853×480 window) keeps the figure
 # and what to look for on one screen there too.
-FIGURE_HEIGHT_CSS = "min(420px, calc(100vh - 245px))"
+FIGURE_HEIGHT_CSS = "min(420px, calc(100vh - 257px))"
 # The lesson's step heading shares a row with its buttons, which wrap to two lines on 853 px.
-LESSON_FIGURE_HEIGHT_CSS = "min(420px, calc(100vh - 285px))"
+LESSON_FIGURE_HEIGHT_CSS = "min(420px, calc(100vh - 297px))"
 Fit = Literal["fill", "scroll", "content"]
 
 # Static CSS only: no user text reaches this markup.
@@ -46,11 +46,8 @@ PROJECTOR_CSS = f"""<style>
   overflow: visible !important; text-overflow: clip !important; overflow-wrap: anywhere;
 }}
 .stMain [data-testid="stMetricLabel"] p {{ font-size: 20px !important; }}
-.stMain .stMainBlockContainer, .stMainBlockContainer {{ padding-top: 3rem; }}
+.stMain .stMainBlockContainer, .stMainBlockContainer {{ padding-top: 3.75rem; }}
 .stMain h1 {{ font-size: 2.25rem !important; padding-top: 0; }}
-@media (max-height: 560px) {{
-  .stMain .stMainBlockContainer, .stMainBlockContainer {{ padding-top: 2rem; }}
-}}
 .st-key-{FIGURE_KEY}-fill, .st-key-{FIGURE_KEY}-scroll {{
   height: {FIGURE_HEIGHT_CSS} !important; max-height: {FIGURE_HEIGHT_CSS}; min-height: 0 !important;
   flex: 0 0 auto !important;

@@ -224,9 +224,10 @@ def plot(
         screen = projector_figure(screen, fixed)  # a copy: shared figures stay
         if projector_height == FILL:
             # The box is wider than high: the legend goes to the right, where a stack of
-            # entries costs no height.
+            # entries costs no height, and the top margin it had above the plot is given back.
             screen.update_layout(
-                legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"}
+                legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
+                margin={"t": 16},
             )
             height = "stretch"
     st.plotly_chart(

@@ -168,6 +168,7 @@ STAGE = """() => {
   const xticks = plot ? [...plot.querySelectorAll('.xtick text')].map(box) : [];
   const legend = plot ? box(plot.querySelector('.legend')) : null;
   return {figure: box(figure), look: box(look), plot: box(plot), xticks, legend, cut,
+          title: box(first('.stMain h1')), header: box(document.querySelector('.stAppHeader')),
           metrics: figure ? [...figure.querySelectorAll('[data-testid="stMetricValue"]')]
             .filter(visible).map(box) : [],
           height: window.innerHeight, width: window.innerWidth};
@@ -199,6 +200,7 @@ def test_the_main_figure_and_what_to_look_for_share_the_first_screen(screen, app
     assert inside(shown["figure"], shown), shown["figure"]
     assert inside(shown["look"], shown), shown["look"]
     assert not shown["cut"], shown["cut"]
+    assert shown["title"]["top"] >= shown["header"]["bottom"] - 0.5  # not under the header
     if page == "overview":  # its five key numbers, whole on the screen
         assert len(shown["metrics"]) == 5
         assert all(inside(metric, shown) for metric in shown["metrics"]), shown["metrics"]
