@@ -17,6 +17,7 @@ st.set_page_config(
     page_title="Alliance–outcome meta-analysis",
     page_icon=":material/handshake:",
     layout="wide",
+    initial_sidebar_state=projector.sidebar_state(),
 )
 
 PAGES_DIR = Path(__file__).parent / "pages"  # absolute: the app runs from any directory

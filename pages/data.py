@@ -15,7 +15,7 @@ data = ctx.data
 
 if data is not None:
     if data.info is not None:
-        st.markdown(data.info.description)
+        render.markdown(data.info.description)
         if data.mapping.has_therapists:
             st.caption(f"**{PTR_SLOPE_HEADING}.** {PTR_SLOPE_MEANING}")
         st.caption(f"**Source:** {data.info.citation}  \n**Licence:** {data.info.licence}")
@@ -99,4 +99,4 @@ with st.expander("File format and template", icon=":material/help:"):
         on_click="ignore",
         icon=":material/download:",
     )
-    st.markdown(uploads_template.FORMAT_DESCRIPTION)
+    render.markdown(uploads_template.FORMAT_DESCRIPTION)

@@ -4,7 +4,8 @@ import streamlit as st
 
 from alliance_core.figures import forest_figure
 from alliance_core.formatting import escape_markdown
-from pages._ui import loading, render, responsive, sidebar, state
+from alliance_core.wording.look_for import look_for
+from pages._ui import loading, projector, render, responsive, sidebar, state
 
 SORTS = {
     "effect": "Effect size",
@@ -19,6 +20,7 @@ ctx = sidebar.context()
 if render.page_header("Forest plot", ctx):
     run = loading.fitted(ctx)
     res = run.result
+    stage = projector.stage_slot()  # on a projector the plot comes first, under the heading
     render.model_statement(run)
     columns = render.figure_columns(ctx.data)
     sorts = [s for s in SORTS if s is None or render.can_sort_by(s, columns, res.data)]
@@ -71,10 +73,11 @@ if render.page_header("Forest plot", ctx):
     # Both layouts are sent; the browser shows the one that fits its width (CSS below), so a
     # phone gets a plot over the whole width instead of columns printed over each other.
     st.markdown(responsive.FOREST_CSS, unsafe_allow_html=True)
-    with st.container(key=responsive.WIDE_KEY):
-        render.plot(fig, key="forest:figure")
-    with st.container(key=responsive.COMPACT_KEY):
-        render.plot(forest("compact"), key="forest:compact")
+    with projector.stage(stage, look_for("forest"), fit="scroll"):
+        with st.container(key=responsive.WIDE_KEY):
+            render.plot(fig, key="forest:figure")
+        with st.container(key=responsive.COMPACT_KEY):
+            render.plot(forest("compact"), key="forest:compact")
     render.inference_statement(run)
     render.state_cautions(ctx)
     if run.robust is not None and subgroup:

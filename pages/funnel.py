@@ -7,7 +7,8 @@ from alliance_core.analyses.bias_verdict import bias_verdict
 from alliance_core.analyses.selection import THREE_PSM, TWO_CUTS
 from alliance_core.figures import funnel_figure, selection_weights_figure
 from alliance_core.formatting import escape_markdown
-from pages._ui import fail_safe_section, loading, render, sidebar, state
+from alliance_core.wording.look_for import look_for
+from pages._ui import fail_safe_section, loading, projector, render, sidebar, state
 
 CUT_CHOICES = ("3PSM (.025)", "Two cuts (.025 and .5)")
 # Cut choice -> its name in a link (cuts=...); the 3PSM, the default, stays out of the link.
@@ -16,6 +17,7 @@ CUT_LINK_NAMES = {CUT_CHOICES[0]: "3psm", CUT_CHOICES[1]: "two"}
 ctx = sidebar.context()
 if render.page_header("Publication bias", ctx):
     run = loading.fitted(ctx)
+    stage = projector.stage_slot()  # on a projector the funnel comes first, under the heading
     has_moderators = run.result.p > 1
     residuals = st.toggle(
         "Residuals of the model with moderators",
@@ -29,7 +31,7 @@ if render.page_header("Publication bias", ctx):
     render.model_statement(shown, pooled=shown is not run)
     render.state_cautions(ctx)
     if run.robust is not None:
-        st.caption(
+        render.caption(
             ":material/info: Cluster-robust (CR2) inference: Egger's test and PET-PEESE are "
             "tested cluster-robustly by study (Satterthwaite df), as the pooled estimate is. "
             "The rank test and trim-and-fill have no cluster-robust form; the selection model "
@@ -89,7 +91,8 @@ if render.page_header("Publication bias", ctx):
             **overlays,
         ),
     )
-    render.plot(fig, key="funnel:figure")
+    with projector.stage(stage, look_for("funnel")):
+        render.plot(fig, key="funnel:figure", projector_height=render.FILL)
     st.caption(
         "A funnel plot is a visual check only; the verdict above says what asymmetry can and "
         "cannot show."

@@ -14,7 +14,7 @@ from alliance_core.teaching.lesson import (
     load_lesson,
 )
 from alliance_core.teaching.lesson_figures import step_figure
-from pages._ui import loading, render, session, sidebar, state, view_link
+from pages._ui import loading, projector, render, session, sidebar, state, view_link
 
 LESSON_KEY = "_lesson:name"  # plain keys: they survive a visit to the page a step opens
 STEP_KEY = "_lesson:step"
@@ -124,11 +124,13 @@ forward.button(
 
 with render.shown_errors("The step's figure"):
     shown = figure_of(current.name, step.number)
-    figure_col, look_col = st.columns([3, 2])
-    with figure_col:
+    # On a projector what to look for gets half the width, so it stays short beside the figure.
+    figure_col, look_col = st.columns([1, 1] if projector.on() else [3, 2])
+    with figure_col, projector.figure_box():
         render.plot(
             go.Figure(shown.figure).update_layout(height=FIGURE_HEIGHT),
             key=f"lesson:figure:{step.number}",
+            projector_height=render.FILL,
         )
     with look_col.container(border=True, key="lesson-look-for"):
         st.markdown(f"**:material/visibility: What to look for:** {step.look_for}")

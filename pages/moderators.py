@@ -1,6 +1,5 @@
 """Moderators & PTR: the meta-regression, its tests, and the PTR moderation curve."""
 
-import contextlib
 import json
 import time
 
@@ -20,10 +19,17 @@ from alliance_core.formatting import escape_markdown, format_number
 from alliance_core.wording import reading
 from alliance_core.wording.common_language import r_in_brief
 from alliance_core.wording.glossary import define
-from pages._ui import loading, means_tables, render, session, sidebar, state, tables, view_link
-
-# px: on a 1280×720 projector the curve, its legend and x-axis fit below the page heading.
-PROJECTOR_HEIGHT = 360
+from alliance_core.wording.look_for import look_for
+from pages._ui import (
+    loading,
+    means_tables,
+    projector,
+    render,
+    sidebar,
+    state,
+    tables,
+    view_link,
+)
 
 
 @st.fragment
@@ -34,8 +40,8 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     flags = loading.state(ctx).flags_of(run)
     # On a projector the curve comes first, before its reading and the controls, so that it is
     # whole on the first screen; elsewhere the controls come first, as a reader sets them.
-    figure_slot = st.container() if st.session_state.get(session.PROJECTOR) else None
-    st.markdown(
+    figure_slot = projector.stage_slot()
+    render.markdown(
         reading.ptr_effect(
             res,
             run.ptr_column,
@@ -71,7 +77,7 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     columns = tables.ProfileColumns.of(res, run.ptr_column)
     profiles: list[dict] = []
     if columns.names:
-        st.markdown(
+        render.markdown(
             "**What-if profiles**: fill in a row to draw a curve for studies with those values "
             f"(a cell left at “{tables.TYPICAL_VALUE}” holds a numeric moderator at its mean "
             "and a categorical one at its reference level, which need not be the most common "
@@ -106,9 +112,9 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
         profiles, notes = tables.profiles_from_rows(edited, columns)
         sidebar.write_view({"profile": view_link.view_query(profiles=profiles)["profile"] or None})
         for note in notes:
-            st.caption(f":material/info: {escape_markdown(note)}")
+            render.caption(f":material/info: {escape_markdown(note)}")
     else:
-        st.caption(
+        render.caption(
             "Add other moderators to compose what-if profiles (e.g. observer-rated alliance)."
         )
     # With PTR x a categorical moderator, each level has its own slope: one curve per level
@@ -116,9 +122,9 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     curves = level_curves(res, "PTR", prefer=color_by)
     if curves is not None and not profiles:
         profiles = list(curves.profiles)
-        st.caption(f":material/stacked_line_chart: {escape_markdown(curves.note())}")
+        render.caption(f":material/stacked_line_chart: {escape_markdown(curves.note())}")
     elif curves is not None:
-        st.caption(
+        render.caption(
             ":material/info: Your what-if profiles are drawn instead of one curve per level of "
             f"{escape_markdown(curves.column)}; clear them to see every level's PTR slope."
         )
@@ -135,17 +141,17 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
             band=band,
         ),
     )
-    with figure_slot if figure_slot is not None else contextlib.nullcontext():
-        render.plot(fig, key="ptr:figure", projector_height=PROJECTOR_HEIGHT)
+    with projector.stage(figure_slot, look_for("ptr_curve")):
+        render.plot(fig, key="ptr:figure", projector_height=render.FILL)
         if band is not None:
-            st.caption(f":material/shield: Bands: {escape_markdown(band.label)}.")
+            render.caption(f":material/shield: Bands: {escape_markdown(band.label)}.")
     st.page_link(
         ctx.pages["simulator"],
         label="The Simulator: why PTR could matter",
         icon=":material/science:",
     )
 
-    st.markdown("**How much does the correlation change?**")
+    render.markdown("**How much does the correlation change?**")
     low, high = float(run.data["PTR"].min()), float(run.data["PTR"].max())
     a, b = st.columns(2)
     from_ptr = a.number_input(
@@ -180,15 +186,15 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     ]
     for name, readout in readouts:
         prefix = f"**{escape_markdown(name)}:** " if len(readouts) > 1 else ""
-        st.markdown(prefix + escape_markdown(readout.sentence))
+        render.markdown(prefix + escape_markdown(readout.sentence))
         if ctx.data.correlations:
-            st.caption(
+            render.caption(
                 f"PTR {format_number(from_ptr, 1)}: {r_in_brief(readout.r_from)}. "
                 f"PTR {format_number(to_ptr, 1)}: {r_in_brief(readout.r_to)}."
             )
     render.table(tables.readout_table(readouts).set_index("Profile"))
     if band is not None:
-        st.caption(tables.readout_inference(readouts))  # no user text in it
+        render.caption(tables.readout_inference(readouts))  # no user text in it
     render.figure_downloads(
         fig,
         "ptr-curve",
@@ -203,7 +209,7 @@ def means_section(run: AnalysisRun, ctx: loading.Context) -> None:
     res = run.result
     categorical = [t.column for t in res.design.terms if t.kind == "categorical"]
     if categorical:
-        st.markdown("**Expected effect per level** (marginal means)")
+        render.markdown("**Expected effect per level** (marginal means)")
         linked = sidebar.take_link_view("means")
         if linked is not None:
             for problem in state.check_view_choice("means", linked, categorical):
@@ -214,7 +220,7 @@ def means_section(run: AnalysisRun, ctx: loading.Context) -> None:
         sidebar.write_view({"means": None if focal == categorical[0] else [focal]})
         with render.shown_errors("The marginal means"):
             means = res.marginal_means(focal, robust=run.robust)
-            st.caption(
+            render.caption(
                 "Each level's expected effect with the other moderators at their means "
                 "(numeric) or averaged over how often their levels occur (categorical); "
                 + ("cluster-robust (CR2) intervals." if run.robust is not None else "")
@@ -230,7 +236,7 @@ def means_section(run: AnalysisRun, ctx: loading.Context) -> None:
         with render.shown_errors("The model comparison"):
             comparison = model_comparison(res)
             render.table(means_tables.comparison_table(comparison))
-            st.caption(escape_markdown(comparison.note))
+            render.caption(escape_markdown(comparison.note))
 
 
 WILD_REPLICATES = 1999
@@ -241,7 +247,7 @@ def wild_bootstrap_section(run: AnalysisRun, ctx: loading.Context) -> None:
     """Beside flagged CR2 tests: the cluster wild bootstrap of each categorical moderator and
     of all moderators together, run on request (results kept for this analysis)."""
     res = run.result
-    st.markdown(
+    render.markdown(
         "**Few studies or few degrees of freedom?** The cluster wild bootstrap (Joshi, "
         "Pustejovsky & Beretvas 2022) tests the moderators without relying on the df that "
         "CR2 tests need."
@@ -295,7 +301,7 @@ def wild_bootstrap_section(run: AnalysisRun, ctx: loading.Context) -> None:
         bar.empty()
     if key in store:
         cwb = store[key]
-        st.markdown(
+        render.markdown(
             f"Wild bootstrap of {escape_markdown(choice)}: F = {tables.fmt_num(cwb.statistic)}, "
             f"p = {tables.fmt_p(cwb.pval)} ({cwb.R} replicates, {cwb.auxiliary} weights, "
             f"{cwb.n_clusters} clusters, {cwb.type} covariance)."
@@ -338,7 +344,7 @@ def heterogeneity_section(run: AnalysisRun, ctx: loading.Context) -> None:
     with render.shown_errors("The heterogeneity model"):
         ls = refit_with(res, list(res.design.term_labels), res.method, scale=[run.ptr_column])
         slope = ls.scale_coefficients.loc[run.ptr_column]
-        st.markdown(
+        render.markdown(
             f"The between-study variance τ² changes by a factor of {np.exp(slope['estimate']):.2f} "
             f"per unit of {escape_markdown(run.ptr_column)} (scale coefficient "
             f"{slope['estimate']:.3f}, p = {tables.fmt_p(slope['pval'])}); likelihood-ratio "
@@ -357,13 +363,13 @@ if render.page_header("Moderators & PTR", ctx):
     run = loading.fitted(ctx)
     res = run.result
     flags = loading.state(ctx).flags_of(run)
-    render.model_statement(run)
     # On a projector the PTR curve, the page's main figure, comes first (it started 1.5
     # screens down); the meta-regression table follows it.
     first, second = st.container(), st.container()
-    projector_on = bool(st.session_state.get(session.PROJECTOR))
+    projector_on = projector.on()
     regression_box, ptr_box = (second, first) if projector_on else (first, second)
     with regression_box:
+        render.model_statement(run)
         if res.p == 1:
             example = " (for example PTR)" if ctx.choices.has_therapists else ""
             st.info(
@@ -372,9 +378,9 @@ if render.page_header("Moderators & PTR", ctx):
                 icon=":material/tune:",
             )
         else:
-            st.subheader("Meta-regression")
+            st.subheader("Meta-regression", help=define("Meta-regression"))
             scale = "Fisher's z" if ctx.data.correlations else "the effect-size scale"
-            st.caption(
+            render.caption(
                 f"Coefficients are on {scale}. The intercept is the expected effect when every "
                 "numeric moderator is 0 (for log PTR: one patient per therapist) and every "
                 "categorical moderator is at its reference level; each other coefficient is a "
@@ -395,7 +401,7 @@ if render.page_header("Moderators & PTR", ctx):
                 "–" if res.R2 is None else f"{res.R2:.1f}%",
                 help="Pseudo-R²: how much smaller the heterogeneity is than without moderators.",
             )
-            st.markdown(
+            render.markdown(
                 render.plain(
                     reading.moderator_test(res, omnibus=omnibus, caution=flags.omnibus_caution()),
                     ctx,
@@ -408,7 +414,7 @@ if render.page_header("Moderators & PTR", ctx):
                     if res.design.interactions
                     else ""
                 )
-                st.markdown(
+                render.markdown(
                     "**Does each categorical moderator matter?** (all its levels tested "
                     f"together{slopes})"
                 )

@@ -7,7 +7,8 @@ from alliance_core.model.nesting import display_name
 from alliance_core.wording import reading
 from alliance_core.wording.common_language import r_in_words
 from alliance_core.wording.glossary import define
-from pages._ui import loading, render, sidebar, tables
+from alliance_core.wording.look_for import look_for
+from pages._ui import loading, projector, render, sidebar, tables
 
 ctx = sidebar.context()
 if render.page_header("Overview", ctx):
@@ -28,6 +29,7 @@ if render.page_header("Overview", ctx):
     level = f"{pooled.level:.0%}"
     symbol = words.symbol or "effect"
 
+    stage = projector.stage_slot()  # on a projector the key numbers come first
     render.model_statement(pooled_run, pooled=True)
     render.inference_statement(pooled_run)
     if current.moderator_problem:
@@ -39,7 +41,7 @@ if render.page_header("Overview", ctx):
         )
     if res.p > 1:
         names = ", ".join(display_name(m) for m in run.moderator_columns)
-        st.caption(
+        render.caption(
             ":material/compare_arrows: The sidebar's model adds the moderators "
             f"{escape_markdown(names)}: the moderator test and the PTR reading below come from "
             "it, and the Moderators & PTR page shows it in full. The pooled effect and the "
@@ -47,7 +49,8 @@ if render.page_header("Overview", ctx):
             "meta-analysis reports first."
         )
 
-    cols = st.columns(5)
+    with projector.stage(stage, look_for("overview"), fit="content"):
+        cols = st.columns(5)
     cols[0].metric(
         f"Pooled {symbol}",
         tables.fmt_num(pred["pred"]),
@@ -76,14 +79,14 @@ if render.page_header("Overview", ctx):
         cols[3].metric("Effect sizes (k)", f"{pooled.k:,}")
         cols[4].metric("Studies", f"{pooled.n_studies:,}")
     if on_r:
-        st.markdown(r_in_words(pred["pred"]))
-        st.caption(
+        render.markdown(r_in_words(pred["pred"]))
+        render.caption(
             "Correlations are pooled as Fisher's z = atanh(r) and shown back as r; the "
             "interval limits are transformed the same way."
         )
 
     st.subheader("In plain words")
-    st.markdown(
+    render.markdown(
         render.plain(
             reading.pooled_effect(pooled, on_r_scale=on_r, measure=ctx.data.measure, band=band), ctx
         )
@@ -91,7 +94,7 @@ if render.page_header("Overview", ctx):
     # Words follow flags: a test the state flags is never called (non-)significant. The
     # readings are the state's (the pages that show only their cautions read the same ones).
     for item in current.readings():
-        st.markdown(render.plain(item.text, ctx))
+        render.markdown(render.plain(item.text, ctx))
     if res.p > 1:
         st.page_link(
             ctx.pages["moderators"],
@@ -102,32 +105,34 @@ if render.page_header("Overview", ctx):
     st.subheader("Heterogeneity")
     render.table(tables.heterogeneity_table(pooled).set_index("Statistic"))
     terms = ("σ²" if pooled.is_three_level else "τ²", "I²", "QE")
-    st.caption(" ".join(f"**{term}**: {define(term)}" for term in terms))
+    render.caption(" ".join(f"**{term}**: {define(term)}" for term in terms))
 
     if res.p > 1:
-        st.caption(
+        render.caption(
             "Without moderators. With the chosen moderators, the heterogeneity left over is "
             f"I² = {res.I2:.1f}% (Moderators & PTR page)."
         )
     details = loading.variance_details(ctx, pooled_run)
     if details.intervals is not None:
-        st.markdown("**How uncertain are the variance components?**")
+        render.markdown("**How uncertain are the variance components?**")
         render.table(
             tables.variance_interval_table(details.intervals, pooled.level).set_index("Component")
         )
         method = "profile likelihood" if pooled.is_three_level else "Q-profile"
-        st.caption(f"Confidence intervals by {method} (as metafor's confint), without moderators.")
+        render.caption(
+            f"Confidence intervals by {method} (as metafor's confint), without moderators."
+        )
     elif details.intervals_problem:
-        st.caption(f":material/info: {escape_markdown(details.intervals_problem)}")
+        render.caption(f":material/info: {escape_markdown(details.intervals_problem)}")
     if details.within_study is not None:
-        st.markdown(render.plain(reading.within_study_heterogeneity(details.within_study), ctx))
+        render.markdown(render.plain(reading.within_study_heterogeneity(details.within_study), ctx))
     elif details.within_study_problem:
-        st.caption(f":material/info: {escape_markdown(details.within_study_problem)}")
+        render.caption(f":material/info: {escape_markdown(details.within_study_problem)}")
     render.analysis_notes(run)
 
     st.subheader("Downloads")
     if res.p > 1:
-        st.caption(
+        render.caption(
             "The results file holds both models this page shows, the pooled model first; the "
             "“model” column says which row belongs to which."
         )

@@ -17,8 +17,10 @@ from alliance_core.figures import rho_sensitivity_figure, specification_figure
 from alliance_core.formatting import escape_markdown
 from alliance_core.handover.csv_export import csv_bytes
 from alliance_core.model.nesting import is_nested, model_name
+from alliance_core.wording.glossary import with_definitions
+from alliance_core.wording.look_for import look_for
 from alliance_core.wording.reading import effect_words
-from pages._ui import loading, render, sidebar, state
+from pages._ui import loading, projector, render, sidebar, state
 from pages._ui import sensitivity_tables as display
 
 ctx = sidebar.context()
@@ -218,14 +220,16 @@ def leave_one_out_section(page: Refits) -> None:
         change = (table[order] - table[order].median()).abs()
         moved = table.assign(change=change).sort_values("change", ascending=False, kind="stable")
         shown = readable(moved.drop(columns="change"))
-        st.caption(
+        render.caption(
             f"The {min(10, len(shown))} {page.unit} rows that move "
             f"{'the PTR coefficient' if coefficient else 'the estimate'} most"
-            + (" (effects as r; coefficients on Fisher's z):" if page.on_r else ":")
+            + (" (effects as r; coefficients on Fisher's z):" if page.on_r else ":"),
+            help=with_definitions(" ".join(map(str, shown.columns))),  # the table's terms
         )
         # A static table (like the Overview's): ten rows need no scrolling grid, and the
         # browser then draws the page without loading the grid's script.
-        render.table(shown.head(10), hide_index=True)
+        with projector.stage(stage, look_for("sensitivity"), fit="scroll"):
+            render.table(shown.head(10), hide_index=True)
         # Filled only when opened: a closed expander's table would still be sent and laid
         # out by the browser on every first view of the page.
         every = st.expander(f"All {len(table)} refits", key="loo:all", on_change="rerun")
@@ -421,6 +425,8 @@ def open_linked_tab(labels: list[str]) -> None:
 if render.page_header("Sensitivity", ctx):
     run = loading.fitted(ctx)
     res = run.result
+    # On a projector the leave-one-out table, the first tab's result, comes first.
+    stage = projector.stage_slot()
     page = Refits(
         run=run,
         data_key=ctx.data.key,

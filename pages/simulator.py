@@ -77,7 +77,7 @@ def view_query(view: SimulatorView) -> dict[str, list[str] | None]:
 
 ctx = sidebar.context()
 render.page_header("Simulator", ctx, needs_data=False)
-st.markdown(
+render.markdown(
     ":orange-badge[:material/science: SIMULATED] Everything on this page is simulated for "
     "teaching: no real studies or patients."
 )
@@ -140,10 +140,10 @@ else:
 with look_for:
     st.subheader(f":material/visibility: What to look for: {preset.look_for}", anchor=False)
 with promise_slot:
-    st.markdown(preset.shows)
+    render.markdown(preset.shows)
 with intro_slot:
     st.header("A simulated literature")
-    st.markdown(
+    render.markdown(
         "Each simulated study has patients and therapists. A patient's alliance is a therapist "
         "part (shared by a therapist's patients) plus a patient part; outcome follows each part "
         "with its own slope. The study reports the correlation of alliance and outcome, and the "
@@ -195,7 +195,7 @@ with render.shown_errors("The simulation"), st.spinner("Simulating patients and 
     )
     with promise_slot:
         promise = stored_shares()[preset.name]
-        st.markdown(f"**{promise.sentence()}** {promise.this_draw(outcome_of(preset, sim))}")
+        render.markdown(f"**{promise.sentence()}** {promise.this_draw(outcome_of(preset, sim))}")
         analysed = {"model": model, "method": method, "ptr_scale": ptr_scale}
         if not view.is_preset:
             st.caption(
@@ -220,10 +220,10 @@ with render.shown_errors("The simulation"), st.spinner("Simulating patients and 
         with figure_col:
             render.plot(figure, key="sim:figure")
         note_col.info(sim.why_lines_differ, icon=":material/info:")
-    st.markdown(sim.describe())
+    render.markdown(sim.describe())
 
 st.header("Patient-level analysis")
-st.markdown(
+render.markdown(
     "With patient-level data the alliance can be split directly into a therapist part (the "
     "therapist's mean alliance over their patients) and a patient part (the patient's "
     "deviation from that mean), as in Baldwin, Wampold & Imel (2007). A mixed model with a "
@@ -312,5 +312,5 @@ if patients is not None:
         render.plot(means, key="sim:patients_figure")
         if expected is not None:
             st.info(expected.sentence(), icon=":material/compress:")
-        st.markdown(escape_markdown(result.describe()))
+        render.markdown(escape_markdown(result.describe()))
         render.bullet_notes(result.notes)

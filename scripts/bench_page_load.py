@@ -1,9 +1,13 @@
 """First page load per page, one user: ``python scripts/bench_page_load.py``.
 
-For each page (Overview, Forest plot, Moderators & PTR, Sensitivity, Simulator) a new browser
-context (Debian's Chromium driven by Playwright, no cache, no cookies) opens the page's address
-and the clock stops when the page is complete: Streamlit connected and idle, no spinner, and
-every Plotly chart drawn. Median over ``--repeats`` loads per page.
+For each page (Overview, Forest plot, Moderators & PTR, Sensitivity, Simulator, Publication
+bias) a new browser context (Debian's Chromium driven by Playwright, no cache, no cookies) opens
+the page's address and the clock stops when the page is complete: Streamlit connected and idle, no spinner, and
+every Plotly chart drawn; "first chart" stops the clock when the page's first Plotly chart is
+drawn, and is compared with Streamlit's one-chart floor measured in the same run (issue #23:
+chart pages within 1.3× of it): the floor's page is served beside the app and loaded just before
+each load of a chart page, and the ratio is the median of these pairs. Median over
+``--repeats`` loads per page.
 
 Server: one ``streamlit run`` process started here, measured twice:
 - "cold process": the first page request of a freshly started process (imports and fits);
@@ -20,12 +24,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +41,10 @@ sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
 from load_test import PAGES, Session, SessionLog  # noqa: E402
 
+# The load test's pages and the Publication bias page (its funnel is a chart page's first chart).
+BENCH_PAGES = {**PAGES, "funnel": "Publication bias"}
 CHART = '[data-testid="stPlotlyChart"]'
+FIRST_CHART_TARGET = 1.3  # × the one-chart floor (issue #23)
 SPINNER = '[data-testid="stSpinner"]'
 
 
@@ -52,10 +61,19 @@ def start_server(port: int, script: str = "app.py") -> subprocess.Popen:
     return server
 
 
+DRAWN = """([sel, n]) => [...document.querySelectorAll(sel)].filter(
+                c => c.querySelector('.main-svg')).length >= n"""
+
+
 def browser_load(browser, url: str, charts: int) -> float:
     """Seconds until the page is complete: idle, no spinner, and all ``charts`` Plotly charts
     drawn (a chart element appears only once Plotly's script has loaded, so the count the
     server sent is waited for, not just the charts already on the page)."""
+    return browser_loads(browser, url, charts)[1]
+
+
+def browser_loads(browser, url: str, charts: int) -> tuple[float | None, float]:
+    """Seconds to the first Plotly chart drawn (None without charts) and to the complete page."""
     from tests.e2e.conftest import wait_for_app_ready
 
     context = browser.new_context(viewport={"width": 1400, "height": 900})
@@ -63,15 +81,14 @@ def browser_load(browser, url: str, charts: int) -> float:
     try:
         start = time.perf_counter()
         page.goto(url)
+        first = None
+        if charts:
+            page.wait_for_function(DRAWN, arg=[CHART, 1], timeout=120_000, polling=10)
+            first = time.perf_counter() - start
         wait_for_app_ready(page, 120_000)
         page.wait_for_selector(SPINNER, state="detached", timeout=120_000)
-        page.wait_for_function(
-            """([sel, n]) => [...document.querySelectorAll(sel)].filter(
-                   c => c.querySelector('.main-svg')).length >= n""",
-            arg=[CHART, charts],
-            timeout=120_000,
-        )
-        return time.perf_counter() - start
+        page.wait_for_function(DRAWN, arg=[CHART, charts], timeout=120_000)
+        return first, time.perf_counter() - start
     finally:
         context.close()
 
@@ -114,7 +131,11 @@ if st.query_params.get("chart", "1") == "1":
 """
 
 
-def floor(browser, port: int, repeats: int) -> None:
+@contextlib.contextmanager
+def floor_server(browser, port: int, repeats: int) -> Iterator[str]:
+    """Serve Streamlit's own page (``FLOOR_APP``) for the whole run; print its loads without
+    and with one chart; yield the one-chart page's address, which ``measure_warm`` loads
+    before each load of a chart page, so every ratio compares two loads seconds apart."""
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "floor.py").write_text(FLOOR_APP)
         server = start_server(port, script=str(Path(folder) / "floor.py"))
@@ -126,25 +147,41 @@ def floor(browser, port: int, repeats: int) -> None:
                     f"  Streamlit page, {what:<9} Chromium {statistics.median(seconds):.2f} s "
                     f"(max {max(seconds):.2f})"
                 )
+            yield base
         finally:
             server.terminate()
             server.wait(timeout=20)
 
 
-def measure_warm(browser, base: str, repeats: int) -> dict[str, int]:
-    """Every page, ``repeats`` new sessions each; returns the charts each page sent."""
+def measure_warm(browser, base: str, repeats: int, floor_url: str) -> dict[str, int]:
+    """Every page, ``repeats`` new sessions each; returns the charts each page sent. Before
+    each load of a chart page the floor's one-chart page is loaded: the first-chart ratio is
+    the median of these pairs (the machine's speed drifts between minutes, not seconds)."""
     charts = {}
-    for page in PAGES:
+    for page in BENCH_PAGES:
         ws = [server_load(base, page) for _ in range(repeats)]
         charts[page] = ws[0][1]
-        chromium = [
-            browser_load(browser, page_url(base, page), charts[page]) for _ in range(repeats)
-        ]
+        chromium, firsts, floors = [], [], []
+        for _ in range(repeats):
+            if charts[page]:
+                floors.append(browser_loads(browser, floor_url, 1)[0])
+            first, complete = browser_loads(browser, page_url(base, page), charts[page])
+            chromium.append(complete)
+            firsts.append(first)
         verdict = "within" if statistics.median(chromium) <= 2.0 else "OVER"
+        first_chart = ""
+        if charts[page]:
+            ratio = statistics.median(f / g for f, g in zip(firsts, floors, strict=True))
+            mark = "within" if ratio <= FIRST_CHART_TARGET else "OVER"
+            first_chart = (
+                f"; first chart {statistics.median(firsts):.2f} s, floor's chart "
+                f"{statistics.median(floors):.2f} s: {ratio:.2f}× "
+                f"(target {FIRST_CHART_TARGET}×: {mark})"
+            )
         print(
-            f"  {PAGES[page]:<17} Chromium {statistics.median(chromium):.2f} s "
+            f"  {BENCH_PAGES[page]:<17} Chromium {statistics.median(chromium):.2f} s "
             f"(max {max(chromium):.2f}), server {statistics.median(s for s, _ in ws):.2f} s, "
-            f"{charts[page]} chart(s); target 2 s: {verdict}"
+            f"{charts[page]} chart(s); target 2 s: {verdict}{first_chart}"
         )
     return charts
 
@@ -163,6 +200,7 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
+    import tests.conftest  # noqa: F401 (first: it and tests.browser_session import each other)
     from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 
     load = os.getloadavg()
@@ -171,30 +209,30 @@ def main() -> None:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             print(f"floor (median of {args.repeats} new sessions):")
-            floor(browser, args.port, args.repeats)
-            if args.url:
-                print(f"{args.url} (median of {args.repeats} new sessions per page):")
-                measure_warm(browser, args.url.rstrip("/"), args.repeats)
-                return
-            base = f"http://127.0.0.1:{args.port}"
-            server = start_server(args.port)
-            try:
-                subprocess.run([sys.executable, "deploy/warm.py", str(args.port)], check=True)
-                print(f"warm process (median of {args.repeats} new sessions per page):")
-                charts = measure_warm(browser, base, args.repeats)
-            finally:
-                server.terminate()
-                server.wait(timeout=20)
+            with floor_server(browser, args.port + 1, args.repeats) as floor_url:
+                if args.url:
+                    print(f"{args.url} (median of {args.repeats} new sessions per page):")
+                    measure_warm(browser, args.url.rstrip("/"), args.repeats, floor_url)
+                    return
+                base = f"http://127.0.0.1:{args.port}"
+                server = start_server(args.port)
+                try:
+                    subprocess.run([sys.executable, "deploy/warm.py", str(args.port)], check=True)
+                    print(f"warm process (median of {args.repeats} new sessions per page):")
+                    charts = measure_warm(browser, base, args.repeats, floor_url)
+                finally:
+                    server.terminate()
+                    server.wait(timeout=20)
             if args.cold:
                 print("cold process (first request of a new process, per page):")
-                for page in PAGES:
+                for page in BENCH_PAGES:
                     server = start_server(args.port)
                     try:
                         seconds = browser_load(browser, page_url(base, page), charts[page])
                     finally:
                         server.terminate()
                         server.wait(timeout=20)
-                    print(f"  {PAGES[page]:<17} Chromium {seconds:.2f} s")
+                    print(f"  {BENCH_PAGES[page]:<17} Chromium {seconds:.2f} s")
         finally:
             browser.close()
             load = os.getloadavg()

@@ -7,6 +7,9 @@ explained the same way wherever a student meets it.
 
 from __future__ import annotations
 
+import re
+from functools import cache
+
 GLOSSARY: dict[str, str] = {
     "r": "The correlation between alliance and outcome in one study: 0 means no link, 1 a "
     "perfect one.",
@@ -90,3 +93,38 @@ def glossary_markdown() -> str:
         for code, name in COLUMN_NAMES.items()
     ]
     return "\n".join(lines)
+
+
+@cache
+def _pattern(term: str) -> re.Pattern[str]:
+    # A term as a whole word: "r" in "r = 0.29" but not in "r²" or "rater"; words of several
+    # letters ("Meta-regression", "confidence interval") in any case, symbols and codes as written.
+    flags = re.IGNORECASE if sum(c.islower() for c in term) > 2 else 0
+    return re.compile(r"(?<![\w'’])" + re.escape(term) + r"(?![\w'’²])", flags)
+
+
+def terms_in(text: str) -> list[str]:
+    """The glossary terms and the column codes (those with an underscore: ``pd_share``) that
+    ``text`` shows, in the glossary's order."""
+    codes = [code for code in COLUMN_NAMES if "_" in code]
+    text = text.replace("\\", "")  # Markdown escapes: "meta\\-regression" shows "meta-regression"
+    return [term for term in [*GLOSSARY, *codes] if _pattern(term).search(text)]
+
+
+def hover(text: str, *also: str) -> str | None:
+    """The plain-language definitions of the terms ``text`` shows (and of the terms ``also``),
+    as Markdown for a hover (``help=``); None when it shows none."""
+    terms = dict.fromkeys([*terms_in(text), *also])
+    lines = [
+        f"**{term}**: {define(term)}"
+        if term in GLOSSARY
+        else f"**{term}**: {column_name(term)} (a column of the coding sheet)."
+        for term in terms
+    ]
+    return "\n\n".join(lines) or None
+
+
+def with_definitions(text: str, help: str | None = None, *also: str) -> str | None:
+    """``help`` followed by the definitions of the terms ``text`` shows (and of ``also``): the
+    hover of an element (a widget, a paragraph) that shows ``text``."""
+    return "\n\n".join(part for part in (help, hover(text, *also)) if part) or None

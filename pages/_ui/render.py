@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -29,6 +30,7 @@ from alliance_core.handover.provenance import Provenance, bundled_sha256, settin
 from alliance_core.handover.report import state_report
 from alliance_core.model.nesting import AGGREGATED, INDEPENDENT, independence_warning, model_name
 from alliance_core.wording.figure_text import plain_figure
+from alliance_core.wording.glossary import with_definitions
 from alliance_core.wording.reading import which_model
 from alliance_core.wording.table_text import markdown_frame
 from pages._ui import loading, session, sidebar, tables
@@ -82,6 +84,21 @@ def describe_settings(settings: AnalysisSettings) -> str:
     return " · ".join(parts)
 
 
+def markdown(
+    body: str, unsafe_allow_html: bool = False, *, help: str | None = None, **options
+) -> None:
+    """``st.markdown`` with the glossary's plain-language definition of every term the text
+    shows (CR2, τ², PTR, …) on hover, after any ``help`` of its own."""
+    st.markdown(body, unsafe_allow_html, help=with_definitions(str(body), help), **options)
+
+
+def caption(
+    body: str, unsafe_allow_html: bool = False, *, help: str | None = None, **options
+) -> None:
+    """``st.caption`` with the definitions of the terms it shows on hover (as :func:`markdown`)."""
+    st.caption(body, unsafe_allow_html, help=with_definitions(str(body), help), **options)
+
+
 def page_header(title: str, ctx: loading.Context, *, needs_data: bool = True) -> bool:
     """Title, the data and model in one line (SIMULATED when it is), and whether to go on."""
     st.title(title)
@@ -96,7 +113,8 @@ def page_header(title: str, ctx: loading.Context, *, needs_data: bool = True) ->
         return not needs_data
     badge = ":orange-badge[:material/science: SIMULATED] " if ctx.data.simulated else ""
     title = escape_markdown(ctx.data.title)
-    st.markdown(f"{badge}**{title}**  \n{describe_settings(ctx.settings)}")
+    settings = describe_settings(ctx.settings)
+    st.markdown(f"{badge}**{title}**  \n{settings}", help=with_definitions(settings))
     if needs_data and ctx.settings.model == INDEPENDENT:
         independence_notice(ctx)
     return True
@@ -125,22 +143,23 @@ def model_statement(
     statement = which_model(
         res, run.moderator_columns, pooled=pooled, aggregated_from=total, where=where
     )
-    st.caption(":material/functions: " + escape_markdown(" ".join(filter(None, [statement, also]))))
+    caption(":material/functions: " + escape_markdown(" ".join(filter(None, [statement, also]))))
 
 
 def inference_statement(run: AnalysisRun) -> None:
     """Which inference the page's tests and intervals use, and, under CR2, every reason (in
     plain words) its p-values may not hold."""
     if run.robust is None:
-        st.caption(
+        caption(
             ":material/calculate: Inference: model-based standard errors "
             "(choose cluster-robust CR2 in the sidebar to check them against the studies)."
         )
         return
-    st.caption(
+    statement = (
         f":material/shield: Inference: {escape_markdown(run.inference_name)}: p-values and "
         "intervals use t on each test's Satterthwaite degrees of freedom."
     )
+    st.caption(statement, help=with_definitions(statement, None, "CR2", "Satterthwaite df"))
     for warning in run.inference_warnings():
         st.warning(escape_markdown(warning), icon=":material/warning:")
 
@@ -157,7 +176,7 @@ def state_cautions(ctx: loading.Context) -> None:
 def robust_download_note(run: AnalysisRun) -> None:
     """Under CR2: what the results file holds, truly (the robust rows are the ones shown)."""
     if run.robust is not None:
-        st.caption(
+        caption(
             ":material/info: The results file and both scripts hold the model-based numbers "
             "and, in the sections marked “robust”, the cluster-robust (CR2) coefficients, tests "
             "and prediction this page shows; the scripts check both."
@@ -195,18 +214,35 @@ def figure(key: tuple, build: Callable[[], go.Figure]) -> ShownFigure:
     return _cached_figure(key, build)
 
 
-def plot(fig: go.Figure | ShownFigure, key: str, projector_height: int | None = None) -> None:
+FILL = "fill"  # a figure as high as its projector stage's box (``plot(projector_height=FILL)``)
+
+
+def plot(
+    fig: go.Figure | ShownFigure, key: str, projector_height: int | Literal["fill"] | None = None
+) -> None:
     """The figure, with its caption as wrapping text under it (an in-figure caption does not
     wrap and would be cut on narrow screens); downloads keep the caption in the figure.
-    ``projector_height`` (px) is the figure's height in the projector view, where a page's
-    main figure must fit one screen."""
+    ``projector_height`` is the figure's height in the projector view, where a page's main
+    figure must fit one screen: px, or :data:`FILL` (as high as its box, a projector stage's
+    figure box, whose height follows the screen's)."""
     shown = fig if isinstance(fig, ShownFigure) else _shown(fig)
     screen, notes = shown.screen, shown.notes
+    height: int | str = "content"
     if st.session_state.get(session.PROJECTOR):
-        screen = projector_figure(screen, projector_height)  # a copy: shared figures stay
+        fixed = projector_height if isinstance(projector_height, int) else None
+        screen = projector_figure(screen, fixed)  # a copy: shared figures stay
+        if projector_height == FILL:
+            # The box is wider than high: the legend goes to the right, where a stack of
+            # entries costs no height, and the top margin it had above the plot is given back.
+            screen.update_layout(
+                legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
+                margin={"t": 16},
+            )
+            height = "stretch"
     st.plotly_chart(
         screen,
         key=key,
+        height=height,
         theme="streamlit",
         # No mode bar: it would cover the figures' top rows (the forest plot's column headers)
         # on hover; dragging still zooms, a double click resets, and files come from the
@@ -214,7 +250,7 @@ def plot(fig: go.Figure | ShownFigure, key: str, projector_height: int | None = 
         config={"displayModeBar": False},
     )
     if notes:
-        st.caption("  \n".join(escape_markdown(note) for note in notes))
+        caption("  \n".join(escape_markdown(note) for note in notes))
 
 
 def figure_downloads(fig: go.Figure | ShownFigure, stem: str, version: str) -> None:
@@ -356,7 +392,7 @@ def analysis_notes(run: AnalysisRun) -> None:
     engine's own notes."""
     notes = list(run.notes) + [run.row_use()] + list(run.result.notes)
     for note in notes:
-        st.caption(f":material/info: {escape_markdown(note)}")
+        caption(f":material/info: {escape_markdown(note)}")
 
 
 def download_stem(ctx: loading.Context) -> str:

@@ -24,6 +24,7 @@ from alliance_core.analyses.settings import (
 )
 from alliance_core.formatting import escape_markdown
 from alliance_core.model.nesting import INDEPENDENT, INFERENCE_HELP, RHO_HELP
+from alliance_core.wording.glossary import with_definitions
 from pages._ui import loading, session
 from pages._ui.state import DataChoices, Draft, Reconciled, interaction_choices, methods_for
 
@@ -103,7 +104,9 @@ def what_if_widgets(rec: Reconciled, choices: DataChoices, data: loading.ActiveD
             step=0.1,
             format="%.2f",
             key=session.RHO,
-            help=RHO_HELP + f" Default {DEFAULT_RHO:g}; 0 assumes independent sampling errors.",
+            help=with_definitions(
+                "ρ", RHO_HELP + f" Default {DEFAULT_RHO:g}; 0 assumes independent sampling errors."
+            ),
         )
     if settings.model == INDEPENDENT:
         st.warning(
@@ -135,17 +138,19 @@ def what_if_widgets(rec: Reconciled, choices: DataChoices, data: loading.ActiveD
         key=session.INFERENCE,
         horizontal=True,
         disabled=not choices.has_study,
-        help=INFERENCE_HELP,
+        help=with_definitions("CR2", INFERENCE_HELP, "Satterthwaite df"),
     )
     if settings.robust:
         st.caption(
             "Under CR2 every test is a t test on its Satterthwaite df; the z / t choice below "
-            "applies to the model-based rows of the Sensitivity page."
+            "applies to the model-based rows of the Sensitivity page.",
+            help=with_definitions("CR2 Satterthwaite df"),
         )
     if not choices.has_study:
         st.caption(
             "Cluster-robust (CR2) inference is not offered: it groups effect sizes by study, and "
-            "this table has no study column."
+            "this table has no study column.",
+            help=with_definitions("CR2"),
         )
     st.multiselect(
         "Moderators",
@@ -181,7 +186,7 @@ def what_if_widgets(rec: Reconciled, choices: DataChoices, data: loading.ActiveD
         key=session.PTR_SCALE,
         horizontal=True,
         disabled=PTR not in settings.moderators,
-        help="log PTR lets each doubling of patients per therapist change r by the same amount.",
+        help=with_definitions("PTR r", "log PTR: each doubling of PTR changes r equally."),
     )
     for column in settings.moderators:
         if column not in choices.categorical:

@@ -15,6 +15,8 @@ from tests.e2e.conftest import PAGE_TIMEOUT_MS, wait_for_app_ready
 pytestmark = pytest.mark.e2e
 
 PROJECTOR = ({"width": 1280, "height": 720}, 1.5)
+# 150 % browser zoom of a 1280×720 window: 853×480 CSS pixels, each drawn by 1.5 device pixels.
+ZOOMED = ({"width": 853, "height": 480}, 1.5)
 PHONE = ({"width": 390, "height": 844}, 3)
 LESSON_STEPS = (2, 5, 8)  # one figure of each kind the lesson draws from the simulator and data
 
@@ -82,7 +84,7 @@ def opened(tab, app_url: str, path: str) -> dict:
     tab.goto(f"{app_url}/{path}")
     wait_for_app_ready(tab)
     tab.wait_for_selector(".stMain [data-testid='stMarkdownContainer'] p")
-    if any(page in path for page in ("lesson", "moderators", "simulator")):
+    if any(page in path for page in ("lesson", "moderators", "simulator", "forest", "funnel")):
         tab.wait_for_selector(".js-plotly-plot .xtick text")
     if path.startswith("?"):  # the Overview: its metrics come after the first fit
         tab.wait_for_selector(".stMain [data-testid='stMetricValue']")
@@ -139,3 +141,72 @@ def test_long_formulas_scroll_inside_their_box(screen, app_url):
     assert any(f["wide"] for f in shown["formulas"])  # some formula is wider than a phone
     for formula in shown["formulas"]:
         assert formula["overflow"] == "auto" and formula["right"] <= shown["width"] + 0.5
+
+
+# Each chart page's main figure (the Overview's: its key numbers; Sensitivity's: the
+# leave-one-out table) and what to look for. The lesson's own box holds its step's sentence.
+STAGES = {
+    "overview": "?view=projector",
+    "moderators": "moderators?view=projector",
+    "forest": "forest?view=projector",
+    "funnel": "funnel?view=projector",
+    "sensitivity": "sensitivity?view=projector",
+    "lesson": "lesson?view=projector&lesson=ptr&step=5",
+}
+STAGE = """() => {
+  const visible = (el) => el.offsetParent !== null;
+  const first = (s) => [...document.querySelectorAll(s)].find(visible) || null;
+  const box = (el) => el ? el.getBoundingClientRect().toJSON() : null;
+  const figure = first('[class*="st-key-projector-figure-"]');
+  const look = first('.st-key-projector-look-for, .st-key-lesson-look-for');
+  const plot = figure && [...figure.querySelectorAll('.js-plotly-plot')].find(visible);
+  // Anything cut: a metric value, the look-for sentence or an axis label wider than its box.
+  const cut = [...document.querySelectorAll(
+      '.stMain [data-testid="stMetricValue"], .stMain [data-testid="stMetricValue"] *, ' +
+      '[class*="look-for"] p')].filter(visible)
+    .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText);
+  const xticks = plot ? [...plot.querySelectorAll('.xtick text')].map(box) : [];
+  const legend = plot ? box(plot.querySelector('.legend')) : null;
+  return {figure: box(figure), look: box(look), plot: box(plot), xticks, legend, cut,
+          title: box(first('.stMain h1')), header: box(document.querySelector('.stAppHeader')),
+          metrics: figure ? [...figure.querySelectorAll('[data-testid="stMetricValue"]')]
+            .filter(visible).map(box) : [],
+          height: window.innerHeight, width: window.innerWidth};
+}"""
+
+
+def inside(box: dict, shown: dict) -> bool:
+    return (
+        box["top"] >= 0
+        and box["left"] >= 0
+        and box["bottom"] <= shown["height"] + 0.5
+        and box["right"] <= shown["width"] + 0.5
+    )
+
+
+@pytest.mark.parametrize(
+    "screen", [PROJECTOR, ZOOMED], indirect=True, ids=["1280x720@1.5", "150%zoom-853x480"]
+)
+@pytest.mark.parametrize("page", list(STAGES))
+def test_the_main_figure_and_what_to_look_for_share_the_first_screen(screen, app_url, page):
+    opened(screen, app_url, STAGES[page])
+    if page == "sensitivity":
+        screen.wait_for_selector(".st-key-projector-figure-scroll table")
+    if page == "overview":
+        screen.wait_for_selector(".st-key-projector-figure-content [data-testid='stMetricValue']")
+    wait_for_app_ready(screen)
+    shown = screen.evaluate(STAGE)
+    assert shown["figure"] is not None and shown["look"] is not None
+    assert inside(shown["figure"], shown), shown["figure"]
+    assert inside(shown["look"], shown), shown["look"]
+    assert not shown["cut"], shown["cut"]
+    assert shown["title"]["top"] >= shown["header"]["bottom"] - 0.5  # not under the header
+    if page == "overview":  # its five key numbers, whole on the screen
+        assert len(shown["metrics"]) == 5
+        assert all(inside(metric, shown) for metric in shown["metrics"]), shown["metrics"]
+    if page in ("moderators", "funnel", "lesson"):  # figures drawn as high as their box
+        assert inside(shown["plot"], shown), shown["plot"]
+        assert shown["xticks"] and all(inside(t, shown) for t in shown["xticks"])
+        assert shown["plot"]["height"] >= 180  # a figure, not a sliver
+    if page == "moderators":  # the PTR curve's legend is on the screen with it
+        assert shown["legend"] is not None and inside(shown["legend"], shown)
