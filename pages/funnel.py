@@ -55,10 +55,10 @@ if render.page_header("Publication bias", ctx):
     steps = THREE_PSM if cuts_3psm else TWO_CUTS
     sidebar.write_view({"cuts": None if cuts_3psm else [CUT_LINK_NAMES[CUT_CHOICES[1]]]})
     sel, problem = loading.selection_model(ctx, pooled, steps)
-    st.markdown(
+    render.markdown(
         "**Verdict.** " + escape_markdown(bias_verdict(tests, pooled, sel, transform=transform))
     )
-    st.markdown(
+    render.markdown(
         "Each point is an effect size, placed by its size and its standard error (small, "
         "imprecise studies at the bottom). Without publication bias the points scatter "
         "symmetrically around the average, in a funnel that widens downwards. If small studies "
@@ -93,7 +93,7 @@ if render.page_header("Publication bias", ctx):
     )
     with projector.stage(stage, look_for("funnel")):
         render.plot(fig, key="funnel:figure", projector_height=render.FILL)
-    st.caption(
+    render.caption(
         "A funnel plot is a visual check only; the verdict above says what asymmetry can and "
         "cannot show."
         + (
@@ -107,7 +107,7 @@ if render.page_header("Publication bias", ctx):
 
     st.subheader("Formal tests")
     for name, outcome in tests.readings(transform):
-        st.markdown(f"**{name}.** {escape_markdown(outcome)}")
+        render.markdown(f"**{name}.** {escape_markdown(outcome)}")
 
     st.subheader("Selection model")
     st.radio(
@@ -122,9 +122,9 @@ if render.page_header("Publication bias", ctx):
     if problem is not None:
         st.warning(escape_markdown(problem))
     else:
-        st.markdown(escape_markdown(sel.describe(transform)))
+        render.markdown(escape_markdown(sel.describe(transform)))
         render.plot(selection_weights_figure(sel), key="funnel:weights")
-        st.caption(
+        render.caption(
             "Each step is the relative likelihood that an effect size in that p-value "
             "interval is published, against the significant ones (fixed at 1); 1 everywhere "
             "means no selection. The model assumes the effects are normally distributed "

@@ -11,6 +11,7 @@ from alliance_core.analyses.fail_safe import CAVEAT, fail_safe_numbers
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import escape_markdown
 from alliance_core.model.results import MetaResult
+from pages._ui import render
 
 TARGET_KEY = "funnel:orwin_target"
 
@@ -49,7 +50,7 @@ def show(pooled: MetaResult, transform: str | None) -> None:
             icon=":material/info:",
         )
     for number in numbers:
-        st.markdown(
+        render.markdown(
             f"**{number.type}.** {escape_markdown(number.describe(transform, caveat=False))}"
         )
-    st.caption(escape_markdown(CAVEAT))
+    render.caption(escape_markdown(CAVEAT))
