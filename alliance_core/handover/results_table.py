@@ -10,6 +10,7 @@ import csv
 
 import pandas as pd
 
+from alliance_core.handover.bias_results import PublicationBias, bias_rows
 from alliance_core.handover.csv_export import neutralised
 from alliance_core.handover.provenance import Provenance, with_comment_lines
 from alliance_core.model.results import MetaResult
@@ -37,7 +38,11 @@ RESULT_COLUMNS = [
 
 
 def results_frame(
-    res: MetaResult, on_r_scale: bool = True, robust: RobustResult | None = None
+    res: MetaResult,
+    on_r_scale: bool = True,
+    robust: RobustResult | None = None,
+    *,
+    bias: PublicationBias | None = None,
 ) -> pd.DataFrame:
     """Everything the Overview and Moderators pages show, one tidy row per number, full precision.
 
@@ -47,6 +52,8 @@ def results_frame(
     With ``robust`` (cluster-robust inference on ``res``), sections "robust coefficient" and
     "robust test" follow: the same coefficients with the robust se, t, Satterthwaite df (CR2),
     p and CI, the robust test of all moderators (HTZ F) and one per categorical moderator.
+    With ``bias`` (the publication-bias results of this pooled model), sections "selection
+    model" (or "selection model (cluster-robust)") and "fail-safe N" close the table.
     """
     rows: list[dict] = []
     for term, row in res.coefficients.iterrows():
@@ -139,6 +146,8 @@ def results_frame(
         rows.append({"section": "model", "name": name, "estimate": value})
     if robust is not None:
         rows.extend(robust_rows(res, robust, on_r_scale))
+    if bias is not None:
+        rows.extend(bias_rows(bias, on_r_scale))
     frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     for column in ("df", "df2"):
         values = pd.to_numeric(frame[column], errors="coerce")
@@ -223,7 +232,8 @@ def results_csv(
     robust: RobustResult | None = None,
     *,
     for_scripts: bool = False,
+    bias: PublicationBias | None = None,
 ) -> bytes:
     """The results download: provenance comment lines, then one row per number."""
-    frame = results_frame(res, on_r_scale, robust)
+    frame = results_frame(res, on_r_scale, robust, bias=bias)
     return with_comment_lines(to_csv_text(frame, for_scripts=for_scripts), provenance)

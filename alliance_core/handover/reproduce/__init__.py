@@ -36,6 +36,7 @@ import pandas as pd
 
 from alliance_core.analyses.run import AnalysisRun
 from alliance_core.data.mapping import ColumnMapping
+from alliance_core.handover.bias_results import PublicationBias
 from alliance_core.handover.provenance import Provenance
 from alliance_core.handover.reproduce.common import (
     AGREEMENT_PREFIX,
@@ -70,27 +71,32 @@ def bundle_files(
     language: str,
     table: pd.DataFrame | None = None,
     robust: RobustResult | None = None,
+    bias: PublicationBias | None = None,
 ) -> dict[str, bytes | str]:
     """The files of a reproduction zip: data.csv, dashboard_results.csv, the script.
 
     ``table``: the effect-size table the run was made from (needed for the aggregated
     two-level model); ``robust``: the cluster-robust inference shown with the model, whose
-    numbers the results file and the scripts then include.
+    numbers the results file and the scripts then include; ``bias``: the selection model and
+    fail-safe N of this model without moderators (``publication_bias``), which then travel
+    too.
     """
-    code = ModelCode.of(run, mapping, on_r_scale, table=table, robust=robust)
+    code = ModelCode.of(run, mapping, on_r_scale, table=table, robust=robust, bias=bias)
     script = r_script(code, provenance) if language == "R" else python_script(code, provenance)
     return {
         # Neutralised for spreadsheets (a person may open them), reversibly: the scripts take
         # the added quote off again, so their values are exactly what the model saw.
         "data.csv": to_csv_text(model_rows(code), for_scripts=True),
         "dashboard_results.csv": results_csv(
-            run.result, on_r_scale, provenance, robust, for_scripts=True
+            run.result, on_r_scale, provenance, robust, for_scripts=True, bias=bias
         ),
         "analysis.R" if language == "R" else "analysis.py": script,
     }
 
 
-def r_bundle(run, mapping, provenance, *, on_r_scale: bool, table=None, robust=None) -> bytes:
+def r_bundle(
+    run, mapping, provenance, *, on_r_scale: bool, table=None, robust=None, bias=None
+) -> bytes:
     """Zip: data.csv, analysis.R (metafor), dashboard_results.csv (see ``bundle_files``)."""
     return _zip(
         bundle_files(
@@ -101,11 +107,14 @@ def r_bundle(run, mapping, provenance, *, on_r_scale: bool, table=None, robust=N
             language="R",
             table=table,
             robust=robust,
+            bias=bias,
         )
     )
 
 
-def python_bundle(run, mapping, provenance, *, on_r_scale: bool, table=None, robust=None) -> bytes:
+def python_bundle(
+    run, mapping, provenance, *, on_r_scale: bool, table=None, robust=None, bias=None
+) -> bytes:
     """Zip: data.csv, analysis.py (alliance_core), dashboard_results.csv (see ``bundle_files``)."""
     return _zip(
         bundle_files(
@@ -116,6 +125,7 @@ def python_bundle(run, mapping, provenance, *, on_r_scale: bool, table=None, rob
             language="Python",
             table=table,
             robust=robust,
+            bias=bias,
         )
     )
 
@@ -184,11 +194,17 @@ def models_files(
     on_r_scale: bool,
     language: str,
     table: pd.DataFrame | None = None,
+    bias: PublicationBias | None = None,
 ) -> dict[str, bytes | str]:
     """The files of a zip covering every model a page shows, each model under its label
     ("pooled", "moderators") with its own data.csv, dashboard_results.csv and script (under its
     chosen inference), and a runner script whose agreement line counts the numbers of all of
-    them. One model gives the flat files of :func:`bundle_files`."""
+    them. One model gives the flat files of :func:`bundle_files`. ``bias``: the selection
+    model and fail-safe N of the model without moderators, reproduced with that model."""
+
+    def bias_of(run: AnalysisRun) -> PublicationBias | None:
+        return bias if bias is not None and run.result.p == 1 else None
+
     if len(models) == 1:
         _, run, provenance = models[0]
         return bundle_files(
@@ -199,6 +215,7 @@ def models_files(
             language=language,
             table=table,
             robust=run.robust,
+            bias=bias_of(run),
         )
     files: dict[str, bytes | str] = {}
     for label, run, provenance in models:
@@ -210,6 +227,7 @@ def models_files(
             language=language,
             table=table,
             robust=run.robust,
+            bias=bias_of(run),
         )
         files.update({f"{label}/{name}": content for name, content in part.items()})
     labels = ", ".join(
@@ -222,10 +240,14 @@ def models_files(
     return files
 
 
-def models_bundle(models, mapping, *, on_r_scale: bool, language: str, table=None) -> bytes:
+def models_bundle(
+    models, mapping, *, on_r_scale: bool, language: str, table=None, bias=None
+) -> bytes:
     """Zip of :func:`models_files`."""
     return _zip(
-        models_files(models, mapping, on_r_scale=on_r_scale, language=language, table=table)
+        models_files(
+            models, mapping, on_r_scale=on_r_scale, language=language, table=table, bias=bias
+        )
     )
 
 

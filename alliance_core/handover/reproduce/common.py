@@ -22,6 +22,7 @@ from alliance_core.analyses.run import (
 from alliance_core.data.effect_forms import form_columns
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.errors import AnalysisError
+from alliance_core.handover.bias_results import PublicationBias
 from alliance_core.handover.provenance import Provenance, fitted_rho, fitted_structure
 from alliance_core.model.aggregation import COUNT_COLUMN
 from alliance_core.model.nesting import AGGREGATED
@@ -126,6 +127,8 @@ class ModelCode:
     robust: RobustResult | None = None
     # Aggregated model: the effect-size rows the aggregation combined (data.csv holds them).
     effect_rows: pd.DataFrame | None = None
+    # The pooled model's selection model and fail-safe N, to reproduce as well.
+    bias: PublicationBias | None = None
 
     @classmethod
     def of(
@@ -136,11 +139,17 @@ class ModelCode:
         *,
         table: pd.DataFrame | None = None,
         robust: RobustResult | None = None,
+        bias: PublicationBias | None = None,
     ) -> ModelCode:
         """``table``: the effect-size table the run was made from (``effect_size_table``);
         needed for the aggregated two-level model, whose fitted rows are one per study.
-        ``robust``: cluster-robust inference on ``run.result`` to reproduce as well."""
+        ``robust``: cluster-robust inference on ``run.result`` to reproduce as well;
+        ``bias``: the publication-bias results of this (pooled) model."""
         res = run.result
+        if bias is not None and (res.p != 1 or bias.pooled.k != res.k):
+            raise AnalysisError(
+                "The publication-bias results belong to the model without moderators."
+            )
         settings = run.settings
         structure = fitted_structure(run)
         rho = fitted_rho(run)
@@ -207,6 +216,7 @@ class ModelCode:
             rho=rho,
             robust=robust,
             effect_rows=effect_rows,
+            bias=bias,
         )
 
     @property

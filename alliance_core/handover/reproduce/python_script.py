@@ -76,6 +76,7 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
         "from alliance_core.data.effect_forms import effect_sizes_by_row",
         "from alliance_core.data.effect_sizes import from_fisher_z, from_standard_errors",
         "from alliance_core.data.mapping import ColumnMapping",
+        "from alliance_core.handover.bias_results import publication_bias",
         "from alliance_core.handover.results_table import results_frame",
         "",
         "HERE = Path(__file__).resolve().parent",
@@ -209,10 +210,26 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
             "print(rob.summary())",
         ]
         robust_argument = ", robust=rob"
+    bias_argument = ""
+    if code.bias is not None:
+        steps = ", ".join(number_literal(s) for s in code.bias.steps)
+        body += [
+            "",
+            "# 5c. Publication bias: the step-function selection model (cuts on the one-sided",
+            "# p-value; cluster-robust by study for a three-level model) and the fail-safe Ns.",
+            f"bias = publication_bias(res, steps=({steps},))",
+            "if bias.selection is not None:",
+            "    print(bias.selection.summary())",
+            "else:",
+            '    print("selection model:", bias.selection_problem)',
+            "for fail_safe in bias.fail_safe:",
+            "    print(fail_safe.describe())",
+        ]
+        bias_argument = ", bias=bias"
     body += [
         "",
         "# 6. Compare with the dashboard's results download of this analysis.",
-        f"ours = results_frame(res, on_r_scale={code.on_r_scale}{robust_argument})",
+        f"ours = results_frame(res, on_r_scale={code.on_r_scale}{robust_argument}{bias_argument})",
         'dashboard = unquoted(pd.read_csv(HERE / "dashboard_results.csv", comment="#"))',
         f"columns = {list(COMPARED_COLUMNS)!r}",
         "assert len(ours) == len(dashboard), (len(ours), len(dashboard))",

@@ -26,6 +26,13 @@ from alliance_core.handover.reproduce.common import (
     r_string,
     r_vector,
 )
+from alliance_core.handover.reproduce.r_bias import (
+    SELECTION_TOLERANCE,
+    delta_names,
+    r_bias,
+    r_bias_comparison,
+    r_bias_row,
+)
 from alliance_core.handover.results_table import results_frame
 from alliance_core.model.design import level_order
 from alliance_core.model.nesting import INDEPENDENT
@@ -45,6 +52,7 @@ def r_script(code: ModelCode, provenance: Provenance) -> str:
         _r_model(code, names),
         _r_inference(code, names),
         _r_predictions(code, names),
+        r_bias(code, names),
         _r_figures(code, names),
         _r_comparison(code, names),
     ]
@@ -424,12 +432,16 @@ def _r_figures(code: ModelCode, names: dict[str, str]) -> list[str]:
 def _r_row_expressions(code: ModelCode, names: dict[str, str]) -> list[str]:
     """One R expression per row of the dashboard's results table, in the same order."""
     res = code.res
-    frame = results_frame(res, code.on_r_scale, code.robust)
+    frame = results_frame(res, code.on_r_scale, code.robust, bias=code.bias)
     coefficient = robust_coefficient = 0
+    deltas = delta_names(code)
     out = []
     wald_columns = {f"wald_{t.column}": t for t in res.design.terms if t.kind == "categorical"}
     for section, name in zip(frame["section"], frame["name"], strict=True):
-        if section == "coefficient":
+        bias_row = r_bias_row(section, name, deltas)
+        if bias_row is not None:
+            out.append(bias_row)
+        elif section == "coefficient":
             coefficient += 1
             out.append(f"coef_row({coefficient})")
         elif section == "robust coefficient":
@@ -559,6 +571,11 @@ def _r_comparison(code: ModelCode, names: dict[str, str]) -> list[str]:
             )
         lines.append("r2 <- res$R2  # pseudo-R^2 against the model without moderators")
     rows = _r_row_expressions(code, names)
+    within = (
+        f" (selection model: {SELECTION_TOLERANCE:g})"
+        if code.bias is not None and code.bias.selection is not None
+        else ""
+    )
     lines += ["ours <- rbind("] + [f"  {row}," for row in rows[:-1]] + [f"  {rows[-1]}", ")"]
     lines += [
         'dashboard <- unquoted(read.csv("dashboard_results.csv", comment.char = "#",',
@@ -570,9 +587,14 @@ def _r_comparison(code: ModelCode, names: dict[str, str]) -> list[str]:
         "# R^2 = 100 (1 - s1 / s0) and I^2 are percentages built from variance estimates, so their",
         "# error is relative to the full scale (100%), not to themselves: an I^2 of a component",
         "# that sits at its zero boundary is 0 here and a hair above 0 in metafor.",
-        'scale <- ifelse(dashboard$name == "R2" | startsWith(dashboard$name, "I2"), 100, 0)',
-        "given <- !is.na(theirs)",
-        f"close <- abs(ours - theirs) <= {RELATIVE_TOLERANCE:g} * pmax(abs(theirs), scale) + "
+        'percent <- dashboard$name == "R2" | startsWith(dashboard$name, "I2")',
+        "scale <- matrix(ifelse(percent, 100, 0), nrow(theirs), ncol(theirs),",
+        "                dimnames = dimnames(theirs))",
+        f"tolerance <- matrix({RELATIVE_TOLERANCE:g}, nrow(theirs), ncol(theirs))",
+        "skipped <- rep(FALSE, nrow(theirs))  # rows this script cannot compute here",
+        *r_bias_comparison(code),
+        "given <- !is.na(theirs) & !skipped",
+        f"close <- abs(ours - theirs) <= tolerance * pmax(abs(theirs), scale) + "
         f"{ABSOLUTE_TOLERANCE:g}",
         "agree <- given & !is.na(ours) & close",
         "for (i in which(given & !agree)) {",
@@ -581,8 +603,12 @@ def _r_comparison(code: ModelCode, names: dict[str, str]) -> list[str]:
         '  cat(sprintf("differs: %s %s %s: dashboard %.10g, metafor %.10g\\n",',
         "              dashboard$section[row], dashboard$name[row], column, theirs[i], ours[i]))",
         "}",
+        "if (any(skipped)) {",
+        '  cat(sprintf("not compared: %d numbers of %d rows (see SKIPPED above)\\n",',
+        "              sum(!is.na(theirs[skipped, , drop = FALSE])), sum(skipped)))",
+        "}",
         'cat(sprintf("agreement with the dashboard: %d of %d numbers within '
-        f'{RELATIVE_TOLERANCE:g}\\n", sum(agree), sum(given)))',
+        f'{RELATIVE_TOLERANCE:g}{within}\\n", sum(agree), sum(given)))',
         "quit(status = if (sum(agree) == sum(given)) 0 else 1)",
     ]
     return lines
