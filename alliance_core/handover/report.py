@@ -28,6 +28,7 @@ from alliance_core.handover.report_document import Figure, Report
 from alliance_core.handover.report_tables import (
     ci_text,
     heterogeneity_table,
+    marginal_means_tables,
     r_text,
     regression_table,
     robust_table,
@@ -440,6 +441,7 @@ def build_report(
     if robust is not None:
         tables.append(robust_table(run, robust, len(tables) + 1, on_r_scale, flags))
     tables.append(heterogeneity_table(res, len(tables) + 1, on_r_scale))
+    tables.extend(marginal_means_tables(run, len(tables) + 1, on_r_scale, robust))
     drawn = []
     captions = {
         "forest": (

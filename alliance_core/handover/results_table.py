@@ -13,6 +13,7 @@ import pandas as pd
 from alliance_core.handover.bias_results import PublicationBias, bias_rows
 from alliance_core.handover.csv_export import neutralised
 from alliance_core.handover.provenance import Provenance, with_comment_lines
+from alliance_core.handover.results_moderators import marginal_rows
 from alliance_core.model.results import MetaResult
 from alliance_core.model.robust import RobustResult
 
@@ -52,6 +53,8 @@ def results_frame(
     With ``robust`` (cluster-robust inference on ``res``), sections "robust coefficient" and
     "robust test" follow: the same coefficients with the robust se, t, Satterthwaite df (CR2),
     p and CI, the robust test of all moderators (HTZ F) and one per categorical moderator.
+    Sections "marginal mean" (and "robust marginal mean" with ``robust``) follow: the
+    Moderators page's marginal means of each categorical moderator (``results_moderators``).
     With ``bias`` (the publication-bias results of this pooled model), sections "selection
     model" (or "selection model (cluster-robust)") and "fail-safe N" close the table.
     """
@@ -146,6 +149,7 @@ def results_frame(
         rows.append({"section": "model", "name": name, "estimate": value})
     if robust is not None:
         rows.extend(robust_rows(res, robust, on_r_scale))
+    rows.extend(marginal_rows(res, robust))
     if bias is not None:
         rows.extend(bias_rows(bias, on_r_scale))
     frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)

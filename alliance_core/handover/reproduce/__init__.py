@@ -23,6 +23,13 @@ data.csv holds the effect-size rows the aggregation combined, so ``bundle_files`
 effect-size table), the two-level model on nested rows treated as independent, and CR2
 cluster-robust inference passed in as a ``RobustResult`` (``robust(res, cluster,
 clubSandwich = TRUE)``; its rows are added to the results file and compared too).
+
+With ``bias`` (``alliance_core.handover.bias_results.publication_bias`` of the model without
+moderators) the selection model and the fail-safe Ns travel too: metafor's ``selmodel`` and
+``fsn`` in R (metaselection's composite-likelihood model for a three-level model, skipped
+with a message, and left out of the count, where metaselection is not installed), the same
+engine calls in Python. metafor's selection-model SEs come from a numerical Hessian, so the R
+script compares those rows to 1e-4 (its agreement line says so).
 """
 
 from __future__ import annotations

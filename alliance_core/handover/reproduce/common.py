@@ -25,6 +25,7 @@ from alliance_core.errors import AnalysisError
 from alliance_core.handover.bias_results import PublicationBias
 from alliance_core.handover.provenance import Provenance, fitted_rho, fitted_structure
 from alliance_core.model.aggregation import COUNT_COLUMN
+from alliance_core.model.design import INTERACTION
 from alliance_core.model.nesting import AGGREGATED
 from alliance_core.model.robust import RobustResult
 
@@ -100,6 +101,20 @@ def r_vector(values) -> str:
 
 def number_literal(value: float) -> str:
     return repr(float(value))
+
+
+def r_formula(code: ModelCode, names: dict[str, str]) -> str | None:
+    """The R formula of the model's moderators (``mods = ~ ...``), or None without any."""
+    if not code.model_moderators:
+        return None
+    return "~ " + " + ".join(r_term(m, names) for m in code.model_moderators)
+
+
+def r_term(term: str, names: dict[str, str]) -> str:
+    """A model term in R: a column by its R name; an interaction ``a:b`` with each part's."""
+    if term in names or INTERACTION not in term:
+        return names.get(term, term)
+    return INTERACTION.join(names.get(part, part) for part in term.split(INTERACTION))
 
 
 def comment_items(provenance: Provenance, prefix: str, literal) -> list[str]:
@@ -194,6 +209,8 @@ class ModelCode:
             for column in effect_columns[form]:
                 add(column)
         for column in run.moderator_columns:
+            if INTERACTION in column and column not in res.data.columns:
+                continue  # an interaction: its parts are moderators of their own
             if column in (PTR_COLUMN, LOG_PTR_COLUMN):
                 for ptr_input in mapping.ptr_inputs:
                     add(ptr_input)
