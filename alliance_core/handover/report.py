@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 
 import plotly.graph_objects as go
 
+from alliance_core.analyses.model_comparison import ModelComparison
 from alliance_core.analyses.run import AnalysisRun
 from alliance_core.analyses.selection import THREE_PSM
 from alliance_core.analyses.state import AnalysisState, ModelFlags
@@ -27,6 +28,7 @@ from alliance_core.handover.report_bias import bias_readings as bias_readings
 from alliance_core.handover.report_document import Figure, Report
 from alliance_core.handover.report_tables import (
     ci_text,
+    comparison_table,
     heterogeneity_table,
     marginal_means_tables,
     r_text,
@@ -388,6 +390,7 @@ def build_report(
     flags: ModelFlags | None = None,
     pooled_flags: ModelFlags | None = None,
     bias: PublicationBias | None = None,
+    comparison: ModelComparison | None = None,
 ) -> Report:
     """The report of one analysis; ``pooled`` is the same analysis without moderators.
 
@@ -397,6 +400,7 @@ def build_report(
     with their reason and without a verdict, and marked in the tables. ``bias``: the pooled
     model's selection model and fail-safe N (``publication_bias``): a Methods sentence, and
     the bias paragraph closes with them and the Publication bias page's verdict.
+    ``comparison``: the model comparison table of ``run`` (``model_comparison``), as a table.
 
     ``figures`` maps "forest", "funnel", "ptr" to plotly figures; each is drawn as PNG by
     ``exporter`` (default :func:`alliance_core.figures.export_figure`), and a figure that
@@ -442,6 +446,8 @@ def build_report(
         tables.append(robust_table(run, robust, len(tables) + 1, on_r_scale, flags))
     tables.append(heterogeneity_table(res, len(tables) + 1, on_r_scale))
     tables.extend(marginal_means_tables(run, len(tables) + 1, on_r_scale, robust))
+    if comparison is not None:
+        tables.append(comparison_table(comparison, len(tables) + 1))
     drawn = []
     captions = {
         "forest": (
@@ -494,12 +500,14 @@ def state_report(
     exporter: Callable[[go.Figure, str], bytes] | None = None,
     steps=THREE_PSM,
     bias: PublicationBias | None = None,
+    comparison: ModelComparison | None = None,
 ) -> Report:
     """The report of one dashboard state: its pooled and its sidebar model, under the state's
     inference, with its flags (the report reads the state and refits nothing), and the
     pooled model's publication-bias results: ``bias`` when given (the page's), else the
     selection model with cuts ``steps`` (the Publication bias page's choice; the 3PSM by
-    default) and the fail-safe Ns."""
+    default) and the fail-safe Ns; ``comparison``: the Moderators page's comparison table of
+    the sidebar model, when it was asked for (it refits the neighbours)."""
     run = state.model
     if bias is None:
         bias = publication_bias(state.pooled, steps)
@@ -514,4 +522,5 @@ def state_report(
         flags=state.flags_of(run),
         pooled_flags=state.pooled_flags,
         bias=bias,
+        comparison=comparison,
     )

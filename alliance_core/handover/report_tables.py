@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from alliance_core.analyses.model_comparison import ModelComparison
 from alliance_core.analyses.run import AnalysisRun
 from alliance_core.analyses.state import ModelFlags
 from alliance_core.errors import AnalysisError
@@ -253,3 +256,32 @@ def marginal_means_tables(
             )
         )
     return tables
+
+
+def comparison_table(comparison: ModelComparison, number: int) -> Table:
+    """The model and its neighbours (``model_comparison``): parameters, fit statistics and
+    the likelihood-ratio test of each neighbour against the model fitted the same way."""
+    rows = []
+    for _, row in comparison.table.iterrows():
+        tested = bool(np.isfinite(row["LRT"]))
+        rows.append(
+            (
+                str(row["model"]),
+                str(row["method"]),
+                str(int(row["parameters"])),
+                format_number(row["loglik"], 2),
+                format_number(row["aic"], 2),
+                format_number(row["bic"], 2),
+                format_number(row["aicc"], 2),
+                format_number(row["LRT"], 2) if tested else "–",
+                str(int(row["df"])) if tested else "–",
+                format_p_cell(row["pval"]) if tested else "–",
+            )
+        )
+    return Table(
+        number=number,
+        title="Model comparison",
+        header=("Model", "Fit", "Parameters", "logLik", "AIC", "BIC", "AICc", "LRT", "df", "p"),
+        rows=tuple(rows),
+        note=comparison.note.replace("\n", " "),
+    )

@@ -10,10 +10,11 @@ import csv
 
 import pandas as pd
 
+from alliance_core.analyses.model_comparison import ModelComparison
 from alliance_core.handover.bias_results import PublicationBias, bias_rows
 from alliance_core.handover.csv_export import neutralised
 from alliance_core.handover.provenance import Provenance, with_comment_lines
-from alliance_core.handover.results_moderators import marginal_rows
+from alliance_core.handover.results_moderators import comparison_rows, marginal_rows
 from alliance_core.model.results import MetaResult
 from alliance_core.model.robust import RobustResult
 
@@ -44,6 +45,7 @@ def results_frame(
     robust: RobustResult | None = None,
     *,
     bias: PublicationBias | None = None,
+    comparison: ModelComparison | None = None,
 ) -> pd.DataFrame:
     """Everything the Overview and Moderators pages show, one tidy row per number, full precision.
 
@@ -54,7 +56,8 @@ def results_frame(
     "robust test" follow: the same coefficients with the robust se, t, Satterthwaite df (CR2),
     p and CI, the robust test of all moderators (HTZ F) and one per categorical moderator.
     Sections "marginal mean" (and "robust marginal mean" with ``robust``) follow: the
-    Moderators page's marginal means of each categorical moderator (``results_moderators``).
+    Moderators page's marginal means of each categorical moderator (``results_moderators``),
+    and with ``comparison`` (``model_comparison(res)``) section "model comparison".
     With ``bias`` (the publication-bias results of this pooled model), sections "selection
     model" (or "selection model (cluster-robust)") and "fail-safe N" close the table.
     """
@@ -150,6 +153,8 @@ def results_frame(
     if robust is not None:
         rows.extend(robust_rows(res, robust, on_r_scale))
     rows.extend(marginal_rows(res, robust))
+    if comparison is not None:
+        rows.extend(comparison_rows(comparison))
     if bias is not None:
         rows.extend(bias_rows(bias, on_r_scale))
     frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
@@ -237,7 +242,8 @@ def results_csv(
     *,
     for_scripts: bool = False,
     bias: PublicationBias | None = None,
+    comparison: ModelComparison | None = None,
 ) -> bytes:
     """The results download: provenance comment lines, then one row per number."""
-    frame = results_frame(res, on_r_scale, robust, bias=bias)
+    frame = results_frame(res, on_r_scale, robust, bias=bias, comparison=comparison)
     return with_comment_lines(to_csv_text(frame, for_scripts=for_scripts), provenance)

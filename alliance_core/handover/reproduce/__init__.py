@@ -41,6 +41,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from alliance_core.analyses.model_comparison import ModelComparison
 from alliance_core.analyses.run import AnalysisRun
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.handover.bias_results import PublicationBias
@@ -79,6 +80,7 @@ def bundle_files(
     table: pd.DataFrame | None = None,
     robust: RobustResult | None = None,
     bias: PublicationBias | None = None,
+    comparison: ModelComparison | None = None,
 ) -> dict[str, bytes | str]:
     """The files of a reproduction zip: data.csv, dashboard_results.csv, the script.
 
@@ -86,23 +88,39 @@ def bundle_files(
     two-level model); ``robust``: the cluster-robust inference shown with the model, whose
     numbers the results file and the scripts then include; ``bias``: the selection model and
     fail-safe N of this model without moderators (``publication_bias``), which then travel
-    too.
+    too; ``comparison``: the model comparison table of this model (``model_comparison``).
     """
-    code = ModelCode.of(run, mapping, on_r_scale, table=table, robust=robust, bias=bias)
+    code = ModelCode.of(
+        run, mapping, on_r_scale, table=table, robust=robust, bias=bias, comparison=comparison
+    )
     script = r_script(code, provenance) if language == "R" else python_script(code, provenance)
     return {
         # Neutralised for spreadsheets (a person may open them), reversibly: the scripts take
         # the added quote off again, so their values are exactly what the model saw.
         "data.csv": to_csv_text(model_rows(code), for_scripts=True),
         "dashboard_results.csv": results_csv(
-            run.result, on_r_scale, provenance, robust, for_scripts=True, bias=bias
+            run.result,
+            on_r_scale,
+            provenance,
+            robust,
+            for_scripts=True,
+            bias=bias,
+            comparison=comparison,
         ),
         "analysis.R" if language == "R" else "analysis.py": script,
     }
 
 
 def r_bundle(
-    run, mapping, provenance, *, on_r_scale: bool, table=None, robust=None, bias=None
+    run,
+    mapping,
+    provenance,
+    *,
+    on_r_scale: bool,
+    table=None,
+    robust=None,
+    bias=None,
+    comparison=None,
 ) -> bytes:
     """Zip: data.csv, analysis.R (metafor), dashboard_results.csv (see ``bundle_files``)."""
     return _zip(
@@ -115,12 +133,21 @@ def r_bundle(
             table=table,
             robust=robust,
             bias=bias,
+            comparison=comparison,
         )
     )
 
 
 def python_bundle(
-    run, mapping, provenance, *, on_r_scale: bool, table=None, robust=None, bias=None
+    run,
+    mapping,
+    provenance,
+    *,
+    on_r_scale: bool,
+    table=None,
+    robust=None,
+    bias=None,
+    comparison=None,
 ) -> bytes:
     """Zip: data.csv, analysis.py (alliance_core), dashboard_results.csv (see ``bundle_files``)."""
     return _zip(
@@ -133,6 +160,7 @@ def python_bundle(
             table=table,
             robust=robust,
             bias=bias,
+            comparison=comparison,
         )
     )
 
@@ -202,15 +230,20 @@ def models_files(
     language: str,
     table: pd.DataFrame | None = None,
     bias: PublicationBias | None = None,
+    comparison: ModelComparison | None = None,
 ) -> dict[str, bytes | str]:
     """The files of a zip covering every model a page shows, each model under its label
     ("pooled", "moderators") with its own data.csv, dashboard_results.csv and script (under its
     chosen inference), and a runner script whose agreement line counts the numbers of all of
     them. One model gives the flat files of :func:`bundle_files`. ``bias``: the selection
-    model and fail-safe N of the model without moderators, reproduced with that model."""
+    model and fail-safe N of the model without moderators, reproduced with that model;
+    ``comparison``: the model comparison table of the last (the sidebar's) model."""
 
     def bias_of(run: AnalysisRun) -> PublicationBias | None:
         return bias if bias is not None and run.result.p == 1 else None
+
+    def comparison_of(run: AnalysisRun) -> ModelComparison | None:
+        return comparison if run is models[-1][1] else None
 
     if len(models) == 1:
         _, run, provenance = models[0]
@@ -223,6 +256,7 @@ def models_files(
             table=table,
             robust=run.robust,
             bias=bias_of(run),
+            comparison=comparison_of(run),
         )
     files: dict[str, bytes | str] = {}
     for label, run, provenance in models:
@@ -235,6 +269,7 @@ def models_files(
             table=table,
             robust=run.robust,
             bias=bias_of(run),
+            comparison=comparison_of(run),
         )
         files.update({f"{label}/{name}": content for name, content in part.items()})
     labels = ", ".join(
@@ -248,12 +283,18 @@ def models_files(
 
 
 def models_bundle(
-    models, mapping, *, on_r_scale: bool, language: str, table=None, bias=None
+    models, mapping, *, on_r_scale: bool, language: str, table=None, bias=None, comparison=None
 ) -> bytes:
     """Zip of :func:`models_files`."""
     return _zip(
         models_files(
-            models, mapping, on_r_scale=on_r_scale, language=language, table=table, bias=bias
+            models,
+            mapping,
+            on_r_scale=on_r_scale,
+            language=language,
+            table=table,
+            bias=bias,
+            comparison=comparison,
         )
     )
 

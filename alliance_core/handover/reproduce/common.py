@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from alliance_core.analyses.model_comparison import ModelComparison
 from alliance_core.analyses.run import (
     LOG_PTR_COLUMN,
     PTR_COLUMN,
@@ -144,6 +145,8 @@ class ModelCode:
     effect_rows: pd.DataFrame | None = None
     # The pooled model's selection model and fail-safe N, to reproduce as well.
     bias: PublicationBias | None = None
+    # The model comparison table of this model (its neighbours refitted), to reproduce too.
+    comparison: ModelComparison | None = None
 
     @classmethod
     def of(
@@ -155,6 +158,7 @@ class ModelCode:
         table: pd.DataFrame | None = None,
         robust: RobustResult | None = None,
         bias: PublicationBias | None = None,
+        comparison: ModelComparison | None = None,
     ) -> ModelCode:
         """``table``: the effect-size table the run was made from (``effect_size_table``);
         needed for the aggregated two-level model, whose fitted rows are one per study.
@@ -234,6 +238,7 @@ class ModelCode:
             robust=robust,
             effect_rows=effect_rows,
             bias=bias,
+            comparison=comparison,
         )
 
     @property

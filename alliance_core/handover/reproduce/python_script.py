@@ -76,6 +76,7 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
         "from alliance_core.data.effect_forms import effect_sizes_by_row",
         "from alliance_core.data.effect_sizes import from_fisher_z, from_standard_errors",
         "from alliance_core.data.mapping import ColumnMapping",
+        "from alliance_core.analyses.model_comparison import model_comparison",
         "from alliance_core.handover.bias_results import publication_bias",
         "from alliance_core.handover.results_table import results_frame",
         "",
@@ -226,10 +227,21 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
             "    print(fail_safe.describe())",
         ]
         bias_argument = ", bias=bias"
+    comparison_argument = ""
+    if code.comparison is not None:
+        body += [
+            "",
+            "# 5d. The model and its neighbours: moderator changes refitted by ML, heterogeneity",
+            "# changes by REML; likelihood-ratio tests against the model fitted the same way.",
+            "comparison = model_comparison(res)",
+            "print(comparison.summary())",
+        ]
+        comparison_argument = ", comparison=comparison"
     body += [
         "",
         "# 6. Compare with the dashboard's results download of this analysis.",
-        f"ours = results_frame(res, on_r_scale={code.on_r_scale}{robust_argument}{bias_argument})",
+        f"ours = results_frame(res, on_r_scale={code.on_r_scale}{robust_argument}{bias_argument}"
+        f"{comparison_argument})",
         'dashboard = unquoted(pd.read_csv(HERE / "dashboard_results.csv", comment="#"))',
         f"columns = {list(COMPARED_COLUMNS)!r}",
         "assert len(ours) == len(dashboard), (len(ours), len(dashboard))",

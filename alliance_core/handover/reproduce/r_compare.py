@@ -25,18 +25,23 @@ from alliance_core.handover.reproduce.r_bias import (
 )
 from alliance_core.handover.reproduce.r_moderators import (
     MARGINAL_SECTIONS,
+    comparison_expressions,
     marginal_expressions,
 )
+from alliance_core.handover.results_moderators import COMPARISON_SECTION
 from alliance_core.handover.results_table import results_frame
 
 
 def r_row_expressions(code: ModelCode, names: dict[str, str]) -> list[str]:
     """One R expression per row of the dashboard's results table, in the same order."""
     res = code.res
-    frame = results_frame(res, code.on_r_scale, code.robust, bias=code.bias)
+    frame = results_frame(
+        res, code.on_r_scale, code.robust, bias=code.bias, comparison=code.comparison
+    )
     coefficient = robust_coefficient = 0
     deltas = delta_names(code)
     marginal = iter(marginal_expressions(code, names))
+    comparison = iter(comparison_expressions(code))
     out = []
     wald_columns = {f"wald_{t.column}": t for t in res.design.terms if t.kind == "categorical"}
     for section, name in zip(frame["section"], frame["name"], strict=True):
@@ -45,6 +50,8 @@ def r_row_expressions(code: ModelCode, names: dict[str, str]) -> list[str]:
             out.append(bias_row)
         elif section in MARGINAL_SECTIONS:
             out.append(next(marginal, "num_row()"))
+        elif section == COMPARISON_SECTION:
+            out.append(next(comparison, "num_row()"))
         elif section == "coefficient":
             coefficient += 1
             out.append(f"coef_row({coefficient})")
@@ -197,6 +204,16 @@ def r_comparison(code: ModelCode, names: dict[str, str]) -> list[str]:
         f"tolerance <- matrix({RELATIVE_TOLERANCE:g}, nrow(theirs), ncol(theirs))",
         "skipped <- rep(FALSE, nrow(theirs))  # rows this script cannot compute here",
         *r_bias_comparison(code),
+        *(
+            [
+                "# Likelihood-ratio statistics are differences of log-likelihoods: compared on",
+                "# the scale of 1 (absolute), as their p-values.",
+                f'compared_rows <- dashboard$section == "{COMPARISON_SECTION}"',
+                'scale[compared_rows, c("statistic", "pval")] <- 1',
+            ]
+            if code.comparison is not None
+            else []
+        ),
         "given <- !is.na(theirs) & !skipped",
         f"close <- abs(ours - theirs) <= tolerance * pmax(abs(theirs), scale) + "
         f"{ABSOLUTE_TOLERANCE:g}",

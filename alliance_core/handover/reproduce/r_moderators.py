@@ -10,9 +10,16 @@ included); the means are ``predict(res, newmods = L[, -1])`` and, under CR2,
 
 from __future__ import annotations
 
+from alliance_core.analyses.model_comparison import FIXED, ptr_moderator
 from alliance_core.errors import AnalysisError
-from alliance_core.handover.reproduce.common import ModelCode, r_formula, r_string
+from alliance_core.handover.reproduce.common import (
+    ModelCode,
+    r_formula,
+    r_string,
+    r_term,
+)
 from alliance_core.handover.results_moderators import (
+    FIT_STATISTICS,
     MARGINAL_SECTION,
     ROBUST_MARGINAL_SECTION,
     categorical_columns,
@@ -94,4 +101,90 @@ def marginal_expressions(code: ModelCode, names: dict[str, str]) -> list[str]:
                 f"mm_row({r_string(names[column])}, {i}, {r_string(which)})"
                 for i in range(1, len(levels) + 1)
             ]
+    return out
+
+
+def _mods(terms: str, names: dict[str, str]) -> str:
+    if terms == "1":
+        return "~ 1"
+    return "~ " + " + ".join(r_term(term, names) for term in terms.split(" + "))
+
+
+def r_model_comparison(code: ModelCode, names: dict[str, str]) -> list[str]:
+    """Section 6d: the model comparison table, each row refitted as the engine refits it."""
+    comparison = code.comparison
+    if comparison is None:
+        return []
+    res = code.res
+    lines = [
+        "## 6d. The model and its neighbours ---------------------------------------------",
+        "# Moderator changes are refitted by ML (REML likelihoods of models with different",
+        "# moderators are not comparable), heterogeneity changes by REML; each neighbour's",
+        "# likelihood-ratio test (anova) is against the analysed model fitted the same way.",
+        'res_ml <- if (res$method == "ML") res else update(res, method = "ML")',
+        'res_reml <- if (res$method == "REML") res else update(res, method = "REML")',
+        "compared <- list()",
+    ]
+    for _, row in comparison.table.iterrows():
+        label = row["model"]
+        if row["comparison"] == FIXED:
+            if label == "analysed model":
+                fitted, reference = "res_ml", "NULL"
+            else:
+                fitted = f'update(res, mods = {_mods(row["terms"], names)}, method = "ML")'
+                reference = "res_ml"
+        elif label == "analysed model":
+            fitted, reference = "res_reml", "NULL"
+        elif "sigma2.study = 0" in label:
+            fitted, reference = "update(res_reml, sigma2 = c(0, NA))", "res_reml"
+        elif "sigma2.es = 0" in label:
+            fitted, reference = "update(res_reml, sigma2 = c(NA, 0))", "res_reml"
+        else:  # the location-scale neighbour: tau2 = exp(a0 + a1 ptr) against one tau2
+            ptr = names.get(ptr_moderator(res), ptr_moderator(res))
+            mods = _mods(row["terms"], names)
+            fitted = f"location_scale({mods}, ~ {ptr})"
+            reference = f"location_scale({mods}, ~ 1)"
+            lines += [
+                "# The location-scale model, with the first of these optimiser settings that",
+                "# converges.",
+                "location_scale <- function(mods, scale) {",
+                "  controls <- list(",
+                '    list(optimizer = "nlminb", rel.tol = 1e-13, eval.max = 10000, iter.max = 10000),',
+                '    list(optimizer = "nlminb", rel.tol = 1e-11, eval.max = 10000, iter.max = 10000),',
+                '    list(optimizer = "nlminb"),',
+                '    list(optimizer = "optim", optmethod = "BFGS", reltol = 1e-15, maxit = 10000))',
+                "  for (ctl in controls) {",
+                f"    fit <- tryCatch(rma(yi, vi, mods = mods, scale = scale, data = {code.frame},",
+                '                        method = "REML", control = ctl), error = function(e) e)',
+                '    if (!inherits(fit, "error")) return(fit)',
+                "  }",
+                "  stop(conditionMessage(fit))",
+                "}",
+            ]
+        lines.append(
+            f"compared[[{len([x for x in lines if x.startswith('compared[[')]) + 1}]] <- "
+            f"list(fit = {fitted}, reference = {reference})  # {r_string(label)}"
+        )
+    lines += [
+        "compare_row <- function(i, what) {",
+        "  f <- compared[[i]]$fit",
+        "  r <- compared[[i]]$reference",
+        '  if (what != "logLik") return(num_row(estimate = fitstats(f)[paste0(what, ":"), 1]))',
+        "  if (is.null(r)) return(num_row(estimate = as.numeric(logLik(f))))",
+        "  test <- anova(r, f)",
+        "  num_row(estimate = as.numeric(logLik(f)), statistic = test$LRT,",
+        "          df = abs(test$parms.f - test$parms.r), pval = test$pval)",
+        "}",
+    ]
+    return lines
+
+
+def comparison_expressions(code: ModelCode) -> list[str]:
+    """The R expression of each model-comparison row, in the order of ``comparison_rows``."""
+    if code.comparison is None:
+        return []
+    out = []
+    for i in range(1, len(code.comparison.table) + 1):
+        out.append(f'compare_row({i}, "logLik")')
+        out += [f'compare_row({i}, "{name}")' for name, _ in FIT_STATISTICS]
     return out
