@@ -15,6 +15,8 @@ from alliance_core.handover.bias_results import PublicationBias, bias_rows
 from alliance_core.handover.csv_export import neutralised
 from alliance_core.handover.provenance import Provenance, with_comment_lines
 from alliance_core.handover.results_moderators import comparison_rows, marginal_rows
+from alliance_core.handover.results_scale import scale_rows
+from alliance_core.model.location_scale import LocationScaleResult
 from alliance_core.model.results import MetaResult
 from alliance_core.model.robust import RobustResult
 
@@ -46,6 +48,7 @@ def results_frame(
     *,
     bias: PublicationBias | None = None,
     comparison: ModelComparison | None = None,
+    heterogeneity: LocationScaleResult | None = None,
 ) -> pd.DataFrame:
     """Everything the Overview and Moderators pages show, one tidy row per number, full precision.
 
@@ -57,7 +60,8 @@ def results_frame(
     p and CI, the robust test of all moderators (HTZ F) and one per categorical moderator.
     Sections "marginal mean" (and "robust marginal mean" with ``robust``) follow: the
     Moderators page's marginal means of each categorical moderator (``results_moderators``),
-    and with ``comparison`` (``model_comparison(res)``) section "model comparison".
+    and with ``comparison`` (``model_comparison(res)``) section "model comparison"; with
+    ``heterogeneity`` (the page's location-scale refit) section "location-scale".
     With ``bias`` (the publication-bias results of this pooled model), sections "selection
     model" (or "selection model (cluster-robust)") and "fail-safe N" close the table.
     """
@@ -155,6 +159,8 @@ def results_frame(
     rows.extend(marginal_rows(res, robust))
     if comparison is not None:
         rows.extend(comparison_rows(comparison))
+    if heterogeneity is not None:
+        rows.extend(scale_rows(heterogeneity))
     if bias is not None:
         rows.extend(bias_rows(bias, on_r_scale))
     frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
@@ -243,7 +249,10 @@ def results_csv(
     for_scripts: bool = False,
     bias: PublicationBias | None = None,
     comparison: ModelComparison | None = None,
+    heterogeneity: LocationScaleResult | None = None,
 ) -> bytes:
     """The results download: provenance comment lines, then one row per number."""
-    frame = results_frame(res, on_r_scale, robust, bias=bias, comparison=comparison)
+    frame = results_frame(
+        res, on_r_scale, robust, bias=bias, comparison=comparison, heterogeneity=heterogeneity
+    )
     return with_comment_lines(to_csv_text(frame, for_scripts=for_scripts), provenance)

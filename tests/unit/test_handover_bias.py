@@ -61,7 +61,7 @@ CASES = {
     ),
     "molloy-3psm": (State("molloy-3psm", "molloy2014", {"moderators": ()}), THREE_PSM),
     "che-cr2-clustered": (
-        State("che-cr2-clustered", "alliance_simulated", {"moderators": ()}, 0.6, robust=True),
+        State("che-cr2-clustered", "konstantopoulos2011", {"moderators": ()}, 0.6, robust=True),
         THREE_PSM,
     ),
     "small-three-level": (

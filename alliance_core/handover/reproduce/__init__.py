@@ -30,6 +30,11 @@ moderators) the selection model and the fail-safe Ns travel too: metafor's ``sel
 with a message, and left out of the count, where metaselection is not installed), the same
 engine calls in Python. metafor's selection-model SEs come from a numerical Hessian, so the R
 script compares those rows to 1e-4 (its agreement line says so).
+
+Every model with categorical moderators also hands over its marginal means (model-based, and
+CR2 under cluster-robust inference). On request the sidebar model's comparison table
+(``comparison``: ML refits of each neighbour, ``anova``/``fitstats`` in R) and its
+location-scale refit (``heterogeneity``: ``rma(..., scale = ~ PTR)``) travel too.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from alliance_core.handover.reproduce.common import (
 from alliance_core.handover.reproduce.python_script import python_script
 from alliance_core.handover.reproduce.r_script import r_script
 from alliance_core.handover.results_table import results_csv, to_csv_text
+from alliance_core.model.location_scale import LocationScaleResult
 from alliance_core.model.robust import RobustResult
 
 
@@ -81,6 +87,7 @@ def bundle_files(
     robust: RobustResult | None = None,
     bias: PublicationBias | None = None,
     comparison: ModelComparison | None = None,
+    heterogeneity: LocationScaleResult | None = None,
 ) -> dict[str, bytes | str]:
     """The files of a reproduction zip: data.csv, dashboard_results.csv, the script.
 
@@ -88,10 +95,18 @@ def bundle_files(
     two-level model); ``robust``: the cluster-robust inference shown with the model, whose
     numbers the results file and the scripts then include; ``bias``: the selection model and
     fail-safe N of this model without moderators (``publication_bias``), which then travel
-    too; ``comparison``: the model comparison table of this model (``model_comparison``).
+    too; ``comparison``: the model comparison table of this model (``model_comparison``);
+    ``heterogeneity``: its location-scale refit (scale = ~ PTR), as the Moderators page fits it.
     """
     code = ModelCode.of(
-        run, mapping, on_r_scale, table=table, robust=robust, bias=bias, comparison=comparison
+        run,
+        mapping,
+        on_r_scale,
+        table=table,
+        robust=robust,
+        bias=bias,
+        comparison=comparison,
+        heterogeneity=heterogeneity,
     )
     script = r_script(code, provenance) if language == "R" else python_script(code, provenance)
     return {
@@ -106,6 +121,7 @@ def bundle_files(
             for_scripts=True,
             bias=bias,
             comparison=comparison,
+            heterogeneity=heterogeneity,
         ),
         "analysis.R" if language == "R" else "analysis.py": script,
     }
@@ -121,6 +137,7 @@ def r_bundle(
     robust=None,
     bias=None,
     comparison=None,
+    heterogeneity=None,
 ) -> bytes:
     """Zip: data.csv, analysis.R (metafor), dashboard_results.csv (see ``bundle_files``)."""
     return _zip(
@@ -134,6 +151,7 @@ def r_bundle(
             robust=robust,
             bias=bias,
             comparison=comparison,
+            heterogeneity=heterogeneity,
         )
     )
 
@@ -148,6 +166,7 @@ def python_bundle(
     robust=None,
     bias=None,
     comparison=None,
+    heterogeneity=None,
 ) -> bytes:
     """Zip: data.csv, analysis.py (alliance_core), dashboard_results.csv (see ``bundle_files``)."""
     return _zip(
@@ -161,6 +180,7 @@ def python_bundle(
             robust=robust,
             bias=bias,
             comparison=comparison,
+            heterogeneity=heterogeneity,
         )
     )
 
@@ -231,19 +251,24 @@ def models_files(
     table: pd.DataFrame | None = None,
     bias: PublicationBias | None = None,
     comparison: ModelComparison | None = None,
+    heterogeneity: LocationScaleResult | None = None,
 ) -> dict[str, bytes | str]:
     """The files of a zip covering every model a page shows, each model under its label
     ("pooled", "moderators") with its own data.csv, dashboard_results.csv and script (under its
     chosen inference), and a runner script whose agreement line counts the numbers of all of
     them. One model gives the flat files of :func:`bundle_files`. ``bias``: the selection
     model and fail-safe N of the model without moderators, reproduced with that model;
-    ``comparison``: the model comparison table of the last (the sidebar's) model."""
+    ``comparison`` and ``heterogeneity``: the model comparison table and the location-scale
+    refit of the last (the sidebar's) model."""
 
     def bias_of(run: AnalysisRun) -> PublicationBias | None:
         return bias if bias is not None and run.result.p == 1 else None
 
     def comparison_of(run: AnalysisRun) -> ModelComparison | None:
         return comparison if run is models[-1][1] else None
+
+    def heterogeneity_of(run: AnalysisRun) -> LocationScaleResult | None:
+        return heterogeneity if run is models[-1][1] else None
 
     if len(models) == 1:
         _, run, provenance = models[0]
@@ -257,6 +282,7 @@ def models_files(
             robust=run.robust,
             bias=bias_of(run),
             comparison=comparison_of(run),
+            heterogeneity=heterogeneity_of(run),
         )
     files: dict[str, bytes | str] = {}
     for label, run, provenance in models:
@@ -270,6 +296,7 @@ def models_files(
             robust=run.robust,
             bias=bias_of(run),
             comparison=comparison_of(run),
+            heterogeneity=heterogeneity_of(run),
         )
         files.update({f"{label}/{name}": content for name, content in part.items()})
     labels = ", ".join(
@@ -283,7 +310,15 @@ def models_files(
 
 
 def models_bundle(
-    models, mapping, *, on_r_scale: bool, language: str, table=None, bias=None, comparison=None
+    models,
+    mapping,
+    *,
+    on_r_scale: bool,
+    language: str,
+    table=None,
+    bias=None,
+    comparison=None,
+    heterogeneity=None,
 ) -> bytes:
     """Zip of :func:`models_files`."""
     return _zip(
@@ -295,6 +330,7 @@ def models_bundle(
             table=table,
             bias=bias,
             comparison=comparison,
+            heterogeneity=heterogeneity,
         )
     )
 

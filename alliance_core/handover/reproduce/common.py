@@ -27,6 +27,7 @@ from alliance_core.handover.bias_results import PublicationBias
 from alliance_core.handover.provenance import Provenance, fitted_rho, fitted_structure
 from alliance_core.model.aggregation import COUNT_COLUMN
 from alliance_core.model.design import INTERACTION
+from alliance_core.model.location_scale import LocationScaleResult
 from alliance_core.model.nesting import AGGREGATED
 from alliance_core.model.robust import RobustResult
 
@@ -147,6 +148,8 @@ class ModelCode:
     bias: PublicationBias | None = None
     # The model comparison table of this model (its neighbours refitted), to reproduce too.
     comparison: ModelComparison | None = None
+    # The location-scale refit of this two-level model (scale = ~ PTR), to reproduce too.
+    heterogeneity: LocationScaleResult | None = None
 
     @classmethod
     def of(
@@ -159,6 +162,7 @@ class ModelCode:
         robust: RobustResult | None = None,
         bias: PublicationBias | None = None,
         comparison: ModelComparison | None = None,
+        heterogeneity: LocationScaleResult | None = None,
     ) -> ModelCode:
         """``table``: the effect-size table the run was made from (``effect_size_table``);
         needed for the aggregated two-level model, whose fitted rows are one per study.
@@ -239,6 +243,7 @@ class ModelCode:
             effect_rows=effect_rows,
             bias=bias,
             comparison=comparison,
+            heterogeneity=heterogeneity,
         )
 
     @property

@@ -27,8 +27,10 @@ from alliance_core.handover.reproduce.r_moderators import (
     MARGINAL_SECTIONS,
     comparison_expressions,
     marginal_expressions,
+    scale_expression,
 )
 from alliance_core.handover.results_moderators import COMPARISON_SECTION
+from alliance_core.handover.results_scale import SCALE_SECTION
 from alliance_core.handover.results_table import results_frame
 
 
@@ -36,12 +38,18 @@ def r_row_expressions(code: ModelCode, names: dict[str, str]) -> list[str]:
     """One R expression per row of the dashboard's results table, in the same order."""
     res = code.res
     frame = results_frame(
-        res, code.on_r_scale, code.robust, bias=code.bias, comparison=code.comparison
+        res,
+        code.on_r_scale,
+        code.robust,
+        bias=code.bias,
+        comparison=code.comparison,
+        heterogeneity=code.heterogeneity,
     )
     coefficient = robust_coefficient = 0
     deltas = delta_names(code)
     marginal = iter(marginal_expressions(code, names))
     comparison = iter(comparison_expressions(code))
+    scale_coefficient = 0
     out = []
     wald_columns = {f"wald_{t.column}": t for t in res.design.terms if t.kind == "categorical"}
     for section, name in zip(frame["section"], frame["name"], strict=True):
@@ -52,6 +60,9 @@ def r_row_expressions(code: ModelCode, names: dict[str, str]) -> list[str]:
             out.append(next(marginal, "num_row()"))
         elif section == COMPARISON_SECTION:
             out.append(next(comparison, "num_row()"))
+        elif section == SCALE_SECTION:
+            scale_coefficient += name.startswith("scale ")
+            out.append(scale_expression(name, scale_coefficient))
         elif section == "coefficient":
             coefficient += 1
             out.append(f"coef_row({coefficient})")
@@ -212,6 +223,22 @@ def r_comparison(code: ModelCode, names: dict[str, str]) -> list[str]:
                 'scale[compared_rows, c("statistic", "pval")] <- 1',
             ]
             if code.comparison is not None
+            else []
+        ),
+        *(
+            [
+                "# metafor's optimiser stops on the flat likelihood of the scale part a little",
+                "# short of its maximum: those rows are compared to 1e-4, estimates and bounds",
+                "# on the scale of their standard error, z and p on the absolute scale.",
+                f'scale_rows <- dashboard$section == "{SCALE_SECTION}"',
+                "tolerance[scale_rows, ] <- 1e-4",
+                'for (column in c("estimate", "ci_lb", "ci_ub")) {',
+                '  scale[scale_rows, column] <- ifelse(is.na(theirs[scale_rows, "se"]), 0,',
+                '                                      theirs[scale_rows, "se"])',
+                "}",
+                'scale[scale_rows, c("statistic", "pval")] <- 1',
+            ]
+            if code.heterogeneity is not None
             else []
         ),
         "given <- !is.na(theirs) & !skipped",

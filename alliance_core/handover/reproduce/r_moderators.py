@@ -142,25 +142,9 @@ def r_model_comparison(code: ModelCode, names: dict[str, str]) -> list[str]:
         else:  # the location-scale neighbour: tau2 = exp(a0 + a1 ptr) against one tau2
             ptr = names.get(ptr_moderator(res), ptr_moderator(res))
             mods = _mods(row["terms"], names)
-            fitted = f"location_scale({mods}, ~ {ptr})"
-            reference = f"location_scale({mods}, ~ 1)"
-            lines += [
-                "# The location-scale model, with the first of these optimiser settings that",
-                "# converges.",
-                "location_scale <- function(mods, scale) {",
-                "  controls <- list(",
-                '    list(optimizer = "nlminb", rel.tol = 1e-13, eval.max = 10000, iter.max = 10000),',
-                '    list(optimizer = "nlminb", rel.tol = 1e-11, eval.max = 10000, iter.max = 10000),',
-                '    list(optimizer = "nlminb"),',
-                '    list(optimizer = "optim", optmethod = "BFGS", reltol = 1e-15, maxit = 10000))',
-                "  for (ctl in controls) {",
-                f"    fit <- tryCatch(rma(yi, vi, mods = mods, scale = scale, data = {code.frame},",
-                '                        method = "REML", control = ctl), error = function(e) e)',
-                '    if (!inherits(fit, "error")) return(fit)',
-                "  }",
-                "  stop(conditionMessage(fit))",
-                "}",
-            ]
+            fitted = f'location_scale({mods}, ~ {ptr}, "REML")'
+            reference = f'location_scale({mods}, ~ 1, "REML")'
+            lines += location_scale_helper(code.frame)
         lines.append(
             f"compared[[{len([x for x in lines if x.startswith('compared[[')]) + 1}]] <- "
             f"list(fit = {fitted}, reference = {reference})  # {r_string(label)}"
@@ -188,3 +172,57 @@ def comparison_expressions(code: ModelCode) -> list[str]:
         out.append(f'compare_row({i}, "logLik")')
         out += [f'compare_row({i}, "{name}")' for name, _ in FIT_STATISTICS]
     return out
+
+
+def location_scale_helper(frame: str) -> list[str]:
+    return [
+        "# The location-scale model, with the first of these optimiser settings that converges.",
+        "location_scale <- function(mods, scale, method) {",
+        "  controls <- list(",
+        '    list(optimizer = "nlminb", rel.tol = 1e-13, eval.max = 10000, iter.max = 10000),',
+        '    list(optimizer = "nlminb", rel.tol = 1e-11, eval.max = 10000, iter.max = 10000),',
+        '    list(optimizer = "nlminb"),',
+        '    list(optimizer = "optim", optmethod = "BFGS", reltol = 1e-15, maxit = 10000))',
+        "  for (ctl in controls) {",
+        f"    fit <- tryCatch(rma(yi, vi, mods = mods, scale = scale, data = {frame},",
+        "                        method = method, control = ctl), error = function(e) e)",
+        '    if (!inherits(fit, "error")) return(fit)',
+        "  }",
+        "  stop(conditionMessage(fit))",
+        "}",
+    ]
+
+
+def r_heterogeneity(code: ModelCode, names: dict[str, str]) -> list[str]:
+    """Section 6e: the location-scale refit (scale = ~ PTR) and its test against one tau2."""
+    ls = code.heterogeneity
+    if ls is None:
+        return []
+    mods = r_formula(code, names) or "~ 1"
+    scale = " + ".join(r_term(m, names) for m in ls.scale_design.moderators)
+    method = r_string(ls.method)
+    return [
+        "## 6e. Does the heterogeneity depend on PTR? ------------------------------------",
+        "# The location-scale model: log tau2 = a0 + a1 PTR (Viechtbauer & Lopez-Lopez, 2022),",
+        "# tested against one tau2 for all studies.",
+        *location_scale_helper(code.frame),
+        f"ls_fit <- location_scale({mods}, ~ {scale}, {method})",
+        f"ls_test <- anova(ls_fit, location_scale({mods}, ~ 1, {method}))",
+        "print(ls_fit)",
+        "scale_row <- function(what, j = 1) switch(what,",
+        "  coef = num_row(estimate = ls_fit$alpha[j], se = ls_fit$se.alpha[j],",
+        "                 statistic = ls_fit$zval.alpha[j], pval = ls_fit$pval.alpha[j],",
+        "                 ci_lb = ls_fit$ci.lb.alpha[j], ci_ub = ls_fit$ci.ub.alpha[j]),",
+        "  lrt = num_row(statistic = ls_test$LRT, df = abs(ls_test$parms.f - ls_test$parms.r),",
+        "                pval = ls_test$pval),",
+        "  loglik = num_row(estimate = as.numeric(logLik(ls_fit))))",
+    ]
+
+
+def scale_expression(name: str, index: int) -> str:
+    """The R expression of one location-scale row (``index``: the scale coefficient's)."""
+    if name.startswith("scale "):
+        return f'scale_row("coef", {index})'
+    if name.startswith("LRT"):
+        return 'scale_row("lrt")'
+    return 'scale_row("loglik")'

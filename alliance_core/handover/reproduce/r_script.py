@@ -27,7 +27,11 @@ from alliance_core.handover.reproduce.common import (
 )
 from alliance_core.handover.reproduce.r_bias import r_bias
 from alliance_core.handover.reproduce.r_compare import r_comparison
-from alliance_core.handover.reproduce.r_moderators import r_marginal, r_model_comparison
+from alliance_core.handover.reproduce.r_moderators import (
+    r_heterogeneity,
+    r_marginal,
+    r_model_comparison,
+)
 from alliance_core.model.design import level_order
 from alliance_core.model.nesting import INDEPENDENT
 
@@ -48,6 +52,7 @@ def r_script(code: ModelCode, provenance: Provenance) -> str:
         _r_predictions(code, names),
         r_marginal(code, names),
         r_model_comparison(code, names),
+        r_heterogeneity(code, names),
         r_bias(code, names),
         _r_figures(code, names),
         r_comparison(code, names),
