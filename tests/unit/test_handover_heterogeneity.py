@@ -85,3 +85,9 @@ def test_r_scripts_reproduce_the_location_scale_model(tmp_path, cases):
 
 def test_python_scripts_reproduce_the_location_scale_model(tmp_path, cases):
     _run(tmp_path, cases, "Python")
+
+
+def test_data_columns_named_like_the_scripts_arguments_are_renamed():
+    # metafor looks up mods and scale in the data first: a column of that name is renamed
+    names = reproduce.r_names(["scale", "mods", "x"])
+    assert names == {"scale": "scale_2", "mods": "mods_2", "x": "x"}

@@ -52,6 +52,9 @@ R_RESERVED = {
 # Names the scripts create themselves; a data column never takes one of them.
 SCRIPT_NAMES = {"yi", "vi", "es", PTR_COLUMN, LOG_PTR_COLUMN, "dat", "res", "res0", "T", "F"}
 SCRIPT_NAMES |= {"agg", "V", "V0", "rob", COUNT_COLUMN}
+# metafor looks up ``mods`` and ``scale`` in the data first (the location-scale helper passes
+# them on), and the script's own objects keep their names too.
+SCRIPT_NAMES |= {"mods", "scale", "sel", "est", "form", "marginal", "compared", "ls_fit"}
 
 
 # -- literals ----------------------------------------------------------------------------------
