@@ -145,13 +145,7 @@ def bias_verdict(
         )
     if selection is not None:
         weights = selection.delta["estimate"].iloc[1:]
-        upper = selection.delta["ci_ub"].iloc[1:]
-        lower = selection.delta["ci_lb"].iloc[1:]
-        found = (
-            selection.LRT_pval < alpha
-            if np.isfinite(selection.LRT_pval)
-            else bool(np.any((upper < 1) | (lower > 1)))
-        )
+        found = selection_found(selection, alpha)
         test = (
             f" (test of selection {format_p(selection.LRT_pval)})"
             if np.isfinite(selection.LRT_pval)
@@ -196,6 +190,17 @@ def _unreadable_sentence(tests: BiasTests, names: list[str]) -> str:
         f"{'Its result is' if one else 'Their results are'} shown below, but neither "
         f"asymmetry nor its absence can be concluded from {'it' if one else 'them'}."
     )
+
+
+def selection_found(selection: SelectionResult, alpha: float = 0.05) -> bool:
+    """Whether the selection model finds selection: its likelihood-ratio test at ``alpha``
+    (independent effect sizes), or, without one (cluster-robust composite likelihood), a
+    weight whose interval excludes 1. The verdict and the report's sentence both read this."""
+    if np.isfinite(selection.LRT_pval):
+        return bool(selection.LRT_pval < alpha)
+    upper = selection.delta["ci_ub"].iloc[1:]
+    lower = selection.delta["ci_lb"].iloc[1:]
+    return bool(np.any((upper < 1) | (lower > 1)))
 
 
 def _names(names: list[str]) -> str:

@@ -14,18 +14,23 @@ from collections.abc import Callable, Mapping
 
 import plotly.graph_objects as go
 
-from alliance_core.analyses import bias, bias_tests
+from alliance_core.analyses.model_comparison import ModelComparison
 from alliance_core.analyses.run import AnalysisRun
+from alliance_core.analyses.selection import THREE_PSM
 from alliance_core.analyses.state import AnalysisState, ModelFlags
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import export_figure
 from alliance_core.formatting import format_coefficient, format_number, format_p
+from alliance_core.handover.bias_results import PublicationBias, publication_bias
 from alliance_core.handover.provenance import Provenance, fitted_rho, fitted_structure
+from alliance_core.handover.report_bias import BIAS_REFERENCES, bias_methods, bias_paragraph
+from alliance_core.handover.report_bias import bias_readings as bias_readings
 from alliance_core.handover.report_document import Figure, Report
 from alliance_core.handover.report_tables import (
     ci_text,
+    comparison_table,
     heterogeneity_table,
-    r3_text,
+    marginal_means_tables,
     r_text,
     regression_table,
     robust_table,
@@ -90,6 +95,7 @@ REFERENCES = {
     "ptr": "Del Re, A. C., Flückiger, C., Horvath, A. O., Symonds, D., & Wampold, B. E. "
     "(2012). Therapist effects in the therapeutic alliance–outcome relationship: A "
     "restricted-maximum likelihood meta-analysis. Clinical Psychology Review, 32(7), 642–649.",
+    **BIAS_REFERENCES,
 }
 
 ESTIMATOR_NAMES = {
@@ -356,84 +362,6 @@ def _regression_sentences(
     return out
 
 
-def bias_readings(pooled: MetaResult, on_r: bool) -> list[tuple[str, str]]:
-    """The publication-bias tests of the pooled model, each as (name, APA-style result).
-
-    The tests are the dashboard's (:func:`alliance_core.analyses.bias_tests.run_bias_tests`): trim-and-fill
-    assumes independent effects, so for a three-level model it runs on one aggregated effect
-    per study (two-level model).
-    """
-    tests = bias_tests.run_bias_tests(pooled)
-    level = f"{pooled.level:.0%}"
-
-    def value(z: float) -> str:
-        if on_r:
-            return r_text(math.tanh(z))
-        return format_number(z, 3)
-
-    def interval(ci) -> str:
-        return f"{level} CI [{value(ci[0])}, {value(ci[1])}]"
-
-    def egger(test: bias.EggerTest) -> str:
-        stat = "z" if test.ddf is None else f"t({test.ddf})"
-        text = (
-            f"Egger's regression test {'indicated' if test.pval < 0.05 else 'did not indicate'} "
-            f"funnel asymmetry, {stat} = {format_number(test.statistic, 2)}, {format_p(test.pval)}"
-        )
-        if test.limit_estimate is not None:
-            text += (
-                f"; the effect expected at a standard error of 0 was "
-                f"{value(test.limit_estimate)}, {interval(test.limit_ci)}"
-            )
-        return text + "."
-
-    def rank(test: bias.RankCorrelationTest) -> str:
-        return f"The rank correlation test gave Kendall's τ = {r3_text(test.tau)}, {format_p(test.pval)}."
-
-    def trim_fill(result: bias.TrimAndFill) -> str:
-        basis = (
-            " (run on one aggregated effect per study, as it assumes independent effects)"
-            if pooled.is_three_level
-            else ""
-        )
-        ci = (
-            result.adjusted.coefficients["ci_lb"].iloc[0],
-            result.adjusted.coefficients["ci_ub"].iloc[0],
-        )
-        z_refit = (
-            " (with z tests for the filled data, as metafor's trimfill)"
-            if result.k0 > 0 and result.adjusted.test != result.original.test
-            else ""
-        )
-        return (
-            f"Trim-and-fill{basis} estimated {result.k0} missing effect size(s) on the "
-            f"{result.side} side; the adjusted estimate was {value(result.estimate)}, "
-            f"{interval(ci)}{z_refit}."
-        )
-
-    def pet_peese(result: bias.PetPeese) -> str:
-        return (
-            f"PET-PEESE ({result.chosen} estimate) gave {value(result.estimate)}, "
-            f"{interval(result.ci)}."
-        )
-
-    steps: list[tuple[str, str, object | None, Callable]] = [
-        ("Egger's regression test", "egger", tests.egger, egger),
-        ("Rank correlation test", "rank", tests.rank, rank),
-        ("Trim-and-fill", "trim_fill", tests.trim_fill, trim_fill),
-        ("PET-PEESE", "pet_peese", tests.pet_peese, pet_peese),
-    ]
-    missing = dict(tests.problems)
-    out = []
-    for name, key, result, words in steps:
-        if result is not None:
-            out.append((name, words(result)))
-        else:
-            reason = missing[bias_tests.TEST_NAMES[key]].removeprefix("Not available here: ")
-            out.append((name, f"{name} was not available for these data: {reason}"))
-    return out
-
-
 def draw_png(
     fig: go.Figure, exporter: Callable[[go.Figure, str], bytes]
 ) -> tuple[bytes | None, str | None]:
@@ -461,13 +389,18 @@ def build_report(
     robust: RobustResult | None = None,
     flags: ModelFlags | None = None,
     pooled_flags: ModelFlags | None = None,
+    bias: PublicationBias | None = None,
+    comparison: ModelComparison | None = None,
 ) -> Report:
     """The report of one analysis; ``pooled`` is the same analysis without moderators.
 
     ``robust``: cluster-robust inference on ``run.result`` shown with it (methods sentence
     and a table of the robust coefficients; under CR2 no model-based test is reported).
     ``flags`` and ``pooled_flags`` (``AnalysisState``): tests that cannot be trusted are stated
-    with their reason and without a verdict, and marked in the tables.
+    with their reason and without a verdict, and marked in the tables. ``bias``: the pooled
+    model's selection model and fail-safe N (``publication_bias``): a Methods sentence, and
+    the bias paragraph closes with them and the Publication bias page's verdict.
+    ``comparison``: the model comparison table of ``run`` (``model_comparison``), as a table.
 
     ``figures`` maps "forest", "funnel", "ptr" to plotly figures; each is drawn as PNG by
     ``exporter`` (default :func:`alliance_core.figures.export_figure`), and a figure that
@@ -497,16 +430,24 @@ def build_report(
             )
         )
         results.append(" ".join(regression))
-    results.append(
-        " ".join(text for _, text in bias_readings(pooled.result, on_r_scale))
-        + " Funnel asymmetry can also come from true differences between small and large studies."
-    )
+    if bias is not None:
+        methods.append(bias_methods(bias, cited))
+        results.append(bias_paragraph(bias, on_r_scale, pooled_flags))
+    else:
+        results.append(
+            " ".join(text for _, text in bias_readings(pooled.result, on_r_scale))
+            + " Funnel asymmetry can also come from true differences between small and large "
+            "studies."
+        )
     tables = []
     if res.p > 1 and robust is None:
         tables.append(regression_table(run, len(tables) + 1, on_r_scale, flags))
     if robust is not None:
         tables.append(robust_table(run, robust, len(tables) + 1, on_r_scale, flags))
     tables.append(heterogeneity_table(res, len(tables) + 1, on_r_scale))
+    tables.extend(marginal_means_tables(run, len(tables) + 1, on_r_scale, robust))
+    if comparison is not None:
+        tables.append(comparison_table(comparison, len(tables) + 1))
     drawn = []
     captions = {
         "forest": (
@@ -557,10 +498,19 @@ def state_report(
     *,
     figures: Mapping[str, go.Figure] | None = None,
     exporter: Callable[[go.Figure, str], bytes] | None = None,
+    steps=THREE_PSM,
+    bias: PublicationBias | None = None,
+    comparison: ModelComparison | None = None,
 ) -> Report:
     """The report of one dashboard state: its pooled and its sidebar model, under the state's
-    inference, with its flags (the report reads the state and refits nothing)."""
+    inference, with its flags (the report reads the state and refits nothing), and the
+    pooled model's publication-bias results: ``bias`` when given (the page's), else the
+    selection model with cuts ``steps`` (the Publication bias page's choice; the 3PSM by
+    default) and the fail-safe Ns; ``comparison``: the Moderators page's comparison table of
+    the sidebar model, when it was asked for (it refits the neighbours)."""
     run = state.model
+    if bias is None:
+        bias = publication_bias(state.pooled, steps)
     return build_report(
         run,
         state.pooled,
@@ -571,4 +521,6 @@ def state_report(
         robust=run.robust,
         flags=state.flags_of(run),
         pooled_flags=state.pooled_flags,
+        bias=bias,
+        comparison=comparison,
     )

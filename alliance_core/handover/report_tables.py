@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from alliance_core.analyses.model_comparison import ModelComparison
 from alliance_core.analyses.run import AnalysisRun
 from alliance_core.analyses.state import ModelFlags
+from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_coefficient, format_number, format_p, format_p_cell
 from alliance_core.handover.report_document import Table
 from alliance_core.model.results import MetaResult
@@ -183,4 +187,101 @@ def heterogeneity_table(res: MetaResult, number: int, on_r_scale: bool) -> Table
         note="Variance components on the model scale"
         + (" (Fisher's z)." if on_r_scale else ".")
         + " Interval: Q-profile where given.",
+    )
+
+
+def marginal_means_tables(
+    run: AnalysisRun, first: int, on_r_scale: bool, robust: RobustResult | None = None
+) -> list[Table]:
+    """One table per categorical moderator: each level's marginal mean with its CI and
+    prediction interval (as r for correlations), k and df, under the inference shown
+    (``robust``: CR2), as the Moderators page shows them. A moderator whose means the engine
+    refuses gets no table."""
+    res = run.result
+    tables = []
+    for term in res.design.terms:
+        if term.kind != "categorical":
+            continue
+        try:
+            means = res.marginal_means(term.column, robust=robust)
+        except AnalysisError:
+            continue
+        t = means.table
+        prefix = "r_" if on_r_scale else ""
+
+        def shown(value: float) -> str:
+            return r_text(value) if on_r_scale else format_number(value, 3)
+
+        rows = []
+        for level, row in t.iterrows():
+            pi = (
+                f"[{shown(row[prefix + 'pi_lb'])}, {shown(row[prefix + 'pi_ub'])}]"
+                if math.isfinite(row["pi_lb"])
+                else "–"
+            )
+            rows.append(
+                (
+                    str(level),
+                    shown(row["r" if on_r_scale else "estimate"]),
+                    f"[{shown(row[prefix + 'ci_lb'])}, {shown(row[prefix + 'ci_ub'])}]",
+                    pi,
+                    str(int(row["k"])),
+                    "∞" if math.isinf(row["df"]) else format_number(row["df"], 1),
+                )
+            )
+        level = f"{means.level:.0%}"
+        inference = (
+            f"{robust.method} cluster-robust standard errors, each mean on its own Satterthwaite df"
+            if robust is not None
+            else "model-based standard errors"
+        )
+        tables.append(
+            Table(
+                number=first + len(tables),
+                title=f"Marginal means by {term.column}",
+                header=(
+                    term.column,
+                    "r" if on_r_scale else "Estimate",
+                    f"{level} CI",
+                    f"{level} PI",
+                    "k",
+                    "df",
+                ),
+                rows=tuple(rows),
+                note=(
+                    "Each level's expected effect with numeric moderators at their means and "
+                    "the other categorical moderators averaged over how often their levels "
+                    f"occur; {inference}; PI: prediction interval."
+                ),
+            )
+        )
+    return tables
+
+
+def comparison_table(comparison: ModelComparison, number: int) -> Table:
+    """The model and its neighbours (``model_comparison``): parameters, fit statistics and
+    the likelihood-ratio test of each neighbour against the model fitted the same way."""
+    rows = []
+    for _, row in comparison.table.iterrows():
+        tested = bool(np.isfinite(row["LRT"]))
+        rows.append(
+            (
+                str(row["model"]),
+                str(row["method"]),
+                str(int(row["parameters"])),
+                format_number(row["loglik"], 2),
+                format_number(row["aic"], 2),
+                format_number(row["bic"], 2),
+                format_number(row["aicc"], 2),
+                format_number(row["LRT"], 2) if tested else "–",
+                str(int(row["df"])) if tested else "–",
+                format_p_cell(row["pval"]) if tested else "–",
+            )
+        )
+    return Table(
+        number=number,
+        title="Model comparison",
+        header=("Model", "Fit", "Parameters", "logLik", "AIC", "BIC", "AICc", "LRT", "df", "p"),
+        rows=tuple(rows),
+        note=comparison.note.replace("\n", " "),
     )

@@ -10,8 +10,13 @@ import csv
 
 import pandas as pd
 
+from alliance_core.analyses.model_comparison import ModelComparison
+from alliance_core.handover.bias_results import PublicationBias, bias_rows
 from alliance_core.handover.csv_export import neutralised
 from alliance_core.handover.provenance import Provenance, with_comment_lines
+from alliance_core.handover.results_moderators import comparison_rows, marginal_rows
+from alliance_core.handover.results_scale import scale_rows
+from alliance_core.model.location_scale import LocationScaleResult
 from alliance_core.model.results import MetaResult
 from alliance_core.model.robust import RobustResult
 
@@ -37,7 +42,13 @@ RESULT_COLUMNS = [
 
 
 def results_frame(
-    res: MetaResult, on_r_scale: bool = True, robust: RobustResult | None = None
+    res: MetaResult,
+    on_r_scale: bool = True,
+    robust: RobustResult | None = None,
+    *,
+    bias: PublicationBias | None = None,
+    comparison: ModelComparison | None = None,
+    heterogeneity: LocationScaleResult | None = None,
 ) -> pd.DataFrame:
     """Everything the Overview and Moderators pages show, one tidy row per number, full precision.
 
@@ -47,6 +58,12 @@ def results_frame(
     With ``robust`` (cluster-robust inference on ``res``), sections "robust coefficient" and
     "robust test" follow: the same coefficients with the robust se, t, Satterthwaite df (CR2),
     p and CI, the robust test of all moderators (HTZ F) and one per categorical moderator.
+    Sections "marginal mean" (and "robust marginal mean" with ``robust``) follow: the
+    Moderators page's marginal means of each categorical moderator (``results_moderators``),
+    and with ``comparison`` (``model_comparison(res)``) section "model comparison"; with
+    ``heterogeneity`` (the page's location-scale refit) section "location-scale".
+    With ``bias`` (the publication-bias results of this pooled model), sections "selection
+    model" (or "selection model (cluster-robust)") and "fail-safe N" close the table.
     """
     rows: list[dict] = []
     for term, row in res.coefficients.iterrows():
@@ -139,6 +156,13 @@ def results_frame(
         rows.append({"section": "model", "name": name, "estimate": value})
     if robust is not None:
         rows.extend(robust_rows(res, robust, on_r_scale))
+    rows.extend(marginal_rows(res, robust))
+    if comparison is not None:
+        rows.extend(comparison_rows(comparison))
+    if heterogeneity is not None:
+        rows.extend(scale_rows(heterogeneity))
+    if bias is not None:
+        rows.extend(bias_rows(bias, on_r_scale))
     frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     for column in ("df", "df2"):
         values = pd.to_numeric(frame[column], errors="coerce")
@@ -223,7 +247,12 @@ def results_csv(
     robust: RobustResult | None = None,
     *,
     for_scripts: bool = False,
+    bias: PublicationBias | None = None,
+    comparison: ModelComparison | None = None,
+    heterogeneity: LocationScaleResult | None = None,
 ) -> bytes:
     """The results download: provenance comment lines, then one row per number."""
-    frame = results_frame(res, on_r_scale, robust)
+    frame = results_frame(
+        res, on_r_scale, robust, bias=bias, comparison=comparison, heterogeneity=heterogeneity
+    )
     return with_comment_lines(to_csv_text(frame, for_scripts=for_scripts), provenance)

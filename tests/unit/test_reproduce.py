@@ -242,7 +242,10 @@ def test_independent_and_che_scripts_say_what_they_assume():
     assert "rob <- robust(res, cluster = dat$study, clubSandwich = TRUE)" in r_code
     assert "rho=0.6," in py_code and "rob = res.robust(cluster='study', method=\"CR2\")" in py_code
     results = pd.read_csv(io.BytesIO(files["R"]["dashboard_results.csv"]), comment="#")
-    robust = results[results["section"].str.startswith("robust")]
+    # the robust coefficients, prediction and tests (the robust marginal means follow them)
+    robust = results[
+        results["section"].isin(["robust coefficient", "robust prediction", "robust test"])
+    ]
     assert list(robust["name"]) == [
         *che.robust.coefficients.index,
         "r at typical moderator values, CR2 (own Satterthwaite df)",

@@ -23,6 +23,18 @@ data.csv holds the effect-size rows the aggregation combined, so ``bundle_files`
 effect-size table), the two-level model on nested rows treated as independent, and CR2
 cluster-robust inference passed in as a ``RobustResult`` (``robust(res, cluster,
 clubSandwich = TRUE)``; its rows are added to the results file and compared too).
+
+With ``bias`` (``alliance_core.handover.bias_results.publication_bias`` of the model without
+moderators) the selection model and the fail-safe Ns travel too: metafor's ``selmodel`` and
+``fsn`` in R (metaselection's composite-likelihood model for a three-level model, skipped
+with a message, and left out of the count, where metaselection is not installed), the same
+engine calls in Python. metafor's selection-model SEs come from a numerical Hessian, so the R
+script compares those rows to 1e-4 (its agreement line says so).
+
+Every model with categorical moderators also hands over its marginal means (model-based, and
+CR2 under cluster-robust inference). On request the sidebar model's comparison table
+(``comparison``: ML refits of each neighbour, ``anova``/``fitstats`` in R) and its
+location-scale refit (``heterogeneity``: ``rma(..., scale = ~ PTR)``) travel too.
 """
 
 from __future__ import annotations
@@ -34,8 +46,10 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from alliance_core.analyses.model_comparison import ModelComparison
 from alliance_core.analyses.run import AnalysisRun
 from alliance_core.data.mapping import ColumnMapping
+from alliance_core.handover.bias_results import PublicationBias
 from alliance_core.handover.provenance import Provenance
 from alliance_core.handover.reproduce.common import (
     AGREEMENT_PREFIX,
@@ -49,6 +63,7 @@ from alliance_core.handover.reproduce.common import (
 from alliance_core.handover.reproduce.python_script import python_script
 from alliance_core.handover.reproduce.r_script import r_script
 from alliance_core.handover.results_table import results_csv, to_csv_text
+from alliance_core.model.location_scale import LocationScaleResult
 from alliance_core.model.robust import RobustResult
 
 
@@ -70,27 +85,60 @@ def bundle_files(
     language: str,
     table: pd.DataFrame | None = None,
     robust: RobustResult | None = None,
+    bias: PublicationBias | None = None,
+    comparison: ModelComparison | None = None,
+    heterogeneity: LocationScaleResult | None = None,
 ) -> dict[str, bytes | str]:
     """The files of a reproduction zip: data.csv, dashboard_results.csv, the script.
 
     ``table``: the effect-size table the run was made from (needed for the aggregated
     two-level model); ``robust``: the cluster-robust inference shown with the model, whose
-    numbers the results file and the scripts then include.
+    numbers the results file and the scripts then include; ``bias``: the selection model and
+    fail-safe N of this model without moderators (``publication_bias``), which then travel
+    too; ``comparison``: the model comparison table of this model (``model_comparison``);
+    ``heterogeneity``: its location-scale refit (scale = ~ PTR), as the Moderators page fits it.
     """
-    code = ModelCode.of(run, mapping, on_r_scale, table=table, robust=robust)
+    code = ModelCode.of(
+        run,
+        mapping,
+        on_r_scale,
+        table=table,
+        robust=robust,
+        bias=bias,
+        comparison=comparison,
+        heterogeneity=heterogeneity,
+    )
     script = r_script(code, provenance) if language == "R" else python_script(code, provenance)
     return {
         # Neutralised for spreadsheets (a person may open them), reversibly: the scripts take
         # the added quote off again, so their values are exactly what the model saw.
         "data.csv": to_csv_text(model_rows(code), for_scripts=True),
         "dashboard_results.csv": results_csv(
-            run.result, on_r_scale, provenance, robust, for_scripts=True
+            run.result,
+            on_r_scale,
+            provenance,
+            robust,
+            for_scripts=True,
+            bias=bias,
+            comparison=comparison,
+            heterogeneity=heterogeneity,
         ),
         "analysis.R" if language == "R" else "analysis.py": script,
     }
 
 
-def r_bundle(run, mapping, provenance, *, on_r_scale: bool, table=None, robust=None) -> bytes:
+def r_bundle(
+    run,
+    mapping,
+    provenance,
+    *,
+    on_r_scale: bool,
+    table=None,
+    robust=None,
+    bias=None,
+    comparison=None,
+    heterogeneity=None,
+) -> bytes:
     """Zip: data.csv, analysis.R (metafor), dashboard_results.csv (see ``bundle_files``)."""
     return _zip(
         bundle_files(
@@ -101,11 +149,25 @@ def r_bundle(run, mapping, provenance, *, on_r_scale: bool, table=None, robust=N
             language="R",
             table=table,
             robust=robust,
+            bias=bias,
+            comparison=comparison,
+            heterogeneity=heterogeneity,
         )
     )
 
 
-def python_bundle(run, mapping, provenance, *, on_r_scale: bool, table=None, robust=None) -> bytes:
+def python_bundle(
+    run,
+    mapping,
+    provenance,
+    *,
+    on_r_scale: bool,
+    table=None,
+    robust=None,
+    bias=None,
+    comparison=None,
+    heterogeneity=None,
+) -> bytes:
     """Zip: data.csv, analysis.py (alliance_core), dashboard_results.csv (see ``bundle_files``)."""
     return _zip(
         bundle_files(
@@ -116,6 +178,9 @@ def python_bundle(run, mapping, provenance, *, on_r_scale: bool, table=None, rob
             language="Python",
             table=table,
             robust=robust,
+            bias=bias,
+            comparison=comparison,
+            heterogeneity=heterogeneity,
         )
     )
 
@@ -184,11 +249,27 @@ def models_files(
     on_r_scale: bool,
     language: str,
     table: pd.DataFrame | None = None,
+    bias: PublicationBias | None = None,
+    comparison: ModelComparison | None = None,
+    heterogeneity: LocationScaleResult | None = None,
 ) -> dict[str, bytes | str]:
     """The files of a zip covering every model a page shows, each model under its label
     ("pooled", "moderators") with its own data.csv, dashboard_results.csv and script (under its
     chosen inference), and a runner script whose agreement line counts the numbers of all of
-    them. One model gives the flat files of :func:`bundle_files`."""
+    them. One model gives the flat files of :func:`bundle_files`. ``bias``: the selection
+    model and fail-safe N of the model without moderators, reproduced with that model;
+    ``comparison`` and ``heterogeneity``: the model comparison table and the location-scale
+    refit of the last (the sidebar's) model."""
+
+    def bias_of(run: AnalysisRun) -> PublicationBias | None:
+        return bias if bias is not None and run.result.p == 1 else None
+
+    def comparison_of(run: AnalysisRun) -> ModelComparison | None:
+        return comparison if run is models[-1][1] else None
+
+    def heterogeneity_of(run: AnalysisRun) -> LocationScaleResult | None:
+        return heterogeneity if run is models[-1][1] else None
+
     if len(models) == 1:
         _, run, provenance = models[0]
         return bundle_files(
@@ -199,6 +280,9 @@ def models_files(
             language=language,
             table=table,
             robust=run.robust,
+            bias=bias_of(run),
+            comparison=comparison_of(run),
+            heterogeneity=heterogeneity_of(run),
         )
     files: dict[str, bytes | str] = {}
     for label, run, provenance in models:
@@ -210,6 +294,9 @@ def models_files(
             language=language,
             table=table,
             robust=run.robust,
+            bias=bias_of(run),
+            comparison=comparison_of(run),
+            heterogeneity=heterogeneity_of(run),
         )
         files.update({f"{label}/{name}": content for name, content in part.items()})
     labels = ", ".join(
@@ -222,10 +309,29 @@ def models_files(
     return files
 
 
-def models_bundle(models, mapping, *, on_r_scale: bool, language: str, table=None) -> bytes:
+def models_bundle(
+    models,
+    mapping,
+    *,
+    on_r_scale: bool,
+    language: str,
+    table=None,
+    bias=None,
+    comparison=None,
+    heterogeneity=None,
+) -> bytes:
     """Zip of :func:`models_files`."""
     return _zip(
-        models_files(models, mapping, on_r_scale=on_r_scale, language=language, table=table)
+        models_files(
+            models,
+            mapping,
+            on_r_scale=on_r_scale,
+            language=language,
+            table=table,
+            bias=bias,
+            comparison=comparison,
+            heterogeneity=heterogeneity,
+        )
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from alliance_core.analyses.model_comparison import ModelComparison
 from alliance_core.analyses.run import (
     LOG_PTR_COLUMN,
     PTR_COLUMN,
@@ -22,8 +23,11 @@ from alliance_core.analyses.run import (
 from alliance_core.data.effect_forms import form_columns
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.errors import AnalysisError
+from alliance_core.handover.bias_results import PublicationBias
 from alliance_core.handover.provenance import Provenance, fitted_rho, fitted_structure
 from alliance_core.model.aggregation import COUNT_COLUMN
+from alliance_core.model.design import INTERACTION
+from alliance_core.model.location_scale import LocationScaleResult
 from alliance_core.model.nesting import AGGREGATED
 from alliance_core.model.robust import RobustResult
 
@@ -48,6 +52,9 @@ R_RESERVED = {
 # Names the scripts create themselves; a data column never takes one of them.
 SCRIPT_NAMES = {"yi", "vi", "es", PTR_COLUMN, LOG_PTR_COLUMN, "dat", "res", "res0", "T", "F"}
 SCRIPT_NAMES |= {"agg", "V", "V0", "rob", COUNT_COLUMN}
+# metafor looks up ``mods`` and ``scale`` in the data first (the location-scale helper passes
+# them on), and the script's own objects keep their names too.
+SCRIPT_NAMES |= {"mods", "scale", "sel", "est", "form", "marginal", "compared", "ls_fit"}
 
 
 # -- literals ----------------------------------------------------------------------------------
@@ -101,6 +108,20 @@ def number_literal(value: float) -> str:
     return repr(float(value))
 
 
+def r_formula(code: ModelCode, names: dict[str, str]) -> str | None:
+    """The R formula of the model's moderators (``mods = ~ ...``), or None without any."""
+    if not code.model_moderators:
+        return None
+    return "~ " + " + ".join(r_term(m, names) for m in code.model_moderators)
+
+
+def r_term(term: str, names: dict[str, str]) -> str:
+    """A model term in R: a column by its R name; an interaction ``a:b`` with each part's."""
+    if term in names or INTERACTION not in term:
+        return names.get(term, term)
+    return INTERACTION.join(names.get(part, part) for part in term.split(INTERACTION))
+
+
 def comment_items(provenance: Provenance, prefix: str, literal) -> list[str]:
     # Values are written as escaped literals: user text cannot end the comment line.
     return [f"{prefix}   {key}: {literal(value)}" for key, value in provenance.items()]
@@ -126,6 +147,12 @@ class ModelCode:
     robust: RobustResult | None = None
     # Aggregated model: the effect-size rows the aggregation combined (data.csv holds them).
     effect_rows: pd.DataFrame | None = None
+    # The pooled model's selection model and fail-safe N, to reproduce as well.
+    bias: PublicationBias | None = None
+    # The model comparison table of this model (its neighbours refitted), to reproduce too.
+    comparison: ModelComparison | None = None
+    # The location-scale refit of this two-level model (scale = ~ PTR), to reproduce too.
+    heterogeneity: LocationScaleResult | None = None
 
     @classmethod
     def of(
@@ -136,11 +163,19 @@ class ModelCode:
         *,
         table: pd.DataFrame | None = None,
         robust: RobustResult | None = None,
+        bias: PublicationBias | None = None,
+        comparison: ModelComparison | None = None,
+        heterogeneity: LocationScaleResult | None = None,
     ) -> ModelCode:
         """``table``: the effect-size table the run was made from (``effect_size_table``);
         needed for the aggregated two-level model, whose fitted rows are one per study.
-        ``robust``: cluster-robust inference on ``run.result`` to reproduce as well."""
+        ``robust``: cluster-robust inference on ``run.result`` to reproduce as well;
+        ``bias``: the publication-bias results of this (pooled) model."""
         res = run.result
+        if bias is not None and (res.p != 1 or bias.pooled.k != res.k):
+            raise AnalysisError(
+                "The publication-bias results belong to the model without moderators."
+            )
         settings = run.settings
         structure = fitted_structure(run)
         rho = fitted_rho(run)
@@ -185,6 +220,8 @@ class ModelCode:
             for column in effect_columns[form]:
                 add(column)
         for column in run.moderator_columns:
+            if INTERACTION in column and column not in res.data.columns:
+                continue  # an interaction: its parts are moderators of their own
             if column in (PTR_COLUMN, LOG_PTR_COLUMN):
                 for ptr_input in mapping.ptr_inputs:
                     add(ptr_input)
@@ -207,6 +244,9 @@ class ModelCode:
             rho=rho,
             robust=robust,
             effect_rows=effect_rows,
+            bias=bias,
+            comparison=comparison,
+            heterogeneity=heterogeneity,
         )
 
     @property

@@ -76,6 +76,8 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
         "from alliance_core.data.effect_forms import effect_sizes_by_row",
         "from alliance_core.data.effect_sizes import from_fisher_z, from_standard_errors",
         "from alliance_core.data.mapping import ColumnMapping",
+        "from alliance_core.analyses.model_comparison import model_comparison, refit_with",
+        "from alliance_core.handover.bias_results import publication_bias",
         "from alliance_core.handover.results_table import results_frame",
         "",
         "HERE = Path(__file__).resolve().parent",
@@ -209,10 +211,50 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
             "print(rob.summary())",
         ]
         robust_argument = ", robust=rob"
+    bias_argument = ""
+    if code.bias is not None:
+        steps = ", ".join(number_literal(s) for s in code.bias.steps)
+        body += [
+            "",
+            "# 5c. Publication bias: the step-function selection model (cuts on the one-sided",
+            "# p-value; cluster-robust by study for a three-level model) and the fail-safe Ns.",
+            f"bias = publication_bias(res, steps=({steps},))",
+            "if bias.selection is not None:",
+            "    print(bias.selection.summary())",
+            "else:",
+            '    print("selection model:", bias.selection_problem)',
+            "for fail_safe in bias.fail_safe:",
+            "    print(fail_safe.describe())",
+        ]
+        bias_argument = ", bias=bias"
+    comparison_argument = ""
+    if code.comparison is not None:
+        body += [
+            "",
+            "# 5d. The model and its neighbours: moderator changes refitted by ML, heterogeneity",
+            "# changes by REML; likelihood-ratio tests against the model fitted the same way.",
+            "comparison = model_comparison(res)",
+            "print(comparison.summary())",
+        ]
+        comparison_argument = ", comparison=comparison"
+    heterogeneity_argument = ""
+    if code.heterogeneity is not None:
+        ptr = py_string(code.heterogeneity.scale_design.moderators[0])
+        body += [
+            "",
+            "# 5e. Does the heterogeneity depend on PTR? The location-scale model",
+            "# (log tau2 = a0 + a1 PTR), as the Moderators page refits the model.",
+            "heterogeneity = refit_with(",
+            f"    res, list(res.design.term_labels), res.method, scale=[{ptr}]",
+            ")",
+            "print(heterogeneity)",
+        ]
+        heterogeneity_argument = ", heterogeneity=heterogeneity"
     body += [
         "",
         "# 6. Compare with the dashboard's results download of this analysis.",
-        f"ours = results_frame(res, on_r_scale={code.on_r_scale}{robust_argument})",
+        f"ours = results_frame(res, on_r_scale={code.on_r_scale}{robust_argument}{bias_argument}"
+        f"{comparison_argument}{heterogeneity_argument})",
         'dashboard = unquoted(pd.read_csv(HERE / "dashboard_results.csv", comment="#"))',
         f"columns = {list(COMPARED_COLUMNS)!r}",
         "assert len(ours) == len(dashboard), (len(ours), len(dashboard))",

@@ -12,21 +12,26 @@ from alliance_core.analyses.run import LOG_PTR_COLUMN
 from alliance_core.data.effect_forms import FORM_NAMES, form_columns
 from alliance_core.handover.provenance import Provenance
 from alliance_core.handover.reproduce.common import (
-    ABSOLUTE_TOLERANCE,
     CURVE_POINTS,
     R_MV_CONTROL,
     R_UNI_CONTROL,
-    RELATIVE_TOLERANCE,
     ModelCode,
     comment_items,
     left_out_moderators,
     model_rows,
     number_literal,
+    r_formula,
     r_names,
     r_string,
     r_vector,
 )
-from alliance_core.handover.results_table import results_frame
+from alliance_core.handover.reproduce.r_bias import r_bias
+from alliance_core.handover.reproduce.r_compare import r_comparison
+from alliance_core.handover.reproduce.r_moderators import (
+    r_heterogeneity,
+    r_marginal,
+    r_model_comparison,
+)
 from alliance_core.model.design import level_order
 from alliance_core.model.nesting import INDEPENDENT
 
@@ -35,7 +40,7 @@ from alliance_core.model.nesting import INDEPENDENT
 def r_script(code: ModelCode, provenance: Provenance) -> str:
     names = r_names(list(code.columns))
     sections = [
-        _r_header(provenance, robust=code.robust is not None),
+        _r_header(provenance, robust=code.robust is not None, clustered=_clustered(code)),
         _r_read(code, names),
         _r_effect_sizes(code, names),
         _r_filter(code, names),
@@ -45,19 +50,32 @@ def r_script(code: ModelCode, provenance: Provenance) -> str:
         _r_model(code, names),
         _r_inference(code, names),
         _r_predictions(code, names),
+        r_marginal(code, names),
+        r_model_comparison(code, names),
+        r_heterogeneity(code, names),
+        r_bias(code, names),
         _r_figures(code, names),
-        _r_comparison(code, names),
+        r_comparison(code, names),
     ]
     return "\n".join(line for section in sections for line in [*section, ""])
 
 
-def _r_header(provenance: Provenance, robust: bool = False) -> list[str]:
+def _clustered(code: ModelCode) -> bool:
+    return code.bias is not None and code.bias.clustered
+
+
+def _r_header(provenance: Provenance, robust: bool = False, clustered: bool = False) -> list[str]:
     needs = (
         "# It needs the metafor and clubSandwich packages:\n"
         '#   install.packages(c("metafor", "clubSandwich")).'
         if robust
         else '# It needs only the metafor package: install.packages("metafor").'
     )
+    if clustered:
+        needs += (
+            "\n# The cluster-robust selection model needs metaselection as well (without it,"
+            '\n# that part is skipped and said so): install.packages("metaselection").'
+        )
     lines = [
         "# Reproduces with R's metafor the analysis shown on the alliance meta-analysis dashboard.",
         "# Run it in the unzipped folder:   Rscript analysis.R",
@@ -225,12 +243,6 @@ def _r_moderators(code: ModelCode, names: dict[str, str]) -> list[str]:
     return lines
 
 
-def _r_formula(code: ModelCode, names: dict[str, str]) -> str | None:
-    if not code.model_moderators:
-        return None
-    return "~ " + " + ".join(names.get(m, m) for m in code.model_moderators)
-
-
 def _r_aggregate(code: ModelCode, names: dict[str, str]) -> list[str]:
     """Aggregated two-level model: one effect per study (aggregate.escalc, struct "CS")."""
     if not code.aggregated:
@@ -275,7 +287,7 @@ def _r_sampling_variance(code: ModelCode, names: dict[str, str]) -> list[str]:
 
 def _r_model(code: ModelCode, names: dict[str, str]) -> list[str]:
     res, settings = code.res, code.run.settings
-    formula = _r_formula(code, names)
+    formula = r_formula(code, names)
     mods = f"mods = {formula}, " if formula else ""
     lines = ["## 5. The model ----------------------------------------------------------------"]
     if res.is_three_level:
@@ -346,6 +358,16 @@ def _typical_values(code: ModelCode, names: dict[str, str]) -> tuple[str, list[s
         if term.kind == "numeric":
             parts.append(f"mean({code.frame}${names.get(term.column, term.column)})")
             labels.append(names.get(term.column, term.column))
+        elif term.kind == "interaction":
+            # products of the parts' typical values: 0 with a categorical part (its reference
+            # level), the product of the means for numeric parts
+            width = len(term.labels)
+            if all(part.kind == "numeric" for part in term.parts):
+                means = [f"mean({code.frame}${names.get(p.column, p.column)})" for p in term.parts]
+                parts.append(" * ".join(means))
+            else:
+                parts += ["0"] * width
+            labels += [term.column] * width
         else:
             parts += ["0"] * (len(term.levels) - 1)
             labels += [f"{names[term.column]} (not the reference level)"] * (len(term.levels) - 1)
@@ -418,171 +440,4 @@ def _r_figures(code: ModelCode, names: dict[str, str]) -> list[str]:
             + "))"
         )
     lines.append("invisible(dev.off())")
-    return lines
-
-
-def _r_row_expressions(code: ModelCode, names: dict[str, str]) -> list[str]:
-    """One R expression per row of the dashboard's results table, in the same order."""
-    res = code.res
-    frame = results_frame(res, code.on_r_scale, code.robust)
-    coefficient = robust_coefficient = 0
-    out = []
-    wald_columns = {f"wald_{t.column}": t for t in res.design.terms if t.kind == "categorical"}
-    for section, name in zip(frame["section"], frame["name"], strict=True):
-        if section == "coefficient":
-            coefficient += 1
-            out.append(f"coef_row({coefficient})")
-        elif section == "robust coefficient":
-            robust_coefficient += 1
-            out.append(f"coef_row({robust_coefficient}, rob)")
-        elif section == "robust test" and name == "QM":
-            out.append(
-                "num_row(statistic = rob$QM, df = rob$QMdf[1], df2 = rob$QMdf[2], pval = rob$QMp)"
-            )
-        elif section == "robust test" and name in wald_columns:
-            indices = res.design.coefficient_indices([wald_columns[name].column])
-            btt = ", ".join(str(i + 1) for i in indices)
-            out.append(f"wald_row(c({btt}), rob)")
-        elif section == "robust prediction":
-            out.append(
-                "num_row(estimate = pooled_rob$pred, ci_lb = pooled_rob$ci.lb, "
-                "ci_ub = pooled_rob$ci.ub, pi_lb = pooled_rob$pi.lb, pi_ub = pooled_rob$pi.ub)"
-            )
-        elif section == "prediction":
-            out.append(
-                "num_row(estimate = pooled$pred, ci_lb = pooled$ci.lb, ci_ub = pooled$ci.ub, "
-                "pi_lb = pooled$pi.lb, pi_ub = pooled$pi.ub)"
-            )
-        elif name == "sigma2_study":
-            out.append("num_row(estimate = res$sigma2[1])")
-        elif name == "sigma2_es":
-            out.append("num_row(estimate = res$sigma2[2])")
-        elif name == "I2_study":
-            out.append("num_row(estimate = i2$levels[1])")
-        elif name == "I2_es":
-            out.append("num_row(estimate = i2$levels[2])")
-        elif name == "I2":
-            out.append(
-                "num_row(estimate = i2$total)"
-                if res.is_three_level
-                else "num_row(estimate = res$I2)"
-            )
-        elif name == "tau2":
-            if res.method == "EE":
-                out.append("num_row(estimate = res$tau2)")
-            else:
-                out.append(
-                    "num_row(estimate = res$tau2, se = res$se.tau2, "
-                    'ci_lb = tau2_ci["tau^2", "ci.lb"], ci_ub = tau2_ci["tau^2", "ci.ub"])'
-                )
-        elif name == "H2":
-            out.append("num_row(estimate = res$H2)")
-        elif name == "R2":
-            out.append("num_row(estimate = r2)")
-        elif name == "QE":
-            out.append("num_row(statistic = res$QE, df = res$k - res$p, pval = res$QEp)")
-        elif name == "QM":
-            out.append(
-                "num_row(statistic = res$QM, df = res$QMdf[1], df2 = res$QMdf[2], pval = res$QMp)"
-            )
-        elif name in wald_columns:
-            indices = res.design.coefficient_indices([wald_columns[name].column])
-            btt = ", ".join(str(i + 1) for i in indices)
-            out.append(f"wald_row(c({btt}))")
-        elif name == "k":
-            out.append("num_row(estimate = res$k)")
-        elif name == "studies":
-            out.append(
-                "num_row(estimate = res$s.nlevels[1])"
-                if res.is_three_level
-                else "num_row(estimate = res$k)"
-            )
-        elif name == "logLik":
-            out.append("num_row(estimate = as.numeric(logLik(res)))")
-        elif name == "AIC":
-            out.append("num_row(estimate = AIC(res))")
-        elif name == "BIC":
-            out.append("num_row(estimate = BIC(res))")
-        else:  # a row this generator does not know: compared as missing, so it fails loudly
-            out.append("num_row()")
-    return out
-
-
-def _r_comparison(code: ModelCode, names: dict[str, str]) -> list[str]:
-    res = code.res
-    formula = _r_formula(code, names)
-    lines = [
-        "## 8. Compare with the dashboard ----------------------------------------------",
-        "# dashboard_results.csv is the dashboard's results download of this analysis",
-        "# (its leading '#' lines say which analysis). Each of our numbers is put in a row",
-        "# laid out like it, and every number the dashboard gives is compared.",
-        'columns <- c("estimate", "se", "statistic", "df", "df2", "pval", "ci_lb", "ci_ub",',
-        '             "pi_lb", "pi_ub")',
-        "num <- function(x) if (is.null(x) || length(x) == 0) NA_real_ else as.numeric(x)[1]",
-        "num_row <- function(estimate = NA, se = NA, statistic = NA, df = NA, df2 = NA,",
-        "                    pval = NA, ci_lb = NA, ci_ub = NA, pi_lb = NA, pi_ub = NA) {",
-        "  setNames(c(num(estimate), num(se), num(statistic), num(df), num(df2), num(pval),",
-        "             num(ci_lb), num(ci_ub), num(pi_lb), num(pi_ub)), columns)",
-        "}",
-        "coef_row <- function(i, fit = res) num_row(",
-        "  estimate = fit$beta[i], se = fit$se[i], statistic = fit$zval[i],",
-        "  df = rep_len(fit$ddf, length(fit$beta))[i], pval = fit$pval[i],",
-        "  ci_lb = fit$ci.lb[i], ci_ub = fit$ci.ub[i])",
-        "wald_row <- function(btt, fit = res) {",
-        "  test <- anova(fit, btt = btt)  # omnibus test of one categorical moderator's levels",
-        "  num_row(statistic = test$QM, df = test$QMdf[1], df2 = test$QMdf[2], pval = test$QMp)",
-        "}",
-    ]
-    if res.is_three_level:
-        lines += [
-            "# I^2 of a multilevel model: typical sampling variance (k - p) / tr(P) with",
-            "# P = W - W X (X'W X)^-1 X'W and W = V^-1 (metafor's I^2 page).",
-            "W <- solve(as.matrix(V))" if code.che else "W <- diag(1 / res$vi)",
-            "P <- W - W %*% res$X %*% solve(t(res$X) %*% W %*% res$X) %*% t(res$X) %*% W",
-            "typical_v <- (res$k - res$p) / sum(diag(P))",
-            "i2 <- list(total = 100 * sum(res$sigma2) / (sum(res$sigma2) + typical_v),",
-            "           levels = 100 * res$sigma2 / (sum(res$sigma2) + typical_v))",
-        ]
-        if formula and res.R2 is not None:
-            cluster = names[res.cluster]
-            lines += [
-                "# Pseudo-R^2: how much smaller sigma2_study + sigma2_es is than without moderators.",
-                f"res0 <- rma.mv(yi, {'V' if code.che else 'vi'}, random = ~ 1 | {cluster}/es, "
-                "data = dat, sparse = TRUE,",
-                f"               method = {r_string(code.run.settings.method)}, control = control)",
-                "r2 <- max(0, 100 * (sum(res0$sigma2) - sum(res$sigma2)) / sum(res0$sigma2))",
-            ]
-    else:
-        if res.method != "EE":
-            lines.append(
-                "tau2_ci <- confint(res, control = list(tol = 1e-12, maxiter = 10000))$random"
-            )
-        lines.append("r2 <- res$R2  # pseudo-R^2 against the model without moderators")
-    rows = _r_row_expressions(code, names)
-    lines += ["ours <- rbind("] + [f"  {row}," for row in rows[:-1]] + [f"  {rows[-1]}", ")"]
-    lines += [
-        'dashboard <- unquoted(read.csv("dashboard_results.csv", comment.char = "#",',
-        "                               check.names = FALSE))",
-        "stopifnot(nrow(dashboard) == nrow(ours))",
-        "theirs <- as.matrix(dashboard[, columns])",
-        f"# Agreement: |metafor - dashboard| <= {RELATIVE_TOLERANCE:g} * |dashboard| + "
-        f"{ABSOLUTE_TOLERANCE:g}",
-        "# R^2 = 100 (1 - s1 / s0) and I^2 are percentages built from variance estimates, so their",
-        "# error is relative to the full scale (100%), not to themselves: an I^2 of a component",
-        "# that sits at its zero boundary is 0 here and a hair above 0 in metafor.",
-        'scale <- ifelse(dashboard$name == "R2" | startsWith(dashboard$name, "I2"), 100, 0)',
-        "given <- !is.na(theirs)",
-        f"close <- abs(ours - theirs) <= {RELATIVE_TOLERANCE:g} * pmax(abs(theirs), scale) + "
-        f"{ABSOLUTE_TOLERANCE:g}",
-        "agree <- given & !is.na(ours) & close",
-        "for (i in which(given & !agree)) {",
-        "  row <- (i - 1) %% nrow(theirs) + 1",
-        "  column <- columns[(i - 1) %/% nrow(theirs) + 1]",
-        '  cat(sprintf("differs: %s %s %s: dashboard %.10g, metafor %.10g\\n",',
-        "              dashboard$section[row], dashboard$name[row], column, theirs[i], ours[i]))",
-        "}",
-        'cat(sprintf("agreement with the dashboard: %d of %d numbers within '
-        f'{RELATIVE_TOLERANCE:g}\\n", sum(agree), sum(given)))',
-        "quit(status = if (sum(agree) == sum(given)) 0 else 1)",
-    ]
     return lines
