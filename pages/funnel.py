@@ -4,15 +4,11 @@ its inference), the selection model and the fail-safe N; the caveat once, in the
 import streamlit as st
 
 from alliance_core.analyses.bias_verdict import bias_verdict
-from alliance_core.analyses.selection import THREE_PSM, TWO_CUTS
 from alliance_core.figures import funnel_figure, selection_weights_figure
 from alliance_core.formatting import escape_markdown
 from alliance_core.wording.look_for import look_for
 from pages._ui import fail_safe_section, loading, projector, render, sidebar, state
-
-CUT_CHOICES = ("3PSM (.025)", "Two cuts (.025 and .5)")
-# Cut choice -> its name in a link (cuts=...); the 3PSM, the default, stays out of the link.
-CUT_LINK_NAMES = {CUT_CHOICES[0]: "3psm", CUT_CHOICES[1]: "two"}
+from pages._ui.handover_extras import CUT_CHOICES, CUT_LINK_NAMES, CUTS_KEY, chosen_steps
 
 ctx = sidebar.context()
 if render.page_header("Publication bias", ctx):
@@ -50,9 +46,9 @@ if render.page_header("Publication bias", ctx):
         for link_problem in state.check_view_choice("cuts", linked, offered):
             st.warning(escape_markdown(link_problem), icon=":material/link_off:")
         if linked in offered:
-            st.session_state["funnel:cuts"] = CUT_CHOICES[offered.index(linked)]
-    cuts_3psm = st.session_state.get("funnel:cuts", CUT_CHOICES[0]) == CUT_CHOICES[0]
-    steps = THREE_PSM if cuts_3psm else TWO_CUTS
+            st.session_state[CUTS_KEY] = CUT_CHOICES[offered.index(linked)]
+    cuts_3psm = st.session_state.get(CUTS_KEY, CUT_CHOICES[0]) == CUT_CHOICES[0]
+    steps = chosen_steps()
     sidebar.write_view({"cuts": None if cuts_3psm else [CUT_LINK_NAMES[CUT_CHOICES[1]]]})
     sel, problem = loading.selection_model(ctx, pooled, steps)
     render.markdown(
@@ -113,7 +109,7 @@ if render.page_header("Publication bias", ctx):
     st.radio(
         "Cuts on the one-sided p-value",
         CUT_CHOICES,
-        key="funnel:cuts",
+        key=CUTS_KEY,
         horizontal=True,
         help="Vevea & Hedges (1995): effect sizes are published with a weight that depends "
         "on their p-value interval. The 3PSM has one cut at p = .025 (significant or not); "

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import streamlit as st
 
-from alliance_core.analyses.model_comparison import model_comparison, refit_with
+from alliance_core.analyses.model_comparison import model_comparison
 from alliance_core.analyses.run import AnalysisRun
 from alliance_core.figures import (
     level_curves,
@@ -21,6 +21,7 @@ from alliance_core.wording.common_language import r_in_brief
 from alliance_core.wording.glossary import define
 from alliance_core.wording.look_for import look_for
 from pages._ui import (
+    handover_extras,
     loading,
     means_tables,
     projector,
@@ -232,7 +233,7 @@ def means_section(run: AnalysisRun, ctx: loading.Context) -> None:
                 lambda: orchard_figure(res, means, transform="r" if on_r else None),
             )
             render.plot(fig, key="means:figure")
-    if st.toggle("Compare with neighbouring models", key="means:compare"):
+    if st.toggle("Compare with neighbouring models", key=handover_extras.COMPARE_KEY):
         with render.shown_errors("The model comparison"):
             comparison = model_comparison(res)
             render.table(means_tables.comparison_table(comparison))
@@ -320,20 +321,19 @@ def wild_bootstrap_section(run: AnalysisRun, ctx: loading.Context) -> None:
 @st.fragment
 def heterogeneity_section(run: AnalysisRun, ctx: loading.Context) -> None:
     """Do studies with more patients per therapist differ more? (location-scale model)"""
-    res = run.result
     st.subheader("Do studies with more patients per therapist differ more?")
     linked = sidebar.take_link_view("scale")
     if linked is not None:
-        st.session_state["tau2:on"] = linked
+        st.session_state[handover_extras.SCALE_KEY] = linked
     opened = st.toggle(
         "Fit a model of the heterogeneity (location-scale model)",
-        key="tau2:on",
+        key=handover_extras.SCALE_KEY,
         help="Lets the between-study variance τ² depend on PTR: a second, slower fit.",
     )
     sidebar.write_view({"ls": [view_link.SCALE_ON] if opened else None})
     if not opened:
         return
-    if res.is_three_level or res.method not in ("ML", "REML"):
+    if not handover_extras.heterogeneity_eligible(run):
         st.info(
             "This question is answered by a location-scale model, which needs a two-level "
             "model estimated by ML or REML: choose the aggregated (one effect per study) "
@@ -342,7 +342,7 @@ def heterogeneity_section(run: AnalysisRun, ctx: loading.Context) -> None:
         )
         return
     with render.shown_errors("The heterogeneity model"):
-        ls = refit_with(res, list(res.design.term_labels), res.method, scale=[run.ptr_column])
+        ls = handover_extras.heterogeneity_model(run)
         slope = ls.scale_coefficients.loc[run.ptr_column]
         render.markdown(
             f"The between-study variance τ² changes by a factor of {np.exp(slope['estimate']):.2f} "

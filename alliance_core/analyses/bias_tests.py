@@ -169,3 +169,14 @@ def bias_tests_of(state: AnalysisState) -> BiasTests:
         cluster=None if robust is None else robust.cluster,
         n_studies=state.pooled_flags.n_studies,
     )
+
+
+def selection_cluster(state: AnalysisState) -> str | None:
+    """The cluster of a state's selection model: under CR2 the state's robust cluster (so a
+    two-level model of nested rows is cluster-robust too), otherwise the pooled model's own
+    (the studies of a three-level model; None for independent effect sizes). The Publication
+    bias page and every hand-over fit it with this cluster."""
+    robust = state.pooled.robust
+    if robust is not None and robust.cluster:
+        return robust.cluster
+    return state.pooled.result.cluster

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alliance_core.analyses.bias_tests import BiasTests, run_bias_tests
+from alliance_core.analyses.bias_tests import (
+    BiasTests,
+    bias_tests_of,
+    run_bias_tests,
+    selection_cluster,
+)
 from alliance_core.analyses.fail_safe import TYPES, FailSafeN, fsn
 from alliance_core.analyses.run import AnalysisRun
 from alliance_core.analyses.selection import (
@@ -22,6 +27,7 @@ from alliance_core.analyses.selection import (
     SelectionResult,
     selmodel,
 )
+from alliance_core.analyses.state import AnalysisState
 from alliance_core.data.effect_sizes import transf
 from alliance_core.errors import AnalysisError
 from alliance_core.model.results import MetaResult
@@ -30,6 +36,8 @@ SELECTION_SECTION = "selection model"
 ROBUST_SELECTION_SECTION = "selection model (cluster-robust)"
 FAIL_SAFE_SECTION = "fail-safe N"
 BIAS_SECTIONS = (SELECTION_SECTION, ROBUST_SELECTION_SECTION, FAIL_SAFE_SECTION)
+# publication_bias(cluster=OWN_CLUSTER): the pooled model's own cluster (None means none).
+OWN_CLUSTER = object()
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,10 +65,12 @@ def publication_bias(
     *,
     selection: SelectionResult | None = None,
     tests: BiasTests | None = None,
+    cluster: str | None | object = OWN_CLUSTER,
 ) -> PublicationBias:
     """The selection model with cuts ``steps`` and the fail-safe Ns of the pooled model, as
     the Publication bias page fits them (``selmodel(pooled, steps, cluster=pooled.cluster)``).
-    ``selection`` and ``tests``: the page's own objects, when it has them."""
+    ``selection`` and ``tests``: the page's own objects, when it has them; ``cluster``: the
+    selection model's cluster when it is fitted here (``OWN_CLUSTER``: the pooled model's)."""
     res = pooled.result if isinstance(pooled, AnalysisRun) else pooled
     if res.p != 1:
         raise AnalysisError("Publication-bias results are of the model without moderators.")
@@ -68,7 +78,9 @@ def publication_bias(
     problem = None
     if selection is None:
         try:
-            selection = selmodel(res, steps=steps, cluster=res.cluster)
+            selection = selmodel(
+                res, steps=steps, cluster=res.cluster if cluster is OWN_CLUSTER else cluster
+            )
         except AnalysisError as error:
             problem = str(error)
     fail_safe: tuple[FailSafeN, ...] = ()
@@ -85,6 +97,27 @@ def publication_bias(
         fail_safe=fail_safe,
         fail_safe_problem=fail_safe_problem,
         tests=tests if tests is not None else run_bias_tests(res),
+    )
+
+
+def state_publication_bias(
+    state: AnalysisState,
+    steps=THREE_PSM,
+    *,
+    selection: SelectionResult | None = None,
+    tests: BiasTests | None = None,
+) -> PublicationBias:
+    """The publication-bias results of a state, as its Publication bias page shows them: the
+    small-study tests under the state's inference with its cautions (``bias_tests_of``), the
+    selection model with cuts ``steps`` clustered as the page clusters it
+    (``selection_cluster``), and the fail-safe Ns. ``selection`` and ``tests``: the page's
+    own objects, when it has them (then nothing is refitted)."""
+    return publication_bias(
+        state.pooled,
+        steps,
+        selection=selection,
+        tests=tests if tests is not None else bias_tests_of(state),
+        cluster=selection_cluster(state),
     )
 
 

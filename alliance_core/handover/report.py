@@ -21,7 +21,7 @@ from alliance_core.analyses.state import AnalysisState, ModelFlags
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import export_figure
 from alliance_core.formatting import format_coefficient, format_number, format_p
-from alliance_core.handover.bias_results import PublicationBias, publication_bias
+from alliance_core.handover.bias_results import PublicationBias, state_publication_bias
 from alliance_core.handover.provenance import Provenance, fitted_rho, fitted_structure
 from alliance_core.handover.report_bias import BIAS_REFERENCES, bias_methods, bias_paragraph
 from alliance_core.handover.report_bias import bias_readings as bias_readings
@@ -510,7 +510,7 @@ def state_report(
     the sidebar model, when it was asked for (it refits the neighbours)."""
     run = state.model
     if bias is None:
-        bias = publication_bias(state.pooled, steps)
+        bias = state_publication_bias(state, steps)
     return build_report(
         run,
         state.pooled,

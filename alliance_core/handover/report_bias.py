@@ -182,6 +182,11 @@ def bias_paragraph(result: PublicationBias, on_r: bool, flags: ModelFlags | None
     return " ".join(sentences)
 
 
+def _df_text(df: float) -> str:
+    """Degrees of freedom as printed: whole numbers as such, a Satterthwaite df to one decimal."""
+    return str(int(df)) if float(df).is_integer() else format_number(df, 1)
+
+
 def bias_readings(
     pooled: MetaResult, on_r: bool, tests: bias_tests.BiasTests | None = None
 ) -> list[tuple[str, str]]:
@@ -204,11 +209,17 @@ def bias_readings(
         return f"{level} CI [{value(ci[0])}, {value(ci[1])}]"
 
     def egger(test: bias.EggerTest) -> str:
-        stat = "z" if test.ddf is None else f"t({test.ddf})"
-        text = (
-            f"Egger's regression test {'indicated' if test.pval < 0.05 else 'did not indicate'} "
-            f"funnel asymmetry, {stat} = {format_number(test.statistic, 2)}, {format_p(test.pval)}"
+        stat = "z" if test.ddf is None else f"t({_df_text(test.ddf)})"
+        name = "Egger's regression test" + (
+            " (cluster-robust, CR2)" if test.inference == "CR2" else ""
         )
+        numbers = f"{stat} = {format_number(test.statistic, 2)}, {format_p(test.pval)}"
+        if test.caution:
+            # Words follow flags: a test the page cannot read is called neither way here either.
+            text = f"{name} cannot be read here ({test.caution}): {numbers}"
+        else:
+            indicated = "indicated" if test.pval < 0.05 else "did not indicate"
+            text = f"{name} {indicated} funnel asymmetry, {numbers}"
         if test.limit_estimate is not None:
             text += (
                 f"; the effect expected at a standard error of 0 was "
@@ -241,9 +252,10 @@ def bias_readings(
         )
 
     def pet_peese(result: bias.PetPeese) -> str:
+        caution = f" (a choice its test cannot support: {result.caution})" if result.caution else ""
         return (
             f"PET-PEESE ({result.chosen} estimate) gave {value(result.estimate)}, "
-            f"{interval(result.ci)}."
+            f"{interval(result.ci)}{caution}."
         )
 
     steps: list[tuple[str, str, object | None, Callable]] = [

@@ -24,7 +24,7 @@ import streamlit as st
 
 import alliance_core
 from alliance_core.analyses import selection
-from alliance_core.analyses.bias_tests import BiasTests, bias_tests_of
+from alliance_core.analyses.bias_tests import BiasTests, bias_tests_of, selection_cluster
 from alliance_core.analyses.run import (
     AnalysisRun,
     effect_size_table,
@@ -442,6 +442,5 @@ def selection_model(
     cluster-robust by study for a three-level model and, under CR2, by the state's robust
     cluster (so a two-level model of nested rows is cluster-robust too, as the page says)."""
     key = analysis_key(ctx.settings.with_changes(moderators=()))
-    robust = state(ctx).pooled.robust
-    cluster = robust.cluster if robust is not None and robust.cluster else pooled.cluster
+    cluster = selection_cluster(state(ctx))
     return _selection_model(ctx.data.key, key, tuple(steps), cluster, pooled)

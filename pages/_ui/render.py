@@ -33,7 +33,7 @@ from alliance_core.wording.figure_text import plain_figure
 from alliance_core.wording.glossary import with_definitions
 from alliance_core.wording.reading import which_model
 from alliance_core.wording.table_text import markdown_frame
-from pages._ui import loading, session, sidebar, tables
+from pages._ui import handover_extras, loading, session, sidebar, tables
 
 LOG = logging.getLogger("alliance_dashboard")
 if not LOG.handlers:  # unexpected errors go to the server console, never to the browser
@@ -426,6 +426,16 @@ def result_downloads(
     on_r = ctx.data.correlations
     mapping = ctx.data.mapping
     rows_run = pooled if pooled is not None else run
+    # What the other pages showed travels too: the publication-bias results of the pooled
+    # model (with the Publication bias page's cuts) when this page reports the pooled model,
+    # and the comparison table and heterogeneity model when the Moderators page opened them.
+    extras = handover_extras.requested()
+    pooled_shown = run if run.result.p == 1 else pooled
+
+    def bias():
+        if pooled_shown is None:
+            return None
+        return handover_extras.publication_bias(ctx, extras.steps)
 
     def provenance() -> Provenance:
         return provenance_for(run, ctx)
@@ -438,7 +448,14 @@ def result_downloads(
                 shown = [("pooled", pooled), ("moderators", run)]
             models = [(label, model, provenance_for(model, ctx)) for label, model in shown]
             return reproduce.models_bundle(
-                models, mapping, on_r_scale=on_r, language=language, table=ctx.data.table
+                models,
+                mapping,
+                on_r_scale=on_r,
+                language=language,
+                table=ctx.data.table,
+                bias=bias(),
+                comparison=handover_extras.comparison(run, extras),
+                heterogeneity=handover_extras.heterogeneity(run, extras),
             )
 
         return make
@@ -449,7 +466,14 @@ def result_downloads(
         Download(
             label="Results (CSV)",
             data=lambda: tables.results_csv(
-                run, on_r, provenance(), pooled=pooled, robust=run.robust
+                run,
+                on_r,
+                provenance(),
+                pooled=pooled,
+                robust=run.robust,
+                bias=bias(),
+                comparison=handover_extras.comparison(run, extras),
+                heterogeneity=handover_extras.heterogeneity(run, extras),
             ),
             file_name=f"{stem}-results.csv",
             mime=csv,
@@ -538,7 +562,8 @@ def result_downloads(
 
 def report_for(run: AnalysisRun, ctx: loading.Context):
     """The report of the current analysis (figures drawn once per analysis and session)."""
-    key = f"_report:{ctx.data.key}:{loading.analysis_key(ctx.settings)}"
+    extras = handover_extras.requested()
+    key = f"_report:{ctx.data.key}:{loading.analysis_key(ctx.settings)}:{extras.key}"
     cached = st.session_state.get(key)
     if cached is not None:
         return cached
@@ -558,7 +583,13 @@ def report_for(run: AnalysisRun, ctx: loading.Context):
         figures["ptr"] = ptr_curve_figure(
             run.result, ptr_column="PTR", scale=ctx.settings.ptr_scale, band=band
         )
-    built = state_report(loading.state(ctx), provenance_for(run, ctx), figures=figures)
+    built = state_report(
+        loading.state(ctx),
+        provenance_for(run, ctx),
+        figures=figures,
+        bias=handover_extras.publication_bias(ctx, extras.steps),
+        comparison=handover_extras.comparison(run, extras),
+    )
     st.session_state[key] = built
     return built
 

@@ -320,11 +320,13 @@ def _p_phrase(p: float) -> str:
 
 
 # -- downloads ---------------------------------------------------------------------------------
-def results_frame(run: AnalysisRun, on_r_scale: bool = True, robust=None) -> pd.DataFrame:
+def results_frame(
+    run: AnalysisRun, on_r_scale: bool = True, robust=None, **sections
+) -> pd.DataFrame:
     """The results download as a table (see ``alliance_core.handover.results_table.results_frame``),
     with a first column naming the model the row belongs to; ``robust`` (a RobustResult of
-    this run) adds its rows."""
-    frame = results_table.results_frame(run.result, on_r_scale, robust)
+    this run) adds its rows, and ``sections`` (bias, comparison, heterogeneity) theirs."""
+    frame = results_table.results_frame(run.result, on_r_scale, robust, **sections)
     frame.insert(0, "model", model_label(run))
     return frame
 
@@ -342,14 +344,30 @@ def results_csv(
     provenance: Provenance | None = None,
     pooled: AnalysisRun | None = None,
     robust=None,
+    *,
+    bias=None,
+    comparison=None,
+    heterogeneity=None,
 ) -> bytes:
     """The results file after ``# key: value`` provenance lines when given; with ``pooled``,
     one file holding the pooled model's rows first and then the model with moderators, each
     row labelled in the "model" column; ``robust`` (cluster-robust inference on ``run``) adds
-    the robust rows of ``run``, as the reproduction scripts compare them."""
-    frames = [results_frame(run, on_r_scale, robust)]
+    the robust rows of ``run``, as the reproduction scripts compare them. ``bias`` (the
+    pooled model's publication-bias results) goes with the model without moderators;
+    ``comparison`` and ``heterogeneity`` (the Moderators page's) with ``run``."""
+    own_bias = bias if run.result.p == 1 else None
+    frames = [
+        results_frame(
+            run,
+            on_r_scale,
+            robust,
+            bias=own_bias,
+            comparison=comparison,
+            heterogeneity=heterogeneity,
+        )
+    ]
     if pooled is not None and pooled is not run:
-        frames.insert(0, results_frame(pooled, on_r_scale, pooled.robust))
+        frames.insert(0, results_frame(pooled, on_r_scale, pooled.robust, bias=bias))
     return with_comment_lines(to_csv_text(pd.concat(frames, ignore_index=True)), provenance)
 
 

@@ -14,7 +14,6 @@ import base64
 import json
 
 import numpy as np
-import pytest
 
 import alliance_core as ac
 from alliance_core.analyses.settings import AnalysisSettings
@@ -242,25 +241,11 @@ def _interaction_app():
     return at
 
 
-# The reproduction scripts (alliance_core/handover) learn interaction models separately; until
-# then the Methods page shows a message for them, which this strict xfail keeps in view.
-PAGES_WITHOUT_INTERACTION_SCRIPTS = ("pages/methods.py",)
-
-
 def test_every_page_runs_on_the_interaction_model():
+    """No traceback and no error on any page, the Methods page's reproduction scripts of the
+    interaction model included."""
     at = _interaction_app()
     for page in page_paths():
         at.switch_page(page).run()
-        assert_ran_cleanly(at)  # no traceback on any page
-        if page not in PAGES_WITHOUT_INTERACTION_SCRIPTS:
-            assert not at.error, (page, [e.value for e in at.error])
-
-
-@pytest.mark.xfail(
-    strict=True, reason="reproduction scripts of interaction models are added in handover/"
-)
-def test_the_methods_page_shows_reproduction_scripts_of_the_interaction_model():
-    at = _interaction_app()
-    at.switch_page("pages/methods.py").run()
-    assert_ran_cleanly(at)
-    assert not at.error, [e.value for e in at.error]
+        assert_ran_cleanly(at)
+        assert not at.error, (page, [e.value for e in at.error])

@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 
 import alliance_core as ac
+from alliance_core.analyses.bias_tests import bias_tests_of
 from alliance_core.data.mapping import ColumnMapping
+from alliance_core.formatting import format_number
 from alliance_core.handover.provenance import Provenance, bundled_sha256
 from alliance_core.handover.report import state_report
 from alliance_core.wording import reading
@@ -113,3 +115,35 @@ def test_the_cr2_report_holds_no_model_based_test_and_no_flagged_verdict(flagged
     assert "cannot be trusted" in robust.note
     html = report.to_html()
     assert "z tests" not in html
+
+
+@pytest.mark.parametrize("filters", [{}, {"deltype": ("overt",)}], ids=["all", "three-studies"])
+def test_the_reports_bias_tests_are_the_states_under_cr2(filters):
+    """Under CR2 the report's Egger's test is the state's cluster-robust one (the Publication
+    bias page's), with its own Satterthwaite df; a cautioned test (few studies) gets no verdict."""
+    info = ac.datasets.dataset_info("assink2016")
+    settings = ac.AnalysisSettings(
+        dataset="assink2016", model="three-level", moderators=(), inference="CR2", filters=filters
+    )
+    state = ac.analysis_state(ac.load_dataset("assink2016"), info.mapping, settings)
+    run = state.model
+    provenance = Provenance.of(
+        run,
+        run.mapping,
+        dataset="assink2016",
+        sha256=bundled_sha256("assink2016"),
+        title="assink2016",
+        robust=run.robust,
+    )
+    tests = bias_tests_of(state)
+    assert tests.egger.inference == "CR2"
+    assert bool(tests.egger.caution) == bool(filters)
+    results = " ".join(state_report(state, provenance).results)
+    egger = next(s for s in results.split(". ") if "Egger's regression test" in s)
+    assert "cluster-robust, CR2" in egger
+    assert f"t({format_number(tests.egger.ddf, 1)})" in egger
+    if filters:
+        assert "cannot be read here" in egger and "indicate" not in egger
+    else:
+        said = "indicated" if tests.egger.pval < 0.05 else "did not indicate"
+        assert f"{said} funnel asymmetry" in egger
