@@ -42,13 +42,14 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
     # On a projector the curve comes first, before its reading and the controls, so that it is
     # whole on the first screen; elsewhere the controls come first, as a reader sets them.
     figure_slot = projector.stage_slot()
-    render.markdown(
+    render.reading_text(
         reading.ptr_effect(
             res,
             run.ptr_column,
             coefficients=run.inference_table,
             caution=flags.coefficient_caution(run.ptr_column),
-        )
+        ),
+        ctx,
     )
     left, right = st.columns(2)
     colour_columns = [c for c in ctx.choices.categorical if c in res.data.columns]
@@ -401,11 +402,9 @@ if render.page_header("Moderators & PTR", ctx):
                 "–" if res.R2 is None else f"{res.R2:.1f}%",
                 help="Pseudo-R²: how much smaller the heterogeneity is than without moderators.",
             )
-            render.markdown(
-                render.plain(
-                    reading.moderator_test(res, omnibus=omnibus, caution=flags.omnibus_caution()),
-                    ctx,
-                )
+            render.reading_text(
+                reading.moderator_test(res, omnibus=omnibus, caution=flags.omnibus_caution()),
+                ctx,
             )
             wald = tables.inference_wald_table(run, flags)
             if not wald.empty:

@@ -86,15 +86,13 @@ if render.page_header("Overview", ctx):
         )
 
     st.subheader("In plain words")
-    render.markdown(
-        render.plain(
-            reading.pooled_effect(pooled, on_r_scale=on_r, measure=ctx.data.measure, band=band), ctx
-        )
+    render.reading_text(
+        reading.pooled_effect(pooled, on_r_scale=on_r, measure=ctx.data.measure, band=band), ctx
     )
     # Words follow flags: a test the state flags is never called (non-)significant. The
     # readings are the state's (the pages that show only their cautions read the same ones).
     for item in current.readings():
-        render.markdown(render.plain(item.text, ctx))
+        render.reading_text(item.text, ctx)
     if res.p > 1:
         st.page_link(
             ctx.pages["moderators"],
@@ -125,7 +123,7 @@ if render.page_header("Overview", ctx):
     elif details.intervals_problem:
         render.caption(f":material/info: {escape_markdown(details.intervals_problem)}")
     if details.within_study is not None:
-        render.markdown(render.plain(reading.within_study_heterogeneity(details.within_study), ctx))
+        render.reading_text(reading.within_study_heterogeneity(details.within_study), ctx)
     elif details.within_study_problem:
         render.caption(f":material/info: {escape_markdown(details.within_study_problem)}")
     render.analysis_notes(run)

@@ -387,6 +387,14 @@ def plain(text: str, ctx: loading.Context) -> str:
     return text
 
 
+def reading_text(text: str, ctx: loading.Context) -> None:
+    """A plain-language reading as a paragraph. Readings hold user text (a level or column
+    name in a caution), so the paragraph is escaped: it shows as typed, never as Markdown.
+    The hover defines the terms it shows."""
+    shown = plain(text, ctx)
+    st.markdown(escape_markdown(shown), help=with_definitions(shown))
+
+
 def analysis_notes(run: AnalysisRun) -> None:
     """What the filter and the model left out (rows used, and why the rest were not), and the
     engine's own notes."""

@@ -7,6 +7,7 @@ never a Markdown link or image, a Streamlit directive, maths, an autolink or HTM
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -23,7 +24,7 @@ from alliance_core.formatting import escape_markdown
 from pages._ui import render, session
 from pages._ui.tables import fmt_interval
 from tests.app.conftest import exception_messages, new_app
-from tests.coding_sheets import coding_sheet
+from tests.coding_sheets import ROWS, coding_sheet
 
 PAYLOADS = [
     "[Log in again here](https://evil.example/login)",
@@ -369,3 +370,28 @@ def test_a_kilobyte_link_value_is_quoted_shortened_in_its_notice():
     assert all(len(problem) < 400 for problem in problems), [len(p) for p in problems]
     assert "m" * 79 + "…" in problems[1] and "d" * 79 + "…" in problems[0]
     assert settings.moderators == defaults_for(settings.dataset).moderators
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_a_caution_naming_a_one_study_level_is_shown_as_text(payload):
+    """The Overview's and Moderators page's readings name a level from one study in their
+    caution: that level is user text, so the readings are shown escaped."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["study", "es_id", "label", "r", "n", "n_therapists", "rater"])
+    for study, es, r, n, therapists in ROWS:
+        level = payload if study == 1 else "other"
+        writer.writerow([study, es, f"Study {study}", r, n, therapists, level])
+    at = upload(new_app().run(), out.getvalue().encode(), "one-study-level.csv")
+    mapping = at.session_state[session.UPLOAD_MAPPING]
+    at.session_state[session.UPLOAD_MAPPING] = ColumnMapping(
+        **{**mapping.__dict__, "moderators": ("rater",)}
+    )
+    at.run()
+    at.multiselect(key=session.MODERATORS).set_value(["rater"]).run()
+    for page in ("overview", "moderators"):
+        at.switch_page(f"pages/{page}.py").run()
+        assert_text_only(at)
+        cautions = [m.value for m in at.markdown if "comes from a single study" in m.value]
+        assert cautions, page  # the reading names the level ...
+        assert all(escape_markdown(f"'{payload}'") in text for text in cautions)  # ... as text
