@@ -124,13 +124,15 @@ forward.button(
 
 with render.shown_errors("The step's figure"):
     shown = figure_of(current.name, step.number)
-    # On a projector what to look for gets half the width, so it stays short beside the figure.
-    figure_col, look_col = st.columns([1, 1] if projector.on() else [3, 2])
+    # Beside what to look for the figure has three fifths of the width: too narrow for a legend
+    # at its right on a projector, so the legend stays above the plot, where the figure puts it.
+    figure_col, look_col = st.columns([3, 2])
     with figure_col, projector.figure_box():
         render.plot(
             go.Figure(shown.figure).update_layout(height=FIGURE_HEIGHT),
             key=f"lesson:figure:{step.number}",
             projector_height=render.FILL,
+            legend="own",
         )
     with look_col.container(border=True, key="lesson-look-for"):
         st.markdown(f"**:material/visibility: What to look for:** {step.look_for}")

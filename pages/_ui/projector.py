@@ -48,12 +48,17 @@ PROJECTOR_CSS = f"""<style>
 .stMain [data-testid="stMetricLabel"] p {{ font-size: 20px !important; }}
 .stMain .stMainBlockContainer, .stMainBlockContainer {{ padding-top: 3.75rem; }}
 .stMain h1 {{ font-size: 2.25rem !important; padding-top: 0; }}
-.st-key-{FIGURE_KEY}-fill, .st-key-{FIGURE_KEY}-scroll {{
+/* A filled box: its chart is one screen high and the chart's notes follow under it (they may
+   run below the screen; they never run over what follows the box). A scrolled box (the forest
+   plot) is one screen high itself and scrolls its tall figure. */
+.st-key-{FIGURE_KEY}-fill > [data-testid="stElementContainer"]:has([data-testid="stPlotlyChart"]),
+.st-key-{FIGURE_KEY}-scroll {{
   height: {FIGURE_HEIGHT_CSS} !important; max-height: {FIGURE_HEIGHT_CSS}; min-height: 0 !important;
   flex: 0 0 auto !important;
 }}
 .st-key-{FIGURE_KEY}-scroll {{ overflow-y: auto; overflow-x: hidden; }}
-.stMain:has(.st-key-lesson-look-for) .st-key-{FIGURE_KEY}-fill {{
+.stMain:has(.st-key-lesson-look-for)
+  .st-key-{FIGURE_KEY}-fill > [data-testid="stElementContainer"]:has([data-testid="stPlotlyChart"]) {{
   height: {LESSON_FIGURE_HEIGHT_CSS} !important; max-height: {LESSON_FIGURE_HEIGHT_CSS};
 }}
 .st-key-{FIGURE_KEY}-content [data-testid="stHorizontalBlock"] {{ flex-wrap: wrap; }}

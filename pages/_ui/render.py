@@ -218,13 +218,19 @@ FILL = "fill"  # a figure as high as its projector stage's box (``plot(projector
 
 
 def plot(
-    fig: go.Figure | ShownFigure, key: str, projector_height: int | Literal["fill"] | None = None
+    fig: go.Figure | ShownFigure,
+    key: str,
+    projector_height: int | Literal["fill"] | None = None,
+    *,
+    legend: Literal["right", "own"] = "right",
 ) -> None:
     """The figure, with its caption as wrapping text under it (an in-figure caption does not
     wrap and would be cut on narrow screens); downloads keep the caption in the figure.
     ``projector_height`` is the figure's height in the projector view, where a page's main
     figure must fit one screen: px, or :data:`FILL` (as high as its box, a projector stage's
-    figure box, whose height follows the screen's)."""
+    figure box, whose height follows the screen's). In a filled box the legend goes to the
+    right of the plot; ``legend="own"`` keeps the figure's own (above the plot), for a figure
+    in a narrow column, which needs its width for the plot."""
     shown = fig if isinstance(fig, ShownFigure) else _shown(fig)
     screen, notes = shown.screen, shown.notes
     height: int | str = "content"
@@ -232,13 +238,14 @@ def plot(
         fixed = projector_height if isinstance(projector_height, int) else None
         screen = projector_figure(screen, fixed)  # a copy: shared figures stay
         if projector_height == FILL:
+            height = "stretch"
+        if projector_height == FILL and legend == "right":
             # The box is wider than high: the legend goes to the right, where a stack of
             # entries costs no height, and the top margin it had above the plot is given back.
             screen.update_layout(
                 legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
                 margin={"t": 16},
             )
-            height = "stretch"
     st.plotly_chart(
         screen,
         key=key,
