@@ -1,0 +1,116 @@
+"""The Moderators page's cluster wild bootstrap travels: results file, report, both scripts.
+
+One story: the rows of the results file and the report's sentences carry the numbers of the
+``WildBootstrapResult`` itself; the Python script reruns the test (same seed, so the same F
+and p); the R script recomputes the observed F with clubSandwich (``Wald_test``, Naive-F) and
+says the bootstrap p is skipped. A small seeded case (99 replicates, CR2) keeps it fast.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import zipfile
+
+import pandas as pd
+import pytest
+
+from alliance_core.handover import reproduce
+from alliance_core.handover.reproduce import parse_agreement
+from alliance_core.handover.results_table import results_frame
+from alliance_core.handover.results_wild import WILD_SECTION, f_name, p_name, replicates_name
+from tests.r_reference import apply, needs_r
+from tests.unit.reproduce_states import STATES, prepare
+from tests.unit.test_reproduce import PY_BATCH, R_BATCH
+
+NAME = "simulated-3L-CHE-rho06-CR2"  # CHE model, CR2 by study, a categorical moderator
+REPLICATES = 99
+
+
+@pytest.fixture(scope="module")
+def case():
+    p = prepare(next(state for state in STATES if state.name == NAME))
+    res = p.run.result
+    options = {"R": REPLICATES, "seed": 1, "type": "CR2", "cluster": p.robust.cluster}
+    wild = {
+        "all moderators": res.wild_bootstrap(list(res.design.term_labels), **options),
+        "alliance rater": res.wild_bootstrap(["alliance_rater"], **options),
+    }
+    return p, wild
+
+
+def test_rows_are_the_results_numbers(case):
+    p, wild = case
+    frame = results_frame(p.run.result, p.on_r_scale, p.robust, wild_bootstrap=wild)
+    rows = frame[frame["section"] == WILD_SECTION].set_index("name")
+    assert len(rows) == 3 * len(wild)
+    for label, cwb in wild.items():
+        f_row = rows.loc[f_name(label, cwb)]
+        assert f_row["statistic"] == cwb.statistic
+        assert f_row["df"] == len(cwb.terms)
+        p_row = rows.loc[p_name(label, cwb)]
+        assert p_row["pval"] == cwb.pval
+        assert f"{cwb.auxiliary} weights" in p_name(label, cwb) and "seed 1" in p_name(label, cwb)
+        assert "(CR2)" in f_name(label, cwb)
+        assert rows.loc[replicates_name(label), "estimate"] == cwb.R == REPLICATES
+    without = results_frame(p.run.result, p.on_r_scale, p.robust)
+    assert (without["section"] != WILD_SECTION).all()
+
+
+def _bundle(root, case, language):
+    p, wild = case
+    make = reproduce.r_bundle if language == "R" else reproduce.python_bundle
+    content = make(p.run, p.mapping, p.provenance, wild_bootstrap=wild, **p.bundle_options())
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        archive.extractall(root / NAME)
+
+
+def _line(stdout: str) -> str:
+    return next(line for line in stdout.splitlines() if line.startswith(f"STATE {NAME} "))
+
+
+def test_python_script_reruns_the_bootstrap(tmp_path, case):
+    _bundle(tmp_path, case, "Python")
+    script = (tmp_path / NAME / "analysis.py").read_text()
+    assert "res.wild_bootstrap(" in script and f"R={REPLICATES}" in script
+    (tmp_path / "batch.py").write_text(PY_BATCH)
+    proc = subprocess.run(
+        [sys.executable, "batch.py", NAME],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = _line(proc.stdout)
+    counts = parse_agreement(line)
+    assert counts is not None and counts[0] == counts[1] > 0, line
+    assert "status=0" in line
+    frame = pd.read_csv(tmp_path / NAME / "dashboard_results.csv", comment="#")
+    wild_numbers = frame.loc[
+        frame["section"] == WILD_SECTION, ["statistic", "df", "pval", "estimate"]
+    ]
+    assert wild_numbers.notna().sum().sum() == 4 * len(case[1])  # F, df, p, R per test: compared
+
+
+@apply(needs_r("metafor", "clubSandwich"))
+def test_r_script_checks_f_and_skips_p(tmp_path, case):
+    _bundle(tmp_path, case, "R")
+    script = (tmp_path / NAME / "analysis.R").read_text()
+    assert "# wildmeta::Wald_test_cwb(res" in script
+    (tmp_path / "batch.R").write_text(
+        R_BATCH.replace("^(agreement", "^(SKIPPED|not compared|agreement")
+    )
+    proc = subprocess.run(
+        ["Rscript", "batch.R", NAME], cwd=tmp_path, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = _line(proc.stdout)
+    print(line)
+    counts = parse_agreement(line)
+    assert counts is not None and counts[0] == counts[1] > 0, line
+    assert "status=0" in line
+    assert line.count("SKIPPED: the wild bootstrap p of") == len(case[1])
+    # each test's p and replicates (2 numbers, 2 rows) are left out of the count
+    assert f"not compared: {2 * len(case[1])} numbers of {2 * len(case[1])} rows" in line
