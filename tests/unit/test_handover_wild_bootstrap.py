@@ -16,7 +16,9 @@ import zipfile
 import pandas as pd
 import pytest
 
+from alliance_core.formatting import format_number, format_p
 from alliance_core.handover import reproduce
+from alliance_core.handover.report import build_report
 from alliance_core.handover.reproduce import parse_agreement
 from alliance_core.handover.results_table import results_frame
 from alliance_core.handover.results_wild import WILD_SECTION, f_name, p_name, replicates_name
@@ -114,3 +116,32 @@ def test_r_script_checks_f_and_skips_p(tmp_path, case):
     assert line.count("SKIPPED: the wild bootstrap p of") == len(case[1])
     # each test's p and replicates (2 numbers, 2 rows) are left out of the count
     assert f"not compared: {2 * len(case[1])} numbers of {2 * len(case[1])} rows" in line
+
+
+def test_report_states_each_test_with_its_numbers(case):
+    p, wild = case
+    report = build_report(p.run, p.run, p.provenance, on_r_scale=True, figures={}, robust=p.robust)
+    assert "wild bootstrap" not in " ".join(report.methods + report.results)
+    report = build_report(
+        p.run,
+        p.run,
+        p.provenance,
+        on_r_scale=True,
+        figures={},
+        robust=p.robust,
+        wild_bootstrap=wild,
+    )
+    methods = " ".join(report.methods)
+    assert "cluster wild bootstrap (Joshi, Pustejovsky & Beretvas, 2022)" in methods
+    assert any(r.startswith("Joshi, M., Pustejovsky") for r in report.references)
+    assert any("Research Synthesis Methods" in r for r in report.references)
+    results = " ".join(report.results)
+    for label, cwb in wild.items():
+        sentence = (
+            f"Cluster wild bootstrap test of {label}: F = {format_number(cwb.statistic, 2)}, "
+            f"{format_p(cwb.pval)} ({REPLICATES} replicates, {cwb.auxiliary} weights, "
+            f"CR2 working covariance, {cwb.n_clusters} clusters, seed 1)."
+        )
+        assert sentence in results
+    paragraph = next(r for r in report.results if r.startswith("Cluster wild bootstrap"))
+    assert "significant" not in paragraph
