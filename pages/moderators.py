@@ -271,7 +271,7 @@ def wild_bootstrap_section(run: AnalysisRun, ctx: loading.Context) -> None:
             st.session_state["cwb:requested"] = (*state_key, by_link_name[linked])
     # Results are kept per state and test for the session: returning to a state shows them
     # (the test box, gone while the section was hidden, reopens on a test with a result).
-    store = st.session_state.setdefault("cwb:results", {})
+    store = st.session_state.setdefault(handover_extras.WILD_KEY, {})
     kept = [shown for shown in tests if (*state_key, shown) in store]
     if "cwb:test" not in st.session_state and kept:
         st.session_state["cwb:test"] = kept[-1]
@@ -300,6 +300,10 @@ def wild_bootstrap_section(run: AnalysisRun, ctx: loading.Context) -> None:
                 progress=progress,
             )
         bar.empty()
+        if key in store:
+            # The downloads below read the state's results when the page runs: run the whole
+            # page again so the results file, both scripts and the report carry this test.
+            st.rerun(scope="app")
     if key in store:
         cwb = store[key]
         render.markdown(

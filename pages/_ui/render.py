@@ -428,8 +428,9 @@ def result_downloads(
     rows_run = pooled if pooled is not None else run
     # What the other pages showed travels too: the publication-bias results of the pooled
     # model (with the Publication bias page's cuts) when this page reports the pooled model,
-    # and the comparison table and heterogeneity model when the Moderators page opened them.
-    extras = handover_extras.requested()
+    # the comparison table and heterogeneity model when the Moderators page opened them, and
+    # the wild bootstrap tests run for this state.
+    extras = handover_extras.requested(ctx)
     pooled_shown = run if run.result.p == 1 else pooled
 
     def bias():
@@ -456,6 +457,7 @@ def result_downloads(
                 bias=bias(),
                 comparison=handover_extras.comparison(run, extras),
                 heterogeneity=handover_extras.heterogeneity(run, extras),
+                wild_bootstrap=handover_extras.wild_bootstrap(run, extras),
             )
 
         return make
@@ -474,6 +476,7 @@ def result_downloads(
                 bias=bias(),
                 comparison=handover_extras.comparison(run, extras),
                 heterogeneity=handover_extras.heterogeneity(run, extras),
+                wild_bootstrap=handover_extras.wild_bootstrap(run, extras),
             ),
             file_name=f"{stem}-results.csv",
             mime=csv,
@@ -562,7 +565,7 @@ def result_downloads(
 
 def report_for(run: AnalysisRun, ctx: loading.Context):
     """The report of the current analysis (figures drawn once per analysis and session)."""
-    extras = handover_extras.requested()
+    extras = handover_extras.requested(ctx)
     key = f"_report:{ctx.data.key}:{loading.analysis_key(ctx.settings)}:{extras.key}"
     cached = st.session_state.get(key)
     if cached is not None:
@@ -589,6 +592,7 @@ def report_for(run: AnalysisRun, ctx: loading.Context):
         figures=figures,
         bias=handover_extras.publication_bias(ctx, extras.steps),
         comparison=handover_extras.comparison(run, extras),
+        wild_bootstrap=handover_extras.wild_bootstrap(run, extras),
     )
     st.session_state[key] = built
     return built
