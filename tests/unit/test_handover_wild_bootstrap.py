@@ -12,10 +12,12 @@ import io
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 
+from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_number, format_p
 from alliance_core.handover import reproduce
 from alliance_core.handover.report import build_report
@@ -145,3 +147,41 @@ def test_report_states_each_test_with_its_numbers(case):
         assert sentence in results
     paragraph = next(r for r in report.results if r.startswith("Cluster wild bootstrap"))
     assert "significant" not in paragraph
+
+
+def test_two_model_zip_carries_the_tests_with_the_moderator_model(case):
+    p, wild = case
+    other = prepare(next(s for s in STATES if s.name == "simulated-3L-CHE-rho06-logPTR"))
+    run = replace(p.run, robust=p.robust)  # the page's run carries its CR2 inference
+    models = [("other", other.run, other.provenance), ("moderators", run, p.provenance)]
+    files = reproduce.models_files(
+        models, p.mapping, on_r_scale=True, language="R", table=p.table, wild_bootstrap=wild
+    )
+    sections = {
+        part: set(
+            pd.read_csv(io.BytesIO(files[f"{part}/dashboard_results.csv"]), comment="#")["section"]
+        )
+        for part in ("other", "moderators")
+    }
+    assert WILD_SECTION in sections["moderators"] and WILD_SECTION not in sections["other"]
+    script = files["moderators/analysis.R"]
+    cwb = wild["alliance rater"]
+    assert (
+        f'#   auxiliary_dist = "{cwb.auxiliary}", adjust = "CR0",\n'
+        '#   type = "CR2", test = "Naive-F", seed = 1)'
+    ) in script
+
+
+def test_tests_of_another_model_are_refused(case):
+    p, wild = case
+    other = prepare(next(s for s in STATES if s.name == "simulated-3L-CHE-rho06-logPTR"))
+    with pytest.raises(AnalysisError, match="not a test of it"):
+        reproduce.bundle_files(
+            other.run,
+            other.mapping,
+            other.provenance,
+            on_r_scale=True,
+            language="Python",
+            wild_bootstrap=wild,
+            **{k: v for k, v in other.bundle_options().items() if k != "on_r_scale"},
+        )

@@ -194,6 +194,12 @@ class ModelCode:
             raise AnalysisError(
                 "The reproduction scripts need the robust clusters as a column of the data."
             )
+        for cwb in (wild_bootstrap or {}).values():
+            if not set(cwb.terms) <= set(res.design.names) or robust is None:
+                raise AnalysisError(
+                    "The wild bootstrap tests belong to this model under cluster-robust "
+                    "inference (its clusters): " + ", ".join(cwb.terms) + " is not a test of it."
+                )
         columns: list[str] = []
 
         def add(column: str | None) -> None:
