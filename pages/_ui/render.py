@@ -532,7 +532,7 @@ def result_downloads(
         ),
         Download(
             label="Report (HTML)",
-            data=lambda: report_for(run, ctx).to_html().encode("utf-8"),
+            data=lambda: report_for(run, ctx, extras).to_html().encode("utf-8"),
             file_name=f"{stem}-report.html",
             mime="text/html",
             icon="description",
@@ -541,7 +541,7 @@ def result_downloads(
         ),
         Download(
             label="Report (Word)",
-            data=lambda: report_for(run, ctx).to_docx(),
+            data=lambda: report_for(run, ctx, extras).to_docx(),
             file_name=f"{stem}-report.docx",
             mime=docx,
             icon="description",
@@ -563,9 +563,15 @@ def result_downloads(
         )
 
 
-def report_for(run: AnalysisRun, ctx: loading.Context):
-    """The report of the current analysis (figures drawn once per analysis and session)."""
-    extras = handover_extras.requested(ctx)
+def report_for(
+    run: AnalysisRun, ctx: loading.Context, extras: handover_extras.Extras | None = None
+):
+    """The report of the current analysis (figures drawn once per analysis and session).
+
+    ``extras``: the page choices read when the page ran; a download is made on a click,
+    outside the page's run, where the session's choices cannot be read."""
+    if extras is None:
+        extras = handover_extras.requested(ctx)
     key = f"_report:{ctx.data.key}:{loading.analysis_key(ctx.settings)}:{extras.key}"
     cached = st.session_state.get(key)
     if cached is not None:

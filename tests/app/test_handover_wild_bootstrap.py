@@ -1,7 +1,7 @@
 """The Moderators page's wild bootstrap result travels with the downloads: once a result is
 in the page's store for the current state, the results file holds its rows (the numbers of
 the result itself; clicking the run button inside the section's fragment does not work in
-AppTest, so the test puts a result in the store as the button does)."""
+AppTest, so the test puts a result in the store as the button does), and so does the report."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from streamlit.runtime.media_file_manager import MediaFileManager
 
 import alliance_core as ac
 from alliance_core.data.datasets import DEFAULT_DATASET
+from alliance_core.formatting import format_number, format_p
 from alliance_core.handover.results_wild import WILD_SECTION, f_name, p_name, replicates_name
 from pages._ui import loading, session
 from pages._ui.handover_extras import WILD_KEY
@@ -64,3 +65,11 @@ def test_the_results_file_carries_the_states_wild_bootstrap(monkeypatch):
     assert rows.loc[f_name(LABEL, cwb), "statistic"] == cwb.statistic
     assert rows.loc[p_name(LABEL, cwb), "pval"] == cwb.pval
     assert rows.loc[replicates_name(LABEL), "estimate"] == cwb.R
+    # The report is made on a click, outside the page's run: it carries the result read when
+    # the page ran (its Methods reference and the test's sentence with the result's numbers).
+    html = _download(at, generators, "report-html").decode("utf-8")
+    assert "Joshi, M., Pustejovsky, J. E., &amp; Beretvas, S. N. (2022)" in html
+    assert (
+        f"Cluster wild bootstrap test of {LABEL}: F = {format_number(cwb.statistic, 2)}, "
+        f"{format_p(cwb.pval)} (99 replicates" in html
+    )
