@@ -278,6 +278,7 @@ def wild_bootstrap_section(run: AnalysisRun, ctx: loading.Context) -> None:
     choice = st.selectbox("Test", list(tests), key="cwb:test")
     key = (*state_key, choice)
     if st.button(f"Run the wild bootstrap ({WILD_REPLICATES} replicates)", key="cwb:run"):
+        before = store.get(key)
         bar = st.progress(0.0, text="Refitting the model for each replicate…")
         started = time.perf_counter()
 
@@ -300,7 +301,7 @@ def wild_bootstrap_section(run: AnalysisRun, ctx: loading.Context) -> None:
                 progress=progress,
             )
         bar.empty()
-        if key in store:
+        if store.get(key) is not before:
             # The downloads below read the state's results when the page runs: run the whole
             # page again so the results file, both scripts and the report carry this test.
             st.rerun(scope="app")
