@@ -272,13 +272,14 @@ def wild_bootstrap_section(run: AnalysisRun, ctx: loading.Context) -> None:
             st.session_state["cwb:requested"] = (*state_key, by_link_name[linked])
     # Results are kept per state and test for the session: returning to a state shows them
     # (the test box, gone while the section was hidden, reopens on a test with a result).
-    store = st.session_state.setdefault("cwb:results", {})
+    store = st.session_state.setdefault(handover_extras.WILD_KEY, {})
     kept = [shown for shown in tests if (*state_key, shown) in store]
     if "cwb:test" not in st.session_state and kept:
         st.session_state["cwb:test"] = kept[-1]
     choice = st.selectbox("Test", list(tests), key="cwb:test")
     key = (*state_key, choice)
     if st.button(f"Run the wild bootstrap ({WILD_REPLICATES} replicates)", key="cwb:run"):
+        before = store.get(key)
         bar = st.progress(0.0, text="Refitting the model for each replicate…")
         started = time.perf_counter()
 
@@ -301,6 +302,10 @@ def wild_bootstrap_section(run: AnalysisRun, ctx: loading.Context) -> None:
                 progress=progress,
             )
         bar.empty()
+        if store.get(key) is not before:
+            # The downloads below read the state's results when the page runs: run the whole
+            # page again so the results file, both scripts and the report carry this test.
+            st.rerun(scope="app")
     if key in store:
         cwb = store[key]
         render.markdown(

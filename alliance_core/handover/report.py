@@ -36,9 +36,11 @@ from alliance_core.handover.report_tables import (
     robust_table,
     stat_symbol,
 )
+from alliance_core.handover.report_wild import WILD_REFERENCES, wild_methods, wild_sentences
 from alliance_core.model.nesting import AGGREGATED, INDEPENDENT
 from alliance_core.model.results import MetaResult
 from alliance_core.model.robust import RobustResult
+from alliance_core.model.wild_bootstrap import WildBootstrapResult
 from alliance_core.wording.figure_text import plain_figure
 
 SIMULATED_NOTICE = (
@@ -96,6 +98,7 @@ REFERENCES = {
     "(2012). Therapist effects in the therapeutic alliance–outcome relationship: A "
     "restricted-maximum likelihood meta-analysis. Clinical Psychology Review, 32(7), 642–649.",
     **BIAS_REFERENCES,
+    **WILD_REFERENCES,
 }
 
 ESTIMATOR_NAMES = {
@@ -391,6 +394,7 @@ def build_report(
     pooled_flags: ModelFlags | None = None,
     bias: PublicationBias | None = None,
     comparison: ModelComparison | None = None,
+    wild_bootstrap: Mapping[str, WildBootstrapResult] | None = None,
 ) -> Report:
     """The report of one analysis; ``pooled`` is the same analysis without moderators.
 
@@ -401,6 +405,8 @@ def build_report(
     model's selection model and fail-safe N (``publication_bias``): a Methods sentence, and
     the bias paragraph closes with them and the Publication bias page's verdict.
     ``comparison``: the model comparison table of ``run`` (``model_comparison``), as a table.
+    ``wild_bootstrap``: the Moderators page's cluster wild bootstrap tests of ``run`` (label ->
+    result): a Methods sentence with its citation and a Results sentence per test.
 
     ``figures`` maps "forest", "funnel", "ptr" to plotly figures; each is drawn as PNG by
     ``exporter`` (default :func:`alliance_core.figures.export_figure`), and a figure that
@@ -430,6 +436,9 @@ def build_report(
             )
         )
         results.append(" ".join(regression))
+    if wild_bootstrap:
+        methods.append(wild_methods(wild_bootstrap, cited))
+        results.append(wild_sentences(wild_bootstrap))
     if bias is not None:
         methods.append(bias_methods(bias, cited))
         results.append(bias_paragraph(bias, on_r_scale, pooled_flags))
@@ -501,13 +510,15 @@ def state_report(
     steps=THREE_PSM,
     bias: PublicationBias | None = None,
     comparison: ModelComparison | None = None,
+    wild_bootstrap: Mapping[str, WildBootstrapResult] | None = None,
 ) -> Report:
     """The report of one dashboard state: its pooled and its sidebar model, under the state's
     inference, with its flags (the report reads the state and refits nothing), and the
     pooled model's publication-bias results: ``bias`` when given (the page's), else the
     selection model with cuts ``steps`` (the Publication bias page's choice; the 3PSM by
     default) and the fail-safe Ns; ``comparison``: the Moderators page's comparison table of
-    the sidebar model, when it was asked for (it refits the neighbours)."""
+    the sidebar model, when it was asked for (it refits the neighbours); ``wild_bootstrap``:
+    the page's cluster wild bootstrap tests of the sidebar model that were run."""
     run = state.model
     if bias is None:
         bias = state_publication_bias(state, steps)
@@ -523,4 +534,5 @@ def state_report(
         pooled_flags=state.pooled_flags,
         bias=bias,
         comparison=comparison,
+        wild_bootstrap=wild_bootstrap,
     )

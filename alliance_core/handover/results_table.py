@@ -7,6 +7,7 @@ what the reproduction scripts compare against, and what the report's numbers com
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -16,9 +17,11 @@ from alliance_core.handover.csv_export import neutralised
 from alliance_core.handover.provenance import Provenance, with_comment_lines
 from alliance_core.handover.results_moderators import comparison_rows, marginal_rows
 from alliance_core.handover.results_scale import scale_rows
+from alliance_core.handover.results_wild import wild_rows
 from alliance_core.model.location_scale import LocationScaleResult
 from alliance_core.model.results import MetaResult
 from alliance_core.model.robust import RobustResult
+from alliance_core.model.wild_bootstrap import WildBootstrapResult
 
 
 def categorical_moderators(res: MetaResult) -> list[str]:
@@ -49,6 +52,7 @@ def results_frame(
     bias: PublicationBias | None = None,
     comparison: ModelComparison | None = None,
     heterogeneity: LocationScaleResult | None = None,
+    wild_bootstrap: Mapping[str, WildBootstrapResult] | None = None,
 ) -> pd.DataFrame:
     """Everything the Overview and Moderators pages show, one tidy row per number, full precision.
 
@@ -61,7 +65,9 @@ def results_frame(
     Sections "marginal mean" (and "robust marginal mean" with ``robust``) follow: the
     Moderators page's marginal means of each categorical moderator (``results_moderators``),
     and with ``comparison`` (``model_comparison(res)``) section "model comparison"; with
-    ``heterogeneity`` (the page's location-scale refit) section "location-scale".
+    ``heterogeneity`` (the page's location-scale refit) section "location-scale"; with
+    ``wild_bootstrap`` (test label -> the page's cluster wild bootstrap result) section
+    "wild bootstrap" (``results_wild``).
     With ``bias`` (the publication-bias results of this pooled model), sections "selection
     model" (or "selection model (cluster-robust)") and "fail-safe N" close the table.
     """
@@ -161,6 +167,8 @@ def results_frame(
         rows.extend(comparison_rows(comparison))
     if heterogeneity is not None:
         rows.extend(scale_rows(heterogeneity))
+    if wild_bootstrap:
+        rows.extend(wild_rows(wild_bootstrap))
     if bias is not None:
         rows.extend(bias_rows(bias, on_r_scale))
     frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
@@ -250,9 +258,16 @@ def results_csv(
     bias: PublicationBias | None = None,
     comparison: ModelComparison | None = None,
     heterogeneity: LocationScaleResult | None = None,
+    wild_bootstrap: Mapping[str, WildBootstrapResult] | None = None,
 ) -> bytes:
     """The results download: provenance comment lines, then one row per number."""
     frame = results_frame(
-        res, on_r_scale, robust, bias=bias, comparison=comparison, heterogeneity=heterogeneity
+        res,
+        on_r_scale,
+        robust,
+        bias=bias,
+        comparison=comparison,
+        heterogeneity=heterogeneity,
+        wild_bootstrap=wild_bootstrap,
     )
     return with_comment_lines(to_csv_text(frame, for_scripts=for_scripts), provenance)

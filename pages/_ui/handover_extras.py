@@ -1,14 +1,17 @@
 """What the pages computed beyond the state's two models, for the downloads and the report.
 
-The Publication bias page's cut choice, and the Moderators page's comparison table and
-heterogeneity (location-scale) model when the reader opened them: the results file, both
-reproduction zips and the report then hold the same numbers the pages showed. The choices are
-read once, when the page runs (downloads are made later, on a click).
+The Publication bias page's cut choice, the Moderators page's comparison table and
+heterogeneity (location-scale) model when the reader opened them, and the cluster wild
+bootstrap tests the reader ran for this state: the results file, both reproduction zips and
+the report then hold the same numbers the pages showed. The choices and the bootstrap
+results are read once, when the page runs (downloads are made later, on a click, without
+the session).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import streamlit as st
 
@@ -18,6 +21,7 @@ from alliance_core.analyses.selection import THREE_PSM, TWO_CUTS
 from alliance_core.errors import AnalysisError
 from alliance_core.handover.bias_results import PublicationBias, state_publication_bias
 from alliance_core.model.location_scale import LocationScaleResult
+from alliance_core.model.wild_bootstrap import WildBootstrapResult
 from pages._ui import loading
 
 CUT_CHOICES = ("3PSM (.025)", "Two cuts (.025 and .5)")
@@ -26,6 +30,8 @@ CUT_LINK_NAMES = {CUT_CHOICES[0]: "3psm", CUT_CHOICES[1]: "two"}
 CUTS_KEY = "funnel:cuts"
 COMPARE_KEY = "means:compare"
 SCALE_KEY = "tau2:on"
+# The Moderators page's wild bootstrap results: (data key, analysis key, test label) -> result.
+WILD_KEY = "cwb:results"
 
 
 def chosen_steps() -> tuple[float, ...]:
@@ -49,21 +55,39 @@ def heterogeneity_model(run: AnalysisRun) -> LocationScaleResult:
 
 @dataclass(frozen=True)
 class Extras:
-    """The page choices the hand-over follows: cuts, and whether the comparison table and the
-    heterogeneity model were opened."""
+    """The page choices the hand-over follows: cuts, whether the comparison table and the
+    heterogeneity model were opened, and the state's wild bootstrap results (label -> result,
+    in the order they were run)."""
 
     steps: tuple[float, ...]
     comparison: bool
     heterogeneity: bool
+    wild_bootstrap: Mapping[str, WildBootstrapResult] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
-        return f"{self.steps}:{self.comparison}:{self.heterogeneity}"
+        wild = tuple(
+            (label, cwb.R, cwb.seed, cwb.type, cwb.statistic, cwb.pval)
+            for label, cwb in self.wild_bootstrap.items()
+        )
+        return f"{self.steps}:{self.comparison}:{self.heterogeneity}:{wild}"
 
 
-def requested() -> Extras:
+def state_wild_bootstrap(ctx: loading.Context) -> dict[str, WildBootstrapResult]:
+    """The wild bootstrap tests run for the current state (data and analysis), by label."""
+    state_key = (ctx.data.key, loading.analysis_key(ctx.settings))
+    store = st.session_state.get(WILD_KEY) or {}
+    return {key[2]: cwb for key, cwb in store.items() if tuple(key[:2]) == state_key}
+
+
+def requested(ctx: loading.Context) -> Extras:
     ss = st.session_state
-    return Extras(chosen_steps(), bool(ss.get(COMPARE_KEY)), bool(ss.get(SCALE_KEY)))
+    return Extras(
+        chosen_steps(),
+        bool(ss.get(COMPARE_KEY)),
+        bool(ss.get(SCALE_KEY)),
+        state_wild_bootstrap(ctx),
+    )
 
 
 def publication_bias(ctx: loading.Context, steps: tuple[float, ...]) -> PublicationBias:
@@ -91,3 +115,10 @@ def heterogeneity(run: AnalysisRun, extras: Extras) -> LocationScaleResult | Non
         return heterogeneity_model(run)
     except AnalysisError:
         return None
+
+
+def wild_bootstrap(run: AnalysisRun, extras: Extras) -> Mapping[str, WildBootstrapResult] | None:
+    """The state's wild bootstrap tests of ``run`` (a model with moderators), None without."""
+    if not extras.wild_bootstrap or run.result.p < 2:
+        return None
+    return extras.wild_bootstrap

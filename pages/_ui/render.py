@@ -443,8 +443,9 @@ def result_downloads(
     rows_run = pooled if pooled is not None else run
     # What the other pages showed travels too: the publication-bias results of the pooled
     # model (with the Publication bias page's cuts) when this page reports the pooled model,
-    # and the comparison table and heterogeneity model when the Moderators page opened them.
-    extras = handover_extras.requested()
+    # the comparison table and heterogeneity model when the Moderators page opened them, and
+    # the wild bootstrap tests run for this state.
+    extras = handover_extras.requested(ctx)
     pooled_shown = run if run.result.p == 1 else pooled
 
     def bias():
@@ -471,6 +472,7 @@ def result_downloads(
                 bias=bias(),
                 comparison=handover_extras.comparison(run, extras),
                 heterogeneity=handover_extras.heterogeneity(run, extras),
+                wild_bootstrap=handover_extras.wild_bootstrap(run, extras),
             )
 
         return make
@@ -489,6 +491,7 @@ def result_downloads(
                 bias=bias(),
                 comparison=handover_extras.comparison(run, extras),
                 heterogeneity=handover_extras.heterogeneity(run, extras),
+                wild_bootstrap=handover_extras.wild_bootstrap(run, extras),
             ),
             file_name=f"{stem}-results.csv",
             mime=csv,
@@ -544,7 +547,7 @@ def result_downloads(
         ),
         Download(
             label="Report (HTML)",
-            data=lambda: report_for(run, ctx).to_html().encode("utf-8"),
+            data=lambda: report_for(run, ctx, extras).to_html().encode("utf-8"),
             file_name=f"{stem}-report.html",
             mime="text/html",
             icon="description",
@@ -553,7 +556,7 @@ def result_downloads(
         ),
         Download(
             label="Report (Word)",
-            data=lambda: report_for(run, ctx).to_docx(),
+            data=lambda: report_for(run, ctx, extras).to_docx(),
             file_name=f"{stem}-report.docx",
             mime=docx,
             icon="description",
@@ -575,9 +578,15 @@ def result_downloads(
         )
 
 
-def report_for(run: AnalysisRun, ctx: loading.Context):
-    """The report of the current analysis (figures drawn once per analysis and session)."""
-    extras = handover_extras.requested()
+def report_for(
+    run: AnalysisRun, ctx: loading.Context, extras: handover_extras.Extras | None = None
+):
+    """The report of the current analysis (figures drawn once per analysis and session).
+
+    ``extras``: the page choices read when the page ran; a download is made on a click,
+    outside the page's run, where the session's choices cannot be read."""
+    if extras is None:
+        extras = handover_extras.requested(ctx)
     key = f"_report:{ctx.data.key}:{loading.analysis_key(ctx.settings)}:{extras.key}"
     cached = st.session_state.get(key)
     if cached is not None:
@@ -604,6 +613,7 @@ def report_for(run: AnalysisRun, ctx: loading.Context):
         figures=figures,
         bias=handover_extras.publication_bias(ctx, extras.steps),
         comparison=handover_extras.comparison(run, extras),
+        wild_bootstrap=handover_extras.wild_bootstrap(run, extras),
     )
     st.session_state[key] = built
     return built

@@ -325,7 +325,7 @@ def results_frame(
 ) -> pd.DataFrame:
     """The results download as a table (see ``alliance_core.handover.results_table.results_frame``),
     with a first column naming the model the row belongs to; ``robust`` (a RobustResult of
-    this run) adds its rows, and ``sections`` (bias, comparison, heterogeneity) theirs."""
+    this run) adds its rows, and ``sections`` (bias, comparison, heterogeneity, wild_bootstrap) theirs."""
     frame = results_table.results_frame(run.result, on_r_scale, robust, **sections)
     frame.insert(0, "model", model_label(run))
     return frame
@@ -348,13 +348,15 @@ def results_csv(
     bias=None,
     comparison=None,
     heterogeneity=None,
+    wild_bootstrap=None,
 ) -> bytes:
     """The results file after ``# key: value`` provenance lines when given; with ``pooled``,
     one file holding the pooled model's rows first and then the model with moderators, each
     row labelled in the "model" column; ``robust`` (cluster-robust inference on ``run``) adds
     the robust rows of ``run``, as the reproduction scripts compare them. ``bias`` (the
     pooled model's publication-bias results) goes with the model without moderators;
-    ``comparison`` and ``heterogeneity`` (the Moderators page's) with ``run``."""
+    ``comparison``, ``heterogeneity`` and ``wild_bootstrap`` (the Moderators page's) with
+    ``run``."""
     own_bias = bias if run.result.p == 1 else None
     frames = [
         results_frame(
@@ -364,6 +366,7 @@ def results_csv(
             bias=own_bias,
             comparison=comparison,
             heterogeneity=heterogeneity,
+            wild_bootstrap=wild_bootstrap,
         )
     ]
     if pooled is not None and pooled is not run:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -65,6 +65,7 @@ from alliance_core.handover.reproduce.r_script import r_script
 from alliance_core.handover.results_table import results_csv, to_csv_text
 from alliance_core.model.location_scale import LocationScaleResult
 from alliance_core.model.robust import RobustResult
+from alliance_core.model.wild_bootstrap import WildBootstrapResult
 
 
 # -- bundles -----------------------------------------------------------------------------------
@@ -88,6 +89,7 @@ def bundle_files(
     bias: PublicationBias | None = None,
     comparison: ModelComparison | None = None,
     heterogeneity: LocationScaleResult | None = None,
+    wild_bootstrap: Mapping[str, WildBootstrapResult] | None = None,
 ) -> dict[str, bytes | str]:
     """The files of a reproduction zip: data.csv, dashboard_results.csv, the script.
 
@@ -96,7 +98,9 @@ def bundle_files(
     numbers the results file and the scripts then include; ``bias``: the selection model and
     fail-safe N of this model without moderators (``publication_bias``), which then travel
     too; ``comparison``: the model comparison table of this model (``model_comparison``);
-    ``heterogeneity``: its location-scale refit (scale = ~ PTR), as the Moderators page fits it.
+    ``heterogeneity``: its location-scale refit (scale = ~ PTR), as the Moderators page fits it;
+    ``wild_bootstrap``: the Moderators page's cluster wild bootstrap tests of this model
+    (label -> result), rerun in Python; in R the observed F is checked with clubSandwich.
     """
     code = ModelCode.of(
         run,
@@ -107,6 +111,7 @@ def bundle_files(
         bias=bias,
         comparison=comparison,
         heterogeneity=heterogeneity,
+        wild_bootstrap=wild_bootstrap,
     )
     script = r_script(code, provenance) if language == "R" else python_script(code, provenance)
     return {
@@ -122,6 +127,7 @@ def bundle_files(
             bias=bias,
             comparison=comparison,
             heterogeneity=heterogeneity,
+            wild_bootstrap=wild_bootstrap,
         ),
         "analysis.R" if language == "R" else "analysis.py": script,
     }
@@ -138,6 +144,7 @@ def r_bundle(
     bias=None,
     comparison=None,
     heterogeneity=None,
+    wild_bootstrap=None,
 ) -> bytes:
     """Zip: data.csv, analysis.R (metafor), dashboard_results.csv (see ``bundle_files``)."""
     return _zip(
@@ -152,6 +159,7 @@ def r_bundle(
             bias=bias,
             comparison=comparison,
             heterogeneity=heterogeneity,
+            wild_bootstrap=wild_bootstrap,
         )
     )
 
@@ -167,6 +175,7 @@ def python_bundle(
     bias=None,
     comparison=None,
     heterogeneity=None,
+    wild_bootstrap=None,
 ) -> bytes:
     """Zip: data.csv, analysis.py (alliance_core), dashboard_results.csv (see ``bundle_files``)."""
     return _zip(
@@ -181,6 +190,7 @@ def python_bundle(
             bias=bias,
             comparison=comparison,
             heterogeneity=heterogeneity,
+            wild_bootstrap=wild_bootstrap,
         )
     )
 
@@ -252,14 +262,16 @@ def models_files(
     bias: PublicationBias | None = None,
     comparison: ModelComparison | None = None,
     heterogeneity: LocationScaleResult | None = None,
+    wild_bootstrap: Mapping[str, WildBootstrapResult] | None = None,
 ) -> dict[str, bytes | str]:
     """The files of a zip covering every model a page shows, each model under its label
     ("pooled", "moderators") with its own data.csv, dashboard_results.csv and script (under its
     chosen inference), and a runner script whose agreement line counts the numbers of all of
     them. One model gives the flat files of :func:`bundle_files`. ``bias``: the selection
     model and fail-safe N of the model without moderators, reproduced with that model;
-    ``comparison`` and ``heterogeneity``: the model comparison table and the location-scale
-    refit of the last (the sidebar's) model."""
+    ``comparison``, ``heterogeneity`` and ``wild_bootstrap``: the model comparison table, the
+    location-scale refit and the cluster wild bootstrap tests of the last (the sidebar's)
+    model."""
 
     def bias_of(run: AnalysisRun) -> PublicationBias | None:
         return bias if bias is not None and run.result.p == 1 else None
@@ -269,6 +281,9 @@ def models_files(
 
     def heterogeneity_of(run: AnalysisRun) -> LocationScaleResult | None:
         return heterogeneity if run is models[-1][1] else None
+
+    def wild_of(run: AnalysisRun) -> Mapping[str, WildBootstrapResult] | None:
+        return wild_bootstrap if run is models[-1][1] else None
 
     if len(models) == 1:
         _, run, provenance = models[0]
@@ -283,6 +298,7 @@ def models_files(
             bias=bias_of(run),
             comparison=comparison_of(run),
             heterogeneity=heterogeneity_of(run),
+            wild_bootstrap=wild_of(run),
         )
     files: dict[str, bytes | str] = {}
     for label, run, provenance in models:
@@ -297,6 +313,7 @@ def models_files(
             bias=bias_of(run),
             comparison=comparison_of(run),
             heterogeneity=heterogeneity_of(run),
+            wild_bootstrap=wild_of(run),
         )
         files.update({f"{label}/{name}": content for name, content in part.items()})
     labels = ", ".join(
@@ -319,6 +336,7 @@ def models_bundle(
     bias=None,
     comparison=None,
     heterogeneity=None,
+    wild_bootstrap=None,
 ) -> bytes:
     """Zip of :func:`models_files`."""
     return _zip(
@@ -331,6 +349,7 @@ def models_bundle(
             bias=bias,
             comparison=comparison,
             heterogeneity=heterogeneity,
+            wild_bootstrap=wild_bootstrap,
         )
     )
 

@@ -8,6 +8,7 @@ rows); the literal helpers write user text only as escaped R or Python strings.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -30,6 +31,7 @@ from alliance_core.model.design import INTERACTION
 from alliance_core.model.location_scale import LocationScaleResult
 from alliance_core.model.nesting import AGGREGATED
 from alliance_core.model.robust import RobustResult
+from alliance_core.model.wild_bootstrap import WildBootstrapResult
 
 RELATIVE_TOLERANCE = 1e-6
 ABSOLUTE_TOLERANCE = 1e-8
@@ -153,6 +155,8 @@ class ModelCode:
     comparison: ModelComparison | None = None
     # The location-scale refit of this two-level model (scale = ~ PTR), to reproduce too.
     heterogeneity: LocationScaleResult | None = None
+    # The Moderators page's cluster wild bootstrap tests of this model (label -> result).
+    wild_bootstrap: Mapping[str, WildBootstrapResult] | None = None
 
     @classmethod
     def of(
@@ -166,6 +170,7 @@ class ModelCode:
         bias: PublicationBias | None = None,
         comparison: ModelComparison | None = None,
         heterogeneity: LocationScaleResult | None = None,
+        wild_bootstrap: Mapping[str, WildBootstrapResult] | None = None,
     ) -> ModelCode:
         """``table``: the effect-size table the run was made from (``effect_size_table``);
         needed for the aggregated two-level model, whose fitted rows are one per study.
@@ -189,6 +194,12 @@ class ModelCode:
             raise AnalysisError(
                 "The reproduction scripts need the robust clusters as a column of the data."
             )
+        for cwb in (wild_bootstrap or {}).values():
+            if not set(cwb.terms) <= set(res.design.names) or robust is None:
+                raise AnalysisError(
+                    "The wild bootstrap tests belong to this model under cluster-robust "
+                    "inference (its clusters): " + ", ".join(cwb.terms) + " is not a test of it."
+                )
         columns: list[str] = []
 
         def add(column: str | None) -> None:
@@ -247,6 +258,7 @@ class ModelCode:
             bias=bias,
             comparison=comparison,
             heterogeneity=heterogeneity,
+            wild_bootstrap=wild_bootstrap or None,
         )
 
     @property

@@ -250,11 +250,15 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
             "print(heterogeneity)",
         ]
         heterogeneity_argument = ", heterogeneity=heterogeneity"
+    wild_argument = ""
+    if code.wild_bootstrap:
+        body += wild_bootstrap_lines(code)
+        wild_argument = ", wild_bootstrap=wild"
     body += [
         "",
         "# 6. Compare with the dashboard's results download of this analysis.",
         f"ours = results_frame(res, on_r_scale={code.on_r_scale}{robust_argument}{bias_argument}"
-        f"{comparison_argument}{heterogeneity_argument})",
+        f"{comparison_argument}{heterogeneity_argument}{wild_argument})",
         'dashboard = unquoted(pd.read_csv(HERE / "dashboard_results.csv", comment="#"))',
         f"columns = {list(COMPARED_COLUMNS)!r}",
         "assert len(ours) == len(dashboard), (len(ours), len(dashboard))",
@@ -279,3 +283,33 @@ def python_script(code: ModelCode, provenance: Provenance) -> str:
         "sys.exit(0 if agree.sum() == given.sum() else 1)",
     ]
     return "\n".join([*header, "", *body, ""])
+
+
+def wild_bootstrap_lines(code: ModelCode) -> list[str]:
+    """Step 5f: each of the Moderators page's cluster wild bootstrap tests run again with its
+    terms, replicates, seed, weights, residual adjustment, covariance type and cluster; the
+    draws come from the seeded generator, so F and p are the dashboard's."""
+    cluster = py_string(code.robust.cluster) if code.robust is not None else "None"
+    lines = [
+        "",
+        "# 5f. Cluster wild bootstrap tests (Joshi, Pustejovsky & Beretvas, 2022), as the",
+        "# Moderators page ran them: the same terms, replicates, seed and weights, so the same",
+        "# draws and the same F and p.",
+        "wild = {}",
+    ]
+    for label, cwb in (code.wild_bootstrap or {}).items():
+        terms = "[" + ", ".join(py_string(t) for t in cwb.terms) + "]"
+        seed = "None" if cwb.seed is None else str(int(cwb.seed))
+        lines += [
+            f"wild[{py_string(label)}] = res.wild_bootstrap(",
+            f"    {terms},",
+            f"    R={int(cwb.R)},",
+            f"    seed={seed},",
+            f"    auxiliary={py_string(cwb.auxiliary)},",
+            f"    adjust={py_string(cwb.adjust)},",
+            f"    type={py_string(cwb.type)},",
+            f"    cluster={cluster},",
+            ")",
+            f"print(wild[{py_string(label)}])",
+        ]
+    return lines

@@ -4,8 +4,8 @@ every number compared, and the agreement line.
 Each results row gets one R expression (the same order as ``results_frame``); a number
 agrees when |metafor - dashboard| <= tolerance * max(|dashboard|, scale) + 1e-8, with the
 scale 100 for percentages (I², pseudo-R²) and the selection model's own tolerance
-(``r_bias``); rows the script cannot compute here (metaselection missing) are said and left
-out of the count.
+(``r_bias``); rows the script cannot compute here (metaselection missing, the wild
+bootstrap p) are said and left out of the count.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ from alliance_core.handover.reproduce.r_moderators import (
     marginal_expressions,
     scale_expression,
 )
+from alliance_core.handover.reproduce.r_wild import r_wild_comparison, wild_expressions
 from alliance_core.handover.results_moderators import COMPARISON_SECTION
 from alliance_core.handover.results_scale import SCALE_SECTION
 from alliance_core.handover.results_table import results_frame
+from alliance_core.handover.results_wild import WILD_SECTION
 
 
 def r_row_expressions(code: ModelCode, names: dict[str, str]) -> list[str]:
@@ -44,11 +46,13 @@ def r_row_expressions(code: ModelCode, names: dict[str, str]) -> list[str]:
         bias=code.bias,
         comparison=code.comparison,
         heterogeneity=code.heterogeneity,
+        wild_bootstrap=code.wild_bootstrap,
     )
     coefficient = robust_coefficient = 0
     deltas = delta_names(code)
     marginal = iter(marginal_expressions(code, names))
     comparison = iter(comparison_expressions(code))
+    wild = iter(wild_expressions(code))
     scale_coefficient = 0
     out = []
     wald_columns = {f"wald_{t.column}": t for t in res.design.terms if t.kind == "categorical"}
@@ -60,6 +64,8 @@ def r_row_expressions(code: ModelCode, names: dict[str, str]) -> list[str]:
             out.append(next(marginal, "num_row()"))
         elif section == COMPARISON_SECTION:
             out.append(next(comparison, "num_row()"))
+        elif section == WILD_SECTION:
+            out.append(next(wild, "num_row()"))
         elif section == SCALE_SECTION:
             scale_coefficient += name.startswith("scale ")
             out.append(scale_expression(name, scale_coefficient))
@@ -215,6 +221,7 @@ def r_comparison(code: ModelCode, names: dict[str, str]) -> list[str]:
         f"tolerance <- matrix({RELATIVE_TOLERANCE:g}, nrow(theirs), ncol(theirs))",
         "skipped <- rep(FALSE, nrow(theirs))  # rows this script cannot compute here",
         *r_bias_comparison(code),
+        *r_wild_comparison(code),
         *(
             [
                 "# Likelihood-ratio statistics are differences of log-likelihoods: compared on",

@@ -32,6 +32,7 @@ from alliance_core.handover.reproduce.r_moderators import (
     r_marginal,
     r_model_comparison,
 )
+from alliance_core.handover.reproduce.r_wild import r_wild
 from alliance_core.model.design import level_order
 from alliance_core.model.nesting import INDEPENDENT
 
@@ -53,6 +54,7 @@ def r_script(code: ModelCode, provenance: Provenance) -> str:
         r_marginal(code, names),
         r_model_comparison(code, names),
         r_heterogeneity(code, names),
+        r_wild(code, names),
         r_bias(code, names),
         _r_figures(code, names),
         r_comparison(code, names),
