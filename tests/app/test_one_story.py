@@ -29,7 +29,7 @@ from alliance_core.handover.provenance import Provenance, bundled_sha256
 from alliance_core.handover.report import state_report
 from pages._ui import session, tables
 from pages._ui.state import UPLOAD_DATASET, default_settings
-from tests.app.conftest import exception_messages, new_app
+from tests.app.conftest import exception_messages, new_app, unescaped
 from tests.app.one_story_states import MODERATED_STATES, ONE_STUDY_LEVEL, STATES
 
 VERDICT = re.compile(r"\bsignificant(ly)?\b")
@@ -136,7 +136,8 @@ def test_the_moderator_test_reads_the_same_everywhere(moderated):
     name, at, state, info = moderated
     assert state.moderated is not None, f"{name} was meant to have a moderator model"
     statistic, _, _, _ = state.moderated.omnibus
-    page = [m.value for m in at.markdown if "moderators" in m.value and "p " in m.value]
+    texts = [unescaped(m.value) for m in at.markdown]  # readings are escaped: as read
+    page = [text for text in texts if "moderators" in text and "p " in text]
     sentence = next(text for text in page if f"{statistic:.2f}" in text)
     report = " ".join(state_report(state, _provenance(state, info)).results)
     assert f"{statistic:.2f}" in report
@@ -180,6 +181,10 @@ def test_an_upload_with_a_one_study_level_tells_one_story():
     assert _metric(at, "Pooled") == tables.fmt_num(pred["pred"])
     assert _metric(at, "95% confidence") == tables.fmt_interval(pred["ci_lb"], pred["ci_ub"])
     statistic = state.moderated.omnibus[0]
-    sentence = next(m.value for m in at.markdown if f"{statistic:.2f}" in m.value)
+    sentence = next(
+        text
+        for text in map(unescaped, (m.value for m in at.markdown))
+        if f"{statistic:.2f}" in text
+    )
     assert "cannot be trusted" in sentence and "single study" in sentence
     assert not VERDICT.search(sentence)

@@ -39,7 +39,7 @@ from alliance_core.handover.report import state_report
 from alliance_core.handover.reproduce.common import ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE
 from pages._ui import session, tables
 from pages._ui.state import UPLOAD_DATASET
-from tests.app.conftest import exception_messages, new_app
+from tests.app.conftest import exception_messages, new_app, unescaped
 from tests.app.one_story_states import (
     ALL_STATES,
     ONE_STUDY_LEVEL,
@@ -281,7 +281,9 @@ def _pages(name: str):
 def _page_text(at) -> dict:
     return {
         "metrics": {m.label: m.value for m in at.metric},
-        "markdown": [m.value for m in at.markdown] + [c.value for c in at.caption],
+        # As the reader sees it: readings are escaped (they hold user text).
+        "markdown": [unescaped(m.value) for m in at.markdown]
+        + [unescaped(c.value) for c in at.caption],
         "tables": [t.value for t in at.table],
     }
 
