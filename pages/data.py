@@ -7,7 +7,7 @@ from alliance_core.data.uploads import template as uploads_template
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import escape_markdown
 from alliance_core.wording.ptr_slope import PTR_SLOPE_HEADING, PTR_SLOPE_MEANING
-from pages._ui import loading, render, session, sidebar, tables, upload_form
+from pages._ui import downloads, loading, render, session, sidebar, tables, upload_form
 
 ctx = sidebar.context()
 render.page_header("Data", ctx, needs_data=False)
@@ -35,7 +35,7 @@ if data is not None:
         render.model_statement(run)
         render.analysis_notes(run)
         render.dataframe(analysed, hide_index=True, width="stretch")
-        render.result_downloads(run, ctx)
+        downloads.result_downloads(run, ctx)
     else:
         filtered = apply_filters(data.table, ctx.settings.filters)
         st.caption(f"{len(filtered):,} rows after the filter; the model could not be fitted.")

@@ -21,6 +21,7 @@ from alliance_core.wording.common_language import r_in_brief
 from alliance_core.wording.glossary import define
 from alliance_core.wording.look_for import look_for
 from pages._ui import (
+    downloads,
     handover_extras,
     loading,
     means_tables,
@@ -427,7 +428,7 @@ if render.page_header("Moderators & PTR", ctx):
             if run.robust is not None:
                 wild_bootstrap_section(run, ctx)
             render.analysis_notes(run)
-            render.result_downloads(run, ctx)
+            downloads.result_downloads(run, ctx)
             render.robust_download_note(run)
 
     with ptr_box:

@@ -8,7 +8,7 @@ from alliance_core.wording import reading
 from alliance_core.wording.common_language import r_in_words
 from alliance_core.wording.glossary import define
 from alliance_core.wording.look_for import look_for
-from pages._ui import loading, projector, render, sidebar, tables
+from pages._ui import downloads, loading, projector, render, sidebar, tables
 
 ctx = sidebar.context()
 if render.page_header("Overview", ctx):
@@ -134,5 +134,5 @@ if render.page_header("Overview", ctx):
             "The results file holds both models this page shows, the pooled model first; the "
             "“model” column says which row belongs to which."
         )
-    render.result_downloads(run, ctx, pooled=pooled_run)
+    downloads.result_downloads(run, ctx, pooled=pooled_run)
     render.robust_download_note(run)

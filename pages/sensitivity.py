@@ -20,7 +20,7 @@ from alliance_core.model.nesting import is_nested, model_name
 from alliance_core.wording.glossary import with_definitions
 from alliance_core.wording.look_for import look_for
 from alliance_core.wording.reading import effect_words
-from pages._ui import loading, projector, render, sidebar, state
+from pages._ui import downloads, loading, projector, render, sidebar, state
 from pages._ui import sensitivity_tables as display
 
 ctx = sidebar.context()
@@ -380,7 +380,7 @@ def specification_section(page: Refits) -> None:
         st.download_button(
             "Specifications (CSV)",
             csv_bytes(curve.table, index=True),
-            file_name=f"{render.download_stem(ctx)}-specifications.csv",
+            file_name=f"{downloads.download_stem(ctx)}-specifications.csv",
             mime="text/csv",
             key="spec:download",
         )

@@ -1,4 +1,4 @@
-"""Drawing helpers every page uses: header, errors shown as messages, plots, notes, downloads."""
+"""Drawing helpers every page uses: header, errors shown as messages, plots, notes, figure files."""
 
 from __future__ import annotations
 
@@ -17,23 +17,18 @@ from alliance_core.analyses.settings import PTR, AnalysisSettings
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import (
     export_figure,
-    forest_figure,
-    funnel_figure,
     projector_figure,
-    ptr_curve_figure,
     split_caption,
 )
 from alliance_core.figures.export import prepare_images
 from alliance_core.formatting import escape_markdown
-from alliance_core.handover import reproduce
-from alliance_core.handover.provenance import Provenance, bundled_sha256, settings_json
-from alliance_core.handover.report import state_report
+from alliance_core.handover.provenance import Provenance, bundled_sha256
 from alliance_core.model.nesting import AGGREGATED, INDEPENDENT, independence_warning, model_name
 from alliance_core.wording.figure_text import plain_figure
 from alliance_core.wording.glossary import with_definitions
 from alliance_core.wording.reading import which_model
 from alliance_core.wording.table_text import markdown_frame
-from pages._ui import handover_extras, loading, session, sidebar, tables
+from pages._ui import loading, session, sidebar
 
 LOG = logging.getLogger("alliance_dashboard")
 if not LOG.handlers:  # unexpected errors go to the server console, never to the browser
@@ -408,215 +403,6 @@ def analysis_notes(run: AnalysisRun) -> None:
     notes = list(run.notes) + [run.row_use()] + list(run.result.notes)
     for note in notes:
         caption(f":material/info: {escape_markdown(note)}")
-
-
-def download_stem(ctx: loading.Context) -> str:
-    return "alliance-upload" if ctx.data.upload is not None else ctx.data.dataset
-
-
-@dataclass(frozen=True)
-class Download:
-    """One download button of the results row; ``data`` makes the file when clicked."""
-
-    label: str
-    data: Callable[[], bytes | str]
-    file_name: str
-    mime: str
-    icon: str  # a Material symbol name
-    key: str
-    help: str
-
-
-def result_downloads(
-    run: AnalysisRun, ctx: loading.Context, pooled: AnalysisRun | None = None
-) -> None:
-    """Results, analysed rows, settings, the reproduction scripts and the report.
-
-    Files are made only when clicked, and each carries the analysis's provenance. With
-    ``pooled`` (a page showing both the pooled model and the model with moderators) the
-    results file holds both models, each row labelled in its "model" column, and "Analysed
-    rows" holds the pooled model's rows (the page's headline model).
-    """
-    stem = download_stem(ctx)
-    on_r = ctx.data.correlations
-    mapping = ctx.data.mapping
-    rows_run = pooled if pooled is not None else run
-    # What the other pages showed travels too: the publication-bias results of the pooled
-    # model (with the Publication bias page's cuts) when this page reports the pooled model,
-    # the comparison table and heterogeneity model when the Moderators page opened them, and
-    # the wild bootstrap tests run for this state.
-    extras = handover_extras.requested(ctx)
-    pooled_shown = run if run.result.p == 1 else pooled
-
-    def bias():
-        if pooled_shown is None:
-            return None
-        return handover_extras.publication_bias(ctx, extras.steps)
-
-    def provenance() -> Provenance:
-        return provenance_for(run, ctx)
-
-    def bundle(language: str):
-        # Every model the page shows: the pooled model first when the page reports it.
-        def make() -> bytes:
-            shown = [("model", run)]
-            if pooled is not None and pooled.result.p < run.result.p:
-                shown = [("pooled", pooled), ("moderators", run)]
-            models = [(label, model, provenance_for(model, ctx)) for label, model in shown]
-            return reproduce.models_bundle(
-                models,
-                mapping,
-                on_r_scale=on_r,
-                language=language,
-                table=ctx.data.table,
-                bias=bias(),
-                comparison=handover_extras.comparison(run, extras),
-                heterogeneity=handover_extras.heterogeneity(run, extras),
-                wild_bootstrap=handover_extras.wild_bootstrap(run, extras),
-            )
-
-        return make
-
-    csv, json_, zip_ = "text/csv", "application/json", "application/zip"
-    docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-    downloads = [
-        Download(
-            label="Results (CSV)",
-            data=lambda: tables.results_csv(
-                run,
-                on_r,
-                provenance(),
-                pooled=pooled,
-                robust=run.robust,
-                bias=bias(),
-                comparison=handover_extras.comparison(run, extras),
-                heterogeneity=handover_extras.heterogeneity(run, extras),
-                wild_bootstrap=handover_extras.wild_bootstrap(run, extras),
-            ),
-            file_name=f"{stem}-results.csv",
-            mime=csv,
-            icon="download",
-            key="results",
-            help="Coefficients, the average effect, heterogeneity and tests, one row per number.",
-        ),
-        Download(
-            label="Analysed rows (CSV)",
-            # The rows of the page's own model: the pooled model's on a page that reports it
-            # (a moderator with missing values leaves rows out of the moderator model only).
-            data=lambda: tables.data_csv(rows_run, provenance()),
-            file_name=f"{stem}-analysed-rows.csv",
-            mime=csv,
-            icon="download",
-            key="rows",
-            help=(
-                "The rows the pooled model (the first numbers on this page) was fitted to"
-                if rows_run is not run
-                else "The rows the model was fitted to"
-            )
-            + " (after exclusions and the filter), with yi and vi.",
-        ),
-        Download(
-            label="Settings (JSON)",
-            data=lambda: settings_json(ctx.settings, provenance()),
-            file_name="alliance-settings.json",
-            mime=json_,
-            icon="download",
-            key="settings",
-            help="Load it again in the sidebar under 'Share or save this view'.",
-        ),
-        Download(
-            label="Reproduce in R (zip)",
-            data=bundle("R"),
-            file_name=f"{stem}-reproduce-R.zip",
-            mime=zip_,
-            icon="code",
-            key="reproduce-r",
-            help="data.csv, analysis.R (metafor) and the dashboard's results; the script checks "
-            "that metafor gives the same numbers. With two models on the page (pooled and with "
-            "moderators), one folder per model and an analysis.R that runs and counts both.",
-        ),
-        Download(
-            label="Reproduce in Python (zip)",
-            data=bundle("Python"),
-            file_name=f"{stem}-reproduce-python.zip",
-            mime=zip_,
-            icon="code",
-            key="reproduce-python",
-            help="data.csv, analysis.py (alliance_core) and the dashboard's results; one folder "
-            "per model when the page shows two.",
-        ),
-        Download(
-            label="Report (HTML)",
-            data=lambda: report_for(run, ctx, extras).to_html().encode("utf-8"),
-            file_name=f"{stem}-report.html",
-            mime="text/html",
-            icon="description",
-            key="report-html",
-            help="Methods, APA-style results, tables, figures, provenance and references.",
-        ),
-        Download(
-            label="Report (Word)",
-            data=lambda: report_for(run, ctx, extras).to_docx(),
-            file_name=f"{stem}-report.docx",
-            mime=docx,
-            icon="description",
-            key="report-docx",
-            help="The same report as a Word document.",
-        ),
-    ]
-    row = st.container(horizontal=True)
-    for download in downloads:
-        row.download_button(
-            download.label,
-            data=download.data,
-            file_name=download.file_name,
-            mime=download.mime,
-            on_click="ignore",
-            icon=f":material/{download.icon}:",
-            key=f"download:{download.key}",
-            help=download.help,
-        )
-
-
-def report_for(
-    run: AnalysisRun, ctx: loading.Context, extras: handover_extras.Extras | None = None
-):
-    """The report of the current analysis (figures drawn once per analysis and session).
-
-    ``extras``: the page choices read when the page ran; a download is made on a click,
-    outside the page's run, where the session's choices cannot be read."""
-    if extras is None:
-        extras = handover_extras.requested(ctx)
-    key = f"_report:{ctx.data.key}:{loading.analysis_key(ctx.settings)}:{extras.key}"
-    cached = st.session_state.get(key)
-    if cached is not None:
-        return cached
-    pooled = loading.state(ctx).pooled
-    on_r = ctx.data.correlations
-    band = run.band_inference()  # under CR2 the figures' intervals are the page's robust ones
-    figures = {
-        "forest": forest_figure(
-            run.result,
-            transform="r" if on_r else None,
-            columns=figure_columns(ctx.data),
-            band=band,
-        ),
-        "funnel": funnel_figure(pooled.result, scale="r" if on_r else None),
-    }
-    if run.ptr_column is not None:
-        figures["ptr"] = ptr_curve_figure(
-            run.result, ptr_column="PTR", scale=ctx.settings.ptr_scale, band=band
-        )
-    built = state_report(
-        loading.state(ctx),
-        provenance_for(run, ctx),
-        figures=figures,
-        bias=handover_extras.publication_bias(ctx, extras.steps),
-        comparison=handover_extras.comparison(run, extras),
-        wild_bootstrap=handover_extras.wild_bootstrap(run, extras),
-    )
-    st.session_state[key] = built
-    return built
 
 
 def figure_columns(data: loading.ActiveData) -> dict[str, str]:
