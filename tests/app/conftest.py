@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.util import patch_config_options
 
@@ -118,3 +119,31 @@ def open_sensitivity_tab(at: AppTest, label: str) -> AppTest:
     assert label in labels, f"no tab {label!r} among {labels}"
     at.session_state[SENSITIVITY_TAB] = label
     return at.run()
+
+
+class Downloads:
+    """The files a run's download buttons serve. They are made when clicked, which AppTest
+    cannot do: the recorder keeps each button's deferred maker as Streamlit registers it."""
+
+    def __init__(self) -> None:
+        self.makers: dict[str, Callable[[], bytes | str]] = {}
+
+    def bytes(self, at: AppTest, key: str) -> bytes:
+        """The file of the button ``download:<key>`` of the last run."""
+        button = at.download_button(key=f"download:{key}")
+        data = self.makers[button.proto.deferred_file_id]()
+        return data.encode("utf-8") if isinstance(data, str) else data
+
+
+@pytest.fixture
+def downloads(monkeypatch: pytest.MonkeyPatch) -> Downloads:
+    recorder = Downloads()
+    original = MediaFileManager.add_deferred
+
+    def recording(self, data_callable, *args, **kwargs):
+        file_id = original(self, data_callable, *args, **kwargs)
+        recorder.makers[file_id] = data_callable
+        return file_id
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", recording)
+    return recorder

@@ -9,7 +9,6 @@ import io
 
 import numpy as np
 import pandas as pd
-from streamlit.runtime.media_file_manager import MediaFileManager
 
 import alliance_core as ac
 from alliance_core.analyses.bias_tests import selection_cluster
@@ -20,23 +19,8 @@ from pages._ui.handover_extras import COMPARE_KEY, CUT_CHOICES, CUTS_KEY
 from tests.app.conftest import new_app
 
 
-def _recorder(monkeypatch) -> dict:
-    generators: dict[str, object] = {}
-    original = MediaFileManager.add_deferred
-
-    def recording(self, data_callable, *args, **kwargs):
-        file_id = original(self, data_callable, *args, **kwargs)
-        generators[file_id] = data_callable
-        return file_id
-
-    monkeypatch.setattr(MediaFileManager, "add_deferred", recording)
-    return generators
-
-
-def _results(at, generators) -> pd.DataFrame:
-    button = at.download_button(key="download:results")
-    data = generators[button.proto.deferred_file_id]()
-    return pd.read_csv(io.BytesIO(data), comment="#")
+def _results(at, downloads) -> pd.DataFrame:
+    return pd.read_csv(io.BytesIO(downloads.bytes(at, "results")), comment="#")
 
 
 def _default_state():
@@ -56,12 +40,11 @@ def _estimated(delta: pd.DataFrame) -> np.ndarray:
     return delta["estimate"].iloc[1:].to_numpy()
 
 
-def test_the_results_file_holds_the_selection_model_with_the_bias_pages_cuts(monkeypatch):
-    generators = _recorder(monkeypatch)
+def test_the_results_file_holds_the_selection_model_with_the_bias_pages_cuts(downloads):
     state = _default_state()
     pooled = state.pooled.result
     at = new_app().run()
-    three = _delta_rows(_results(at, generators))
+    three = _delta_rows(_results(at, downloads))
     expected = ac.selmodel(pooled, steps=THREE_PSM, cluster=selection_cluster(state))
     assert len(three) == len(expected.delta) - 1
     np.testing.assert_allclose(three["estimate"].to_numpy(), _estimated(expected.delta), rtol=1e-8)
@@ -69,19 +52,18 @@ def test_the_results_file_holds_the_selection_model_with_the_bias_pages_cuts(mon
     at.switch_page("pages/funnel.py").run()
     at.radio(key=CUTS_KEY).set_value(CUT_CHOICES[1]).run()
     at.switch_page("pages/overview.py").run()
-    two = _delta_rows(_results(at, generators))
+    two = _delta_rows(_results(at, downloads))
     expected = ac.selmodel(pooled, steps=TWO_CUTS, cluster=selection_cluster(state))
     assert len(two) == len(expected.delta) - 1 == len(three) + 1
     np.testing.assert_allclose(two["estimate"].to_numpy(), _estimated(expected.delta), rtol=1e-8)
 
 
-def test_the_comparison_table_travels_once_opened(monkeypatch):
-    generators = _recorder(monkeypatch)
+def test_the_comparison_table_travels_once_opened(downloads):
     at = new_app().run()
     at.switch_page("pages/moderators.py").run()
-    assert "model comparison" not in set(_results(at, generators)["section"])
+    assert "model comparison" not in set(_results(at, downloads)["section"])
     at.toggle(key=COMPARE_KEY).set_value(True).run()
-    frame = _results(at, generators)
+    frame = _results(at, downloads)
     rows = frame[frame["section"] == "model comparison"]
     expected = ac.model_comparison(_default_state().model.result)
     assert not rows.empty

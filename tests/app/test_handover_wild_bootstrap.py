@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 
 import pandas as pd
-from streamlit.runtime.media_file_manager import MediaFileManager
 
 import alliance_core as ac
 from alliance_core.data.datasets import DEFAULT_DATASET
@@ -21,35 +20,15 @@ from tests.app.conftest import assert_ran_cleanly, run_page
 LABEL = "alliance_rater"
 
 
-def _recorder(monkeypatch) -> dict:
-    generators: dict[str, object] = {}
-    original = MediaFileManager.add_deferred
-
-    def recording(self, data_callable, *args, **kwargs):
-        file_id = original(self, data_callable, *args, **kwargs)
-        generators[file_id] = data_callable
-        return file_id
-
-    monkeypatch.setattr(MediaFileManager, "add_deferred", recording)
-    return generators
-
-
-def _download(at, generators, key: str) -> bytes:
-    button = at.download_button(key=f"download:{key}")
-    data = generators[button.proto.deferred_file_id]()
-    return data.encode("utf-8") if isinstance(data, str) else data
-
-
-def test_the_results_file_carries_the_states_wild_bootstrap(monkeypatch):
-    generators = _recorder(monkeypatch)
+def test_the_results_file_carries_the_states_wild_bootstrap(downloads):
     at = run_page("pages/moderators.py")
     at.multiselect(key=session.MODERATORS).select(LABEL).run()
     at.radio(key=session.INFERENCE).set_value("CR2").run()
     assert_ran_cleanly(at)
-    frame = pd.read_csv(io.BytesIO(_download(at, generators, "results")), comment="#")
+    frame = pd.read_csv(io.BytesIO(downloads.bytes(at, "results")), comment="#")
     assert WILD_SECTION not in set(frame["section"])
 
-    settings = ac.AnalysisSettings.from_json(_download(at, generators, "settings"))
+    settings = ac.AnalysisSettings.from_json(downloads.bytes(at, "settings"))
     info = ac.datasets.dataset_info(DEFAULT_DATASET)
     state = ac.analysis_state(ac.load_dataset(DEFAULT_DATASET), info.mapping, settings)
     run = state.model
@@ -59,7 +38,7 @@ def test_the_results_file_carries_the_states_wild_bootstrap(monkeypatch):
     at.selectbox(key="cwb:test").set_value(LABEL).run()
     assert_ran_cleanly(at)
     assert any(m.value.startswith("Wild bootstrap of alliance\\_rater: F =") for m in at.markdown)
-    frame = pd.read_csv(io.BytesIO(_download(at, generators, "results")), comment="#")
+    frame = pd.read_csv(io.BytesIO(downloads.bytes(at, "results")), comment="#")
     rows = frame[frame["section"] == WILD_SECTION].set_index("name")
     assert len(rows) == 3
     assert rows.loc[f_name(LABEL, cwb), "statistic"] == cwb.statistic
@@ -67,7 +46,7 @@ def test_the_results_file_carries_the_states_wild_bootstrap(monkeypatch):
     assert rows.loc[replicates_name(LABEL), "estimate"] == cwb.R
     # The report is made on a click, outside the page's run: it carries the result read when
     # the page ran (its Methods reference and the test's sentence with the result's numbers).
-    html = _download(at, generators, "report-html").decode("utf-8")
+    html = downloads.bytes(at, "report-html").decode("utf-8")
     assert "Joshi, M., Pustejovsky, J. E., &amp; Beretvas, S. N. (2022)" in html
     assert (
         f"Cluster wild bootstrap test of {LABEL}: F = {format_number(cwb.statistic, 2)}, "

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 from alliance_core.data.mapping import ColumnMapping
@@ -322,16 +321,7 @@ FORMULAS = [
 ]
 
 
-def test_downloaded_csv_files_neutralise_formulas(monkeypatch):
-    generators: dict[str, object] = {}
-    original = MediaFileManager.add_deferred
-
-    def recording(self, data_callable, *args, **kwargs):
-        file_id = original(self, data_callable, *args, **kwargs)
-        generators[file_id] = data_callable
-        return file_id
-
-    monkeypatch.setattr(MediaFileManager, "add_deferred", recording)
+def test_downloaded_csv_files_neutralise_formulas(downloads):
     column = "@rater"  # a coefficient name starts with its column name
     content = coding_sheet(column, ("@SUM(1+1)", "=1+2"), FORMULAS)
     at = upload(new_app().run(), content, "formulas.csv")
@@ -345,15 +335,14 @@ def test_downloaded_csv_files_neutralise_formulas(monkeypatch):
     assert not at.exception, exception_messages(at)
 
     def download(key: str) -> pd.DataFrame:
-        button = at.download_button(key=key)
-        data = generators[button.proto.deferred_file_id]()
-        return pd.read_csv(io.BytesIO(data), comment="#")  # after the provenance lines
+        # After the provenance lines.
+        return pd.read_csv(io.BytesIO(downloads.bytes(at, key)), comment="#")
 
-    rows = download("download:rows")
+    rows = download("rows")
     assert sorted(set(rows["label"])) == sorted("'" + f for f in FORMULAS)
     assert set(rows["'@rater"]) == {"'@SUM(1+1)", "'=1+2"}  # header quoted too
     assert pd.api.types.is_float_dtype(rows["r"]) and (rows["r"] > 0).all()
-    results = download("download:results")
+    results = download("results")
     text_cells = [c for c in results.to_numpy().ravel() if isinstance(c, str)]
     assert "'@rater@SUM(1+1)" in text_cells  # column and level make a coefficient name
     assert not [c for c in text_cells if c[:1] in ("=", "+", "-", "@")]

@@ -36,6 +36,17 @@ def flagged_state():
     return ac.analysis_state(ac.load_dataset("assink2016"), info.mapping, settings)
 
 
+def _assink_provenance(run) -> Provenance:
+    return Provenance.of(
+        run,
+        run.mapping,
+        dataset="assink2016",
+        sha256=bundled_sha256("assink2016"),
+        title="assink2016",
+        robust=run.robust,
+    )
+
+
 def test_a_flagged_moderator_test_gets_no_verdict(flagged_state):
     run, flags = flagged_state.moderated, flagged_state.moderated_flags
     caution = flags.omnibus_caution()
@@ -81,14 +92,7 @@ def test_heterogeneity_is_not_read_from_two_studies():
 
 def test_the_cr2_report_holds_no_model_based_test_and_no_flagged_verdict(flagged_state):
     run = flagged_state.model
-    provenance = Provenance.of(
-        run,
-        run.mapping,
-        dataset="assink2016",
-        sha256=bundled_sha256("assink2016"),
-        title="assink2016",
-        robust=run.robust,
-    )
+    provenance = _assink_provenance(run)
     report = state_report(flagged_state, provenance)
     methods = " ".join(report.methods)
     results = " ".join(report.results)
@@ -127,14 +131,7 @@ def test_the_reports_bias_tests_are_the_states_under_cr2(filters):
     )
     state = ac.analysis_state(ac.load_dataset("assink2016"), info.mapping, settings)
     run = state.model
-    provenance = Provenance.of(
-        run,
-        run.mapping,
-        dataset="assink2016",
-        sha256=bundled_sha256("assink2016"),
-        title="assink2016",
-        robust=run.robust,
-    )
+    provenance = _assink_provenance(run)
     tests = bias_tests_of(state)
     assert tests.egger.inference == "CR2"
     assert bool(tests.egger.caution) == bool(filters)
