@@ -124,9 +124,10 @@ forward.button(
 
 with render.shown_errors("The step's figure"):
     shown = figure_of(current.name, step.number)
-    # Beside what to look for the figure has three fifths of the width: too narrow for a legend
-    # at its right on a projector, so the legend stays above the plot, where the figure puts it.
-    figure_col, look_col = st.columns([3, 2])
+    # On a projector what to look for gets half the width, so it stays short beside the figure;
+    # half the width is too narrow for a legend at the plot's right, so the legend stays above
+    # the plot, where the figure puts it.
+    figure_col, look_col = st.columns([1, 1] if projector.on() else [3, 2])
     with figure_col, projector.figure_box():
         render.plot(
             go.Figure(shown.figure).update_layout(height=FIGURE_HEIGHT),

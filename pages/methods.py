@@ -180,6 +180,61 @@ st.markdown(
     "*Evolution, 59*, 464–468."
 )
 
+st.markdown(
+    "**Small-study tests under dependence.** Egger's regression test (Egger et al., 1997) and "
+    "PET-PEESE (Stanley & Doucouliagos, 2014) refit the model of the analysis with the "
+    "standard error (PET, Egger) or the sampling variance (PEESE) as a moderator: for nested "
+    "data the three-level CHE model with the analysis's ρ, so that effect sizes of one study "
+    "are not counted as independent (Rodgers & Pustejovsky, 2021). Under CR2 their tests are "
+    "cluster-robust by study with Satterthwaite df, as clubSandwich's `coef_test`; with fewer "
+    "than 10 studies or a robust df below 4 a test is shown but called neither significant nor "
+    "non-significant. The rank test and trim-and-fill have no cluster-robust form.\n\n"
+    "References: Egger, M., Davey Smith, G., Schneider, M., & Minder, C. (1997). Bias in "
+    "meta-analysis detected by a simple, graphical test. *BMJ, 315*, 629–634. Stanley, T. D., & "
+    "Doucouliagos, H. (2014). Meta-regression approximations to reduce publication selection "
+    "bias. *Research Synthesis Methods, 5*, 60–78. Rodgers, M. A., & Pustejovsky, J. E. (2021). "
+    "Evaluating meta-analytic methods to detect selective reporting in the presence of "
+    "dependent effect sizes. *Psychological Methods, 26*, 141–160."
+)
+
+st.subheader("Beyond one slope: interactions, marginal means, heterogeneity, comparisons")
+st.markdown(
+    "**Interactions.** PTR × a categorical moderator (chosen in the sidebar) gives each level "
+    "its own PTR slope, coded as metafor's `mods = ~ log_ptr * alliance_rater`: the PTR "
+    "coefficient is the reference level's slope, each interaction coefficient a level's "
+    "difference from it, and a Wald test asks whether the slopes differ.\n\n"
+    "**Marginal means.** The expected effect of each level of a categorical moderator, with "
+    "numeric moderators at their means and other categorical ones averaged over how often "
+    "their levels occur (population marginal means; Searle, Speed & Milliken, 1980), with a "
+    "confidence and a prediction interval; under CR2 each mean is a linear contrast with its "
+    "own Satterthwaite df (Pustejovsky & Tipton, 2018).\n\n"
+    "**Moderators of heterogeneity.** The location-scale model (Viechtbauer & López-López, "
+    "2022) lets the between-study variance depend on PTR, $\\tau^2_i = \\exp(\\alpha_0 + "
+    "\\alpha_1 \\mathrm{PTR}_i)$, beside the moderators of the mean; a likelihood-ratio test "
+    "compares it with one $\\tau^2$. It needs a two-level model (e.g. the aggregated one) "
+    "fitted by ML or REML.\n\n"
+    "**Model comparison.** The sidebar's model against its neighbours (each moderator dropped, "
+    "each PTR interaction added) by log-likelihood, AIC, BIC and AICc and a likelihood-ratio "
+    "test: refitted by ML, since REML likelihoods of models with different moderators cannot "
+    "be compared; variance components (each level at 0) are compared by REML.\n\n"
+    "**Cluster wild bootstrap.** With few studies the CR2 tests' small df make them "
+    "unreliable. The cluster wild bootstrap (Joshi, Pustejovsky & Beretvas, 2022) fits the "
+    "model under the null hypothesis, multiplies each study's residuals by one random weight "
+    "(Rademacher, or Webb's six-point weights below 10 studies), refits the full model "
+    "(variance components included) to every bootstrap sample, and compares the observed Wald "
+    "statistic (CR0, or CR2 under CR2 inference) with the refits' statistics; 1,999 "
+    "replicates. Given the same weights, every replicate agrees with the R package wildmeta.\n\n"
+    "References: Searle, S. R., Speed, F. M., & Milliken, G. A. (1980). Population marginal "
+    "means in the linear model: An alternative to least squares means. *The American "
+    "Statistician, 34*, 216–221. Pustejovsky, J. E., & Tipton, E. (2018). Small-sample methods "
+    "for cluster-robust variance estimation and hypothesis testing in fixed effects models. "
+    "*Journal of Business & Economic Statistics, 36*, 672–683. Viechtbauer, W., & "
+    "López-López, J. A. (2022). Location-scale models for meta-analysis. *Research Synthesis "
+    "Methods, 13*, 697–715. Joshi, M., Pustejovsky, J. E., & Beretvas, S. N. (2022). Cluster "
+    "wild bootstrapping to handle dependent effect sizes in meta-analysis with a small number "
+    "of studies. *Research Synthesis Methods, 13*, 457–477."
+)
+
 st.subheader("The Patient–Therapist Ratio (PTR)")
 st.markdown(
     "PTR is the number of patients in a study divided by its number of therapists. With one "
