@@ -89,6 +89,12 @@ def opened(tab, app_url: str, path: str) -> dict:
     if path.startswith("?"):  # the Overview: its metrics come after the first fit
         tab.wait_for_selector(".stMain [data-testid='stMetricValue']")
         wait_for_app_ready(tab)
+        # All five key numbers drawn: a run that rewrites the share link can leave the page
+        # between two renders when it first reports idle.
+        tab.wait_for_function(
+            "() => [...document.querySelectorAll('.stMain [data-testid=\"stMetricValue\"]')]"
+            ".filter(m => m.offsetParent !== null).length >= 5"
+        )
     return tab.evaluate(MEASURE)
 
 
