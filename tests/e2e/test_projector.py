@@ -36,7 +36,9 @@ MEASURE = """() => {
   const ticks = [...document.querySelectorAll('.js-plotly-plot .xtick text, .js-plotly-plot .ytick text')]
     .filter(t => t.getBoundingClientRect().width > 0)
     .map(t => ({size: px(t), fill: getComputedStyle(t).fill}));
-  const plot = [...document.querySelectorAll('.js-plotly-plot')].find(visible);
+  // The page's main figure: the one on the projector stage where the page has one.
+  const plot = [...document.querySelectorAll('.st-key-projector-stage .js-plotly-plot')].find(visible)
+    || [...document.querySelectorAll('.js-plotly-plot')].find(visible);
   const look = document.querySelector('.st-key-lesson-look-for, .st-key-sim-look-for');
   const box = (el) => el ? el.getBoundingClientRect().toJSON() : null;
   const formulas = [...document.querySelectorAll('.katex-display')].filter(visible).map(f => ({
@@ -95,7 +97,28 @@ def opened(tab, app_url: str, path: str) -> dict:
             "() => [...document.querySelectorAll('.stMain [data-testid=\"stMetricValue\"]')]"
             ".filter(m => m.offsetParent !== null).length >= 5"
         )
-    return tab.evaluate(MEASURE)
+    if "view=projector" in path and any(page in path for page in STAGED_PAGES):
+        tab.wait_for_selector(".st-key-projector-stage .js-plotly-plot .xtick text")
+    return settled(tab)
+
+
+STAGED_PAGES = ("moderators", "forest", "funnel")  # Sensitivity's stage holds a table
+SETTLE_TRIES = 20
+
+
+def settled(tab) -> dict:
+    """The layout once two readings 0.4 s apart agree. A run that rewrites the share link can
+    leave the page between two renders when it first reports idle (a fresh clone's run once
+    measured the PTR curve 560 px high and 313 px down, before the projector's box held it)."""
+    shown = tab.evaluate(MEASURE)
+    for _ in range(SETTLE_TRIES):
+        tab.wait_for_timeout(400)
+        wait_for_app_ready(tab)
+        again = tab.evaluate(MEASURE)
+        if again == shown:
+            return shown
+        shown = again
+    raise AssertionError(f"the page kept changing for {SETTLE_TRIES * 0.4:.0f} s: {shown}")
 
 
 @pytest.mark.parametrize("screen", [PROJECTOR], indirect=True, ids=["1280x720@1.5"])
