@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -371,9 +372,14 @@ def specification_section(page: Refits) -> None:
                 + model_name(ctx.settings.model)
                 + ") is not one of the curve's, so no specification is highlighted."
             )
+        share = curve.share_significant
         st.metric(
             "Specifications with a significant PTR coefficient",
-            f"{curve.share_significant:.0%}",
+            "–" if np.isnan(share) else f"{share:.0%}",
+            help="Counted among the specifications whose PTR test can be trusted; the others "
+            "are marked in the figure and named below."
+            if curve.n_cautioned
+            else None,
         )
         render.plot(specification_figure(curve, current=current), key="spec:figure")
         st.markdown(escape_markdown(curve.describe()))

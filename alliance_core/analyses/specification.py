@@ -31,7 +31,12 @@ from alliance_core.model.components import BLAS
 from alliance_core.model.design import build_design_matrix
 from alliance_core.model.fit_inputs import THREE_LEVEL_METHODS, TWO_LEVEL_METHODS
 from alliance_core.model.refitting import refit
-from alliance_core.model.robust import marginal_blocks, robust_from_blocks
+from alliance_core.model.robust import (
+    FEW_CLUSTERS,
+    MIN_RELIABLE_DF,
+    marginal_blocks,
+    robust_from_blocks,
+)
 
 MODELS = ("two-level", "three-level")
 RESULT_COLUMNS = (
@@ -47,7 +52,9 @@ RESULT_COLUMNS = (
     "pval",
     "ci_lb",
     "ci_ub",
+    "df",
     "significant",
+    "caution",
     "delta",
     "independent",
     "error",
@@ -64,8 +71,11 @@ class SpecificationCurve:
     ``rho`` (the CHE sampling correlation of a three-level fit; NaN for independent sampling
     errors and two-level fits), ``inference`` ("model", or "CR2": cluster-robust by study with
     the coefficient's Satterthwaite df), the PTR
-    coefficient's ``estimate``, ``se``, ``statistic``, ``pval``, ``ci_lb``, ``ci_ub``,
-    ``significant`` (p < 1 - level), ``delta`` (predicted effect at PTR = 10 minus at PTR = 1,
+    coefficient's ``estimate``, ``se``, ``statistic``, ``pval``, ``ci_lb``, ``ci_ub``, ``df``
+    (the CR2 Satterthwaite df; NaN for model-based inference), ``significant`` (p < 1 - level),
+    ``caution`` (why the PTR test cannot be trusted, by the rules of the dashboard's flags:
+    fewer than 10 studies, or CR2 df below 4; such specifications are marked in the figure and
+    never counted as significant or not; else None), ``delta`` (predicted effect at PTR = 10 minus at PTR = 1,
     other moderators at their mean or reference level, on the ``delta_scale``: "r" for
     correlations, else the model scale), ``independent`` (True for a two-level fit to rows
     nested in studies, which treats them as independent and overstates precision: such
@@ -97,15 +107,27 @@ class SpecificationCurve:
         return valid if len(valid) else fitted
 
     @property
+    def trusted(self) -> pd.DataFrame:
+        """The counted specifications whose PTR test can be read (no ``caution``)."""
+        counted = self.counted
+        return counted[counted["caution"].isna()]
+
+    @property
+    def n_cautioned(self) -> int:
+        """Counted specifications whose PTR test cannot be trusted (marked, not counted)."""
+        return len(self.counted) - len(self.trusted)
+
+    @property
     def n_independent(self) -> int:
         """Specifications that treat nested effect sizes as independent (marked, not counted)."""
         return int(self.table["independent"].astype(bool).sum())
 
     @property
     def share_significant(self) -> float:
-        """Share of the counted specifications in which PTR is significant (either sign)."""
-        counted = self.counted
-        return float(counted["significant"].mean()) if len(counted) else float("nan")
+        """Share of the trusted specifications in which PTR is significant (either sign); NaN
+        when no specification's test can be trusted."""
+        trusted = self.trusted
+        return float(trusted["significant"].mean()) if len(trusted) else float("nan")
 
     @property
     def n_failed(self) -> int:
@@ -149,8 +171,9 @@ class SpecificationCurve:
             return "Specification curve: no specification could be estimated."
         alpha = 1.0 - self.level
         negative = int((fitted["estimate"] < 0).sum())
-        significant = int(fitted["significant"].sum())
-        sig_negative = int((fitted["significant"] & (fitted["estimate"] < 0)).sum())
+        trusted = self.trusted
+        significant = int(trusted["significant"].sum())
+        sig_negative = int((trusted["significant"] & (trusted["estimate"] < 0)).sum())
         name = "log PTR" if self.ptr_scale == "log" else "PTR"
         parts = [
             f"Specification curve: the {name} coefficient was estimated in {n} "
@@ -171,9 +194,23 @@ class SpecificationCurve:
                 "Every specification here fits the two-level model to effect sizes nested in "
                 "studies as if they were independent, which makes p-values too small."
             )
+        cautioned = self.n_cautioned
+        if cautioned:
+            reasons = "; ".join(dict.fromkeys(fitted["caution"].dropna()))
+            parts.append(
+                f"The PTR test of {cautioned} of {len(fitted)} cannot be trusted ({reasons}); "
+                "they are marked in the figure and not called significant or not."
+            )
+        if len(trusted):
+            tested = f"of the {len(trusted)} whose test can be trusted, " if cautioned else ""
+            verdict = (
+                f"and, {tested}significant at p < {alpha:g} in {significant} "
+                f"({self.share_significant:.0%}; {sig_negative} of them negative)"
+            )
+        else:
+            verdict = "and no specification's test can be trusted"
         parts.append(
-            f"It was negative in {negative} of {len(fitted)} and significant at p < {alpha:g} "
-            f"in {significant} ({self.share_significant:.0%}; {sig_negative} of them negative). "
+            f"It was negative in {negative} of {len(fitted)} {verdict}. "
             f"Estimates ranged from {fitted['estimate'].min():.3f} to "
             f"{fitted['estimate'].max():.3f} (median {fitted['estimate'].median():.3f})."
         )
@@ -262,6 +299,13 @@ def specification_curve(
         level=level,
     )
     nested = bool(study) and bool(sample[study].duplicated().any())
+    clusters = int(sample[study].nunique()) if study else len(sample)
+    # The dashboard's flags (ModelFlags): a moderator test with fewer than 10 studies.
+    few_studies = (
+        f"only {clusters} studies inform the moderator test (fewer than {FEW_CLUSTERS})"
+        if clusters < FEW_CLUSTERS
+        else None
+    )
     subsets = [
         subset
         for size in range(len(controls) + 1)
@@ -290,6 +334,8 @@ def specification_curve(
                         # rho starts its variance components where the PTR-only model ended.
                         start = theta
                     row["independent"] = model == "two-level" and nested
+                    if row.get("error") is None:
+                        row["caution"] = _caution(row, few_studies)
                     rows.append(
                         {
                             **uses,
@@ -304,7 +350,8 @@ def specification_curve(
                         progress(len(rows), total)
     result = pd.DataFrame(rows, columns=[*controls, *RESULT_COLUMNS])
     result.index.name = "specification"
-    result["error"] = result["error"].astype(object).where(result["error"].notna(), None)
+    for column in ("error", "caution"):
+        result[column] = result[column].astype(object).where(result[column].notna(), None)
     return SpecificationCurve(
         table=result,
         controls=tuple(controls),
@@ -470,7 +517,7 @@ def _fit_specification(
                 out[inference] = {"k": fitted.k, "error": str(error)}
                 continue
         else:
-            ptr = fitted.coefficient(1)
+            ptr = {**fitted.coefficient(1), "df": np.nan}  # the df column holds CR2's df
         out[inference] = {
             **shared,
             **ptr,
@@ -478,6 +525,16 @@ def _fit_specification(
             "error": None,
         }
     return out
+
+
+def _caution(row: Mapping[str, object], few_studies: str | None) -> str | None:
+    """Why a specification's PTR test cannot be trusted, by the rules of the dashboard's
+    flags (``ModelFlags``): fewer than 10 studies, or a CR2 test on fewer than 4 df."""
+    reasons = [few_studies] if few_studies else []
+    df = row.get("df")
+    if df is not None and np.isfinite(df) and df < MIN_RELIABLE_DF:
+        reasons.append(f"a robust test on fewer than {MIN_RELIABLE_DF:g} degrees of freedom")
+    return "; ".join(reasons) or None
 
 
 def _robust_coefficient(inputs, X, fitted, three_level: bool, rho, names) -> dict[str, float]:
@@ -499,7 +556,7 @@ def _robust_coefficient(inputs, X, fitted, three_level: bool, rho, names) -> dic
     row = robust.coefficients.iloc[1]
     return {
         column: float(row[column])
-        for column in ("estimate", "se", "statistic", "pval", "ci_lb", "ci_ub")
+        for column in ("estimate", "se", "statistic", "pval", "ci_lb", "ci_ub", "df")
     }
 
 

@@ -67,6 +67,7 @@ def _hover(table: pd.DataFrame, controls: Sequence[str], delta_scale) -> list[st
             f"{row['model']}, {row['method']}{extra}<br>controls: {', '.join(used)}<br>"
             f"PTR b = {row['estimate']:.3f} [{row['ci_lb']:.3f}, {row['ci_ub']:.3f}], "
             f"{format_p(row['pval'])}<br>change in {scale}, PTR 1 \u2192 10: {row['delta']:+.3f}"
+            + ("" if row["caution"] is None else f"<br>test not trustworthy: {row['caution']}")
         )
     return texts
 
@@ -87,22 +88,36 @@ def specification_figure(curve: SpecificationCurve, current=None) -> go.Figure:
     hover = pd.Series(_hover(fitted, curve.controls, curve.delta_scale), index=fitted.index)
     independent = fitted["independent"].astype(bool)
     marked = bool(independent.any() and not independent.all())
-    for significant, colour, name, naive in (
-        (True, SIGNIFICANT_COLOUR, f"p < {1 - curve.level:g}", False),
-        (False, NOT_SIGNIFICANT_COLOUR, "not significant", False),
+    cautioned = fitted["caution"].notna() & ~(independent & marked)
+    # Each specification in one group: two-level fits treating nested effect sizes as
+    # independent, then those whose PTR test cannot be trusted (never called significant or
+    # not, as on the pages), then significant and not significant.
+    counted = ~(independent & marked) & ~cautioned
+    groups = (
+        (True, SIGNIFICANT_COLOUR, f"p < {1 - curve.level:g}", "circle", False, None),
+        (False, NOT_SIGNIFICANT_COLOUR, "not significant", "circle", False, None),
+        (
+            None,
+            NOT_SIGNIFICANT_COLOUR,
+            "test not trustworthy (not counted)",
+            "diamond-open",
+            False,
+            fitted[cautioned],
+        ),
         (
             None,
             NOT_SIGNIFICANT_COLOUR,
             "two-level, effect sizes as if independent (not counted)",
+            "circle-open",
             True,
+            fitted[independent] if marked else fitted.iloc[:0],
         ),
-    ):
-        if naive and not marked:
+    )
+    for significant, colour, name, symbol, naive, part in groups:
+        if part is None:
+            part = fitted[(fitted["significant"] == significant) & counted]
+        elif part.empty:
             continue
-        if naive:
-            part = fitted[independent]
-        else:
-            part = fitted[(fitted["significant"] == significant) & ~(independent & marked)]
         fig.add_trace(
             go.Scatter(
                 x=rank[part.index],
@@ -111,7 +126,7 @@ def specification_figure(curve: SpecificationCurve, current=None) -> go.Figure:
                 marker={
                     "color": colour,
                     "size": 5,
-                    "symbol": "circle-open" if naive else "circle",
+                    "symbol": symbol,
                 },
                 error_y={
                     "type": "data",

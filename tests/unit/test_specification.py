@@ -205,3 +205,73 @@ def test_figure_highlights_the_current_specification():
     assert sorted(marks.y) == ["design", "three-level model"]
     with pytest.raises(AnalysisError, match="not one of"):
         specification_figure(curve, current={"controls": ["outcome_rater"]})
+
+
+# -- words follow flags: tests the dashboard flags are never counted as significant ----------
+def lopsided_ptr_data(n_studies: int = 12, per_study: int = 3, seed: int = 23) -> pd.DataFrame:
+    """Seeded effect sizes nested in studies where PTR differs in only two studies, so that
+    the CR2 test of the PTR slope rests on very few Satterthwaite df; a balanced control."""
+    rng = np.random.default_rng(seed)
+    study = np.repeat(np.arange(n_studies), per_study)
+    log_ptr = np.where(study < 2, np.log([2.0, 12.0])[np.minimum(study, 1)], np.log(5.0))
+    control = rng.normal(size=n_studies)[study]
+    vi = rng.uniform(0.01, 0.03, size=study.size)
+    yi = 0.3 - 0.05 * log_ptr + rng.normal(0, 0.1, n_studies)[study] + rng.normal(0, vi**0.5)
+    return pd.DataFrame(
+        {"study": study, "yi": yi, "vi": vi, "log_PTR": log_ptr, "control": control}
+    )
+
+
+def test_a_robust_test_on_fewer_than_four_df_is_marked_and_never_counted():
+    rows = lopsided_ptr_data()
+    curve = specification_curve(
+        rows,
+        {"yi": "yi", "vi": "vi", "study": "study"},
+        "log_PTR",
+        ["control"],
+        models=("three-level",),
+        rhos=(0.6,),
+        inferences=("model", "CR2"),
+    )
+    robust_rows = curve.table[curve.table["inference"] == "CR2"]
+    assert len(robust_rows) == 2
+    for label, row in robust_rows.iterrows():
+        moderators = ["log_PTR", *(["control"] if row["control"] else [])]
+        fitted = ac.fit(rows, moderators=moderators, cluster="study", rho=0.6)
+        df = fitted.robust().coefficients.loc["log_PTR", "df"]
+        assert row["df"] == pytest.approx(df, rel=1e-6)
+        assert (row["caution"] is not None) == (df < 4), label
+    assert robust_rows["caution"].notna().any()  # the data were built for it
+    model_rows = curve.table[curve.table["inference"] == "model"]
+    assert model_rows["caution"].isna().all() and model_rows["df"].isna().all()
+    # The share counts only the specifications whose test can be trusted.
+    trusted = curve.table[curve.table["caution"].isna()]
+    alpha = 1 - curve.level
+    assert curve.n_cautioned == int(robust_rows["caution"].notna().sum())
+    assert curve.share_significant == pytest.approx((trusted["pval"] < alpha).mean())
+    text = curve.describe()
+    assert f"The PTR test of {curve.n_cautioned} of 4 cannot be trusted" in text
+    assert "fewer than 4 degrees of freedom" in text
+    figure = specification_figure(curve)
+    marked = [t for t in figure.data if t.name == "test not trustworthy (not counted)"]
+    assert len(marked) == 1 and len(marked[0].x) == curve.n_cautioned
+    counted_points = sum(
+        len(t.x) for t in figure.data if t.meta and t.meta.get("significant") in (True, False)
+    )
+    assert counted_points == len(trusted)
+
+
+def test_with_fewer_than_ten_studies_no_specification_is_called_significant():
+    rows = lopsided_ptr_data(n_studies=8)
+    curve = specification_curve(
+        rows,
+        {"yi": "yi", "vi": "vi", "study": "study"},
+        "log_PTR",
+        ["control"],
+        models=("three-level",),
+    )
+    assert curve.table["caution"].str.contains("only 8 studies").all()
+    assert np.isnan(curve.share_significant) and curve.trusted.empty
+    text = curve.describe()
+    assert "significant at" not in text
+    assert "no specification's test can be trusted" in text
