@@ -147,7 +147,9 @@ class TrimAndFill:
     for R0 also ``p_k0``, the probability of at least k0 under no asymmetry). ``filled``
     holds the imputed effects (columns yi, vi: mirror images 2 b - yi of the most extreme
     effects on the other side); ``adjusted`` is the model fitted to the observed and imputed
-    effects (the original fit when k0 = 0).
+    effects (the original fit when k0 = 0). ``caution`` says why its count of missing studies
+    cannot be relied on (fewer than 10 studies, the rule of the other small-study tests;
+    None: it can).
     """
 
     estimator: str
@@ -159,6 +161,7 @@ class TrimAndFill:
     adjusted: MetaResult
     original: MetaResult
     caveats: tuple[str, ...]
+    caution: str | None = None
 
     @property
     def estimate(self) -> float:
@@ -184,10 +187,16 @@ class TrimAndFill:
             "The imputed studies are not data: the adjusted estimate is a sensitivity "
             "analysis, and it can mislead when the effects are truly heterogeneous."
         )
+        caution = (
+            [f"The count of missing effect sizes cannot be relied on here: {self.caution}."]
+            if self.caution
+            else []
+        )
         return " ".join(
             [
                 what,
                 found,
+                *caution,
                 *self._test_note(),
                 limits,
                 *self.caveats,
@@ -213,6 +222,7 @@ def trim_and_fill(
     estimator: str = "L0",
     maxiter: int = 100,
     test: str = "z",
+    n_studies: int | None = None,
 ) -> TrimAndFill:
     """metafor ``trimfill(fit, side, estimator)`` for a two-level model without moderators.
 
@@ -222,6 +232,7 @@ def trim_and_fill(
     stable. The adjusted model uses the original estimator and ``test``: z by default, as
     metafor's ``trimfill(fit)`` refits the filled data with z tests whatever the original
     test; ``test=res.test`` keeps a Knapp–Hartung test (``trimfill(fit, test = "knha")``).
+    ``n_studies`` (default: the model's) sets the few-studies ``caution``.
     """
     _check_trim_and_fill(res, estimator)
     y, v = res.inputs.y, res.inputs.v
@@ -248,6 +259,7 @@ def trim_and_fill(
         adjusted=adjusted,
         original=res,
         caveats=tuple(_caveats(res)),
+        caution=few_studies_reason(res.n_studies if n_studies is None else n_studies),
     )
 
 

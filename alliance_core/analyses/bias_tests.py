@@ -102,13 +102,15 @@ TEST_NAMES = {
 }
 
 
-def trim_and_fill_of(pooled: MetaResult) -> TrimAndFill:
+def trim_and_fill_of(pooled: MetaResult, n_studies: int | None = None) -> TrimAndFill:
     """Trim-and-fill of a pooled model; a three-level model's on one aggregated effect per
-    study (REML or ML as the model, REML for the other estimators)."""
+    study (REML or ML as the model, REML for the other estimators). ``n_studies`` is the
+    study count behind the few-studies caution (default: the model's)."""
+    n_studies = pooled.n_studies if n_studies is None else n_studies
     if not pooled.is_three_level:
-        return trim_and_fill(pooled)
+        return trim_and_fill(pooled, n_studies=n_studies)
     method = pooled.method if pooled.method in ("REML", "ML") else "REML"
-    return trim_and_fill(fit(aggregate_by_study(pooled), method=method))
+    return trim_and_fill(fit(aggregate_by_study(pooled), method=method), n_studies=n_studies)
 
 
 def run_bias_tests(
@@ -126,7 +128,7 @@ def run_bias_tests(
     steps = {
         "egger": lambda: egger_test(pooled, **robust),
         "rank": lambda: rank_correlation_test(pooled, n_studies=n_studies),
-        "trim_fill": lambda: trim_and_fill_of(pooled),
+        "trim_fill": lambda: trim_and_fill_of(pooled, n_studies),
         "pet_peese": lambda: pet_peese(pooled, **robust),
     }
     results: dict[str, object | None] = dict.fromkeys(steps)

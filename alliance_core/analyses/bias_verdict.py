@@ -70,7 +70,11 @@ def classify(tests: BiasTests, sign: float = 1.0, alpha: float = 0.05) -> dict[s
         t = tests.trim_fill
         missing_side = "left" if sign > 0 else "right"
         out["trim-and-fill"] = (
-            NONE if t.k0 == 0 else (BIAS if t.side == missing_side else OTHER_WAY)
+            UNREADABLE
+            if t.caution
+            else NONE
+            if t.k0 == 0
+            else (BIAS if t.side == missing_side else OTHER_WAY)
         )
     return out
 
@@ -135,7 +139,8 @@ def bias_verdict(
         parts.append(
             f"Trim-and-fill adds {t.k0} effect size{'s' if t.k0 != 1 else ''} on the {t.side} "
             f"and moves the average from {_value(t.original.beta[0], transform)} to "
-            f"{_value(t.estimate, transform)}."
+            f"{_value(t.estimate, transform)}"
+            + (", a count that cannot be relied on here." if t.caution else ".")
         )
     if tests.pet_peese is not None:
         pp = tests.pet_peese
@@ -178,7 +183,11 @@ def _unreadable_sentence(tests: BiasTests, names: list[str]) -> str:
     """The tests that cannot be read, with their reasons (each said once), called neither
     way."""
     reasons = []
-    for label, test in (("Egger's", tests.egger), ("the rank test's", tests.rank)):
+    for label, test in (
+        ("Egger's", tests.egger),
+        ("the rank test's", tests.rank),
+        ("trim-and-fill's", tests.trim_fill),
+    ):
         if test is not None and test.caution:
             reasons += [
                 part.replace("its cluster-robust test", f"{label} cluster-robust test")

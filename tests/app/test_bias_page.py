@@ -206,7 +206,8 @@ def test_a_flagged_test_is_not_called_significant_or_non_significant():
     tests = bias_tests_of(state)
     assert tests.egger.caution and tests.rank.caution and tests.pet_peese.caution
     verdict = verdict_of(at)
-    assert "Egger's test and Begg's rank test cannot be read here" in verdict
+    assert tests.trim_fill.caution
+    assert "Egger's test, Begg's rank test and trim-and-fill cannot be read here" in verdict
     # Egger's test appears only in the inference sentence and among the unreadable tests.
     sentence = tests.inference_sentence()
     rest = verdict.replace(sentence, "")

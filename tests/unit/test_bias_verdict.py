@@ -66,10 +66,27 @@ def test_few_studies_make_every_test_unreadable_even_a_strong_slope():
     assert tests.egger.pval < 0.05 and tests.rank.pval < 0.05  # not to be called significant
     directions = classify(tests)
     assert directions["Egger's test"] == UNREADABLE == directions["Begg's rank test"]
+    # Trim-and-fill's count of missing studies rests on the same eight studies.
+    assert directions["trim-and-fill"] == UNREADABLE
+    assert tests.trim_fill.caution == "only 8 studies (fewer than 10)"
     text = bias_verdict(tests, res)
-    assert "Egger's test and Begg's rank test cannot be read here: only 8 studies" in text
-    assert "point to the pattern" not in text.split("Trim-and-fill")[0]
+    assert (
+        "Egger's test, Begg's rank test and trim-and-fill cannot be read here: only 8 studies"
+        in text
+    )
+    assert "point to the pattern" not in text and "find no asymmetry" not in text
+    if tests.trim_fill.k0:
+        assert "a count that cannot be relied on here" in text
+    assert "cannot be relied on here: only 8 studies" in tests.trim_fill.describe()
     assert text.count(CAVEAT) == 1
+
+
+def test_with_ten_studies_trim_and_fill_is_read_as_before():
+    res = ac.fit(funnel(6, slope=6.0, k=10))
+    tests = bias_tests.run_bias_tests(res)
+    assert tests.trim_fill.caution is None
+    assert classify(tests)["trim-and-fill"] != UNREADABLE
+    assert "cannot be relied on" not in tests.trim_fill.describe()
 
 
 def test_with_few_studies_the_selection_model_is_called_neither_way():
