@@ -7,7 +7,7 @@ from alliance_core.data import datasets
 from alliance_core.formatting import escape_markdown
 from alliance_core.handover import reproduce
 from alliance_core.wording.glossary import glossary_markdown
-from pages._ui import loading, render, sidebar, upload_form
+from pages._ui import downloads, loading, render, sidebar, upload_form
 
 ctx = sidebar.context()
 render.page_header("Methods", ctx, needs_data=False)
@@ -258,29 +258,38 @@ with render.shown_errors("The reproduction scripts"):
     if ctx.data is None:
         st.caption(ctx.problem or "Choose data to see the scripts of its analysis.")
     else:
-        run = loading.fitted(ctx)
+        # The Overview's zips, file for file: the pooled model and the model with moderators,
+        # with what the other pages added (publication bias, comparison, wild bootstrap).
+        current = loading.state(ctx)
+        run = current.moderated if current.moderated is not None else current.pooled
+        models, options = downloads.reproduction_inputs(run, ctx, pooled=current.pooled)
         st.markdown(
             "The analysis on screen, written out as a script: the same data, model, estimator, "
-            "test, moderators, reference levels, filter and PTR scale. The downloads "
-            "**Reproduce in R (zip)** and **Reproduce in Python (zip)** (on the Overview page) "
-            "hold the script with `data.csv` and the dashboard's results; run in the unzipped "
-            "folder, each script ends by checking that it gets the dashboard's numbers."
+            "test, moderators, reference levels, filter and PTR scale, and what the other "
+            "pages added (the publication-bias results, the model comparison, the "
+            "heterogeneity model, the wild bootstrap tests). These are the scripts of the "
+            "downloads **Reproduce in R (zip)** and **Reproduce in Python (zip)** on the "
+            "Overview page, which hold them with `data.csv` and the dashboard's results; run "
+            "in the unzipped folder, each script ends by checking that it gets the dashboard's "
+            "numbers."
         )
-        files = {
-            language: reproduce.bundle_files(
-                run,
-                ctx.data.mapping,
-                render.provenance_for(run, ctx),
-                on_r_scale=ctx.data.correlations,
-                language=language,
-                table=ctx.data.table,
-                robust=run.robust,
-            )
-            for language in ("R", "Python")
-        }
-        r_tab, python_tab = st.tabs(["R (metafor)", "Python (alliance_core)"])
-        r_tab.code(files["R"]["analysis.R"], language="r")
-        python_tab.code(files["Python"]["analysis.py"], language="python")
+        tabs = st.tabs(["R (metafor)", "Python (alliance_core)"])
+        for tab, language, script in zip(
+            tabs, ("R", "Python"), ("analysis.R", "analysis.py"), strict=True
+        ):
+            files = reproduce.models_files(models, ctx.data.mapping, language=language, **options)
+            with tab:
+                if len(models) == 1:
+                    st.code(files[script], language=language.lower())
+                    continue
+                st.caption(
+                    f"Two folders, one per model the Overview shows; `{script}` in the "
+                    "unzipped folder runs both and counts the numbers that agree."
+                )
+                for label, *_ in models:
+                    what = "Pooled model" if label == "pooled" else "With the moderators"
+                    st.markdown(f"**{what}** (`{label}/{script}`)")
+                    st.code(files[f"{label}/{script}"], language=language.lower())
 
 st.subheader("Glossary")
 st.caption(

@@ -35,6 +35,39 @@ class Download:
     help: str
 
 
+def reproduction_inputs(
+    run: AnalysisRun,
+    ctx: loading.Context,
+    pooled: AnalysisRun | None = None,
+    extras: handover_extras.Extras | None = None,
+) -> tuple[list, dict]:
+    """What a page's "Reproduce in R / Python (zip)" is made of, for
+    ``reproduce.models_files`` and ``models_bundle``: every model the page shows (the pooled
+    model first when the page reports it) with its provenance, and the other arguments. What
+    the other pages showed travels too: the publication-bias results of the pooled model
+    (with the Publication bias page's cuts) when the page reports the pooled model, the
+    comparison table and heterogeneity model when the Moderators page opened them, and the
+    wild bootstrap tests run for this state (``extras``: as the page read them; a download
+    is made after the run, when clicked). The Methods page previews the same files."""
+    extras = handover_extras.requested(ctx) if extras is None else extras
+    shown = [("model", run)]
+    if pooled is not None and pooled.result.p < run.result.p:
+        shown = [("pooled", pooled), ("moderators", run)]
+    pooled_shown = run if run.result.p == 1 else pooled
+    models = [(label, model, provenance_for(model, ctx)) for label, model in shown]
+    options = {
+        "on_r_scale": ctx.data.correlations,
+        "table": ctx.data.table,
+        "bias": (
+            None if pooled_shown is None else handover_extras.publication_bias(ctx, extras.steps)
+        ),
+        "comparison": handover_extras.comparison(run, extras),
+        "heterogeneity": handover_extras.heterogeneity(run, extras),
+        "wild_bootstrap": handover_extras.wild_bootstrap(run, extras),
+    }
+    return models, options
+
+
 def result_downloads(
     run: AnalysisRun, ctx: loading.Context, pooled: AnalysisRun | None = None
 ) -> None:
@@ -49,11 +82,7 @@ def result_downloads(
     on_r = ctx.data.correlations
     mapping = ctx.data.mapping
     rows_run = pooled if pooled is not None else run
-    # What the other pages showed travels too: the publication-bias results of the pooled
-    # model (with the Publication bias page's cuts) when this page reports the pooled model,
-    # the comparison table and heterogeneity model when the Moderators page opened them, and
-    # the wild bootstrap tests run for this state.
-    extras = handover_extras.requested(ctx)
+    extras = handover_extras.requested(ctx)  # read now: files are made when clicked
     pooled_shown = run if run.result.p == 1 else pooled
 
     def bias():
@@ -65,23 +94,9 @@ def result_downloads(
         return provenance_for(run, ctx)
 
     def bundle(language: str):
-        # Every model the page shows: the pooled model first when the page reports it.
         def make() -> bytes:
-            shown = [("model", run)]
-            if pooled is not None and pooled.result.p < run.result.p:
-                shown = [("pooled", pooled), ("moderators", run)]
-            models = [(label, model, provenance_for(model, ctx)) for label, model in shown]
-            return reproduce.models_bundle(
-                models,
-                mapping,
-                on_r_scale=on_r,
-                language=language,
-                table=ctx.data.table,
-                bias=bias(),
-                comparison=handover_extras.comparison(run, extras),
-                heterogeneity=handover_extras.heterogeneity(run, extras),
-                wild_bootstrap=handover_extras.wild_bootstrap(run, extras),
-            )
+            models, options = reproduction_inputs(run, ctx, pooled, extras)
+            return reproduce.models_bundle(models, mapping, language=language, **options)
 
         return make
 
