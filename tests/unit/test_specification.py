@@ -222,17 +222,17 @@ def lopsided_ptr_data(n_studies: int = 12, per_study: int = 3, seed: int = 23) -
     )
 
 
+def lopsided_curve(rows: pd.DataFrame, **choices):
+    """The three-level curve of ``lopsided_ptr_data`` with one control."""
+    columns = {"yi": "yi", "vi": "vi", "study": "study"}
+    return specification_curve(
+        rows, columns, "log_PTR", ["control"], models=("three-level",), **choices
+    )
+
+
 def test_a_robust_test_on_fewer_than_four_df_is_marked_and_never_counted():
     rows = lopsided_ptr_data()
-    curve = specification_curve(
-        rows,
-        {"yi": "yi", "vi": "vi", "study": "study"},
-        "log_PTR",
-        ["control"],
-        models=("three-level",),
-        rhos=(0.6,),
-        inferences=("model", "CR2"),
-    )
+    curve = lopsided_curve(rows, rhos=(0.6,), inferences=("model", "CR2"))
     robust_rows = curve.table[curve.table["inference"] == "CR2"]
     assert len(robust_rows) == 2
     for label, row in robust_rows.iterrows():
@@ -262,14 +262,7 @@ def test_a_robust_test_on_fewer_than_four_df_is_marked_and_never_counted():
 
 
 def test_with_fewer_than_ten_studies_no_specification_is_called_significant():
-    rows = lopsided_ptr_data(n_studies=8)
-    curve = specification_curve(
-        rows,
-        {"yi": "yi", "vi": "vi", "study": "study"},
-        "log_PTR",
-        ["control"],
-        models=("three-level",),
-    )
+    curve = lopsided_curve(lopsided_ptr_data(n_studies=8))
     assert curve.table["caution"].str.contains("only 8 studies").all()
     assert np.isnan(curve.share_significant) and curve.trusted.empty
     text = curve.describe()
