@@ -7,37 +7,17 @@
 # metafor_reference.R).  The CSV has columns yi, vi, study, es and the moderators; study and
 # es are read as text.  On any error the script writes {"error": "<message>"} and exits 1.
 
-script_dir <- local({
-  file_arg <- grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE)
-  if (length(file_arg) == 0) stop("run this script with Rscript")
-  dirname(normalizePath(sub("^--file=", "", file_arg[1])))
+file_arg <- grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE)
+source(file.path(dirname(normalizePath(sub("^--file=", "", file_arg[1]))), "reference_common.R"))
+
+run_reference("metafor_dependent_reference", "spec.json", function(spec_path) {
+  source(file.path(script_dir, "metafor_reference_lib.R"), local = FALSE)
+  source(file.path(script_dir, "metafor_dependent_lib.R"), local = FALSE)
+  spec <- jsonlite::fromJSON(spec_path, simplifyVector = FALSE)
+  csv <- spec$data_csv
+  if (!grepl("^(/|[A-Za-z]:)", csv)) csv <- file.path(dirname(spec_path), csv)
+  data <- utils::read.csv(csv, stringsAsFactors = FALSE, check.names = FALSE,
+                          colClasses = c(study = "character", es = "character"),
+                          na.strings = c("", "NA"))
+  to_json(dependent_fit(data, spec$settings %||% list()))
 })
-
-main <- function(args) {
-  if (length(args) != 2) {
-    cat("usage: Rscript metafor_dependent_reference.R spec.json out.json\n", file = stderr())
-    quit(status = 2)
-  }
-  spec_path <- args[1]
-  out_path <- args[2]
-  result <- tryCatch({
-    source(file.path(script_dir, "metafor_reference_lib.R"), local = FALSE)
-    source(file.path(script_dir, "metafor_dependent_lib.R"), local = FALSE)
-    spec <- jsonlite::fromJSON(spec_path, simplifyVector = FALSE)
-    csv <- spec$data_csv
-    if (!grepl("^(/|[A-Za-z]:)", csv)) csv <- file.path(dirname(spec_path), csv)
-    data <- utils::read.csv(csv, stringsAsFactors = FALSE, check.names = FALSE,
-                            colClasses = c(study = "character", es = "character"),
-                            na.strings = c("", "NA"))
-    to_json(dependent_fit(data, spec$settings %||% list()))
-  }, error = function(e) e)
-  if (inherits(result, "error")) {
-    msg <- gsub("\\s+", " ", trimws(conditionMessage(result)))
-    writeLines(paste0('{"error": ', jsonlite::toJSON(jsonlite::unbox(msg)), "}"), out_path)
-    cat("metafor_dependent_reference: ", msg, "\n", sep = "", file = stderr())
-    quit(status = 1)
-  }
-  writeLines(result, out_path, useBytes = TRUE)
-}
-
-main(commandArgs(trailingOnly = TRUE))

@@ -11,40 +11,12 @@
 #
 # On any error the script writes {"error": "<message>"} to out.json and exits with status 1.
 
-write_error <- function(path, message) {
-  msg <- gsub("\\s+", " ", trimws(message))
-  writeLines(paste0('{"error": ', jsonlite::toJSON(jsonlite::unbox(msg)), "}"), path)
-}
+file_arg <- grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE)
+source(file.path(dirname(normalizePath(sub("^--file=", "", file_arg[1]))), "reference_common.R"))
 
-main <- function(args) {
-  if (length(args) != 2) {
-    cat("usage: Rscript robust_prediction_reference.R cases.json out.json\n", file = stderr())
-    quit(status = 2)
-  }
-  out_path <- args[2]
-  result <- tryCatch({
-    file_arg <- grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE)
-    source(file.path(dirname(normalizePath(sub("^--file=", "", file_arg[1]))),
-                     "robust_prediction_lib.R"), local = FALSE)
-    cases <- jsonlite::fromJSON(args[1], simplifyVector = FALSE)
-    results <- lapply(cases, function(case) {
-      csv <- case$data_csv
-      if (!grepl("^/", csv)) csv <- file.path(dirname(args[1]), csv)
-      spec <- case$spec
-      text_cols <- unique(c("study", "es", spec$cluster %||% "study"))
-      data <- utils::read.csv(csv, stringsAsFactors = FALSE, check.names = FALSE,
-                              colClasses = stats::setNames(rep("character", length(text_cols)),
-                                                           text_cols))
-      robust_prediction_reference(data, spec, case$newdata %||% list())
-    })
-    to_json(results)
-  }, error = function(e) e)
-  if (inherits(result, "error")) {
-    write_error(out_path, conditionMessage(result))
-    cat("robust_prediction_reference: ", conditionMessage(result), "\n", sep = "", file = stderr())
-    quit(status = 1)
-  }
-  writeLines(result, out_path, useBytes = TRUE)
-}
-
-main(commandArgs(trailingOnly = TRUE))
+run_reference("robust_prediction_reference", "cases.json", function(cases_path) {
+  source(file.path(script_dir, "robust_prediction_lib.R"), local = FALSE)
+  robust_cases(cases_path, function(data, case) {
+    robust_prediction_reference(data, case$spec, case$newdata %||% list())
+  })
+})

@@ -31,12 +31,8 @@ from alliance_core.model.components import BLAS
 from alliance_core.model.design import build_design_matrix
 from alliance_core.model.fit_inputs import THREE_LEVEL_METHODS, TWO_LEVEL_METHODS
 from alliance_core.model.refitting import refit
-from alliance_core.model.robust import (
-    FEW_CLUSTERS,
-    MIN_RELIABLE_DF,
-    marginal_blocks,
-    robust_from_blocks,
-)
+from alliance_core.model.robust import FEW_CLUSTERS, MIN_RELIABLE_DF, robust_from_blocks
+from alliance_core.model.robust_variance import marginal_blocks
 
 MODELS = ("two-level", "three-level")
 RESULT_COLUMNS = (

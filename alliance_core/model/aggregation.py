@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from alliance_core.errors import AnalysisError
-from alliance_core.model.robust import marginal_blocks
+from alliance_core.model.robust_variance import marginal_blocks
 
 COUNT_COLUMN = "ki"
 

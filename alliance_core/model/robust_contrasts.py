@@ -9,7 +9,7 @@ df (e.g. the smallest) gives a different, and usually wrong, interval. CR1 (meta
 
 Satterthwaite df of c'b (Pustejovsky & Tipton 2018, J Bus Econ Stat 36, 672-683, eq. 11;
 Bell & McCaffrey 2002), from the per-cluster pieces of
-:class:`~alliance_core.model.robust.RobustCore` with g_j = c'K_j c and h_j = c'H_j:
+:class:`~alliance_core.model.robust_variance.RobustCore` with g_j = c'K_j c and h_j = c'H_j:
 
     df = E^2 / V',  E = sum_j (g_j - |h_j|^2),
     V' = sum_j g_j^2 - 2 sum_j g_j |h_j|^2 + |sum_j h_j h_j'|_F^2

@@ -7,7 +7,7 @@ B = (X' W X)^-1, raw residuals r = y - X b and working-weighted residuals W r (W
 
 clubSandwich's ``Wald_test(test = "Naive-F")`` on ``vcovCR(type)``: CR0 with A_j = I, CR1 the
 same times J / (J - 1), CR2 with A_j = L_j (L_j' (M_j - X_j B X_j') L_j)^(-1/2) L_j',
-M_j = L_j L_j' (the formula of :mod:`alliance_core.model.robust`, eigenvalues at or below
+M_j = L_j L_j' (the formula of :mod:`alliance_core.model.robust_variance`, eigenvalues at or below
 1e-12 set to zero). M_j, a cluster's block of the marginal covariance, is
 V_j + sigma2_es I + sigma2_study S_j (S_j: 1 where two rows share a study; a two-level model
 is sigma2_study = 0, sigma2_es = tau2), so CR2 redoes its per-cluster algebra per replicate,
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from alliance_core.model.robust import EIGEN_TOLERANCE
+from alliance_core.model.robust_variance import EIGEN_TOLERANCE
 
 
 class ClusterGeometry:

@@ -11,7 +11,8 @@ import pandas as pd
 
 import alliance_core as ac
 from alliance_core.model.design import build_design_matrix
-from alliance_core.model.robust import RobustResult, marginal_blocks, robust_from_blocks
+from alliance_core.model.robust import RobustResult, robust_from_blocks
+from alliance_core.model.robust_variance import marginal_blocks
 
 FIXTURE_DIR = Path(__file__).parents[1] / "fixtures" / "robust"
 

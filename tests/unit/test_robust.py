@@ -37,7 +37,7 @@ from robust_cases import (
 )
 
 import alliance_core as ac
-from alliance_core.model.robust import ClusterBlocks, cluster_robust, marginal_blocks
+from alliance_core.model.robust_variance import ClusterBlocks, cluster_robust, marginal_blocks
 
 CASES = load("robust")
 IDS = [case["name"] for case in CASES]

@@ -10,6 +10,8 @@ bootstrap p) are said and left out of the count.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from alliance_core.handover.reproduce.common import (
     ABSOLUTE_TOLERANCE,
     RELATIVE_TOLERANCE,
@@ -34,6 +36,88 @@ from alliance_core.handover.results_moderators import COMPARISON_SECTION
 from alliance_core.handover.results_scale import SCALE_SECTION
 from alliance_core.handover.results_table import results_frame
 from alliance_core.handover.results_wild import WILD_SECTION
+from alliance_core.model.results import MetaResult
+
+
+# The rows that need no counting are looked up in this table rather than in a chain of
+# branches: one record a reported quantity keeps each name next to the metafor expression
+# that recomputes it, so a new results row is one line here, and the few rows whose number
+# sits elsewhere in a three-level or an equal-effects fit say so in their own record.
+@dataclass(frozen=True)
+class _RowExpression:
+    """The R expression of one results row, found by its section and name."""
+
+    section: str | None  # None: the row is known by its name, whatever its section
+    name: str | None  # None: every row of the section
+    expression: str
+    three_level: str | None = None  # the expression for a three-level fit, if it differs
+    equal_effects: str | None = None  # the expression for an equal-effects fit, if it differs
+
+
+_ROW_EXPRESSIONS: tuple[_RowExpression, ...] = (
+    _RowExpression(
+        "robust test",
+        "QM",
+        "num_row(statistic = rob$QM, df = rob$QMdf[1], df2 = rob$QMdf[2], pval = rob$QMp)",
+    ),
+    _RowExpression(
+        "robust prediction",
+        None,
+        "num_row(estimate = pooled_rob$pred, ci_lb = pooled_rob$ci.lb, "
+        "ci_ub = pooled_rob$ci.ub, pi_lb = pooled_rob$pi.lb, pi_ub = pooled_rob$pi.ub)",
+    ),
+    _RowExpression(
+        "prediction",
+        None,
+        "num_row(estimate = pooled$pred, ci_lb = pooled$ci.lb, ci_ub = pooled$ci.ub, "
+        "pi_lb = pooled$pi.lb, pi_ub = pooled$pi.ub)",
+    ),
+    _RowExpression(None, "sigma2_study", "num_row(estimate = res$sigma2[1])"),
+    _RowExpression(None, "sigma2_es", "num_row(estimate = res$sigma2[2])"),
+    _RowExpression(None, "I2_study", "num_row(estimate = i2$levels[1])"),
+    _RowExpression(None, "I2_es", "num_row(estimate = i2$levels[2])"),
+    _RowExpression(
+        None, "I2", "num_row(estimate = res$I2)", three_level="num_row(estimate = i2$total)"
+    ),
+    _RowExpression(
+        None,
+        "tau2",
+        "num_row(estimate = res$tau2, se = res$se.tau2, "
+        'ci_lb = tau2_ci["tau^2", "ci.lb"], ci_ub = tau2_ci["tau^2", "ci.ub"])',
+        equal_effects="num_row(estimate = res$tau2)",
+    ),
+    _RowExpression(None, "H2", "num_row(estimate = res$H2)"),
+    _RowExpression(None, "R2", "num_row(estimate = r2)"),
+    _RowExpression(None, "QE", "num_row(statistic = res$QE, df = res$k - res$p, pval = res$QEp)"),
+    _RowExpression(
+        None,
+        "QM",
+        "num_row(statistic = res$QM, df = res$QMdf[1], df2 = res$QMdf[2], pval = res$QMp)",
+    ),
+    _RowExpression(None, "k", "num_row(estimate = res$k)"),
+    _RowExpression(
+        None,
+        "studies",
+        "num_row(estimate = res$k)",
+        three_level="num_row(estimate = res$s.nlevels[1])",
+    ),
+    _RowExpression(None, "logLik", "num_row(estimate = as.numeric(logLik(res)))"),
+    _RowExpression(None, "AIC", "num_row(estimate = AIC(res))"),
+    _RowExpression(None, "BIC", "num_row(estimate = BIC(res))"),
+)
+
+
+def _table_expression(section: str, name: str, res: MetaResult) -> str | None:
+    """The first table record that fits the row, for this fit; None where none does."""
+    for row in _ROW_EXPRESSIONS:
+        if row.section not in (None, section) or row.name not in (None, name):
+            continue
+        if row.equal_effects is not None and res.method == "EE":
+            return row.equal_effects
+        if row.three_level is not None and res.is_three_level:
+            return row.three_level
+        return row.expression
+    return None
 
 
 def r_row_expressions(code: ModelCode, names: dict[str, str]) -> list[str]:
@@ -75,74 +159,13 @@ def r_row_expressions(code: ModelCode, names: dict[str, str]) -> list[str]:
         elif section == "robust coefficient":
             robust_coefficient += 1
             out.append(f"coef_row({robust_coefficient}, rob)")
-        elif section == "robust test" and name == "QM":
-            out.append(
-                "num_row(statistic = rob$QM, df = rob$QMdf[1], df2 = rob$QMdf[2], pval = rob$QMp)"
-            )
-        elif section == "robust test" and name in wald_columns:
+        elif (expression := _table_expression(section, name, res)) is not None:
+            out.append(expression)
+        elif name in wald_columns:  # an omnibus test of one categorical moderator's levels
             indices = res.design.coefficient_indices([wald_columns[name].column])
             btt = ", ".join(str(i + 1) for i in indices)
-            out.append(f"wald_row(c({btt}), rob)")
-        elif section == "robust prediction":
-            out.append(
-                "num_row(estimate = pooled_rob$pred, ci_lb = pooled_rob$ci.lb, "
-                "ci_ub = pooled_rob$ci.ub, pi_lb = pooled_rob$pi.lb, pi_ub = pooled_rob$pi.ub)"
-            )
-        elif section == "prediction":
-            out.append(
-                "num_row(estimate = pooled$pred, ci_lb = pooled$ci.lb, ci_ub = pooled$ci.ub, "
-                "pi_lb = pooled$pi.lb, pi_ub = pooled$pi.ub)"
-            )
-        elif name == "sigma2_study":
-            out.append("num_row(estimate = res$sigma2[1])")
-        elif name == "sigma2_es":
-            out.append("num_row(estimate = res$sigma2[2])")
-        elif name == "I2_study":
-            out.append("num_row(estimate = i2$levels[1])")
-        elif name == "I2_es":
-            out.append("num_row(estimate = i2$levels[2])")
-        elif name == "I2":
-            out.append(
-                "num_row(estimate = i2$total)"
-                if res.is_three_level
-                else "num_row(estimate = res$I2)"
-            )
-        elif name == "tau2":
-            if res.method == "EE":
-                out.append("num_row(estimate = res$tau2)")
-            else:
-                out.append(
-                    "num_row(estimate = res$tau2, se = res$se.tau2, "
-                    'ci_lb = tau2_ci["tau^2", "ci.lb"], ci_ub = tau2_ci["tau^2", "ci.ub"])'
-                )
-        elif name == "H2":
-            out.append("num_row(estimate = res$H2)")
-        elif name == "R2":
-            out.append("num_row(estimate = r2)")
-        elif name == "QE":
-            out.append("num_row(statistic = res$QE, df = res$k - res$p, pval = res$QEp)")
-        elif name == "QM":
-            out.append(
-                "num_row(statistic = res$QM, df = res$QMdf[1], df2 = res$QMdf[2], pval = res$QMp)"
-            )
-        elif name in wald_columns:
-            indices = res.design.coefficient_indices([wald_columns[name].column])
-            btt = ", ".join(str(i + 1) for i in indices)
-            out.append(f"wald_row(c({btt}))")
-        elif name == "k":
-            out.append("num_row(estimate = res$k)")
-        elif name == "studies":
-            out.append(
-                "num_row(estimate = res$s.nlevels[1])"
-                if res.is_three_level
-                else "num_row(estimate = res$k)"
-            )
-        elif name == "logLik":
-            out.append("num_row(estimate = as.numeric(logLik(res)))")
-        elif name == "AIC":
-            out.append("num_row(estimate = AIC(res))")
-        elif name == "BIC":
-            out.append("num_row(estimate = BIC(res))")
+            fit = ", rob" if section == "robust test" else ""
+            out.append(f"wald_row(c({btt}){fit})")
         else:  # a row this generator does not know: compared as missing, so it fails loudly
             out.append("num_row()")
     return out
