@@ -51,6 +51,13 @@ def check_coefficients(res: ac.MetaResult, expected: dict) -> None:
     close(table["pval"], expected["pval"], rtol=0, atol=P_ATOL, what="pval")
 
 
+def check_residual_heterogeneity(res: ac.MetaResult, expected: dict) -> None:
+    """QE, its df and its p against metafor's (``case["result"]``)."""
+    close(res.QE, expected["QE"], what="QE")
+    assert res.QE_df == expected["QE_df"]
+    close(res.QE_pval, expected["QE_pval"], rtol=0, atol=P_ATOL)
+
+
 def check_fit_statistics(res: ac.MetaResult, expected: dict) -> None:
     """logLik, deviance, AIC, BIC and AICc against metafor's (``case["result"]``)."""
     for name in ("loglik", "deviance", "aic", "bic", "aicc"):
