@@ -287,3 +287,8 @@ def prepare(state: State) -> Prepared:
         robust=robust,
     )
     return Prepared(run, mapping, provenance, mapping.uses_correlations, table, robust)
+
+
+def prepare_named(names) -> dict[str, Prepared]:
+    """The states of ``STATES`` named in ``names``, prepared, in the order of ``STATES``."""
+    return {state.name: prepare(state) for state in STATES if state.name in names}

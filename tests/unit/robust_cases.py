@@ -13,6 +13,7 @@ import alliance_core as ac
 from alliance_core.model.design import build_design_matrix
 from alliance_core.model.robust import RobustResult, robust_from_blocks
 from alliance_core.model.robust_variance import marginal_blocks
+from tests.unit.parity_checks import close
 
 FIXTURE_DIR = Path(__file__).parents[1] / "fixtures" / "robust"
 
@@ -83,16 +84,6 @@ RTOL = 1e-6
 DF_RTOL = 2e-6
 P_ATOL = 1e-6
 CORE_RTOL = 1e-8
-
-
-def close(actual, expected, rtol, atol=0.0, what=""):
-    np.testing.assert_allclose(
-        np.asarray(actual, dtype=float),
-        np.asarray(expected, dtype=float),
-        rtol=rtol,
-        atol=atol,
-        err_msg=what,
-    )
 
 
 def check_cr2(rob: ac.RobustResult, reference: dict, rtol: float, df_rtol: float, p_atol: float):

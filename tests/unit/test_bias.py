@@ -28,20 +28,7 @@ from alliance_core.analyses.bias import (
 from alliance_core.analyses.bias_tests import TEST_NAMES, run_bias_tests
 from alliance_core.analyses.kendall import kendall_cdf
 from alliance_core.errors import AnalysisError
-
-RTOL = 1e-6
-P_ATOL = 1e-7
-VAR_ATOL = 1e-8
-
-
-def close(actual, expected, rtol=RTOL, atol=0.0, what=""):
-    np.testing.assert_allclose(
-        np.asarray(actual, dtype=float),
-        np.asarray(expected, dtype=float),
-        rtol=rtol,
-        atol=atol,
-        err_msg=what,
-    )
+from tests.unit.parity_checks import P_ATOL, VAR_ATOL, close
 
 
 def close_fit(res: ac.MetaResult, expected: dict, what: str = ""):

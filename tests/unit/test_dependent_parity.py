@@ -4,31 +4,23 @@ The fixtures under tests/fixtures/metafor_dependent were written by
 scripts/make_dependent_fixtures.R: CHE working models (``vcalc(vi, cluster = study, obs = es,
 rho)`` then ``rma.mv(yi, V, random = ~ 1 | study/es)``), variance components held fixed
 (``sigma2 = c(NA, 0)``), profile-likelihood intervals (``confint``) and likelihood-ratio tests
-(``anova(full, reduced)``). Tolerances are those of test_metafor_parity.py.
+(``anova(full, reduced)``). Tolerances are those of test_metafor_parity.py (parity_checks.py).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 import alliance_core as ac
+from tests.unit import parity_checks as parity
+from tests.unit.parity_checks import P_ATOL, VAR_ATOL, close, load_case
 
 FIXTURES = sorted((Path(__file__).parents[1] / "fixtures" / "metafor_dependent").glob("*.json"))
-RTOL = 1e-6
-P_ATOL = 1e-7
-# metafor optimises log(sigma2) and stops a hair above zero where the maximiser is 0.
-VAR_ATOL = 1e-8
 # Profile intervals: each point is a metafor refit converged to ~1e-8.
 CI_RTOL = 1e-5
-
-
-def load_case(path: Path) -> dict:
-    return json.loads(path.read_text())
 
 
 def case_frame(case: dict) -> pd.DataFrame:
@@ -50,16 +42,6 @@ def fit_settings(settings: dict, **override) -> dict:
 
 def fit_case(case: dict, **override) -> ac.MetaResult:
     return ac.fit(case_frame(case), **fit_settings(case["settings"], **override))
-
-
-def close(actual, expected, rtol=RTOL, atol=0.0, what=""):
-    np.testing.assert_allclose(
-        np.asarray(actual, dtype=float),
-        np.asarray(expected, dtype=float),
-        rtol=rtol,
-        atol=atol,
-        err_msg=what,
-    )
 
 
 @pytest.fixture(scope="module", params=FIXTURES, ids=[p.stem for p in FIXTURES])
@@ -91,15 +73,7 @@ def test_records_rho_and_fixed_components(pair):
 
 def test_coefficients(pair):
     case, res = pair
-    expected = case["result"]["coefficients"]
-    assert list(res.coefficients.index) == expected["term"]
-    table = res.coefficients
-    scale = np.abs(np.asarray(expected["estimate"])) + np.asarray(expected["se"])
-    for column in ("estimate", "ci_lb", "ci_ub"):
-        close(table[column], expected[column], atol=1e-7 * scale.max(), what=column)
-    close(table["se"], expected["se"], what="se")
-    close(table["statistic"], expected["statistic"], atol=1e-7, what="statistic")
-    close(table["pval"], expected["pval"], rtol=0, atol=P_ATOL, what="pval")
+    parity.check_coefficients(res, case["result"]["coefficients"])
 
 
 def test_variance_components(pair):
@@ -110,9 +84,7 @@ def test_variance_components(pair):
 def test_heterogeneity_and_moderator_tests(pair):
     case, res = pair
     e = case["result"]
-    close(res.QE, e["QE"], what="QE")
-    assert res.QE_df == e["QE_df"]
-    close(res.QE_pval, e["QE_pval"], rtol=0, atol=P_ATOL)
+    parity.check_residual_heterogeneity(res, e)
     if e.get("QM") is None:
         assert res.QM is None
     else:
@@ -136,29 +108,15 @@ def test_heterogeneity_and_moderator_tests(pair):
 
 def test_fit_statistics(pair):
     case, res = pair
-    e = case["result"]
-    for name in ("loglik", "deviance", "aic", "bic", "aicc"):
-        close(getattr(res, name), e[name], atol=1e-8, what=name)
-    assert res.parameters == e["parms"]
+    parity.check_fit_statistics(res, case["result"])
+    assert res.parameters == case["result"]["parms"]
 
 
 def test_predictions(pair):
     case, res = pair
-    newdata = case["settings"].get("newdata")
-    frame = pd.DataFrame(newdata) if newdata else None
     if case["result"].get("predict") is None:
         return
-    for transform, key in ((None, "predict"), ("r", "predict_r")):
-        expected = case["result"][key]
-        got = res.predict(frame, transform=transform)
-        scale = float(np.max(np.abs(got["pred"]))) + float(
-            np.max(np.atleast_1d(case["result"]["predict"]["se"]))
-        )
-        for column in ("pred", "ci_lb", "ci_ub", "pi_lb", "pi_ub"):
-            want = np.atleast_1d(np.asarray(expected[column], dtype=float))
-            close(got[column], want, atol=1e-7 * scale, what=f"{key} {column}")
-        if transform is None:
-            close(got["se"], np.atleast_1d(expected["se"]), what="prediction se")
+    parity.check_predictions(res, case)
 
 
 def test_weights(pair):

@@ -11,10 +11,7 @@ number, which must fail), one Python process every Python script.
 
 from __future__ import annotations
 
-import io
 import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +37,8 @@ from alliance_core.handover.report_tables import r_text
 from alliance_core.handover.reproduce import parse_agreement
 from alliance_core.handover.results_table import results_frame
 from tests.r_reference import apply, needs_r
+from tests.unit.reproduce_runs import assert_all_agree, run_batch, state_lines, write_bundles
 from tests.unit.reproduce_states import State, prepare
-from tests.unit.test_reproduce import PY_BATCH, R_BATCH
 
 # Pooled states (no moderators): two-level (metafor selmodel) with each cut choice, an
 # effect-size dataset that is not the alliance one, and three-level models (clustered:
@@ -198,18 +195,8 @@ def test_bias_results_go_with_the_pooled_model_only(prepared):
 
 
 def _write(root: Path, prepared, language: str) -> list[str]:
-    names = []
-    for name, (p, bias) in prepared.items():
-        make = reproduce.r_bundle if language == "R" else reproduce.python_bundle
-        content = make(p.run, p.mapping, p.provenance, bias=bias, **p.bundle_options())
-        with zipfile.ZipFile(io.BytesIO(content)) as archive:
-            archive.extractall(root / name)
-        names.append(name)
-    return names
-
-
-def _outcomes(stdout: str) -> dict[str, str]:
-    return {line.split()[1]: line for line in stdout.splitlines() if line.startswith("STATE ")}
+    bundles = ((name, p, {"bias": bias}) for name, (p, bias) in prepared.items())
+    return write_bundles(root, language, bundles)
 
 
 @apply(needs_r("metafor", "metaselection"))
@@ -235,14 +222,8 @@ def test_the_r_scripts_reproduce_the_selection_model_and_fail_safe_n(tmp_path, p
     at = table.index[(table["section"] == SELECTION_SECTION) & (table["name"] == "tau2")][0]
     table.loc[at, "estimate"] *= 1.001
     results.write_text(comments + table.to_csv(index=False), encoding="utf-8")
-    (tmp_path / "batch.R").write_text(R_BATCH)
-    batch = [*names, changed.name]
-    proc = subprocess.run(
-        ["Rscript", "batch.R", *batch], cwd=tmp_path, capture_output=True, text=True, timeout=900
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    print(proc.stdout)
-    outcomes = _outcomes(proc.stdout)
+    stdout = run_batch(tmp_path, "R", [*names, changed.name], timeout=900)
+    outcomes = state_lines(stdout)
     counts = {}
     for name in names:
         line = outcomes[name]
@@ -279,19 +260,7 @@ def test_the_r_scripts_reproduce_the_selection_model_and_fail_safe_n(tmp_path, p
 
 def test_the_python_scripts_reproduce_the_selection_model_and_fail_safe_n(tmp_path, prepared):
     names = _write(tmp_path, prepared, "Python")
-    (tmp_path / "batch.py").write_text(PY_BATCH)
-    proc = subprocess.run(
-        [sys.executable, "batch.py", *names],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    outcomes = _outcomes(proc.stdout)
+    assert_all_agree(run_batch(tmp_path, "Python", names, timeout=900), names)
     for name in names:
-        counts = parse_agreement(outcomes[name])
-        assert counts is not None and counts[0] == counts[1] > 0, outcomes[name]
-        assert "status=0" in outcomes[name]
         frame = pd.read_csv(tmp_path / name / "dashboard_results.csv", comment="#")
         assert frame["section"].str.startswith("selection model").sum() >= 3

@@ -9,24 +9,17 @@ the location-scale model) and compares logLik, AIC, BIC, AICc and each likelihoo
 
 from __future__ import annotations
 
-import io
-import subprocess
-import sys
-import zipfile
-
 import pandas as pd
 import pytest
 
 from alliance_core.analyses.model_comparison import model_comparison
 from alliance_core.formatting import format_number
-from alliance_core.handover import reproduce
 from alliance_core.handover.report import build_report
-from alliance_core.handover.reproduce import parse_agreement
 from alliance_core.handover.results_moderators import COMPARISON_SECTION
 from alliance_core.handover.results_table import results_frame
 from tests.r_reference import apply, needs_r
-from tests.unit.reproduce_states import STATES, prepare
-from tests.unit.test_reproduce import PY_BATCH, R_BATCH
+from tests.unit.reproduce_runs import assert_all_agree, run_batch, write_bundles
+from tests.unit.reproduce_states import prepare_named
 
 # two-level with PTR (an interaction added, the location-scale neighbour), two-level with
 # t tests and no PTR, three-level (variance components held at 0)
@@ -35,12 +28,7 @@ NAMES = ("simulated-2L-aggregated-rho06", "molloy2014-knha-ref", "konstantopoulo
 
 @pytest.fixture(scope="module")
 def cases():
-    out = {}
-    for state in STATES:
-        if state.name in NAMES:
-            p = prepare(state)
-            out[state.name] = (p, model_comparison(p.run.result))
-    return out
+    return {name: (p, model_comparison(p.run.result)) for name, p in prepare_named(NAMES).items()}
 
 
 def test_comparison_rows_are_the_tables_numbers(cases):
@@ -73,47 +61,20 @@ def test_the_report_table_is_the_comparison(cases):
     ]
 
 
-def _bundles(root, cases, language):
-    for name, (p, comparison) in cases.items():
-        make = reproduce.r_bundle if language == "R" else reproduce.python_bundle
-        content = make(p.run, p.mapping, p.provenance, comparison=comparison, **p.bundle_options())
-        with zipfile.ZipFile(io.BytesIO(content)) as archive:
-            archive.extractall(root / name)
-    return list(cases)
-
-
-def _agree(stdout: str, names) -> None:
-    lines = {line.split()[1]: line for line in stdout.splitlines() if line.startswith("STATE ")}
-    for name in names:
-        counts = parse_agreement(lines.get(name, ""))
-        assert counts is not None and counts[0] == counts[1] > 0, lines.get(name)
-        assert "status=0" in lines[name]
+def _write(root, cases, language) -> list[str]:
+    bundles = ((name, p, {"comparison": comparison}) for name, (p, comparison) in cases.items())
+    return write_bundles(root, language, bundles)
 
 
 @apply(needs_r("metafor"))
 def test_r_scripts_reproduce_the_comparison(tmp_path, cases):
-    names = _bundles(tmp_path, cases, "R")
-    (tmp_path / "batch.R").write_text(R_BATCH)
-    proc = subprocess.run(
-        ["Rscript", "batch.R", *names], cwd=tmp_path, capture_output=True, text=True, timeout=900
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    print(proc.stdout)
-    _agree(proc.stdout, names)
+    names = _write(tmp_path, cases, "R")
+    assert_all_agree(run_batch(tmp_path, "R", names, timeout=900), names)
     for name in names:  # every comparison number was among those compared
         frame = pd.read_csv(tmp_path / name / "dashboard_results.csv", comment="#")
         assert (frame["section"] == COMPARISON_SECTION).sum() == 4 * len(cases[name][1].table)
 
 
 def test_python_scripts_reproduce_the_comparison(tmp_path, cases):
-    names = _bundles(tmp_path, cases, "Python")
-    (tmp_path / "batch.py").write_text(PY_BATCH)
-    proc = subprocess.run(
-        [sys.executable, "batch.py", *names],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    _agree(proc.stdout, names)
+    names = _write(tmp_path, cases, "Python")
+    assert_all_agree(run_batch(tmp_path, "Python", names, timeout=900), names)

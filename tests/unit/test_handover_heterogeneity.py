@@ -8,21 +8,15 @@ script the same refit through alliance_core, and both agree with the results fil
 
 from __future__ import annotations
 
-import io
-import subprocess
-import sys
-import zipfile
-
 import pytest
 
 from alliance_core.analyses.model_comparison import refit_with
 from alliance_core.handover import reproduce
-from alliance_core.handover.reproduce import parse_agreement
 from alliance_core.handover.results_scale import SCALE_SECTION
 from alliance_core.handover.results_table import results_frame
 from tests.r_reference import apply, needs_r
-from tests.unit.reproduce_states import STATES, prepare
-from tests.unit.test_reproduce import PY_BATCH, R_BATCH
+from tests.unit.reproduce_runs import assert_all_agree, run_batch, write_bundles
+from tests.unit.reproduce_states import prepare_named
 
 NAMES = ("simulated-2L-aggregated-rho06", "simulated-2L-REML", "simulated-2L-ML")
 
@@ -30,14 +24,12 @@ NAMES = ("simulated-2L-aggregated-rho06", "simulated-2L-REML", "simulated-2L-ML"
 @pytest.fixture(scope="module")
 def cases():
     out = {}
-    for state in STATES:
-        if state.name in NAMES:
-            p = prepare(state)
-            res = p.run.result
-            out[state.name] = (
-                p,
-                refit_with(res, list(res.design.term_labels), res.method, scale=[p.run.ptr_column]),
-            )
+    for name, p in prepare_named(NAMES).items():
+        res = p.run.result
+        out[name] = (
+            p,
+            refit_with(res, list(res.design.term_labels), res.method, scale=[p.run.ptr_column]),
+        )
     return out
 
 
@@ -55,27 +47,9 @@ def test_scale_rows_are_the_refits_numbers(cases):
 
 
 def _run(tmp_path, cases, language):
-    for name, (p, ls) in cases.items():
-        make = reproduce.r_bundle if language == "R" else reproduce.python_bundle
-        content = make(p.run, p.mapping, p.provenance, heterogeneity=ls, **p.bundle_options())
-        with zipfile.ZipFile(io.BytesIO(content)) as archive:
-            archive.extractall(tmp_path / name)
-    if language == "R":
-        (tmp_path / "batch.R").write_text(R_BATCH)
-        command = ["Rscript", "batch.R", *cases]
-    else:
-        (tmp_path / "batch.py").write_text(PY_BATCH)
-        command = [sys.executable, "batch.py", *cases]
-    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    print(proc.stdout)
-    lines = {
-        line.split()[1]: line for line in proc.stdout.splitlines() if line.startswith("STATE ")
-    }
-    for name in cases:
-        counts = parse_agreement(lines.get(name, ""))
-        assert counts is not None and counts[0] == counts[1] > 0, lines.get(name)
-        assert "status=0" in lines[name]
+    bundles = ((name, p, {"heterogeneity": ls}) for name, (p, ls) in cases.items())
+    names = write_bundles(tmp_path, language, bundles)
+    assert_all_agree(run_batch(tmp_path, language, names, timeout=900), names)
 
 
 @apply(needs_r("metafor"))

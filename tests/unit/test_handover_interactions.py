@@ -10,20 +10,15 @@ it. One Rscript call runs both R scripts.
 
 from __future__ import annotations
 
-import io
-import subprocess
-import sys
-import zipfile
 from dataclasses import replace
 
 import pytest
 
 from alliance_core.handover import reproduce
-from alliance_core.handover.reproduce import parse_agreement
 from alliance_core.model.fitting import fit
 from tests.r_reference import apply, needs_r
+from tests.unit.reproduce_runs import assert_all_agree, run_batch, write_bundles
 from tests.unit.reproduce_states import STATES, State, prepare
-from tests.unit.test_reproduce import PY_BATCH, R_BATCH
 
 AWKWARD = next(s for s in STATES if s.name == "upload-awkward-names")
 MOLLOY = State(
@@ -55,15 +50,6 @@ def runs():
     }
 
 
-def _bundles(root, runs, language):
-    for name, p in runs.items():
-        make = reproduce.r_bundle if language == "R" else reproduce.python_bundle
-        content = make(p.run, p.mapping, p.provenance, **p.bundle_options())
-        with zipfile.ZipFile(io.BytesIO(content)) as archive:
-            archive.extractall(root / name)
-    return list(runs)
-
-
 def test_the_r_formula_names_each_part_of_an_interaction(runs):
     p = runs["awkward-3L"]
     files = reproduce.bundle_files(
@@ -77,36 +63,12 @@ def test_the_r_formula_names_each_part_of_an_interaction(runs):
     assert any(":" in term for term in p.run.result.design.term_labels)
 
 
-def _agree(stdout: str, names: list[str]) -> None:
-    lines = {line.split()[1]: line for line in stdout.splitlines() if line.startswith("STATE ")}
-    for name in names:
-        counts = parse_agreement(lines.get(name, ""))
-        assert counts is not None and counts[0] == counts[1] > 0, lines.get(name)
-        assert "status=0" in lines[name]
-
-
 @apply(needs_r("metafor"))
 def test_r_scripts_with_interactions_agree(tmp_path, runs):
-    names = _bundles(tmp_path, runs, "R")
-    (tmp_path / "batch.R").write_text(R_BATCH)
-    proc = subprocess.run(
-        ["Rscript", "batch.R", *names], cwd=tmp_path, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    print(proc.stdout)
-    _agree(proc.stdout, names)
+    names = write_bundles(tmp_path, "R", ((name, p, {}) for name, p in runs.items()))
+    assert_all_agree(run_batch(tmp_path, "R", names, timeout=600), names)
 
 
 def test_python_scripts_with_interactions_agree(tmp_path, runs):
-    names = _bundles(tmp_path, runs, "Python")
-    (tmp_path / "batch.py").write_text(PY_BATCH)
-    proc = subprocess.run(
-        [sys.executable, "batch.py", *names],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    print(proc.stdout)
-    _agree(proc.stdout, names)
+    names = write_bundles(tmp_path, "Python", ((name, p, {}) for name, p in runs.items()))
+    assert_all_agree(run_batch(tmp_path, "Python", names, timeout=600), names)

@@ -9,9 +9,6 @@ says the bootstrap p is skipped. A small seeded case (99 replicates, CR2) keeps 
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
-import zipfile
 from dataclasses import replace
 
 import pandas as pd
@@ -21,12 +18,17 @@ from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_number, format_p
 from alliance_core.handover import reproduce
 from alliance_core.handover.report import build_report
-from alliance_core.handover.reproduce import parse_agreement
 from alliance_core.handover.results_table import results_frame
 from alliance_core.handover.results_wild import WILD_SECTION, f_name, p_name, replicates_name
 from tests.r_reference import apply, needs_r
+from tests.unit.reproduce_runs import (
+    R_BATCH,
+    assert_all_agree,
+    run_batch,
+    state_lines,
+    write_bundle,
+)
 from tests.unit.reproduce_states import STATES, prepare
-from tests.unit.test_reproduce import PY_BATCH, R_BATCH
 
 NAME = "simulated-3L-CHE-rho06-CR2"  # CHE model, CR2 by study, a categorical moderator
 REPLICATES = 99
@@ -64,33 +66,14 @@ def test_rows_are_the_results_numbers(case):
 
 def _bundle(root, case, language):
     p, wild = case
-    make = reproduce.r_bundle if language == "R" else reproduce.python_bundle
-    content = make(p.run, p.mapping, p.provenance, wild_bootstrap=wild, **p.bundle_options())
-    with zipfile.ZipFile(io.BytesIO(content)) as archive:
-        archive.extractall(root / NAME)
-
-
-def _line(stdout: str) -> str:
-    return next(line for line in stdout.splitlines() if line.startswith(f"STATE {NAME} "))
+    write_bundle(root / NAME, p, language, wild_bootstrap=wild)
 
 
 def test_python_script_reruns_the_bootstrap(tmp_path, case):
     _bundle(tmp_path, case, "Python")
     script = (tmp_path / NAME / "analysis.py").read_text()
     assert "res.wild_bootstrap(" in script and f"R={REPLICATES}" in script
-    (tmp_path / "batch.py").write_text(PY_BATCH)
-    proc = subprocess.run(
-        [sys.executable, "batch.py", NAME],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = _line(proc.stdout)
-    counts = parse_agreement(line)
-    assert counts is not None and counts[0] == counts[1] > 0, line
-    assert "status=0" in line
+    assert_all_agree(run_batch(tmp_path, "Python", [NAME], timeout=900), [NAME])
     frame = pd.read_csv(tmp_path / NAME / "dashboard_results.csv", comment="#")
     wild_numbers = frame.loc[
         frame["section"] == WILD_SECTION, ["statistic", "df", "pval", "estimate"]
@@ -103,18 +86,11 @@ def test_r_script_checks_f_and_skips_p(tmp_path, case):
     _bundle(tmp_path, case, "R")
     script = (tmp_path / NAME / "analysis.R").read_text()
     assert "# wildmeta::Wald_test_cwb(res" in script
-    (tmp_path / "batch.R").write_text(
-        R_BATCH.replace("^(agreement", "^(SKIPPED|not compared|agreement")
-    )
-    proc = subprocess.run(
-        ["Rscript", "batch.R", NAME], cwd=tmp_path, capture_output=True, text=True, timeout=900
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = _line(proc.stdout)
-    print(line)
-    counts = parse_agreement(line)
-    assert counts is not None and counts[0] == counts[1] > 0, line
-    assert "status=0" in line
+    # the script says what it skips: those lines join its STATE line
+    r_batch = R_BATCH.replace("^(agreement", "^(SKIPPED|not compared|agreement")
+    stdout = run_batch(tmp_path, "R", [NAME], timeout=900, r_batch=r_batch)
+    assert_all_agree(stdout, [NAME])
+    line = state_lines(stdout)[NAME]
     assert line.count("SKIPPED: the wild bootstrap p of") == len(case[1])
     # each test's p and replicates (2 numbers, 2 rows) are left out of the count
     assert f"not compared: {2 * len(case[1])} numbers of {2 * len(case[1])} rows" in line

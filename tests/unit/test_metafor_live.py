@@ -8,8 +8,6 @@ metafor is absent; CI installs both and refuses to count such a skip as a pass.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import pytest
 
 import alliance_core as ac
 from tests.r_reference import needs_r
+from tests.unit.live_r import check_coefficients, check_fit_statistics, draw_fisher_z, run_on_data
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "metafor_reference.R"
@@ -45,38 +44,7 @@ def draw(seed: int, model: str, studies: int, tau: float) -> pd.DataFrame:
     """Fisher-z correlations with a PTR-like numeric moderator and a rater factor."""
     rng = np.random.default_rng(seed)
     sizes = rng.integers(1, 6, studies) if model == "three-level" else np.ones(studies, int)
-    study = np.repeat(np.arange(studies), sizes)
-    k = len(study)
-    n = rng.integers(15, 250, studies)[study]
-    log_ptr = rng.normal(1.2, 0.9, studies)[study]
-    rater = rng.choice(["patient", "observer", "therapist"], k)
-    truth = 0.3 - 0.04 * log_ptr + 0.05 * (rater == "observer")
-    truth = truth + rng.normal(0, tau, studies)[study] + rng.normal(0, tau / 2, k)
-    vi = 1.0 / (n - 3.0)
-    yi = truth + rng.normal(0, np.sqrt(vi))
-    return pd.DataFrame(
-        {
-            "yi": yi,
-            "vi": vi,
-            "study": [f"s{i}" for i in study],
-            "es": [f"e{j}" for j in range(k)],
-            "log_ptr": log_ptr,
-            "rater": rater,
-        }
-    )
-
-
-def run_metafor(tmp_path: Path, data: pd.DataFrame, settings: dict) -> dict:
-    spec = tmp_path / "spec.json"
-    out = tmp_path / "out.json"
-    data.to_csv(tmp_path / "data.csv", index=False)
-    spec.write_text(json.dumps({"data_csv": "data.csv", "settings": settings}))
-    proc = subprocess.run(
-        ["Rscript", str(SCRIPT), str(spec), str(out)], capture_output=True, text=True, timeout=300
-    )
-    result = json.loads(out.read_text())
-    assert proc.returncode == 0, result.get("error", proc.stderr)
-    return result
+    return draw_fisher_z(rng, sizes, tau, tau / 2)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +72,7 @@ def test_random_dataset_agrees_with_metafor(
         "newdata": newdata,
         "wald_terms": ["raterobserver", "ratertherapist"] if mods else [],
     }
-    expected = run_metafor(tmp_path, data, settings)
+    expected = run_on_data(SCRIPT, tmp_path, data, settings, timeout=300)
     res = ac.fit(
         data,
         moderators=moderators,
@@ -113,14 +81,7 @@ def test_random_dataset_agrees_with_metafor(
         test=test,
         cluster="study" if model == "three-level" else None,
     )
-    coef = expected["coefficients"]
-    assert list(res.coefficients.index) == coef["term"]
-    scale = float(np.max(np.abs(coef["estimate"]) + np.asarray(coef["se"])))
-    np.testing.assert_allclose(
-        res.coefficients["estimate"], coef["estimate"], rtol=1e-6, atol=1e-7 * scale
-    )
-    np.testing.assert_allclose(res.coefficients["se"], coef["se"], rtol=1e-6)
-    np.testing.assert_allclose(res.coefficients["pval"], coef["pval"], rtol=0, atol=1e-7)
+    scale = check_coefficients(res, expected["coefficients"])
     if model == "three-level":
         np.testing.assert_allclose(res.sigma2, expected["sigma2"], rtol=1e-6, atol=1e-8)
         np.testing.assert_allclose(res.I2_levels, expected["I2_levels"], rtol=1e-6, atol=1e-6)
@@ -129,10 +90,7 @@ def test_random_dataset_agrees_with_metafor(
         np.testing.assert_allclose(res.H2, expected["H2"], rtol=1e-6)
     np.testing.assert_allclose(res.QE, expected["QE"], rtol=1e-8)
     np.testing.assert_allclose(res.I2, expected["I2"], rtol=1e-6, atol=1e-6)
-    for name in ("loglik", "deviance", "aic", "bic", "aicc"):
-        np.testing.assert_allclose(
-            getattr(res, name), expected[name], rtol=1e-7, atol=1e-8, err_msg=name
-        )
+    check_fit_statistics(res, expected)
     if mods:
         np.testing.assert_allclose(res.QM, expected["QM"], rtol=1e-6)
         np.testing.assert_allclose(res.QM_pval, expected["QM_pval"], rtol=0, atol=1e-7)

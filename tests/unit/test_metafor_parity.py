@@ -9,25 +9,16 @@ absolute.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 import alliance_core as ac
+from tests.unit import parity_checks as parity
+from tests.unit.parity_checks import P_ATOL, VAR_ATOL, close, load_case
 
 FIXTURES = sorted((Path(__file__).parents[1] / "fixtures" / "metafor").glob("*.json"))
-RTOL = 1e-6
-P_ATOL = 1e-7
-# Variance components on the boundary: metafor's optimiser (log-scale for rma.mv) stops a
-# hair above zero where the exact maximiser is 0.
-VAR_ATOL = 1e-8
-
-
-def load_case(path: Path) -> dict:
-    return json.loads(path.read_text())
 
 
 def case_frame(case: dict) -> pd.DataFrame:
@@ -47,16 +38,6 @@ def fit_case(case: dict) -> ac.MetaResult:
         test=s["test"],
         cluster="study" if s["model"] == "three-level" else None,
         level=s.get("level", 0.95),
-    )
-
-
-def close(actual, expected, rtol=RTOL, atol=0.0, what=""):
-    np.testing.assert_allclose(
-        np.asarray(actual, dtype=float),
-        np.asarray(expected, dtype=float),
-        rtol=rtol,
-        atol=atol,
-        err_msg=what,
     )
 
 
@@ -82,17 +63,7 @@ def test_fixture_set_covers_the_promised_models():
 
 def test_coefficients(pair):
     case, res = pair
-    expected = case["result"]["coefficients"]
-    assert list(res.coefficients.index) == expected["term"]
-    table = res.coefficients
-    scale = np.abs(np.asarray(expected["estimate"])) + np.asarray(expected["se"])
-    # Values that are near zero only by cancellation are compared on the scale of the
-    # coefficient table (|estimate| + se), still to a relative 1e-7 of it.
-    for column in ("estimate", "ci_lb", "ci_ub"):
-        close(table[column], expected[column], atol=1e-7 * scale.max(), what=column)
-    close(table["se"], expected["se"], what="se")
-    close(table["statistic"], expected["statistic"], atol=1e-7, what="statistic")
-    close(table["pval"], expected["pval"], rtol=0, atol=P_ATOL, what="pval")
+    parity.check_coefficients(res, case["result"]["coefficients"])
 
 
 def test_variance_components(pair):
@@ -109,9 +80,7 @@ def test_variance_components(pair):
 def test_heterogeneity_and_moderator_tests(pair):
     case, res = pair
     e = case["result"]
-    close(res.QE, e["QE"], what="QE")
-    assert res.QE_df == e["QE_df"]
-    close(res.QE_pval, e["QE_pval"], rtol=0, atol=P_ATOL)
+    parity.check_residual_heterogeneity(res, e)
     if e.get("QM") is None or res.p == 1:
         assert res.QM is None
     else:
@@ -132,9 +101,7 @@ def test_heterogeneity_and_moderator_tests(pair):
 
 def test_fit_statistics(pair):
     case, res = pair
-    e = case["result"]
-    for name in ("loglik", "deviance", "aic", "bic", "aicc"):
-        close(getattr(res, name), e[name], atol=1e-8, what=name)
+    parity.check_fit_statistics(res, case["result"])
 
 
 def test_confidence_interval_for_tau2(pair):
@@ -150,22 +117,7 @@ def test_confidence_interval_for_tau2(pair):
 
 def test_predictions(pair):
     case, res = pair
-    newdata = case["settings"].get("newdata")
-    frame = pd.DataFrame(newdata) if newdata else None
-    for transform, key in ((None, "predict"), ("r", "predict_r")):
-        expected = case["result"][key]
-        got = res.predict(frame, transform=transform)
-        scale = float(np.max(np.abs(got["pred"]))) + float(
-            np.max(np.atleast_1d(case["result"]["predict"]["se"]))
-        )
-        for column in ("pred", "ci_lb", "ci_ub", "pi_lb", "pi_ub"):
-            if expected[column] is None:  # metafor gives NA (no prediction interval for EE)
-                assert got[column].isna().all(), f"{key} {column} should be missing"
-                continue
-            want = np.atleast_1d(np.asarray(expected[column], dtype=float))
-            close(got[column], want, atol=1e-7 * scale, what=f"{key} {column}")
-        if transform is None:
-            close(got["se"], np.atleast_1d(expected["se"]), what="prediction se")
+    parity.check_predictions(res, case)
 
 
 WALD_FIXTURES = [p for p in FIXTURES if load_case(p)["result"].get("wald")]

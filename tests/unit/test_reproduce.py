@@ -11,8 +11,6 @@ import ast
 import io
 import subprocess
 import sys
-import zipfile
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -22,109 +20,24 @@ from alliance_core.handover import reproduce
 from alliance_core.handover.csv_export import restore_formula
 from alliance_core.handover.reproduce import parse_agreement, py_string, r_names, r_string
 from tests.r_reference import apply, needs_r
+from tests.unit.reproduce_runs import assert_all_agree, run_batch, write_bundle, write_bundles
 from tests.unit.reproduce_states import STATES, analysis_of, prepare
-
-R_BATCH = r"""
-suppressPackageStartupMessages(library(metafor))
-top <- getwd()
-for (d in commandArgs(trailingOnly = TRUE)) {
-  setwd(file.path(top, d))
-  env <- new.env()
-  status <- NA
-  # analysis.R ends with quit(status = ...); here it only records the status.
-  env$quit <- function(status = 0, ...) status <<- status
-  out <- tryCatch(capture.output(sys.source("analysis.R", envir = env)),
-                  error = function(e) paste("error:", conditionMessage(e)))
-  line <- grep("^(agreement with the dashboard|differs|error)", out, value = TRUE)
-  cat(sprintf("STATE %s status=%s | %s\n", d, status, paste(line, collapse = " | ")))
-  setwd(top)
-}
-"""
-
-PY_BATCH = r"""
-import contextlib, io, os, runpy, sys
-top = os.getcwd()
-for d in sys.argv[1:]:
-    os.chdir(os.path.join(top, d))
-    out, status = io.StringIO(), None
-    try:
-        with contextlib.redirect_stdout(out):
-            runpy.run_path("analysis.py", run_name="__main__")
-    except SystemExit as stop:
-        status = stop.code
-    except Exception as error:
-        out.write(f"error: {error!r}\n")
-    lines = [l for l in out.getvalue().splitlines()
-             if l.startswith(("agreement with the dashboard", "differs", "error"))]
-    print(f"STATE {d} status={status} | " + " | ".join(lines), flush=True)
-    os.chdir(top)
-"""
-
-
-def _write_bundles(root: Path, language: str) -> list[str]:
-    names = []
-    for state in STATES:
-        prepared = prepare(state)
-        make = reproduce.r_bundle if language == "R" else reproduce.python_bundle
-        content = make(
-            prepared.run, prepared.mapping, prepared.provenance, **prepared.bundle_options()
-        )
-        folder = root / state.name
-        with zipfile.ZipFile(io.BytesIO(content)) as archive:
-            archive.extractall(folder)
-        names.append(state.name)
-    return names
-
-
-def _results(stdout: str) -> dict[str, str]:
-    return {line.split()[1]: line for line in stdout.splitlines() if line.startswith("STATE ")}
-
-
-def _assert_all_agree(results: dict[str, str], names: list[str]) -> None:
-    failures = []
-    for name in names:
-        line = results.get(name, f"STATE {name}: no output")
-        counts = parse_agreement(line)
-        if counts is None or counts[0] != counts[1] or counts[1] == 0 or "status=0" not in line:
-            failures.append(line)
-    assert not failures, "\n".join(failures)
 
 
 @apply(needs_r("metafor"))
 def test_r_scripts_agree_with_the_dashboard(tmp_path):
-    names = _write_bundles(tmp_path, "R")
-    (tmp_path / "batch.R").write_text(R_BATCH)
-    proc = subprocess.run(
-        ["Rscript", "batch.R", *names], cwd=tmp_path, capture_output=True, text=True, timeout=1800
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    print(proc.stdout)
-    _assert_all_agree(_results(proc.stdout), names)
+    names = write_bundles(tmp_path, "R", ((s.name, prepare(s), {}) for s in STATES))
+    assert_all_agree(run_batch(tmp_path, "R", names, timeout=1800), names)
 
 
 def test_python_scripts_agree_with_the_dashboard(tmp_path):
-    names = _write_bundles(tmp_path, "Python")
-    (tmp_path / "batch.py").write_text(PY_BATCH)
-    proc = subprocess.run(
-        [sys.executable, "batch.py", *names],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    print(proc.stdout)
-    _assert_all_agree(_results(proc.stdout), names)
+    names = write_bundles(tmp_path, "Python", ((s.name, prepare(s), {}) for s in STATES))
+    assert_all_agree(run_batch(tmp_path, "Python", names, timeout=1800), names)
 
 
 def test_a_differing_number_fails_the_python_script(tmp_path):
     """The comparison can fail: change one dashboard number and the script exits non-zero."""
-    prepared = prepare(STATES[2])
-    content = reproduce.python_bundle(
-        prepared.run, prepared.mapping, prepared.provenance, **prepared.bundle_options()
-    )
-    with zipfile.ZipFile(io.BytesIO(content)) as z:
-        z.extractall(tmp_path)
+    write_bundle(tmp_path, prepare(STATES[2]), "Python")
     path = tmp_path / "dashboard_results.csv"
     text = path.read_text()
     comments = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))

@@ -11,8 +11,6 @@ installs them and refuses to count such a skip as a pass.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +20,10 @@ from robust_cases import CORE_RTOL, DF_RTOL, P_ATOL, RTOL, check_cr1, check_cr2
 
 import alliance_core as ac
 from alliance_core.model.design import build_design_matrix
-from alliance_core.model.robust import marginal_blocks, robust_from_blocks
+from alliance_core.model.robust import robust_from_blocks
+from alliance_core.model.robust_variance import marginal_blocks
 from tests.r_reference import needs_r
+from tests.unit.live_r import draw_clustered, run_r_reference
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "robust_reference.R"
@@ -43,28 +43,7 @@ CASES = [
 
 
 def draw(seed: int, studies: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    sizes = rng.integers(1, 7, studies)
-    study = np.repeat(np.arange(studies), sizes)
-    k = len(study)
-    n = rng.integers(20, 300, studies)[study]
-    log_ptr = rng.normal(1.2, 0.9, studies)[study]
-    rater = rng.choice(["observer", "patient", "therapist"], k)
-    vi = 1.0 / (n - 3.0)
-    truth = 0.3 - 0.04 * log_ptr + 0.05 * (rater == "observer")
-    # heavy-tailed study effects: the working model is wrong, which is when RVE matters
-    truth = truth + 0.12 * rng.standard_t(4, studies)[study] + rng.normal(0, 0.06, k)
-    return pd.DataFrame(
-        {
-            "yi": truth + rng.normal(0, np.sqrt(vi)),
-            "vi": vi,
-            "study": [f"s{i}" for i in study],
-            "es": [f"e{j}" for j in range(k)],
-            "group": [f"g{i // 3}" for i in study],
-            "log_ptr": log_ptr,
-            "rater": rater,
-        }
-    )
+    return draw_clustered(seed, studies, lambda rng, m: rng.normal(1.2, 0.9, m))
 
 
 @pytest.fixture(scope="module")
@@ -83,16 +62,7 @@ def references(tmp_path_factory):
         if rho is not None:
             spec["rho"] = rho
         cases.append({"data_csv": f"data{seed}.csv", "spec": spec})
-    (tmp / "cases.json").write_text(json.dumps(cases))
-    out = tmp / "out.json"
-    proc = subprocess.run(
-        ["Rscript", str(SCRIPT), str(tmp / "cases.json"), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    result = json.loads(out.read_text())
-    assert proc.returncode == 0, result.get("error", proc.stderr)
+    result = run_r_reference(SCRIPT, tmp / "cases.json", cases, timeout=600)
     return {case[0]: expected for case, expected in zip(CASES, result, strict=True)}
 
 

@@ -12,8 +12,6 @@ skip as a pass.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +20,11 @@ import pytest
 
 import alliance_core as ac
 from tests.r_reference import needs_r
+from tests.unit.live_r import RATERS, draw_clustered, run_r_reference
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "robust_prediction_reference.R"
 RTOL = 1e-6
-LEVELS = ("observer", "patient", "therapist")
 
 pytestmark = needs_r("metafor", "clubSandwich", "jsonlite")
 
@@ -41,28 +39,7 @@ CASES = [
 
 
 def draw(seed: int, studies: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    sizes = rng.integers(1, 7, studies)
-    study = np.repeat(np.arange(studies), sizes)
-    k = len(study)
-    n = rng.integers(20, 300, studies)[study]
-    log_ptr = rng.uniform(0.0, 3.5, studies)[study]
-    rater = rng.choice(LEVELS, k)
-    rater[:3] = LEVELS  # every level present
-    vi = 1.0 / (n - 3.0)
-    truth = 0.3 - 0.04 * log_ptr + 0.05 * (rater == "observer")
-    truth = truth + 0.12 * rng.standard_t(4, studies)[study] + rng.normal(0, 0.06, k)
-    return pd.DataFrame(
-        {
-            "yi": truth + rng.normal(0, np.sqrt(vi)),
-            "vi": vi,
-            "study": [f"s{i}" for i in study],
-            "es": [f"e{j}" for j in range(k)],
-            "group": [f"g{i // 3}" for i in study],
-            "log_ptr": log_ptr,
-            "rater": rater,
-        }
-    )
+    return draw_clustered(seed, studies, lambda rng, m: rng.uniform(0.0, 3.5, m), every_rater=True)
 
 
 def new_rows(seed: int, mods: bool) -> dict:
@@ -71,7 +48,7 @@ def new_rows(seed: int, mods: bool) -> dict:
     rng = np.random.default_rng(seed + 1000)
     return {
         "log_ptr": [float(v) for v in rng.uniform(-0.5, 4.0, 6)],  # some beyond the data
-        "rater": [str(v) for v in rng.choice(LEVELS, 6)],
+        "rater": [str(v) for v in rng.choice(RATERS, 6)],
     }
 
 
@@ -90,16 +67,7 @@ def references(tmp_path_factory):
         if rho is not None:
             spec["rho"] = rho
         cases.append({"data_csv": f"data{seed}.csv", "spec": spec, "newdata": new_rows(seed, mods)})
-    (tmp / "cases.json").write_text(json.dumps(cases))
-    out = tmp / "out.json"
-    proc = subprocess.run(
-        ["Rscript", str(SCRIPT), str(tmp / "cases.json"), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    result = json.loads(out.read_text())
-    assert proc.returncode == 0, result.get("error", proc.stderr)
+    result = run_r_reference(SCRIPT, tmp / "cases.json", cases, timeout=600)
     return {case[0]: expected for case, expected in zip(CASES, result, strict=True)}
 
 

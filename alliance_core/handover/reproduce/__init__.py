@@ -42,7 +42,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
@@ -133,66 +133,48 @@ def bundle_files(
     }
 
 
-def r_bundle(
-    run,
-    mapping,
-    provenance,
-    *,
-    on_r_scale: bool,
-    table=None,
-    robust=None,
-    bias=None,
-    comparison=None,
-    heterogeneity=None,
-    wild_bootstrap=None,
-) -> bytes:
-    """Zip: data.csv, analysis.R (metafor), dashboard_results.csv (see ``bundle_files``)."""
-    return _zip(
-        bundle_files(
-            run,
-            mapping,
-            provenance,
-            on_r_scale=on_r_scale,
-            language="R",
-            table=table,
-            robust=robust,
-            bias=bias,
-            comparison=comparison,
-            heterogeneity=heterogeneity,
-            wild_bootstrap=wild_bootstrap,
+# The R and the Python zip differ only in the script they hold (``bundle_files`` picks it by
+# language), so one function makes both zip makers; ``r_bundle`` and ``python_bundle`` keep
+# their names and keyword signatures for their callers.
+def _bundle_maker(language: str, script: str) -> Callable[..., bytes]:
+    """The zip maker of one script language: the zip of :func:`bundle_files` in ``language``."""
+
+    def bundle(
+        run,
+        mapping,
+        provenance,
+        *,
+        on_r_scale: bool,
+        table=None,
+        robust=None,
+        bias=None,
+        comparison=None,
+        heterogeneity=None,
+        wild_bootstrap=None,
+    ) -> bytes:
+        return _zip(
+            bundle_files(
+                run,
+                mapping,
+                provenance,
+                on_r_scale=on_r_scale,
+                language=language,
+                table=table,
+                robust=robust,
+                bias=bias,
+                comparison=comparison,
+                heterogeneity=heterogeneity,
+                wild_bootstrap=wild_bootstrap,
+            )
         )
-    )
+
+    bundle.__name__ = bundle.__qualname__ = f"{language.lower()}_bundle"
+    bundle.__doc__ = f"Zip: data.csv, {script}, dashboard_results.csv (see ``bundle_files``)."
+    return bundle
 
 
-def python_bundle(
-    run,
-    mapping,
-    provenance,
-    *,
-    on_r_scale: bool,
-    table=None,
-    robust=None,
-    bias=None,
-    comparison=None,
-    heterogeneity=None,
-    wild_bootstrap=None,
-) -> bytes:
-    """Zip: data.csv, analysis.py (alliance_core), dashboard_results.csv (see ``bundle_files``)."""
-    return _zip(
-        bundle_files(
-            run,
-            mapping,
-            provenance,
-            on_r_scale=on_r_scale,
-            language="Python",
-            table=table,
-            robust=robust,
-            bias=bias,
-            comparison=comparison,
-            heterogeneity=heterogeneity,
-            wild_bootstrap=wild_bootstrap,
-        )
-    )
+r_bundle = _bundle_maker("R", "analysis.R (metafor)")
+python_bundle = _bundle_maker("Python", "analysis.py (alliance_core)")
 
 
 # -- several models in one zip -----------------------------------------------------------------
@@ -273,20 +255,11 @@ def models_files(
     location-scale refit and the cluster wild bootstrap tests of the last (the sidebar's)
     model."""
 
-    def bias_of(run: AnalysisRun) -> PublicationBias | None:
-        return bias if bias is not None and run.result.p == 1 else None
-
-    def comparison_of(run: AnalysisRun) -> ModelComparison | None:
-        return comparison if run is models[-1][1] else None
-
-    def heterogeneity_of(run: AnalysisRun) -> LocationScaleResult | None:
-        return heterogeneity if run is models[-1][1] else None
-
-    def wild_of(run: AnalysisRun) -> Mapping[str, WildBootstrapResult] | None:
-        return wild_bootstrap if run is models[-1][1] else None
-
-    if len(models) == 1:
-        _, run, provenance = models[0]
+    def files_of(run: AnalysisRun, provenance: Provenance) -> dict[str, bytes | str]:
+        """One model's files (the same call for a flat zip and for each folder): the bias
+        results go with the model without moderators, the comparison, location-scale refit
+        and wild bootstrap tests with the last model."""
+        last = run is models[-1][1]
         return bundle_files(
             run,
             mapping,
@@ -295,26 +268,18 @@ def models_files(
             language=language,
             table=table,
             robust=run.robust,
-            bias=bias_of(run),
-            comparison=comparison_of(run),
-            heterogeneity=heterogeneity_of(run),
-            wild_bootstrap=wild_of(run),
+            bias=bias if bias is not None and run.result.p == 1 else None,
+            comparison=comparison if last else None,
+            heterogeneity=heterogeneity if last else None,
+            wild_bootstrap=wild_bootstrap if last else None,
         )
+
+    if len(models) == 1:
+        _, run, provenance = models[0]
+        return files_of(run, provenance)
     files: dict[str, bytes | str] = {}
     for label, run, provenance in models:
-        part = bundle_files(
-            run,
-            mapping,
-            provenance,
-            on_r_scale=on_r_scale,
-            language=language,
-            table=table,
-            robust=run.robust,
-            bias=bias_of(run),
-            comparison=comparison_of(run),
-            heterogeneity=heterogeneity_of(run),
-            wild_bootstrap=wild_of(run),
-        )
+        part = files_of(run, provenance)
         files.update({f"{label}/{name}": content for name, content in part.items()})
     labels = ", ".join(
         (r_string if language == "R" else py_string)(label) for label, _, _ in models
