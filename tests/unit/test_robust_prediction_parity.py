@@ -20,8 +20,9 @@ import pandas as pd
 import pytest
 
 import alliance_core as ac
-from alliance_core.model.robust import marginal_blocks, robust_from_blocks
+from alliance_core.model.robust import robust_from_blocks
 from alliance_core.model.robust_contrasts import PREDICTION_COLUMNS, contrast_df, linear_contrast
+from alliance_core.model.robust_variance import marginal_blocks
 
 FIXTURES = sorted((Path(__file__).parents[1] / "fixtures" / "robust_prediction").glob("*.json"))
 CASES = [json.loads(path.read_text()) for path in FIXTURES]
