@@ -7,7 +7,8 @@ link (lesson=ptr&step=3), so students follow on their own devices; arrow keys mo
 import plotly.graph_objects as go
 import streamlit as st
 
-from alliance_core.data.datasets import DEFAULT_DATASET
+from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info
+from alliance_core.formatting import escape_markdown
 from alliance_core.teaching.lesson import (
     available_lessons,
     lesson_from_link,
@@ -79,8 +80,40 @@ def open_view(step) -> None:
     st.switch_page(ctx.pages[step.page])
 
 
+def lesson_header(ctx: loading.Context) -> None:
+    """The lesson's own data and model. Its figures always use the bundled simulated data
+    under the dashboard's default analysis (or the Simulator's simulated worlds), whatever the
+    sidebar shows, so every student sees the same numbers; the header says so, and names the
+    sidebar's state when it differs rather than printing it over the lesson's figures."""
+    st.title("Lesson")
+    info = dataset_info(DEFAULT_DATASET)
+    lesson_settings = loading.defaults_for(DEFAULT_DATASET)
+    badge = ":orange-badge[:material/science: SIMULATED] " if info.simulated else ""
+    described = render.describe_settings(lesson_settings)
+    render.markdown(
+        f"{badge}**{escape_markdown(info.title)}**  \n{described} (the pooled steps without "
+        "moderators); the Simulator's steps use simulated worlds."
+    )
+    shown = ctx.settings.with_changes(
+        moderators=lesson_settings.moderators, ptr_scale=lesson_settings.ptr_scale, page=None
+    )
+    if ctx.data is not None and (
+        ctx.data.upload is not None
+        or loading.analysis_key(shown) != loading.analysis_key(lesson_settings)
+    ):
+        sidebar_state = (
+            f"**{escape_markdown(ctx.data.title)}** · {render.describe_settings(ctx.settings)}"
+        )
+        st.info(
+            f"The sidebar now shows {sidebar_state}. The lesson keeps to its own data and "
+            "model above, so a class sees the same numbers; **Open this view** opens a "
+            "step's page on the lesson's data.",
+            icon=":material/school:",
+        )
+
+
 ctx = sidebar.context()
-render.page_header("Lesson", ctx, needs_data=False)
+lesson_header(ctx)
 ss = st.session_state
 if STEP_KEY not in ss:
     name, number, problems = lesson_from_link(ss.get(session.VIEW_QUERY, {}))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info
 from alliance_core.teaching.lesson import load_lesson
 from alliance_core.teaching.simulator_view import PRESET_CODES
 from tests.app.conftest import assert_ran_cleanly, new_app, unescaped
@@ -83,3 +84,32 @@ def test_each_step_opens_its_view(number):
         assert at.selectbox(key="sim:preset").value == PRESET_CODES[step.link["sim"]]
     if "perther" in step.link:
         assert at.slider(key="sim:perther").value == int(step.link["perther"])
+
+
+def test_the_lesson_names_its_own_data_and_the_sidebars_when_they_differ():
+    """The lesson's figures use the bundled simulated data under the default analysis; under
+    another sidebar state the header still names the lesson's data, and a notice names the
+    sidebar's, so a PTR result is never shown under another dataset's name."""
+    last = len(STEPS)  # the PTR curve step
+    at = opened({"page": "lesson", "lesson": "ptr", "step": str(last)})
+    header = " ".join(unescaped(m.value) for m in at.markdown[:2])
+    default_title = dataset_info(DEFAULT_DATASET).title
+    assert "SIMULATED" in header and default_title in header
+    assert not at.info  # the sidebar shows the lesson's own state
+    sentence = next(m.value for m in at.markdown if "At PTR 1" in unescaped(m.value))
+    for query in (
+        {"ds": "crede2010"},
+        {"keep": ["alliance_measure:CALPAS", "design:RCT"], "inf": "CR2"},
+    ):
+        other = opened({"page": "lesson", "lesson": "ptr", "step": str(last), **query})
+        header = " ".join(unescaped(m.value) for m in other.markdown[:2])
+        assert "SIMULATED" in header and default_title in header
+        notice = unescaped(other.info[0].value)
+        assert "The sidebar now shows" in notice and "keeps to its own data" in notice
+        if "ds" in query:
+            assert dataset_info("crede2010").title in notice
+            assert dataset_info("crede2010").title not in header
+        else:
+            assert "CALPAS" in notice
+        # The step's numbers are the lesson's, the same as in its own state.
+        assert sentence in [m.value for m in other.markdown]
