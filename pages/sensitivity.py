@@ -17,6 +17,7 @@ from alliance_core.analyses.state import ModelFlags
 from alliance_core.figures import rho_sensitivity_figure, specification_figure
 from alliance_core.formatting import escape_markdown
 from alliance_core.handover.csv_export import csv_bytes
+from alliance_core.model.design import INTERCEPT
 from alliance_core.model.nesting import is_nested, model_name
 from alliance_core.wording.glossary import with_definitions
 from alliance_core.wording.look_for import look_for
@@ -32,7 +33,7 @@ SECTION_KEY = "sensitivity:section"
 @st.cache_data(max_entries=8, show_spinner=False, ttl=loading.CACHE_TTL)
 def leave_one_out_table(
     data_key: str, settings_key: str, _res, on_r: bool, _flags
-) -> tuple[pd.DataFrame, str | None, str]:
+) -> tuple[pd.DataFrame, str | None, str, pd.DataFrame]:
     # A refit per study: cached on the analysis, like the fit itself (and shared by the
     # server's processes, see loading.shared). The reading states effects on the table's
     # scale (r for correlations); the state's flags (fixed by the analysis) decide whether
@@ -40,7 +41,8 @@ def leave_one_out_table(
     def compute():
         result = leave_one_out(_res)
         caution = _flags.coefficient_caution(result.coefficient) if result.coefficient else None
-        return result.table, result.coefficient, result.describe(reading_scale(on_r), caution)
+        text = result.describe(reading_scale(on_r), caution)
+        return result.table, result.coefficient, text, result.by_change()
 
     return loading.shared(f"leave-one-out:{reading_scale(on_r)}", data_key, settings_key, compute)
 
@@ -121,20 +123,26 @@ def dependence_table(data_key, settings_key, term, _data, _settings) -> pd.DataF
     return rho_sensitivity(_data.rows, _data.mapping, _settings, term, table=_data.table)
 
 
-def dependence_section(run, term: str) -> None:
-    """The PTR coefficient across assumed rho and model-based vs CR2 inference."""
-    settings = run.settings
+def dependence_section(run, term: str | None) -> None:
+    """The PTR coefficient across assumed rho and model-based vs CR2 inference; without PTR
+    (``term`` None) the pooled estimate, from the model without moderators, so that data
+    without therapist counts get the same check of the other tabs' model-based intervals."""
+    settings, label, what = run.settings, None, "the PTR coefficient"
+    if term is None:
+        settings = settings.with_changes(moderators=())
+        term, label = INTERCEPT, "Pooled estimate"
+        what = "the pooled estimate (the model without moderators)"
     if settings.uses_rho:
         st.markdown(
             "Studies rarely report how strongly the sampling errors of their effect sizes "
-            "correlate, so the model assumes a value ρ. Here the PTR coefficient is refitted "
+            f"correlate, so the model assumes a value ρ. Here {what} is refitted "
             f"for ρ = {', '.join(f'{r:g}' for r in RHO_GRID)}, each with model-based and "
             "cluster-robust (CR2) inference. If the conclusion is the same in every row, it "
             "does not hinge on the assumption."
         )
     else:
         st.markdown(
-            "This model does not use ρ; the PTR coefficient is shown with model-based and "
+            f"This model does not use ρ; {what} is shown with model-based and "
             "cluster-robust (CR2) inference."
         )
     table = dependence_table(ctx.data.key, loading.analysis_key(settings), term, ctx.data, settings)
@@ -144,7 +152,10 @@ def dependence_section(run, term: str) -> None:
         "coefficient. The row marked ● is the sidebar's choice."
         + ("" if ctx.data.mapping.study else " CR2 needs a study column, which this table lacks.")
     )
-    render.plot(rho_sensitivity_figure(table, term, run.result.level), key="dependence:figure")
+    render.plot(
+        rho_sensitivity_figure(table, term, run.result.level, label=label),
+        key="dependence:figure",
+    )
 
 
 def cumulative_section(pooled_run, year: str, unit: str, on_r: bool, symbol) -> None:
@@ -200,7 +211,7 @@ def leave_one_out_section(page: Refits) -> None:
         render.shown_errors("Leave-one-out"),
         st.spinner("Refitting without each " + page.unit + "…"),
     ):
-        table, coefficient, text = leave_one_out_table(
+        table, coefficient, text, by_change = leave_one_out_table(
             page.data_key, page.settings_key, res, page.on_r, page.flags
         )
         st.markdown(escape_markdown(text))
@@ -217,10 +228,8 @@ def leave_one_out_section(page: Refits) -> None:
                 symbol=page.symbol,
             )
 
-        order = "coef_estimate" if "coef_estimate" in table.columns else "estimate"
-        change = (table[order] - table[order].median()).abs()
-        moved = table.assign(change=change).sort_values("change", ascending=False, kind="stable")
-        shown = readable(moved.drop(columns="change"))
+        # Ordered as the sentence above reads "moved it most": distance from the full model.
+        shown = readable(by_change)
         render.caption(
             f"The {min(10, len(shown))} {page.unit} rows that move "
             f"{'the PTR coefficient' if coefficient else 'the estimate'} most"
@@ -289,9 +298,6 @@ def dependence_tab(page: Refits) -> None:
 
 
 def specification_section(page: Refits) -> None:
-    if not ctx.data.mapping.has_therapists:
-        st.info("The specification curve follows PTR, which needs therapist counts.")
-        return
     nested = is_nested(apply_filters(ctx.data.table, ctx.settings.filters), ctx.data.mapping.study)
     if nested:
         st.markdown(
@@ -410,9 +416,11 @@ def sections(run: AnalysisRun) -> dict:
     }
     if ctx.data.mapping.year:
         shown["Cumulative meta-analysis"] = cumulative_tab
-    if run.ptr_column:
-        shown["Sampling correlation and inference"] = dependence_tab
-    shown["Specification curve"] = specification_section
+    # Every model gets the ρ and inference check (of the PTR slope, or else of the pooled
+    # estimate); the specification curve follows PTR, so it needs therapist counts.
+    shown["Sampling correlation and inference"] = dependence_tab
+    if ctx.data.mapping.has_therapists:
+        shown["Specification curve"] = specification_section
     return shown
 
 

@@ -136,6 +136,15 @@ class LeaveOneOut:
     level: float
     moderated: bool = False  # the model has moderators: the intercept is not a pooled estimate
 
+    def by_change(self) -> pd.DataFrame:
+        """The refits, the one that moves the followed quantity furthest from the full
+        model's value first: the coefficient when one is followed, else the intercept (the
+        quantity and distance of :meth:`describe`'s "moved it most"). Failed refits last."""
+        column = "coef_estimate" if self.coefficient is not None else "estimate"
+        change = (self.table[column] - self.full[column]).abs()
+        order = change.sort_values(ascending=False, kind="stable", na_position="last").index
+        return self.table.loc[order]
+
     def describe(self, transform: str | None = None, caution: str | None = None) -> str:
         """What was done, what it showed, and what it cannot show, in plain words.
 

@@ -14,8 +14,11 @@ from alliance_core.figures.styling import FONT_FAMILY, GRID, OKABE_ITO
 from alliance_core.model.nesting import display_name
 
 
-def rho_sensitivity_figure(table: pd.DataFrame, term: str, level: float = 0.95) -> go.Figure:
-    """The coefficient with its interval against rho, one series per inference."""
+def rho_sensitivity_figure(
+    table: pd.DataFrame, term: str, level: float = 0.95, label: str | None = None
+) -> go.Figure:
+    """The coefficient with its interval against rho, one series per inference; ``label``
+    names it on the y axis (default: "<term> coefficient")."""
     fig = go.Figure()
     colours = {MODEL_BASED: OKABE_ITO[4], ROBUST: OKABE_ITO[5]}
     offsets = {MODEL_BASED: -0.012, ROBUST: 0.012}  # side by side at each rho
@@ -46,6 +49,6 @@ def rho_sensitivity_figure(table: pd.DataFrame, term: str, level: float = 0.95) 
         margin={"l": 70, "r": 20, "t": 40, "b": 60},
         legend={"orientation": "h", "y": 1.08, "x": 0},
         xaxis_title="Assumed sampling correlation within a study (ρ)",
-        yaxis_title=f"{display_name(term)} coefficient ({level:.0%} CI)",
+        yaxis_title=f"{label or display_name(term) + ' coefficient'} ({level:.0%} CI)",
     )
     return fig

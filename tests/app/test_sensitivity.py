@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from alliance_core.analyses.dependence import rho_sensitivity
 from alliance_core.analyses.run import effect_size_table, run_analysis
 from alliance_core.analyses.sensitivity import cumulative, leave_one_out
 from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.analyses.specification import specification_curve
 from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, list_datasets, load_dataset
 from alliance_core.formatting import escape_markdown, format_number
+from alliance_core.model.design import INTERCEPT
 from pages._ui import sensitivity_tables as display
 from tests.app.conftest import open_sensitivity_tab, unescaped
 
@@ -193,3 +195,59 @@ def test_a_link_naming_a_tab_this_data_lacks_says_so_as_text_and_opens_the_first
     assert not any("](http" in w for w in warnings)  # escaped: no live link
     first = next(tab for tab in at.tabs if tab.label == "Leave one out")
     assert len(first.children) > 0
+
+
+# -- one story on the page: the tab the caption names, the row the sentence names -----------------
+def opened_sensitivity(query: dict) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page("pages/sensitivity.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_without_ptr_the_caption_names_a_tab_the_page_has():
+    """Data without therapist counts under CR2: the caption's tab is there and compares the
+    pooled estimate's model-based and CR2 intervals (the engine's rho_sensitivity of the
+    model without moderators); the specification curve, which follows PTR, is not offered."""
+    at = opened_sensitivity({"ds": "assink2016", "mod": "deltype", "inf": "CR2"})
+    labels = [tab.label for tab in at.tabs]
+    caption = next(c.value for c in at.caption if "Leave-one-out, influence" in c.value)
+    assert "Sampling correlation and inference" in caption
+    assert "Sampling correlation and inference" in labels
+    assert "Specification curve" not in labels
+    at = open_sensitivity_tab(at, "Sampling correlation and inference")
+    assert not at.exception, [e.message for e in at.exception]
+    info = dataset_info("assink2016")
+    settings = AnalysisSettings(
+        dataset="assink2016", moderators=(), inference="CR2", model="three-level"
+    )
+    expected = rho_sensitivity(load_dataset("assink2016"), info.mapping, settings, INTERCEPT)
+    shown = display.dependence_display(expected, 0.95)
+    assert any(t.value.equals(shown) for t in at.table if t.value.shape == shown.shape)
+    assert any("the pooled estimate (the model without moderators)" in m.value for m in at.markdown)
+
+
+def test_the_row_the_sentence_says_moved_most_heads_the_table():
+    """assink2016 filtered to overt delinquency with year as moderator: the sentence's
+    "Leaving out study N moved it most" is the first row of the table of rows that move the
+    estimate most, both measured from the full model's value."""
+    query = {"ds": "assink2016", "keep": "deltype:overt", "mod": "year"}
+    at = opened_sensitivity(query)
+    sentence = next(m.value for m in at.markdown if "moved it most" in m.value)
+    named = between(unescaped(sentence), "Leaving out study ", " moved it most")
+    heading = next(c for c in at.caption if "rows that move" in c.value)
+    assert "the estimate most" in heading.value
+    table = next(t.value for t in at.table if "Study left out" in t.value.columns)
+    assert str(table["Study left out"].iloc[0]) == named
+    # Independently: the refit furthest from the full model's intercept.
+    info = dataset_info("assink2016")
+    settings = AnalysisSettings(
+        dataset="assink2016", moderators=("year",), filters={"deltype": ("overt",)}
+    )
+    res = run_analysis(load_dataset("assink2016"), info.mapping, settings).result
+    result = leave_one_out(res)
+    change = (result.table["estimate"] - res.coefficients["estimate"].iloc[0]).abs()
+    assert str(change.idxmax()) == named
