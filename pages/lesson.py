@@ -83,17 +83,22 @@ def open_view(step) -> None:
 def lesson_header(ctx: loading.Context) -> None:
     """The lesson's own data and model. Its figures always use the bundled simulated data
     under the dashboard's default analysis (or the Simulator's simulated worlds), whatever the
-    sidebar shows, so every student sees the same numbers; the header says so, and names the
-    sidebar's state when it differs rather than printing it over the lesson's figures."""
+    sidebar shows, so every student sees the same numbers; the header names them rather than
+    the sidebar's state (``sidebar_notice`` names that when it differs)."""
     st.title("Lesson")
     info = dataset_info(DEFAULT_DATASET)
     lesson_settings = loading.defaults_for(DEFAULT_DATASET)
     badge = ":orange-badge[:material/science: SIMULATED] " if info.simulated else ""
     described = render.describe_settings(lesson_settings)
-    render.markdown(
-        f"{badge}**{escape_markdown(info.title)}**  \n{described} (the pooled steps without "
-        "moderators); the Simulator's steps use simulated worlds."
-    )
+    # Two lines, as every page's header: the figure and what to look for must still share
+    # one projector screen below it (the rest is said in the caption at the end).
+    render.markdown(f"{badge}**{escape_markdown(info.title)}**  \n{described}")
+
+
+def sidebar_notice(ctx: loading.Context) -> None:
+    """When the sidebar shows another state than the lesson's, name it (below the step, so
+    that the figure keeps its place on a projector screen)."""
+    lesson_settings = loading.defaults_for(DEFAULT_DATASET)
     shown = ctx.settings.with_changes(
         moderators=lesson_settings.moderators, ptr_scale=lesson_settings.ptr_scale, page=None
     )
@@ -106,8 +111,8 @@ def lesson_header(ctx: loading.Context) -> None:
         )
         st.info(
             f"The sidebar now shows {sidebar_state}. The lesson keeps to its own data and "
-            "model above, so a class sees the same numbers; **Open this view** opens a "
-            "step's page on the lesson's data.",
+            "model (named under the title), so a class sees the same numbers; **Open this "
+            "view** opens a step's page on the lesson's data.",
             icon=":material/school:",
         )
 
@@ -185,9 +190,12 @@ st.button(
 )
 if ss.pop(OPEN_KEY, False):
     open_view(step)
+sidebar_notice(ctx)
 st.caption(
     f"**{current.title}** (about {current.minutes} minutes). "
     "The address bar holds the lesson and the step: share it and students open this step "
-    "on their own devices. The arrow keys (← →) move between steps."
+    "on their own devices. The arrow keys (← →) move between steps. The steps' figures use "
+    "the data and model named under the title (the pooled steps without moderators) or the "
+    "Simulator's simulated worlds, whatever the sidebar shows."
 )
 st.iframe(ARROW_KEYS, height=1)  # our own script, no user text in it
