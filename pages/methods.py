@@ -334,8 +334,9 @@ if ctx.settings is not None and data is not None:
     st.caption(
         ":material/info: Numbers in the card describe the file under the model the card names; "
         f"the sidebar's model, which the other pages show, is: "
-        f"{render.describe_settings(ctx.settings)}{rho} · "
-        f"{'cluster-robust (CR2)' if ctx.settings.robust else 'model-based'} inference."
+        f"{render.describe_settings(ctx.settings)}{rho}"
+        # Under CR2 the settings line names the inference already.
+        f"{'' if ctx.settings.robust else ' · model-based inference'}."
     )
 if data is not None and data.info is not None:
     if data.simulated:
