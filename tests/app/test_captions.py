@@ -11,6 +11,7 @@ import pytest
 import alliance_core as ac
 from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
+from alliance_core.wording.reading import effect_words
 from pages._ui.state import default_settings
 from tests.app.conftest import assert_ran_cleanly, new_app, unescaped
 
@@ -77,3 +78,20 @@ def test_page_header_names_the_inference_the_tables_use(query, page):
     else:
         assert f"{run.settings.test} tests" in header
         assert "CR2" not in header
+
+
+@pytest.mark.parametrize("dataset", ["assink2016", DEFAULT_DATASET])
+def test_methods_page_describes_the_effect_size_measure_of_the_data(dataset):
+    info, _ = _state({"ds": dataset})
+    at = _page({"ds": dataset}, "pages/methods.py")
+    first = at.subheader[0].value
+    text = " ".join(unescaped(m.value) for m in at.markdown)
+    if info.mapping.on_fisher_z:
+        assert first == "Effect sizes: Fisher's z"
+        assert "transformed back to r" in text
+    else:
+        words = effect_words(info.measure)
+        assert first == f"Effect sizes: {words.noun}s as given"
+        assert f"{words.noun}s ({words.symbol})" in text
+        assert "transformed back to r" not in text
+        assert "Fisher's z" not in first
