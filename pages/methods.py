@@ -7,20 +7,36 @@ from alliance_core.data import datasets
 from alliance_core.formatting import escape_markdown
 from alliance_core.handover import reproduce
 from alliance_core.wording.glossary import glossary_markdown
+from alliance_core.wording.reading import effect_words
 from pages._ui import downloads, loading, render, sidebar, upload_form
 
 ctx = sidebar.context()
 render.page_header("Methods", ctx, needs_data=False)
 
-st.subheader("Effect sizes: Fisher's z")
-st.markdown(
-    "A correlation's sampling distribution is skewed near ±1, so each correlation r from n "
-    "patients is analysed as Fisher's z, whose sampling variance depends only on n. Results "
-    "are transformed back to r for display."
-)
-st.latex(
-    r"z_i = \operatorname{atanh}(r_i) = \tfrac12 \ln\frac{1 + r_i}{1 - r_i}, \qquad v_i = \frac{1}{n_i - 3}, \qquad r = \tanh(z)"
-)
+# The effect sizes of the data the sidebar chose (without data: the alliance correlations the
+# dashboard is built for); the formulas below name them z for Fisher's z and y otherwise.
+on_fisher_z = ctx.data is None or ctx.data.correlations
+y = "z" if on_fisher_z else "y"
+if on_fisher_z:
+    st.subheader("Effect sizes: Fisher's z")
+    st.markdown(
+        "A correlation's sampling distribution is skewed near ±1, so each correlation r from n "
+        "patients is analysed as Fisher's z, whose sampling variance depends only on n. Results "
+        "are transformed back to r for display."
+    )
+    st.latex(
+        r"z_i = \operatorname{atanh}(r_i) = \tfrac12 \ln\frac{1 + r_i}{1 - r_i}, \qquad v_i = \frac{1}{n_i - 3}, \qquad r = \tanh(z)"
+    )
+else:
+    words = effect_words(ctx.data.measure)
+    symbol = f" ({words.symbol})" if words.symbol else ""
+    st.subheader(f"Effect sizes: {words.noun}s as given")
+    st.markdown(
+        f"The effect sizes of this table are {words.noun}s{symbol}, each with its sampling "
+        "variance vᵢ from the table. They are analysed and shown on that scale as they "
+        "are: no transformation, and no Fisher's z (which is for correlations)."
+    )
+    st.latex(r"y_i = \text{effect size } i, \qquad v_i = \operatorname{Var}(y_i \mid \theta_i)")
 
 st.subheader("Two-level random-effects model")
 st.markdown(
@@ -28,7 +44,7 @@ st.markdown(
     "with variance τ² (heterogeneity); each observed effect adds sampling error with its known "
     "variance vᵢ."
 )
-st.latex(r"z_i = \mu + u_i + e_i, \qquad u_i \sim N(0, \tau^2), \qquad e_i \sim N(0, v_i)")
+st.latex(y + r"_i = \mu + u_i + e_i, \qquad u_i \sim N(0, \tau^2), \qquad e_i \sim N(0, v_i)")
 
 st.subheader("Three-level model: effect sizes nested in studies")
 st.markdown(
@@ -38,7 +54,7 @@ st.markdown(
     "(metafor: `rma.mv(yi, vi, random = ~ 1 | study/es)`)."
 )
 st.latex(
-    r"z_{ij} = \mu + u_i + w_{ij} + e_{ij}, \quad u_i \sim N(0, \sigma^2_{\text{study}}), \quad "
+    y + r"_{ij} = \mu + u_i + w_{ij} + e_{ij}, \quad u_i \sim N(0, \sigma^2_{\text{study}}), \quad "
     r"w_{ij} \sim N(0, \sigma^2_{\text{es}}), \quad e_{ij} \sim N(0, v_{ij})"
 )
 
@@ -52,7 +68,7 @@ st.markdown(
     "$\\sigma^2_{study} + \\sigma^2_{es}$) that the moderators account for compared with the "
     "model without them."
 )
-st.latex(r"z_i = \mathbf{x}_i^\top \boldsymbol\beta + u_i + e_i")
+st.latex(y + r"_i = \mathbf{x}_i^\top \boldsymbol\beta + u_i + e_i")
 
 st.subheader("Estimators and tests")
 st.markdown(
@@ -86,7 +102,9 @@ st.markdown(
     "then `rma.mv(yi, V, random = ~ 1 | study/es)`."
 )
 st.latex(
-    r"\mathbf z_i = \mathbf X_i \boldsymbol\beta + u_i \mathbf 1 + \mathbf w_i + \mathbf e_i,"
+    r"\mathbf "
+    + y
+    + r"_i = \mathbf X_i \boldsymbol\beta + u_i \mathbf 1 + \mathbf w_i + \mathbf e_i,"
     r"\quad \operatorname{Var}(\mathbf e_i)_{jl} = \rho \sqrt{v_{ij} v_{il}}\ (j \ne l),"
     r"\quad \mathbf M_i = \sigma^2_{\text{study}} \mathbf J + \sigma^2_{\text{es}} \mathbf I + "
     r"\mathbf V_i"
@@ -334,8 +352,9 @@ if ctx.settings is not None and data is not None:
     st.caption(
         ":material/info: Numbers in the card describe the file under the model the card names; "
         f"the sidebar's model, which the other pages show, is: "
-        f"{render.describe_settings(ctx.settings)}{rho} · "
-        f"{'cluster-robust (CR2)' if ctx.settings.robust else 'model-based'} inference."
+        f"{render.describe_settings(ctx.settings)}{rho}"
+        # Under CR2 the settings line names the inference already.
+        f"{'' if ctx.settings.robust else ' · model-based inference'}."
     )
 if data is not None and data.info is not None:
     if data.simulated:

@@ -154,7 +154,11 @@ def forest_figure(
     else:
         _add_wide_columns(fig, rows)
 
-    notes = _forest_notes(res, aggregated, show_all_effect_sizes) + summary_notes + subgroup_notes
+    notes = (
+        _forest_notes(res, aggregated, show_all_effect_sizes, scale)
+        + summary_notes
+        + subgroup_notes
+    )
     caption_height = add_caption(fig, notes, width=70 if compact else 130)
     n_rows = len(rows.label_y)
     row_height = COMPACT_ROW_HEIGHT if compact else ROW_HEIGHT
@@ -236,7 +240,8 @@ def _add_study_rows(fig, table, rows: _ForestLayout, crit, scale, aggregated: bo
         if aggregated:
             note = (
                 f"Pools {row['k']} effect size{'s' if row['k'] != 1 else ''} "
-                "(inverse-variance mean on Fisher's z,<br>treated as independent; display only)"
+                f"(inverse-variance mean on {_pooling_scale(scale)},<br>treated as independent; "
+                "display only)"
             )
         hover.append(_row_hover(row, interval, scale.symbol, note))
     _add_points(fig, y, intervals, table["weight"], hover, "Studies", "studies")
@@ -365,19 +370,31 @@ def _add_summary_rows(
     notes = []
     if res.p == 1:
         label = f"<b>Pooled estimate</b> ({kind}, {res.method})"
+        diamond = f"the pooled estimate ({kind} model, {res.method})"
     else:
-        label = "<b>Prediction at typical moderator values</b>"
         typical = res.design.typical_values()
-        notes.append(
-            "Meta-regression: the diamond is the predicted average effect at "
-            f"{moderator_values_text(typical, res)}, not a pooled estimate over all studies."
+        label = f"<b>{_prediction_label(res, typical)}</b>"
+        diamond = (
+            f"the predicted average effect at {moderator_values_text(typical, res)}, "
+            "not a pooled estimate over all studies"
         )
+        notes.append(f"Meta-regression: the diamond is {diamond}.")
+    drawn_interval = res.method != "EE" and bool(np.isfinite(pred["pi_lb"]))
+    # What the diamond is, in the words of the note above, for captions written elsewhere
+    # (the report's figure caption) to describe this diamond rather than a generic one.
+    fig.update_layout(
+        meta={
+            **(fig.layout.meta or {}),
+            "diamond": diamond,
+            "prediction_interval": drawn_interval,
+        }
+    )
     if band is not None:
         notes.append(f"Diamond and prediction interval: {band.label}; here df = {pred['df']:.1f}.")
     hover = f"{scale.symbol} = {interval_text(est, lo, hi)} ({percent_level(res)} CI)"
     y = rows.add_row(label, interval_text(est, lo, hi), "100%" if res.p == 1 else "")
     _diamond(fig, y, pred, scale, "Pooled estimate", "diamond", hover)
-    if res.method != "EE" and np.isfinite(pred["pi_lb"]):
+    if drawn_interval:
         pi_lo, pi_hi = float(scale(pred["pi_lb"])), float(scale(pred["pi_ub"]))
         y_pi = rows.add_row(
             f"{percent_level(res)} prediction interval",
@@ -385,6 +402,18 @@ def _add_summary_rows(
         )
         _prediction_bar(fig, y_pi, pred, scale, percent_level(res))
     return notes
+
+
+def _prediction_label(res: MetaResult, typical: Mapping[str, object]) -> str:
+    """The diamond's row label in a meta-regression, by what its moderator values are: means
+    of numeric moderators and reference levels of categorical ones (the caption names them)."""
+    kinds = {res.design.term(column).kind for column in typical}
+    plural = "s" if len(typical) > 1 else ""
+    if kinds == {"categorical"}:
+        return f"Prediction at the reference level{plural}"
+    if kinds == {"numeric"}:
+        return f"Prediction at the moderator mean{plural}"
+    return "Prediction at means and reference levels"  # short enough not to be cut
 
 
 def _add_subgroup_rows(fig, res, column, rows: _ForestLayout, scale) -> list[str]:
@@ -548,15 +577,24 @@ def _forest_axes(fig, res, plotted, crit, scale, bottom, band=None) -> list[floa
     return x_range
 
 
-def _forest_notes(res: MetaResult, aggregated: bool, show_all: bool) -> list[str]:
+def _pooling_scale(scale: DisplayScale) -> str:
+    """The scale a study's effect sizes are averaged on: the analysed one, which is Fisher's z
+    only when the effect sizes are correlations (shown as r or z); other measures (e.g.
+    standardised mean differences) are averaged as they were analysed."""
+    return "Fisher's z" if scale.name in ("r", "z") else "the effect-size scale as analysed (yi)"
+
+
+def _forest_notes(
+    res: MetaResult, aggregated: bool, show_all: bool, scale: DisplayScale
+) -> list[str]:
     notes = [
         "Squares: each row's estimate with its "
         f"{percent_level(res)} confidence interval; square area grows with the model weight."
     ]
     if aggregated:
         notes.append(
-            "Each study's row pools its effect sizes by inverse-variance weighting on Fisher's z, "
-            "treating them as independent: a display summary only; the three-level model itself "
+            "Each study's row pools its effect sizes by inverse-variance weighting on "
+            f"{_pooling_scale(scale)}, treating them as independent: a display summary only; the three-level model itself "
             "accounts for their dependence. A study's weight is the sum of its effect sizes' weights."
         )
     if show_all and not res.is_three_level:

@@ -381,6 +381,20 @@ def draw_png(
         return None, f"the headless browser failed ({type(error).__name__})"
 
 
+def _forest_caption(fig: go.Figure) -> str:
+    """The forest plot's caption, describing the diamond and bar the figure draws: its own
+    words for the diamond (a pooled estimate, or a prediction at named moderator values)."""
+    meta = fig.layout.meta or {}
+    diamond = meta.get("diamond")
+    text = "Each row is a study's effect with its confidence interval"
+    if diamond is None:  # a figure not drawn by forest_figure: say nothing it may not show
+        return text + "."
+    text += f"; the diamond is {diamond}"
+    if meta.get("prediction_interval"):
+        text += ", and the bar below it the prediction interval"
+    return text + "."
+
+
 def build_report(
     run: AnalysisRun,
     pooled: AnalysisRun,
@@ -459,11 +473,7 @@ def build_report(
         tables.append(comparison_table(comparison, len(tables) + 1))
     drawn = []
     captions = {
-        "forest": (
-            "Forest plot",
-            "Each row is a study's effect with its confidence interval; the diamond is the "
-            "pooled estimate and the bar below it the prediction interval.",
-        ),
+        "forest": ("Forest plot", ""),  # its caption is read from the figure drawn
         "funnel": (
             "Contour-enhanced funnel plot",
             "Effect sizes against their standard errors; shaded regions mark p < .10, .05 and .01.",
@@ -476,6 +486,8 @@ def build_report(
     }
     for key, fig in (figures or {}).items():
         title, caption = captions.get(key, (key, ""))
+        if key == "forest":
+            caption = _forest_caption(fig)
         png, problem = draw_png(fig, exporter)
         drawn.append(
             Figure(len(drawn) + 1, title, f"{caption} {provenance.caption()}", png, problem)

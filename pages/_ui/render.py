@@ -66,12 +66,18 @@ def shown_errors(what: str = "This part of the page") -> Iterator[None]:
 def describe_settings(settings: AnalysisSettings) -> str:
     """The model in one line of Markdown; moderator, column and level names are escaped."""
     model = model_name(settings.model, settings.rho if settings.model == AGGREGATED else None)
-    test = {"z": "z", "t": "Knapp–Hartung" if settings.is_two_level else "t"}[settings.test]
     moderators = [
         session.PTR_SCALE_LABELS[settings.ptr_scale] if m == PTR else escape_markdown(m)
         for m in settings.moderators
     ]
-    parts = [f"{model} {settings.method}", f"{test} tests"]
+    if settings.robust:
+        # Under CR2 every test and interval is t on its own Satterthwaite df; the model-based
+        # test setting (z or t) is not used, so the header does not name it.
+        inference = "CR2 · t on Satterthwaite df"
+    else:
+        test = {"z": "z", "t": "Knapp–Hartung" if settings.is_two_level else "t"}[settings.test]
+        inference = f"{test} tests"
+    parts = [f"{model} {settings.method}", inference]
     parts.append("moderators: " + ", ".join(moderators) if moderators else "no moderators")
     for column, levels in settings.filters.items():
         shown = " / ".join(escape_markdown(level) for level in levels)

@@ -381,10 +381,63 @@ def test_forest_meta_regression_diamond_is_the_typical_prediction(ptr_model):
     pred = ptr_model.predict(transform="r").iloc[0]
     diamond = one(fig, "diamond")
     assert diamond.x[1] == pytest.approx(pred["pred"])
-    assert "Prediction at typical moderator values" in " ".join(one(fig, "label text").text)
+    # ptr is numeric, alliance_rater and design categorical: means and reference levels.
+    labels = one(fig, "label text").text
+    assert "<b>Prediction at means and reference levels</b>" in labels
     caption = " ".join(a.text for a in fig.layout.annotations)
     assert "alliance_rater = patient (reference level)" in caption
     assert f"ptr = {ptr_model.design.term('ptr').mean:.3g} (mean)" in caption
+    # The diamond's description others caption the figure with is the note's own.
+    described = fig.layout.meta["diamond"]
+    assert f"Meta-regression: the diamond is {described}." in fig.layout.meta["notes"]
+    assert "not a pooled estimate" in described
+    assert fig.layout.meta["prediction_interval"] is True
+
+
+@pytest.mark.parametrize(
+    ("moderators", "label"),
+    [
+        (["alliance_rater"], "Prediction at the reference level"),
+        (["alliance_rater", "design"], "Prediction at the reference levels"),
+        (["ptr"], "Prediction at the moderator mean"),
+    ],
+)
+def test_forest_prediction_row_is_labelled_by_its_moderator_values(dat, moderators, label):
+    """A categorical moderator's diamond is its reference level, not 'typical values'."""
+    res = ac.fit(dat, moderators=moderators, cluster="study")
+    fig = figures.forest_figure(res)
+    labels = one(fig, "label text").text
+    assert f"<b>{label}</b>" in labels
+    assert not any("typical moderator values" in text for text in labels)
+    for column, value in res.design.typical_values().items():
+        if res.design.term(column).kind == "categorical":
+            assert f"{column} = {value} (reference level)" in fig.layout.meta["diamond"]
+
+
+def test_forest_pooled_diamond_is_described_as_the_pooled_estimate(overall):
+    fig = figures.forest_figure(overall)
+    assert (
+        fig.layout.meta["diamond"] == f"the pooled estimate (three-level model, {overall.method})"
+    )
+    equal = figures.forest_figure(ac.fit(overall.data, method="EE"))
+    assert equal.layout.meta["prediction_interval"] is False  # EE draws no prediction bar
+
+
+def test_forest_pools_study_rows_on_the_scale_the_effects_are_analysed_on(overall):
+    """Fisher's z is named only for correlations; other effect sizes (here standardised mean
+    differences) are averaged as analysed, and the note and hovers say so."""
+    smd = ac.load_dataset("assink2016")
+    res = ac.fit(smd, yi="yi", vi="vi", cluster="study")
+    as_analysed = figures.forest_figure(res, transform=None)
+    notes = " ".join(as_analysed.layout.meta["notes"])
+    hovers = " ".join(one(as_analysed, "studies").hovertext)
+    assert "Fisher" not in notes and "Fisher" not in hovers
+    assert "inverse-variance weighting on the effect-size scale as analysed (yi)" in notes
+    assert "inverse-variance mean on the effect-size scale as analysed (yi)" in hovers
+    for transform in ("r", "z"):
+        on_correlations = figures.forest_figure(overall, transform=transform)
+        notes = " ".join(on_correlations.layout.meta["notes"])
+        assert "inverse-variance weighting on Fisher's z" in notes
 
 
 def test_forest_subgroup_diamonds_come_from_separate_fits(overall, dat):

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import html
 import io
 import struct
 import zlib
 
+import docx
 import html5lib
 import pytest
 
+import alliance_core as ac
 from alliance_core import figures
 from alliance_core.analyses.run import run_analysis
+from alliance_core.analyses.settings import AnalysisSettings
+from alliance_core.data.datasets import dataset_info, load_dataset
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_p
-from alliance_core.handover.report import SIMULATED_NOTICE, build_report
+from alliance_core.handover.provenance import Provenance, bundled_sha256
+from alliance_core.handover.report import SIMULATED_NOTICE, build_report, state_report
 from alliance_core.handover.report_tables import r_text
 from tests.unit.reproduce_states import STATES, analysis_of, prepare
 
@@ -70,8 +76,6 @@ def test_simulated_report_says_so_on_its_first_line(simulated):
     html = rep.to_html()
     body = html.split("<body>", 1)[1].lstrip()
     assert body.startswith(f'<p class="notice">{SIMULATED_NOTICE}</p>')
-    import docx
-
     document = docx.Document(io.BytesIO(rep.to_docx()))
     assert document.paragraphs[0].text == SIMULATED_NOTICE
 
@@ -109,8 +113,6 @@ def test_knapp_hartung_and_q_profile_are_cited_where_used():
 
 
 def test_docx_holds_tables_and_figures(simulated):
-    import docx
-
     run, rep = simulated
     document = docx.Document(io.BytesIO(rep.to_docx()))
     assert len(document.tables) == 2  # meta-regression and heterogeneity
@@ -130,8 +132,6 @@ def test_figures_that_cannot_be_drawn_are_named_and_user_text_escaped(upload):
     assert "<img" not in html
     assert "Rater; &quot;type&quot;" in html  # a column name, escaped
     assert "=awkward sheet, v2.csv" in html
-    import docx
-
     document = docx.Document(io.BytesIO(rep.to_docx()))
     assert len(document.inline_shapes) == 0
     assert any("could not be drawn" in p.text for p in document.paragraphs)
@@ -214,3 +214,61 @@ def test_cr2_report_states_the_robust_pooled_prediction_with_its_own_df():
     row = pooled.robust.coefficients.iloc[0]
     assert f"t({row['df']:.1f}) = {row['statistic']:.2f}" in text
     assert "z = " not in text
+
+
+def _dashboard_report(name: str, **choices):
+    """The report of a dashboard state (the dashboard's start for ``name``: three-level REML,
+    with ``choices``) with the forest plot the dashboard draws for it (under CR2 with the
+    robust band), and that figure."""
+    info = dataset_info(name)
+    settings = AnalysisSettings(dataset=name, model="three-level", method="REML", **choices)
+    state = ac.analysis_state(load_dataset(name), info.mapping, settings)
+    run = state.model if state.moderated is not None else state.pooled
+    forest = figures.forest_figure(
+        run.result, transform="r" if state.on_r_scale else None, band=run.band_inference()
+    )
+    provenance = Provenance.of(
+        run,
+        info.mapping,
+        dataset=name,
+        sha256=bundled_sha256(name),
+        title=info.title,
+        robust=run.robust,
+    )
+    report = state_report(state, provenance, figures={"forest": forest}, exporter=png_exporter)
+    return run, forest, report
+
+
+def _figure_captions(report) -> tuple[str, list[str]]:
+    document = docx.Document(io.BytesIO(report.to_docx()))
+    return report.to_html(), [p.text for p in document.paragraphs]
+
+
+def test_forest_caption_describes_the_categorical_reference_level_diamond():
+    """assink2016 with deltype under CR2: the diamond is the prediction at the reference level,
+    not the pooled estimate; the HTML and Word captions say what the figure's own note says."""
+    run, forest, report = _dashboard_report("assink2016", moderators=("deltype",), inference="CR2")
+    reference = run.result.design.term("deltype").reference
+    note = next(n for n in forest.layout.meta["notes"] if n.startswith("Meta-regression"))
+    described = note.removeprefix("Meta-regression: the diamond is ").removesuffix(".")
+    assert f"deltype = {reference} (reference level)" in described
+    caption = report.figures[0].caption
+    assert f"the diamond is {described}, and the bar below it the prediction interval." in caption
+    assert "the diamond is the pooled estimate" not in caption
+    html_text, paragraphs = _figure_captions(report)
+    assert html.escape(f"the diamond is {described}", quote=False) in html_text
+    assert "the diamond is the pooled estimate" not in html_text
+    assert any(f"the diamond is {described}" in p for p in paragraphs)
+    # SMD data: the drawn figure's own notes do not call the scale Fisher's z.
+    assert not any("Fisher" in n for n in forest.layout.meta["notes"])
+
+
+def test_forest_caption_of_a_pooled_model_says_pooled_estimate():
+    run, _forest, report = _dashboard_report("assink2016", moderators=())
+    assert run.result.p == 1
+    caption = report.figures[0].caption
+    assert caption.startswith(
+        "Each row is a study's effect with its confidence interval; the diamond is the pooled "
+        f"estimate (three-level model, {run.result.method}), and the bar below it the "
+        "prediction interval."
+    )
