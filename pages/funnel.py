@@ -118,7 +118,19 @@ if render.page_header("Publication bias", ctx):
     if problem is not None:
         st.warning(escape_markdown(problem))
     else:
-        render.markdown(escape_markdown(sel.describe(transform)))
+        # The unadjusted average with the interval the Overview shows for this state (under
+        # CR2 its cluster-robust one), not the fit's model-based one: one story.
+        current = loading.state(ctx)
+        interval, words = None, None
+        if current.pooled.robust is not None:
+            pooled_row = current.pooled.predict(transform=None).iloc[0]
+            interval = (float(pooled_row["ci_lb"]), float(pooled_row["ci_ub"]))
+            words = f"{current.pooled.robust.method} cluster-robust interval, as the Overview shows"
+        render.markdown(
+            escape_markdown(
+                sel.describe(transform, unadjusted_interval=interval, interval_words=words)
+            )
+        )
         render.plot(selection_weights_figure(sel), key="funnel:weights")
         render.caption(
             "Each step is the relative likelihood that an effect size in that p-value "

@@ -6,6 +6,7 @@ import time
 import numpy as np
 import streamlit as st
 
+from alliance_core.analyses.marginal_flags import change_caution, mean_cautions
 from alliance_core.analyses.model_comparison import model_comparison
 from alliance_core.analyses.run import AnalysisRun
 from alliance_core.figures import (
@@ -187,17 +188,20 @@ def ptr_section(run: AnalysisRun, ctx: loading.Context) -> None:
         )
         for profile in profiles or [{"name": "", "values": {}}]
     ]
-    for name, readout in readouts:
+    # A change resting on a flagged coefficient (or, under CR2, on df below 4) is read with
+    # the state's caution and never as evidence either way.
+    cautions = [change_caution(run, flags, readout) for _, readout in readouts]
+    for (name, readout), caution in zip(readouts, cautions, strict=True):
         prefix = f"**{escape_markdown(name)}:** " if len(readouts) > 1 else ""
-        render.markdown(prefix + escape_markdown(readout.sentence))
+        render.markdown(prefix + escape_markdown(reading.ptr_change(readout, caution)))
         if ctx.data.correlations:
             render.caption(
                 f"PTR {format_number(from_ptr, 1)}: {r_in_brief(readout.r_from)}. "
                 f"PTR {format_number(to_ptr, 1)}: {r_in_brief(readout.r_to)}."
             )
-    render.table(tables.readout_table(readouts).set_index("Profile"))
+    render.table(tables.readout_table(readouts, cautions).set_index("Profile"))
     if band is not None:
-        render.caption(tables.readout_inference(readouts))  # no user text in it
+        render.caption(tables.readout_inference(readouts, cautions))  # escapes its user text
     render.figure_downloads(
         fig,
         "ptr-curve",
@@ -229,7 +233,16 @@ def means_section(run: AnalysisRun, ctx: loading.Context) -> None:
                 + ("cluster-robust (CR2) intervals." if run.robust is not None else "")
             )
             on_r = bool(ctx.data.correlations)
-            render.table(means_tables.marginal_means_table(means, on_r_scale=on_r))
+            flags = loading.state(ctx).flags_of(run)
+            cautions = mean_cautions(run, flags, means)
+            render.table(
+                means_tables.marginal_means_table(means, on_r_scale=on_r, cautions=cautions)
+            )
+            for level, caution in cautions.items():
+                render.caption(
+                    f":material/warning: The expected effect of {escape_markdown(level)} "
+                    f"cannot be trusted: {escape_markdown(caution)}."
+                )
             fig = render.figure(
                 ("orchard", ctx.data.key, loading.analysis_key(ctx.settings), focal),
                 lambda: orchard_figure(res, means, transform="r" if on_r else None),

@@ -162,24 +162,36 @@ class TrimAndFill:
     original: MetaResult
     caveats: tuple[str, ...]
     caution: str | None = None
+    # What one imputed point is: an effect size, or a study when it ran on one aggregated
+    # effect per study (a three-level model's, see bias_tests.trim_and_fill_of).
+    aggregated: bool = False
 
     @property
     def estimate(self) -> float:
         return float(self.adjusted.beta[0])
 
+    def units(self, n: int) -> str:
+        """What ``n`` imputed (or missing) points are, in words: "effect sizes", or
+        "studies" when trim-and-fill ran on study aggregates."""
+        if self.aggregated:
+            return "study" if n == 1 else "studies"
+        return "effect size" if n == 1 else "effect sizes"
+
     def describe(self, transform: str | None = None, caveat: bool = True) -> str:
         what = (
             "Trim-and-fill assumes that the funnel plot would be symmetric without bias, "
-            f"estimates how many effect sizes are missing on the {self.side} side "
+            f"estimates how many {self.units(2)} are missing on the {self.side} side "
             f"({self.estimator} estimator), and adds their mirror images."
         )
         before = value_text(self.original.beta[0], transform)
         if self.k0 == 0:
-            found = f"It estimated that no effect sizes are missing; the estimate stays {before}."
+            found = (
+                f"It estimated that no {self.units(2)} are missing; the estimate stays {before}."
+            )
         else:
             ci = self.adjusted.coefficients.iloc[0]
             found = (
-                f"It estimated {self.k0} missing effect size(s). With them the pooled estimate "
+                f"It estimated {self.k0} missing {self.units(self.k0)}. With them the pooled estimate "
                 f"moves from {before} to {value_text(self.estimate, transform)} ({self.adjusted.level:.0%} "
                 f"CI {value_text(ci['ci_lb'], transform)} to {value_text(ci['ci_ub'], transform)})."
             )
@@ -188,7 +200,7 @@ class TrimAndFill:
             "analysis, and it can mislead when the effects are truly heterogeneous."
         )
         caution = (
-            [f"The count of missing effect sizes cannot be relied on here: {self.caution}."]
+            [f"The count of missing {self.units(2)} cannot be relied on here: {self.caution}."]
             if self.caution
             else []
         )

@@ -9,7 +9,7 @@ CHE model) and are tested under the analysis's inference (CR2 by study when it i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from alliance_core.analyses.bias import (
     EggerTest,
@@ -110,7 +110,9 @@ def trim_and_fill_of(pooled: MetaResult, n_studies: int | None = None) -> TrimAn
     if not pooled.is_three_level:
         return trim_and_fill(pooled, n_studies=n_studies)
     method = pooled.method if pooled.method in ("REML", "ML") else "REML"
-    return trim_and_fill(fit(aggregate_by_study(pooled), method=method), n_studies=n_studies)
+    aggregates = fit(aggregate_by_study(pooled), method=method)
+    # Each point it counts and imputes is then a study, which its words must say.
+    return replace(trim_and_fill(aggregates, n_studies=n_studies), aggregated=True)
 
 
 def run_bias_tests(

@@ -36,11 +36,20 @@ CAVEAT = (
 )
 
 
-def _value(estimate: float, transform: str | None) -> str:
+def _value(estimate: float, transform: str | None, digits: int = 2) -> str:
     if transform == "r":
-        text = format_number(float(transf(np.asarray([estimate]), "r")[0]), 2)
+        text = format_number(float(transf(np.asarray([estimate]), "r")[0]), digits)
         return "r = " + text.replace("0.", ".", 1)
-    return format_number(estimate, 2)
+    return format_number(estimate, digits)
+
+
+def _pair(first: float, second: float, transform: str | None) -> tuple[str, str, bool]:
+    """Two averages as the verdict prints them, and whether they are the same at two
+    decimals: then with three, so that a sentence never says one value moved to itself."""
+    a, b = _value(first, transform), _value(second, transform)
+    if a != b:
+        return a, b, False
+    return _value(first, transform, 3), _value(second, transform, 3), True
 
 
 def classify(tests: BiasTests, sign: float = 1.0, alpha: float = 0.05) -> dict[str, str]:
@@ -136,10 +145,15 @@ def bias_verdict(
             )
     if tests.trim_fill is not None and tests.trim_fill.k0 > 0:
         t = tests.trim_fill
+        before, after, barely = _pair(t.original.beta[0], t.estimate, transform)
+        what = f"{t.k0} {t.units(t.k0)}" + (" (aggregated effects)" if t.aggregated else "")
+        moves = (
+            f"barely moves the average (from {before} to {after})"
+            if barely
+            else f"moves the average from {before} to {after}"
+        )
         parts.append(
-            f"Trim-and-fill adds {t.k0} effect size{'s' if t.k0 != 1 else ''} on the {t.side} "
-            f"and moves the average from {_value(t.original.beta[0], transform)} to "
-            f"{_value(t.estimate, transform)}"
+            f"Trim-and-fill adds {what} on the {t.side} and {moves}"
             + (", a count that cannot be relied on here." if t.caution else ".")
         )
     if tests.pet_peese is not None:
@@ -158,10 +172,8 @@ def bias_verdict(
         )
         evidence = ("finds selection" if found else "finds no clear selection") + test
         fewer = bool(np.all(weights < 1))
-        average = (
-            f"puts the average at {_value(selection.estimate, transform)} against "
-            f"{_value(selection.unadjusted.beta[0], transform)} without adjustment"
-        )
+        adjusted, unadjusted, _ = _pair(selection.estimate, selection.unadjusted.beta[0], transform)
+        average = f"puts the average at {adjusted} against {unadjusted} without adjustment"
         few = few_studies_reason(tests.n_studies) if tests.n_studies is not None else None
         if few:
             # Few studies: its evidence of selection is called neither way, like the tests'.

@@ -115,11 +115,23 @@ class SelectionResult:
     def summary(self) -> str:
         return format_selection_summary(self)
 
-    def describe(self, transform: str | None = None) -> str:
+    def describe(
+        self,
+        transform: str | None = None,
+        unadjusted_interval: tuple[float, float] | None = None,
+        interval_words: str | None = None,
+    ) -> str:
         """The adjusted average effect beside the unadjusted one, the estimated weights and
         the test of selection, in words (``transform="r"``: estimates as correlations).
-        Only for a model without moderators, whose intercept is the average effect."""
-        unadjusted = self.unadjusted.coefficients.iloc[0]
+        Only for a model without moderators, whose intercept is the average effect.
+
+        ``unadjusted_interval`` (on the model's scale) replaces the unadjusted fit's own,
+        model-based, interval by the one the analysis reports (e.g. its CR2 interval), and
+        ``interval_words`` says which inference it uses: a page shows one interval for the
+        unadjusted average, not two."""
+        unadjusted = self.unadjusted.coefficients.iloc[0].copy()
+        if unadjusted_interval is not None:
+            unadjusted["ci_lb"], unadjusted["ci_ub"] = unadjusted_interval
         adjusted = self.coefficients.iloc[0]
         symbol = "r" if transform == "r" else "the estimate"
 
@@ -137,7 +149,8 @@ class SelectionResult:
         text = (
             f"Adjusted for selection ({kind}; cut{'s' if len(self.steps) > 2 else ''} at "
             f"one-sided p = {cuts}), the average effect is {symbol} = {show(adjusted)}, "
-            f"against {show(unadjusted)} without adjustment."
+            f"against {show(unadjusted)} without adjustment"
+            + (f" ({interval_words})." if interval_words else ".")
         )
         weights = []
         for label, row in self.delta.iloc[1:].iterrows():

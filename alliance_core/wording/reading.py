@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from alliance_core.formatting import (
-    escape_markdown,
     format_coefficient,
     format_number,
     format_p,
@@ -249,7 +248,7 @@ def ptr_effect(
 
 def _interaction_words(res: MetaResult, ptr_column: str, scale: str) -> tuple[str, str]:
     """(" with alliance_rater = patient", " PTR interacts with ...") for a model with PTR x a
-    categorical moderator; ("", "") otherwise. User text is escaped for Markdown."""
+    categorical moderator; ("", "") otherwise. Plain text, like every reading."""
     partners = [
         part
         for term in res.design.interactions
@@ -259,16 +258,38 @@ def _interaction_words(res: MetaResult, ptr_column: str, scale: str) -> tuple[st
     ]
     if not partners:
         return "", ""
-    levels = " and ".join(
-        f"{escape_markdown(p.column)} = {escape_markdown(str(p.reference))}" for p in partners
-    )
-    names = " and ".join(escape_markdown(p.column) for p in partners)
+    # Readings are plain text: the page escapes the whole sentence once when it shows it.
+    levels = " and ".join(f"{p.column} = {p.reference}" for p in partners)
+    names = " and ".join(p.column for p in partners)
     note = (
         f" PTR interacts with {names} in this model, so each level has its own PTR slope: this "
         f"is the slope at the reference level ({levels}); the test of {scale} × {names} says "
         "whether the slopes differ."
     )
     return f" with {levels}", note
+
+
+def ptr_change(readout, caution: str | None = None) -> str:
+    """The PTR readout (a ``PTRSlopeReadout``: the change in the predicted correlation between
+    two PTR values) in words. Without ``caution`` its own sentence, which reads the interval;
+    with one (why the change's test cannot be trusted, in ModelFlags' words) the numbers, why
+    they cannot be trusted and no reading of the interval either way."""
+    if not caution:
+        return readout.sentence
+    low, high = sorted(readout.difference_r_ci)
+    return untrusted(
+        f"The change in the predicted alliance–outcome correlation from "
+        f"{readout.from_ptr:g} to {readout.to_ptr:g} patients "
+        f"per therapist ({_signed(readout.difference_r)}, {_pct(readout.level)} CI "
+        f"{_signed(low)} to {_signed(high)}, p {_p(readout.pval)})",
+        caution,
+    )
+
+
+def _signed(value: float) -> str:
+    """A change in r with its sign (a true minus), three decimals: changes are small."""
+    text = format_number(value, 3)
+    return text if text.startswith("\u2212") or float(value) == 0 else "+" + text
 
 
 def untrusted(test: str, caution: str) -> str:

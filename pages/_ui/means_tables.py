@@ -6,12 +6,15 @@ formats them for ``render.table`` (level names are user text: that path escapes 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
 from alliance_core.analyses.model_comparison import ModelComparison
 from alliance_core.formatting import format_p_cell
 from alliance_core.model.marginal import MarginalMeans
+from pages._ui.tables import FLAG_MARK  # the coefficient table's mark for a flagged row
 
 
 def _num(value: float, digits: int = 2) -> str:
@@ -25,8 +28,12 @@ def _interval(low: float, high: float, digits: int = 2) -> str:
     return f"[{_num(low, digits)}, {_num(high, digits)}]"
 
 
-def marginal_means_table(means: MarginalMeans, on_r_scale: bool) -> pd.DataFrame:
-    """One row per level: the expected effect (r, or the model scale), its CI and PI, k, df."""
+def marginal_means_table(
+    means: MarginalMeans, on_r_scale: bool, cautions: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """One row per level: the expected effect (r, or the model scale), its CI and PI, k, df;
+    with ``cautions`` (level → reason, ``marginal_flags.mean_cautions``) a "Caution" column
+    marks each level whose mean cannot be trusted."""
     t = means.table
     prefix = "r_" if on_r_scale else ""
     estimate = t["r"] if on_r_scale else t["estimate"]
@@ -47,6 +54,8 @@ def marginal_means_table(means: MarginalMeans, on_r_scale: bool) -> pd.DataFrame
         },
         index=pd.Index([str(level_name) for level_name in t.index], name=means.focal),
     )
+    if cautions:
+        out["Caution"] = [FLAG_MARK if str(name) in cautions else "" for name in t.index]
     return out
 
 

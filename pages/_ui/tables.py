@@ -16,7 +16,13 @@ import pandas as pd
 from alliance_core.analyses.run import AnalysisRun
 from alliance_core.analyses.state import ModelFlags
 from alliance_core.figures import MAX_PROFILES, PTRSlopeReadout
-from alliance_core.formatting import format_coefficient, format_number, format_p, format_p_cell
+from alliance_core.formatting import (
+    escape_markdown,
+    format_coefficient,
+    format_number,
+    format_p,
+    format_p_cell,
+)
 from alliance_core.handover import results_table
 from alliance_core.handover.provenance import Provenance, with_comment_lines
 from alliance_core.handover.results_table import (  # noqa: F401  (RESULT_COLUMNS: re-exported)
@@ -502,9 +508,13 @@ def _filled(value) -> bool:
         return True
 
 
-def readout_table(readouts: Sequence[tuple[str, PTRSlopeReadout]]) -> pd.DataFrame:
+def readout_table(
+    readouts: Sequence[tuple[str, PTRSlopeReadout]], cautions: Sequence[str | None] = ()
+) -> pd.DataFrame:
     """One row per profile: its predicted r at both PTR values (with CIs), its own change in r
-    (with CI; see :class:`~alliance_core.figures.PTRSlopeReadout`) and the test's p.
+    (with CI; see :class:`~alliance_core.figures.PTRSlopeReadout`) and the test's p. With
+    ``cautions`` (one per readout, ``marginal_flags.change_caution``), a "Caution" column marks
+    each change whose test cannot be trusted, as the coefficient table marks its rows.
 
     Profiles differ on Fisher's z by a constant, so their z changes agree; on the r scale each
     profile changes by its own amount, which is why every profile gets its own row.
@@ -523,20 +533,45 @@ def readout_table(readouts: Sequence[tuple[str, PTRSlopeReadout]]) -> pd.DataFra
                 "p": format_p_cell(out.pval),
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if any(cautions):
+        table["Caution"] = [FLAG_MARK if caution else "" for caution in cautions]
+    return table
 
 
-def readout_inference(readouts: Sequence[tuple[str, PTRSlopeReadout]]) -> str:
+def readout_inference(
+    readouts: Sequence[tuple[str, PTRSlopeReadout]], cautions: Sequence[str | None] = ()
+) -> str:
     """Under robust inference: the df each change was tested on (the change's own contrast,
-    which equals the PTR slope's only when PTR enters the model as one term)."""
-    dfs = sorted({format_number(out.df, 1) for _, out in readouts if out.df is not None})
-    if not dfs:
+    which equals the PTR slope's only when PTR enters the model as one term), in the order of
+    the table's rows and named by them when there are several, each flagged change marked and
+    its reason given in ModelFlags' words. Markdown: profile names are user text, escaped here
+    once."""
+    cautions = list(cautions) or [None] * len(readouts)
+    tested = [
+        (name, out, caution)
+        for (name, out), caution in zip(readouts, cautions, strict=True)
+        if out.df is not None
+    ]
+    if not tested:
         return ""
-    return (
-        ":material/shield: Cluster-robust (CR2): each change in r is a contrast of its own, "
-        f"tested with t on its own Satterthwaite df = {', '.join(dfs)}; the r values at each "
-        "PTR use their own df too."
+    named = len(tested) > 1
+    dfs = "; ".join(
+        (f"{escape_markdown(name)}: " if named else "")
+        + format_number(out.df, 1)
+        + (f" {FLAG_MARK}" if caution else "")
+        for name, out, caution in tested
     )
+    text = (
+        ":material/shield: Cluster-robust (CR2): each change in r is a contrast of its own, "
+        f"tested with t on its own Satterthwaite df ({dfs}); the r values at each PTR use "
+        "their own df too."
+    )
+    for name, _, caution in tested:
+        if caution:
+            which = f"The change for {escape_markdown(name)}" if named else "The change"
+            text += f" {which} cannot be trusted: {escape_markdown(caution)}."
+    return text
 
 
 def _r_interval(value: float, ci: tuple[float, float], digits: int = 2) -> str:

@@ -258,7 +258,32 @@ def test_under_cr2_a_two_level_model_of_nested_rows_gets_a_cluster_robust_select
     assert not res.is_three_level and state.pooled.robust.cluster
     expected = ac_selmodel(res, steps=(0.025,), cluster=state.pooled.robust.cluster)
     assert expected.vcov_type == "robust"
-    assert escape_markdown(expected.describe(transform="r")) in [md.value for md in at.markdown]
+    # The unadjusted average is given with the state's own (CR2) interval, as on the Overview.
+    shown = next(md.value for md in at.markdown if md.value.startswith("Adjusted for selection"))
+    assert shown.startswith(escape_markdown(expected.describe(transform="r").split(", against")[0]))
     tests = bias_tests_of(state)
     assert tests.egger.robust.n_clusters == state.pooled.robust.n_clusters
     assert "cluster-robust (CR2)" in verdict_of(at)
+
+
+def test_under_cr2_the_selection_model_quotes_the_overviews_pooled_interval():
+    # The reviewer's state: the selection model's unadjusted fit has a model-based interval,
+    # the Overview the CR2 one; the page quotes the Overview's, and says which it is.
+    query = {"ds": "assink2016", "mod": "deltype", "inf": "CR2"}
+    at = open_bias_page(query)
+    overview = AppTest.from_file(str(APP), default_timeout=300)
+    overview.query_params.update(query)
+    overview.run()
+    state = state_of("assink2016", model="three-level", inference="CR2")
+    pred = state.pooled_prediction()
+    interval = f"95% CI [{pred['ci_lb']:.2f}, {pred['ci_ub']:.2f}]"
+    model_based = state.pooled.result.coefficients.iloc[0]
+    assert interval != f"95% CI [{model_based['ci_lb']:.2f}, {model_based['ci_ub']:.2f}]"
+    # The Overview shows this interval for the pooled average...
+    said = f"{pred['pred']:.2f} (95% CI {pred['ci_lb']:.2f} to {pred['ci_ub']:.2f})"
+    assert said in " ".join(unescaped(m.value) for m in overview.markdown)
+    text = unescaped(
+        next(md.value for md in at.markdown if md.value.startswith("Adjusted for selection"))
+    )
+    # ...and the selection section quotes it as the unadjusted average's, naming its inference.
+    assert f"against {pred['pred']:.2f}, {interval} without adjustment (CR2 cluster-robust" in text

@@ -52,7 +52,7 @@ def test_rho_and_cr2_set_in_the_sidebar_reach_the_moderators_table_and_the_link(
     assert shown == pytest.approx(robust.coefficients["df"].tolist(), abs=0.051)
     main = page.locator('[data-testid="stMain"]').inner_text()
     assert "cluster-robust (CR2" in main
-    assert f"Satterthwaite df = {robust.coefficients.loc['log_PTR', 'df']:.1f}" in main
+    assert f"Satterthwaite df ({robust.coefficients.loc['log_PTR', 'df']:.1f})" in main
     assert "rho=0.8" in page.url and "inf=CR2" in page.url
 
     # The link opens the same choices in a fresh tab.

@@ -273,7 +273,7 @@ def test_trim_and_fill_mirrors_the_most_extreme_effects_about_the_trimmed_estima
     kept = slice(0, res.k - result.k0)
     b = np.sum(y_sorted[kept] / v_sorted[kept]) / np.sum(1 / v_sorted[kept])
     close(np.sort(result.filled["yi"]), np.sort(2 * b - largest), atol=1e-12)
-    assert "7 missing effect size(s)" in result.describe()
+    assert "7 missing effect sizes" in result.describe()
 
 
 # -- PET-PEESE -----------------------------------------------------------------------------

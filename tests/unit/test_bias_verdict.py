@@ -101,3 +101,43 @@ def test_with_few_studies_the_selection_model_is_called_neither_way():
     many = ac.fit(funnel(3, slope=0.0, base=0.3, k=60))
     text = bias_verdict(bias_tests.run_bias_tests(many), many, ac.selmodel(many))
     assert "The selection model finds" in text
+
+
+def test_trim_and_fill_on_study_aggregates_counts_studies_and_a_tiny_move_is_said_so():
+    # The default data: three-level, so trim-and-fill runs on one aggregated effect per study.
+    data = ac.escalc(ac.load_dataset(ac.DEFAULT_DATASET))
+    res = ac.fit(data, cluster="study")
+    tests = bias_tests.run_bias_tests(res)
+    t = tests.trim_fill
+    assert t.aggregated and t.k0 > 0 and t.original.k == res.n_studies
+    text = bias_verdict(tests, res, transform="r")
+    assert f"adds {t.k0} studies (aggregated effects)" in text
+    assert "effect size" not in text.split("Trim-and-fill adds", 1)[1].split(".")[0]
+    before, after = (f"{np.tanh(v):.2f}" for v in (t.original.beta[0], t.estimate))
+    if before == after:  # as in the reviewer's case: .29 to .29
+        assert "barely moves the average (from r = ." in text
+        assert f"to r = .{before[2:]} " not in text
+    described = t.describe(transform="r")
+    assert f"estimated {t.k0} missing studies" in described
+    assert "effect size" not in described.split("(L0")[0]
+
+
+def test_two_level_trim_and_fill_still_counts_effect_sizes():
+    res = ac.fit(funnel(1, slope=2.5))
+    t = bias_tests.run_bias_tests(res).trim_fill
+    assert not t.aggregated
+    assert t.units(2) == "effect sizes" and t.units(1) == "effect size"
+    assert "effect size" in t.describe()
+
+
+def test_equal_averages_get_a_third_decimal():
+    # The default data, whose selection model and unadjusted average agree at two decimals.
+    data = ac.escalc(ac.load_dataset(ac.DEFAULT_DATASET))
+    res = ac.fit(data, cluster="study")
+    sel = ac.selmodel(res, steps=(0.025,), cluster=res.cluster)
+    values = (sel.estimate, sel.unadjusted.beta[0])
+    adjusted, plain = (f"{np.tanh(v):.2f}" for v in values)
+    assert adjusted == plain
+    text = bias_verdict(bias_tests.run_bias_tests(res), res, sel, transform="r")
+    shown = [f"{np.tanh(v):.3f}"[1:] for v in values]
+    assert f"puts the average at r = {shown[0]} against r = {shown[1]} without" in text
