@@ -7,8 +7,9 @@ spellings found; ``UploadedTable`` pairs the table with it (made by
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 import pandas as pd
@@ -18,6 +19,7 @@ from alliance_core.data.uploads.cells import (
     DECIMAL_NAMES,
     count_of,
     missing_markers,
+    number_text,
     shown_spelling,
 )
 from alliance_core.data.uploads.levels import LevelReview, review_levels
@@ -96,24 +98,57 @@ class ReadReport:
 
 @dataclass(frozen=True, eq=False)
 class UploadedTable:
-    """A table read from a file, with the report of how it was read."""
+    """A table read from a file, with the report of how it was read.
+
+    ``typed`` holds, per numeric column, the cells whose typed text their number does not spell
+    ("1.10", "01"), by row position; ``table_for`` puts them back in identifier columns.
+    """
 
     frame: pd.DataFrame
     report: ReadReport
+    typed: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
+
+    def table_for(self, mapping: ColumnMapping) -> pd.DataFrame:
+        """The table as ``mapping`` reads it: each identifier column
+        (``ColumnMapping.identifier_columns``: study, es_id, label) holds the text typed in the
+        file, so that "1.1" and "1.10", or "01" and "1", stay two studies. Other columns are
+        ``frame``'s; ``frame`` itself is not changed."""
+        table = self.frame
+        for column in mapping.identifier_columns:
+            if column not in table.columns or table[column].dtype.kind not in "iuf":
+                continue  # a text column already holds the cells as typed
+            if table is self.frame:
+                table = self.frame.copy()
+            typed = self.typed.get(column, {})
+            values = self.frame[column].tolist()
+            table[column] = pd.Series(
+                [
+                    typed.get(
+                        position,
+                        None if math.isnan(value) else number_text(value, self.report.decimal),
+                    )
+                    for position, value in enumerate(values)
+                ],
+                index=table.index,
+                dtype=object,
+            )
+        return table
 
     def levels(
         self, mapping: ColumnMapping, kept_apart: Iterable[tuple[str, str]] = ()
     ) -> LevelReview:
-        """The spellings of each moderator's levels merged (``review_levels``), as a view."""
-        return review_levels(self.frame, mapping.moderators, kept_apart)
+        """The spellings of each moderator's levels merged (``review_levels``), as a view of
+        ``table_for(mapping)``."""
+        return review_levels(self.table_for(mapping), mapping.moderators, kept_apart)
 
     def validate(
         self, mapping: ColumnMapping, levels: LevelReview | None = None
     ) -> ValidationReport:
-        """``validate`` with this file's decimal mark and row numbering; of the view with
-        merged levels when ``levels`` is given (the file's table itself is never changed)."""
+        """``validate`` of ``table_for(mapping)`` with this file's decimal mark and row
+        numbering; of the view with merged levels when ``levels`` (made by ``levels``) is given
+        (the file's table itself is never changed)."""
         return validate(
-            self.frame if levels is None else levels.frame,
+            self.table_for(mapping) if levels is None else levels.frame,
             mapping,
             decimal=self.report.decimal,
             first_data_row=self.report.first_data_row,

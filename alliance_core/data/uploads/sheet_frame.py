@@ -7,6 +7,7 @@ is in ``alliance_core.data.uploads.reading``).
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,7 @@ from alliance_core.data.uploads.cells import (
     count_of,
     missing_markers,
     missing_spelling,
+    number_text,
     read_cell,
     row_list,
 )
@@ -104,7 +106,7 @@ def uploaded_table(
     """The records of a text file or a sheet as a table, with the report of how it was read
     (the last step both readers share)."""
     markers = missing_markers(real_values, extra_codes)
-    frame, found = build_frame(
+    frame, found, typed = build_frame(
         header,
         rows,
         header_row + 1,
@@ -130,7 +132,7 @@ def uploaded_table(
         real_values=real_values,
         extra_codes=extra_codes,
     )
-    return UploadedTable(frame, report)
+    return UploadedTable(frame, report, typed)
 
 
 def build_frame(
@@ -143,9 +145,10 @@ def build_frame(
     markers: frozenset[str],
     *,
     is_text: bool,
-) -> tuple[pd.DataFrame, tuple[MissingSpelling, ...]]:
+) -> tuple[pd.DataFrame, tuple[MissingSpelling, ...], dict[str, dict[int, str]]]:
     """Name the columns, square the rows and give each column numbers or text; also the
-    missing-value spellings found."""
+    missing-value spellings found, and the typed text of numeric cells that their number does
+    not spell (``typed_texts``)."""
     while rows and is_blank(rows[-1]):
         rows.pop()
     if not rows:
@@ -167,7 +170,32 @@ def build_frame(
         name: _column_values(cells, decimal, markers)
         for name, cells in zip(names, cells_by_column, strict=True)
     }
-    return pd.DataFrame(columns), _missing_spellings(names, cells_by_column, markers)
+    typed = {}
+    for name, cells in zip(names, cells_by_column, strict=True):
+        if columns[name].dtype.kind in "if":
+            texts = typed_texts(cells, columns[name], decimal)
+            if texts:
+                typed[name] = texts
+    return pd.DataFrame(columns), _missing_spellings(names, cells_by_column, markers), typed
+
+
+def typed_texts(cells: Sequence, values: pd.Series, decimal: str) -> dict[int, str]:
+    """The cells of a numeric column whose text is not how their number is written
+    (``number_text``), by row position: "1.10" (1.1), "01" (1), "1.0" (1).
+
+    Kept because a number column may be mapped to a role that names rather than counts (a
+    study id), where "1.1" and "1.10" are two studies. Only these few cells are kept, not the
+    text of every number: a large sheet is read without a second copy of its numbers. Cells a
+    workbook stores as numbers have no typed text (the workbook already holds only the number).
+    """
+    texts: dict[int, str] = {}
+    for position, (cell, value) in enumerate(zip(cells, values.tolist(), strict=True)):
+        if not isinstance(cell, str) or math.isnan(value):
+            continue
+        text = cell.strip()
+        if text != number_text(value, decimal):
+            texts[position] = text
+    return texts
 
 
 def _missing_spellings(

@@ -1,0 +1,120 @@
+"""Study ids of an uploaded sheet keep the text typed (alliance_core.data.uploads).
+
+Study.sample codes such as "1.1" and "1.10", or "01" and "1", look like numbers but name
+different studies. Expected values are the cells written into each file here, read back by the
+csv module alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import openpyxl
+import pandas as pd
+
+from alliance_core.analyses.run import effect_size_table
+from alliance_core.data.mapping import ColumnMapping
+from alliance_core.data.uploads import read_table, suggest_roles
+
+# The reviewer's file: ten studies, one effect size each, one PTR per study.
+REVIEWER_IDS = ("1.1", "1.10", "1.2", "2.1", "2.10", "3.1", "4.1", "5.1", "6.1", "7.1")
+MAPPING = ColumnMapping(study="study", r="r", n="n", n_therapists="therapists")
+
+
+def sheet(ids: tuple[str, ...], delimiter: str = ",", decimal: str = ".") -> bytes:
+    """A coding sheet with one row per id: r, n and therapists (PTR = 5 + the row's position,
+    so that PTR varies between rows and a PTR model can be fitted)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(["study", "r", "n", "therapists"])
+    for position, study in enumerate(ids):
+        r = f"0.{10 + position}".replace(".", decimal)
+        writer.writerow([study, r, (5 + position) * (4 + position), 4 + position])
+    return buffer.getvalue().encode()
+
+
+def typed_ids(data: bytes, delimiter: str = ",") -> list[str]:
+    """The study cells of a sheet as the csv module reads them (no app code)."""
+    rows = list(csv.reader(io.StringIO(data.decode()), delimiter=delimiter))
+    return [row[0] for row in rows[1:]]
+
+
+def test_the_reviewers_study_sample_codes_are_ten_studies():
+    data = sheet(REVIEWER_IDS)
+    uploaded = read_table(data, "studies.csv")
+    mapping = suggest_roles(uploaded.frame).mapping
+    assert mapping.study == "study"
+
+    report = uploaded.validate(mapping)
+
+    assert report.ok and report.n_usable == 10
+    assert report.usable["study"].tolist() == typed_ids(data) == list(REVIEWER_IDS)
+    table = effect_size_table(report.usable, mapping)
+    assert table["study"].nunique() == 10
+    # One PTR per study: no row is warned about PTR varying within a study.
+    assert not report.warnings
+
+
+def test_leading_zeros_and_trailing_zeros_name_their_own_studies():
+    ids = ("01", "1", "1.0", "2", " 3 ", "3.00")
+    data = sheet(ids)
+
+    usable = read_table(data, "zeros.csv").validate(MAPPING).usable
+
+    # Spaces around a cell are trimmed, as in every text column; the rest is kept as typed.
+    assert usable["study"].tolist() == [cell.strip() for cell in typed_ids(data)]
+    assert usable["study"].nunique() == 6
+
+
+def test_the_file_s_table_keeps_its_numbers_and_only_the_mapped_ids_become_text():
+    uploaded = read_table(sheet(REVIEWER_IDS), "studies.csv")
+
+    table = uploaded.table_for(MAPPING)
+
+    assert table["study"].tolist() == list(REVIEWER_IDS)
+    assert uploaded.frame["study"].dtype == np.float64  # the table read is not edited
+    assert table["n"].dtype == np.int64 and table["therapists"].dtype == np.int64
+
+
+def test_ids_with_a_decimal_comma_stay_as_typed():
+    ids = ("1,1", "1,10", "2,1")
+    data = sheet(ids, delimiter=";", decimal=",")
+
+    uploaded = read_table(data, "komma.csv")
+
+    assert uploaded.report.decimal == ","
+    assert uploaded.validate(MAPPING).usable["study"].tolist() == typed_ids(data, ";")
+
+
+def test_a_workbook_s_text_cell_01_and_number_cell_1_are_two_studies():
+    workbook = openpyxl.Workbook()
+    rows = [["study", "r", "n", "therapists"], ["01", 0.1, 40, 4], [1, 0.2, 50, 5], [2, 0.3, 60, 6]]
+    for row in rows:
+        workbook.active.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+
+    usable = read_table(buffer.getvalue(), "studies.xlsx").validate(MAPPING).usable
+
+    assert usable["study"].tolist() == ["01", "1", "2"]
+
+
+def test_a_missing_study_cell_stays_missing():
+    data = sheet(("1.10", "NA", "2"))
+
+    table = read_table(data, "gap.csv").table_for(MAPPING)
+
+    assert table["study"].tolist()[0] == "1.10"
+    assert table["study"].isna().tolist() == [False, True, False]
+
+
+def test_a_column_that_is_also_a_moderator_keeps_its_numbers():
+    mapping = MAPPING.with_changes(label="n", moderators=("study",))
+
+    assert mapping.identifier_columns == ()
+    table = read_table(sheet(REVIEWER_IDS), "studies.csv").table_for(mapping)
+    pd.testing.assert_series_equal(
+        table["study"], pd.Series([float(i) for i in REVIEWER_IDS], name="study")
+    )
