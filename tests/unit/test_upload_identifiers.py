@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 import numpy as np
 import openpyxl
 import pandas as pd
 
-from alliance_core.analyses.run import effect_size_table
+from alliance_core.analyses.run import effect_size_table, run_analysis
+from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.data.uploads import read_table, suggest_roles
+from alliance_core.handover.provenance import Provenance
+from tests.r_reference import apply, needs_r
+from tests.unit.reproduce_runs import assert_all_agree, run_batch, write_bundle
+from tests.unit.reproduce_states import Prepared
 
 # The reviewer's file: ten studies, one effect size each, one PTR per study.
 REVIEWER_IDS = ("1.1", "1.10", "1.2", "2.1", "2.10", "3.1", "4.1", "5.1", "6.1", "7.1")
@@ -118,3 +124,37 @@ def test_a_column_that_is_also_a_moderator_keeps_its_numbers():
     pd.testing.assert_series_equal(
         table["study"], pd.Series([float(i) for i in REVIEWER_IDS], name="study")
     )
+
+
+# Nested: two studies with two effect sizes each, so the three-level model has both levels.
+NESTED_IDS = ("1.1", "1.1", "1.10", "1.10", "1.2", "2.1", "2.10", "01", "1", "3.1", "4.1", "5.1")
+NESTED_MAPPING = ColumnMapping(study="study", r="r", n="n")
+
+
+def nested_bundle(folder: Path, language: str) -> None:
+    """The reproduction zip of a three-level model of a sheet with ``NESTED_IDS``, unpacked."""
+    content = sheet(NESTED_IDS)
+    report = read_table(content, "nested.csv").validate(NESTED_MAPPING)
+    assert report.ok, report.summary()
+    table = effect_size_table(report.usable, NESTED_MAPPING)
+    settings = AnalysisSettings(dataset="upload", model="three-level", moderators=())
+    run = run_analysis(report.usable, NESTED_MAPPING, settings, table=table)
+    assert run.result.n_studies == len(set(NESTED_IDS)) == 10
+    provenance = Provenance.of(
+        run, NESTED_MAPPING, dataset="nested.csv", content=content, uploaded=True
+    )
+    prepared = Prepared(run, NESTED_MAPPING, provenance, True, table, None)
+    write_bundle(folder / language, prepared, language)
+    data = pd.read_csv(folder / language / "data.csv", dtype={"study": str})
+    assert data["study"].tolist() == list(NESTED_IDS)
+
+
+def test_the_python_script_reads_the_ids_as_typed_and_agrees(tmp_path):
+    nested_bundle(tmp_path, "Python")
+    assert_all_agree(run_batch(tmp_path, "Python", ["Python"], timeout=600), ["Python"])
+
+
+@apply(needs_r("metafor"))
+def test_the_r_script_reads_the_ids_as_typed_and_agrees(tmp_path):
+    nested_bundle(tmp_path, "R")
+    assert_all_agree(run_batch(tmp_path, "R", ["R"], timeout=600), ["R"])
