@@ -107,6 +107,42 @@ def test_a_workbook_s_text_cell_01_and_number_cell_1_are_two_studies():
     assert usable["study"].tolist() == ["01", "1", "2"]
 
 
+def test_ids_a_workbook_stores_as_numbers_with_decimals_are_named_in_a_warning():
+    workbook = openpyxl.Workbook()
+    rows = [["study", "r", "n"], [1.1, 0.1, 40], [1.1, 0.2, 50], [2.1, 0.3, 60], [3, 0.2, 45]]
+    rows.append(["1.10", 0.25, 55])  # typed as text: kept as typed, no merge to report
+    for row in rows:
+        workbook.active.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+
+    report = read_table(buffer.getvalue(), "studies.xlsx").validate(
+        MAPPING.with_changes(n_therapists=None)
+    )
+
+    assert report.ok
+    assert report.usable["study"].tolist() == ["1.1", "1.1", "2.1", "3", "1.10"]
+    (warning,) = [p for p in report.warnings if p.kind == "ids stored as numbers"]
+    assert warning.column == "study"
+    assert "stores as numbers with decimals (1.1, 2.1)" in warning.message
+
+
+def test_a_workbook_s_ids_stored_as_text_or_whole_numbers_give_no_such_warning():
+    workbook = openpyxl.Workbook()
+    rows = [["study", "r", "n"], ["1.1", 0.1, 40], ["1.10", 0.2, 50], [2, 0.3, 60]]
+    for row in rows:
+        workbook.active.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+
+    report = read_table(buffer.getvalue(), "studies.xlsx").validate(
+        MAPPING.with_changes(n_therapists=None)
+    )
+
+    assert report.usable["study"].tolist() == ["1.1", "1.10", "2"]
+    assert not [p for p in report.problems if p.kind == "ids stored as numbers"]
+
+
 def test_a_missing_study_cell_stays_missing():
     data = sheet(("1.10", "NA", "2"))
 

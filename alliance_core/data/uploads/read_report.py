@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import pandas as pd
@@ -23,7 +23,7 @@ from alliance_core.data.uploads.cells import (
     shown_spelling,
 )
 from alliance_core.data.uploads.levels import LevelReview, review_levels
-from alliance_core.data.uploads.report import ValidationReport
+from alliance_core.data.uploads.report import Problem, ValidationReport
 from alliance_core.data.uploads.validation import validate
 
 ENCODING_LABELS = {
@@ -102,11 +102,14 @@ class UploadedTable:
 
     ``typed`` holds, per numeric column, the cells whose typed text their number does not spell
     ("1.10", "01"), by row position; ``table_for`` puts them back in identifier columns.
+    ``stored_decimals`` holds, per numeric column of a workbook, the numbers with decimals the
+    workbook stores as numbers ("1.1"): there what was typed is lost (``validate`` says so).
     """
 
     frame: pd.DataFrame
     report: ReadReport
     typed: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
+    stored_decimals: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def table_for(self, mapping: ColumnMapping) -> pd.DataFrame:
         """The table as ``mapping`` reads it: each identifier column
@@ -146,11 +149,36 @@ class UploadedTable:
     ) -> ValidationReport:
         """``validate`` of ``table_for(mapping)`` with this file's decimal mark and row
         numbering; of the view with merged levels when ``levels`` (made by ``levels``) is given
-        (the file's table itself is never changed)."""
-        return validate(
+        (the file's table itself is never changed). Adds a warning for each identifier column
+        whose ids a workbook stores as numbers with decimals (``stored_decimals``)."""
+        report = validate(
             self.table_for(mapping) if levels is None else levels.frame,
             mapping,
             decimal=self.report.decimal,
             first_data_row=self.report.first_data_row,
             markers=self.report.missing_markers,
         )
+        warnings = tuple(
+            _stored_ids_warning(column, self.stored_decimals[column])
+            for column in mapping.identifier_columns
+            if column in self.stored_decimals
+        )
+        return replace(report, problems=report.problems + warnings) if warnings else report
+
+
+def _stored_ids_warning(column: str, shown: tuple[str, ...]) -> Problem:
+    """Ids such as study.sample codes stored by a workbook as numbers: "1.10" typed in a
+    General cell is the number 1.1, so two ids may already be one; only the user can tell."""
+    listed = ", ".join(shown[:5]) + (", …" if len(shown) > 5 else "")
+    return Problem(
+        None,
+        column,
+        None,
+        f"Column '{column}' holds ids that the workbook stores as numbers with decimals "
+        f"({listed}). A spreadsheet keeps only the number, so ids typed as 1.1 and 1.10 are "
+        "the same number there and are read as one id. If these are codes such as study.sample "
+        "numbers, format the column as Text in the spreadsheet, type the ids again and upload "
+        "the file again.",
+        "warning",
+        "ids stored as numbers",
+    )

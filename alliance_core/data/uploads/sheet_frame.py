@@ -8,6 +8,7 @@ is in ``alliance_core.data.uploads.reading``).
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -106,7 +107,7 @@ def uploaded_table(
     """The records of a text file or a sheet as a table, with the report of how it was read
     (the last step both readers share)."""
     markers = missing_markers(real_values, extra_codes)
-    frame, found, typed = build_frame(
+    frame, found, typed, stored = build_frame(
         header,
         rows,
         header_row + 1,
@@ -132,7 +133,7 @@ def uploaded_table(
         real_values=real_values,
         extra_codes=extra_codes,
     )
-    return UploadedTable(frame, report, typed)
+    return UploadedTable(frame, report, typed, stored)
 
 
 def build_frame(
@@ -145,10 +146,16 @@ def build_frame(
     markers: frozenset[str],
     *,
     is_text: bool,
-) -> tuple[pd.DataFrame, tuple[MissingSpelling, ...], dict[str, dict[int, str]]]:
+) -> tuple[
+    pd.DataFrame,
+    tuple[MissingSpelling, ...],
+    dict[str, dict[int, str]],
+    dict[str, tuple[str, ...]],
+]:
     """Name the columns, square the rows and give each column numbers or text; also the
-    missing-value spellings found, and the typed text of numeric cells that their number does
-    not spell (``typed_texts``)."""
+    missing-value spellings found, the typed text of numeric cells that their number does
+    not spell (``typed_texts``) and a workbook's numbers with decimals stored as numbers
+    (``stored_decimals``)."""
     while rows and is_blank(rows[-1]):
         rows.pop()
     if not rows:
@@ -170,13 +177,35 @@ def build_frame(
         name: _column_values(cells, decimal, markers)
         for name, cells in zip(names, cells_by_column, strict=True)
     }
-    typed = {}
+    typed, stored = {}, {}
     for name, cells in zip(names, cells_by_column, strict=True):
         if columns[name].dtype.kind in "if":
             texts = typed_texts(cells, columns[name], decimal)
             if texts:
                 typed[name] = texts
-    return pd.DataFrame(columns), _missing_spellings(names, cells_by_column, markers), typed
+        if columns[name].dtype.kind == "f" and not is_text:
+            shown = stored_decimals(cells, decimal)
+            if shown:
+                stored[name] = shown
+    found = _missing_spellings(names, cells_by_column, markers)
+    return pd.DataFrame(columns), found, typed, stored
+
+
+def stored_decimals(cells: Sequence, decimal: str) -> tuple[str, ...]:
+    """The distinct numbers with decimals that a workbook stores as numbers, as shown.
+
+    A workbook keeps the number, not what was typed: "1.10" typed in a General cell is 1.1.
+    In a column of ids that is a merge the reader cannot undo, so the user is told
+    (``UploadedTable.validate``).
+    """
+    shown: dict[str, None] = {}
+    for cell in cells:
+        if isinstance(cell, str | bool) or not isinstance(cell, numbers.Real):
+            continue
+        number = float(cell)
+        if math.isfinite(number) and not number.is_integer():
+            shown[number_text(number, decimal)] = None
+    return tuple(shown)
 
 
 def typed_texts(cells: Sequence, values: pd.Series, decimal: str) -> dict[int, str]:
