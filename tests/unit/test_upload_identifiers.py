@@ -20,6 +20,7 @@ from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.data.uploads import read_table, suggest_roles
 from alliance_core.handover.provenance import Provenance
+from alliance_core.teaching.patient_level import fit_patient_level
 from tests.r_reference import apply, needs_r
 from tests.unit.reproduce_runs import assert_all_agree, run_batch, write_bundle
 from tests.unit.reproduce_states import Prepared
@@ -194,3 +195,20 @@ def test_the_python_script_reads_the_ids_as_typed_and_agrees(tmp_path):
 def test_the_r_script_reads_the_ids_as_typed_and_agrees(tmp_path):
     nested_bundle(tmp_path, "R")
     assert_all_agree(run_batch(tmp_path, "R", ["R"], timeout=600), ["R"])
+
+
+def test_therapist_ids_of_a_patient_level_file_stay_as_typed():
+    therapists = ("1.1", "1.10", "1.2", "01", "1")
+    lines = ["therapist,alliance,outcome"]
+    for t, therapist in enumerate(therapists):
+        for i in range(4):
+            alliance = 3 + 0.3 * t + 0.2 * i
+            lines.append(
+                f"{therapist},{alliance:.2f},{0.5 * alliance + 0.1 * ((i * 7 + t) % 5):.2f}"
+            )
+    uploaded = read_table("\n".join(lines).encode(), "patients.csv")
+
+    patients = uploaded.with_typed_text(["therapist"])
+
+    assert patients["therapist"].tolist() == [t for t in therapists for _ in range(4)]
+    assert fit_patient_level(patients).n_therapists == len(therapists) == 5

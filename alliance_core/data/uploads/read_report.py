@@ -116,8 +116,14 @@ class UploadedTable:
         (``ColumnMapping.identifier_columns``: study, es_id, label) holds the text typed in the
         file, so that "1.1" and "1.10", or "01" and "1", stay two studies. Other columns are
         ``frame``'s; ``frame`` itself is not changed."""
+        return self.with_typed_text(mapping.identifier_columns)
+
+    def with_typed_text(self, columns: Iterable[str]) -> pd.DataFrame:
+        """The table with ``columns`` (ids: studies, therapists) as the text typed in the file,
+        numbers written by ``number_text`` where nothing else was typed; other columns as in
+        ``frame``, which is not changed."""
         table = self.frame
-        for column in mapping.identifier_columns:
+        for column in dict.fromkeys(columns):
             if column not in table.columns or table[column].dtype.kind not in "iuf":
                 continue  # a text column already holds the cells as typed
             if table is self.frame:
