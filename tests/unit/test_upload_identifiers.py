@@ -75,6 +75,15 @@ def test_leading_zeros_and_trailing_zeros_name_their_own_studies():
     assert usable["study"].nunique() == 6
 
 
+def test_whole_numbers_in_a_column_with_decimals_keep_their_typed_zeros():
+    ids = ("1.0", "1", "1.5", "2.50", "2.5")
+    data = sheet(ids)
+
+    usable = read_table(data, "decimals.csv").validate(MAPPING).usable
+
+    assert usable["study"].tolist() == typed_ids(data) == list(ids)
+
+
 def test_the_file_s_table_keeps_its_numbers_and_only_the_mapped_ids_become_text():
     uploaded = read_table(sheet(REVIEWER_IDS), "studies.csv")
 

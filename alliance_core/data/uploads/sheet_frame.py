@@ -218,10 +218,19 @@ def typed_texts(cells: Sequence, values: pd.Series, decimal: str) -> dict[int, s
     workbook stores as numbers have no typed text (the workbook already holds only the number).
     """
     texts: dict[int, str] = {}
+    whole = values.dtype.kind == "i"
     for position, (cell, value) in enumerate(zip(cells, values.tolist(), strict=True)):
-        if not isinstance(cell, str) or math.isnan(value):
+        if not isinstance(cell, str):
             continue
         text = cell.strip()
+        # Fast paths for the usual cells ("12", "0.25"), which spell their number: a sheet of
+        # 200,000 rows would otherwise be read markedly slower.
+        if whole and text.isdigit() and (text[0] != "0" or len(text) == 1):
+            continue
+        if not whole and decimal == "." and text == repr(value) and not value.is_integer():
+            continue  # a whole float's repr is "1.0", but its number_text is "1"
+        if math.isnan(value):
+            continue
         if text != number_text(value, decimal):
             texts[position] = text
     return texts
