@@ -274,6 +274,9 @@ else:
                     "Outcome column", names, index=min(2, len(names) - 1), key="sim:col_o"
                 ),
             }
+            if columns["therapist"] not in (columns["alliance"], columns["outcome"]):
+                # Therapist ids as typed: read as numbers, "1.10" would be therapist 1.1.
+                patients = table.with_typed_text([columns["therapist"]])
 
 if patients is not None:
     with render.shown_errors("The patient-level model"):

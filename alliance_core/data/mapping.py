@@ -139,6 +139,19 @@ class ColumnMapping:
             return tuple(dict.fromkeys((self.ptr_patients, self.n_therapists)))
         return ()
 
+    @property
+    def identifier_columns(self) -> tuple[str, ...]:
+        """Columns that only name or group rows (study, es_id, label) and play no other role.
+
+        Their cells are names, not quantities: "1.1" and "1.10", or "01" and "1", are different
+        studies, so an uploaded table keeps them as the text typed
+        (``UploadedTable.table_for``). A column that is also a number or a moderator is left
+        out: there its value is what counts.
+        """
+        names = (self.study, self.es_id, self.label)
+        others = set(replace(self, study=None, es_id=None, label=None).columns())
+        return tuple(c for c in dict.fromkeys(names) if c is not None and c not in others)
+
     def with_changes(self, **changes) -> ColumnMapping:
         """A copy with some roles reassigned (the mapping itself is immutable)."""
         if "moderators" in changes and changes["moderators"] is not None:

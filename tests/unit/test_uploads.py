@@ -173,7 +173,7 @@ def test_blank_rows_inside_the_table_keep_row_numbers_and_trailing_ones_are_drop
     report = table.validate(ColumnMapping(study="study", r="r", n="n"))
     empty = only(report.problems, kind="no values at all")
     assert empty.row == 3
-    assert report.usable["study"].tolist() == [1, 2]
+    assert report.usable["study"].tolist() == ["1", "2"]  # the ids as typed
 
 
 def test_blank_lines_above_the_header_shift_the_first_data_row():

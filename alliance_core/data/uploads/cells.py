@@ -189,6 +189,12 @@ def cell_text(cell) -> str:
     return str(cell)
 
 
+def number_text(number, decimal: str = ".") -> str:
+    """A number of a numeric column in plain text with the table's decimal mark (1.1 → "1,1"
+    with a decimal comma): how a reader shows a number whose typed text is not kept."""
+    return cell_text(float(number)).replace(".", decimal)
+
+
 def count_of(number: int, noun: str) -> str:
     """ "1 row", "2 rows"."""
     return f"{number:,} {noun}" + ("" if number == 1 else "s")

@@ -7,8 +7,9 @@ spellings found; ``UploadedTable`` pairs the table with it (made by
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import pandas as pd
@@ -18,10 +19,11 @@ from alliance_core.data.uploads.cells import (
     DECIMAL_NAMES,
     count_of,
     missing_markers,
+    number_text,
     shown_spelling,
 )
 from alliance_core.data.uploads.levels import LevelReview, review_levels
-from alliance_core.data.uploads.report import ValidationReport
+from alliance_core.data.uploads.report import Problem, ValidationReport
 from alliance_core.data.uploads.validation import validate
 
 ENCODING_LABELS = {
@@ -96,26 +98,93 @@ class ReadReport:
 
 @dataclass(frozen=True, eq=False)
 class UploadedTable:
-    """A table read from a file, with the report of how it was read."""
+    """A table read from a file, with the report of how it was read.
+
+    ``typed`` holds, per numeric column, the cells whose typed text their number does not spell
+    ("1.10", "01"), by row position; ``table_for`` puts them back in identifier columns.
+    ``stored_decimals`` holds, per numeric column of a workbook, the numbers with decimals the
+    workbook stores as numbers ("1.1"): there what was typed is lost (``validate`` says so).
+    """
 
     frame: pd.DataFrame
     report: ReadReport
+    typed: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
+    stored_decimals: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def table_for(self, mapping: ColumnMapping) -> pd.DataFrame:
+        """The table as ``mapping`` reads it: each identifier column
+        (``ColumnMapping.identifier_columns``: study, es_id, label) holds the text typed in the
+        file, so that "1.1" and "1.10", or "01" and "1", stay two studies. Other columns are
+        ``frame``'s; ``frame`` itself is not changed."""
+        return self.with_typed_text(mapping.identifier_columns)
+
+    def with_typed_text(self, columns: Iterable[str]) -> pd.DataFrame:
+        """The table with ``columns`` (ids: studies, therapists) as the text typed in the file,
+        numbers written by ``number_text`` where nothing else was typed; other columns as in
+        ``frame``, which is not changed."""
+        table = self.frame
+        for column in dict.fromkeys(columns):
+            if column not in table.columns or table[column].dtype.kind not in "iuf":
+                continue  # a text column already holds the cells as typed
+            if table is self.frame:
+                table = self.frame.copy()
+            typed = self.typed.get(column, {})
+            values = self.frame[column].tolist()
+            table[column] = pd.Series(
+                [
+                    typed.get(
+                        position,
+                        None if math.isnan(value) else number_text(value, self.report.decimal),
+                    )
+                    for position, value in enumerate(values)
+                ],
+                index=table.index,
+                dtype=object,
+            )
+        return table
 
     def levels(
         self, mapping: ColumnMapping, kept_apart: Iterable[tuple[str, str]] = ()
     ) -> LevelReview:
-        """The spellings of each moderator's levels merged (``review_levels``), as a view."""
-        return review_levels(self.frame, mapping.moderators, kept_apart)
+        """The spellings of each moderator's levels merged (``review_levels``), as a view of
+        ``table_for(mapping)``."""
+        return review_levels(self.table_for(mapping), mapping.moderators, kept_apart)
 
     def validate(
         self, mapping: ColumnMapping, levels: LevelReview | None = None
     ) -> ValidationReport:
-        """``validate`` with this file's decimal mark and row numbering; of the view with
-        merged levels when ``levels`` is given (the file's table itself is never changed)."""
-        return validate(
-            self.frame if levels is None else levels.frame,
+        """``validate`` of ``table_for(mapping)`` with this file's decimal mark and row
+        numbering; of the view with merged levels when ``levels`` (made by ``levels``) is given
+        (the file's table itself is never changed). Adds a warning for each identifier column
+        whose ids a workbook stores as numbers with decimals (``stored_decimals``)."""
+        report = validate(
+            self.table_for(mapping) if levels is None else levels.frame,
             mapping,
             decimal=self.report.decimal,
             first_data_row=self.report.first_data_row,
             markers=self.report.missing_markers,
         )
+        warnings = tuple(
+            _stored_ids_warning(column, self.stored_decimals[column])
+            for column in mapping.identifier_columns
+            if column in self.stored_decimals
+        )
+        return replace(report, problems=report.problems + warnings) if warnings else report
+
+
+def _stored_ids_warning(column: str, shown: tuple[str, ...]) -> Problem:
+    """Ids such as study.sample codes stored by a workbook as numbers: "1.10" typed in a
+    General cell is the number 1.1, so two ids may already be one; only the user can tell."""
+    listed = ", ".join(shown[:5]) + (", …" if len(shown) > 5 else "")
+    return Problem(
+        None,
+        column,
+        None,
+        f"Column '{column}' holds ids that the workbook stores as numbers with decimals "
+        f"({listed}). A spreadsheet keeps only the number, so ids typed as 1.1 and 1.10 are "
+        "the same number there and are read as one id. If these are codes such as study.sample "
+        "numbers, format the column as Text in the spreadsheet, type the ids again and upload "
+        "the file again.",
+        "warning",
+        "ids stored as numbers",
+    )

@@ -84,8 +84,10 @@ def read_table(
     override detection. Cells spelling a missing value (``MISSING_SPELLINGS``) are read as
     missing unless their spelling is among ``real_values``; ``extra_codes`` adds codes of this
     sheet ("k.A.", "-99"), in every column. Fully numeric columns become
-    numbers; other columns stay text with surrounding spaces removed. Raises ``AnalysisError`` (and nothing else) when the file cannot
-    be read as a table.
+    numbers; other columns stay text with surrounding spaces removed. The typed text of a
+    number that its number does not spell ("1.10", "01") is kept, so that an identifier column
+    reads as typed (``UploadedTable.table_for``). Raises ``AnalysisError`` (and nothing else)
+    when the file cannot be read as a table.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise AnalysisError(f"'{file_name}' could not be read: expected the file's bytes.")

@@ -7,6 +7,8 @@ is in ``alliance_core.data.uploads.reading``).
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -21,6 +23,7 @@ from alliance_core.data.uploads.cells import (
     count_of,
     missing_markers,
     missing_spelling,
+    number_text,
     read_cell,
     row_list,
 )
@@ -104,7 +107,7 @@ def uploaded_table(
     """The records of a text file or a sheet as a table, with the report of how it was read
     (the last step both readers share)."""
     markers = missing_markers(real_values, extra_codes)
-    frame, found = build_frame(
+    frame, found, typed, stored = build_frame(
         header,
         rows,
         header_row + 1,
@@ -130,7 +133,7 @@ def uploaded_table(
         real_values=real_values,
         extra_codes=extra_codes,
     )
-    return UploadedTable(frame, report)
+    return UploadedTable(frame, report, typed, stored)
 
 
 def build_frame(
@@ -143,9 +146,16 @@ def build_frame(
     markers: frozenset[str],
     *,
     is_text: bool,
-) -> tuple[pd.DataFrame, tuple[MissingSpelling, ...]]:
+) -> tuple[
+    pd.DataFrame,
+    tuple[MissingSpelling, ...],
+    dict[str, dict[int, str]],
+    dict[str, tuple[str, ...]],
+]:
     """Name the columns, square the rows and give each column numbers or text; also the
-    missing-value spellings found."""
+    missing-value spellings found, the typed text of numeric cells that their number does
+    not spell (``typed_texts``) and a workbook's numbers with decimals stored as numbers
+    (``stored_decimals``)."""
     while rows and is_blank(rows[-1]):
         rows.pop()
     if not rows:
@@ -167,7 +177,63 @@ def build_frame(
         name: _column_values(cells, decimal, markers)
         for name, cells in zip(names, cells_by_column, strict=True)
     }
-    return pd.DataFrame(columns), _missing_spellings(names, cells_by_column, markers)
+    typed, stored = {}, {}
+    for name, cells in zip(names, cells_by_column, strict=True):
+        if columns[name].dtype.kind in "if":
+            texts = typed_texts(cells, columns[name], decimal)
+            if texts:
+                typed[name] = texts
+        if columns[name].dtype.kind == "f" and not is_text:
+            shown = stored_decimals(cells, decimal)
+            if shown:
+                stored[name] = shown
+    found = _missing_spellings(names, cells_by_column, markers)
+    return pd.DataFrame(columns), found, typed, stored
+
+
+def stored_decimals(cells: Sequence, decimal: str) -> tuple[str, ...]:
+    """The distinct numbers with decimals that a workbook stores as numbers, as shown.
+
+    A workbook keeps the number, not what was typed: "1.10" typed in a General cell is 1.1.
+    In a column of ids that is a merge the reader cannot undo, so the user is told
+    (``UploadedTable.validate``).
+    """
+    shown: dict[str, None] = {}
+    for cell in cells:
+        if isinstance(cell, str | bool) or not isinstance(cell, numbers.Real):
+            continue
+        number = float(cell)
+        if math.isfinite(number) and not number.is_integer():
+            shown[number_text(number, decimal)] = None
+    return tuple(shown)
+
+
+def typed_texts(cells: Sequence, values: pd.Series, decimal: str) -> dict[int, str]:
+    """The cells of a numeric column whose text is not how their number is written
+    (``number_text``), by row position: "1.10" (1.1), "01" (1), "1.0" (1).
+
+    Kept because a number column may be mapped to a role that names rather than counts (a
+    study id), where "1.1" and "1.10" are two studies. Only these few cells are kept, not the
+    text of every number: a large sheet is read without a second copy of its numbers. Cells a
+    workbook stores as numbers have no typed text (the workbook already holds only the number).
+    """
+    texts: dict[int, str] = {}
+    whole = values.dtype.kind == "i"
+    for position, (cell, value) in enumerate(zip(cells, values.tolist(), strict=True)):
+        if not isinstance(cell, str):
+            continue
+        text = cell.strip()
+        # Fast paths for the usual cells ("12", "0.25"), which spell their number: a sheet of
+        # 200,000 rows would otherwise be read markedly slower.
+        if whole and text.isdigit() and (text[0] != "0" or len(text) == 1):
+            continue
+        if not whole and decimal == "." and text == repr(value) and not value.is_integer():
+            continue  # a whole float's repr is "1.0", but its number_text is "1"
+        if math.isnan(value):
+            continue
+        if text != number_text(value, decimal):
+            texts[position] = text
+    return texts
 
 
 def _missing_spellings(

@@ -45,7 +45,7 @@ different `es_id`.
 
 | column | meaning |
 | --- | --- |
-| `study` | identifies the study (number or short text); rows of one study share it |
+| `study` | identifies the study (number or short text, read as typed: `1.1` and `1.10`, or `01` and `1`, are different studies); rows of one study share it |
 | `es_id` | identifies the effect size within its study (1, 2, …) |
 | `label` | how the study is shown in plots, e.g. "Smith & Lee (2004)"; without it, the study (a bare number becomes "Study 3") |
 | `year` | publication year |
@@ -87,5 +87,7 @@ model used and why the others were left out.
 Files: CSV (comma or semicolon), TSV, or Excel .xlsx (the first sheet unless you choose another
 on the Data page), up to 20 MB and 200,000 rows; at least two effect sizes. Decimal commas
 ("0,25") are recognised in semicolon- or tab-separated files. Row numbers in messages are
-spreadsheet rows: the header is row 1, the first data row is row 2.
+spreadsheet rows: the header is row 1, the first data row is row 2. In Excel, format the
+`study` and `es_id` columns as Text before typing codes such as `1.10`: a General cell keeps
+only the number (1.1), and the Data page warns about ids stored as numbers with decimals.
 """
