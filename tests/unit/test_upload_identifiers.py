@@ -104,29 +104,29 @@ def test_ids_with_a_decimal_comma_stay_as_typed():
     assert uploaded.validate(MAPPING).usable["study"].tolist() == typed_ids(data, ";")
 
 
-def test_a_workbook_s_text_cell_01_and_number_cell_1_are_two_studies():
+def workbook_bytes(rows: list[list]) -> bytes:
+    """An .xlsx file of ``rows``, each cell stored as its Python type (numbers as numbers)."""
     workbook = openpyxl.Workbook()
-    rows = [["study", "r", "n", "therapists"], ["01", 0.1, 40, 4], [1, 0.2, 50, 5], [2, 0.3, 60, 6]]
     for row in rows:
         workbook.active.append(row)
     buffer = io.BytesIO()
     workbook.save(buffer)
+    return buffer.getvalue()
 
-    usable = read_table(buffer.getvalue(), "studies.xlsx").validate(MAPPING).usable
+
+def test_a_workbook_s_text_cell_01_and_number_cell_1_are_two_studies():
+    rows = [["study", "r", "n", "therapists"], ["01", 0.1, 40, 4], [1, 0.2, 50, 5], [2, 0.3, 60, 6]]
+
+    usable = read_table(workbook_bytes(rows), "studies.xlsx").validate(MAPPING).usable
 
     assert usable["study"].tolist() == ["01", "1", "2"]
 
 
 def test_ids_a_workbook_stores_as_numbers_with_decimals_are_named_in_a_warning():
-    workbook = openpyxl.Workbook()
     rows = [["study", "r", "n"], [1.1, 0.1, 40], [1.1, 0.2, 50], [2.1, 0.3, 60], [3, 0.2, 45]]
     rows.append(["1.10", 0.25, 55])  # typed as text: kept as typed, no merge to report
-    for row in rows:
-        workbook.active.append(row)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
 
-    report = read_table(buffer.getvalue(), "studies.xlsx").validate(
+    report = read_table(workbook_bytes(rows), "studies.xlsx").validate(
         MAPPING.with_changes(n_therapists=None)
     )
 
@@ -138,14 +138,9 @@ def test_ids_a_workbook_stores_as_numbers_with_decimals_are_named_in_a_warning()
 
 
 def test_a_workbook_s_ids_stored_as_text_or_whole_numbers_give_no_such_warning():
-    workbook = openpyxl.Workbook()
     rows = [["study", "r", "n"], ["1.1", 0.1, 40], ["1.10", 0.2, 50], [2, 0.3, 60]]
-    for row in rows:
-        workbook.active.append(row)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
 
-    report = read_table(buffer.getvalue(), "studies.xlsx").validate(
+    report = read_table(workbook_bytes(rows), "studies.xlsx").validate(
         MAPPING.with_changes(n_therapists=None)
     )
 
