@@ -468,7 +468,7 @@ def build_report(
     if robust is not None:
         tables.append(robust_table(run, robust, len(tables) + 1, on_r_scale, flags))
     tables.append(heterogeneity_table(res, len(tables) + 1, on_r_scale))
-    tables.extend(marginal_means_tables(run, len(tables) + 1, on_r_scale, robust))
+    tables.extend(marginal_means_tables(run, len(tables) + 1, on_r_scale, robust, flags))
     if comparison is not None:
         tables.append(comparison_table(comparison, len(tables) + 1))
     drawn = []

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from alliance_core.analyses.marginal_flags import mean_cautions
 from alliance_core.analyses.model_comparison import ModelComparison
 from alliance_core.analyses.run import AnalysisRun
 from alliance_core.analyses.state import ModelFlags
@@ -191,12 +192,18 @@ def heterogeneity_table(res: MetaResult, number: int, on_r_scale: bool) -> Table
 
 
 def marginal_means_tables(
-    run: AnalysisRun, first: int, on_r_scale: bool, robust: RobustResult | None = None
+    run: AnalysisRun,
+    first: int,
+    on_r_scale: bool,
+    robust: RobustResult | None = None,
+    flags: ModelFlags | None = None,
 ) -> list[Table]:
     """One table per categorical moderator: each level's marginal mean with its CI and
     prediction interval (as r for correlations), k and df, under the inference shown
-    (``robust``: CR2), as the Moderators page shows them. A moderator whose means the engine
-    refuses gets no table."""
+    (``robust``: CR2), as the Moderators page shows them; a level whose mean the page marks
+    (``flags``: its CR2 df below 4, fewer than 10 studies under CR2, a single study) carries
+    a dagger and the note says why. A moderator whose means the engine refuses gets no
+    table."""
     res = run.result
     tables = []
     for term in res.design.terms:
@@ -208,6 +215,7 @@ def marginal_means_tables(
             continue
         t = means.table
         prefix = "r_" if on_r_scale else ""
+        cautions = mean_cautions(run, flags, means) if flags is not None else {}
 
         def shown(value: float) -> str:
             return r_text(value) if on_r_scale else format_number(value, 3)
@@ -221,7 +229,7 @@ def marginal_means_tables(
             )
             rows.append(
                 (
-                    str(level),
+                    str(level) + (f" {FLAG}" if str(level) in cautions else ""),
                     shown(row["r" if on_r_scale else "estimate"]),
                     f"[{shown(row[prefix + 'ci_lb'])}, {shown(row[prefix + 'ci_ub'])}]",
                     pi,
@@ -252,6 +260,10 @@ def marginal_means_tables(
                     "Each level's expected effect with numeric moderators at their means and "
                     "the other categorical moderators averaged over how often their levels "
                     f"occur; {inference}; PI: prediction interval."
+                    + "".join(
+                        f" {FLAG} {level}: the interval cannot be trusted ({reason})."
+                        for level, reason in cautions.items()
+                    )
                 ),
             )
         )

@@ -13,6 +13,7 @@ import pytest
 
 import alliance_core as ac
 from alliance_core import figures
+from alliance_core.analyses.marginal_flags import mean_cautions
 from alliance_core.analyses.run import run_analysis
 from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.datasets import dataset_info, load_dataset
@@ -272,3 +273,28 @@ def test_forest_caption_of_a_pooled_model_says_pooled_estimate():
         f"estimate (three-level model, {run.result.method}), and the bar below it the "
         "prediction interval."
     )
+
+
+def test_marginal_means_table_marks_the_levels_the_page_marks():
+    """assink2016 by delinquency type under CR2: the report's marginal means table marks the
+    levels the Moderators page marks (a single study; CR2 df below 4), each with its reason
+    in the note, and leaves the others unmarked."""
+    run, _, report = _dashboard_report("assink2016", moderators=("deltype",), inference="CR2")
+    info = dataset_info("assink2016")
+    settings = AnalysisSettings(
+        dataset="assink2016",
+        model="three-level",
+        method="REML",
+        moderators=("deltype",),
+        inference="CR2",
+    )
+    state = ac.analysis_state(load_dataset("assink2016"), info.mapping, settings)
+    means = state.moderated.result.marginal_means("deltype", robust=state.moderated.robust)
+    cautions = mean_cautions(state.moderated, state.flags_of(state.moderated), means)
+    assert set(cautions) == {"covert", "overt"}  # one study; df 2.7 (clubSandwich: 2.67)
+    table = next(t for t in report.tables if t.title == "Marginal means by deltype")
+    marked = {row[0].removesuffix(" †") for row in table.rows if row[0].endswith(" †")}
+    assert marked == set(cautions)
+    for level, reason in cautions.items():
+        assert f"† {level}: the interval cannot be trusted ({reason})." in table.note
+    assert "† general" not in table.note
