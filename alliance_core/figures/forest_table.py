@@ -75,7 +75,8 @@ def study_table(
     """One row per study for display: yi, vi, weight (percent), k and hover fields.
 
     Two-level models: each effect size is its own study. Three-level models: a study's effect
-    sizes are pooled by inverse-variance weighting on Fisher's z, yi = sum(y/v) / sum(1/v),
+    sizes are pooled by inverse-variance weighting on the analysed scale (Fisher's z for
+    correlations), yi = sum(y/v) / sum(1/v),
     vi = 1 / sum(1/v), which treats them as independent (a display summary, not the model's
     estimate); the study's weight is the sum of its effect sizes' model weights.
     """
