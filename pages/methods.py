@@ -48,8 +48,9 @@ st.latex(y + r"_i = \mu + u_i + e_i, \qquad u_i \sim N(0, \tau^2), \qquad e_i \s
 
 st.subheader("Three-level model: effect sizes nested in studies")
 st.markdown(
-    "Many studies report several correlations (patient- and therapist-rated alliance, several "
-    "outcomes). These share the study's sample and design, so they are not independent. The "
+    "Many studies report several effect sizes (in the alliance literature: patient- and "
+    "therapist-rated alliance, several outcomes). These share the study's sample and design, "
+    "so they are not independent. The "
     "three-level model gives each study a true effect and lets its effect sizes vary around it "
     "(metafor: `rma.mv(yi, vi, random = ~ 1 | study/es)`)."
 )
