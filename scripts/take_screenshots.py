@@ -11,24 +11,22 @@ projector view at 1280×720, both on the simulated default dataset.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The browser set-up of the browser tests and the server start of the page-load benchmark.
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+from bench_page_load import start_server  # noqa: E402
+
+import tests.conftest  # noqa: E402, F401 (first: it and tests.browser_session import each other)
+from tests.e2e.conftest import APP_IDLE, CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
 IMAGES = REPO_ROOT / "docs" / "img"
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
-IDLE = (
-    '[data-testid="stApp"][data-test-connection-state="CONNECTED"]'
-    '[data-test-script-state="notRunning"]'
-)
 # (file, address after the base URL, viewport width, height)
 SHOTS = [
     ("overview.png", "", 1500, 860),
@@ -36,37 +34,12 @@ SHOTS = [
 ]
 
 
-def serve() -> tuple[subprocess.Popen, str]:
+def serve():
+    """``streamlit run app.py`` on a free port, once it answers; the server and its URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-            return server, url
-        except OSError:
-            time.sleep(0.5)
-    server.terminate()
-    raise SystemExit("the dashboard did not start within 60 s")
+    return start_server(port), f"http://127.0.0.1:{port}"
 
 
 def main() -> None:
@@ -80,7 +53,7 @@ def main() -> None:
             for name, address, width, height in SHOTS:
                 page = browser.new_page(viewport={"width": width, "height": height})
                 page.goto(f"{url}/{address}")
-                page.wait_for_selector(IDLE, state="attached", timeout=60_000)
+                page.wait_for_selector(APP_IDLE, state="attached", timeout=60_000)
                 page.wait_for_timeout(4_000)  # let Plotly finish drawing
                 page.screenshot(path=str(IMAGES / name))
                 page.close()
