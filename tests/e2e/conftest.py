@@ -54,6 +54,18 @@ def wait_for_app_ready(page, timeout_ms: float = PAGE_TIMEOUT_MS) -> None:
     )
 
 
+ALL_CHARTS_DRAWN = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+  .every((chart) => chart.querySelector(".main-svg"))"""
+
+
+def wait_for_charts_drawn(page, timeout_ms: float = PAGE_TIMEOUT_MS) -> None:
+    """Wait until every Plotly chart on the page has drawn its SVG (charts draw after the run
+    has ended). Checked on the page as it is at each poll: a chart of the previous page that
+    is still in the document when a new page reports idle, and is then removed, is not waited
+    for (counting charts once and waiting for the n-th could wait for a removed one)."""
+    page.wait_for_function(ALL_CHARTS_DRAWN, timeout=timeout_ms)
+
+
 # How long a rerun may take to *start* after the action that triggers it.
 RERUN_START_MS = 5_000
 

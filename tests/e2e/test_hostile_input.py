@@ -7,7 +7,12 @@ import urllib.parse
 import pytest
 
 from tests.coding_sheets import coding_sheet
-from tests.e2e.conftest import PAGE_TIMEOUT_MS, rerun_and_wait, wait_for_app_ready
+from tests.e2e.conftest import (
+    PAGE_TIMEOUT_MS,
+    rerun_and_wait,
+    wait_for_app_ready,
+    wait_for_charts_drawn,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -67,9 +72,7 @@ def guarded_page(browser, app_url):
 
 def assert_nothing_live(page) -> None:
     # Charts draw after the run has ended: wait until every one has its SVG.
-    charts = page.locator('[data-testid="stPlotlyChart"]')
-    for i in range(charts.count()):
-        charts.nth(i).locator(".main-svg").first.wait_for(state="attached")
+    wait_for_charts_drawn(page)
     page.wait_for_timeout(500)  # images the page might fetch
     assert page.evaluate(EVIL_DOM_JS) == []
     assert page.evil_requests == []

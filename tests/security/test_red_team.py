@@ -27,7 +27,12 @@ import pytest
 
 from alliance_core.handover.csv_export import starts_formula
 from tests.browser_session import REPO_ROOT
-from tests.e2e.conftest import PAGE_TIMEOUT_MS, rerun_and_wait, wait_for_app_ready
+from tests.e2e.conftest import (
+    PAGE_TIMEOUT_MS,
+    rerun_and_wait,
+    wait_for_app_ready,
+    wait_for_charts_drawn,
+)
 from tests.r_reference import apply, needs_r
 from tests.security.hostile_sheets import CANARY, FILE_NAME, HOST, hostile_sheet
 
@@ -102,9 +107,7 @@ def _guard(tab, observed: Observed) -> None:
 
 
 def _settle(tab) -> None:
-    charts = tab.locator('[data-testid="stPlotlyChart"]')
-    for i in range(charts.count()):
-        charts.nth(i).locator(".main-svg").first.wait_for(state="attached")
+    wait_for_charts_drawn(tab)
     tab.wait_for_timeout(300)  # images the page might fetch
 
 
