@@ -44,12 +44,19 @@ $(DEV_STAMP): requirements-dev.txt $(RUN_STAMP)
 	$(PIP) install --quiet -r requirements-dev.txt
 	@touch $@
 
-run: $(RUN_STAMP)
+# Plotly's basic bundle, which draws the dashboard's charts (pages/_ui/chart.py), fetched from
+# the npm registry and checked against its published SHA-512. Without it (no network) the
+# dashboard still runs and draws with st.plotly_chart: a failed fetch is reported, not fatal.
+CHART_BUNDLE := static/plotly-basic.min.js
+$(CHART_BUNDLE): scripts/fetch_plotly_bundle.py
+	-$(PYTHON) scripts/fetch_plotly_bundle.py
+
+run: $(RUN_STAMP) $(CHART_BUNDLE)
 	$(VPY) -m streamlit run app.py
 
 # Several Streamlit processes behind nginx (deploy/serve.sh; see docs/serving.md).
 WORKERS ?= $(shell nproc)
-serve: $(RUN_STAMP)
+serve: $(RUN_STAMP) $(CHART_BUNDLE)
 	WORKERS=$(WORKERS) PYTHON=$(VPY) deploy/serve.sh
 
 lint: $(DEV_STAMP)
@@ -62,14 +69,14 @@ format: $(DEV_STAMP)
 
 # The whole suite in one pytest run; the JUnit report lets .ci/run check that no
 # browser test or metafor comparison was skipped.
-pytest: $(DEV_STAMP)
+pytest: $(DEV_STAMP) $(CHART_BUNDLE)
 	@mkdir -p artifacts
 	$(VPY) -m pytest --junitxml=artifacts/junit.xml $(PYTEST_ARGS)
 
 test: lint pytest
 
 # Single layers, for working on one of them.
-unit app e2e security: $(DEV_STAMP)
+unit app e2e security: $(DEV_STAMP) $(CHART_BUNDLE)
 	$(VPY) -m pytest tests/$@ $(PYTEST_ARGS)
 
 # The wheel of alliance_core in a clean venv without Streamlit runs docs/engine.md's examples.

@@ -54,6 +54,9 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # the dashboard's chart component name
+
+from pages._ui.chart import CHART_COMPONENT  # noqa: E402
 
 # url path -> page title, the pages a class moves between
 PAGES = {
@@ -208,7 +211,9 @@ class Session:
             return
         element = delta.new_element
         kind = element.WhichOneof("type")
-        if kind == "plotly_chart":
+        if kind == "plotly_chart" or (
+            kind == "bidi_component" and element.bidi_component.component_name == CHART_COMPONENT
+        ):
             self.charts += 1
         elif kind == "exception":
             self.log.errors.append(f"{self.page}: exception {element.exception.message[:200]}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import NoReturn
@@ -28,6 +29,15 @@ def missing_tool(message: str, tests: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(f"{message} (the {tests} tests must run in CI, not be skipped)")
     pytest.skip(message)
+
+
+def load_script(name: str):
+    """Import a file from scripts/ as a module (scripts/ is not a package)."""
+    path = REPO_ROOT / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

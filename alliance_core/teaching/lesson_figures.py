@@ -72,8 +72,20 @@ def _pooled(_figure: Figure) -> StepFigure:
     run = bundled_run()
     pred = run.result.predict(transform="r").iloc[0]
     r = np.tanh(run.result.data["yi"].to_numpy())
+    # Bars of counted bins rather than a histogram trace: the dashboard's charts are drawn by
+    # Plotly's basic bundle, which has no histogram (pages/_ui/chart.py).
+    counts, edges = np.histogram(r, bins=40)
     fig = go.Figure(
-        go.Histogram(x=r, nbinsx=40, marker_color=OKABE_ITO[4], name="Effect sizes (r)")
+        go.Bar(
+            x=(edges[:-1] + edges[1:]) / 2,
+            y=counts,
+            width=np.diff(edges),
+            customdata=np.column_stack([edges[:-1], edges[1:]]),
+            hovertemplate="r from %{customdata[0]:.3f} to %{customdata[1]:.3f}: "
+            "%{y} effect sizes<extra></extra>",
+            marker_color=OKABE_ITO[4],
+            name="Effect sizes (r)",
+        )
     )
     fig.add_vline(x=float(pred["pred"]), line_width=3, line_color=OKABE_ITO[5])
     fig.add_vrect(

@@ -16,6 +16,7 @@ import streamlit as st
 
 from alliance_core.formatting import escape_markdown
 from pages._ui import session, sidebar
+from pages._ui.chart import CHART_ELEMENT, STRETCHED_PARTS
 
 LINK_VALUE = "projector"
 # Keys of the stage's parts (CSS classes st-key-…): the page's main figure and what to look for.
@@ -36,6 +37,7 @@ ALWAYS_CSS = """<style>
   overflow-x: auto; overflow-y: hidden; max-width: 100%; padding-bottom: 0.25rem;
 }
 </style>"""
+STRETCHED = ", ".join(f".st-key-{FIGURE_KEY}-fill {part}" for part in STRETCHED_PARTS)
 PROJECTOR_CSS = f"""<style>
 .stMain p, .stMain li, .stMain label, .stMain [data-testid="stCaptionContainer"],
 .stMain [data-testid="stCaptionContainer"] p, .stMain summary p, .stMain button p {{
@@ -51,14 +53,15 @@ PROJECTOR_CSS = f"""<style>
 /* A filled box: its chart is one screen high and the chart's notes follow under it (they may
    run below the screen; they never run over what follows the box). A scrolled box (the forest
    plot) is one screen high itself and scrolls its tall figure. */
-.st-key-{FIGURE_KEY}-fill > [data-testid="stElementContainer"]:has([data-testid="stPlotlyChart"]),
+.st-key-{FIGURE_KEY}-fill > [data-testid="stElementContainer"]:has({CHART_ELEMENT}),
 .st-key-{FIGURE_KEY}-scroll {{
   height: {FIGURE_HEIGHT_CSS} !important; max-height: {FIGURE_HEIGHT_CSS}; min-height: 0 !important;
   flex: 0 0 auto !important;
 }}
 .st-key-{FIGURE_KEY}-scroll {{ overflow-y: auto; overflow-x: hidden; }}
+{STRETCHED} {{ height: 100%; }}
 .stMain:has(.st-key-lesson-look-for)
-  .st-key-{FIGURE_KEY}-fill > [data-testid="stElementContainer"]:has([data-testid="stPlotlyChart"]) {{
+  .st-key-{FIGURE_KEY}-fill > [data-testid="stElementContainer"]:has({CHART_ELEMENT}) {{
   height: {LESSON_FIGURE_HEIGHT_CSS} !important; max-height: {LESSON_FIGURE_HEIGHT_CSS};
 }}
 .st-key-{FIGURE_KEY}-content [data-testid="stHorizontalBlock"] {{ flex-wrap: wrap; }}

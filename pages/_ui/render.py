@@ -28,7 +28,7 @@ from alliance_core.wording.figure_text import plain_figure
 from alliance_core.wording.glossary import with_definitions
 from alliance_core.wording.reading import which_model
 from alliance_core.wording.table_text import markdown_frame
-from pages._ui import loading, session, sidebar
+from pages._ui import chart, loading, session, sidebar
 
 LOG = logging.getLogger("alliance_dashboard")
 if not LOG.handlers:  # unexpected errors go to the server console, never to the browser
@@ -211,7 +211,7 @@ def figure(key: tuple, build: Callable[[], go.Figure]) -> ShownFigure:
     analysis and view shares one figure instead of rebuilding it at each click (a forest plot
     of 150 studies takes Plotly a fifth of a second). ``key`` must name everything the figure
     depends on (figure kind, data key, analysis key, view choices). The shared figures are
-    never changed afterwards: pages only read them (st.plotly_chart and downloads copy)."""
+    never changed afterwards: pages only read them (charts and downloads copy)."""
     return _cached_figure(key, build)
 
 
@@ -247,11 +247,10 @@ def plot(
                 legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
                 margin={"t": 16},
             )
-    st.plotly_chart(
+    chart.draw(
         screen,
         key=key,
         height=height,
-        theme="streamlit",
         # No mode bar: it would cover the figures' top rows (the forest plot's column headers)
         # on hover; dragging still zooms, a double click resets, and files come from the
         # download buttons.

@@ -7,6 +7,7 @@ and run again, so the page sees the same session state it would see in the brows
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.util import patch_config_options
 
+from pages._ui.chart import CHART_COMPONENT
 from pages._ui.upload_store import DIRECTORY_VARIABLE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +40,22 @@ def page_paths() -> list[str]:
 def new_app() -> AppTest:
     """An AppTest for app.py, built from its absolute path and not yet run."""
     return AppTest.from_file(APP_PATH, default_timeout=RUN_TIMEOUT)
+
+
+def chart_spec_texts(at: AppTest) -> list[str]:
+    """The JSON text of every Plotly figure the last run drew, drawn by the dashboard's chart
+    component (Plotly's basic bundle) or, without that bundle, by st.plotly_chart."""
+    texts = [
+        json.loads(element.proto.json)["figure"]
+        for element in at.get("bidi_component")
+        if element.proto.component_name == CHART_COMPONENT
+    ]
+    return texts + [element.proto.spec for element in at.get("plotly_chart")]
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    """Every Plotly figure the last run drew, as ``{"data": ..., "layout": ...}``."""
+    return [json.loads(text) for text in chart_spec_texts(at)]
 
 
 def exception_messages(at: AppTest) -> list[str]:

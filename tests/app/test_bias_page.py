@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from alliance_core.analyses.small_study import NOT_PROOF
 from alliance_core.analyses.state import analysis_state
 from alliance_core.data.datasets import dataset_info, load_dataset
 from alliance_core.formatting import escape_markdown
-from tests.app.conftest import unescaped
+from tests.app.conftest import chart_specs, unescaped
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
 DEFAULT = "alliance_simulated"
@@ -103,7 +102,7 @@ def test_funnel_shows_the_selection_model_estimate_of_the_chosen_cuts():
     res = pooled("molloy2014", model="two-level")
     at.radio(key="funnel:cuts").set_value("Two cuts (.025 and .5)").run()
     at.run()  # the funnel above the choice follows it on the next run
-    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    figure = chart_specs(at)[0]
     line = next(
         t for t in figure["data"] if (t.get("meta") or {}).get("role") == "selection estimate"
     )

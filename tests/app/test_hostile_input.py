@@ -22,7 +22,7 @@ from alliance_core.data.mapping import ColumnMapping
 from alliance_core.formatting import escape_markdown
 from pages._ui import render, session
 from pages._ui.tables import fmt_interval
-from tests.app.conftest import exception_messages, new_app
+from tests.app.conftest import chart_specs, exception_messages, new_app
 from tests.coding_sheets import ROWS, coding_sheet
 
 PAYLOADS = [
@@ -88,8 +88,8 @@ def figure_texts(at: AppTest) -> list[str]:
             for item in value:
                 walk(item)
 
-    for chart in at.get("plotly_chart"):
-        walk(json.loads(chart.proto.spec))
+    for figure in chart_specs(at):
+        walk(figure)
     return strings
 
 

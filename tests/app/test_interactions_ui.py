@@ -11,7 +11,6 @@ of tests/fixtures/interactions (tests/unit/test_interactions.py).
 from __future__ import annotations
 
 import base64
-import json
 
 import numpy as np
 
@@ -21,7 +20,7 @@ from alliance_core.data.datasets import dataset_info, load_dataset
 from alliance_core.formatting import escape_markdown, format_coefficient
 from alliance_core.wording.table_text import markdown_text
 from pages._ui import session
-from tests.app.conftest import assert_ran_cleanly, new_app, page_paths, run_page
+from tests.app.conftest import assert_ran_cleanly, chart_specs, new_app, page_paths, run_page
 
 INTERACTION_MODERATORS = ("PTR", "alliance_rater", "PTR:alliance_rater")
 
@@ -41,8 +40,7 @@ def _coefficient_table(at):
 
 def _curves(at) -> list[dict]:
     """The curve traces of the PTR chart (the one chart with bubbles and curves)."""
-    for chart in at.get("plotly_chart"):
-        figure = json.loads(chart.proto.spec)
+    for figure in chart_specs(at):
         traces = figure["data"]
         if any((t.get("meta") or {}).get("role") == "bubbles" for t in traces):
             return [t for t in traces if (t.get("meta") or {}).get("role") == "curve"]

@@ -12,7 +12,7 @@ import pytest
 from alliance_core.analyses.run import run_analysis
 from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
-from tests.app.conftest import new_app
+from tests.app.conftest import chart_spec_texts, new_app
 
 
 def values(array) -> np.ndarray:
@@ -30,10 +30,9 @@ def forest_diamond(method: str) -> tuple[str, np.ndarray]:
     at.run()
     at.switch_page("pages/forest.py").run()
     assert not at.exception, [e.message for e in at.exception]
-    chart = at.get("plotly_chart")[0]
-    spec = json.loads(chart.proto.spec)
-    diamond = next(t for t in spec["data"] if t.get("name") == "Pooled estimate")
-    return chart.proto.spec, values(diamond["x"])
+    text = chart_spec_texts(at)[0]
+    diamond = next(t for t in json.loads(text)["data"] if t.get("name") == "Pooled estimate")
+    return text, values(diamond["x"])
 
 
 @pytest.fixture(scope="module")

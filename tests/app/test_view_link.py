@@ -12,7 +12,7 @@ from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_data
 from alliance_core.figures import ptr_slope_readout
 from alliance_core.formatting import escape_markdown
 from pages._ui import state, tables, view_link
-from tests.app.conftest import new_app, unescaped
+from tests.app.conftest import chart_specs, new_app, unescaped
 
 ODD_PROFILES = (
     {"name": "Observer, RCT & <b>", "values": {"alliance_rater": "observer", "design": "RCT"}},
@@ -163,11 +163,8 @@ def test_colour_and_profiles_travel_in_the_link():
 # -- forest page: both layouts, captions as text, every effect size ----------------------------
 def _forest_charts(at) -> dict[str, dict]:
     """The page's forest figures by layout, as plotly JSON."""
-    import json
-
     charts = {}
-    for element in at.get("plotly_chart"):
-        figure = json.loads(element.proto.spec)
+    for figure in chart_specs(at):
         layout = (figure.get("layout", {}).get("meta") or {}).get("layout")
         if layout:
             charts[layout] = figure

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from pages._ui.chart import CHART_ELEMENT
 from tests.browser_session import (  # noqa: F401 (names the e2e tests import)
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -54,7 +55,9 @@ def wait_for_app_ready(page, timeout_ms: float = PAGE_TIMEOUT_MS) -> None:
     )
 
 
-ALL_CHARTS_DRAWN = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+# Any chart on the page, drawn by the dashboard's chart component or by st.plotly_chart.
+CHART = CHART_ELEMENT
+ALL_CHARTS_DRAWN = f"""() => [...document.querySelectorAll('{CHART}')]
   .every((chart) => chart.querySelector(".main-svg"))"""
 
 

@@ -14,7 +14,7 @@ from alliance_core.formatting import format_coefficient
 from pages._ui import tables
 from pages._ui.session import moderator_label
 from pages._ui.state import display_title
-from tests.e2e.conftest import PAGE_TIMEOUT_MS, rerun_and_wait, wait_for_app_ready
+from tests.e2e.conftest import CHART, PAGE_TIMEOUT_MS, rerun_and_wait, wait_for_app_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +65,7 @@ def curve_y(page) -> list[float] | None:
     return page.evaluate(
         """() => {
             // The page may draw other charts first (marginal means); find the PTR curve's.
-            for (const graph of document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')) {
+            for (const graph of document.querySelectorAll('.js-plotly-plot')) {
                 const curve = (graph._fullData || []).find((t) => t.meta && t.meta.role === "curve");
                 if (curve) return Array.from(curve.y);
             }
@@ -78,7 +78,7 @@ def wait_for_curve(page, different_from: list[float] | None = None) -> list[floa
     """Plotly draws after Streamlit's run ends: wait until the curve is there (and new)."""
     page.wait_for_function(
         """(old) => {
-            for (const graph of document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')) {
+            for (const graph of document.querySelectorAll('.js-plotly-plot')) {
                 const curve = (graph._fullData || []).find((t) => t.meta && t.meta.role === "curve");
                 if (curve) {
                     return old === null || JSON.stringify(Array.from(curve.y)) !== JSON.stringify(old);
@@ -158,7 +158,7 @@ def test_moderator_toggles_update_the_coefficients_and_the_ptr_chart(page):
 
     remove_moderator(page, "PTR")
     assert page.get_by_text("Add PTR to the moderators").is_visible()
-    assert page.locator('[data-testid="stPlotlyChart"]').count() == 0
+    assert page.locator(CHART).count() == 0
 
     add_moderator(page, "PTR")
     add_moderator(page, "design")

@@ -25,7 +25,7 @@ FOREST_IMAGE_SECONDS = 5.0  # the issue's limit for the forest plot's image
 def go_to(page, title: str) -> None:
     page.locator('[data-testid="stSidebar"]').get_by_role("link", name=title).click()
     wait_for_app_ready(page)
-    page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for()
+    page.locator(".js-plotly-plot .main-svg").first.wait_for()
 
 
 def open_html(browser, path) -> None:

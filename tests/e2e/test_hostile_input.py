@@ -137,7 +137,7 @@ def test_a_hostile_link_and_upload_render_as_text(guarded_page, app_url, tmp_pat
         page.locator('[data-testid="stSidebar"]').get_by_role("link", name=title).click()
         wait_for_app_ready(page)
         if title != "Overview":  # these pages draw the labels and levels in a figure
-            page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for()
+            page.locator(".js-plotly-plot .main-svg").first.wait_for()
         assert_nothing_live(page)
     terms = page.locator('[data-testid="stTable"]').first.inner_text().replace("\u2060", "")
     assert f"= {HTML} (vs {IMAGE})" in terms or f"= {IMAGE} (vs {HTML})" in terms

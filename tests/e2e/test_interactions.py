@@ -23,7 +23,7 @@ from tests.e2e.test_dashboard import (
 pytestmark = pytest.mark.e2e
 
 CURVE_NAMES_JS = """(wanted) => {
-    for (const graph of document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')) {
+    for (const graph of document.querySelectorAll('.js-plotly-plot')) {
         const data = graph._fullData || [];
         if (!data.some((t) => t.meta && t.meta.role === "bubbles")) continue;
         const names = data.filter((t) => t.meta && t.meta.role === "curve").map((t) => t.name);

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -20,18 +19,10 @@ from alliance_core.data.datasets import (
     load_dataset,
 )
 from alliance_core.errors import AnalysisError
+from tests.conftest import load_script
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DATASET_NAMES = [info.name for info in list_datasets()]
-
-
-def load_script(name: str):
-    """Import a file from scripts/ as a module (scripts/ is not a package)."""
-    path = REPOSITORY / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def squash(text: str) -> str:

@@ -1,0 +1,94 @@
+// A Plotly figure drawn with Plotly's basic bundle (scatter, bar, pie: every trace the
+// dashboard draws), served by the dashboard itself (static/). st.plotly_chart loads the full
+// 4.7 MB bundle, whose evaluation alone holds the browser's only thread for most of a second
+// before the first chart of a new session appears; the basic bundle is a quarter of it
+// (docs/benchmarks.md, "Time to the first chart").
+//
+// data: {figure: JSON text of {data, layout}, bundle: address of the script, stretch: fill the parent's
+// height instead of the layout's}. The figure's text takes the page's own text colour, so it
+// follows Streamlit's light or dark theme as st.plotly_chart's theme did.
+
+function loadPlotly(address) {
+  // One script element per page, shared by every chart: the first chart starts the download,
+  // the others wait for the same promise.
+  if (!window.__allianceChartPlotly) {
+    window.__allianceChartPlotly = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = address;
+      script.async = true;
+      script.onload = () => resolve(window.Plotly);
+      script.onerror = () => {
+        window.__allianceChartPlotly = undefined; // a later chart may try again
+        reject(new Error("could not load " + address));
+      };
+      document.head.appendChild(script);
+    });
+  }
+  return window.__allianceChartPlotly;
+}
+
+function themed(layout, element) {
+  const style = getComputedStyle(element);
+  const template = layout.template || {};
+  const templateLayout = template.layout || {};
+  return {
+    ...layout,
+    template: {
+      ...template,
+      layout: {
+        ...templateLayout,
+        font: { color: style.color, ...(templateLayout.font || {}) },
+        hoverlabel: { font: { color: style.color }, bgcolor: style.backgroundColor },
+      },
+    },
+  };
+}
+
+export default function ({ data, parentElement }) {
+  let chart = parentElement.querySelector(".alliance-chart");
+  if (!chart) {
+    chart = document.createElement("div");
+    chart.className = "alliance-chart";
+    chart.style.width = "100%";
+    parentElement.appendChild(chart);
+  }
+  // The figure comes as JSON text: Streamlit passes it on without parsing and re-encoding it.
+  const figure = typeof data.figure === "string" ? JSON.parse(data.figure) : data.figure;
+  const layout = themed(figure.layout || {}, parentElement.host || chart);
+  if (data.stretch) {
+    chart.style.height = "100%";
+    delete layout.height;
+    layout.autosize = true;
+  } else {
+    chart.style.height = "";
+  }
+  const config = { ...(data.config || {}), responsive: true };
+  loadPlotly(data.bundle)
+    .then((Plotly) => {
+      chart.removeAttribute("data-error");
+      return Plotly.react(chart, figure.data || [], layout, config);
+    })
+    .catch((error) => {
+      chart.setAttribute("data-error", String(error));
+      chart.textContent = "The figure could not be drawn: " + error.message;
+    });
+  // The column's width changes without a window resize (the sidebar folds, a phone turns):
+  // one observer per chart, which redraws only when the width (or a filled height) changed.
+  if (!chart.__allianceResize) {
+    let last = "";
+    chart.__allianceResize = new ResizeObserver((entries) => {
+      const box = entries[0].contentRect;
+      const size = `${Math.round(box.width)}x${chart.style.height ? Math.round(box.height) : 0}`;
+      if (size !== last && window.Plotly && chart.classList.contains("js-plotly-plot")) {
+        window.Plotly.Plots.resize(chart);
+      }
+      last = size;
+    });
+    chart.__allianceResize.observe(chart);
+  }
+  return () => {
+    chart.__allianceResize?.disconnect();
+    chart.__allianceResize = undefined;
+    window.Plotly?.purge(chart);
+  };
+}

@@ -1,0 +1,41 @@
+"""Charts are drawn by Plotly's basic bundle that the dashboard serves, and Streamlit's full
+Plotly bundle is never fetched: the first chart of a new session waits for 1.2 MB of script
+instead of 4.7 MB (docs/benchmarks.md, "Time to the first chart")."""
+
+from __future__ import annotations
+
+import pytest
+
+from pages._ui.chart import BUNDLE, BUNDLE_ADDRESS
+from tests.conftest import load_script, missing_tool
+from tests.e2e.conftest import wait_for_app_ready, wait_for_charts_drawn
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def _bundle_fetched() -> None:
+    if not BUNDLE.is_file():
+        missing_tool(f"{BUNDLE} is missing (python scripts/fetch_plotly_bundle.py)", "chart")
+
+
+@pytest.mark.parametrize("page_path", ["moderators", "simulator", "lesson"])
+def test_every_chart_is_drawn_by_the_served_basic_bundle(page, app_url, page_path):
+    fetched = []
+    page.on("request", lambda request: fetched.append(request.url))
+    page.goto(f"{app_url}/{page_path}")
+    wait_for_app_ready(page, 90_000)
+    page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=60_000)
+    wait_for_charts_drawn(page)
+    charts = page.evaluate(
+        """() => [...document.querySelectorAll('.js-plotly-plot')].map(
+            (chart) => chart.closest('.stBidiComponent') !== null)"""
+    )
+    assert charts and all(charts), charts
+    assert (
+        page.evaluate("() => window.Plotly.version") == load_script("fetch_plotly_bundle").VERSION
+    )
+    assert [url for url in fetched if url.endswith(BUNDLE_ADDRESS)], fetched
+    # Streamlit's own chart code (its file names start with PlotlyChart) is never asked for.
+    assert not [url for url in fetched if "/PlotlyChart" in url]
+    assert page.locator(".alliance-chart[data-error]").count() == 0
