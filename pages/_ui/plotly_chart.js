@@ -27,6 +27,17 @@ function loadPlotly(address) {
   return window.__allianceChartPlotly;
 }
 
+function pageBackground(element) {
+  // The first ancestor with a background of its own: the chart's boxes are transparent.
+  for (let node = element; node && node.nodeType === 1; node = node.parentElement) {
+    const colour = getComputedStyle(node).backgroundColor;
+    if (colour && colour !== "transparent" && !/rgba\(.*,\s*0\)$/.test(colour)) {
+      return colour;
+    }
+  }
+  return "white";
+}
+
 function themed(layout, element) {
   const style = getComputedStyle(element);
   const template = layout.template || {};
@@ -38,7 +49,7 @@ function themed(layout, element) {
       layout: {
         ...templateLayout,
         font: { color: style.color, ...(templateLayout.font || {}) },
-        hoverlabel: { font: { color: style.color }, bgcolor: style.backgroundColor },
+        hoverlabel: { font: { color: style.color }, bgcolor: pageBackground(element) },
       },
     },
   };
