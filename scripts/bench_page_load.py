@@ -200,7 +200,6 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    import tests.conftest  # noqa: F401 (first: it and tests.browser_session import each other)
     from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 
     load = os.getloadavg()

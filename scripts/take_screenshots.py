@@ -23,7 +23,6 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 from bench_page_load import start_server  # noqa: E402
 
-import tests.conftest  # noqa: E402, F401 (first: it and tests.browser_session import each other)
 from tests.e2e.conftest import APP_IDLE, CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 IMAGES = REPO_ROOT / "docs" / "img"

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from pages._ui.upload_store import DIRECTORY_VARIABLE
-from tests.conftest import missing_tool
+from tests.tools import missing_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")

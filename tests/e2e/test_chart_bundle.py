@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from pages._ui.chart import BUNDLE, BUNDLE_ADDRESS
-from tests.conftest import load_script, missing_tool
 from tests.e2e.conftest import wait_for_app_ready, wait_for_charts_drawn
+from tests.tools import load_script, missing_tool
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import missing_tool
+from tests.tools import missing_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 180.0  # seconds: imports, then (cluster) every page once per process

@@ -19,7 +19,7 @@ from alliance_core.data.datasets import (
     load_dataset,
 )
 from alliance_core.errors import AnalysisError
-from tests.conftest import load_script
+from tests.tools import load_script
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DATASET_NAMES = [info.name for info in list_datasets()]

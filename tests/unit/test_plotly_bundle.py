@@ -10,7 +10,7 @@ import pytest
 from plotly.offline import get_plotlyjs_version
 
 from pages._ui.chart import BUNDLE
-from tests.conftest import load_script
+from tests.tools import load_script
 
 fetch = load_script("fetch_plotly_bundle")
 
