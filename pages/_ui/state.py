@@ -114,11 +114,11 @@ class DataChoices:
 
     @property
     def models(self) -> tuple[str, ...]:
-        """The models the sidebar offers: on nested data two kinds of two-level model."""
+        """The models the sidebar offers: on nested data two kinds of two-level model. Without
+        a study of several effect sizes the three-level model cannot be fitted (its two
+        variances cannot be told apart), so it is not offered."""
         if self.nested:
             return ("three-level", AGGREGATED, INDEPENDENT)
-        if self.has_study:
-            return ("three-level", "two-level")
         return ("two-level",)
 
     @property
@@ -215,6 +215,12 @@ def reconcile(draft: Draft, choices: DataChoices, table: pd.DataFrame) -> Reconc
         notes.append(
             "The three-level model needs a study column (several effect sizes per study); this "
             "table has none, so the two-level model is used."
+        )
+        model = "two-level"
+    elif model == "three-level" and not choices.nested:
+        notes.append(
+            "Every study in this table has one effect size, so the three-level model cannot tell "
+            "variation between studies from variation within them; the two-level model is used."
         )
         model = "two-level"
     elif model == "two-level" and choices.nested:

@@ -118,6 +118,36 @@ def test_nested_tables_offer_the_two_kinds_of_two_level_model():
     assert flat.models == ("two-level",)
 
 
+def test_a_study_column_without_repeated_studies_offers_and_uses_the_two_level_model():
+    # An uploaded sheet with a study column and one effect size per study: the three-level
+    # model cannot be fitted there (the engine refuses it), so it is neither offered nor used
+    # by default, and a link asking for it is answered with the model used and why.
+    rng = np.random.default_rng(23)
+    table = pd.DataFrame(
+        {
+            "study": [f"S{i}" for i in range(12)],
+            "r": rng.uniform(0.1, 0.4, 12),
+            "n": rng.integers(30, 200, 12),
+            "n_therapists": rng.integers(2, 20, 12),
+        }
+    )
+    mapping = ColumnMapping(study="study", r="r", n="n", n_therapists="n_therapists")
+    rows = effect_size_table(table, mapping)
+    choices = state.offered_choices("upload", mapping, rows)
+    assert choices.has_study and not choices.nested
+    assert choices.models == ("two-level",)
+    default = state.default_settings("upload", mapping)
+    assert default.model == "three-level"  # what a table with a study column starts from
+    with pytest.raises(AnalysisError, match="exactly one effect size"):
+        run_analysis(table, mapping, default)
+    rec = state.reconcile(state.Draft.from_settings(default), choices, rows)
+    assert rec.settings.model == "two-level"
+    assert any(
+        "one effect size" in note and "two-level model is used" in note for note in rec.notes
+    )
+    assert run_analysis(table, mapping, rec.settings).result.k == 12
+
+
 # -- the aggregated model ------------------------------------------------------------------------
 def test_the_aggregated_model_is_a_two_level_fit_to_aggregate_rows():
     info = dataset_info(DEFAULT_DATASET)
