@@ -53,11 +53,27 @@ def reproduction_inputs(
     shown = [("model", run)]
     if pooled is not None and pooled.result.p < run.result.p:
         shown = [("pooled", pooled), ("moderators", run)]
-    pooled_shown = run if run.result.p == 1 else pooled
     models = [(label, model, provenance_for(model, ctx)) for label, model in shown]
     options = {
         "on_r_scale": ctx.data.correlations,
         "table": ctx.data.table,
+        **carried_results(run, ctx, pooled, extras),
+    }
+    return models, options
+
+
+def carried_results(
+    run: AnalysisRun,
+    ctx: loading.Context,
+    pooled: AnalysisRun | None,
+    extras: handover_extras.Extras,
+) -> dict:
+    """What the other pages showed for this state, which the results file and both
+    reproduction zips carry beside the page's models (one decision for all of them): the
+    pooled model's publication-bias results when the page reports the pooled model, the
+    comparison table and heterogeneity model when opened, the wild bootstrap tests run."""
+    pooled_shown = run if run.result.p == 1 else pooled
+    return {
         "bias": (
             None if pooled_shown is None else handover_extras.publication_bias(ctx, extras.steps)
         ),
@@ -65,7 +81,6 @@ def reproduction_inputs(
         "heterogeneity": handover_extras.heterogeneity(run, extras),
         "wild_bootstrap": handover_extras.wild_bootstrap(run, extras),
     }
-    return models, options
 
 
 def result_downloads(
@@ -83,12 +98,6 @@ def result_downloads(
     mapping = ctx.data.mapping
     rows_run = pooled if pooled is not None else run
     extras = handover_extras.requested(ctx)  # read now: files are made when clicked
-    pooled_shown = run if run.result.p == 1 else pooled
-
-    def bias():
-        if pooled_shown is None:
-            return None
-        return handover_extras.publication_bias(ctx, extras.steps)
 
     def provenance() -> Provenance:
         return provenance_for(run, ctx)
@@ -111,10 +120,7 @@ def result_downloads(
                 provenance(),
                 pooled=pooled,
                 robust=run.robust,
-                bias=bias(),
-                comparison=handover_extras.comparison(run, extras),
-                heterogeneity=handover_extras.heterogeneity(run, extras),
-                wild_bootstrap=handover_extras.wild_bootstrap(run, extras),
+                **carried_results(run, ctx, pooled, extras),
             ),
             file_name=f"{stem}-results.csv",
             mime=csv,
