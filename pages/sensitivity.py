@@ -93,9 +93,11 @@ def cached_curve(data_key, settings_key, controls, ptr_column, dimensions, _data
     models = ("two-level",)
     if _data.mapping.study:
         roles["study"] = _data.mapping.study
-        # On nested rows the two-level fit would treat effect sizes as independent: left out.
+        # On nested rows the two-level fit would treat effect sizes as independent: left out;
+        # without nesting the three-level fit cannot tell its two variances apart (the
+        # sidebar does not offer it either).
         nested = is_nested(rows, _data.mapping.study)
-        models = ("three-level",) if nested else ("two-level", "three-level")
+        models = ("three-level",) if nested else ("two-level",)
     return specification_curve(
         rows,
         roles,

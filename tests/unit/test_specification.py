@@ -16,8 +16,11 @@ import pytest
 
 import alliance_core as ac
 from alliance_core.analyses.run import effect_size_table
+from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.analyses.specification import specification_curve
+from alliance_core.analyses.state import analysis_state
 from alliance_core.data.datasets import dataset_info, load_dataset
+from alliance_core.data.mapping import ColumnMapping
 from alliance_core.errors import AnalysisError
 from alliance_core.figures import specification_figure
 
@@ -268,3 +271,35 @@ def test_with_fewer_than_ten_studies_no_specification_is_called_significant():
     text = curve.describe()
     assert "significant at" not in text
     assert "no specification's test can be trusted" in text
+
+
+@pytest.mark.parametrize("inference", ["model", "CR2"])
+@pytest.mark.parametrize("controls", [(), ("control",)])
+def test_the_current_specification_is_the_states_ptr_coefficient_with_its_flag(inference, controls):
+    # The specification the Sensitivity page highlights (the sidebar's moderators, model, ρ and
+    # inference) is the state's moderator model: the same PTR estimate, SE, df and p as the
+    # Moderators page, and marked untrustworthy exactly when the state flags that coefficient.
+    rows = lopsided_ptr_data()
+    rows["PTR"] = np.exp(rows["log_PTR"])
+    mapping = ColumnMapping(study="study", yi="yi", vi="vi", ptr="PTR", moderators=("control",))
+    table = effect_size_table(rows, mapping)
+    settings = AnalysisSettings(
+        dataset="lopsided",
+        model="three-level",
+        moderators=("PTR", *controls),
+        inference=inference,
+        rho=0.6,
+    )
+    state = analysis_state(table, mapping, settings, table=table)
+    coefficient = state.moderated.inference_table.loc["log_PTR"]
+    curve = lopsided_curve(rows, rhos=(0.6,), inferences=(inference,))
+    spec = curve.table[curve.table["control"] == bool(controls)].iloc[0]
+    for column in ("estimate", "se", "pval"):
+        assert spec[column] == pytest.approx(coefficient[column], rel=1e-6), column
+    if inference == "CR2":
+        assert spec["df"] == pytest.approx(coefficient["df"], rel=1e-6)
+    flagged = state.moderated_flags.coefficient_caution("log_PTR")
+    assert (spec["caution"] is None) == (flagged is None), (spec["caution"], flagged)
+    # The data were built so that the robust test is flagged (df below 4) and the model-based
+    # one, on 12 studies, is not: both sides of the equivalence are exercised.
+    assert (flagged is not None) == (inference == "CR2")
