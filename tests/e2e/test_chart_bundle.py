@@ -39,3 +39,31 @@ def test_every_chart_is_drawn_by_the_served_basic_bundle(page, app_url, page_pat
     # Streamlit's own chart code (its file names start with PlotlyChart) is never asked for.
     assert not [url for url in fetched if "/PlotlyChart" in url]
     assert page.locator(".alliance-chart[data-error]").count() == 0
+
+
+TICK_AND_TEXT = """() => {
+    const tick = document.querySelector('.alliance-chart .xtick text');
+    const app = document.querySelector('[data-testid="stApp"]');
+    return tick && [tick.style.fill, getComputedStyle(app).color];
+}"""
+
+
+def test_the_charts_follow_the_theme_when_it_changes_without_a_rerun(page, app_url):
+    # st.plotly_chart redrew its charts in the new theme; the component takes the page's
+    # colours when it draws, and Streamlit draws it again when the theme changes (Streamlit
+    # follows the system's light or dark setting, here switched by the browser).
+    page.emulate_media(color_scheme="light")
+    page.goto(f"{app_url}/moderators")
+    wait_for_app_ready(page, 90_000)
+    page.locator(".alliance-chart .xtick text").first.wait_for(timeout=60_000)
+    tick, text = page.evaluate(TICK_AND_TEXT)
+    assert tick == text  # dark text on the light theme
+    page.emulate_media(color_scheme="dark")
+    page.wait_for_function(
+        f"""(light) => {{
+            const [tick, text] = ({TICK_AND_TEXT})();
+            return text !== light && tick === text;
+        }}""",
+        arg=text,
+        timeout=10_000,
+    )
