@@ -36,9 +36,23 @@ STRETCHED_PARTS = (".stBidiComponent", '[data-testid="stBidiComponentRegular"]')
 TEMPLATE = {"layout": {"colorway": list(OKABE_ITO)}}
 
 CHART_COMPONENT = "alliance_plotly_chart"
+# The full-screen button: above the chart's top edge, shown on hover or keyboard focus.
+FRAME_CSS = """
+.alliance-chart-frame { position: relative; }
+.alliance-chart-fullscreen {
+  position: absolute; top: -1.75rem; right: 0; opacity: 0; cursor: pointer;
+  display: flex; line-height: 1; padding: 0.2rem; border-radius: 0.25rem;
+  border: 1px solid rgba(128, 128, 128, 0.4); background: transparent; color: inherit;
+}
+.alliance-chart-frame:hover .alliance-chart-fullscreen,
+.alliance-chart-fullscreen:focus-visible { opacity: 1; }
+.alliance-chart-frame:fullscreen { padding: 2.5rem 1rem 1rem; box-sizing: border-box; }
+.alliance-chart-frame:fullscreen .alliance-chart-fullscreen { top: 0.5rem; right: 1rem; opacity: 1; }
+"""
 _component = st.components.v2.component(
     CHART_COMPONENT,
     js=Path(__file__).with_name("plotly_chart.js").read_text(encoding="utf-8"),
+    css=FRAME_CSS,
     isolate_styles=False,  # Plotly adds its style sheet to the document, not to a shadow root
 )
 

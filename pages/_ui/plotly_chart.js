@@ -55,34 +55,74 @@ function themed(layout, element) {
   };
 }
 
+function frameOf(parentElement) {
+  // The chart and its full-screen button (st.plotly_chart's toolbar had one), in a frame that
+  // goes full screen as a whole. The button shows on hover or keyboard focus, above the
+  // chart's top edge as Streamlit's own element toolbar does, so it never covers the figure.
+  let frame = parentElement.querySelector(".alliance-chart-frame");
+  if (frame) return frame;
+  frame = document.createElement("div");
+  frame.className = "alliance-chart-frame";
+  const chart = document.createElement("div");
+  chart.className = "alliance-chart";
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "alliance-chart-fullscreen";
+  // Four corners: an icon drawn here (no font has a full-screen glyph everywhere).
+  button.innerHTML =
+    '<svg viewBox="0 0 24 24" width="16" height="16" aria-hidden="true">' +
+    '<path fill="currentColor" d="M3 3h7v2H5v5H3zm11 0h7v7h-2V5h-5zM3 14h2v5h5v2H3zm16 0h2v7h-7v-2h5z"/></svg>';
+  const label = () => {
+    const full = document.fullscreenElement === frame;
+    button.setAttribute("aria-label", full ? "Leave full screen" : "Show the chart full screen");
+    button.title = button.getAttribute("aria-label");
+  };
+  label();
+  button.addEventListener("click", () => {
+    if (document.fullscreenElement === frame) {
+      document.exitFullscreen();
+    } else {
+      frame.style.background = pageBackground(parentElement);
+      frame.requestFullscreen?.();
+    }
+  });
+  frame.addEventListener("fullscreenchange", () => {
+    label();
+    chart.__allianceRedraw?.();
+  });
+  frame.append(chart, button);
+  parentElement.appendChild(frame);
+  return frame;
+}
+
 export default function ({ data, parentElement }) {
-  let chart = parentElement.querySelector(".alliance-chart");
-  if (!chart) {
-    chart = document.createElement("div");
-    chart.className = "alliance-chart";
-    chart.style.width = "100%";
-    parentElement.appendChild(chart);
-  }
+  const frame = frameOf(parentElement);
+  const chart = frame.querySelector(".alliance-chart");
   // The figure comes as JSON text: Streamlit passes it on without parsing and re-encoding it.
   const figure = typeof data.figure === "string" ? JSON.parse(data.figure) : data.figure;
-  const layout = themed(figure.layout || {}, parentElement.host || chart);
-  if (data.stretch) {
-    chart.style.height = "100%";
-    delete layout.height;
-    layout.autosize = true;
-  } else {
-    chart.style.height = "";
-  }
-  const config = { ...(data.config || {}), responsive: true };
-  loadPlotly(data.bundle)
-    .then((Plotly) => {
-      chart.removeAttribute("data-error");
-      return Plotly.react(chart, figure.data || [], layout, config);
-    })
-    .catch((error) => {
-      chart.setAttribute("data-error", String(error));
-      chart.textContent = "The figure could not be drawn: " + error.message;
-    });
+  chart.__allianceRedraw = () => {
+    // Full screen, or a filled box: the chart takes its container's height, not the layout's.
+    const full = document.fullscreenElement === frame;
+    const fill = data.stretch || full;
+    frame.style.height = fill ? "100%" : "";
+    chart.style.height = fill ? "100%" : "";
+    const layout = themed(figure.layout || {}, parentElement.host || chart);
+    if (fill) {
+      delete layout.height;
+      layout.autosize = true;
+    }
+    const config = { ...(data.config || {}), responsive: true };
+    loadPlotly(data.bundle)
+      .then((Plotly) => {
+        chart.removeAttribute("data-error");
+        return Plotly.react(chart, figure.data || [], layout, config);
+      })
+      .catch((error) => {
+        chart.setAttribute("data-error", String(error));
+        chart.textContent = "The figure could not be drawn: " + error.message;
+      });
+  };
+  chart.__allianceRedraw();
   // The column's width changes without a window resize (the sidebar folds, a phone turns):
   // one observer per chart, which redraws only when the width (or a filled height) changed.
   if (!chart.__allianceResize) {

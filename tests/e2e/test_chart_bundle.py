@@ -67,3 +67,31 @@ def test_the_charts_follow_the_theme_when_it_changes_without_a_rerun(page, app_u
         arg=text,
         timeout=10_000,
     )
+
+
+FULL_SCREEN = """() => {
+    const frame = document.fullscreenElement;
+    const chart = frame && frame.querySelector('.alliance-chart .main-svg');
+    return chart ? chart.getBoundingClientRect().height : null;
+}"""
+
+
+def test_a_chart_goes_full_screen_and_back(page, app_url):
+    # st.plotly_chart's toolbar had a full-screen button; the component keeps one, shown on
+    # hover above the chart, and the chart fills the screen while it is full screen.
+    page.goto(f"{app_url}/moderators")
+    wait_for_app_ready(page, 90_000)
+    chart = page.locator(".alliance-chart-frame").first
+    chart.locator(".main-svg").first.wait_for(timeout=60_000)
+    height = chart.locator(".alliance-chart").bounding_box()["height"]
+    chart.hover()
+    button = chart.get_by_role("button", name="Show the chart full screen")
+    button.click()
+    page.wait_for_function(f"() => ({FULL_SCREEN})() > {height + 100}", timeout=10_000)
+    chart.get_by_role("button", name="Leave full screen").click()
+    page.wait_for_function("() => document.fullscreenElement === null", timeout=10_000)
+    page.wait_for_function(
+        f"""() => Math.abs(document.querySelector('.alliance-chart').getBoundingClientRect()
+            .height - {height}) < 2""",
+        timeout=10_000,
+    )
