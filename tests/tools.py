@@ -10,6 +10,9 @@ from typing import NoReturn
 
 import pytest
 
+from alliance_core.data.datasets import dataset_info
+from alliance_core.handover.provenance import Provenance, bundled_sha256
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -28,3 +31,17 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def bundled_provenance(run, name: str) -> Provenance:
+    """The provenance of ``run``, an analysis of the bundled dataset ``name``, as the dashboard
+    stamps it on its files (its title, its file's hash, the run's robust inference)."""
+    info = dataset_info(name)
+    return Provenance.of(
+        run,
+        info.mapping,
+        dataset=name,
+        sha256=bundled_sha256(name),
+        title=info.title,
+        robust=run.robust,
+    )

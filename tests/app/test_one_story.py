@@ -25,12 +25,13 @@ import alliance_core as ac
 from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from alliance_core.data.mapping import ColumnMapping
-from alliance_core.handover.provenance import Provenance, bundled_sha256
+from alliance_core.handover.provenance import Provenance
 from alliance_core.handover.report import state_report
 from pages._ui import session, tables
 from pages._ui.state import UPLOAD_DATASET, default_settings
 from tests.app.conftest import exception_messages, new_app, unescaped
 from tests.app.one_story_states import MODERATED_STATES, ONE_STUDY_LEVEL, STATES
+from tests.tools import bundled_provenance
 
 VERDICT = re.compile(r"\bsignificant(ly)?\b")
 
@@ -83,14 +84,7 @@ def _numbers(text: str) -> list[float]:
 
 def _provenance(state, info) -> Provenance:
     run = state.model if state.moderated is not None else state.pooled
-    return Provenance.of(
-        run,
-        info.mapping,
-        dataset=info.name,
-        sha256=bundled_sha256(info.name),
-        title=info.title,
-        robust=run.robust,
-    )
+    return bundled_provenance(run, info.name)
 
 
 def test_page_report_and_results_file_tell_one_story(shown):

@@ -19,9 +19,9 @@ from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.datasets import dataset_info, load_dataset
 from alliance_core.errors import AnalysisError
 from alliance_core.formatting import format_p
-from alliance_core.handover.provenance import Provenance, bundled_sha256
 from alliance_core.handover.report import SIMULATED_NOTICE, build_report, state_report
 from alliance_core.handover.report_tables import r_text
+from tests.tools import bundled_provenance
 from tests.unit.reproduce_states import STATES, analysis_of, prepare
 
 
@@ -228,14 +228,7 @@ def _dashboard_report(name: str, **choices):
     forest = figures.forest_figure(
         run.result, transform="r" if state.on_r_scale else None, band=run.band_inference()
     )
-    provenance = Provenance.of(
-        run,
-        info.mapping,
-        dataset=name,
-        sha256=bundled_sha256(name),
-        title=info.title,
-        robust=run.robust,
-    )
+    provenance = bundled_provenance(run, name)
     report = state_report(state, provenance, figures={"forest": forest}, exporter=png_exporter)
     return run, forest, report
 

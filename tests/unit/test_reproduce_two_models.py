@@ -17,10 +17,10 @@ import pytest
 
 import alliance_core as ac
 from alliance_core.handover import reproduce
-from alliance_core.handover.provenance import Provenance, bundled_sha256
 from alliance_core.handover.reproduce import parse_agreement
 from alliance_core.handover.reproduce.common import COMPARED_COLUMNS
 from tests.r_reference import apply, needs_r
+from tests.tools import bundled_provenance
 
 COMPARED = list(COMPARED_COLUMNS)
 
@@ -38,14 +38,7 @@ def _models(state, info, name):
         (
             label,
             run,
-            Provenance.of(
-                run,
-                info.mapping,
-                dataset=name,
-                sha256=bundled_sha256(name),
-                title=info.title,
-                robust=run.robust,
-            ),
+            bundled_provenance(run, name),
         )
         for label, run, _ in state.models()
     ]

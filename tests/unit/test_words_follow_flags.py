@@ -16,9 +16,10 @@ import alliance_core as ac
 from alliance_core.analyses.bias_tests import bias_tests_of
 from alliance_core.data.mapping import ColumnMapping
 from alliance_core.formatting import format_number
-from alliance_core.handover.provenance import Provenance, bundled_sha256
+from alliance_core.handover.provenance import Provenance
 from alliance_core.handover.report import state_report
 from alliance_core.wording import reading
+from tests.tools import bundled_provenance
 
 VERDICT = re.compile(r"\b(not )?significant(ly)?\b|do not support|do not show a reliable")
 
@@ -37,14 +38,7 @@ def flagged_state():
 
 
 def _assink_provenance(run) -> Provenance:
-    return Provenance.of(
-        run,
-        run.mapping,
-        dataset="assink2016",
-        sha256=bundled_sha256("assink2016"),
-        title="assink2016",
-        robust=run.robust,
-    )
+    return bundled_provenance(run, "assink2016")
 
 
 def test_a_flagged_moderator_test_gets_no_verdict(flagged_state):
