@@ -99,7 +99,7 @@ export default function ({ data, parentElement }) {
   const frame = frameOf(parentElement);
   const chart = frame.querySelector(".alliance-chart");
   // The figure comes as JSON text: Streamlit passes it on without parsing and re-encoding it.
-  const figure = typeof data.figure === "string" ? JSON.parse(data.figure) : data.figure;
+  const figure = JSON.parse(data.figure);
   chart.__allianceRedraw = () => {
     // Full screen, or a filled box: the chart takes its container's height, not the layout's.
     const full = document.fullscreenElement === frame;

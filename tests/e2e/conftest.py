@@ -55,9 +55,8 @@ def wait_for_app_ready(page, timeout_ms: float = PAGE_TIMEOUT_MS) -> None:
     )
 
 
-# Any chart on the page, drawn by the dashboard's chart component or by st.plotly_chart.
-CHART = CHART_ELEMENT
-ALL_CHARTS_DRAWN = f"""() => [...document.querySelectorAll('{CHART}')]
+# Every chart on the page, drawn by the dashboard's chart component or by st.plotly_chart.
+ALL_CHARTS_DRAWN = f"""() => [...document.querySelectorAll('{CHART_ELEMENT}')]
   .every((chart) => chart.querySelector(".main-svg"))"""
 
 

@@ -12,9 +12,10 @@ from alliance_core.analyses.settings import AnalysisSettings
 from alliance_core.data.datasets import DEFAULT_DATASET, dataset_info, load_dataset
 from alliance_core.formatting import format_coefficient
 from pages._ui import tables
+from pages._ui.chart import CHART_ELEMENT
 from pages._ui.session import moderator_label
 from pages._ui.state import display_title
-from tests.e2e.conftest import CHART, PAGE_TIMEOUT_MS, rerun_and_wait, wait_for_app_ready
+from tests.e2e.conftest import PAGE_TIMEOUT_MS, rerun_and_wait, wait_for_app_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -158,7 +159,7 @@ def test_moderator_toggles_update_the_coefficients_and_the_ptr_chart(page):
 
     remove_moderator(page, "PTR")
     assert page.get_by_text("Add PTR to the moderators").is_visible()
-    assert page.locator(CHART).count() == 0
+    assert page.locator(CHART_ELEMENT).count() == 0
 
     add_moderator(page, "PTR")
     add_moderator(page, "design")

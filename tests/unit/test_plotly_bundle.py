@@ -10,7 +10,7 @@ import pytest
 from plotly.offline import get_plotlyjs_version
 
 from pages._ui.chart import BUNDLE
-from tests.tools import load_script
+from tests.tools import load_script, missing_tool
 
 fetch = load_script("fetch_plotly_bundle")
 
@@ -61,5 +61,5 @@ def test_the_integrity_string_is_npms_sha512_form():
 
 def test_the_fetched_bundle_is_that_version():
     if not BUNDLE.is_file():
-        pytest.skip("the bundle is not fetched on this machine (tests/e2e/test_chart_bundle.py)")
+        missing_tool(f"{BUNDLE} is missing (python scripts/fetch_plotly_bundle.py)", "chart")
     assert f"v{fetch.VERSION}" in BUNDLE.read_text(encoding="utf-8")[:300]
